@@ -1,0 +1,301 @@
+//! The commands behind the CLI. `main` parses arguments and maps errors to
+//! exit codes; everything else happens here.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow};
+use chrono::Utc;
+
+use crate::approve::{self, ApproveError, Approver, Channel};
+use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs};
+use crate::config::{self, ConfigError, Loaded, SourceKind};
+use crate::daemon;
+use crate::domain::FindingStatus;
+use crate::gitops::local::LocalGit;
+use crate::pipeline::{Pipeline, ScanReport};
+use crate::redact::Redactor;
+use crate::remediate::templates::{Catalog, TemplateAdvisor};
+use crate::report::{self, Row};
+use crate::sources::fixtures::{FixtureSet, FixtureSource};
+use crate::store::{SqliteStore, Store};
+
+/// A mistake in how Draco was called (exit code 2), as opposed to a failure while running (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+/// 2 for bad usage or bad configuration, 1 for anything else.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<UsageError>() || cause.is::<ConfigError>() {
+            return EXIT_USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<ApproveError>() {
+            return match e {
+                ApproveError::UnknownFinding(_) | ApproveError::InvalidApprover(_) | ApproveError::MissingReason => EXIT_USAGE,
+                _ => EXIT_RUNTIME,
+            };
+        }
+    }
+    EXIT_RUNTIME
+}
+
+const DEFAULT_DATA_DIR: &str = ".draco";
+const DATABASE_FILE: &str = "draco.db";
+const REPOSITORY_DIR: &str = "remediations.git";
+
+struct Context {
+    loaded: Loaded,
+    data_dir: PathBuf,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> Result<Self> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let loaded = config::load(cli.config.as_deref(), &env)?;
+        let data_dir = cli
+            .data_dir
+            .clone()
+            .or_else(|| loaded.config.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        Ok(Self { loaded, data_dir })
+    }
+
+    fn database_path(&self) -> PathBuf {
+        self.data_dir.join(DATABASE_FILE)
+    }
+
+    async fn open_store(&self) -> Result<SqliteStore> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        Ok(SqliteStore::open(&self.database_path()).await?)
+    }
+
+    /// For commands that only read or decide: no database means nothing was scanned yet.
+    async fn open_existing_store(&self) -> Result<SqliteStore> {
+        let path = self.database_path();
+        if !path.exists() {
+            return Err(anyhow!(
+                "no Draco database at {}; run `draco demo` or `draco scan --once` first (or pass --data-dir)",
+                path.display()
+            ));
+        }
+        Ok(SqliteStore::open(&path).await?)
+    }
+
+    async fn open_repository(&self) -> Result<LocalGit> {
+        let path = self.data_dir.join(REPOSITORY_DIR);
+        LocalGit::open_or_init(&path)
+            .await
+            .with_context(|| format!("cannot prepare the change-request repository {}", path.display()))
+    }
+
+    fn catalog(&self) -> Result<Catalog> {
+        let catalog = match &self.loaded.config.remediate.templates_dir {
+            Some(dir) => Catalog::load_dir(dir)?,
+            None => Catalog::builtin()?,
+        };
+        Ok(catalog)
+    }
+
+    fn configured_fixtures(&self) -> FixtureSet {
+        match (&self.loaded.config.source.kind, &self.loaded.config.source.fixtures_dir) {
+            (SourceKind::Fixtures, Some(dir)) => FixtureSet::Directory(dir.clone()),
+            (SourceKind::Fixtures, None) => FixtureSet::EmbeddedDemo,
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Demo(output) => scan_command(&ctx, FixtureSet::EmbeddedDemo, &output).await,
+        Command::Scan(args) => {
+            if !args.once {
+                return Err(UsageError("`draco scan` needs --once; use `draco run` to scan on a schedule".into()).into());
+            }
+            scan_command(&ctx, ctx.configured_fixtures(), &args.output).await
+        }
+        Command::Run(args) => run_daemon(&ctx, args.scan_on_start).await,
+        Command::Findings(args) => findings_command(&ctx, &args).await,
+        Command::Show(args) => show_command(&ctx, args.id, &args.output).await,
+        Command::Approve(args) => {
+            let approver = Approver::parse(&args.approver)?;
+            let store = ctx.open_existing_store().await?;
+            let git = ctx.open_repository().await?;
+            let outcome = approve::approve(&store, &git, args.id, &approver, Channel::Cli, Utc::now()).await?;
+            let cr = &outcome.change_request;
+            let resumed = if outcome.resumed { " (completing an approval recorded earlier)" } else { "" };
+            println!(
+                "Approved finding {} by {}{resumed}: merged {} into main as {}.",
+                args.id,
+                cr.decided_by.as_deref().unwrap_or("?"),
+                cr.branch,
+                outcome.merge_commit.as_deref().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Command::Reject(args) => {
+            let approver = Approver::parse(&args.approver)?;
+            let store = ctx.open_existing_store().await?;
+            let git = ctx.open_repository().await?;
+            let outcome = approve::reject(&store, &git, args.id, &approver, &args.reason, Channel::Cli, Utc::now()).await?;
+            println!(
+                "Rejected finding {} by {}: closed {} without merging.",
+                args.id,
+                outcome.change_request.decided_by.as_deref().unwrap_or("?"),
+                outcome.change_request.branch
+            );
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let catalog = ctx.catalog()?;
+            catalog.check_covers(&crate::domain::FindingKind::ALL)?;
+            print!("{}", config::render(&ctx.loaded));
+            let next = config::parse_schedule(&ctx.loaded.config.schedule)
+                .ok()
+                .and_then(|cron| cron.find_next_occurrence(&Utc::now(), false).ok());
+            println!("\n# data dir: {}", ctx.data_dir.display());
+            println!("# remediation templates: {} ({} templates)", catalog.origin(), catalog.len());
+            if let Some(next) = next {
+                println!("# next scheduled scan: {}", next.to_rfc3339());
+            }
+            println!("# configuration is valid");
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let store = ctx.open_existing_store().await?;
+            let events = store.audit_events(None).await?;
+            crate::audit::verify(&events).context("the audit log does not verify")?;
+            println!("Audit log intact: {} events, hash chain verified.", events.len());
+            Ok(())
+        }
+    }
+}
+
+async fn scan_once(ctx: &Context, fixtures: FixtureSet, store: &SqliteStore) -> Result<ScanReport> {
+    let git = ctx.open_repository().await?;
+    let advisor = TemplateAdvisor::new(ctx.catalog()?);
+    let redactor = Redactor::new(&ctx.loaded.config.redact.person_tag_keys);
+    let source = FixtureSource::new(fixtures);
+    let pipeline = Pipeline {
+        cost: &source,
+        posture: &source,
+        detect: &ctx.loaded.config.detect,
+        redactor: &redactor,
+        advisor: &advisor,
+        catalog: advisor.catalog(),
+        change_requests: &git,
+        store,
+    };
+    Ok(pipeline.scan(Utc::now()).await?)
+}
+
+async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
+    let findings = store.findings().await?;
+    let mut change_requests: HashMap<i64, _> = store
+        .change_requests()
+        .await?
+        .into_iter()
+        .map(|cr| (cr.finding_id, cr))
+        .collect();
+    Ok(findings
+        .into_iter()
+        .map(|f| {
+            let cr = change_requests.remove(&f.id);
+            (f, cr)
+        })
+        .collect())
+}
+
+async fn scan_command(ctx: &Context, fixtures: FixtureSet, output: &OutputArgs) -> Result<()> {
+    let store = ctx.open_store().await?;
+    let report = scan_once(ctx, fixtures, &store).await?;
+    let rows = rows(&store).await?;
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&report::scan_json(&report, &rows))?);
+    } else {
+        print!("{}", report::scan_summary(&report, &rows));
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn findings_command(ctx: &Context, args: &FindingsArgs) -> Result<()> {
+    let status: Option<FindingStatus> = match &args.status {
+        Some(s) => Some(s.parse().map_err(|_| {
+            UsageError(format!(
+                "unknown status `{s}`; expected one of open, awaiting_approval, approved, rejected, resolved"
+            ))
+        })?),
+        None => None,
+    };
+    let store = ctx.open_existing_store().await?;
+    let mut rows = rows(&store).await?;
+    if let Some(status) = status {
+        rows.retain(|(f, _)| f.status == status);
+    }
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report::findings_json(&rows))?);
+    } else {
+        print!("{}", report::findings_table(&rows));
+    }
+    Ok(())
+}
+
+async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()> {
+    let store = ctx.open_existing_store().await?;
+    let finding = store
+        .finding(id)
+        .await?
+        .ok_or_else(|| UsageError(format!("there is no finding {id} (see `draco findings`)")))?;
+    let cr = store.change_request_for_finding(id).await?;
+    let proposal = store.proposal(id).await?;
+    let audit = store.audit_events(Some(&format!("finding:{id}"))).await?;
+    if output.json {
+        let mut value = report::finding_json(&finding, cr.as_ref());
+        value["evidence"] = finding.finding.evidence.clone();
+        value["proposal"] = serde_json::to_value(&proposal)?;
+        value["audit"] = serde_json::to_value(&audit)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", report::finding_detail(&(finding, cr), proposal.as_ref(), &audit));
+    }
+    Ok(())
+}
+
+async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
+    let shutdown = daemon::shutdown_signal()?;
+    let store = ctx.open_store().await?;
+    let fixtures = ctx.configured_fixtures();
+    let schedule = ctx.loaded.config.schedule.clone();
+    let store_ref = &store;
+    daemon::run(&schedule, scan_on_start, shutdown, || {
+        let fixtures = fixtures.clone();
+        Box::pin(async move {
+            match scan_once(ctx, fixtures, store_ref).await {
+                Ok(report) => tracing::info!(
+                    scan = report.scan_id,
+                    status = report.status,
+                    new = report.outcome.new.len(),
+                    resolved = report.outcome.resolved.len(),
+                    change_requests = report.change_requests_opened.len(),
+                    "scan finished"
+                ),
+                Err(error) => tracing::error!(error = format!("{error:#}"), "scan failed"),
+            }
+        })
+    })
+    .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Where the database lives for a data dir; tests use it to corrupt or inspect it.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DATABASE_FILE)
+}

@@ -1,0 +1,246 @@
+//! Confirm before mutate. A change is merged only through an [`Approved`]
+//! value, and only this module can build one: after it has atomically
+//! claimed the (single-use) decision in the store and written it to the
+//! audit log.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::gitops::{ChangeRequests, GitOpsError};
+use crate::store::{ChangeRequestState, DecisionRecord, Store, StoreError, StoredChangeRequest};
+
+/// Through which channel a human decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `draco approve` / `draco reject` on the host itself.
+    Cli,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Cli => "cli",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who decided: a non-empty, printable name of at most 100 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver(String);
+
+impl Approver {
+    pub fn parse(raw: &str) -> Result<Self, ApproveError> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(ApproveError::InvalidApprover(raw.to_owned()));
+        }
+        Ok(Self(name.to_owned()))
+    }
+}
+
+impl fmt::Display for Approver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Proof that a human approved this exact commit. No public constructor.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    change_request_id: i64,
+    branch: String,
+    head_commit: String,
+    approver: String,
+    channel: String,
+    decided_at: DateTime<Utc>,
+}
+
+impl Approved {
+    pub fn change_request_id(&self) -> i64 {
+        self.change_request_id
+    }
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+    pub fn head_commit(&self) -> &str {
+        &self.head_commit
+    }
+    pub fn approver(&self) -> &str {
+        &self.approver
+    }
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+    pub fn decided_at(&self) -> DateTime<Utc> {
+        self.decided_at
+    }
+}
+
+/// Proof that a human rejected the change. No public constructor.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    branch: String,
+    head_commit: String,
+}
+
+impl Rejected {
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+    pub fn head_commit(&self) -> &str {
+        &self.head_commit
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error("there is no finding {0} (see `draco findings`)")]
+    UnknownFinding(i64),
+    #[error("finding {0} has no change request to decide on yet")]
+    NoChangeRequest(i64),
+    #[error("finding {finding}: its change request was already {state} by {by}")]
+    AlreadyDecided {
+        finding: i64,
+        state: &'static str,
+        by: String,
+    },
+    #[error("`{0}` is not a usable approver name (1 to 100 printable characters)")]
+    InvalidApprover(String),
+    #[error("a rejection needs a reason")]
+    MissingReason,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    GitOps(#[from] GitOpsError),
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub change_request: StoredChangeRequest,
+    /// The merge commit on `main`, for an approval.
+    pub merge_commit: Option<String>,
+    /// The decision had been recorded before but not carried out (a crash); this call finished it.
+    pub resumed: bool,
+}
+
+async fn change_request(store: &dyn Store, finding_id: i64) -> Result<StoredChangeRequest, ApproveError> {
+    if store.finding(finding_id).await?.is_none() {
+        return Err(ApproveError::UnknownFinding(finding_id));
+    }
+    store
+        .change_request_for_finding(finding_id)
+        .await?
+        .ok_or(ApproveError::NoChangeRequest(finding_id))
+}
+
+fn already_decided(finding_id: i64, cr: &StoredChangeRequest) -> ApproveError {
+    ApproveError::AlreadyDecided {
+        finding: finding_id,
+        state: cr.state.past_tense(),
+        by: cr.decided_by.clone().unwrap_or_else(|| "someone".into()),
+    }
+}
+
+/// Approves the change request of a finding and merges it.
+pub async fn approve(
+    store: &dyn Store,
+    change_requests: &dyn ChangeRequests,
+    finding_id: i64,
+    approver: &Approver,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<Outcome, ApproveError> {
+    let cr = change_request(store, finding_id).await?;
+    let (decision, resumed) = match cr.state {
+        ChangeRequestState::Open => {
+            let decision = DecisionRecord {
+                approve: true,
+                by: approver.to_string(),
+                channel: channel.as_str().to_owned(),
+                at: now,
+                reason: None,
+            };
+            if !store.claim_decision(cr.id, &decision).await? {
+                // Somebody decided between our read and our claim.
+                let cr = change_request(store, finding_id).await?;
+                return Err(already_decided(finding_id, &cr));
+            }
+            (decision, false)
+        }
+        // Claimed earlier, merge not recorded: a crash in between. Finish the
+        // decision that was made, under the name of who made it.
+        ChangeRequestState::Approved => (cr.decision().ok_or(StoreError::Corrupt(format!("change request {} is approved without a decision", cr.id)))?, true),
+        _ => return Err(already_decided(finding_id, &cr)),
+    };
+    let approved = Approved {
+        change_request_id: cr.id,
+        branch: cr.branch.clone(),
+        head_commit: cr.head_commit.clone(),
+        approver: decision.by.clone(),
+        channel: decision.channel.clone(),
+        decided_at: decision.at,
+    };
+    let merge_commit = change_requests.merge(&approved).await?;
+    store.complete_decision(cr.id, Some(&merge_commit), now).await?;
+    let change_request = change_request(store, finding_id).await?;
+    Ok(Outcome {
+        change_request,
+        merge_commit: Some(merge_commit),
+        resumed,
+    })
+}
+
+/// Rejects the change request of a finding and closes it without merging.
+pub async fn reject(
+    store: &dyn Store,
+    change_requests: &dyn ChangeRequests,
+    finding_id: i64,
+    approver: &Approver,
+    reason: &str,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> Result<Outcome, ApproveError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApproveError::MissingReason);
+    }
+    let cr = change_request(store, finding_id).await?;
+    let resumed = match cr.state {
+        ChangeRequestState::Open => {
+            let decision = DecisionRecord {
+                approve: false,
+                by: approver.to_string(),
+                channel: channel.as_str().to_owned(),
+                at: now,
+                reason: Some(reason.to_owned()),
+            };
+            if !store.claim_decision(cr.id, &decision).await? {
+                let cr = change_request(store, finding_id).await?;
+                return Err(already_decided(finding_id, &cr));
+            }
+            false
+        }
+        ChangeRequestState::Rejected => true,
+        _ => return Err(already_decided(finding_id, &cr)),
+    };
+    let rejected = Rejected {
+        branch: cr.branch.clone(),
+        head_commit: cr.head_commit.clone(),
+    };
+    change_requests.close(&rejected).await?;
+    store.complete_decision(cr.id, None, now).await?;
+    let change_request = change_request(store, finding_id).await?;
+    Ok(Outcome {
+        change_request,
+        merge_commit: None,
+        resumed,
+    })
+}

@@ -1,0 +1,115 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "draco", version, about = "Self-hosted cloud guardian: cost anomalies and security posture, fixed only with human approval.")]
+pub struct Cli {
+    /// TOML config file (see README). Without one, defaults and DRACO_* variables apply.
+    #[arg(long, global = true, env = "DRACO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database and the change-request repository [default: ./.draco]
+    #[arg(long, global = true, env = "DRACO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan the built-in demo fixtures end to end, offline: findings, proposals, change requests.
+    Demo(OutputArgs),
+    /// Scan the configured source.
+    Scan(ScanArgs),
+    /// Run as a daemon: scan on the configured cron schedule until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// List findings.
+    Findings(FindingsArgs),
+    /// Show one finding with its evidence, proposal, change request and audit trail.
+    Show(ShowArgs),
+    /// Approve a finding's change request: merges it.
+    Approve(ApproveArgs),
+    /// Reject a finding's change request: closes it without merging.
+    Reject(RejectArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Audit log commands.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Scan once and exit (the only mode; `draco run` scans on a schedule).
+    #[arg(long)]
+    pub once: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scan once right away instead of waiting for the first scheduled time.
+    #[arg(long)]
+    pub scan_on_start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Only findings with this status (open, awaiting_approval, approved, rejected, resolved).
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Finding id, as listed by `draco findings`.
+    pub id: i64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// Finding id, as listed by `draco findings`.
+    pub id: i64,
+    /// Who approves (recorded in the audit log and the merge commit).
+    #[arg(long = "as", value_name = "NAME")]
+    pub approver: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RejectArgs {
+    /// Finding id, as listed by `draco findings`.
+    pub id: i64,
+    /// Who rejects (recorded in the audit log).
+    #[arg(long = "as", value_name = "NAME")]
+    pub approver: String,
+    /// Why (recorded in the audit log).
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print it resolved, secrets masked.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain.
+    Verify,
+}

@@ -1,0 +1,571 @@
+//! Configuration: defaults, then a TOML file, then `DRACO_*` environment
+//! variables. Every key has an environment variable named after its path
+//! (`detect.cost.z_threshold` → `DRACO_DETECT_COST_Z_THRESHOLD`).
+//!
+//! Secrets are never read from the TOML file (it tends to end up in git or a
+//! ConfigMap): only from an environment variable or a file named in the
+//! config. They are kept as [`SecretString`] and shown only as "set".
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::DetectConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database and the change-request repository live. `--data-dir` wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// When `draco run` scans: cron with seconds (`sec min hour day-of-month month day-of-week`), UTC.
+    pub schedule: String,
+    pub source: SourceConfig,
+    pub detect: DetectConfig,
+    pub redact: RedactConfig,
+    pub remediate: RemediateConfig,
+    pub llm: LlmConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            schedule: "0 0 6 * * *".to_owned(),
+            source: SourceConfig::default(),
+            detect: DetectConfig::default(),
+            redact: RedactConfig::default(),
+            remediate: RemediateConfig::default(),
+            llm: LlmConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Cost CSV and EC2 inventory files; the built-in demo set unless `fixtures_dir` is given.
+    #[default]
+    Fixtures,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixtures_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactConfig {
+    /// Tag keys that hold a person's name, on top of Owner, CreatedBy, Contact, ….
+    pub person_tag_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemediateConfig {
+    /// Replaces the built-in remediation templates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmProvider {
+    /// The deterministic local advisor: no key, nothing leaves the host.
+    #[default]
+    Template,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub provider: LlmProvider,
+    /// A file holding the API key (e.g. a mounted Kubernetes secret). `DRACO_LLM_API_KEY` wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_file: Option<PathBuf>,
+}
+
+/// A secret and where it came from (never what it is).
+pub struct Secret {
+    pub value: SecretString,
+    pub origin: String,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(set from {})", self.origin)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Secrets {
+    pub llm_api_key: Option<Secret>,
+}
+
+impl Secrets {
+    /// `(name, where it came from)` for display; values are never exposed here.
+    pub fn describe(&self) -> Vec<(&'static str, Option<&str>)> {
+        vec![("llm.api_key", self.llm_api_key.as_ref().map(|s| s.origin.as_str()))]
+    }
+}
+
+/// Environment variables read by the command line itself, not mapped to keys.
+pub const CLI_VARIABLES: [&str; 3] = ["DRACO_CONFIG", "DRACO_DATA_DIR", "DRACO_LOG"];
+/// Environment variables that hold secrets.
+pub const SECRET_VARIABLES: [&str; 1] = ["DRACO_LLM_API_KEY"];
+/// Keys that may hold secrets; refused in the file.
+const SECRET_LOOKING_KEYS: [&str; 7] = [
+    "api_key",
+    "token",
+    "password",
+    "secret",
+    "auth_token",
+    "private_key",
+    "client_secret",
+];
+/// Optional keys (absent from the defaults) that still get an environment variable.
+const OPTIONAL_KEYS: [(&str, Kind); 4] = [
+    ("data_dir", Kind::String),
+    ("source.fixtures_dir", Kind::String),
+    ("remediate.templates_dir", Kind::String),
+    ("llm.api_key_file", Kind::String),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error(
+        "config file {path}: key `{key}` looks like a secret; secrets are not read from the config file. Set {hint} instead"
+    )]
+    SecretInFile {
+        path: String,
+        key: String,
+        hint: String,
+    },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("unknown environment variable {name}; known: {known}")]
+    UnknownEnv { name: String, known: String },
+    #[error("{key}: {message}")]
+    Value { key: String, message: String },
+    #[error("secret file {path} for {key}: {message}")]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    String,
+    Integer,
+    Float,
+    Bool,
+    StringList,
+}
+
+/// The result of loading: the config, its secrets, and where values came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub secrets: Secrets,
+    pub file: Option<PathBuf>,
+    /// `DRACO_*` variables that changed a key.
+    pub env_overrides: Vec<String>,
+}
+
+/// Loads the config from an optional file and the given environment.
+pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    let (origin, text) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            (path.display().to_string(), text)
+        }
+        None => ("(defaults)".to_owned(), String::new()),
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: origin.clone(),
+        message: message.trim().to_owned(),
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    refuse_secrets(&table, "", &origin)?;
+    // First against the file alone, so its errors point at a line.
+    toml::from_str::<Config>(&text).map_err(|e| invalid(e.to_string()))?;
+
+    let keys = env_keys();
+    let mut env_overrides = Vec::new();
+    let mut names: Vec<&String> = env.keys().filter(|k| k.starts_with("DRACO_")).collect();
+    names.sort();
+    for name in names {
+        if CLI_VARIABLES.contains(&name.as_str()) || SECRET_VARIABLES.contains(&name.as_str()) {
+            continue;
+        }
+        let Some((path, kind)) = keys.get(name.as_str()) else {
+            return Err(ConfigError::UnknownEnv {
+                name: name.clone(),
+                known: keys.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        };
+        let raw = &env[name];
+        let value = parse_env_value(raw, *kind).map_err(|message| ConfigError::Env {
+            name: name.clone(),
+            message,
+        })?;
+        set_path(&mut table, path, value);
+        Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| ConfigError::Env {
+            name: name.clone(),
+            message: format!("{} (value `{raw}`)", e.to_string().trim()),
+        })?;
+        env_overrides.push(name.clone());
+    }
+    let config = Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.to_string()))?;
+    validate(&config)?;
+    let secrets = load_secrets(&config, env)?;
+    Ok(Loaded {
+        config,
+        secrets,
+        file: file.map(Path::to_owned),
+        env_overrides,
+    })
+}
+
+fn refuse_secrets(table: &toml::Table, prefix: &str, origin: &str) -> Result<(), ConfigError> {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if SECRET_LOOKING_KEYS.contains(&key.as_str()) {
+            let env_name = format!("DRACO_{}", path.replace('.', "_").to_uppercase());
+            return Err(ConfigError::SecretInFile {
+                path: origin.to_owned(),
+                hint: format!("{env_name} or `{path}_file` (a file holding it)"),
+                key: path,
+            });
+        }
+        if let toml::Value::Table(inner) = value {
+            refuse_secrets(inner, &path, origin)?;
+        }
+    }
+    Ok(())
+}
+
+/// `DRACO_FOO_BAR` → (`foo.bar`, kind), for every key of the config.
+fn env_keys() -> BTreeMap<String, (String, Kind)> {
+    let mut keys = BTreeMap::new();
+    if let Ok(toml::Value::Table(defaults)) = toml::Value::try_from(Config::default()) {
+        flatten(&defaults, "", &mut keys);
+    }
+    for (path, kind) in OPTIONAL_KEYS {
+        if path != "data_dir" {
+            keys.insert(env_name(path), (path.to_owned(), kind));
+        }
+    }
+    keys
+}
+
+fn env_name(path: &str) -> String {
+    format!("DRACO_{}", path.replace('.', "_").to_uppercase())
+}
+
+fn flatten(table: &toml::Table, prefix: &str, out: &mut BTreeMap<String, (String, Kind)>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        let kind = match value {
+            toml::Value::Table(inner) => {
+                flatten(inner, &path, out);
+                continue;
+            }
+            toml::Value::String(_) => Kind::String,
+            toml::Value::Integer(_) => Kind::Integer,
+            toml::Value::Float(_) => Kind::Float,
+            toml::Value::Boolean(_) => Kind::Bool,
+            toml::Value::Array(_) => Kind::StringList,
+            toml::Value::Datetime(_) => Kind::String,
+        };
+        out.insert(env_name(&path), (path, kind));
+    }
+}
+
+fn parse_env_value(raw: &str, kind: Kind) -> Result<toml::Value, String> {
+    Ok(match kind {
+        Kind::String => toml::Value::String(raw.to_owned()),
+        Kind::Integer => toml::Value::Integer(
+            i64::from_str(raw.trim()).map_err(|_| format!("`{raw}` is not a whole number"))?,
+        ),
+        Kind::Float => toml::Value::Float(
+            f64::from_str(raw.trim()).map_err(|_| format!("`{raw}` is not a number"))?,
+        ),
+        Kind::Bool => toml::Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(format!("`{raw}` is not true or false")),
+        }),
+        Kind::StringList => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop().unwrap_or(path);
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        current = inner;
+    }
+    current.insert(last.to_owned(), value);
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    parse_schedule(&config.schedule).map_err(|message| ConfigError::Value {
+        key: "schedule".into(),
+        message,
+    })?;
+    let cost = &config.detect.cost;
+    let positive = [
+        ("detect.cost.z_threshold", cost.z_threshold),
+        ("detect.cost.min_relative_change", cost.min_relative_change),
+    ];
+    for (key, value) in positive {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(ConfigError::Value {
+                key: key.into(),
+                message: format!("must be a positive number, got {value}"),
+            });
+        }
+    }
+    let non_negative = [
+        ("detect.cost.min_excess_usd", cost.min_excess_usd),
+        ("detect.cost.new_service_min_daily_usd", cost.new_service_min_daily_usd),
+    ];
+    for (key, value) in non_negative {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(ConfigError::Value {
+                key: key.into(),
+                message: format!("must be zero or more, got {value}"),
+            });
+        }
+    }
+    if cost.min_history_days < 7 || cost.window_days < cost.min_history_days {
+        return Err(ConfigError::Value {
+            key: "detect.cost.min_history_days".into(),
+            message: format!(
+                "needs at least 7 days and no more than window_days ({}), got {}",
+                cost.window_days, cost.min_history_days
+            ),
+        });
+    }
+    if cost.level_shift_min_days < 2 {
+        return Err(ConfigError::Value {
+            key: "detect.cost.level_shift_min_days".into(),
+            message: "must be at least 2 (a one-day run is a spike)".into(),
+        });
+    }
+    if config.detect.posture.unattached_volume_min_age_days < 0 {
+        return Err(ConfigError::Value {
+            key: "detect.posture.unattached_volume_min_age_days".into(),
+            message: "must be zero or more".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Parses a cron schedule the way the daemon's scheduler does (seconds required).
+pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(schedule)
+        .map_err(|e| format!("`{schedule}` is not a cron schedule with seconds, e.g. \"0 0 6 * * *\" ({e})"))
+}
+
+fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secrets, ConfigError> {
+    let llm_api_key = secret(
+        "llm.api_key",
+        "DRACO_LLM_API_KEY",
+        config.llm.api_key_file.as_deref(),
+        env,
+    )?;
+    Ok(Secrets { llm_api_key })
+}
+
+fn secret(
+    key: &str,
+    env_name: &str,
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(value) = env.get(env_name).filter(|v| !v.is_empty()) {
+        return Ok(Some(Secret {
+            value: SecretString::from(value.clone()),
+            origin: format!("environment variable {env_name}"),
+        }));
+    }
+    let Some(path) = file else { return Ok(None) };
+    let file_error = |message: String| ConfigError::SecretFile {
+        key: key.to_owned(),
+        path: path.to_owned(),
+        message,
+    };
+    // The error names the file, never its content.
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.kind().to_string()))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_owned();
+    if value.is_empty() {
+        return Err(file_error("the file is empty".into()));
+    }
+    Ok(Some(Secret {
+        value: SecretString::from(value),
+        origin: format!("file {}", path.display()),
+    }))
+}
+
+/// The resolved config as TOML, for `draco config check`. Secrets are not
+/// part of [`Config`], so they cannot appear here; their status is printed apart.
+pub fn render(loaded: &Loaded) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "# config file: {}\n",
+        loaded
+            .file
+            .as_ref()
+            .map_or_else(|| "none (defaults)".to_owned(), |p| p.display().to_string())
+    ));
+    if !loaded.env_overrides.is_empty() {
+        out.push_str(&format!(
+            "# overridden by environment: {}\n",
+            loaded.env_overrides.join(", ")
+        ));
+    }
+    out.push_str(&toml::to_string_pretty(&loaded.config).unwrap_or_default());
+    out.push_str("\n[secrets]\n");
+    for (name, origin) in loaded.secrets.describe() {
+        match origin {
+            Some(origin) => out.push_str(&format!("{name} = \"******** (set, from {origin})\"\n")),
+            None => out.push_str(&format!("{name} = \"(not set)\"\n")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("draco.toml");
+        std::fs::write(&path, text).unwrap();
+        load(Some(&path), &env(vars))
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let loaded = load(None, &env(&[])).unwrap();
+        assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_line() {
+        let err = load_text("schedule = \"0 0 6 * * *\"\nscheduel = 1\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("scheduel") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_says_what_was_expected() {
+        let err = load_text("[detect.cost]\nz_threshold = \"high\"\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("z_threshold") && msg.contains("expected"), "{msg}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let loaded = load_text(
+            "[detect.cost]\nz_threshold = 4.0\n",
+            &[("DRACO_DETECT_COST_Z_THRESHOLD", "6.5"), ("DRACO_SCHEDULE", "0 30 * * * *")],
+        )
+        .unwrap();
+        assert_eq!(loaded.config.detect.cost.z_threshold, 6.5);
+        assert_eq!(loaded.config.schedule, "0 30 * * * *");
+    }
+
+    #[test]
+    fn a_misspelt_environment_variable_is_an_error() {
+        let err = load(None, &env(&[("DRACO_SCHEDUEL", "x")])).unwrap_err();
+        assert!(err.to_string().contains("DRACO_SCHEDUEL"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_schedule_is_refused() {
+        let err = load(None, &env(&[("DRACO_SCHEDULE", "every day")])).unwrap_err();
+        assert!(err.to_string().starts_with("schedule:"), "{err}");
+    }
+
+    #[test]
+    fn secrets_in_the_file_are_refused_without_echoing_them() {
+        let err = load_text("[llm]\napi_key = \"sk-live-123\"\n", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("DRACO_LLM_API_KEY"), "{msg}");
+        assert!(!msg.contains("sk-live-123"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_are_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "file-secret-value\n").unwrap();
+        let text = format!("[llm]\napi_key_file = {:?}\n", key_file.display().to_string());
+        let loaded = load_text(&text, &[]).unwrap();
+        let secret = loaded.secrets.llm_api_key.as_ref().unwrap();
+        assert_eq!(secret.value.expose_secret(), "file-secret-value");
+        let shown = render(&loaded);
+        assert!(!shown.contains("file-secret-value"), "{shown}");
+        assert!(!format!("{:?}", loaded.secrets).contains("file-secret-value"));
+
+        let loaded = load_text(&text, &[("DRACO_LLM_API_KEY", "env-secret-value")]).unwrap();
+        assert_eq!(loaded.secrets.llm_api_key.as_ref().unwrap().value.expose_secret(), "env-secret-value");
+        assert!(!render(&loaded).contains("env-secret-value"));
+    }
+}

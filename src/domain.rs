@@ -1,0 +1,322 @@
+//! The vocabulary every stage shares: accounts, findings, severities, fingerprints.
+//!
+//! Values here are parsed at the edge (`AccountId::parse`) so the rest of the
+//! code can trust them instead of re-checking strings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A 12-digit AWS account id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct AccountId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not an AWS account id (expected exactly 12 digits)")]
+pub struct InvalidAccountId(pub String);
+
+impl AccountId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidAccountId> {
+        if raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidAccountId(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AccountId {
+    type Error = InvalidAccountId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<AccountId> for String {
+    fn from(value: AccountId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How urgently a human should look. Ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL_DESCENDING: [Severity; 4] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Severity of money that is being wasted or overspent, by monthly dollars.
+    pub fn for_monthly_cost(usd: f64) -> Severity {
+        if usd >= 5_000.0 {
+            Severity::Critical
+        } else if usd >= 1_000.0 {
+            Severity::High
+        } else if usd >= 100.0 {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            "critical" => Ok(Severity::Critical),
+            other => Err(UnknownName(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown name `{0}`")]
+pub struct UnknownName(pub String);
+
+/// What a finding is about. The snake_case names are a public contract
+/// (`draco findings --json`, template ids): never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    SgOpenAdminPort,
+    SgOpenDbPort,
+    SgOpenAll,
+    EbsUnencrypted,
+    EbsUnattached,
+    SnapshotPublic,
+    EipUnassociated,
+    CostSpike,
+    CostLevelShift,
+    CostNewService,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 10] = [
+        FindingKind::SgOpenAdminPort,
+        FindingKind::SgOpenDbPort,
+        FindingKind::SgOpenAll,
+        FindingKind::EbsUnencrypted,
+        FindingKind::EbsUnattached,
+        FindingKind::SnapshotPublic,
+        FindingKind::EipUnassociated,
+        FindingKind::CostSpike,
+        FindingKind::CostLevelShift,
+        FindingKind::CostNewService,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::SgOpenAdminPort => "sg_open_admin_port",
+            FindingKind::SgOpenDbPort => "sg_open_db_port",
+            FindingKind::SgOpenAll => "sg_open_all",
+            FindingKind::EbsUnencrypted => "ebs_unencrypted",
+            FindingKind::EbsUnattached => "ebs_unattached",
+            FindingKind::SnapshotPublic => "snapshot_public",
+            FindingKind::EipUnassociated => "eip_unassociated",
+            FindingKind::CostSpike => "cost_spike",
+            FindingKind::CostLevelShift => "cost_level_shift",
+            FindingKind::CostNewService => "cost_new_service",
+        }
+    }
+
+    pub fn is_cost_anomaly(self) -> bool {
+        matches!(
+            self,
+            FindingKind::CostSpike | FindingKind::CostLevelShift | FindingKind::CostNewService
+        )
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FindingKind {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FindingKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownName(s.to_owned()))
+    }
+}
+
+/// Stable identity of a problem across scans: the same problem found again
+/// maps to the same fingerprint, so it is updated rather than duplicated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// Hashes the identifying parts. Parts are length-prefixed so that
+    /// `("ab", "c")` and `("a", "bc")` never collide.
+    pub fn of(parts: &[&str]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"draco-fingerprint-v1");
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        Self(hex::encode(hasher.finalize()))
+    }
+
+    /// Rebuilds a fingerprint read back from the store.
+    pub fn from_stored(hex: String) -> Self {
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Twelve hex digits: enough to be unique in one installation, short enough for branch names.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A problem found by a detector in one scan, before it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub title: String,
+    /// The resource id (`sg-…`, `vol-…`) or, for cost anomalies, the series (`service:Amazon RDS`).
+    pub resource: String,
+    pub account: AccountId,
+    /// `None` for global things such as cost series.
+    pub region: Option<String>,
+    pub expected: Option<f64>,
+    pub actual: Option<f64>,
+    pub impact_usd_monthly: Option<f64>,
+    /// Structured facts backing the finding. May contain personal data (tags):
+    /// it only leaves the host through the redactor.
+    pub evidence: serde_json::Value,
+    pub fingerprint: Fingerprint,
+}
+
+/// Where a finding stands in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingStatus {
+    /// Detected, no change request yet.
+    Open,
+    /// A change request is open and waits for a human.
+    AwaitingApproval,
+    /// A human approved; the change was merged.
+    Approved,
+    /// A human rejected the proposed change.
+    Rejected,
+    /// The last scan no longer saw the problem.
+    Resolved,
+}
+
+impl FindingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Open => "open",
+            FindingStatus::AwaitingApproval => "awaiting_approval",
+            FindingStatus::Approved => "approved",
+            FindingStatus::Rejected => "rejected",
+            FindingStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl FromStr for FindingStatus {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(FindingStatus::Open),
+            "awaiting_approval" => Ok(FindingStatus::AwaitingApproval),
+            "approved" => Ok(FindingStatus::Approved),
+            "rejected" => Ok(FindingStatus::Rejected),
+            "resolved" => Ok(FindingStatus::Resolved),
+            other => Err(UnknownName(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for FindingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_id_accepts_exactly_twelve_digits() {
+        assert!(AccountId::parse("123456789012").is_ok());
+        assert!(AccountId::parse("12345678901").is_err());
+        assert!(AccountId::parse("1234567890123").is_err());
+        assert!(AccountId::parse("12345678901a").is_err());
+    }
+
+    #[test]
+    fn fingerprint_parts_are_unambiguous() {
+        assert_ne!(Fingerprint::of(&["ab", "c"]), Fingerprint::of(&["a", "bc"]));
+        assert_eq!(Fingerprint::of(&["a", "b"]), Fingerprint::of(&["a", "b"]));
+    }
+
+    #[test]
+    fn finding_kind_names_round_trip() {
+        for kind in FindingKind::ALL {
+            assert_eq!(kind.as_str().parse::<FindingKind>().unwrap(), kind);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Change requests: where a proposed remediation waits for a human.
+//!
+//! The local backend is a bare git repository under the data dir, standing
+//! in for GitHub: one branch per finding, merged into `main` only with an
+//! [`Approved`] decision, moved aside when rejected.
+
+pub mod document;
+pub mod local;
+
+use async_trait::async_trait;
+
+use crate::approve::{Approved, Rejected};
+
+/// Everything a backend needs to open one change request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChangeRequest {
+    pub branch: String,
+    pub title: String,
+    /// Markdown: the pull request description, or the commit message body.
+    pub body: String,
+    pub files: Vec<ChangeFile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeFile {
+    pub path: String,
+    pub contents: String,
+    pub executable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedChangeRequest {
+    pub branch: String,
+    /// The exact commit a reviewer approves; a merge refuses any other.
+    pub head_commit: String,
+    /// Where a human looks at it (a PR URL, or the local repository path).
+    pub location: String,
+    /// `false` when it already existed (a re-run after a crash, or a second scan).
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitOpsError {
+    #[error("cannot run git: {0} (is git installed and on PATH?)")]
+    Spawn(std::io::Error),
+    #[error("git {args} failed: {stderr}")]
+    Git { args: String, stderr: String },
+    #[error("branch {branch} is at {actual}, not at the approved commit {approved}: refusing to merge")]
+    BranchMoved {
+        branch: String,
+        approved: String,
+        actual: String,
+    },
+    #[error("branch {0} does not exist in the change-request repository")]
+    NoBranch(String),
+    #[error("cannot merge {branch}: it conflicts with main")]
+    Conflict { branch: String },
+}
+
+#[async_trait]
+pub trait ChangeRequests: Send + Sync {
+    /// `local-git` or `github`.
+    fn backend(&self) -> &'static str;
+    /// Opens the change request, or returns the one already open on that branch.
+    async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError>;
+    /// Merges the approved commit into main; idempotent. Returns the merge commit.
+    async fn merge(&self, approved: &Approved) -> Result<String, GitOpsError>;
+    /// Closes the change request without merging; idempotent.
+    async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError>;
+}

@@ -1,0 +1,22 @@
+//! Draco: a self-hosted cloud guardian. Scans cost and security posture,
+//! redacts what must not leave the host, proposes remediations as change
+//! requests and merges only what a human approved.
+//!
+//! The binary (`src/main.rs`) is a thin shell over [`app`]; tests and
+//! benches use the modules directly.
+
+pub mod app;
+pub mod approve;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod detect;
+pub mod domain;
+pub mod gitops;
+pub mod pipeline;
+pub mod redact;
+pub mod remediate;
+pub mod report;
+pub mod sources;
+pub mod store;

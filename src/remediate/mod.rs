@@ -1,0 +1,166 @@
+//! Proposes a remediation for a finding.
+//!
+//! Advisors only ever see a [`Redacted`] request; the pipeline restores the
+//! real values locally once the proposal is back.
+
+pub mod templates;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Finding;
+use crate::redact::{Redacted, Vault};
+
+/// What an advisor is told about a finding. Plain strings on purpose: after
+/// redaction an account id is `<ACCOUNT_ID_1>`, which no `AccountId` would accept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdviceRequest {
+    pub kind: String,
+    /// Hash of the finding's identity; carries no personal data.
+    pub fingerprint: String,
+    pub severity: String,
+    pub title: String,
+    pub resource: String,
+    pub account: String,
+    pub region: Option<String>,
+    pub expected: Option<f64>,
+    pub actual: Option<f64>,
+    pub impact_usd_monthly: Option<f64>,
+    pub evidence: serde_json::Value,
+}
+
+impl AdviceRequest {
+    pub fn from_finding(finding: &Finding) -> Self {
+        Self {
+            kind: finding.kind.as_str().to_owned(),
+            fingerprint: finding.fingerprint.to_string(),
+            severity: finding.severity.as_str().to_owned(),
+            title: finding.title.clone(),
+            resource: finding.resource.clone(),
+            account: finding.account.to_string(),
+            region: finding.region.clone(),
+            expected: finding.expected,
+            actual: finding.actual,
+            impact_usd_monthly: finding.impact_usd_monthly,
+            evidence: finding.evidence.clone(),
+        }
+    }
+}
+
+/// How the remediation is expressed, which decides the file it is written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    AwsCli,
+    Terraform,
+}
+
+impl Format {
+    pub fn file_extension(self) -> &'static str {
+        match self {
+            Format::AwsCli => "sh",
+            Format::Terraform => "tf",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// A proposed change, ready to be put in a change request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Which advisor produced it (`template`, later a model name).
+    pub advisor: String,
+    pub template_id: String,
+    pub summary: String,
+    pub risk: Risk,
+    /// What applying it changes, in one or two sentences.
+    pub changes: String,
+    pub blast_radius: String,
+    pub format: Format,
+    pub body: String,
+    pub rollback: String,
+}
+
+/// An advisor's answer: which template to use, with which parameters. It is
+/// never executed as is: the pipeline restores the placeholders locally, then
+/// [`templates::Catalog::render`] checks every parameter against the template's
+/// declaration and renders the change from the real finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    pub advisor: String,
+    pub template_id: String,
+    pub parameters: BTreeMap<String, String>,
+    /// Free text from the advisor, shown to the reviewer.
+    pub rationale: Option<String>,
+}
+
+impl Recommendation {
+    /// Puts the real values back, locally. Returns the placeholders the
+    /// advisor invented (not issued by this vault), which are left as they are.
+    pub fn restore(self, vault: &Vault) -> (Recommendation, Vec<String>) {
+        let mut unknown = Vec::new();
+        let mut restore = |text: String| {
+            let restored = vault.restore(&text);
+            unknown.extend(restored.unknown_placeholders);
+            restored.text
+        };
+        let parameters = self
+            .parameters
+            .into_iter()
+            .map(|(k, v)| (k, restore(v)))
+            .collect();
+        let rationale = self.rationale.map(&mut restore);
+        let recommendation = Recommendation {
+            parameters,
+            rationale,
+            ..self
+        };
+        (recommendation, unknown)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdviceError {
+    #[error("no remediation template for finding kind `{0}`")]
+    NoTemplate(String),
+    #[error("template `{template}`: parameter `{parameter}`: {message}")]
+    Parameter {
+        template: String,
+        parameter: String,
+        message: String,
+    },
+    #[error("unknown template `{0}`")]
+    UnknownTemplate(String),
+    #[error("template `{template}` failed to render: {message}")]
+    Render { template: String, message: String },
+    #[error("cannot read the redacted request: {0}")]
+    Request(#[from] serde_json::Error),
+}
+
+#[async_trait]
+pub trait Advisor: Send + Sync {
+    fn name(&self) -> &str;
+    async fn recommend(
+        &self,
+        request: &Redacted<AdviceRequest>,
+    ) -> Result<Recommendation, AdviceError>;
+}

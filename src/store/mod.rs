@@ -1,0 +1,178 @@
+//! Draco's state behind one trait, so the pipeline and the approval flow do
+//! not care which database holds it. SQLite is the embedded default.
+//!
+//! Every state change appends an audit event in the same transaction.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit::AuditEvent;
+use crate::domain::{Finding, FindingStatus};
+use crate::gitops::OpenedChangeRequest;
+use crate::remediate::Proposal;
+use crate::sources::CostPoint;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path} cannot be opened: {message}")]
+    Open { path: String, message: String },
+    #[error("database {path} is not a Draco database or is damaged ({message}); it was left untouched — move it aside or restore a backup")]
+    Unusable { path: String, message: String },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// A finding as stored, with its life-cycle fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredFinding {
+    pub id: i64,
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub status: FindingStatus,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+    pub resolved_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeRequestState {
+    Open,
+    /// Approval recorded, merge not yet recorded.
+    Approved,
+    Merged,
+    /// Rejection recorded, close not yet recorded.
+    Rejected,
+    Closed,
+}
+
+impl ChangeRequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeRequestState::Open => "open",
+            ChangeRequestState::Approved => "approved",
+            ChangeRequestState::Merged => "merged",
+            ChangeRequestState::Rejected => "rejected",
+            ChangeRequestState::Closed => "closed",
+        }
+    }
+
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            ChangeRequestState::Open => "opened",
+            ChangeRequestState::Approved | ChangeRequestState::Merged => "approved",
+            ChangeRequestState::Rejected | ChangeRequestState::Closed => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "open" => ChangeRequestState::Open,
+            "approved" => ChangeRequestState::Approved,
+            "merged" => ChangeRequestState::Merged,
+            "rejected" => ChangeRequestState::Rejected,
+            "closed" => ChangeRequestState::Closed,
+            other => return Err(StoreError::Corrupt(format!("unknown change request state `{other}`"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredChangeRequest {
+    pub id: i64,
+    pub finding_id: i64,
+    pub backend: String,
+    pub branch: String,
+    pub head_commit: String,
+    pub location: String,
+    pub state: ChangeRequestState,
+    pub opened_at: String,
+    pub decided_by: Option<String>,
+    pub decision_channel: Option<String>,
+    pub decided_at: Option<String>,
+    pub reason: Option<String>,
+    pub merge_commit: Option<String>,
+}
+
+impl StoredChangeRequest {
+    /// The recorded decision, if one was made.
+    pub fn decision(&self) -> Option<DecisionRecord> {
+        let approve = match self.state {
+            ChangeRequestState::Approved | ChangeRequestState::Merged => true,
+            ChangeRequestState::Rejected | ChangeRequestState::Closed => false,
+            ChangeRequestState::Open => return None,
+        };
+        Some(DecisionRecord {
+            approve,
+            by: self.decided_by.clone()?,
+            channel: self.decision_channel.clone()?,
+            at: DateTime::parse_from_rfc3339(self.decided_at.as_deref()?)
+                .ok()?
+                .with_timezone(&Utc),
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+/// A human decision on a change request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    pub approve: bool,
+    pub by: String,
+    pub channel: String,
+    pub at: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
+/// What recording one scan's findings did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecordOutcome {
+    pub new: Vec<i64>,
+    pub unchanged: Vec<i64>,
+    pub reopened: Vec<i64>,
+    pub resolved: Vec<i64>,
+}
+
+/// Timestamps are stored as RFC 3339 UTC with microseconds: sortable as text
+/// and hashed byte-for-byte by the audit chain.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    async fn finish_scan(&self, scan_id: i64, status: &str, summary: &Value, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Upserts daily cost; returns how many rows were new or changed.
+    async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError>;
+    /// Inserts new findings, updates the ones seen again, resolves the ones no longer seen.
+    async fn record_findings(&self, scan_id: i64, findings: &[Finding], at: DateTime<Utc>) -> Result<RecordOutcome, StoreError>;
+    async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
+    async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError>;
+    /// Findings still present that have no change request yet.
+    async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError>;
+    async fn save_proposal(&self, finding_id: i64, proposal: &Proposal, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn proposal(&self, finding_id: i64) -> Result<Option<Proposal>, StoreError>;
+    async fn record_change_request(&self, finding_id: i64, backend: &str, opened: &OpenedChangeRequest, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    async fn change_request_for_finding(&self, finding_id: i64) -> Result<Option<StoredChangeRequest>, StoreError>;
+    async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
+    /// Records a decision if, and only if, the change request is still open.
+    /// Returns `false` when somebody decided first: decisions are single-use.
+    async fn claim_decision(&self, change_request_id: i64, decision: &DecisionRecord) -> Result<bool, StoreError>;
+    /// Records that the decision was carried out (merged, or closed).
+    async fn complete_decision(&self, change_request_id: i64, merge_commit: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Appends a free-standing audit event (e.g. an advisor failure).
+    async fn audit(&self, actor: &str, action: &str, subject: &str, details: &Value, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Audit events, oldest first; only those about `subject` when given.
+    async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
+}

@@ -1,0 +1,538 @@
+//! The embedded default store: one SQLite file in WAL mode.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::{
+    ChangeRequestState, DecisionRecord, RecordOutcome, Store, StoreError, StoredChangeRequest,
+    StoredFinding, timestamp,
+};
+use crate::audit::{AuditEvent, GENESIS, chain_hash};
+use crate::domain::{AccountId, Finding, FindingKind, FindingStatus, Fingerprint, Severity};
+use crate::gitops::OpenedChangeRequest;
+use crate::remediate::{Format, Proposal, Risk};
+use crate::sources::CostPoint;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) the database file and brings its schema up to date.
+    /// An existing file that is not a Draco database is refused, never rewritten.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let display = path.display().to_string();
+        let unusable = |message: String| StoreError::Unusable {
+            path: display.clone(),
+            message,
+        };
+        let existed = path.exists();
+        if existed {
+            let header = read_header(path).map_err(|e| StoreError::Open {
+                path: display.clone(),
+                message: e.to_string(),
+            })?;
+            if !header.is_empty() && !header.starts_with(SQLITE_MAGIC) {
+                return Err(unusable("not an SQLite file".into()));
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                if existed {
+                    unusable(e.to_string())
+                } else {
+                    StoreError::Open {
+                        path: display.clone(),
+                        message: e.to_string(),
+                    }
+                }
+            })?;
+        if existed {
+            let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&pool)
+                .await
+                .map_err(|e| unusable(e.to_string()))?;
+            if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
+                pool.close().await;
+                return Err(unusable(format!("it holds other tables ({})", tables.join(", "))));
+            }
+        }
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn read_header(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut header = vec![0u8; SQLITE_MAGIC.len()];
+    let n = file.read(&mut header)?;
+    header.truncate(n);
+    Ok(header)
+}
+
+async fn append_audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await?;
+    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    let at = timestamp(at);
+    let hash = chain_hash(&prev, &at, actor, action, subject, details);
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(actor.to_owned())
+    .bind(action.to_owned())
+    .bind(subject.to_owned())
+    .bind(details.to_string())
+    .bind(prev)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn finding_subject(id: i64) -> String {
+    format!("finding:{id}")
+}
+
+const FINDING_COLUMNS: &str = "id, fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, resolved_at";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let severity: String = row.try_get("severity")?;
+    let account: String = row.try_get("account")?;
+    let status: String = row.try_get("status")?;
+    let evidence: String = row.try_get("evidence")?;
+    Ok(StoredFinding {
+        id: row.try_get("id")?,
+        finding: Finding {
+            kind: FindingKind::from_str(&kind).map_err(|e| corrupt("finding kind", e))?,
+            severity: Severity::from_str(&severity).map_err(|e| corrupt("finding severity", e))?,
+            title: row.try_get("title")?,
+            resource: row.try_get("resource")?,
+            account: AccountId::parse(&account).map_err(|e| corrupt("finding account", e))?,
+            region: row.try_get("region")?,
+            expected: row.try_get("expected")?,
+            actual: row.try_get("actual")?,
+            impact_usd_monthly: row.try_get("impact_usd_monthly")?,
+            evidence: serde_json::from_str(&evidence).map_err(|e| corrupt("finding evidence", e))?,
+            fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
+        },
+        status: FindingStatus::from_str(&status).map_err(|e| corrupt("finding status", e))?,
+        first_seen_at: row.try_get("first_seen_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        resolved_at: row.try_get("resolved_at")?,
+    })
+}
+
+fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(StoredChangeRequest {
+        id: row.try_get("id")?,
+        finding_id: row.try_get("finding_id")?,
+        backend: row.try_get("backend")?,
+        branch: row.try_get("branch")?,
+        head_commit: row.try_get("head_commit")?,
+        location: row.try_get("location")?,
+        state: ChangeRequestState::parse(&state)?,
+        opened_at: row.try_get("opened_at")?,
+        decided_by: row.try_get("decided_by")?,
+        decision_channel: row.try_get("decision_channel")?,
+        decided_at: row.try_get("decided_at")?,
+        reason: row.try_get("reason")?,
+        merge_commit: row.try_get("merge_commit")?,
+    })
+}
+
+fn enum_to_str<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn enum_from_str<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_value(Value::String(s.to_owned())).map_err(|e| corrupt(what, e))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar("INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id")
+            .bind(source.to_owned())
+            .bind(timestamp(at))
+            .fetch_one(&mut *tx)
+            .await?;
+        append_audit(&mut tx, "draco", "scan.started", &format!("scan:{id}"), &json!({ "source": source }), at).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn finish_scan(&self, scan_id: i64, status: &str, summary: &Value, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE scans SET finished_at = ?, status = ?, summary = ? WHERE id = ?")
+            .bind(timestamp(at))
+            .bind(status.to_owned())
+            .bind(summary.to_string())
+            .bind(scan_id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, "draco", "scan.finished", &format!("scan:{scan_id}"), &json!({ "status": status, "summary": summary }), at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for p in points {
+            // Only rows that are new or restated count as changed.
+            let result = sqlx::query(
+                "INSERT INTO cost_points (account_id, service, day, amount_usd, estimated) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (account_id, service, day) DO UPDATE SET amount_usd = excluded.amount_usd, estimated = excluded.estimated
+                 WHERE cost_points.amount_usd IS NOT excluded.amount_usd OR cost_points.estimated IS NOT excluded.estimated",
+            )
+            .bind(p.account.as_str().to_owned())
+            .bind(p.service.clone())
+            .bind(p.day.to_string())
+            .bind(p.amount_usd)
+            .bind(p.estimated)
+            .execute(&mut *tx)
+            .await?;
+            changed += result.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn record_findings(&self, scan_id: i64, findings: &[Finding], at: DateTime<Utc>) -> Result<RecordOutcome, StoreError> {
+        let now = timestamp(at);
+        let mut tx = self.pool.begin().await?;
+        let mut outcome = RecordOutcome::default();
+        let mut seen = HashSet::new();
+        for f in findings {
+            seen.insert(f.fingerprint.as_str().to_owned());
+            let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, status FROM findings WHERE fingerprint = ?")
+                .bind(f.fingerprint.as_str().to_owned())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match existing {
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO findings (fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, first_scan_id, last_scan_id)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(f.fingerprint.as_str().to_owned())
+                    .bind(f.kind.as_str())
+                    .bind(f.severity.as_str())
+                    .bind(f.title.clone())
+                    .bind(f.resource.clone())
+                    .bind(f.account.as_str().to_owned())
+                    .bind(f.region.clone())
+                    .bind(f.expected)
+                    .bind(f.actual)
+                    .bind(f.impact_usd_monthly)
+                    .bind(f.evidence.to_string())
+                    .bind(now.clone())
+                    .bind(now.clone())
+                    .bind(scan_id)
+                    .bind(scan_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    append_audit(&mut tx, "draco", "finding.detected", &finding_subject(id),
+                        &json!({ "kind": f.kind, "severity": f.severity, "fingerprint": f.fingerprint, "scan": scan_id }), at).await?;
+                    outcome.new.push(id);
+                }
+                Some((id, status)) => {
+                    let reopened = status == FindingStatus::Resolved.as_str();
+                    sqlx::query(
+                        "UPDATE findings SET kind = ?, severity = ?, title = ?, resource = ?, region = ?, expected = ?, actual = ?, impact_usd_monthly = ?, evidence = ?,
+                         last_seen_at = ?, last_scan_id = ?, resolved_at = NULL,
+                         status = CASE WHEN status = 'resolved' THEN 'open' ELSE status END
+                         WHERE id = ?",
+                    )
+                    .bind(f.kind.as_str())
+                    .bind(f.severity.as_str())
+                    .bind(f.title.clone())
+                    .bind(f.resource.clone())
+                    .bind(f.region.clone())
+                    .bind(f.expected)
+                    .bind(f.actual)
+                    .bind(f.impact_usd_monthly)
+                    .bind(f.evidence.to_string())
+                    .bind(now.clone())
+                    .bind(scan_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if reopened {
+                        append_audit(&mut tx, "draco", "finding.reopened", &finding_subject(id), &json!({ "scan": scan_id }), at).await?;
+                        outcome.reopened.push(id);
+                    } else {
+                        outcome.unchanged.push(id);
+                    }
+                }
+            }
+        }
+        let present: Vec<(i64, String)> = sqlx::query_as("SELECT id, fingerprint FROM findings WHERE status != 'resolved'")
+            .fetch_all(&mut *tx)
+            .await?;
+        for (id, fingerprint) in present {
+            if !seen.contains(&fingerprint) {
+                sqlx::query("UPDATE findings SET status = 'resolved', resolved_at = ? WHERE id = ?")
+                    .bind(now.clone())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                append_audit(&mut tx, "draco", "finding.resolved", &finding_subject(id), &json!({ "scan": scan_id }), at).await?;
+                outcome.resolved.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError> {
+        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(finding_from_row).collect()
+    }
+
+    async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
+        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(finding_from_row).transpose()
+    }
+
+    async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError> {
+        let sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.status = 'open'
+             AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id) ORDER BY f.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        rows.iter().map(finding_from_row).collect()
+    }
+
+    async fn save_proposal(&self, finding_id: i64, proposal: &Proposal, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (finding_id) DO UPDATE SET advisor = excluded.advisor, template_id = excluded.template_id, summary = excluded.summary,
+               risk = excluded.risk, changes = excluded.changes, blast_radius = excluded.blast_radius, format = excluded.format,
+               body = excluded.body, rollback = excluded.rollback, created_at = excluded.created_at",
+        )
+        .bind(finding_id)
+        .bind(proposal.advisor.clone())
+        .bind(proposal.template_id.clone())
+        .bind(proposal.summary.clone())
+        .bind(proposal.risk.as_str())
+        .bind(proposal.changes.clone())
+        .bind(proposal.blast_radius.clone())
+        .bind(enum_to_str(&proposal.format))
+        .bind(proposal.body.clone())
+        .bind(proposal.rollback.clone())
+        .bind(timestamp(at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, "draco", "proposal.created", &finding_subject(finding_id),
+            &json!({ "advisor": proposal.advisor, "template": proposal.template_id, "risk": proposal.risk }), at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn proposal(&self, finding_id: i64) -> Result<Option<Proposal>, StoreError> {
+        let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback FROM proposals WHERE finding_id = ?")
+            .bind(finding_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let risk: String = row.try_get("risk")?;
+        let format: String = row.try_get("format")?;
+        Ok(Some(Proposal {
+            advisor: row.try_get("advisor")?,
+            template_id: row.try_get("template_id")?,
+            summary: row.try_get("summary")?,
+            risk: enum_from_str::<Risk>("proposal risk", &risk)?,
+            changes: row.try_get("changes")?,
+            blast_radius: row.try_get("blast_radius")?,
+            format: enum_from_str::<Format>("proposal format", &format)?,
+            body: row.try_get("body")?,
+            rollback: row.try_get("rollback")?,
+        }))
+    }
+
+    async fn record_change_request(&self, finding_id: i64, backend: &str, opened: &OpenedChangeRequest, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at)
+             VALUES (?, ?, ?, ?, ?, 'open', ?) RETURNING id",
+        )
+        .bind(finding_id)
+        .bind(backend.to_owned())
+        .bind(opened.branch.clone())
+        .bind(opened.head_commit.clone())
+        .bind(opened.location.clone())
+        .bind(timestamp(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'")
+            .bind(finding_id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, "draco", "change_request.opened", &finding_subject(finding_id),
+            &json!({ "change_request": id, "backend": backend, "branch": opened.branch, "head_commit": opened.head_commit }), at).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn change_request_for_finding(&self, finding_id: i64) -> Result<Option<StoredChangeRequest>, StoreError> {
+        let row = sqlx::query("SELECT * FROM change_requests WHERE finding_id = ?")
+            .bind(finding_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(change_request_from_row).transpose()
+    }
+
+    async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM change_requests ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(change_request_from_row).collect()
+    }
+
+    async fn claim_decision(&self, change_request_id: i64, decision: &DecisionRecord) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let state = if decision.approve { "approved" } else { "rejected" };
+        let claimed = sqlx::query(
+            "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?
+             WHERE id = ? AND state = 'open'",
+        )
+        .bind(state)
+        .bind(decision.by.clone())
+        .bind(decision.channel.clone())
+        .bind(timestamp(decision.at))
+        .bind(decision.reason.clone())
+        .bind(change_request_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let finding_id: i64 = sqlx::query_scalar("SELECT finding_id FROM change_requests WHERE id = ?")
+            .bind(change_request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        append_audit(&mut tx, &decision.by, &format!("change_request.{state}"), &finding_subject(finding_id),
+            &json!({ "change_request": change_request_id, "channel": decision.channel, "reason": decision.reason }), decision.at).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn complete_decision(&self, change_request_id: i64, merge_commit: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, String)> = sqlx::query_as("SELECT finding_id, state FROM change_requests WHERE id = ?")
+            .bind(change_request_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((finding_id, state)) = row else {
+            return Err(StoreError::Corrupt(format!("change request {change_request_id} vanished")));
+        };
+        let (done, finding_status, action) = match ChangeRequestState::parse(&state)? {
+            ChangeRequestState::Approved => ("merged", FindingStatus::Approved, "change_request.merged"),
+            ChangeRequestState::Rejected => ("closed", FindingStatus::Rejected, "change_request.closed"),
+            // Already carried out: nothing to record twice.
+            ChangeRequestState::Merged | ChangeRequestState::Closed => return Ok(()),
+            ChangeRequestState::Open => {
+                return Err(StoreError::Corrupt(format!("change request {change_request_id} has no decision to carry out")));
+            }
+        };
+        sqlx::query("UPDATE change_requests SET state = ?, merge_commit = ?, completed_at = ? WHERE id = ?")
+            .bind(done)
+            .bind(merge_commit.map(str::to_owned))
+            .bind(timestamp(at))
+            .bind(change_request_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE findings SET status = ? WHERE id = ? AND status != 'resolved'")
+            .bind(finding_status.as_str())
+            .bind(finding_id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(&mut tx, "draco", action, &finding_subject(finding_id),
+            &json!({ "change_request": change_request_id, "merge_commit": merge_commit }), at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit(&self, actor: &str, action: &str, subject: &str, details: &Value, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        append_audit(&mut tx, actor, action, subject, details, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = match subject {
+            Some(s) => sqlx::query("SELECT * FROM audit_events WHERE subject = ? ORDER BY seq").bind(s.to_owned()).fetch_all(&self.pool).await?,
+            None => sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|row| {
+                let details: String = row.try_get("details")?;
+                Ok(AuditEvent {
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    subject: row.try_get("subject")?,
+                    details: serde_json::from_str(&details).map_err(|e| corrupt("audit details", e))?,
+                    prev_hash: row.try_get("prev_hash")?,
+                    hash: row.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+}
