@@ -36,7 +36,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<ApproveError>() {
             return match e {
-                ApproveError::UnknownFinding(_) | ApproveError::InvalidApprover(_) | ApproveError::MissingReason => EXIT_USAGE,
+                ApproveError::UnknownFinding(_)
+                | ApproveError::InvalidApprover(_)
+                | ApproveError::MissingReason => EXIT_USAGE,
                 _ => EXIT_RUNTIME,
             };
         }
@@ -89,9 +91,12 @@ impl Context {
 
     async fn open_repository(&self) -> Result<LocalGit> {
         let path = self.data_dir.join(REPOSITORY_DIR);
-        LocalGit::open_or_init(&path)
-            .await
-            .with_context(|| format!("cannot prepare the change-request repository {}", path.display()))
+        LocalGit::open_or_init(&path).await.with_context(|| {
+            format!(
+                "cannot prepare the change-request repository {}",
+                path.display()
+            )
+        })
     }
 
     fn catalog(&self) -> Result<Catalog> {
@@ -103,7 +108,10 @@ impl Context {
     }
 
     fn configured_fixtures(&self) -> FixtureSet {
-        match (&self.loaded.config.source.kind, &self.loaded.config.source.fixtures_dir) {
+        match (
+            &self.loaded.config.source.kind,
+            &self.loaded.config.source.fixtures_dir,
+        ) {
             (SourceKind::Fixtures, Some(dir)) => FixtureSet::Directory(dir.clone()),
             (SourceKind::Fixtures, None) => FixtureSet::EmbeddedDemo,
         }
@@ -116,7 +124,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(output) => scan_command(&ctx, FixtureSet::EmbeddedDemo, &output).await,
         Command::Scan(args) => {
             if !args.once {
-                return Err(UsageError("`draco scan` needs --once; use `draco run` to scan on a schedule".into()).into());
+                return Err(UsageError(
+                    "`draco scan` needs --once; use `draco run` to scan on a schedule".into(),
+                )
+                .into());
             }
             scan_command(&ctx, ctx.configured_fixtures(), &args.output).await
         }
@@ -127,9 +138,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let approver = Approver::parse(&args.approver)?;
             let store = ctx.open_existing_store().await?;
             let git = ctx.open_repository().await?;
-            let outcome = approve::approve(&store, &git, args.id, &approver, Channel::Cli, Utc::now()).await?;
+            let outcome =
+                approve::approve(&store, &git, args.id, &approver, Channel::Cli, Utc::now())
+                    .await?;
             let cr = &outcome.change_request;
-            let resumed = if outcome.resumed { " (completing an approval recorded earlier)" } else { "" };
+            let resumed = if outcome.resumed {
+                " (completing an approval recorded earlier)"
+            } else {
+                ""
+            };
             println!(
                 "Approved finding {} by {}{resumed}: merged {} into main as {}.",
                 args.id,
@@ -143,7 +160,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             let approver = Approver::parse(&args.approver)?;
             let store = ctx.open_existing_store().await?;
             let git = ctx.open_repository().await?;
-            let outcome = approve::reject(&store, &git, args.id, &approver, &args.reason, Channel::Cli, Utc::now()).await?;
+            let outcome = approve::reject(
+                &store,
+                &git,
+                args.id,
+                &approver,
+                &args.reason,
+                Channel::Cli,
+                Utc::now(),
+            )
+            .await?;
             println!(
                 "Rejected finding {} by {}: closed {} without merging.",
                 args.id,
@@ -160,7 +186,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .ok()
                 .and_then(|cron| cron.find_next_occurrence(&Utc::now(), false).ok());
             println!("\n# data dir: {}", ctx.data_dir.display());
-            println!("# remediation templates: {} ({} templates)", catalog.origin(), catalog.len());
+            println!(
+                "# remediation templates: {} ({} templates)",
+                catalog.origin(),
+                catalog.len()
+            );
             if let Some(next) = next {
                 println!("# next scheduled scan: {}", next.to_rfc3339());
             }
@@ -171,7 +201,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let store = ctx.open_existing_store().await?;
             let events = store.audit_events(None).await?;
             crate::audit::verify(&events).context("the audit log does not verify")?;
-            println!("Audit log intact: {} events, hash chain verified.", events.len());
+            println!(
+                "Audit log intact: {} events, hash chain verified.",
+                events.len()
+            );
             Ok(())
         }
     }
@@ -217,7 +250,10 @@ async fn scan_command(ctx: &Context, fixtures: FixtureSet, output: &OutputArgs) 
     let report = scan_once(ctx, fixtures, &store).await?;
     let rows = rows(&store).await?;
     if output.json {
-        println!("{}", serde_json::to_string_pretty(&report::scan_json(&report, &rows))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::scan_json(&report, &rows))?
+        );
     } else {
         print!("{}", report::scan_summary(&report, &rows));
     }
@@ -240,7 +276,10 @@ async fn findings_command(ctx: &Context, args: &FindingsArgs) -> Result<()> {
         rows.retain(|(f, _)| f.status == status);
     }
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&report::findings_json(&rows))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::findings_json(&rows))?
+        );
     } else {
         print!("{}", report::findings_table(&rows));
     }
@@ -263,7 +302,10 @@ async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()>
         value["audit"] = serde_json::to_value(&audit)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", report::finding_detail(&(finding, cr), proposal.as_ref(), &audit));
+        print!(
+            "{}",
+            report::finding_detail(&(finding, cr), proposal.as_ref(), &audit)
+        );
     }
     Ok(())
 }

@@ -23,7 +23,14 @@ pub struct AuditEvent {
 
 /// Hash of one event. `details` is serialised with sorted keys (serde_json's
 /// default map), so the same event always hashes the same.
-pub fn chain_hash(prev_hash: &str, at: &str, actor: &str, action: &str, subject: &str, details: &Value) -> String {
+pub fn chain_hash(
+    prev_hash: &str,
+    at: &str,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &Value,
+) -> String {
     let mut hasher = Sha256::new();
     for part in [prev_hash, at, actor, action, subject, &details.to_string()] {
         hasher.update((part.len() as u64).to_be_bytes());
@@ -45,9 +52,20 @@ pub fn verify(events: &[AuditEvent]) -> Result<(), ChainError> {
     let mut prev = (0, GENESIS.to_owned());
     for e in events {
         if e.prev_hash != prev.1 {
-            return Err(ChainError::Broken { seq: e.seq, prev_seq: prev.0 });
+            return Err(ChainError::Broken {
+                seq: e.seq,
+                prev_seq: prev.0,
+            });
         }
-        if chain_hash(&e.prev_hash, &e.at, &e.actor, &e.action, &e.subject, &e.details) != e.hash {
+        if chain_hash(
+            &e.prev_hash,
+            &e.at,
+            &e.actor,
+            &e.action,
+            &e.subject,
+            &e.details,
+        ) != e.hash
+        {
             return Err(ChainError::Tampered { seq: e.seq });
         }
         prev = (e.seq, e.hash.clone());
@@ -82,7 +100,16 @@ mod tests {
         assert_eq!(verify(&[a.clone(), b.clone()]), Ok(()));
         let mut edited = b.clone();
         edited.action = "change_request.merged".into();
-        assert_eq!(verify(&[a.clone(), edited]), Err(ChainError::Tampered { seq: 2 }));
-        assert_eq!(verify(&[b]), Err(ChainError::Broken { seq: 2, prev_seq: 0 }));
+        assert_eq!(
+            verify(&[a.clone(), edited]),
+            Err(ChainError::Tampered { seq: 2 })
+        );
+        assert_eq!(
+            verify(&[b]),
+            Err(ChainError::Broken {
+                seq: 2,
+                prev_seq: 0
+            })
+        );
     }
 }

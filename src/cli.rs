@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "draco", version, about = "Self-hosted cloud guardian: cost anomalies and security posture, fixed only with human approval.")]
+#[command(
+    name = "draco",
+    version,
+    about = "Self-hosted cloud guardian: cost anomalies and security posture, fixed only with human approval."
+)]
 pub struct Cli {
     /// TOML config file (see README). Without one, defaults and DRACO_* variables apply.
     #[arg(long, global = true, env = "DRACO_CONFIG", value_name = "PATH")]

@@ -112,7 +112,10 @@ pub struct Secrets {
 impl Secrets {
     /// `(name, where it came from)` for display; values are never exposed here.
     pub fn describe(&self) -> Vec<(&'static str, Option<&str>)> {
-        vec![("llm.api_key", self.llm_api_key.as_ref().map(|s| s.origin.as_str()))]
+        vec![(
+            "llm.api_key",
+            self.llm_api_key.as_ref().map(|s| s.origin.as_str()),
+        )]
     }
 }
 
@@ -235,7 +238,8 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
         })?;
         env_overrides.push(name.clone());
     }
-    let config = Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.to_string()))?;
+    let config =
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.to_string()))?;
     validate(&config)?;
     let secrets = load_secrets(&config, env)?;
     Ok(Loaded {
@@ -372,7 +376,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     let non_negative = [
         ("detect.cost.min_excess_usd", cost.min_excess_usd),
-        ("detect.cost.new_service_min_daily_usd", cost.new_service_min_daily_usd),
+        (
+            "detect.cost.new_service_min_daily_usd",
+            cost.new_service_min_daily_usd,
+        ),
     ];
     for (key, value) in non_negative {
         if !(value.is_finite() && value >= 0.0) {
@@ -413,7 +420,9 @@ pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
         .dom_and_dow(true)
         .build()
         .parse(schedule)
-        .map_err(|e| format!("`{schedule}` is not a cron schedule with seconds, e.g. \"0 0 6 * * *\" ({e})"))
+        .map_err(|e| {
+            format!("`{schedule}` is not a cron schedule with seconds, e.g. \"0 0 6 * * *\" ({e})")
+        })
 }
 
 fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secrets, ConfigError> {
@@ -490,7 +499,10 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
@@ -517,14 +529,20 @@ mod tests {
     fn wrong_type_says_what_was_expected() {
         let err = load_text("[detect.cost]\nz_threshold = \"high\"\n", &[]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("z_threshold") && msg.contains("expected"), "{msg}");
+        assert!(
+            msg.contains("z_threshold") && msg.contains("expected"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn environment_overrides_the_file() {
         let loaded = load_text(
             "[detect.cost]\nz_threshold = 4.0\n",
-            &[("DRACO_DETECT_COST_Z_THRESHOLD", "6.5"), ("DRACO_SCHEDULE", "0 30 * * * *")],
+            &[
+                ("DRACO_DETECT_COST_Z_THRESHOLD", "6.5"),
+                ("DRACO_SCHEDULE", "0 30 * * * *"),
+            ],
         )
         .unwrap();
         assert_eq!(loaded.config.detect.cost.z_threshold, 6.5);
@@ -556,7 +574,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("key");
         std::fs::write(&key_file, "file-secret-value\n").unwrap();
-        let text = format!("[llm]\napi_key_file = {:?}\n", key_file.display().to_string());
+        let text = format!(
+            "[llm]\napi_key_file = {:?}\n",
+            key_file.display().to_string()
+        );
         let loaded = load_text(&text, &[]).unwrap();
         let secret = loaded.secrets.llm_api_key.as_ref().unwrap();
         assert_eq!(secret.value.expose_secret(), "file-secret-value");
@@ -565,7 +586,16 @@ mod tests {
         assert!(!format!("{:?}", loaded.secrets).contains("file-secret-value"));
 
         let loaded = load_text(&text, &[("DRACO_LLM_API_KEY", "env-secret-value")]).unwrap();
-        assert_eq!(loaded.secrets.llm_api_key.as_ref().unwrap().value.expose_secret(), "env-secret-value");
+        assert_eq!(
+            loaded
+                .secrets
+                .llm_api_key
+                .as_ref()
+                .unwrap()
+                .value
+                .expose_secret(),
+            "env-secret-value"
+        );
         assert!(!render(&loaded).contains("env-secret-value"));
     }
 }

@@ -23,7 +23,12 @@ pub enum DaemonError {
 pub type ScanFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Runs `scan` on `schedule` until `shutdown` resolves.
-pub async fn run<'a, S, F>(schedule: &str, scan_on_start: bool, shutdown: F, mut scan: S) -> Result<(), DaemonError>
+pub async fn run<'a, S, F>(
+    schedule: &str,
+    scan_on_start: bool,
+    shutdown: F,
+    mut scan: S,
+) -> Result<(), DaemonError>
 where
     S: FnMut() -> ScanFuture<'a>,
     F: Future<Output = ()>,

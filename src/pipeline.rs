@@ -84,7 +84,11 @@ pub struct ScanReport {
 impl Pipeline<'_> {
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, PipelineError> {
         let (cost, posture) = (self.cost.describe(), self.posture.describe());
-        let source = if cost == posture { cost } else { format!("{cost} + {posture}") };
+        let source = if cost == posture {
+            cost
+        } else {
+            format!("{cost} + {posture}")
+        };
         let scan_id = self.store.begin_scan(&source, now).await?;
         let observed = async {
             let costs = self.cost.daily_costs().await?;
@@ -96,7 +100,9 @@ impl Pipeline<'_> {
             Ok(observed) => observed,
             Err(source) => {
                 let summary = json!({ "error": source.to_string() });
-                self.store.finish_scan(scan_id, "failed", &summary, Utc::now()).await?;
+                self.store
+                    .finish_scan(scan_id, "failed", &summary, Utc::now())
+                    .await?;
                 return Err(PipelineError::Source { scan_id, source });
             }
         };
@@ -120,7 +126,13 @@ impl Pipeline<'_> {
                 Err(error) => {
                     tracing::warn!(finding = stored.id, %error, "no change request for this finding");
                     self.store
-                        .audit("draco", "remediation.failed", &format!("finding:{}", stored.id), &json!({ "error": error.to_string() }), Utc::now())
+                        .audit(
+                            "draco",
+                            "remediation.failed",
+                            &format!("finding:{}", stored.id),
+                            &json!({ "error": error.to_string() }),
+                            Utc::now(),
+                        )
                         .await?;
                     failures.push(FindingFailure {
                         finding_id: stored.id,
@@ -139,16 +151,26 @@ impl Pipeline<'_> {
             findings_detected: findings.len(),
             outcome,
             change_requests_opened: opened,
-            status: if failures.is_empty() { "succeeded" } else { "partial" },
+            status: if failures.is_empty() {
+                "succeeded"
+            } else {
+                "partial"
+            },
             failures,
         };
         let summary = serde_json::to_value(&report).unwrap_or_default();
-        self.store.finish_scan(scan_id, report.status, &summary, Utc::now()).await?;
+        self.store
+            .finish_scan(scan_id, report.status, &summary, Utc::now())
+            .await?;
         Ok(report)
     }
 
     /// Redact → advise → restore locally → render → open the change request.
-    async fn remediate(&self, stored: &StoredFinding, now: DateTime<Utc>) -> Result<OpenedRequest, RemediationError> {
+    async fn remediate(
+        &self,
+        stored: &StoredFinding,
+        now: DateTime<Utc>,
+    ) -> Result<OpenedRequest, RemediationError> {
         let request = AdviceRequest::from_finding(&stored.finding);
         let (redacted, vault) = self.redactor.redact(&request)?;
         let recommendation = self.advisor.recommend(&redacted).await?;
@@ -156,7 +178,13 @@ impl Pipeline<'_> {
         drop(vault);
         if !invented.is_empty() {
             self.store
-                .audit("draco", "advice.unknown_placeholders", &format!("finding:{}", stored.id), &json!({ "placeholders": invented }), now)
+                .audit(
+                    "draco",
+                    "advice.unknown_placeholders",
+                    &format!("finding:{}", stored.id),
+                    &json!({ "placeholders": invented }),
+                    now,
+                )
                 .await?;
         }
         let proposal = self.catalog.render(&recommendation, &request)?;

@@ -16,7 +16,10 @@ use crate::store::{StoredChangeRequest, StoredFinding};
 /// A finding with its change request, if any.
 pub type Row = (StoredFinding, Option<StoredChangeRequest>);
 
-pub fn finding_json(finding: &StoredFinding, change_request: Option<&StoredChangeRequest>) -> Value {
+pub fn finding_json(
+    finding: &StoredFinding,
+    change_request: Option<&StoredChangeRequest>,
+) -> Value {
     let f = &finding.finding;
     json!({
         "id": finding.id,
@@ -45,7 +48,11 @@ pub fn finding_json(finding: &StoredFinding, change_request: Option<&StoredChang
 }
 
 pub fn findings_json(rows: &[Row]) -> Value {
-    Value::Array(rows.iter().map(|(f, cr)| finding_json(f, cr.as_ref())).collect())
+    Value::Array(
+        rows.iter()
+            .map(|(f, cr)| finding_json(f, cr.as_ref()))
+            .collect(),
+    )
 }
 
 fn money(usd: Option<f64>) -> String {
@@ -113,14 +120,27 @@ pub fn findings_table(rows: &[Row]) -> String {
         })
         .collect();
     table(
-        &["ID", "SEVERITY", "KIND", "RESOURCE", "ACCOUNT", "REGION", "IMPACT/MO", "STATUS"],
+        &[
+            "ID",
+            "SEVERITY",
+            "KIND",
+            "RESOURCE",
+            "ACCOUNT",
+            "REGION",
+            "IMPACT/MO",
+            "STATUS",
+        ],
         &body,
     )
 }
 
 pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Scan {} ({}): {}", report.scan_id, report.status, report.source);
+    let _ = writeln!(
+        out,
+        "Scan {} ({}): {}",
+        report.scan_id, report.status, report.source
+    );
     let _ = writeln!(
         out,
         "  {} daily cost points ({} new or restated), {} account-regions of EC2 inventory\n",
@@ -133,14 +153,31 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
     let by_severity: Vec<Vec<String>> = Severity::ALL_DESCENDING
         .iter()
         .map(|sev| {
-            let of: Vec<&&Row> = current.iter().filter(|(f, _)| f.finding.severity == *sev).collect();
-            let new = of.iter().filter(|(f, _)| report.outcome.new.contains(&f.id)).count();
+            let of: Vec<&&Row> = current
+                .iter()
+                .filter(|(f, _)| f.finding.severity == *sev)
+                .collect();
+            let new = of
+                .iter()
+                .filter(|(f, _)| report.outcome.new.contains(&f.id))
+                .count();
             // Start from +0.0: an empty float sum is -0.0, which prints as "$-0.00".
-            let impact: f64 = 0.0 + of.iter().filter_map(|(f, _)| f.finding.impact_usd_monthly).sum::<f64>();
-            vec![sev.to_string(), of.len().to_string(), new.to_string(), format!("${impact:.2}")]
+            let impact: f64 = 0.0
+                + of.iter()
+                    .filter_map(|(f, _)| f.finding.impact_usd_monthly)
+                    .sum::<f64>();
+            vec![
+                sev.to_string(),
+                of.len().to_string(),
+                new.to_string(),
+                format!("${impact:.2}"),
+            ]
         })
         .collect();
-    out.push_str(&table(&["SEVERITY", "FINDINGS", "NEW", "IMPACT/MO"], &by_severity));
+    out.push_str(&table(
+        &["SEVERITY", "FINDINGS", "NEW", "IMPACT/MO"],
+        &by_severity,
+    ));
     out.push('\n');
     let current_rows: Vec<Row> = current.into_iter().cloned().collect();
     out.push_str(&findings_table(&current_rows));
@@ -155,7 +192,10 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
         o.resolved.len()
     );
     if report.change_requests_opened.is_empty() {
-        let _ = writeln!(out, "No change request opened: every current finding already has one.");
+        let _ = writeln!(
+            out,
+            "No change request opened: every current finding already has one."
+        );
     } else {
         let _ = writeln!(
             out,
@@ -165,14 +205,25 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
         );
         for cr in &report.change_requests_opened {
             let recovered = if cr.recovered { " (recovered)" } else { "" };
-            let _ = writeln!(out, "  finding {:>3}  {}{recovered}", cr.finding_id, cr.branch);
+            let _ = writeln!(
+                out,
+                "  finding {:>3}  {}{recovered}",
+                cr.finding_id, cr.branch
+            );
         }
     }
     for failure in &report.failures {
-        let _ = writeln!(out, "  finding {:>3}  NOT remediated: {}", failure.finding_id, failure.error);
+        let _ = writeln!(
+            out,
+            "  finding {:>3}  NOT remediated: {}",
+            failure.finding_id, failure.error
+        );
     }
     if !report.change_requests_opened.is_empty() {
-        let _ = writeln!(out, "\nReview with `draco show <id>`, then `draco approve <id> --as <name>` or `draco reject <id> --as <name> --reason <text>`.");
+        let _ = writeln!(
+            out,
+            "\nReview with `draco show <id>`, then `draco approve <id> --as <name>` or `draco reject <id> --as <name> --reason <text>`."
+        );
     }
     out
 }
@@ -193,7 +244,11 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     let _ = writeln!(out, "  status      {}", f.status);
     let _ = writeln!(out, "  resource    {}", f.finding.resource);
     let _ = writeln!(out, "  account     {}", f.finding.account);
-    let _ = writeln!(out, "  region      {}", f.finding.region.as_deref().unwrap_or("global"));
+    let _ = writeln!(
+        out,
+        "  region      {}",
+        f.finding.region.as_deref().unwrap_or("global")
+    );
     let _ = writeln!(out, "  expected    {}", money(f.finding.expected));
     let _ = writeln!(out, "  actual      {}", money(f.finding.actual));
     let _ = writeln!(out, "  impact/mo   {}", money(f.finding.impact_usd_monthly));
@@ -203,16 +258,35 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     let evidence = serde_json::to_string_pretty(&f.finding.evidence).unwrap_or_default();
     let _ = writeln!(out, "\nEvidence:\n{evidence}");
     if let Some(p) = proposal {
-        let _ = writeln!(out, "\nProposal ({} advisor, template {}, risk {}): {}", p.advisor, p.template_id, p.risk.as_str(), p.summary);
+        let _ = writeln!(
+            out,
+            "\nProposal ({} advisor, template {}, risk {}): {}",
+            p.advisor,
+            p.template_id,
+            p.risk.as_str(),
+            p.summary
+        );
         let _ = writeln!(out, "  changes:      {}", p.changes);
         let _ = writeln!(out, "  blast radius: {}", p.blast_radius);
         let _ = writeln!(out, "\n--- remediation ---\n{}", p.body.trim_end());
         let _ = writeln!(out, "--- rollback ---\n{}", p.rollback.trim_end());
     }
     if let Some(cr) = cr {
-        let _ = writeln!(out, "\nChange request: {} on {} ({}, {})", cr.state.as_str(), cr.branch, cr.backend, cr.location);
+        let _ = writeln!(
+            out,
+            "\nChange request: {} on {} ({}, {})",
+            cr.state.as_str(),
+            cr.branch,
+            cr.backend,
+            cr.location
+        );
         if let Some(by) = &cr.decided_by {
-            let _ = writeln!(out, "  decided by {by} via {} at {}", cr.decision_channel.as_deref().unwrap_or("?"), cr.decided_at.as_deref().unwrap_or("?"));
+            let _ = writeln!(
+                out,
+                "  decided by {by} via {} at {}",
+                cr.decision_channel.as_deref().unwrap_or("?"),
+                cr.decided_at.as_deref().unwrap_or("?")
+            );
         }
         if let Some(reason) = &cr.reason {
             let _ = writeln!(out, "  reason: {reason}");

@@ -131,7 +131,10 @@ pub struct Outcome {
     pub resumed: bool,
 }
 
-async fn change_request(store: &dyn Store, finding_id: i64) -> Result<StoredChangeRequest, ApproveError> {
+async fn change_request(
+    store: &dyn Store,
+    finding_id: i64,
+) -> Result<StoredChangeRequest, ApproveError> {
     if store.finding(finding_id).await?.is_none() {
         return Err(ApproveError::UnknownFinding(finding_id));
     }
@@ -177,7 +180,13 @@ pub async fn approve(
         }
         // Claimed earlier, merge not recorded: a crash in between. Finish the
         // decision that was made, under the name of who made it.
-        ChangeRequestState::Approved => (cr.decision().ok_or(StoreError::Corrupt(format!("change request {} is approved without a decision", cr.id)))?, true),
+        ChangeRequestState::Approved => (
+            cr.decision().ok_or(StoreError::Corrupt(format!(
+                "change request {} is approved without a decision",
+                cr.id
+            )))?,
+            true,
+        ),
         _ => return Err(already_decided(finding_id, &cr)),
     };
     let approved = Approved {
@@ -189,7 +198,9 @@ pub async fn approve(
         decided_at: decision.at,
     };
     let merge_commit = change_requests.merge(&approved).await?;
-    store.complete_decision(cr.id, Some(&merge_commit), now).await?;
+    store
+        .complete_decision(cr.id, Some(&merge_commit), now)
+        .await?;
     let change_request = change_request(store, finding_id).await?;
     Ok(Outcome {
         change_request,

@@ -195,7 +195,11 @@ fn weekly_expectation(history: &VecDeque<(u32, f64)>, weekday: u32) -> (f64, f64
             .filter(|&&(d, _)| d == w)
             .map(|&(_, v)| v / level)
             .collect();
-        if ratios.len() >= 2 { median(ratios) } else { 1.0 }
+        if ratios.len() >= 2 {
+            median(ratios)
+        } else {
+            1.0
+        }
     };
     let factors: [f64; 7] = std::array::from_fn(|w| factor(w as u32));
     let residuals: Vec<f64> = history
@@ -228,7 +232,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 {
+    if values.len().is_multiple_of(2) {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]
@@ -431,7 +435,11 @@ mod tests {
         (0..n)
             .map(|i| {
                 let d = start + Duration::days(i as i64);
-                let base = if d.weekday().num_days_from_monday() >= 5 { 70.0 } else { 100.0 };
+                let base = if d.weekday().num_days_from_monday() >= 5 {
+                    70.0
+                } else {
+                    100.0
+                };
                 base * (1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0)
             })
             .collect()

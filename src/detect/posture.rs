@@ -406,7 +406,12 @@ mod tests {
             vec![FindingKind::SgOpenAll]
         );
         assert_eq!(
-            kinds(vec![group(vec![("tcp", Some(0), Some(65535), "0.0.0.0/0")])]),
+            kinds(vec![group(vec![(
+                "tcp",
+                Some(0),
+                Some(65535),
+                "0.0.0.0/0"
+            )])]),
             vec![FindingKind::SgOpenAll]
         );
     }
@@ -414,13 +419,26 @@ mod tests {
     #[test]
     fn a_port_range_covering_a_database_port_is_flagged() {
         assert_eq!(
-            kinds(vec![group(vec![("tcp", Some(5000), Some(6000), "0.0.0.0/0")])]),
+            kinds(vec![group(vec![(
+                "tcp",
+                Some(5000),
+                Some(6000),
+                "0.0.0.0/0"
+            )])]),
             vec![FindingKind::SgOpenDbPort]
         );
     }
 
     #[test]
     fn https_open_to_the_world_is_not_a_finding() {
-        assert!(kinds(vec![group(vec![("tcp", Some(443), Some(443), "0.0.0.0/0")])]).is_empty());
+        assert!(
+            kinds(vec![group(vec![(
+                "tcp",
+                Some(443),
+                Some(443),
+                "0.0.0.0/0"
+            )])])
+            .is_empty()
+        );
     }
 }

@@ -30,18 +30,34 @@ impl LocalGit {
         };
         if !repo.join("HEAD").exists() {
             let path = repo.display().to_string();
-            this.run(&["init", "--quiet", "--bare", "--initial-branch=main", &path], None, None, false)
-                .await?;
+            this.run(
+                &["init", "--quiet", "--bare", "--initial-branch=main", &path],
+                None,
+                None,
+                false,
+            )
+            .await?;
         }
         if this.resolve(MAIN).await?.is_none() {
             let readme = this
                 .hash_blob(b"# Draco remediations\n\nEach branch `draco/...` holds one proposed remediation.\nIt is merged into main only after a human approved it.\n")
                 .await?;
             let tree = this
-                .run_git(&["mktree"], Some(format!("100644 blob {readme}\tREADME.md\n").as_bytes()))
+                .run_git(
+                    &["mktree"],
+                    Some(format!("100644 blob {readme}\tREADME.md\n").as_bytes()),
+                )
                 .await?;
             let commit = this
-                .run_git(&["commit-tree", &tree, "-m", "Initialise the remediation repository"], None)
+                .run_git(
+                    &[
+                        "commit-tree",
+                        &tree,
+                        "-m",
+                        "Initialise the remediation repository",
+                    ],
+                    None,
+                )
                 .await?;
             // An empty expected value means "create only": a concurrent init loses cleanly.
             let _ = this.run_git(&["update-ref", MAIN, &commit, ""], None).await;
@@ -56,7 +72,17 @@ impl LocalGit {
     /// The commit a ref points to, or `None` when it does not exist.
     pub async fn resolve(&self, reference: &str) -> Result<Option<String>, GitOpsError> {
         let out = self
-            .run(&["rev-parse", "--verify", "--quiet", &format!("{reference}^{{commit}}")], None, None, true)
+            .run(
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{reference}^{{commit}}"),
+                ],
+                None,
+                None,
+                true,
+            )
             .await?;
         Ok((!out.is_empty()).then_some(out))
     }
@@ -111,14 +137,20 @@ impl LocalGit {
     ) -> Result<String, GitOpsError> {
         let mut cmd = if args.first() == Some(&"init") {
             let mut c = Command::new("git");
-            c.args(args).env("GIT_CONFIG_NOSYSTEM", "1").env("GIT_CONFIG_GLOBAL", "/dev/null");
+            c.args(args)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null");
             c
         } else {
             self.command(args, index_file)
         };
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(GitOpsError::Spawn)?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(input).await.map_err(GitOpsError::Spawn)?;
@@ -174,12 +206,18 @@ impl ChangeRequests for LocalGit {
             .tempdir()
             .map_err(GitOpsError::Spawn)?;
         let index = scratch.path().join("index");
-        self.run(&["read-tree", &base], None, Some(&index), false).await?;
+        self.run(&["read-tree", &base], None, Some(&index), false)
+            .await?;
         for file in &request.files {
             let blob = self.hash_blob(file.contents.as_bytes()).await?;
             let mode = if file.executable { "100755" } else { "100644" };
             self.run(
-                &["update-index", "--add", "--cacheinfo", &format!("{mode},{blob},{}", file.path)],
+                &[
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    &format!("{mode},{blob},{}", file.path),
+                ],
                 None,
                 Some(&index),
                 false,
@@ -189,9 +227,15 @@ impl ChangeRequests for LocalGit {
         let tree = self.run(&["write-tree"], None, Some(&index), false).await?;
         let message = format!("{}\n\n{}", request.title, request.body);
         let commit = self
-            .run_git(&["commit-tree", &tree, "-p", &base, "-F", "-"], Some(message.as_bytes()))
+            .run_git(
+                &["commit-tree", &tree, "-p", &base, "-F", "-"],
+                Some(message.as_bytes()),
+            )
             .await?;
-        match self.run_git(&["update-ref", &branch_ref, &commit, ""], None).await {
+        match self
+            .run_git(&["update-ref", &branch_ref, &commit, ""], None)
+            .await
+        {
             Ok(_) => Ok(OpenedChangeRequest {
                 branch: request.branch.clone(),
                 head_commit: commit,
@@ -220,7 +264,12 @@ impl ChangeRequests for LocalGit {
             .await?
             .ok_or_else(|| GitOpsError::NoBranch("main".into()))?;
         let merged = self
-            .run(&["merge-tree", "--write-tree", &main, head], None, None, true)
+            .run(
+                &["merge-tree", "--write-tree", &main, head],
+                None,
+                None,
+                true,
+            )
             .await?;
         let tree = merged.lines().next().unwrap_or_default().to_owned();
         if tree.is_empty() {
@@ -242,9 +291,13 @@ impl ChangeRequests for LocalGit {
             approved.decided_at().to_rfc3339()
         );
         let commit = self
-            .run_git(&["commit-tree", &tree, "-p", &main, "-p", head, "-F", "-"], Some(message.as_bytes()))
+            .run_git(
+                &["commit-tree", &tree, "-p", &main, "-p", head, "-F", "-"],
+                Some(message.as_bytes()),
+            )
             .await?;
-        self.run_git(&["update-ref", MAIN, &commit, &main], None).await?;
+        self.run_git(&["update-ref", MAIN, &commit, &main], None)
+            .await?;
         Ok(commit)
     }
 
@@ -258,10 +311,16 @@ impl ChangeRequests for LocalGit {
                 None => Err(GitOpsError::NoBranch(rejected.branch().to_owned())),
             };
         }
-        self.require_branch_at(rejected.branch(), rejected.head_commit()).await?;
+        self.require_branch_at(rejected.branch(), rejected.head_commit())
+            .await?;
         // Keep the rejected commit reachable for the record, out of the branch list.
-        self.run_git(&["update-ref", &closed_ref, rejected.head_commit()], None).await?;
-        self.run_git(&["update-ref", "-d", &branch_ref, rejected.head_commit()], None).await?;
+        self.run_git(&["update-ref", &closed_ref, rejected.head_commit()], None)
+            .await?;
+        self.run_git(
+            &["update-ref", "-d", &branch_ref, rejected.head_commit()],
+            None,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -45,7 +45,9 @@ pub enum GitOpsError {
     Spawn(std::io::Error),
     #[error("git {args} failed: {stderr}")]
     Git { args: String, stderr: String },
-    #[error("branch {branch} is at {actual}, not at the approved commit {approved}: refusing to merge")]
+    #[error(
+        "branch {branch} is at {actual}, not at the approved commit {approved}: refusing to merge"
+    )]
     BranchMoved {
         branch: String,
         approved: String,

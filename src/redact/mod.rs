@@ -49,9 +49,7 @@ impl<T: fmt::Debug> fmt::Debug for Redacted<T> {
 pub enum RedactError {
     #[error("cannot redact a value that does not convert to JSON: {0}")]
     Serialize(serde_json::Error),
-    #[error(
-        "a redacted value no longer fits its type (a redacted field must be a string): {0}"
-    )]
+    #[error("a redacted value no longer fits its type (a redacted field must be a string): {0}")]
     Deserialize(serde_json::Error),
 }
 
@@ -209,7 +207,7 @@ impl Redactor {
 
     fn is_person_key(&self, key: &str) -> bool {
         let key = key.to_lowercase();
-        self.person_keys.iter().any(|k| *k == key)
+        self.person_keys.contains(&key)
     }
 
     /// A value under a person key is a name unless it is something more

@@ -210,7 +210,9 @@ impl Catalog {
     }
 
     pub fn for_kind(&self, kind: FindingKind) -> Option<&Template> {
-        self.by_kind.get(&kind).and_then(|id| self.templates.get(id))
+        self.by_kind
+            .get(&kind)
+            .and_then(|id| self.templates.get(id))
     }
 
     pub fn len(&self) -> usize {
@@ -249,7 +251,10 @@ impl Catalog {
             .keys()
             .find(|name| !template.parameters.iter().any(|p| &p.name == *name))
         {
-            return Err(parameter_error(extra, "is not declared by the template".into()));
+            return Err(parameter_error(
+                extra,
+                "is not declared by the template".into(),
+            ));
         }
         let mut params = serde_json::Map::new();
         for p in &template.parameters {
@@ -419,7 +424,10 @@ mod tests {
         let mut recommendation = advisor.recommend(&redacted).await.unwrap();
         advisor.catalog().render(&recommendation, &good).unwrap();
         recommendation.parameters.insert("extra".into(), "x".into());
-        let err = advisor.catalog().render(&recommendation, &good).unwrap_err();
+        let err = advisor
+            .catalog()
+            .render(&recommendation, &good)
+            .unwrap_err();
         assert!(err.to_string().contains("not declared"), "{err}");
     }
 }

@@ -161,7 +161,9 @@ struct InventoryFile {
 /// Parses the cost CSV; the first bad row aborts with its line number so a
 /// half-read file never reaches the store.
 pub fn parse_cost_csv(bytes: &[u8], path: &str) -> Result<Vec<CostPoint>, SourceError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
     let expected_header = ["date", "account_id", "service", "amount_usd", "estimated"];
     let header = reader
         .headers()
@@ -253,13 +255,13 @@ impl PostureSource for FixtureSource {
     async fn inventory(&self) -> Result<Vec<RegionInventory>, SourceError> {
         let mut inventories = Vec::new();
         for (account, region, relative) in self.set.inventory_files()? {
-            let account = AccountId::parse(&account).map_err(|e| {
-                self.set
-                    .error(&relative, &format!("directory name: {e}"))
-            })?;
+            let account = AccountId::parse(&account)
+                .map_err(|e| self.set.error(&relative, &format!("directory name: {e}")))?;
             let bytes = self.set.read(&relative)?;
-            let file: InventoryFile = serde_json::from_slice(&bytes)
-                .map_err(|e| self.set.error(&relative, &format!("invalid inventory JSON: {e}")))?;
+            let file: InventoryFile = serde_json::from_slice(&bytes).map_err(|e| {
+                self.set
+                    .error(&relative, &format!("invalid inventory JSON: {e}"))
+            })?;
             inventories.push(RegionInventory {
                 account,
                 region,
@@ -297,7 +299,10 @@ mod tests {
     #[test]
     fn a_wrong_header_is_rejected() {
         let err = parse_cost_csv(b"day,amount\n", "cost.csv").unwrap_err();
-        assert!(err.to_string().contains("expected `date,account_id"), "{err}");
+        assert!(
+            err.to_string().contains("expected `date,account_id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("database {path} cannot be opened: {message}")]
     Open { path: String, message: String },
-    #[error("database {path} is not a Draco database or is damaged ({message}); it was left untouched — move it aside or restore a backup")]
+    #[error(
+        "database {path} is not a Draco database or is damaged ({message}); it was left untouched — move it aside or restore a backup"
+    )]
     Unusable { path: String, message: String },
     #[error("database migration failed: {0}")]
     Migrate(String),
@@ -82,7 +84,11 @@ impl ChangeRequestState {
             "merged" => ChangeRequestState::Merged,
             "rejected" => ChangeRequestState::Rejected,
             "closed" => ChangeRequestState::Closed,
-            other => return Err(StoreError::Corrupt(format!("unknown change request state `{other}`"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown change request state `{other}`"
+                )));
+            }
         })
     }
 }
@@ -152,27 +158,68 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
-    async fn finish_scan(&self, scan_id: i64, status: &str, summary: &Value, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn finish_scan(
+        &self,
+        scan_id: i64,
+        status: &str,
+        summary: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Upserts daily cost; returns how many rows were new or changed.
     async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError>;
     /// Inserts new findings, updates the ones seen again, resolves the ones no longer seen.
-    async fn record_findings(&self, scan_id: i64, findings: &[Finding], at: DateTime<Utc>) -> Result<RecordOutcome, StoreError>;
+    async fn record_findings(
+        &self,
+        scan_id: i64,
+        findings: &[Finding],
+        at: DateTime<Utc>,
+    ) -> Result<RecordOutcome, StoreError>;
     async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
     async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError>;
     /// Findings still present that have no change request yet.
     async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError>;
-    async fn save_proposal(&self, finding_id: i64, proposal: &Proposal, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn save_proposal(
+        &self,
+        finding_id: i64,
+        proposal: &Proposal,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     async fn proposal(&self, finding_id: i64) -> Result<Option<Proposal>, StoreError>;
-    async fn record_change_request(&self, finding_id: i64, backend: &str, opened: &OpenedChangeRequest, at: DateTime<Utc>) -> Result<i64, StoreError>;
-    async fn change_request_for_finding(&self, finding_id: i64) -> Result<Option<StoredChangeRequest>, StoreError>;
+    async fn record_change_request(
+        &self,
+        finding_id: i64,
+        backend: &str,
+        opened: &OpenedChangeRequest,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+    async fn change_request_for_finding(
+        &self,
+        finding_id: i64,
+    ) -> Result<Option<StoredChangeRequest>, StoreError>;
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
     /// Records a decision if, and only if, the change request is still open.
     /// Returns `false` when somebody decided first: decisions are single-use.
-    async fn claim_decision(&self, change_request_id: i64, decision: &DecisionRecord) -> Result<bool, StoreError>;
+    async fn claim_decision(
+        &self,
+        change_request_id: i64,
+        decision: &DecisionRecord,
+    ) -> Result<bool, StoreError>;
     /// Records that the decision was carried out (merged, or closed).
-    async fn complete_decision(&self, change_request_id: i64, merge_commit: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn complete_decision(
+        &self,
+        change_request_id: i64,
+        merge_commit: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Appends a free-standing audit event (e.g. an advisor failure).
-    async fn audit(&self, actor: &str, action: &str, subject: &str, details: &Value, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Audit events, oldest first; only those about `subject` when given.
     async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
 }

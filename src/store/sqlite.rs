@@ -8,8 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
     ChangeRequestState, DecisionRecord, RecordOutcome, Store, StoreError, StoredChangeRequest,
@@ -49,6 +51,24 @@ impl SqliteStore {
                 return Err(unusable("not an SQLite file".into()));
             }
         }
+        if existed {
+            // Inspect read-only first: opening for writing would switch the
+            // file to WAL mode, which rewrites its header.
+            let probe = SqliteConnectOptions::new().filename(path).read_only(true);
+            let mut conn = probe.connect().await.map_err(|e| unusable(e.to_string()))?;
+            let tables: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| unusable(e.to_string()))?;
+            let _ = conn.close().await;
+            if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
+                return Err(unusable(format!(
+                    "it holds other tables ({})",
+                    tables.join(", ")
+                )));
+            }
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -70,17 +90,10 @@ impl SqliteStore {
                     }
                 }
             })?;
-        if existed {
-            let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(&pool)
-                .await
-                .map_err(|e| unusable(e.to_string()))?;
-            if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
-                pool.close().await;
-                return Err(unusable(format!("it holds other tables ({})", tables.join(", "))));
-            }
-        }
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(Self { pool })
     }
 
@@ -106,9 +119,10 @@ async fn append_audit(
     details: &Value,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let prev: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await?;
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
     let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
     let at = timestamp(at);
     let hash = chain_hash(&prev, &at, actor, action, subject, details);
@@ -155,7 +169,8 @@ fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
             expected: row.try_get("expected")?,
             actual: row.try_get("actual")?,
             impact_usd_monthly: row.try_get("impact_usd_monthly")?,
-            evidence: serde_json::from_str(&evidence).map_err(|e| corrupt("finding evidence", e))?,
+            evidence: serde_json::from_str(&evidence)
+                .map_err(|e| corrupt("finding evidence", e))?,
             fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
         },
         status: FindingStatus::from_str(&status).map_err(|e| corrupt("finding status", e))?,
@@ -199,17 +214,33 @@ fn enum_from_str<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<
 impl Store for SqliteStore {
     async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id")
-            .bind(source.to_owned())
-            .bind(timestamp(at))
-            .fetch_one(&mut *tx)
-            .await?;
-        append_audit(&mut tx, "draco", "scan.started", &format!("scan:{id}"), &json!({ "source": source }), at).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id",
+        )
+        .bind(source.to_owned())
+        .bind(timestamp(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            "draco",
+            "scan.started",
+            &format!("scan:{id}"),
+            &json!({ "source": source }),
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
 
-    async fn finish_scan(&self, scan_id: i64, status: &str, summary: &Value, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn finish_scan(
+        &self,
+        scan_id: i64,
+        status: &str,
+        summary: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE scans SET finished_at = ?, status = ?, summary = ? WHERE id = ?")
             .bind(timestamp(at))
@@ -218,7 +249,15 @@ impl Store for SqliteStore {
             .bind(scan_id)
             .execute(&mut *tx)
             .await?;
-        append_audit(&mut tx, "draco", "scan.finished", &format!("scan:{scan_id}"), &json!({ "status": status, "summary": summary }), at).await?;
+        append_audit(
+            &mut tx,
+            "draco",
+            "scan.finished",
+            &format!("scan:{scan_id}"),
+            &json!({ "status": status, "summary": summary }),
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -246,17 +285,23 @@ impl Store for SqliteStore {
         Ok(changed)
     }
 
-    async fn record_findings(&self, scan_id: i64, findings: &[Finding], at: DateTime<Utc>) -> Result<RecordOutcome, StoreError> {
+    async fn record_findings(
+        &self,
+        scan_id: i64,
+        findings: &[Finding],
+        at: DateTime<Utc>,
+    ) -> Result<RecordOutcome, StoreError> {
         let now = timestamp(at);
         let mut tx = self.pool.begin().await?;
         let mut outcome = RecordOutcome::default();
         let mut seen = HashSet::new();
         for f in findings {
             seen.insert(f.fingerprint.as_str().to_owned());
-            let existing: Option<(i64, String)> = sqlx::query_as("SELECT id, status FROM findings WHERE fingerprint = ?")
-                .bind(f.fingerprint.as_str().to_owned())
-                .fetch_optional(&mut *tx)
-                .await?;
+            let existing: Option<(i64, String)> =
+                sqlx::query_as("SELECT id, status FROM findings WHERE fingerprint = ?")
+                    .bind(f.fingerprint.as_str().to_owned())
+                    .fetch_optional(&mut *tx)
+                    .await?;
             match existing {
                 None => {
                     let id: i64 = sqlx::query_scalar(
@@ -307,7 +352,15 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                     if reopened {
-                        append_audit(&mut tx, "draco", "finding.reopened", &finding_subject(id), &json!({ "scan": scan_id }), at).await?;
+                        append_audit(
+                            &mut tx,
+                            "draco",
+                            "finding.reopened",
+                            &finding_subject(id),
+                            &json!({ "scan": scan_id }),
+                            at,
+                        )
+                        .await?;
                         outcome.reopened.push(id);
                     } else {
                         outcome.unchanged.push(id);
@@ -315,17 +368,28 @@ impl Store for SqliteStore {
                 }
             }
         }
-        let present: Vec<(i64, String)> = sqlx::query_as("SELECT id, fingerprint FROM findings WHERE status != 'resolved'")
-            .fetch_all(&mut *tx)
-            .await?;
+        let present: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, fingerprint FROM findings WHERE status != 'resolved'")
+                .fetch_all(&mut *tx)
+                .await?;
         for (id, fingerprint) in present {
             if !seen.contains(&fingerprint) {
-                sqlx::query("UPDATE findings SET status = 'resolved', resolved_at = ? WHERE id = ?")
-                    .bind(now.clone())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                append_audit(&mut tx, "draco", "finding.resolved", &finding_subject(id), &json!({ "scan": scan_id }), at).await?;
+                sqlx::query(
+                    "UPDATE findings SET status = 'resolved', resolved_at = ? WHERE id = ?",
+                )
+                .bind(now.clone())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                append_audit(
+                    &mut tx,
+                    "draco",
+                    "finding.resolved",
+                    &finding_subject(id),
+                    &json!({ "scan": scan_id }),
+                    at,
+                )
+                .await?;
                 outcome.resolved.push(id);
             }
         }
@@ -335,13 +399,18 @@ impl Store for SqliteStore {
 
     async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError> {
         let sql = format!("SELECT {FINDING_COLUMNS} FROM findings ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(finding_from_row).collect()
     }
 
     async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
         let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(finding_from_row).transpose()
     }
 
@@ -350,11 +419,18 @@ impl Store for SqliteStore {
             "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.status = 'open'
              AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id) ORDER BY f.id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(finding_from_row).collect()
     }
 
-    async fn save_proposal(&self, finding_id: i64, proposal: &Proposal, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn save_proposal(
+        &self,
+        finding_id: i64,
+        proposal: &Proposal,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at)
@@ -403,7 +479,13 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn record_change_request(&self, finding_id: i64, backend: &str, opened: &OpenedChangeRequest, at: DateTime<Utc>) -> Result<i64, StoreError> {
+    async fn record_change_request(
+        &self,
+        finding_id: i64,
+        backend: &str,
+        opened: &OpenedChangeRequest,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at)
@@ -417,17 +499,22 @@ impl Store for SqliteStore {
         .bind(timestamp(at))
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'")
-            .bind(finding_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'",
+        )
+        .bind(finding_id)
+        .execute(&mut *tx)
+        .await?;
         append_audit(&mut tx, "draco", "change_request.opened", &finding_subject(finding_id),
             &json!({ "change_request": id, "backend": backend, "branch": opened.branch, "head_commit": opened.head_commit }), at).await?;
         tx.commit().await?;
         Ok(id)
     }
 
-    async fn change_request_for_finding(&self, finding_id: i64) -> Result<Option<StoredChangeRequest>, StoreError> {
+    async fn change_request_for_finding(
+        &self,
+        finding_id: i64,
+    ) -> Result<Option<StoredChangeRequest>, StoreError> {
         let row = sqlx::query("SELECT * FROM change_requests WHERE finding_id = ?")
             .bind(finding_id)
             .fetch_optional(&self.pool)
@@ -436,13 +523,23 @@ impl Store for SqliteStore {
     }
 
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM change_requests ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM change_requests ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(change_request_from_row).collect()
     }
 
-    async fn claim_decision(&self, change_request_id: i64, decision: &DecisionRecord) -> Result<bool, StoreError> {
+    async fn claim_decision(
+        &self,
+        change_request_id: i64,
+        decision: &DecisionRecord,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let state = if decision.approve { "approved" } else { "rejected" };
+        let state = if decision.approve {
+            "approved"
+        } else {
+            "rejected"
+        };
         let claimed = sqlx::query(
             "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?
              WHERE id = ? AND state = 'open'",
@@ -461,53 +558,84 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        let finding_id: i64 = sqlx::query_scalar("SELECT finding_id FROM change_requests WHERE id = ?")
-            .bind(change_request_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let finding_id: i64 =
+            sqlx::query_scalar("SELECT finding_id FROM change_requests WHERE id = ?")
+                .bind(change_request_id)
+                .fetch_one(&mut *tx)
+                .await?;
         append_audit(&mut tx, &decision.by, &format!("change_request.{state}"), &finding_subject(finding_id),
             &json!({ "change_request": change_request_id, "channel": decision.channel, "reason": decision.reason }), decision.at).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn complete_decision(&self, change_request_id: i64, merge_commit: Option<&str>, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete_decision(
+        &self,
+        change_request_id: i64,
+        merge_commit: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(i64, String)> = sqlx::query_as("SELECT finding_id, state FROM change_requests WHERE id = ?")
-            .bind(change_request_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT finding_id, state FROM change_requests WHERE id = ?")
+                .bind(change_request_id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((finding_id, state)) = row else {
-            return Err(StoreError::Corrupt(format!("change request {change_request_id} vanished")));
+            return Err(StoreError::Corrupt(format!(
+                "change request {change_request_id} vanished"
+            )));
         };
         let (done, finding_status, action) = match ChangeRequestState::parse(&state)? {
-            ChangeRequestState::Approved => ("merged", FindingStatus::Approved, "change_request.merged"),
-            ChangeRequestState::Rejected => ("closed", FindingStatus::Rejected, "change_request.closed"),
+            ChangeRequestState::Approved => {
+                ("merged", FindingStatus::Approved, "change_request.merged")
+            }
+            ChangeRequestState::Rejected => {
+                ("closed", FindingStatus::Rejected, "change_request.closed")
+            }
             // Already carried out: nothing to record twice.
             ChangeRequestState::Merged | ChangeRequestState::Closed => return Ok(()),
             ChangeRequestState::Open => {
-                return Err(StoreError::Corrupt(format!("change request {change_request_id} has no decision to carry out")));
+                return Err(StoreError::Corrupt(format!(
+                    "change request {change_request_id} has no decision to carry out"
+                )));
             }
         };
-        sqlx::query("UPDATE change_requests SET state = ?, merge_commit = ?, completed_at = ? WHERE id = ?")
-            .bind(done)
-            .bind(merge_commit.map(str::to_owned))
-            .bind(timestamp(at))
-            .bind(change_request_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE change_requests SET state = ?, merge_commit = ?, completed_at = ? WHERE id = ?",
+        )
+        .bind(done)
+        .bind(merge_commit.map(str::to_owned))
+        .bind(timestamp(at))
+        .bind(change_request_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE findings SET status = ? WHERE id = ? AND status != 'resolved'")
             .bind(finding_status.as_str())
             .bind(finding_id)
             .execute(&mut *tx)
             .await?;
-        append_audit(&mut tx, "draco", action, &finding_subject(finding_id),
-            &json!({ "change_request": change_request_id, "merge_commit": merge_commit }), at).await?;
+        append_audit(
+            &mut tx,
+            "draco",
+            action,
+            &finding_subject(finding_id),
+            &json!({ "change_request": change_request_id, "merge_commit": merge_commit }),
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn audit(&self, actor: &str, action: &str, subject: &str, details: &Value, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         append_audit(&mut tx, actor, action, subject, details, at).await?;
         tx.commit().await?;
@@ -516,8 +644,17 @@ impl Store for SqliteStore {
 
     async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
         let rows = match subject {
-            Some(s) => sqlx::query("SELECT * FROM audit_events WHERE subject = ? ORDER BY seq").bind(s.to_owned()).fetch_all(&self.pool).await?,
-            None => sqlx::query("SELECT * FROM audit_events ORDER BY seq").fetch_all(&self.pool).await?,
+            Some(s) => {
+                sqlx::query("SELECT * FROM audit_events WHERE subject = ? ORDER BY seq")
+                    .bind(s.to_owned())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM audit_events ORDER BY seq")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter()
             .map(|row| {
@@ -528,7 +665,8 @@ impl Store for SqliteStore {
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     subject: row.try_get("subject")?,
-                    details: serde_json::from_str(&details).map_err(|e| corrupt("audit details", e))?,
+                    details: serde_json::from_str(&details)
+                        .map_err(|e| corrupt("audit details", e))?,
                     prev_hash: row.try_get("prev_hash")?,
                     hash: row.try_get("hash")?,
                 })

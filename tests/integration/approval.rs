@@ -1,0 +1,237 @@
+use std::process::Stdio;
+
+use crate::support::{Draco, describe, git, stderr};
+
+#[test]
+fn approve_merges_the_branch_into_main() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("sg_open_admin_port");
+    let finding = draco
+        .findings()
+        .into_iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_default();
+    let branch = finding["change_request"]["branch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let head = git(&draco.repository(), &["rev-parse", &branch]);
+
+    let out = draco.ok(&["approve", &id.to_string(), "--as", "Ada Lovelace"]);
+    assert!(out.contains("merged"), "{out}");
+
+    let repo = draco.repository();
+    // The approved commit is now part of main, through a merge commit naming the approver.
+    let ancestor = std::process::Command::new("git")
+        .args(["--git-dir"])
+        .arg(&repo)
+        .args(["merge-base", "--is-ancestor", &head, "main"])
+        .status()
+        .expect("git runs");
+    assert!(ancestor.success(), "approved commit is not in main");
+    let message = git(&repo, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        message.contains("Approved by Ada Lovelace via cli"),
+        "{message}"
+    );
+    let parents = git(&repo, &["log", "-1", "--format=%P", "main"]);
+    assert_eq!(parents.split_whitespace().count(), 2, "a merge commit");
+    let files = git(&repo, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(files.contains("remediation.sh"), "{files}");
+
+    let after = draco
+        .findings()
+        .into_iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_default();
+    assert_eq!(after["status"], "approved");
+    assert_eq!(after["change_request"]["state"], "merged");
+    assert_eq!(after["change_request"]["decided_by"], "Ada Lovelace");
+    draco.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn reject_closes_without_merging() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("snapshot_public");
+    let finding = draco
+        .findings()
+        .into_iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_default();
+    let branch = finding["change_request"]["branch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let main_before = git(&draco.repository(), &["rev-parse", "main"]);
+
+    draco.ok(&[
+        "reject",
+        &id.to_string(),
+        "--as",
+        "Bob",
+        "--reason",
+        "the partner still reads it",
+    ]);
+
+    let repo = draco.repository();
+    assert_eq!(
+        git(&repo, &["rev-parse", "main"]),
+        main_before,
+        "main must not move"
+    );
+    let heads = git(
+        &repo,
+        &["for-each-ref", "--format=%(refname)", "refs/heads"],
+    );
+    assert!(!heads.contains(&branch), "branch still open: {heads}");
+    let closed = git(
+        &repo,
+        &["for-each-ref", "--format=%(refname)", "refs/closed"],
+    );
+    assert!(
+        closed.contains(&branch),
+        "rejected commit not kept for the record: {closed}"
+    );
+
+    let after = draco
+        .findings()
+        .into_iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_default();
+    assert_eq!(after["status"], "rejected");
+    assert_eq!(after["change_request"]["state"], "closed");
+    let shown = draco.ok(&["show", &id.to_string()]);
+    assert!(shown.contains("the partner still reads it"), "{shown}");
+}
+
+#[test]
+fn a_decision_is_single_use() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("ebs_unattached").to_string();
+    draco.ok(&["approve", &id, "--as", "Ada"]);
+
+    let again = draco.run(&["approve", &id, "--as", "Mallory"]);
+    assert_eq!(again.status.code(), Some(1), "{}", describe(&again));
+    assert!(
+        stderr(&again).contains("already approved by Ada"),
+        "{}",
+        describe(&again)
+    );
+
+    let reject = draco.run(&["reject", &id, "--as", "Mallory", "--reason", "x"]);
+    assert_eq!(reject.status.code(), Some(1), "{}", describe(&reject));
+}
+
+#[test]
+fn concurrent_approvals_merge_once() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("eip_unassociated").to_string();
+    let children: Vec<_> = ["Ada", "Grace", "Linus", "Barbara"]
+        .iter()
+        .map(|name| {
+            draco
+                .command()
+                .args(["approve", &id, "--as", name])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(
+        succeeded,
+        1,
+        "{:#?}",
+        outputs.iter().map(describe).collect::<Vec<_>>()
+    );
+    let merges = git(&draco.repository(), &["rev-list", "--merges", "main"]);
+    assert_eq!(merges.lines().count(), 1, "exactly one merge commit");
+    draco.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn approving_an_unknown_finding_is_a_usage_error() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let out = draco.run(&["approve", "9999", "--as", "Ada"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("no finding 9999"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn a_rejection_needs_a_reason_and_a_name() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let numeric_id = draco.finding_id("cost_spike");
+    let id = numeric_id.to_string();
+    let out = draco.run(&["reject", &id, "--as", "Ada", "--reason", "   "]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let out = draco.run(&["approve", &id, "--as", " "]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // Nothing was decided by those attempts.
+    let f = draco
+        .findings()
+        .into_iter()
+        .find(|f| f["id"] == numeric_id)
+        .unwrap_or_default();
+    assert_eq!(f["change_request"]["state"], "open");
+}
+
+#[test]
+fn a_branch_moved_after_review_is_not_merged() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("ebs_unencrypted");
+    let finding = draco
+        .findings()
+        .into_iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_default();
+    let branch = finding["change_request"]["branch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let repo = draco.repository();
+    // Someone pushes another commit on the branch after the proposal was recorded.
+    let tree = git(&repo, &["rev-parse", &format!("{branch}^{{tree}}")]);
+    let head = git(&repo, &["rev-parse", &branch]);
+    let sneaky = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&repo)
+        .args(["commit-tree", &tree, "-p", &head, "-m", "sneaky"])
+        .env("GIT_AUTHOR_NAME", "m")
+        .env("GIT_AUTHOR_EMAIL", "m@example.invalid")
+        .env("GIT_COMMITTER_NAME", "m")
+        .env("GIT_COMMITTER_EMAIL", "m@example.invalid")
+        .output()
+        .expect("git");
+    let sneaky = String::from_utf8_lossy(&sneaky.stdout).trim().to_owned();
+    git(
+        &repo,
+        &["update-ref", &format!("refs/heads/{branch}"), &sneaky],
+    );
+    let main_before = git(&repo, &["rev-parse", "main"]);
+
+    let out = draco.run(&["approve", &id.to_string(), "--as", "Ada"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("not at the approved commit"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(git(&repo, &["rev-parse", "main"]), main_before);
+}

@@ -1,0 +1,262 @@
+use crate::support::{Draco, copy_tree, demo_fixtures, describe, stderr};
+
+#[test]
+fn a_missing_config_file_is_a_usage_error_naming_it() {
+    let draco = Draco::new();
+    let path = draco.path("nope.toml");
+    let out = draco.run(&["--config", path.to_str().unwrap_or_default(), "demo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("nope.toml"), "{}", describe(&out));
+    assert!(
+        !draco.data_dir().join("draco.db").exists(),
+        "nothing may be created"
+    );
+}
+
+#[test]
+fn malformed_toml_names_the_file_and_line() {
+    let draco = Draco::new();
+    let path = draco.path("draco.toml");
+    std::fs::write(
+        &path,
+        "schedule = \"0 0 6 * * *\"\n[detect.cost\nz_threshold = 5\n",
+    )
+    .unwrap_or_default();
+    let out = draco.run(&[
+        "--config",
+        path.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("draco.toml") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_names_the_key_and_what_was_expected() {
+    let draco = Draco::new();
+    let path = draco.path("draco.toml");
+    std::fs::write(&path, "[detect.cost]\nz_treshold = 5.0\n").unwrap_or_default();
+    let out = draco.run(&["--config", path.to_str().unwrap_or_default(), "demo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("z_treshold") && err.contains("z_threshold"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_environment_override_is_a_usage_error() {
+    let draco = Draco::new();
+    let out = draco
+        .command()
+        .env("DRACO_DETECT_COST_Z_THRESHOLD", "very")
+        .args(["config", "check"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("DRACO_DETECT_COST_Z_THRESHOLD"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn config_check_masks_secrets() {
+    let draco = Draco::new();
+    let out = draco
+        .command()
+        .env("DRACO_LLM_API_KEY", "sk-very-secret-value-42")
+        .args(["config", "check"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!text.contains("sk-very-secret-value-42"), "{text}");
+    assert!(
+        text.contains(
+            "llm.api_key = \"******** (set, from environment variable DRACO_LLM_API_KEY)\""
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_secret_in_the_config_file_is_refused() {
+    let draco = Draco::new();
+    let path = draco.path("draco.toml");
+    std::fs::write(&path, "[llm]\napi_key = \"sk-in-the-file\"\n").unwrap_or_default();
+    let out = draco.run(&[
+        "--config",
+        path.to_str().unwrap_or_default(),
+        "config",
+        "check",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        !stderr(&out).contains("sk-in-the-file"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        stderr(&out).contains("DRACO_LLM_API_KEY"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn a_corrupted_database_is_reported_and_left_untouched() {
+    let draco = Draco::new();
+    std::fs::create_dir_all(draco.data_dir()).unwrap_or_default();
+    let db = draco.data_dir().join("draco.db");
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&db, &garbage).unwrap_or_default();
+
+    let out = draco.run(&["demo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("draco.db") && stderr(&out).contains("untouched"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        std::fs::read(&db).unwrap_or_default() == garbage,
+        "the file must not be rewritten"
+    );
+}
+
+#[test]
+fn a_truncated_database_is_reported_and_left_untouched() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let db = draco.data_dir().join("draco.db");
+    // Fold the WAL back so the file holds everything, then cut it in half.
+    let _ = std::fs::remove_file(draco.data_dir().join("draco.db-wal"));
+    let _ = std::fs::remove_file(draco.data_dir().join("draco.db-shm"));
+    let bytes = std::fs::read(&db).unwrap_or_default();
+    let mut broken = bytes[..bytes.len() / 2].to_vec();
+    // Smash the page after the header so the schema cannot be read.
+    for b in broken.iter_mut().skip(100).take(4000) {
+        *b = 0xAB;
+    }
+    std::fs::write(&db, &broken).unwrap_or_default();
+
+    let out = draco.run(&["findings"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr(&out).contains("draco.db"), "{}", describe(&out));
+    assert!(
+        std::fs::read(&db).unwrap_or_default() == broken,
+        "the file must not be rewritten"
+    );
+}
+
+#[test]
+fn another_programs_sqlite_file_is_not_adopted() {
+    let draco = Draco::new();
+    std::fs::create_dir_all(draco.data_dir()).unwrap_or_default();
+    let db = draco.data_dir().join("draco.db");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("import sqlite3; c=sqlite3.connect({:?}); c.execute('create table invoices(id)'); c.commit()", db.display().to_string()))
+        .status()
+        .expect("python3 runs");
+    assert!(made.success());
+    let before = std::fs::read(&db).unwrap_or_default();
+    let out = draco.run(&["demo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr(&out).contains("invoices"), "{}", describe(&out));
+    assert!(
+        std::fs::read(&db).unwrap_or_default() == before,
+        "the file must not be rewritten"
+    );
+}
+
+#[test]
+fn a_bad_fixture_row_names_its_line_and_loses_nothing() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let before = draco.findings();
+
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    let csv_path = fixtures.join("cost.csv");
+    let csv = std::fs::read_to_string(&csv_path).unwrap_or_default();
+    let mut lines: Vec<String> = csv.lines().map(str::to_owned).collect();
+    lines[41] = "2026-09-07,402917364518,AWS Lambda,forty-two,false".to_owned();
+    std::fs::write(&csv_path, lines.join("\n") + "\n").unwrap_or_default();
+    let config = draco.path("draco.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nfixtures_dir = {:?}\n",
+            fixtures.display().to_string()
+        ),
+    )
+    .unwrap_or_default();
+
+    let out = draco.run(&[
+        "--config",
+        config.to_str().unwrap_or_default(),
+        "scan",
+        "--once",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cost.csv:42") && err.contains("forty-two"),
+        "{err}"
+    );
+    // The failed scan resolved nothing and changed nothing.
+    assert_eq!(draco.findings(), before);
+}
+
+#[test]
+fn a_broken_inventory_file_names_the_file() {
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    let inventory = fixtures.join("ec2/730155902847/us-east-1.json");
+    std::fs::write(&inventory, "{\"Volumes\": [{\"VolumeId\": 7}]}").unwrap_or_default();
+    let out = draco
+        .command()
+        .env("DRACO_SOURCE_FIXTURES_DIR", &fixtures)
+        .args(["scan", "--once"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("730155902847/us-east-1.json"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn scan_without_once_is_a_usage_error() {
+    let draco = Draco::new();
+    let out = draco.run(&["scan"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("draco run"), "{}", describe(&out));
+}
+
+#[test]
+fn reading_before_any_scan_says_what_to_do() {
+    let draco = Draco::new();
+    let out = draco.run(&["findings"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr(&out).contains("draco demo"), "{}", describe(&out));
+}
+
+#[test]
+fn an_unknown_subcommand_is_a_usage_error() {
+    let draco = Draco::new();
+    let out = draco.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per capability. They drive the
+//! real `draco` binary on a fresh data directory, or the library through its
+//! public API, on real SQLite files and a real git repository.
+
+mod approval;
+mod bad_input;
+mod daemon;
+mod demo;
+mod redaction;
+mod support;

@@ -1,0 +1,182 @@
+//! Nothing personal reaches an advisor: every request the pipeline hands to
+//! one is captured and searched for the fixture's emails, IPs, account ids
+//! and names.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use regex::Regex;
+use serde_json::Value;
+
+use draco::detect::DetectConfig;
+use draco::gitops::local::LocalGit;
+use draco::pipeline::Pipeline;
+use draco::redact::{Redacted, Redactor};
+use draco::remediate::templates::{Catalog, TemplateAdvisor};
+use draco::remediate::{AdviceError, AdviceRequest, Advisor, Recommendation};
+use draco::sources::fixtures::{FixtureSet, FixtureSource};
+use draco::store::{SqliteStore, Store};
+
+use crate::support::demo_fixtures;
+
+/// Records the exact JSON every request would be sent as, then answers like the template advisor.
+struct Recording {
+    inner: TemplateAdvisor,
+    payloads: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Advisor for Recording {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    async fn recommend(
+        &self,
+        request: &Redacted<AdviceRequest>,
+    ) -> Result<Recommendation, AdviceError> {
+        let body = request.to_json()?.to_string();
+        self.payloads.lock().map(|mut p| p.push(body)).ok();
+        self.inner.recommend(request).await
+    }
+}
+
+/// Every personal value planted in the demo fixtures, read from the files themselves.
+fn planted_personal_values() -> BTreeSet<String> {
+    let mut values = BTreeSet::new();
+    let dir = demo_fixtures();
+    let email = Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}").expect("regex");
+    let ipv4 = Regex::new(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b").expect("regex");
+    let mut texts = vec![std::fs::read_to_string(dir.join("cost.csv")).expect("cost.csv")];
+    for account in std::fs::read_dir(dir.join("ec2")).expect("ec2 dir") {
+        let account = account.expect("entry");
+        values.insert(account.file_name().to_string_lossy().into_owned());
+        for file in std::fs::read_dir(account.path()).expect("account dir") {
+            let text = std::fs::read_to_string(file.expect("entry").path()).expect("inventory");
+            let json: Value = serde_json::from_str(&text).expect("inventory json");
+            collect_names(&json, &mut values);
+            texts.push(text);
+        }
+    }
+    for text in &texts {
+        values.extend(email.find_iter(text).map(|m| m.as_str().to_owned()));
+        values.extend(
+            ipv4.find_iter(text)
+                .map(|m| m.as_str().to_owned())
+                .filter(|ip| ip != "0.0.0.0"),
+        );
+    }
+    values
+}
+
+/// Values of tags whose key names a person.
+fn collect_names(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(k)), Some(Value::String(v))) =
+                (map.get("Key"), map.get("Value"))
+                && ["Owner", "CreatedBy", "Contact"].contains(&k.as_str())
+            {
+                out.insert(v.clone());
+            }
+            map.values().for_each(|v| collect_names(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_names(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("draco.db"))
+        .await
+        .expect("store");
+    let git = LocalGit::open_or_init(&dir.path().join("repo.git"))
+        .await
+        .expect("repo");
+    let advisor = Recording {
+        inner: TemplateAdvisor::new(Catalog::builtin().expect("templates")),
+        payloads: Mutex::new(Vec::new()),
+    };
+    let source = FixtureSource::new(FixtureSet::EmbeddedDemo);
+    let redactor = Redactor::default();
+    let detect = DetectConfig::default();
+    let pipeline = Pipeline {
+        cost: &source,
+        posture: &source,
+        detect: &detect,
+        redactor: &redactor,
+        advisor: &advisor,
+        catalog: advisor.inner.catalog(),
+        change_requests: &git,
+        store: &store,
+    };
+    let report = pipeline.scan(Utc::now()).await.expect("scan");
+    assert_eq!(report.change_requests_opened.len(), 8, "{report:?}");
+
+    let planted = planted_personal_values();
+    // The fixtures really do hold personal data of every kind we promise to remove.
+    assert!(planted.iter().any(|v| v.contains('@')), "{planted:?}");
+    assert!(
+        planted.contains("402917364518")
+            && planted.contains("52.23.184.7")
+            && planted.contains("Priya Raman"),
+        "{planted:?}"
+    );
+
+    let payloads = advisor
+        .payloads
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    assert_eq!(payloads.len(), 8);
+    for payload in &payloads {
+        for value in &planted {
+            assert!(
+                !payload.contains(value.as_str()),
+                "`{value}` leaked to the advisor in {payload}"
+            );
+        }
+        assert!(payload.contains("<ACCOUNT_ID_1>"), "{payload}");
+    }
+    let all = payloads.join("\n");
+    for placeholder in ["<EMAIL_1>", "<NAME_1>", "<IPV4_1>"] {
+        assert!(
+            all.contains(placeholder),
+            "no {placeholder} anywhere: redaction did not run on tags or addresses"
+        );
+    }
+
+    // Locally, the rendered proposals carry the real values again.
+    let findings = store.findings().await.expect("findings");
+    let eip = findings
+        .iter()
+        .find(|f| f.finding.kind.as_str() == "eip_unassociated")
+        .expect("eip finding");
+    let proposal = store
+        .proposal(eip.id)
+        .await
+        .expect("proposal")
+        .expect("saved");
+    assert!(
+        proposal.rollback.contains("34.201.77.140"),
+        "{}",
+        proposal.rollback
+    );
+    let spike = findings
+        .iter()
+        .find(|f| f.finding.kind.as_str() == "cost_spike")
+        .expect("spike");
+    let proposal = store
+        .proposal(spike.id)
+        .await
+        .expect("proposal")
+        .expect("saved");
+    assert!(
+        proposal.body.contains("--account-id '402917364518'"),
+        "{}",
+        proposal.body
+    );
+}

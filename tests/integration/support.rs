@@ -1,0 +1,139 @@
+//! Spawns the real binary against a throw-away data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_draco");
+
+/// The planted findings of the demo fixtures: (kind, resource).
+pub const PLANTED: [(&str, &str); 8] = [
+    (
+        "cost_level_shift",
+        "service:Amazon Relational Database Service",
+    ),
+    ("cost_new_service", "service:Amazon SageMaker"),
+    ("cost_spike", "service:AWS Lambda"),
+    ("ebs_unattached", "vol-0e4f6a8b0c2d4e6f8"),
+    ("ebs_unencrypted", "vol-0c4e6a8b1d3f5e7a9"),
+    ("eip_unassociated", "eipalloc-0b7d9f1a3c5e7b9d1"),
+    ("sg_open_admin_port", "sg-0a1f3c5e7b9d24680"),
+    ("snapshot_public", "snap-0f9e8d7c6b5a49382"),
+];
+
+pub struct Draco {
+    dir: TempDir,
+}
+
+impl Draco {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A scratch path next to the data dir, for config files and fixtures.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary with this data dir and none of the caller's DRACO_* variables.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("DRACO_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("DRACO_LOG", "warn")
+            .arg("--data-dir")
+            .arg(self.data_dir());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("draco runs")
+    }
+
+    /// Runs and insists on success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "draco {args:?} failed: {}",
+            describe(&out)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    pub fn findings(&self) -> Vec<Value> {
+        let text = self.ok(&["findings", "--json"]);
+        match serde_json::from_str(&text) {
+            Ok(Value::Array(items)) => items,
+            other => panic!("findings --json is not an array: {other:?}"),
+        }
+    }
+
+    /// The id of the finding of this kind.
+    pub fn finding_id(&self, kind: &str) -> i64 {
+        self.findings()
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .and_then(|f| f["id"].as_i64())
+            .unwrap_or_else(|| panic!("no {kind} finding"))
+    }
+
+    pub fn repository(&self) -> PathBuf {
+        self.data_dir().join("remediations.git")
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs git against a bare repository and returns trimmed stdout.
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The demo fixture directory in the source tree.
+pub fn demo_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
+}
+
+/// Copies a directory tree (fixtures) so a test can break its copy.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
