@@ -141,8 +141,16 @@ impl Catalog {
     fn from_sources(origin: &str, files: Vec<(String, String)>) -> Result<Self, CatalogError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .map_err(|e| CatalogError::Invalid {
+                path: origin.to_owned(),
+                message: format!("template syntax settings: {e}"),
+            })?;
+        env.set_syntax(syntax);
         env.add_filter("shell_quote", shell_quote);
         let mut templates = BTreeMap::new();
         let mut by_kind = HashMap::new();
@@ -270,11 +278,13 @@ impl Catalog {
             }
             params.insert(p.name.clone(), Value::String(value.clone()));
         }
-        let context = json!({ "finding": request, "params": params });
+        let context = minijinja::Value::from(minijinja::value::Serde(
+            json!({ "finding": request, "params": params }),
+        ));
         let render = |part: &str| -> Result<String, AdviceError> {
             self.env
                 .get_template(&format!("{}/{part}", template.id))
-                .and_then(|t| t.render(&context))
+                .and_then(|t| t.render(context.clone()))
                 .map_err(|e| AdviceError::Render {
                     template: template.id.clone(),
                     message: format!("{part}: {e:#}"),
