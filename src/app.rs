@@ -17,7 +17,24 @@ use crate::pipeline::{Pipeline, ScanReport};
 use crate::redact::Redactor;
 use crate::remediate::templates::{Catalog, TemplateAdvisor};
 use crate::report::{self, Row};
+use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
+use crate::sources::{CostSource, PostureSource};
+
+/// A source that serves both cost and posture (both of ours do).
+trait Source: CostSource + PostureSource {
+    fn as_cost(&self) -> &dyn CostSource;
+    fn as_posture(&self) -> &dyn PostureSource;
+}
+
+impl<T: CostSource + PostureSource> Source for T {
+    fn as_cost(&self) -> &dyn CostSource {
+        self
+    }
+    fn as_posture(&self) -> &dyn PostureSource {
+        self
+    }
+}
 use crate::store::{SqliteStore, Store};
 
 /// A mistake in how Draco was called (exit code 2), as opposed to a failure while running (1).
@@ -49,6 +66,13 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 const DEFAULT_DATA_DIR: &str = ".draco";
 const DATABASE_FILE: &str = "draco.db";
 const REPOSITORY_DIR: &str = "remediations.git";
+
+/// Where a scan reads from.
+#[derive(Debug, Clone)]
+enum SourceChoice {
+    Fixtures(FixtureSet),
+    Aws,
+}
 
 struct Context {
     loaded: Loaded,
@@ -107,13 +131,14 @@ impl Context {
         Ok(catalog)
     }
 
-    fn configured_fixtures(&self) -> FixtureSet {
-        match (
-            &self.loaded.config.source.kind,
-            &self.loaded.config.source.fixtures_dir,
-        ) {
-            (SourceKind::Fixtures, Some(dir)) => FixtureSet::Directory(dir.clone()),
-            (SourceKind::Fixtures, None) => FixtureSet::EmbeddedDemo,
+    fn configured_source(&self) -> SourceChoice {
+        let source = &self.loaded.config.source;
+        match (source.kind, &source.fixtures_dir) {
+            (SourceKind::Aws, _) => SourceChoice::Aws,
+            (SourceKind::Fixtures, Some(dir)) => {
+                SourceChoice::Fixtures(FixtureSet::Directory(dir.clone()))
+            }
+            (SourceKind::Fixtures, None) => SourceChoice::Fixtures(FixtureSet::EmbeddedDemo),
         }
     }
 }
@@ -121,7 +146,14 @@ impl Context {
 pub async fn run(cli: Cli) -> Result<()> {
     let ctx = Context::new(&cli)?;
     match cli.command {
-        Command::Demo(output) => scan_command(&ctx, FixtureSet::EmbeddedDemo, &output).await,
+        Command::Demo(output) => {
+            scan_command(
+                &ctx,
+                SourceChoice::Fixtures(FixtureSet::EmbeddedDemo),
+                &output,
+            )
+            .await
+        }
         Command::Scan(args) => {
             if !args.once {
                 return Err(UsageError(
@@ -129,7 +161,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .into());
             }
-            scan_command(&ctx, ctx.configured_fixtures(), &args.output).await
+            scan_command(&ctx, ctx.configured_source(), &args.output).await
         }
         Command::Run(args) => run_daemon(&ctx, args.scan_on_start).await,
         Command::Findings(args) => findings_command(&ctx, &args).await,
@@ -210,14 +242,17 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn scan_once(ctx: &Context, fixtures: FixtureSet, store: &SqliteStore) -> Result<ScanReport> {
+async fn scan_once(ctx: &Context, choice: SourceChoice, store: &SqliteStore) -> Result<ScanReport> {
     let git = ctx.open_repository().await?;
     let advisor = TemplateAdvisor::new(ctx.catalog()?);
     let redactor = Redactor::new(&ctx.loaded.config.redact.person_tag_keys);
-    let source = FixtureSource::new(fixtures);
+    let source: Box<dyn Source> = match choice {
+        SourceChoice::Fixtures(set) => Box::new(FixtureSource::new(set)),
+        SourceChoice::Aws => Box::new(AwsSource::new(ctx.loaded.config.aws.clone()).await),
+    };
     let pipeline = Pipeline {
-        cost: &source,
-        posture: &source,
+        cost: source.as_cost(),
+        posture: source.as_posture(),
         detect: &ctx.loaded.config.detect,
         redactor: &redactor,
         advisor: &advisor,
@@ -245,9 +280,9 @@ async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
         .collect())
 }
 
-async fn scan_command(ctx: &Context, fixtures: FixtureSet, output: &OutputArgs) -> Result<()> {
+async fn scan_command(ctx: &Context, choice: SourceChoice, output: &OutputArgs) -> Result<()> {
     let store = ctx.open_store().await?;
-    let report = scan_once(ctx, fixtures, &store).await?;
+    let report = scan_once(ctx, choice, &store).await?;
     let rows = rows(&store).await?;
     if output.json {
         println!(
@@ -313,13 +348,13 @@ async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()>
 async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
     let shutdown = daemon::shutdown_signal()?;
     let store = ctx.open_store().await?;
-    let fixtures = ctx.configured_fixtures();
+    let choice = ctx.configured_source();
     let schedule = ctx.loaded.config.schedule.clone();
     let store_ref = &store;
     daemon::run(&schedule, scan_on_start, shutdown, || {
-        let fixtures = fixtures.clone();
+        let choice = choice.clone();
         Box::pin(async move {
-            match scan_once(ctx, fixtures, store_ref).await {
+            match scan_once(ctx, choice, store_ref).await {
                 Ok(report) => tracing::info!(
                     scan = report.scan_id,
                     status = report.status,

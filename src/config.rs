@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectConfig;
+use crate::sources::aws::AwsConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +29,7 @@ pub struct Config {
     pub redact: RedactConfig,
     pub remediate: RemediateConfig,
     pub llm: LlmConfig,
+    pub aws: AwsConfig,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             redact: RedactConfig::default(),
             remediate: RemediateConfig::default(),
             llm: LlmConfig::default(),
+            aws: AwsConfig::default(),
         }
     }
 }
@@ -50,6 +53,8 @@ pub enum SourceKind {
     /// Cost CSV and EC2 inventory files; the built-in demo set unless `fixtures_dir` is given.
     #[default]
     Fixtures,
+    /// Cost Explorer and EC2, configured in `[aws]`.
+    Aws,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -404,12 +409,32 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             message: "must be at least 2 (a one-day run is a spike)".into(),
         });
     }
-    if config.detect.posture.unattached_volume_min_age_days < 0 {
-        return Err(ConfigError::Value {
-            key: "detect.posture.unattached_volume_min_age_days".into(),
-            message: "must be zero or more".into(),
-        });
+    let posture = &config.detect.posture;
+    for (key, value) in [
+        (
+            "detect.posture.unattached_volume_min_age_days",
+            posture.unattached_volume_min_age_days,
+        ),
+        (
+            "detect.posture.orphaned_snapshot_min_age_days",
+            posture.orphaned_snapshot_min_age_days,
+        ),
+        (
+            "detect.posture.stopped_instance_min_days",
+            posture.stopped_instance_min_days,
+        ),
+    ] {
+        if value < 0 {
+            return Err(ConfigError::Value {
+                key: key.into(),
+                message: "must be zero or more".into(),
+            });
+        }
     }
+    crate::sources::aws::validate(&config.aws).map_err(|message| ConfigError::Value {
+        key: "aws".into(),
+        message,
+    })?;
     Ok(())
 }
 

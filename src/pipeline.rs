@@ -6,7 +6,7 @@
 //! half-way is resumed by the next one: findings already stored are updated,
 //! a branch already pushed is found again instead of pushed twice.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::json;
 
@@ -15,8 +15,11 @@ use crate::gitops::{ChangeRequests, GitOpsError, document};
 use crate::redact::{RedactError, Redactor};
 use crate::remediate::templates::Catalog;
 use crate::remediate::{AdviceError, AdviceRequest, Advisor};
-use crate::sources::{CostSource, PostureSource, SourceError};
-use crate::store::{RecordOutcome, Store, StoreError, StoredFinding};
+use crate::sources::{CostSource, CostWindow, PostureSource, ScanError, SourceError};
+use crate::store::{Coverage, RecordOutcome, Store, StoreError, StoredFinding};
+
+/// How much stored cost history the detectors read each scan.
+const COST_HISTORY_DAYS: i64 = 400;
 
 pub struct Pipeline<'a> {
     pub cost: &'a dyn CostSource,
@@ -70,14 +73,19 @@ pub struct FindingFailure {
 pub struct ScanReport {
     pub scan_id: i64,
     pub source: String,
+    /// Daily cost points fetched this scan.
     pub cost_points: usize,
     pub cost_points_changed: u64,
+    /// Billable Cost Explorer requests this scan made.
+    pub cost_requests: u32,
     pub regions_scanned: usize,
     pub findings_detected: usize,
     pub outcome: RecordOutcome,
     pub change_requests_opened: Vec<OpenedRequest>,
     pub failures: Vec<FindingFailure>,
-    /// `succeeded`, or `partial` when some finding could not be remediated.
+    /// Accounts, regions or services that could not be read.
+    pub scan_errors: Vec<ScanError>,
+    /// `succeeded`, or `partial` when a part could not be read or a finding could not be remediated.
     pub status: &'static str,
 }
 
@@ -90,13 +98,17 @@ impl Pipeline<'_> {
             format!("{cost} + {posture}")
         };
         let scan_id = self.store.begin_scan(&source, now).await?;
+        let window = CostWindow {
+            last_stored_day: self.store.last_cost_day().await?,
+            today: now.date_naive(),
+        };
         let observed = async {
-            let costs = self.cost.daily_costs().await?;
-            let inventories = self.posture.inventory().await?;
-            Ok::<_, SourceError>((costs, inventories))
+            let costs = self.cost.daily_costs(window).await?;
+            let posture = self.posture.inventory().await?;
+            Ok::<_, SourceError>((costs, posture))
         }
         .await;
-        let (costs, inventories) = match observed {
+        let (costs, posture) = match observed {
             Ok(observed) => observed,
             Err(source) => {
                 let summary = json!({ "error": source.to_string() });
@@ -106,10 +118,37 @@ impl Pipeline<'_> {
                 return Err(PipelineError::Source { scan_id, source });
             }
         };
-        let cost_points_changed = self.store.save_cost_points(&costs).await?;
+        let cost_points_changed = self.store.save_cost_points(&costs.points).await?;
+        // Detect over the stored history, not only what this scan fetched:
+        // sources fetch incrementally. The window ends at the newest stored day
+        // (not today) so fixed data sets such as the demo stay meaningful.
+        let history = match self.store.last_cost_day().await? {
+            Some(last) => {
+                self.store
+                    .cost_points_since(last - Duration::days(COST_HISTORY_DAYS))
+                    .await?
+            }
+            None => Vec::new(),
+        };
 
-        let findings = detect::detect(&costs, &inventories, self.detect, now);
-        let outcome = self.store.record_findings(scan_id, &findings, now).await?;
+        let findings = detect::detect(&history, &posture.inventories, self.detect, now);
+        let coverage = Coverage {
+            cost: costs.complete,
+            regions: posture
+                .inventories
+                .iter()
+                .map(|i| (i.account.to_string(), i.region.clone()))
+                .collect(),
+        };
+        // Findings from a part that failed are not reported from stale data either.
+        let findings: Vec<_> = findings
+            .into_iter()
+            .filter(|f| coverage.covers(f.account.as_str(), f.region.as_deref()))
+            .collect();
+        let outcome = self
+            .store
+            .record_findings(scan_id, &findings, &coverage, now)
+            .await?;
         tracing::info!(
             scan_id,
             detected = findings.len(),
@@ -142,21 +181,27 @@ impl Pipeline<'_> {
             }
         }
 
+        let scan_errors: Vec<ScanError> = costs.errors.into_iter().chain(posture.errors).collect();
+        for error in &scan_errors {
+            tracing::warn!(%error, "part of the scan failed");
+        }
         let report = ScanReport {
             scan_id,
             source,
-            cost_points: costs.len(),
+            cost_points: costs.points.len(),
             cost_points_changed,
-            regions_scanned: inventories.len(),
+            cost_requests: costs.requests,
+            regions_scanned: posture.inventories.len(),
             findings_detected: findings.len(),
             outcome,
             change_requests_opened: opened,
-            status: if failures.is_empty() {
+            status: if failures.is_empty() && scan_errors.is_empty() {
                 "succeeded"
             } else {
                 "partial"
             },
             failures,
+            scan_errors,
         };
         let summary = serde_json::to_value(&report).unwrap_or_default();
         self.store

@@ -143,9 +143,23 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         out,
-        "  {} daily cost points ({} new or restated), {} account-regions of EC2 inventory\n",
-        report.cost_points, report.cost_points_changed, report.regions_scanned
+        "  {} daily cost points fetched ({} new or restated) with {} Cost Explorer request(s), {} account-region(s) of EC2 inventory",
+        report.cost_points,
+        report.cost_points_changed,
+        report.cost_requests,
+        report.regions_scanned
     );
+    if !report.scan_errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} part(s) of the scan failed; their findings were left as they were:",
+            report.scan_errors.len()
+        );
+        for error in &report.scan_errors {
+            let _ = writeln!(out, "    {error}");
+        }
+    }
+    out.push('\n');
     let current: Vec<&Row> = rows
         .iter()
         .filter(|(f, _)| f.status != crate::domain::FindingStatus::Resolved)

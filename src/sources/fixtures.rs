@@ -17,8 +17,11 @@ use chrono::NaiveDate;
 use include_dir::{Dir, include_dir};
 use serde::Deserialize;
 
-use super::inventory::{Address, Reservation, SecurityGroup, Snapshot, Volume};
-use super::{CostPoint, CostSource, PostureSource, RegionInventory, SourceError};
+use super::inventory::{Address, Image, Reservation, SecurityGroup, Snapshot, Volume};
+use super::{
+    CostFetch, CostPoint, CostSource, CostWindow, PostureScan, PostureSource, RegionInventory,
+    SourceError,
+};
 use crate::domain::AccountId;
 
 static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/fixtures/demo");
@@ -156,6 +159,11 @@ struct InventoryFile {
     addresses: Vec<Address>,
     #[serde(default)]
     reservations: Vec<Reservation>,
+    #[serde(default)]
+    images: Vec<Image>,
+    /// The `EbsEncryptionByDefault` member of `GetEbsEncryptionByDefault`.
+    #[serde(default)]
+    ebs_encryption_by_default: Option<bool>,
 }
 
 /// Parses the cost CSV; the first bad row aborts with its line number so a
@@ -240,9 +248,16 @@ impl CostSource for FixtureSource {
         self.set.label()
     }
 
-    async fn daily_costs(&self) -> Result<Vec<CostPoint>, SourceError> {
+    /// Fixtures are small: always the whole file, whatever is stored already.
+    async fn daily_costs(&self, _window: CostWindow) -> Result<CostFetch, SourceError> {
         let bytes = self.set.read("cost.csv")?;
-        parse_cost_csv(&bytes, &self.set.display_path("cost.csv"))
+        let points = parse_cost_csv(&bytes, &self.set.display_path("cost.csv"))?;
+        Ok(CostFetch {
+            points,
+            requests: 0,
+            complete: true,
+            errors: Vec::new(),
+        })
     }
 }
 
@@ -252,7 +267,7 @@ impl PostureSource for FixtureSource {
         self.set.label()
     }
 
-    async fn inventory(&self) -> Result<Vec<RegionInventory>, SourceError> {
+    async fn inventory(&self) -> Result<PostureScan, SourceError> {
         let mut inventories = Vec::new();
         for (account, region, relative) in self.set.inventory_files()? {
             let account = AccountId::parse(&account)
@@ -274,9 +289,14 @@ impl PostureSource for FixtureSource {
                     .into_iter()
                     .flat_map(|r| r.instances)
                     .collect(),
+                images: file.images,
+                ebs_encryption_by_default: file.ebs_encryption_by_default,
             });
         }
-        Ok(inventories)
+        Ok(PostureScan {
+            inventories,
+            errors: Vec::new(),
+        })
     }
 }
 

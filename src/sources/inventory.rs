@@ -18,6 +18,10 @@ pub struct RegionInventory {
     pub snapshots: Vec<Snapshot>,
     pub addresses: Vec<Address>,
     pub instances: Vec<Instance>,
+    /// AMIs owned by the account.
+    pub images: Vec<Image>,
+    /// `GetEbsEncryptionByDefault`; `None` when it was not read.
+    pub ebs_encryption_by_default: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +187,46 @@ pub struct Instance {
     pub security_groups: Vec<GroupIdentifier>,
     #[serde(default)]
     pub metadata_options: Option<MetadataOptions>,
+    /// e.g. `User initiated (2026-01-05 10:12:44 GMT)`: the only place the API says when an instance stopped.
+    #[serde(default)]
+    pub state_transition_reason: Option<String>,
+    #[serde(default)]
+    pub block_device_mappings: Vec<InstanceBlockDeviceMapping>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceBlockDeviceMapping {
+    #[serde(default)]
+    pub device_name: Option<String>,
+    #[serde(default)]
+    pub ebs: Option<EbsBlockDevice>,
+}
+
+/// The EBS part of a block device mapping, for instances (`VolumeId`) and images (`SnapshotId`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EbsBlockDevice {
+    #[serde(default)]
+    pub volume_id: Option<String>,
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Image {
+    pub image_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub creation_date: Option<String>,
+    #[serde(default)]
+    pub block_device_mappings: Vec<InstanceBlockDeviceMapping>,
     #[serde(default)]
     pub tags: Vec<Tag>,
 }
@@ -207,4 +251,7 @@ pub struct MetadataOptions {
     /// `required` means IMDSv2 only; `optional` still allows IMDSv1.
     #[serde(default)]
     pub http_tokens: Option<String>,
+    /// `disabled` turns the metadata service off entirely.
+    #[serde(default)]
+    pub http_endpoint: Option<String>,
 }

@@ -6,7 +6,9 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -149,6 +151,26 @@ pub struct RecordOutcome {
     pub resolved: Vec<i64>,
 }
 
+/// What a scan actually looked at. Findings outside it are left alone: an
+/// account whose credentials failed does not see its findings "resolved".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Coverage {
+    pub cost: bool,
+    /// `(account, region)` pairs whose inventory was read completely.
+    pub regions: HashSet<(String, String)>,
+}
+
+impl Coverage {
+    pub fn covers(&self, account: &str, region: Option<&str>) -> bool {
+        match region {
+            None => self.cost,
+            Some(region) => self
+                .regions
+                .contains(&(account.to_owned(), region.to_owned())),
+        }
+    }
+}
+
 /// Timestamps are stored as RFC 3339 UTC with microseconds: sortable as text
 /// and hashed byte-for-byte by the audit chain.
 pub fn timestamp(at: DateTime<Utc>) -> String {
@@ -167,11 +189,16 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Upserts daily cost; returns how many rows were new or changed.
     async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError>;
-    /// Inserts new findings, updates the ones seen again, resolves the ones no longer seen.
+    /// Stored daily cost from `day` on, oldest first.
+    async fn cost_points_since(&self, day: NaiveDate) -> Result<Vec<CostPoint>, StoreError>;
+    async fn last_cost_day(&self) -> Result<Option<NaiveDate>, StoreError>;
+    /// Inserts new findings, updates the ones seen again, and resolves the
+    /// ones no longer seen, within what the scan covered.
     async fn record_findings(
         &self,
         scan_id: i64,
         findings: &[Finding],
+        coverage: &Coverage,
         at: DateTime<Utc>,
     ) -> Result<RecordOutcome, StoreError>;
     async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError>;

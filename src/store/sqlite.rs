@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    ChangeRequestState, DecisionRecord, RecordOutcome, Store, StoreError, StoredChangeRequest,
-    StoredFinding, timestamp,
+    ChangeRequestState, Coverage, DecisionRecord, RecordOutcome, Store, StoreError,
+    StoredChangeRequest, StoredFinding, timestamp,
 };
 use crate::audit::{AuditEvent, GENESIS, chain_hash};
 use crate::domain::{AccountId, Finding, FindingKind, FindingStatus, Fingerprint, Severity};
@@ -285,10 +285,40 @@ impl Store for SqliteStore {
         Ok(changed)
     }
 
+    async fn cost_points_since(&self, day: NaiveDate) -> Result<Vec<CostPoint>, StoreError> {
+        let rows: Vec<(String, String, String, f64, bool)> = sqlx::query_as(
+            "SELECT account_id, service, day, amount_usd, estimated FROM cost_points WHERE day >= ? ORDER BY day, account_id, service",
+        )
+        .bind(day.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(account, service, day, amount_usd, estimated)| {
+                Ok(CostPoint {
+                    day: NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                        .map_err(|e| corrupt("cost day", e))?,
+                    account: AccountId::parse(&account).map_err(|e| corrupt("cost account", e))?,
+                    service,
+                    amount_usd,
+                    estimated,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_cost_day(&self) -> Result<Option<NaiveDate>, StoreError> {
+        let day: Option<String> = sqlx::query_scalar("SELECT MAX(day) FROM cost_points")
+            .fetch_one(&self.pool)
+            .await?;
+        day.map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|e| corrupt("cost day", e)))
+            .transpose()
+    }
+
     async fn record_findings(
         &self,
         scan_id: i64,
         findings: &[Finding],
+        coverage: &Coverage,
         at: DateTime<Utc>,
     ) -> Result<RecordOutcome, StoreError> {
         let now = timestamp(at);
@@ -368,12 +398,13 @@ impl Store for SqliteStore {
                 }
             }
         }
-        let present: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, fingerprint FROM findings WHERE status != 'resolved'")
-                .fetch_all(&mut *tx)
-                .await?;
-        for (id, fingerprint) in present {
-            if !seen.contains(&fingerprint) {
+        let present: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, fingerprint, account, region FROM findings WHERE status != 'resolved'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, fingerprint, account, region) in present {
+            if !seen.contains(&fingerprint) && coverage.covers(&account, region.as_deref()) {
                 sqlx::query(
                     "UPDATE findings SET status = 'resolved', resolved_at = ? WHERE id = ?",
                 )

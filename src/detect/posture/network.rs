@@ -1,201 +1,111 @@
-//! Security and waste rules over one region's EC2 inventory.
-//!
-//! One problem is reported once: a group open on every port gets a single
-//! `sg_open_all` finding, not one per sensitive port besides.
+//! Exposure to the internet: security groups open to 0.0.0.0/0 or ::/0,
+//! instances with a public address behind such a group, idle Elastic IPs.
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::domain::{Finding, FindingKind, Fingerprint, Severity};
+use super::{EIP_IDLE_USD_MONTHLY, finding, tags_object};
+use crate::domain::{Finding, FindingKind, Severity};
 use crate::sources::RegionInventory;
-use crate::sources::inventory::{IpPermission, SecurityGroup, Tag};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostureConfig {
-    /// An unattached volume younger than this is probably being moved, not forgotten.
-    pub unattached_volume_min_age_days: i64,
-}
-
-impl Default for PostureConfig {
-    fn default() -> Self {
-        Self {
-            unattached_volume_min_age_days: 7,
-        }
-    }
-}
+use crate::sources::inventory::{IpPermission, SecurityGroup};
 
 pub const ADMIN_PORTS: [i32; 2] = [22, 3389];
 pub const DB_PORTS: [i32; 7] = [3306, 5432, 1433, 1521, 27017, 6379, 9200];
 
-/// Hourly price of an idle Elastic IP (public IPv4 charge), times 730 hours.
-pub const EIP_IDLE_USD_MONTHLY: f64 = 0.005 * 730.0;
-
-/// On-demand EBS list price in USD per GiB-month (us-east-1). Other regions
-/// differ by a few percent: good enough to rank waste, not to bill it.
-pub fn ebs_usd_per_gib_month(volume_type: &str) -> f64 {
-    match volume_type {
-        "gp3" => 0.08,
-        "gp2" => 0.10,
-        "io1" | "io2" => 0.125,
-        "st1" => 0.045,
-        "sc1" => 0.015,
-        _ => 0.05, // "standard" magnetic, and anything new defaults to the cheapest known rate
-    }
-}
-
-pub fn evaluate(
-    inventory: &RegionInventory,
-    config: &PostureConfig,
-    now: DateTime<Utc>,
-) -> Vec<Finding> {
-    let mut findings = Vec::new();
+pub(super) fn evaluate(inventory: &RegionInventory, findings: &mut Vec<Finding>) {
     for group in &inventory.security_groups {
         findings.extend(security_group_findings(inventory, group));
     }
-    for volume in &inventory.volumes {
-        let evidence = json!({
-            "volume_id": volume.volume_id,
-            "size_gib": volume.size,
-            "volume_type": volume.volume_type,
-            "state": volume.state,
-            "encrypted": volume.encrypted,
-            "created": volume.create_time,
-            "availability_zone": volume.availability_zone,
-            "attached_to": volume.attachments.iter().map(|a| &a.instance_id).collect::<Vec<_>>(),
-            "tags": tags_object(&volume.tags),
-        });
-        if !volume.encrypted {
-            findings.push(finding(
-                inventory,
-                FindingKind::EbsUnencrypted,
-                Severity::Medium,
-                format!(
-                    "EBS volume {} ({} GiB {}) is not encrypted",
-                    volume.volume_id, volume.size, volume.volume_type
-                ),
-                &volume.volume_id,
-                None,
-                evidence.clone(),
-            ));
+    for instance in &inventory.instances {
+        let Some(public_ip) = &instance.public_ip_address else {
+            continue;
+        };
+        if instance.state.name != "running" {
+            continue;
         }
-        let age_days = (now - volume.create_time).num_days();
-        if volume.state == "available" && age_days >= config.unattached_volume_min_age_days {
-            let monthly = f64::from(volume.size) * ebs_usd_per_gib_month(&volume.volume_type);
-            let mut evidence = evidence;
-            evidence["age_days"] = json!(age_days);
-            evidence["usd_per_gib_month"] = json!(ebs_usd_per_gib_month(&volume.volume_type));
-            findings.push(finding(
-                inventory,
-                FindingKind::EbsUnattached,
-                Severity::for_monthly_cost(monthly),
-                format!(
-                    "EBS volume {} ({} GiB {}) has been unattached for {age_days} days",
-                    volume.volume_id, volume.size, volume.volume_type
-                ),
-                &volume.volume_id,
-                Some(monthly),
-                evidence,
-            ));
+        let exposing: Vec<Value> = instance
+            .security_groups
+            .iter()
+            .filter_map(|g| inventory.security_groups.iter().find(|sg| sg.group_id == g.group_id))
+            .filter_map(|sg| {
+                let rules = world_rules(sg);
+                (!rules.is_empty()).then(|| json!({ "group_id": sg.group_id, "group_name": sg.group_name, "open_rules": rules }))
+            })
+            .collect();
+        if exposing.is_empty() {
+            continue;
         }
-    }
-    for snapshot in &inventory.snapshots {
-        if snapshot.is_public() {
-            findings.push(finding(
-                inventory,
-                FindingKind::SnapshotPublic,
-                Severity::Critical,
-                format!(
-                    "EBS snapshot {} can be copied by any AWS account",
-                    snapshot.snapshot_id
-                ),
-                &snapshot.snapshot_id,
-                None,
-                json!({
-                    "snapshot_id": snapshot.snapshot_id,
-                    "volume_id": snapshot.volume_id,
-                    "volume_size_gib": snapshot.volume_size,
-                    "encrypted": snapshot.encrypted,
-                    "owner_id": snapshot.owner_id,
-                    "started": snapshot.start_time,
-                    "description": snapshot.description,
-                    "create_volume_permissions": snapshot.create_volume_permissions,
-                    "tags": tags_object(&snapshot.tags),
-                }),
-            ));
-        }
+        findings.push(finding(
+            inventory,
+            FindingKind::InstancePublicExposed,
+            Severity::High,
+            format!(
+                "Instance {} has public address {public_ip} and a security group open to the internet",
+                instance.instance_id
+            ),
+            &instance.instance_id,
+            None,
+            json!({
+                "instance_id": instance.instance_id,
+                "instance_type": instance.instance_type,
+                "public_ip": public_ip,
+                "groups": exposing,
+                "tags": tags_object(&instance.tags),
+            }),
+        ));
     }
     for address in &inventory.addresses {
         let associated = address.association_id.is_some()
             || address.instance_id.is_some()
             || address.network_interface_id.is_some();
-        if !associated {
-            let resource = address
-                .allocation_id
-                .clone()
-                .unwrap_or_else(|| address.public_ip.clone());
-            findings.push(finding(
-                inventory,
-                FindingKind::EipUnassociated,
-                Severity::for_monthly_cost(EIP_IDLE_USD_MONTHLY),
-                format!(
-                    "Elastic IP {} ({resource}) is not associated with anything",
-                    address.public_ip
-                ),
-                &resource,
-                Some(EIP_IDLE_USD_MONTHLY),
-                json!({
-                    "allocation_id": address.allocation_id,
-                    "public_ip": address.public_ip,
-                    "domain": address.domain,
-                    "tags": tags_object(&address.tags),
-                }),
-            ));
+        if associated {
+            continue;
         }
-    }
-    findings
-}
-
-fn finding(
-    inventory: &RegionInventory,
-    kind: FindingKind,
-    severity: Severity,
-    title: String,
-    resource: &str,
-    monthly_waste: Option<f64>,
-    evidence: Value,
-) -> Finding {
-    let monthly = monthly_waste.map(|usd| (usd * 100.0).round() / 100.0);
-    Finding {
-        kind,
-        severity,
-        title,
-        resource: resource.to_owned(),
-        account: inventory.account.clone(),
-        region: Some(inventory.region.clone()),
-        // For waste, "expected" spend is zero and "actual" is what it costs now.
-        expected: monthly.map(|_| 0.0),
-        actual: monthly,
-        impact_usd_monthly: monthly,
-        evidence,
-        fingerprint: Fingerprint::of(&[
-            kind.as_str(),
-            inventory.account.as_str(),
-            &inventory.region,
-            resource,
-        ]),
+        let resource = address
+            .allocation_id
+            .clone()
+            .unwrap_or_else(|| address.public_ip.clone());
+        findings.push(finding(
+            inventory,
+            FindingKind::EipUnassociated,
+            Severity::for_monthly_cost(EIP_IDLE_USD_MONTHLY),
+            format!(
+                "Elastic IP {} ({resource}) is not associated with anything",
+                address.public_ip
+            ),
+            &resource,
+            Some(EIP_IDLE_USD_MONTHLY),
+            json!({
+                "allocation_id": address.allocation_id,
+                "public_ip": address.public_ip,
+                "domain": address.domain,
+                "tags": tags_object(&address.tags),
+            }),
+        ));
     }
 }
 
-fn tags_object(tags: &[Tag]) -> Value {
-    Value::Object(
-        tags.iter()
-            .map(|t| (t.key.clone(), Value::String(t.value.clone())))
-            .collect(),
-    )
+/// Every ingress rule of a group that is open to the whole internet, as evidence.
+fn world_rules(group: &SecurityGroup) -> Vec<Value> {
+    group
+        .ip_permissions
+        .iter()
+        .filter_map(|p| {
+            let (exposure, cidrs) = world_exposure(p);
+            (!matches!(exposure, Exposure::None)).then(|| rule_evidence(p, cidrs))
+        })
+        .collect()
+}
+
+fn rule_evidence(permission: &IpPermission, cidrs: Vec<String>) -> Value {
+    json!({
+        "protocol": permission.ip_protocol,
+        "from_port": permission.from_port,
+        "to_port": permission.to_port,
+        "cidrs": cidrs,
+        "descriptions": permission.ip_ranges.iter().filter_map(|r| r.description.clone()).collect::<Vec<_>>(),
+    })
 }
 
 /// What one ingress permission exposes to the whole internet.
@@ -242,13 +152,7 @@ fn security_group_findings(inventory: &RegionInventory, group: &SecurityGroup) -
     let mut db_rules = Vec::new();
     for permission in &group.ip_permissions {
         let (exposure, cidrs) = world_exposure(permission);
-        let rule = json!({
-            "protocol": permission.ip_protocol,
-            "from_port": permission.from_port,
-            "to_port": permission.to_port,
-            "cidrs": cidrs,
-            "descriptions": permission.ip_ranges.iter().filter_map(|r| r.description.clone()).collect::<Vec<_>>(),
-        });
+        let rule = rule_evidence(permission, cidrs);
         match exposure {
             Exposure::None => {}
             Exposure::AllTraffic => open_all.push(rule),
@@ -339,18 +243,13 @@ fn port_list(ports: &BTreeSet<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::AccountId;
+    use crate::detect::posture::test_support::empty_inventory;
     use crate::sources::inventory::IpRange;
 
     fn inventory(groups: Vec<SecurityGroup>) -> RegionInventory {
         RegionInventory {
-            account: AccountId::parse("123456789012").unwrap(),
-            region: "us-east-1".into(),
             security_groups: groups,
-            volumes: vec![],
-            snapshots: vec![],
-            addresses: vec![],
-            instances: vec![],
+            ..empty_inventory()
         }
     }
 
@@ -377,10 +276,9 @@ mod tests {
     }
 
     fn kinds(groups: Vec<SecurityGroup>) -> Vec<FindingKind> {
-        evaluate(&inventory(groups), &PostureConfig::default(), Utc::now())
-            .into_iter()
-            .map(|f| f.kind)
-            .collect()
+        let mut findings = Vec::new();
+        evaluate(&inventory(groups), &mut findings);
+        findings.into_iter().map(|f| f.kind).collect()
     }
 
     #[test]

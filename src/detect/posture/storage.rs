@@ -1,0 +1,248 @@
+//! EBS: unencrypted and forgotten volumes, encryption-by-default, public and
+//! orphaned snapshots.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{
+    PostureConfig, SNAPSHOT_USD_PER_GIB_MONTH, ebs_usd_per_gib_month, finding, tags_object,
+};
+use crate::domain::{Finding, FindingKind, Severity};
+use crate::sources::RegionInventory;
+
+pub(super) fn evaluate(
+    inventory: &RegionInventory,
+    config: &PostureConfig,
+    now: DateTime<Utc>,
+    findings: &mut Vec<Finding>,
+) {
+    if inventory.ebs_encryption_by_default == Some(false) {
+        findings.push(finding(
+            inventory,
+            FindingKind::EbsDefaultEncryptionOff,
+            Severity::Medium,
+            format!("EBS encryption by default is off in {}", inventory.region),
+            "ebs-encryption-by-default",
+            None,
+            json!({ "region": inventory.region, "ebs_encryption_by_default": false }),
+        ));
+    }
+    for volume in &inventory.volumes {
+        let evidence = json!({
+            "volume_id": volume.volume_id,
+            "size_gib": volume.size,
+            "volume_type": volume.volume_type,
+            "state": volume.state,
+            "encrypted": volume.encrypted,
+            "created": volume.create_time,
+            "availability_zone": volume.availability_zone,
+            "attached_to": volume.attachments.iter().map(|a| &a.instance_id).collect::<Vec<_>>(),
+            "tags": tags_object(&volume.tags),
+        });
+        if !volume.encrypted {
+            findings.push(finding(
+                inventory,
+                FindingKind::EbsUnencrypted,
+                Severity::Medium,
+                format!(
+                    "EBS volume {} ({} GiB {}) is not encrypted",
+                    volume.volume_id, volume.size, volume.volume_type
+                ),
+                &volume.volume_id,
+                None,
+                evidence.clone(),
+            ));
+        }
+        let age_days = (now - volume.create_time).num_days();
+        if volume.state == "available" && age_days >= config.unattached_volume_min_age_days {
+            let price = ebs_usd_per_gib_month(&volume.volume_type);
+            let monthly = f64::from(volume.size) * price;
+            let mut evidence = evidence;
+            evidence["age_days"] = json!(age_days);
+            evidence["usd_per_gib_month"] = json!(price);
+            findings.push(finding(
+                inventory,
+                FindingKind::EbsUnattached,
+                Severity::for_monthly_cost(monthly),
+                format!(
+                    "EBS volume {} ({} GiB {}) has been unattached for {age_days} days",
+                    volume.volume_id, volume.size, volume.volume_type
+                ),
+                &volume.volume_id,
+                Some(monthly),
+                evidence,
+            ));
+        }
+    }
+
+    let volumes: HashSet<&str> = inventory
+        .volumes
+        .iter()
+        .map(|v| v.volume_id.as_str())
+        .collect();
+    // A snapshot behind a registered AMI is in use even when its volume is gone.
+    let used_by_images: HashSet<&str> = inventory
+        .images
+        .iter()
+        .flat_map(|i| &i.block_device_mappings)
+        .filter_map(|m| m.ebs.as_ref()?.snapshot_id.as_deref())
+        .collect();
+    for snapshot in &inventory.snapshots {
+        let evidence = json!({
+            "snapshot_id": snapshot.snapshot_id,
+            "volume_id": snapshot.volume_id,
+            "volume_size_gib": snapshot.volume_size,
+            "encrypted": snapshot.encrypted,
+            "owner_id": snapshot.owner_id,
+            "started": snapshot.start_time,
+            "description": snapshot.description,
+            "create_volume_permissions": snapshot.create_volume_permissions,
+            "tags": tags_object(&snapshot.tags),
+        });
+        if snapshot.is_public() {
+            findings.push(finding(
+                inventory,
+                FindingKind::SnapshotPublic,
+                Severity::Critical,
+                format!(
+                    "EBS snapshot {} can be copied by any AWS account",
+                    snapshot.snapshot_id
+                ),
+                &snapshot.snapshot_id,
+                None,
+                evidence.clone(),
+            ));
+        }
+        // `vol-ffffffff` marks copied snapshots, which have no source volume in this account.
+        let source_gone = snapshot
+            .volume_id
+            .as_deref()
+            .is_none_or(|v| !volumes.contains(v));
+        let age_days = (now - snapshot.start_time).num_days();
+        if source_gone
+            && !used_by_images.contains(snapshot.snapshot_id.as_str())
+            && age_days >= config.orphaned_snapshot_min_age_days
+        {
+            let size = snapshot.volume_size.unwrap_or(0);
+            let monthly = f64::from(size) * SNAPSHOT_USD_PER_GIB_MONTH;
+            let mut evidence = evidence;
+            evidence["age_days"] = json!(age_days);
+            findings.push(finding(
+                inventory,
+                FindingKind::SnapshotOrphaned,
+                Severity::for_monthly_cost(monthly),
+                format!(
+                    "EBS snapshot {} ({size} GiB) outlived its volume {} by up to {age_days} days",
+                    snapshot.snapshot_id,
+                    snapshot.volume_id.as_deref().unwrap_or("(unknown)")
+                ),
+                &snapshot.snapshot_id,
+                Some(monthly),
+                evidence,
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::detect::posture::test_support::empty_inventory;
+    use crate::sources::inventory::{
+        EbsBlockDevice, Image, InstanceBlockDeviceMapping, Snapshot, Volume,
+    };
+
+    fn snapshot(id: &str, volume: &str, age_days: i64) -> Snapshot {
+        Snapshot {
+            snapshot_id: id.into(),
+            volume_id: Some(volume.into()),
+            volume_size: Some(100),
+            start_time: Utc::now() - Duration::days(age_days),
+            encrypted: true,
+            owner_id: None,
+            description: None,
+            tags: vec![],
+            create_volume_permissions: vec![],
+        }
+    }
+
+    fn kinds(inventory: &RegionInventory) -> Vec<FindingKind> {
+        let mut findings = Vec::new();
+        evaluate(
+            inventory,
+            &PostureConfig::default(),
+            Utc::now(),
+            &mut findings,
+        );
+        findings.into_iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn a_snapshot_whose_volume_is_gone_is_orphaned_once_old_enough() {
+        let mut inventory = empty_inventory();
+        inventory.snapshots = vec![
+            snapshot("snap-old", "vol-gone", 90),
+            snapshot("snap-new", "vol-gone", 3),
+        ];
+        let mut findings = Vec::new();
+        evaluate(
+            &inventory,
+            &PostureConfig::default(),
+            Utc::now(),
+            &mut findings,
+        );
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].resource, "snap-old");
+        assert_eq!(findings[0].impact_usd_monthly, Some(5.0));
+    }
+
+    #[test]
+    fn a_snapshot_behind_an_ami_or_a_live_volume_is_not_orphaned() {
+        let mut inventory = empty_inventory();
+        inventory.volumes = vec![Volume {
+            volume_id: "vol-live".into(),
+            size: 8,
+            volume_type: "gp3".into(),
+            encrypted: true,
+            state: "in-use".into(),
+            create_time: Utc::now() - Duration::days(400),
+            availability_zone: None,
+            attachments: vec![],
+            tags: vec![],
+        }];
+        inventory.snapshots = vec![
+            snapshot("snap-a", "vol-live", 90),
+            snapshot("snap-b", "vol-ffffffff", 90),
+        ];
+        inventory.images = vec![Image {
+            image_id: "ami-1".into(),
+            name: None,
+            public: false,
+            creation_date: None,
+            block_device_mappings: vec![InstanceBlockDeviceMapping {
+                device_name: None,
+                ebs: Some(EbsBlockDevice {
+                    volume_id: None,
+                    snapshot_id: Some("snap-b".into()),
+                }),
+            }],
+            tags: vec![],
+        }];
+        assert!(kinds(&inventory).is_empty());
+    }
+
+    #[test]
+    fn default_encryption_off_is_reported_and_unknown_is_not() {
+        let mut inventory = empty_inventory();
+        assert!(kinds(&inventory).is_empty());
+        inventory.ebs_encryption_by_default = Some(false);
+        assert_eq!(
+            kinds(&inventory),
+            vec![FindingKind::EbsDefaultEncryptionOff]
+        );
+    }
+}
