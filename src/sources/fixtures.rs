@@ -64,21 +64,23 @@ impl FixtureSet {
         let mut files = Vec::new();
         match self {
             FixtureSet::EmbeddedDemo => {
-                let Some(ec2) = DEMO.get_dir("ec2") else {
+                let Some(inventory_dir) = DEMO.get_dir("ec2") else {
                     return Ok(files);
                 };
-                for account_dir in ec2.dirs() {
+                for account_dir in inventory_dir.dirs() {
                     for file in account_dir.files() {
                         push_inventory_file(&mut files, file.path());
                     }
                 }
             }
             FixtureSet::Directory(dir) => {
-                let ec2 = dir.join("ec2");
-                if !ec2.exists() {
+                let inventory_dir = dir.join("ec2");
+                if !inventory_dir.exists() {
                     return Ok(files);
                 }
-                for account_dir in read_dir_sorted(&ec2).map_err(|e| self.error("ec2", &e))? {
+                for account_dir in
+                    read_dir_sorted(&inventory_dir).map_err(|e| self.error("ec2", &e))?
+                {
                     if !account_dir.is_dir() {
                         continue;
                     }

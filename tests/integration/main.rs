@@ -3,8 +3,10 @@
 //! public API, on real SQLite files and a real git repository.
 
 mod approval;
+mod aws;
 mod bad_input;
 mod daemon;
 mod demo;
+mod moto;
 mod redaction;
 mod support;

@@ -41,10 +41,12 @@ pub fn current_generation_for(instance_type: &str) -> Option<String> {
 }
 
 /// When the instance stopped, from `StateTransitionReason`:
-/// `User initiated (2026-01-05 10:12:44 GMT)`.
+/// `User initiated (2026-01-05 10:12:44 GMT)` (some emulators write `UTC`).
 pub fn stopped_at(reason: &str) -> Option<DateTime<Utc>> {
     let inside = reason.split_once('(')?.1.split_once(')')?.0;
-    let stamp = inside.strip_suffix(" GMT")?;
+    let stamp = inside
+        .strip_suffix(" GMT")
+        .or_else(|| inside.strip_suffix(" UTC"))?;
     NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S")
         .ok()
         .map(|t| t.and_utc())

@@ -258,8 +258,9 @@ fn tags(tags: &[aws_sdk_ec2::types::Tag]) -> Vec<Tag> {
         .collect()
 }
 
+/// Absent and empty are the same thing: some EC2 implementations send `<instanceId/>`.
 fn owned(s: Option<&str>) -> Option<String> {
-    s.map(str::to_owned)
+    s.filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 fn security_group(g: &aws_sdk_ec2::types::SecurityGroup) -> SecurityGroup {
