@@ -705,3 +705,74 @@ impl Store for SqliteStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Severity;
+
+    fn finding(resource: &str, region: &str) -> Finding {
+        Finding {
+            kind: FindingKind::EbsUnencrypted,
+            severity: Severity::Medium,
+            title: resource.into(),
+            resource: resource.into(),
+            account: AccountId::parse("123456789012").expect("valid"),
+            region: Some(region.into()),
+            expected: None,
+            actual: None,
+            impact_usd_monthly: None,
+            evidence: json!({}),
+            fingerprint: Fingerprint::of(&[resource, region]),
+        }
+    }
+
+    fn covering(regions: &[&str]) -> Coverage {
+        Coverage {
+            cost: false,
+            regions: regions
+                .iter()
+                .map(|r| ("123456789012".to_owned(), (*r).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_covered_regions_resolve_findings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("draco.db"))
+            .await
+            .expect("open");
+        let now = Utc::now();
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let both = [finding("vol-a", "us-east-1"), finding("vol-b", "eu-west-1")];
+        let outcome = store
+            .record_findings(scan, &both, &covering(&["us-east-1", "eu-west-1"]), now)
+            .await
+            .expect("record");
+        assert_eq!(outcome.new.len(), 2);
+
+        // eu-west-1 failed to scan: its finding is neither seen nor resolved.
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let outcome = store
+            .record_findings(scan, &both[..1], &covering(&["us-east-1"]), now)
+            .await
+            .expect("record");
+        assert!(outcome.resolved.is_empty(), "{outcome:?}");
+
+        // Scanned and gone: resolved.
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let outcome = store
+            .record_findings(
+                scan,
+                &both[..1],
+                &covering(&["us-east-1", "eu-west-1"]),
+                now,
+            )
+            .await
+            .expect("record");
+        assert_eq!(outcome.resolved.len(), 1);
+        let events = store.audit_events(None).await.expect("audit");
+        crate::audit::verify(&events).expect("chain intact");
+    }
+}

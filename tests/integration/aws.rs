@@ -706,3 +706,39 @@ fn the_iam_policy_lists_exactly_the_operations_draco_calls() {
         .collect();
     assert_eq!(granted, used);
 }
+
+/// STS's query protocol: the credentials have expired.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_credentials_are_reported_for_their_account() {
+    let moto = Moto::start();
+    let sts = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=GetCallerIdentity"))
+        .respond_with(ResponseTemplate::new(400).insert_header("content-type", "text/xml").set_body_string(
+            r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>The security token included in the request is expired</Message></Error><RequestId>4b0b6a3e-0000-4000-8000-000000000000</RequestId></ErrorResponse>"#,
+        ))
+        .mount(&sts)
+        .await;
+    let draco = Draco::new();
+    let config = write_config(
+        &draco,
+        "[source]\nkind = \"aws\"\n\n[aws]\nregions = [\"us-east-1\"]\n\n[[aws.accounts]]\nid = \"123456789012\"\n\n[aws.cost]\nenabled = false\n",
+    );
+    let mut env = moto.env();
+    env.push(("AWS_ENDPOINT_URL_STS", sts.uri()));
+    let report = scan_json(&draco, &env, &config);
+    assert_eq!(report["scan"]["status"], "partial");
+    assert_eq!(report["scan"]["regions_scanned"], 0);
+    let errors = report["scan"]["scan_errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["account"], ACCOUNT);
+    assert_eq!(errors[0]["service"], "sts");
+    let message = errors[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ExpiredToken") && message.contains("expired"),
+        "{message}"
+    );
+}
