@@ -176,10 +176,9 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::detect::posture::test_support::empty_inventory;
+    use crate::detect::posture::test_support::{empty_inventory, kinds, volume};
     use crate::sources::inventory::{
         EbsBlockDevice, Instance, InstanceBlockDeviceMapping, InstanceState, MetadataOptions,
-        Volume,
     };
 
     fn instance(id: &str, itype: &str, state: &str, tokens: &str) -> Instance {
@@ -199,17 +198,6 @@ mod tests {
             block_device_mappings: vec![],
             tags: vec![],
         }
-    }
-
-    fn kinds(inventory: &RegionInventory) -> Vec<FindingKind> {
-        let mut findings = Vec::new();
-        evaluate(
-            inventory,
-            &PostureConfig::default(),
-            Utc::now(),
-            &mut findings,
-        );
-        findings.into_iter().map(|f| f.kind).collect()
     }
 
     #[test]
@@ -253,17 +241,7 @@ mod tests {
             }),
         }];
         inventory.instances = vec![i];
-        inventory.volumes = vec![Volume {
-            volume_id: "vol-1".into(),
-            size: 100,
-            volume_type: "gp2".into(),
-            encrypted: true,
-            state: "in-use".into(),
-            create_time: Utc::now() - Duration::days(400),
-            availability_zone: None,
-            attachments: vec![],
-            tags: vec![],
-        }];
+        inventory.volumes = vec![volume("vol-1", 100, "gp2", "in-use")];
         let mut findings = Vec::new();
         evaluate(
             &inventory,

@@ -111,8 +111,35 @@ fn tags_object(tags: &[Tag]) -> Value {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use crate::domain::AccountId;
+    use chrono::{Duration, Utc};
+
+    use super::{PostureConfig, evaluate};
+    use crate::domain::{AccountId, FindingKind};
     use crate::sources::RegionInventory;
+    use crate::sources::inventory::Volume;
+
+    /// The kinds every rule finds in `inventory`, with the default thresholds.
+    pub fn kinds(inventory: &RegionInventory) -> Vec<FindingKind> {
+        evaluate(inventory, &PostureConfig::default(), Utc::now())
+            .into_iter()
+            .map(|f| f.kind)
+            .collect()
+    }
+
+    /// An encrypted, year-old volume.
+    pub fn volume(id: &str, size: u32, volume_type: &str, state: &str) -> Volume {
+        Volume {
+            volume_id: id.into(),
+            size,
+            volume_type: volume_type.into(),
+            encrypted: true,
+            state: state.into(),
+            create_time: Utc::now() - Duration::days(365),
+            availability_zone: None,
+            attachments: vec![],
+            tags: vec![],
+        }
+    }
 
     pub fn empty_inventory() -> RegionInventory {
         RegionInventory {

@@ -151,10 +151,8 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::detect::posture::test_support::empty_inventory;
-    use crate::sources::inventory::{
-        EbsBlockDevice, Image, InstanceBlockDeviceMapping, Snapshot, Volume,
-    };
+    use crate::detect::posture::test_support::{empty_inventory, kinds, volume};
+    use crate::sources::inventory::{EbsBlockDevice, Image, InstanceBlockDeviceMapping, Snapshot};
 
     fn snapshot(id: &str, volume: &str, age_days: i64) -> Snapshot {
         Snapshot {
@@ -168,17 +166,6 @@ mod tests {
             tags: vec![],
             create_volume_permissions: vec![],
         }
-    }
-
-    fn kinds(inventory: &RegionInventory) -> Vec<FindingKind> {
-        let mut findings = Vec::new();
-        evaluate(
-            inventory,
-            &PostureConfig::default(),
-            Utc::now(),
-            &mut findings,
-        );
-        findings.into_iter().map(|f| f.kind).collect()
     }
 
     #[test]
@@ -203,17 +190,7 @@ mod tests {
     #[test]
     fn a_snapshot_behind_an_ami_or_a_live_volume_is_not_orphaned() {
         let mut inventory = empty_inventory();
-        inventory.volumes = vec![Volume {
-            volume_id: "vol-live".into(),
-            size: 8,
-            volume_type: "gp3".into(),
-            encrypted: true,
-            state: "in-use".into(),
-            create_time: Utc::now() - Duration::days(400),
-            availability_zone: None,
-            attachments: vec![],
-            tags: vec![],
-        }];
+        inventory.volumes = vec![volume("vol-live", 8, "gp3", "in-use")];
         inventory.snapshots = vec![
             snapshot("snap-a", "vol-live", 90),
             snapshot("snap-b", "vol-ffffffff", 90),
