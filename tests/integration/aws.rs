@@ -742,3 +742,40 @@ async fn expired_credentials_are_reported_for_their_account() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_grouping_adds_one_series_per_tag_value() {
+    let moto = Moto::start();
+    let mut by_tag = ce_page(&[("2026-11-20", false)], None);
+    by_tag["GroupDefinitions"][1] = json!({ "Type": "TAG", "Key": "team" });
+    by_tag["ResultsByTime"][0]["Groups"] = json!([
+        { "Keys": [ACCOUNT, "team$payments"], "Metrics": { "UnblendedCost": { "Amount": "99.5", "Unit": "USD" } } },
+        { "Keys": [ACCOUNT, "team$"], "Metrics": { "UnblendedCost": { "Amount": "35.25", "Unit": "USD" } } }
+    ]);
+    let results = json!({ "results": [ce_page(&[("2026-11-20", false)], None), by_tag] });
+    moto.post_json(
+        "/moto-api/static/ce/cost-and-usage-results",
+        &results.to_string(),
+    );
+    let draco = Draco::new();
+    let config = write_config(
+        &draco,
+        &format!("{COST_ONLY_CONFIG}group_by_tag = \"team\"\n"),
+    );
+    let report = scan_json(&draco, &moto.env(), &config);
+    assert_eq!(report["scan"]["cost_requests"], 2, "{report:#}");
+    let series: Vec<String> = stored_cost(&draco)
+        .await
+        .into_iter()
+        .map(|(_, s, _, _)| s)
+        .collect();
+    assert_eq!(
+        series,
+        vec![
+            "Amazon Elastic Compute Cloud - Compute",
+            "Amazon Simple Storage Service",
+            "tag:team=(untagged)",
+            "tag:team=payments"
+        ]
+    );
+}
