@@ -15,7 +15,7 @@ use wiremock::matchers::{body_string_contains, header, header_regex, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::moto::Moto;
-use crate::support::{Draco, describe};
+use crate::support::{Draco, describe, git};
 
 const ACCOUNT: &str = "123456789012";
 
@@ -282,6 +282,36 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
     let report = scan_json(&draco, &moto.env(), &config);
     assert_eq!(report["scan"]["scan_errors"], json!([]), "{report:#}");
     assert_eq!(report["scan"]["regions_scanned"], 2);
+    // Every kind got a rendered, syntactically valid remediation.
+    assert_eq!(report["scan"]["failures"], json!([]), "{report:#}");
+    assert_eq!(
+        report["scan"]["change_requests_opened"]
+            .as_array()
+            .map(Vec::len),
+        Some(14)
+    );
+    for opened in report["scan"]["change_requests_opened"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let branch = opened["branch"].as_str().unwrap_or_default();
+        let files = git(
+            &draco.repository(),
+            &["ls-tree", "-r", "--name-only", branch],
+        );
+        for file in files.lines().filter(|f| f.ends_with(".sh")) {
+            let script = git(&draco.repository(), &["show", &format!("{branch}:{file}")]);
+            let check = std::process::Command::new("bash")
+                .args(["-n", "-c", &script])
+                .output()
+                .expect("bash");
+            assert!(
+                check.status.success(),
+                "{branch}:{file} is not valid shell:\n{script}"
+            );
+        }
+    }
 
     let expected: BTreeSet<(String, String)> = [
         ("sg_open_admin_port", ssh.as_str()),
