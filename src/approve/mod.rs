@@ -152,6 +152,16 @@ fn already_decided(finding_id: i64, cr: &StoredChangeRequest) -> ApproveError {
     }
 }
 
+/// A decision that was recorded but not carried out is finished by the same
+/// person at once, or by anyone once it is clearly abandoned (its process
+/// died). Otherwise it is still in flight, and a second caller is told it was
+/// decided, rather than racing the first to carry it out.
+const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
+fn may_resume(decision: &DecisionRecord, approver: &Approver, now: DateTime<Utc>) -> bool {
+    decision.by == approver.0 || now - decision.at > ABANDONED_AFTER
+}
+
 /// Approves the change request of a finding and merges it.
 pub async fn approve(
     store: &dyn Store,
@@ -180,13 +190,16 @@ pub async fn approve(
         }
         // Claimed earlier, merge not recorded: a crash in between. Finish the
         // decision that was made, under the name of who made it.
-        ChangeRequestState::Approved => (
-            cr.decision().ok_or(StoreError::Corrupt(format!(
+        ChangeRequestState::Approved => {
+            let decision = cr.decision().ok_or(StoreError::Corrupt(format!(
                 "change request {} is approved without a decision",
                 cr.id
-            )))?,
-            true,
-        ),
+            )))?;
+            if !may_resume(&decision, approver, now) {
+                return Err(already_decided(finding_id, &cr));
+            }
+            (decision, true)
+        }
         _ => return Err(already_decided(finding_id, &cr)),
     };
     let approved = Approved {
@@ -239,7 +252,16 @@ pub async fn reject(
             }
             false
         }
-        ChangeRequestState::Rejected => true,
+        ChangeRequestState::Rejected => {
+            let decision = cr.decision().ok_or(StoreError::Corrupt(format!(
+                "change request {} is rejected without a decision",
+                cr.id
+            )))?;
+            if !may_resume(&decision, approver, now) {
+                return Err(already_decided(finding_id, &cr));
+            }
+            true
+        }
         _ => return Err(already_decided(finding_id, &cr)),
     };
     let rejected = Rejected {

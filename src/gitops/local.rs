@@ -296,8 +296,17 @@ impl ChangeRequests for LocalGit {
                 Some(message.as_bytes()),
             )
             .await?;
-        self.run_git(&["update-ref", MAIN, &commit, &main], None)
-            .await?;
+        if let Err(error) = self
+            .run_git(&["update-ref", MAIN, &commit, &main], None)
+            .await
+        {
+            // main moved under us: fine if it was the same approval merged by
+            // a concurrent caller, an error otherwise.
+            if self.is_merged(head).await? {
+                return self.resolve(MAIN).await?.ok_or(error);
+            }
+            return Err(error);
+        }
         Ok(commit)
     }
 

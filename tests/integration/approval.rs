@@ -235,3 +235,60 @@ fn a_branch_moved_after_review_is_not_merged() {
     );
     assert_eq!(git(&repo, &["rev-parse", "main"]), main_before);
 }
+
+/// A crash between recording an approval and merging leaves it "approved";
+/// the approver finishes it at once, anyone else only once it is abandoned.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned() {
+    use chrono::{Duration, Utc};
+    use draco::store::{DecisionRecord, SqliteStore, Store};
+
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let fresh = draco.finding_id("ebs_unattached");
+    let stale = draco.finding_id("eip_unassociated");
+    let store = SqliteStore::open(&draco.data_dir().join("draco.db"))
+        .await
+        .expect("store");
+    for (finding, at) in [
+        (fresh, Utc::now()),
+        (stale, Utc::now() - Duration::minutes(10)),
+    ] {
+        let cr = store
+            .change_request_for_finding(finding)
+            .await
+            .expect("query")
+            .expect("a change request");
+        let decision = DecisionRecord {
+            approve: true,
+            by: "Ada".into(),
+            channel: "cli".into(),
+            at,
+            reason: None,
+        };
+        assert!(store.claim_decision(cr.id, &decision).await.expect("claim"));
+    }
+    store.close().await;
+
+    let out = draco.run(&["approve", &fresh.to_string(), "--as", "Bob"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("already approved by Ada"),
+        "{}",
+        describe(&out)
+    );
+    let out = draco.ok(&["approve", &fresh.to_string(), "--as", "Ada"]);
+    assert!(
+        out.contains("completing an approval recorded earlier"),
+        "{out}"
+    );
+
+    let out = draco.ok(&["approve", &stale.to_string(), "--as", "Bob"]);
+    assert!(
+        out.contains("by Ada (completing"),
+        "the merge is Ada's decision, whoever finishes it: {out}"
+    );
+    let merges = git(&draco.repository(), &["rev-list", "--merges", "main"]);
+    assert_eq!(merges.lines().count(), 2);
+    draco.ok(&["audit", "verify"]);
+}
