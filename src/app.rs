@@ -8,7 +8,10 @@ use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
 use crate::approve::{self, ApproveError, Approver, Channel};
-use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs};
+use crate::cli::{
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, DetectArgs, FindingsArgs, NabArgs,
+    OutputArgs,
+};
 use crate::config::{self, ConfigError, Loaded, SourceKind};
 use crate::daemon;
 use crate::domain::FindingStatus;
@@ -144,8 +147,15 @@ impl Context {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
+    // Offline tools: no config, no data dir.
+    match &cli.command {
+        Command::Detect(args) => return detect_command(args),
+        Command::Bench(BenchCommand::Nab(args)) => return nab_command(args),
+        _ => {}
+    }
     let ctx = Context::new(&cli)?;
     match cli.command {
+        Command::Detect(_) | Command::Bench(_) => Ok(()),
         Command::Demo(output) => {
             scan_command(
                 &ctx,
@@ -369,6 +379,61 @@ async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
     })
     .await?;
     store.close().await;
+    Ok(())
+}
+
+fn detect_command(args: &DetectArgs) -> Result<()> {
+    use std::io::Write;
+    if !(0.0..=1.0).contains(&args.threshold) {
+        return Err(UsageError(format!("--threshold {} is not in [0, 1]", args.threshold)).into());
+    }
+    let (timestamps, values) =
+        crate::bench::nab::read_series_csv(&args.input, crate::bench::nab::Order::Strict)?;
+    let scores =
+        crate::detect::stream::score(&values, &crate::detect::stream::StreamConfig::default());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    writeln!(out, "timestamp,value,score,anomaly")?;
+    for ((t, v), s) in timestamps.iter().zip(&values).zip(&scores) {
+        writeln!(
+            out,
+            "{},{v},{s:.6},{}",
+            t.format("%Y-%m-%d %H:%M:%S"),
+            u8::from(*s >= args.threshold)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn nab_command(args: &NabArgs) -> Result<()> {
+    let report =
+        crate::bench::run_nab(&args.data, &crate::detect::stream::StreamConfig::default())?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "NAB corpus {}: {} files, {} rows, {} windows; detector {:.0} rows/s",
+        args.data.display(),
+        report.files,
+        report.rows,
+        report.windows,
+        report.rows as f64 / report.seconds.max(1e-9)
+    );
+    println!(
+        "{:<20} {:>10} {:>10} {:>10}",
+        "PROFILE", "THRESHOLD", "RAW", "SCORE"
+    );
+    for p in &report.profiles {
+        println!(
+            "{:<20} {:>10.4} {:>10.3} {:>10.1}",
+            p.profile, p.threshold, p.raw, p.normalized
+        );
+    }
+    if let Some(standard) = report.profiles.iter().find(|p| p.profile == "standard") {
+        println!("NAB standard: {:.1}", standard.normalized);
+    }
     Ok(())
 }
 

@@ -43,6 +43,36 @@ pub enum Command {
     /// Audit log commands.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Score a `timestamp,value` CSV; prints `timestamp,value,score,anomaly` for every row.
+    Detect(DetectArgs),
+    /// Measure detection quality.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// CSV with header `timestamp,value`, timestamps strictly increasing.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Score at or above which a row is marked `anomaly = 1`.
+    #[arg(long, default_value_t = 0.99)]
+    pub threshold: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run the detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
+    Nab(NabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NabArgs {
+    /// NAB root: `data/**/*.csv` and `labels/combined_windows.json` (e.g. ../shared/data/nab).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

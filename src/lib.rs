@@ -8,6 +8,7 @@
 pub mod app;
 pub mod approve;
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -3,6 +3,7 @@
 
 pub mod cost;
 pub mod posture;
+pub mod stream;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

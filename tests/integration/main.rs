@@ -8,5 +8,6 @@ mod bad_input;
 mod daemon;
 mod demo;
 mod moto;
+mod nab;
 mod redaction;
 mod support;
