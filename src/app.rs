@@ -383,6 +383,19 @@ async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
 }
 
 fn detect_command(args: &DetectArgs) -> Result<()> {
+    match write_detections(args) {
+        // `draco detect … | head` closes the pipe early: that is not a failure.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn write_detections(args: &DetectArgs) -> Result<()> {
     use std::io::Write;
     if !(0.0..=1.0).contains(&args.threshold) {
         return Err(UsageError(format!("--threshold {} is not in [0, 1]", args.threshold)).into());

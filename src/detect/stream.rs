@@ -37,13 +37,13 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
-            bins: 32,
-            half_life: 2000.0,
-            short_window: 8,
-            long_window: 1500,
+            bins: 16,
+            half_life: 4000.0,
+            short_window: 12,
+            long_window: 3000,
             warm_up: 150,
-            alarm_level: 0.99,
-            suppress_for: 250,
+            alarm_level: 0.98,
+            suppress_for: 150,
         }
     }
 }
@@ -80,6 +80,33 @@ impl DecayingHistogram {
         ((position * self.counts.len() as f64) as usize).min(self.counts.len() - 1)
     }
 
+    /// Grows the range to include `x`, moving each old bin's count to the new
+    /// bin holding its centre, so what was learnt is kept.
+    fn extend_to(&mut self, x: f64) {
+        let (old_min, old_max) = (self.min, self.max);
+        let old_span = old_max - old_min;
+        let bins = self.counts.len();
+        // Leave headroom so a slowly rising series does not re-bin every point.
+        let margin = 0.1 * (old_max.max(x) - old_min.min(x));
+        if x < old_min {
+            self.min = x - margin;
+        } else {
+            self.max = x + margin;
+        }
+        let old = std::mem::replace(&mut self.counts, vec![0.0; bins]);
+        for (j, count) in old.into_iter().enumerate() {
+            if count > 0.0 {
+                let centre = if old_span > 0.0 {
+                    old_min + (j as f64 + 0.5) / bins as f64 * old_span
+                } else {
+                    old_min
+                };
+                let b = self.bin(centre);
+                self.counts[b] += count;
+            }
+        }
+    }
+
     /// Surprise of `x` in [0, 1] before it is counted, then counts it.
     fn observe(&mut self, x: f64) -> f64 {
         let outside = !self.seen || x < self.min || x > self.max;
@@ -98,14 +125,7 @@ impl DecayingHistogram {
             self.max = x;
             self.seen = true;
         } else if outside {
-            // The range grows: earlier counts are re-spread coarsely by
-            // restarting them, which forgets the old shape quickly.
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
-            let kept = self.total;
-            self.counts.iter_mut().for_each(|c| *c = 0.0);
-            self.total = 0.0;
-            let _ = kept;
+            self.extend_to(x);
         }
         self.counts.iter_mut().for_each(|c| *c *= self.decay);
         self.total *= self.decay;
@@ -188,6 +208,9 @@ pub struct StreamDetector {
     values: DecayingHistogram,
     changes: DecayingHistogram,
     previous: Option<f64>,
+    /// Exponentially weighted mean and variance of the value.
+    ew_mean: f64,
+    ew_var: f64,
     short: RollingMoments,
     long: RollingMoments,
     seen: usize,
@@ -200,6 +223,8 @@ impl StreamDetector {
             values: DecayingHistogram::new(config.bins, config.half_life),
             changes: DecayingHistogram::new(config.bins, config.half_life),
             previous: None,
+            ew_mean: 0.0,
+            ew_var: 0.0,
             short: RollingMoments::new(config.short_window),
             long: RollingMoments::new(config.long_window),
             seen: 0,
@@ -215,8 +240,21 @@ impl StreamDetector {
             Some(previous) => self.changes.observe(value - previous),
             None => 0.0,
         };
+        // Distance from the recent level, in recent standard deviations.
+        let alpha = 1.0 / self.config.half_life.max(2.0);
+        let deviation_surprise = if self.previous.is_none() {
+            self.ew_mean = value;
+            0.0
+        } else {
+            let sd = self.ew_var.sqrt().max(1e-9 + 1e-6 * self.ew_mean.abs());
+            let z = (value - self.ew_mean).abs() / sd;
+            let diff = value - self.ew_mean;
+            self.ew_mean += alpha * diff;
+            self.ew_var = (1.0 - alpha) * (self.ew_var + alpha * diff * diff);
+            (z / 6.0).min(1.0)
+        };
         self.previous = Some(value);
-        let raw = value_surprise.max(change_surprise);
+        let raw = value_surprise.max(change_surprise).max(deviation_surprise);
 
         self.short.push(raw);
         let reference = (self.long.mean(), self.long.std().max(0.01));

@@ -7,6 +7,7 @@ mod aws;
 mod bad_input;
 mod daemon;
 mod demo;
+mod detect;
 mod moto;
 mod nab;
 mod redaction;

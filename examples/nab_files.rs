@@ -1,0 +1,41 @@
+//! Per-file NAB breakdown for the default detector settings:
+//! `cargo run --release --example nab_files -- ../shared/data/nab`
+use draco::bench::nab::{self, PROFILES};
+use draco::detect::stream::{self, StreamConfig};
+
+fn main() {
+    let root = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "../shared/data/nab".into());
+    let Ok(corpus) = nab::load_corpus(std::path::Path::new(&root)) else {
+        return;
+    };
+    let config = StreamConfig::default();
+    let scores: Vec<Vec<f64>> = corpus
+        .iter()
+        .map(|s| stream::score(&s.values, &config))
+        .collect();
+    let result = nab::sweep(&corpus, &scores, &PROFILES[0]);
+    println!(
+        "standard {:.1} at {:.4}",
+        result.normalized, result.threshold
+    );
+    for (s, sc) in corpus.iter().zip(&scores) {
+        let detections: Vec<usize> = sc
+            .iter()
+            .enumerate()
+            .skip(s.probation())
+            .filter(|(_, v)| **v >= result.threshold)
+            .map(|(i, _)| i)
+            .collect();
+        let score = nab::file_score(s, sc, result.threshold, &PROFILES[0]);
+        println!(
+            "{:7.2} {:<60} rows {:6} windows {:?} detections {:?}",
+            score,
+            s.name,
+            s.values.len(),
+            s.windows,
+            detections
+        );
+    }
+}
