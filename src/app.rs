@@ -9,8 +9,8 @@ use chrono::Utc;
 
 use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
-    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, DetectArgs, FindingsArgs, NabArgs,
-    OutputArgs,
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, CostBenchArgs, DetectArgs,
+    FindingsArgs, NabArgs, OutputArgs,
 };
 use crate::config::{self, ConfigError, Loaded, SourceKind};
 use crate::daemon;
@@ -151,6 +151,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Detect(args) => return detect_command(args),
         Command::Bench(BenchCommand::Nab(args)) => return nab_command(args),
+        Command::Bench(BenchCommand::Cost(args)) => return cost_bench_command(args),
         _ => {}
     }
     let ctx = Context::new(&cli)?;
@@ -416,6 +417,52 @@ fn write_detections(args: &DetectArgs) -> Result<()> {
         )?;
     }
     out.flush()?;
+    Ok(())
+}
+
+fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
+    if args.days < 90 || args.series == 0 {
+        return Err(
+            UsageError("`draco bench cost` needs --series ≥ 1 and --days ≥ 90".into()).into(),
+        );
+    }
+    let data = crate::bench::cost::generate(args.seed, args.series, args.days);
+    let report = crate::bench::cost::evaluate(
+        &data,
+        &crate::detect::cost::CostConfig::default(),
+        args.seed,
+    );
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "Synthetic cost, seed {}: {} series × {} days ({} points)",
+        report.seed, report.series, report.days, report.points
+    );
+    println!(
+        "{:<18} {:>8} {:>8} {:>6} {:>10} {:>8} {:>6} {:>14}",
+        "TYPE", "PLANTED", "FOUND", "FP", "PRECISION", "RECALL", "F1", "DAYS TO DETECT"
+    );
+    for t in &report.by_type {
+        println!(
+            "{:<18} {:>8} {:>8} {:>6} {:>10.3} {:>8.3} {:>6.3} {:>14}",
+            t.kind,
+            t.planted,
+            t.detected,
+            t.false_positives,
+            t.precision,
+            t.recall,
+            t.f1,
+            t.mean_days_to_detect
+                .map_or_else(|| "-".to_owned(), |d| format!("{d:.2}"))
+        );
+    }
+    println!("F1 overall: {:.3}", report.overall_f1);
+    println!(
+        "False alarms per 100 series-months: {:.2}",
+        report.false_alarms_per_100_series_months
+    );
     Ok(())
 }
 

@@ -64,6 +64,22 @@ pub struct DetectArgs {
 pub enum BenchCommand {
     /// Run the detector over a Numenta Anomaly Benchmark corpus and score it with NAB's rules.
     Nab(NabArgs),
+    /// Generate synthetic cost series with planted anomalies and score the cost detector on them.
+    Cost(CostBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CostBenchArgs {
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of series.
+    #[arg(long, default_value_t = 500)]
+    pub series: usize,
+    /// Days per series.
+    #[arg(long, default_value_t = 180)]
+    pub days: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! Benchmarks that measure detection quality: `draco bench nab`.
 
+pub mod cost;
 pub mod nab;
 
 use std::path::Path;

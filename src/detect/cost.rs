@@ -38,8 +38,6 @@ pub struct CostConfig {
     pub min_relative_change: f64,
     /// A run of at least this many anomalous days is a level shift, shorter runs are spikes.
     pub level_shift_min_days: usize,
-    /// A service first billed within this many days of the last day is reported as new.
-    pub new_service_lookback_days: i64,
     /// Average daily spend a new service must reach to be reported.
     pub new_service_min_daily_usd: f64,
 }
@@ -53,7 +51,6 @@ impl Default for CostConfig {
             min_excess_usd: 10.0,
             min_relative_change: 0.3,
             level_shift_min_days: 3,
-            new_service_lookback_days: 30,
             new_service_min_daily_usd: 5.0,
         }
     }
@@ -62,6 +59,8 @@ impl Default for CostConfig {
 /// Spread never drops below these, so flat series do not turn every cent into a z of 100.
 const SCALE_FLOOR_RELATIVE: f64 = 0.05;
 const SCALE_FLOOR_USD: f64 = 1.0;
+/// Ordinary-looking days that end an established level shift.
+const SHIFT_GAP_DAYS: usize = 3;
 /// Normal-consistent MAD.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
@@ -112,6 +111,7 @@ pub fn score_series(
     let mut scores = Vec::with_capacity(values.len());
     let mut anomalies = Vec::new();
     let mut run: Vec<DayScore> = Vec::new();
+    let mut gap = 0usize;
 
     for (i, &actual) in values.iter().enumerate() {
         let day = first_day + Duration::days(i as i64);
@@ -145,6 +145,13 @@ pub fn score_series(
         }
 
         let anomalous = scored.is_some_and(|s| s.anomalous);
+        // An established shift survives a few ordinary-looking days (a quiet
+        // weekend, noise): those stay part of it instead of splitting it.
+        let in_shift = run.len() >= config.level_shift_min_days;
+        if scored.is_some() {
+            gap = if anomalous || !in_shift { 0 } else { gap + 1 };
+        }
+        let holding = anomalous || (in_shift && gap > 0 && gap < SHIFT_GAP_DAYS);
         if is_month_start {
             month_starts.push_back(actual);
             if month_starts.len() > 12 {
@@ -154,7 +161,7 @@ pub fn score_series(
             // Anomalous days enter the history as what was expected, so the
             // baseline does not drift towards the anomaly.
             let clean = match scored {
-                Some(s) if anomalous => s.expected,
+                Some(s) if holding => s.expected,
                 _ => actual,
             };
             history.push_back((weekday, clean));
@@ -167,7 +174,7 @@ pub fn score_series(
             scores.push(s);
             if anomalous {
                 run.push(s);
-            } else if !run.is_empty() {
+            } else if !run.is_empty() && !holding {
                 anomalies.push(Anomaly {
                     days: std::mem::take(&mut run),
                     ongoing: false,
@@ -273,8 +280,9 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
             continue;
         };
         let appeared = first_day + Duration::days(first_billed as i64);
-        let is_new = first_billed >= config.min_history_days
-            && (last_day - appeared).num_days() < config.new_service_lookback_days;
+        // Billed only after the history already had `min_history_days`: it was
+        // new when it appeared (a historical fact, like a closed spike).
+        let is_new = first_billed >= config.min_history_days;
         if is_new {
             let since = &s.values[first_billed..];
             let mean_daily = since.iter().sum::<f64>() / since.len() as f64;
