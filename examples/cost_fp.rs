@@ -14,13 +14,9 @@ fn main() {
             .planted
             .iter()
             .find(|p| f.resource == format!("service:{}", p.service));
-        println!(
-            "{} {} {} start={} planted={:?}",
-            f.kind,
-            f.resource,
-            f.title,
-            f.evidence["start"],
-            planted.map(|p| (p.kind, p.start))
-        );
+        if planted.is_some_and(|p| p.kind == f.kind) {
+            continue;
+        }
+        println!("{} {} days={}", f.kind, f.title, f.evidence["days"]);
     }
 }

@@ -47,7 +47,7 @@ impl Default for CostConfig {
         Self {
             window_days: 28,
             min_history_days: 14,
-            z_threshold: 5.0,
+            z_threshold: 6.0,
             min_excess_usd: 10.0,
             min_relative_change: 0.3,
             level_shift_min_days: 3,
@@ -214,7 +214,16 @@ fn weekly_expectation(history: &VecDeque<(u32, f64)>, weekday: u32) -> (f64, f64
         .map(|&(w, v)| v - level * factors[w as usize])
         .collect();
     let expected = level * factors[weekday as usize];
-    (expected, spread(residuals, expected))
+    // Seven weekday factors were fitted to these same residuals, which makes
+    // them look tighter than the noise really is: correct for the lost degrees of freedom.
+    let n = residuals.len() as f64;
+    let fitted = factors.iter().filter(|f| **f != 1.0).count() as f64;
+    let correction = if n > fitted + 1.0 {
+        (n / (n - fitted)).sqrt()
+    } else {
+        1.0
+    };
+    (expected, correction * spread(residuals, expected))
 }
 
 fn month_start_expectation(month_starts: &VecDeque<f64>) -> (f64, f64) {

@@ -112,3 +112,43 @@ fn bench_nab_prints_all_profiles_and_the_standard_score_last() {
         .unwrap_or(f64::NAN);
     assert!(score.is_finite() && score > 0.0, "{text}");
 }
+
+/// A regression guard on detection quality (not on speed): the synthetic cost
+/// benchmark must keep meeting its targets for a fixed seed.
+#[test]
+fn bench_cost_meets_its_targets_for_a_fixed_seed() {
+    let out = std::process::Command::new(BIN)
+        .args(["bench", "cost", "--seed", "1", "--json"])
+        .output()
+        .expect("draco runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        report["overall_f1"].as_f64().unwrap_or(0.0) >= 0.9,
+        "{report:#}"
+    );
+    assert!(
+        report["false_alarms_per_100_series_months"]
+            .as_f64()
+            .unwrap_or(99.0)
+            <= 1.0,
+        "{report:#}"
+    );
+    let spike = report["by_type"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["kind"] == "cost_spike")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        spike["mean_days_to_detect"].as_f64().unwrap_or(99.0) <= 1.0,
+        "{spike}"
+    );
+    for t in report["by_type"].as_array().into_iter().flatten() {
+        assert!(
+            t["planted"].as_u64().unwrap_or(0) > 20,
+            "every type is exercised: {t}"
+        );
+    }
+}
