@@ -17,11 +17,11 @@ fn main() {
         }
     };
     let mut results = Vec::new();
-    for alarm_level in [0.98, 0.99, 0.995, 0.999] {
-        for half_life in [4000.0, 8000.0, 16000.0] {
-            for short_window in [6, 8, 12] {
-                for long_window in [1500, 3000] {
-                    for suppress_for in [150, 250, 400] {
+    for alarm_level in [0.985, 0.99, 0.995] {
+        for half_life in [6000.0, 8000.0, 12000.0] {
+            for short_window in [7, 8, 10] {
+                for long_window in [2500, 3000, 4000] {
+                    for suppress_for in [80, 120, 150] {
                         let config = StreamConfig {
                             bins: 16,
                             half_life,

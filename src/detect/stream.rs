@@ -10,6 +10,7 @@
 //!    last few points is compared with the distribution of raw scores over a
 //!    long window; a short run of unusual surprise is what gets reported,
 //!    not one odd point in a noisy series.
+//!    A value beyond the whole range seen so far is reported at once.
 //! 3. **Suppression.** After a strong report, scores are damped for a while:
 //!    one incident is one alarm, not a pager storm.
 //!
@@ -38,11 +39,11 @@ impl Default for StreamConfig {
     fn default() -> Self {
         Self {
             bins: 16,
-            half_life: 4000.0,
-            short_window: 12,
+            half_life: 8000.0,
+            short_window: 8,
             long_window: 3000,
             warm_up: 150,
-            alarm_level: 0.98,
+            alarm_level: 0.99,
             suppress_for: 150,
         }
     }
@@ -190,6 +191,9 @@ impl RollingMoments {
     }
 }
 
+/// Score of a value outside the whole range seen so far.
+const NEW_EXTREME_SCORE: f64 = 0.9995;
+
 /// Standard normal upper-tail complement: Φ(z), via erfc (Abramowitz–Stegun 7.1.26).
 fn normal_cdf(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
@@ -266,6 +270,11 @@ impl StreamDetector {
         let z = (self.short.mean() - reference.0)
             / (reference.1 / (self.config.short_window as f64).sqrt());
         let mut score = normal_cdf(z);
+        if value_surprise >= 1.0 {
+            // A value beyond anything seen so far is reported at once: the
+            // likelihood would only catch up a few points later.
+            score = score.max(NEW_EXTREME_SCORE);
+        }
         if self.seen < self.suppressed_until {
             score *= 0.5;
         } else if score >= self.config.alarm_level {
