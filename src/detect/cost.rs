@@ -40,6 +40,46 @@ pub struct CostConfig {
     pub level_shift_min_days: usize,
     /// Average daily spend a new service must reach to be reported.
     pub new_service_min_daily_usd: f64,
+    /// Series never reported: service names (or `tag:key=value` series).
+    pub ignore_services: Vec<String>,
+    /// Accounts whose cost is never reported.
+    pub ignore_accounts: Vec<String>,
+    /// Planned work: anomalies starting inside a window are not reported.
+    pub maintenance_windows: Vec<MaintenanceWindow>,
+}
+
+/// A planned change during which cost anomalies are expected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    /// First day, inclusive.
+    pub start: NaiveDate,
+    /// Last day, inclusive.
+    pub end: NaiveDate,
+    /// Accounts it applies to; empty means all.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Why (shown in `draco config check`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl MaintenanceWindow {
+    fn covers(&self, account: &AccountId, day: NaiveDate) -> bool {
+        (self.start..=self.end).contains(&day)
+            && (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account.as_str()))
+    }
+}
+
+impl CostConfig {
+    fn suppressed(&self, account: &AccountId, service: &str, start: NaiveDate) -> bool {
+        self.ignore_accounts.iter().any(|a| a == account.as_str())
+            || self.ignore_services.iter().any(|s| s == service)
+            || self
+                .maintenance_windows
+                .iter()
+                .any(|w| w.covers(account, start))
+    }
 }
 
 impl Default for CostConfig {
@@ -52,6 +92,9 @@ impl Default for CostConfig {
             min_relative_change: 0.3,
             level_shift_min_days: 3,
             new_service_min_daily_usd: 5.0,
+            ignore_services: Vec::new(),
+            ignore_accounts: Vec::new(),
+            maintenance_windows: Vec::new(),
         }
     }
 }
@@ -292,7 +335,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
         // Billed only after the history already had `min_history_days`: it was
         // new when it appeared (a historical fact, like a closed spike).
         let is_new = first_billed >= config.min_history_days;
-        if is_new {
+        if is_new && !config.suppressed(account, service, appeared) {
             let since = &s.values[first_billed..];
             let mean_daily = since.iter().sum::<f64>() / since.len() as f64;
             if mean_daily >= config.new_service_min_daily_usd {
@@ -303,6 +346,9 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
         }
         let (_, anomalies) = score_series(appeared, &s.values[first_billed..], config);
         for anomaly in anomalies {
+            if config.suppressed(account, service, anomaly.start()) {
+                continue;
+            }
             findings.push(anomaly_finding(
                 account,
                 service,
@@ -506,6 +552,54 @@ mod tests {
             .collect();
         let (_, anomalies) = score_series(start, &values, &CostConfig::default());
         assert!(anomalies.is_empty(), "{anomalies:?}");
+    }
+
+    fn point(day: NaiveDate, amount: f64) -> CostPoint {
+        CostPoint {
+            day,
+            account: AccountId::parse("123456789012").unwrap(),
+            service: "Amazon EC2".into(),
+            amount_usd: amount,
+            estimated: false,
+        }
+    }
+
+    fn spiky_points() -> Vec<CostPoint> {
+        let start = day("2026-01-05");
+        let mut values = weekly(90, start);
+        values[60] = 400.0;
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| point(start + Duration::days(i as i64), *v))
+            .collect()
+    }
+
+    #[test]
+    fn suppression_rules_silence_what_they_name_and_nothing_else() {
+        let points = spiky_points();
+        assert_eq!(detect(&points, &CostConfig::default()).len(), 1);
+        let ignored = CostConfig {
+            ignore_services: vec!["Amazon EC2".into()],
+            ..CostConfig::default()
+        };
+        assert!(detect(&points, &ignored).is_empty());
+        let spike_day = day("2026-01-05") + Duration::days(60);
+        let window = |accounts: Vec<String>| CostConfig {
+            maintenance_windows: vec![MaintenanceWindow {
+                start: spike_day,
+                end: spike_day,
+                accounts,
+                reason: Some("instance migration".into()),
+            }],
+            ..CostConfig::default()
+        };
+        assert!(detect(&points, &window(vec![])).is_empty());
+        assert!(detect(&points, &window(vec!["123456789012".into()])).is_empty());
+        assert_eq!(
+            detect(&points, &window(vec!["999999999999".into()])).len(),
+            1
+        );
     }
 
     #[test]
