@@ -36,6 +36,35 @@ impl SqliteStore {
     /// Opens (creating if absent) the database file and brings its schema up to date.
     /// An existing file that is not a Draco database is refused, never rewritten.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        // Several processes may open a new data dir at once (the daemon and a
+        // `draco findings`): inspecting, creating and migrating happen under
+        // an exclusive lock so that exactly one of them migrates.
+        let lock_path = path.with_extension("db.lock");
+        let lock_display = lock_path.display().to_string();
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StoreError::Open {
+            path: lock_display.clone(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| StoreError::Open {
+            path: lock_display,
+            message: format!("cannot take the migration lock: {e}"),
+        })?;
+        let opened = Self::open_locked(path).await;
+        drop(lock);
+        opened
+    }
+
+    async fn open_locked(path: &Path) -> Result<Self, StoreError> {
         let display = path.display().to_string();
         let unusable = |message: String| StoreError::Unusable {
             path: display.clone(),
@@ -734,6 +763,21 @@ mod tests {
                 .iter()
                 .map(|r| ("123456789012".to_owned(), (*r).to_owned()))
                 .collect(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn many_openers_of_a_new_database_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("draco.db");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { SqliteStore::open(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for opener in openers {
+            opener.await.expect("task").expect("every opener succeeds");
         }
     }
 

@@ -8,7 +8,13 @@ use draco::bench::nab::{self, LabeledSeries, PROFILES};
 use crate::support::{BIN, describe};
 
 fn nab_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab")
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nab");
+    assert!(
+        root.join("labels/combined_windows.json").exists(),
+        "the NAB corpus is expected in shared/ next to the checkout, at {}",
+        root.display()
+    );
+    root
 }
 
 /// Numenta HTM's per-row scores for one file, with the windows of that file.
