@@ -163,6 +163,15 @@ pub struct CostBenchReport {
     pub false_alarms_per_100_series_months: f64,
 }
 
+/// `part / whole`, and 1 when there is nothing to get right (no finding, nothing planted).
+fn ratio(part: usize, whole: usize) -> f64 {
+    if whole > 0 {
+        part as f64 / whole as f64
+    } else {
+        1.0
+    }
+}
+
 fn harmonic(p: f64, r: f64) -> f64 {
     if p + r > 0.0 {
         2.0 * p * r / (p + r)
@@ -221,16 +230,8 @@ pub fn evaluate(data: &Synthetic, config: &CostConfig, seed: u64) -> CostBenchRe
             .zip(&matched_findings)
             .filter(|(f, m)| f.kind == kind && !**m)
             .count();
-        let precision = if detected + false_positives > 0 {
-            detected as f64 / (detected + false_positives) as f64
-        } else {
-            1.0
-        };
-        let recall = if planted > 0 {
-            detected as f64 / planted as f64
-        } else {
-            1.0
-        };
+        let precision = ratio(detected, detected + false_positives);
+        let recall = ratio(detected, planted);
         all_tp += detected;
         all_fp += false_positives;
         all_planted += planted;
@@ -246,16 +247,8 @@ pub fn evaluate(data: &Synthetic, config: &CostConfig, seed: u64) -> CostBenchRe
                 .then(|| delays.iter().sum::<f64>() / delays.len() as f64),
         });
     }
-    let precision = if all_tp + all_fp > 0 {
-        all_tp as f64 / (all_tp + all_fp) as f64
-    } else {
-        1.0
-    };
-    let recall = if all_planted > 0 {
-        all_tp as f64 / all_planted as f64
-    } else {
-        1.0
-    };
+    let precision = ratio(all_tp, all_tp + all_fp);
+    let recall = ratio(all_tp, all_planted);
     let series_months = data.series as f64 * data.days as f64 / 30.0;
     CostBenchReport {
         seed,

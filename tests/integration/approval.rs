@@ -7,11 +7,7 @@ fn approve_merges_the_branch_into_main() {
     let draco = Draco::new();
     draco.ok(&["demo"]);
     let id = draco.finding_id("sg_open_admin_port");
-    let finding = draco
-        .findings()
-        .into_iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_default();
+    let finding = draco.finding(id);
     let branch = finding["change_request"]["branch"]
         .as_str()
         .unwrap_or_default()
@@ -40,11 +36,7 @@ fn approve_merges_the_branch_into_main() {
     let files = git(&repo, &["ls-tree", "-r", "--name-only", "main"]);
     assert!(files.contains("remediation.sh"), "{files}");
 
-    let after = draco
-        .findings()
-        .into_iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_default();
+    let after = draco.finding(id);
     assert_eq!(after["status"], "approved");
     assert_eq!(after["change_request"]["state"], "merged");
     assert_eq!(after["change_request"]["decided_by"], "Ada Lovelace");
@@ -56,11 +48,7 @@ fn reject_closes_without_merging() {
     let draco = Draco::new();
     draco.ok(&["demo"]);
     let id = draco.finding_id("snapshot_public");
-    let finding = draco
-        .findings()
-        .into_iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_default();
+    let finding = draco.finding(id);
     let branch = finding["change_request"]["branch"]
         .as_str()
         .unwrap_or_default()
@@ -96,11 +84,7 @@ fn reject_closes_without_merging() {
         "rejected commit not kept for the record: {closed}"
     );
 
-    let after = draco
-        .findings()
-        .into_iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_default();
+    let after = draco.finding(id);
     assert_eq!(after["status"], "rejected");
     assert_eq!(after["change_request"]["state"], "closed");
     let shown = draco.ok(&["show", &id.to_string()]);
@@ -183,11 +167,7 @@ fn a_rejection_needs_a_reason_and_a_name() {
     let out = draco.run(&["approve", &id, "--as", " "]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     // Nothing was decided by those attempts.
-    let f = draco
-        .findings()
-        .into_iter()
-        .find(|f| f["id"] == numeric_id)
-        .unwrap_or_default();
+    let f = draco.finding(numeric_id);
     assert_eq!(f["change_request"]["state"], "open");
 }
 
@@ -196,11 +176,7 @@ fn a_branch_moved_after_review_is_not_merged() {
     let draco = Draco::new();
     draco.ok(&["demo"]);
     let id = draco.finding_id("ebs_unencrypted");
-    let finding = draco
-        .findings()
-        .into_iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_default();
+    let finding = draco.finding(id);
     let branch = finding["change_request"]["branch"]
         .as_str()
         .unwrap_or_default()

@@ -80,6 +80,14 @@ impl Draco {
         }
     }
 
+    /// The finding with this id, as `findings --json` shows it.
+    pub fn finding(&self, id: i64) -> Value {
+        self.findings()
+            .into_iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no finding {id}"))
+    }
+
     /// The id of the finding of this kind.
     pub fn finding_id(&self, kind: &str) -> i64 {
         self.findings()
