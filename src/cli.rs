@@ -55,8 +55,9 @@ pub struct DetectArgs {
     /// CSV with header `timestamp,value`, timestamps strictly increasing.
     #[arg(long)]
     pub input: PathBuf,
-    /// Score at or above which a row is marked `anomaly = 1`.
-    #[arg(long, default_value_t = 0.99)]
+    /// Score at or above which a row is marked `anomaly = 1` (the default is
+    /// the threshold NAB's standard profile picks for the default detector).
+    #[arg(long, default_value_t = 0.998)]
     pub threshold: f64,
 }
 

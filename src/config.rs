@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectConfig;
+use crate::domain::AccountId;
 use crate::sources::aws::AwsConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,6 +362,46 @@ fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
     current.insert(last.to_owned(), value);
 }
 
+/// Overrides and maintenance windows: each must name what it applies to and say something sane.
+fn validate_cost_rules(cost: &crate::detect::cost::CostConfig) -> Result<(), ConfigError> {
+    for (i, o) in cost.overrides.iter().enumerate() {
+        let key = format!("detect.cost.overrides[{i}]");
+        let bad = |message: String| ConfigError::Value {
+            key: key.clone(),
+            message,
+        };
+        if o.account.is_none() && o.service.is_none() {
+            return Err(bad(
+                "names neither an account nor a service; set the global value instead".into(),
+            ));
+        }
+        if let Some(account) = &o.account {
+            AccountId::parse(account).map_err(|e| bad(e.to_string()))?;
+        }
+        let checks = [
+            ("z_threshold", o.z_threshold, false),
+            ("min_relative_change", o.min_relative_change, false),
+            ("min_excess_usd", o.min_excess_usd, true),
+        ];
+        for (field, value, zero_ok) in checks {
+            if let Some(v) = value
+                && !(v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0)))
+            {
+                return Err(bad(format!("{field} must be a positive number, got {v}")));
+            }
+        }
+    }
+    for (i, w) in cost.maintenance_windows.iter().enumerate() {
+        if w.end < w.start {
+            return Err(ConfigError::Value {
+                key: format!("detect.cost.maintenance_windows[{i}]"),
+                message: format!("ends ({}) before it starts ({})", w.end, w.start),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), ConfigError> {
     parse_schedule(&config.schedule).map_err(|message| ConfigError::Value {
         key: "schedule".into(),
@@ -409,6 +450,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             message: "must be at least 2 (a one-day run is a spike)".into(),
         });
     }
+    validate_cost_rules(cost)?;
     let posture = &config.detect.posture;
     for (key, value) in [
         (
@@ -541,6 +583,35 @@ mod tests {
     fn defaults_need_no_file() {
         let loaded = load(None, &env(&[])).unwrap();
         assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn threshold_overrides_load_and_bad_ones_name_their_entry() {
+        let good = "[[detect.cost.overrides]]\nservice = \"AWS Lambda\"\nmin_excess_usd = 50.0\n\n[[detect.cost.overrides]]\naccount = \"123456789012\"\nz_threshold = 8.0\n";
+        let loaded = load_text(good, &[]).unwrap();
+        assert_eq!(loaded.config.detect.cost.overrides.len(), 2);
+        let cases = [
+            (
+                "[[detect.cost.overrides]]\nmin_excess_usd = 5.0\n",
+                "names neither",
+            ),
+            ("[[detect.cost.overrides]]\naccount = \"12\"\n", "12"),
+            (
+                "[[detect.cost.overrides]]\nservice = \"S3\"\nz_threshold = -1.0\n",
+                "z_threshold",
+            ),
+            (
+                "[[detect.cost.maintenance_windows]]\nstart = 2026-03-05\nend = 2026-03-01\n",
+                "before it starts",
+            ),
+        ];
+        for (text, expected) in cases {
+            let msg = load_text(text, &[]).unwrap_err().to_string();
+            assert!(
+                msg.contains("detect.cost.") && msg.contains(expected),
+                "{text}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub fn finding_json(
         "expected": f.expected,
         "actual": f.actual,
         "impact_usd_monthly": f.impact_usd_monthly,
+        // Cost anomalies only; null for posture findings.
+        "relative_change": f.evidence.get("relative_change"),
+        "confidence": f.evidence.get("confidence"),
+        "drill_down": f.evidence.get("drill_down"),
         "status": finding.status,
         "fingerprint": f.fingerprint,
         "first_seen_at": finding.first_seen_at,
@@ -266,6 +270,28 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     let _ = writeln!(out, "  expected    {}", money(f.finding.expected));
     let _ = writeln!(out, "  actual      {}", money(f.finding.actual));
     let _ = writeln!(out, "  impact/mo   {}", money(f.finding.impact_usd_monthly));
+    let evidence = &f.finding.evidence;
+    if let Some(change) = evidence.get("relative_change").and_then(Value::as_f64) {
+        let _ = writeln!(out, "  change      {:+.0}%", change * 100.0);
+    }
+    if let Some(confidence) = evidence.get("confidence").and_then(Value::as_f64) {
+        let _ = writeln!(out, "  confidence  {confidence:.2}");
+    }
+    for dimension in ["services", "tags"] {
+        let contributors = evidence
+            .pointer(&format!("/drill_down/{dimension}"))
+            .and_then(Value::as_array);
+        for c in contributors.into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  carried by  {} {}: {} ({:.0}% of the excess)",
+                c["dimension"].as_str().unwrap_or(dimension),
+                c["name"].as_str().unwrap_or("?"),
+                money(c["excess_usd"].as_f64()),
+                c["share"].as_f64().unwrap_or(0.0) * 100.0,
+            );
+        }
+    }
     let _ = writeln!(out, "  first seen  {}", f.first_seen_at);
     let _ = writeln!(out, "  last seen   {}", f.last_seen_at);
     let _ = writeln!(out, "  fingerprint {}", f.finding.fingerprint);

@@ -1,17 +1,26 @@
 //! A streaming anomaly detector for any regularly sampled series
 //! (`draco detect`, `draco bench nab`).
 //!
-//! Per point, in O(1) time and memory bounded by its windows:
+//! Per point, in O(1) time and memory bounded by its windows and tables:
 //! 1. **Surprise.** The value and its change since the previous point are
 //!    placed in bins over the range seen so far; the rarer a bin has been
 //!    (counts that decay, so old behaviour is forgotten), the more surprising
-//!    the point. The raw score is the larger of the two surprises, in [0, 1].
-//! 2. **Likelihood.** Like HTM's anomaly likelihood: the mean raw score of the
-//!    last few points is compared with the distribution of raw scores over a
-//!    long window; a short run of unusual surprise is what gets reported,
-//!    not one odd point in a noisy series.
+//!    the point. With the distance from the recent level this gives the
+//!    *value* surprise, the largest of the three, in [0, 1].
+//! 2. **Sequence.** A small hashed table learns which level tends to follow
+//!    the last few levels (like HTM's sequence memory, in miniature); the
+//!    *sequence* surprise is how unexpected the new level is after them, so a
+//!    familiar value arriving in an unfamiliar order is noticed.
+//! 3. **Likelihood.** Like HTM's anomaly likelihood, for each surprise: the
+//!    mean of the last few points is compared with the distribution over a
+//!    long window, giving a z. The larger z of the two detectors is kept.
+//! 4. **Calibration.** The Gaussian tail of z is only trusted as far as this
+//!    series' own history allows: if a z this large has already been reached
+//!    by a share *s* of recent points, the score is at most 1 − *s*. Series
+//!    with recurring bursts thus stop alarming on every burst, while a series
+//!    that is quiet keeps its full sensitivity.
 //!    A value beyond the whole range seen so far is reported at once.
-//! 3. **Suppression.** After a strong report, scores are damped for a while:
+//! 5. **Suppression.** After a strong report, scores are damped for a while:
 //!    one incident is one alarm, not a pager storm.
 //!
 //! The score at point *t* depends only on points up to *t*.
@@ -22,29 +31,39 @@ use std::collections::VecDeque;
 pub struct StreamConfig {
     /// Value bins over the observed range.
     pub bins: usize,
-    /// Half-life of bin counts, in points.
+    /// Half-life of bin and sequence counts, in points.
     pub half_life: f64,
     /// Points averaged for the short-term surprise.
     pub short_window: usize,
-    /// Points whose raw scores form the reference distribution.
+    /// Points whose surprises form the reference distribution.
     pub long_window: usize,
     /// Points before any score is reported.
     pub warm_up: usize,
     /// A report above this is an alarm; later scores are damped for `suppress_for` points.
     pub alarm_level: f64,
     pub suppress_for: usize,
+    /// Levels the value is quantised to for the sequence model.
+    pub sequence_levels: usize,
+    /// Previous levels that form a sequence context; 0 turns the model off.
+    pub sequence_order: usize,
+    /// Half-life, in points, of the history that calibrates z; 0 turns
+    /// calibration off.
+    pub calibration_half_life: f64,
 }
 
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
             bins: 16,
-            half_life: 8000.0,
-            short_window: 8,
-            long_window: 3000,
+            half_life: 16000.0,
+            short_window: 10,
+            long_window: 6000,
             warm_up: 150,
-            alarm_level: 0.99,
+            alarm_level: 0.998,
             suppress_for: 150,
+            sequence_levels: 16,
+            sequence_order: 2,
+            calibration_half_life: 20000.0,
         }
     }
 }
@@ -63,7 +82,7 @@ struct DecayingHistogram {
 impl DecayingHistogram {
     fn new(bins: usize, half_life: f64) -> Self {
         Self {
-            counts: vec![0.0; bins],
+            counts: vec![0.0; bins.max(1)],
             total: 0.0,
             decay: 0.5f64.powf(1.0 / half_life.max(1.0)),
             min: 0.0,
@@ -79,6 +98,16 @@ impl DecayingHistogram {
         }
         let position = ((x - self.min) / span).clamp(0.0, 1.0);
         ((position * self.counts.len() as f64) as usize).min(self.counts.len() - 1)
+    }
+
+    /// Position of `x` in the current range, in [0, 1].
+    fn position(&self, x: f64) -> f64 {
+        let span = self.max - self.min;
+        if span <= 0.0 {
+            0.0
+        } else {
+            ((x - self.min) / span).clamp(0.0, 1.0)
+        }
     }
 
     /// Grows the range to include `x`, moving each old bin's count to the new
@@ -137,6 +166,144 @@ impl DecayingHistogram {
     }
 }
 
+/// Rows of the sequence table: a fixed size, so memory does not grow with
+/// the number of distinct contexts a long stream produces.
+const SEQUENCE_ROWS_LOG2: u32 = 12;
+
+/// Pseudo-count per level, so a context seen once does not claim certainty.
+const SEQUENCE_PRIOR: f64 = 0.1;
+
+/// Counts of the level that followed each recent context of levels, in a
+/// fixed-size hashed table. Decay is applied lazily when a row is visited,
+/// so an update touches one row only.
+#[derive(Debug, Clone)]
+struct SequenceModel {
+    levels: usize,
+    order: usize,
+    /// `levels ^ order`: contexts wrap at this, keeping only the last `order` levels.
+    contexts: u64,
+    counts: Vec<f32>,
+    totals: Vec<f32>,
+    stamps: Vec<u32>,
+    context: u64,
+    filled: usize,
+    decay: f64,
+    t: u32,
+}
+
+impl SequenceModel {
+    fn new(levels: usize, order: usize, half_life: f64) -> Self {
+        let levels = levels.clamp(2, 256);
+        // Eight levels of 256 already fill 64 bits; longer contexts would wrap.
+        let order = order.min(8);
+        let rows = 1usize << SEQUENCE_ROWS_LOG2;
+        let table = if order == 0 { 0 } else { rows };
+        Self {
+            levels,
+            order,
+            contexts: (levels as u64).saturating_pow(order as u32),
+            counts: vec![0.0; table * levels],
+            totals: vec![0.0; table],
+            stamps: vec![0; table],
+            context: 0,
+            filled: 0,
+            decay: 0.5f64.powf(1.0 / half_life.max(1.0)),
+            t: 0,
+        }
+    }
+
+    fn row(&self) -> usize {
+        // Fibonacci hashing spreads neighbouring contexts over the table.
+        let h = self.context.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> (64 - SEQUENCE_ROWS_LOG2)) as usize
+    }
+
+    /// Surprise of `level` after the current context, in [0, 1], then learns it.
+    fn observe(&mut self, level: usize) -> f64 {
+        if self.order == 0 {
+            return 0.0;
+        }
+        self.t = self.t.wrapping_add(1);
+        let level = level.min(self.levels - 1);
+        let mut surprise = 0.0;
+        if self.filled >= self.order {
+            let row = self.row();
+            let age = self.t.wrapping_sub(self.stamps[row]);
+            if self.totals[row] > 0.0 {
+                let f = self.decay.powf(f64::from(age)) as f32;
+                self.totals[row] *= f;
+                for c in &mut self.counts[row * self.levels..(row + 1) * self.levels] {
+                    *c *= f;
+                }
+            }
+            self.stamps[row] = self.t;
+            let cell = row * self.levels + level;
+            let p = (f64::from(self.counts[cell]) + SEQUENCE_PRIOR)
+                / (f64::from(self.totals[row]) + SEQUENCE_PRIOR * self.levels as f64);
+            surprise = 1.0 - p;
+            self.counts[cell] += 1.0;
+            self.totals[row] += 1.0;
+        } else {
+            self.filled += 1;
+        }
+        self.context =
+            (self.context.wrapping_mul(self.levels as u64) + level as u64) % self.contexts.max(1);
+        surprise
+    }
+}
+
+/// Bins of the calibration histogram, each `CALIBRATION_STEP` wide in z;
+/// the last bin holds every larger z.
+const CALIBRATION_BINS: usize = 64;
+const CALIBRATION_STEP: f64 = 0.5;
+
+/// How often each level of z has been reached recently: a decaying
+/// histogram whose new counts grow in weight instead of old ones shrinking,
+/// so an update is O(1).
+#[derive(Debug, Clone)]
+struct TailCounter {
+    counts: Vec<f64>,
+    total: f64,
+    weight: f64,
+    growth: f64,
+}
+
+impl TailCounter {
+    fn new(half_life: f64) -> Self {
+        Self {
+            counts: vec![0.0; CALIBRATION_BINS],
+            total: 0.0,
+            weight: 1.0,
+            growth: 0.5f64.powf(-1.0 / half_life.max(1.0)),
+        }
+    }
+
+    fn bin(z: f64) -> usize {
+        ((z.max(0.0) / CALIBRATION_STEP) as usize).min(CALIBRATION_BINS - 1)
+    }
+
+    /// Decayed share of past points whose z reached `z`'s bin.
+    fn share_at_least(&self, z: f64) -> f64 {
+        if self.total <= 0.0 {
+            return 0.0;
+        }
+        self.counts[Self::bin(z)..].iter().sum::<f64>() / self.total
+    }
+
+    fn push(&mut self, z: f64) {
+        self.counts[Self::bin(z)] += self.weight;
+        self.total += self.weight;
+        self.weight *= self.growth;
+        if self.weight > 1e100 {
+            // Rescale before the growing weights overflow; shares are unchanged.
+            let k = 1.0 / self.weight;
+            self.counts.iter_mut().for_each(|c| *c *= k);
+            self.total *= k;
+            self.weight = 1.0;
+        }
+    }
+}
+
 /// Running mean and variance over the last `n` values.
 #[derive(Debug, Clone)]
 struct RollingMoments {
@@ -191,10 +358,42 @@ impl RollingMoments {
     }
 }
 
+/// One surprise stream turned into a z: how far the recent mean stands above
+/// the long-run mean, in standard errors of a short-window mean.
+#[derive(Debug, Clone)]
+struct Likelihood {
+    short: RollingMoments,
+    long: RollingMoments,
+}
+
+impl Likelihood {
+    fn new(short: usize, long: usize) -> Self {
+        Self {
+            short: RollingMoments::new(short),
+            long: RollingMoments::new(long),
+        }
+    }
+
+    fn push(&mut self, surprise: f64) -> f64 {
+        self.short.push(surprise);
+        // The reference excludes the current point, so it cannot mask itself.
+        let (mean, std) = (self.long.mean(), self.long.std().max(MIN_STD));
+        self.long.push(surprise);
+        (self.short.mean() - mean) / (std / (self.short.capacity as f64).sqrt())
+    }
+}
+
+/// Floor on the spread of surprises, so a perfectly regular series does not
+/// turn the slightest wobble into a certainty.
+const MIN_STD: f64 = 0.01;
+
 /// Score of a value outside the whole range seen so far.
 const NEW_EXTREME_SCORE: f64 = 0.9995;
 
-/// Standard normal upper-tail complement: Φ(z), via erfc (Abramowitz–Stegun 7.1.26).
+/// Factor applied to scores during suppression.
+const SUPPRESSED: f64 = 0.5;
+
+/// Standard normal CDF Φ(z), via erf (Abramowitz–Stegun 7.1.26).
 fn normal_cdf(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.3275911 * x.abs());
@@ -215,8 +414,10 @@ pub struct StreamDetector {
     /// Exponentially weighted mean and variance of the value.
     ew_mean: f64,
     ew_var: f64,
-    short: RollingMoments,
-    long: RollingMoments,
+    value_likelihood: Likelihood,
+    sequence: SequenceModel,
+    sequence_likelihood: Likelihood,
+    tail: TailCounter,
     seen: usize,
     suppressed_until: usize,
 }
@@ -229,8 +430,14 @@ impl StreamDetector {
             previous: None,
             ew_mean: 0.0,
             ew_var: 0.0,
-            short: RollingMoments::new(config.short_window),
-            long: RollingMoments::new(config.long_window),
+            value_likelihood: Likelihood::new(config.short_window, config.long_window),
+            sequence: SequenceModel::new(
+                config.sequence_levels,
+                config.sequence_order,
+                config.half_life,
+            ),
+            sequence_likelihood: Likelihood::new(config.short_window, config.long_window),
+            tail: TailCounter::new(config.calibration_half_life),
             seen: 0,
             suppressed_until: 0,
             config,
@@ -259,24 +466,34 @@ impl StreamDetector {
         };
         self.previous = Some(value);
         let raw = value_surprise.max(change_surprise).max(deviation_surprise);
+        let mut z = self.value_likelihood.push(raw);
+        if self.config.sequence_order > 0 {
+            // Levels over the range as it stands after this value.
+            let level = (self.values.position(value) * self.config.sequence_levels as f64) as usize;
+            let sequence_surprise = self.sequence.observe(level);
+            z = z.max(self.sequence_likelihood.push(sequence_surprise));
+        }
 
-        self.short.push(raw);
-        let reference = (self.long.mean(), self.long.std().max(0.01));
-        self.long.push(raw);
         self.seen += 1;
-        if self.seen <= self.config.warm_up || self.long.len() < self.config.short_window {
+        if self.seen <= self.config.warm_up
+            || self.value_likelihood.long.len() < self.config.short_window
+        {
             return 0.0;
         }
-        let z = (self.short.mean() - reference.0)
-            / (reference.1 / (self.config.short_window as f64).sqrt());
         let mut score = normal_cdf(z);
+        if self.config.calibration_half_life > 0.0 {
+            let share = self.tail.share_at_least(z);
+            self.tail.push(z);
+            // Rounding can push the share a hair above 1.
+            score = score.min((1.0 - share).max(0.0));
+        }
         if value_surprise >= 1.0 {
             // A value beyond anything seen so far is reported at once: the
             // likelihood would only catch up a few points later.
             score = score.max(NEW_EXTREME_SCORE);
         }
         if self.seen < self.suppressed_until {
-            score *= 0.5;
+            score *= SUPPRESSED;
         } else if score >= self.config.alarm_level {
             self.suppressed_until = self.seen + self.config.suppress_for;
         }
@@ -294,6 +511,10 @@ pub fn score(values: &[f64], config: &StreamConfig) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    fn max(scores: &[f64]) -> f64 {
+        scores.iter().copied().fold(0.0, f64::max)
+    }
+
     #[test]
     fn a_level_jump_in_a_steady_series_scores_high_and_normal_points_low() {
         let values: Vec<f64> = (0..3000)
@@ -306,19 +527,117 @@ mod tests {
                 }
             })
             .collect();
-        let scores = score(&values, &StreamConfig::default());
-        let before = scores[1000..1990].iter().cloned().fold(0.0, f64::max);
-        let during = scores[2000..2010].iter().cloned().fold(0.0, f64::max);
+        let config = StreamConfig::default();
+        let scores = score(&values, &config);
+        let before = max(&scores[1000..1990]);
+        let during = max(&scores[2000..2010]);
         assert!(during > 0.99, "{during}");
-        assert!(before < during, "{before} {during}");
+        assert!(before < config.alarm_level, "{before} {during}");
     }
 
     #[test]
     fn scores_are_probabilities_and_need_no_future() {
-        let values: Vec<f64> = (0..500).map(|i| ((i * 37) % 11) as f64).collect();
+        let values: Vec<f64> = (0..1000)
+            .map(|i| ((i * 37) % 11) as f64 + if i == 400 { 30.0 } else { 0.0 })
+            .collect();
         let all = score(&values, &StreamConfig::default());
-        let half = score(&values[..250], &StreamConfig::default());
-        assert_eq!(&all[..250], &half[..]);
+        let half = score(&values[..500], &StreamConfig::default());
+        assert_eq!(&all[..500], &half[..]);
         assert!(all.iter().all(|s| (0.0..=1.0).contains(s)));
+        // The comparison above means something only if the prefix is not all zeros.
+        assert!(max(&all[400..500]) > 0.99);
+    }
+
+    #[test]
+    fn the_tail_counter_reports_the_share_reaching_a_level() {
+        let mut tail = TailCounter::new(1e12);
+        assert_eq!(tail.share_at_least(3.0), 0.0);
+        for z in [0.0, 0.0, 1.0, 5.0] {
+            tail.push(z);
+        }
+        assert!((tail.share_at_least(1.0) - 0.5).abs() < 1e-9);
+        assert!((tail.share_at_least(4.9) - 0.25).abs() < 1e-9);
+        assert_eq!(tail.share_at_least(6.0), 0.0);
+        // Old counts fade: after many low values, the old 5.0 is a tiny share.
+        let mut fading = TailCounter::new(10.0);
+        fading.push(5.0);
+        for _ in 0..200 {
+            fading.push(0.0);
+        }
+        assert!(fading.share_at_least(5.0) < 1e-4);
+    }
+
+    #[test]
+    fn a_burst_that_keeps_recurring_alarms_less_often() {
+        // A short burst to a mid-range level every 200 points, in low noise.
+        // One early point at 10 fixes the range, so the bursts are never new
+        // extremes and only calibration can tell a familiar one apart.
+        let values: Vec<f64> = (0..8000)
+            .map(|i| {
+                let noise = ((i * 7919) % 13) as f64 * 0.01;
+                let burst = if i % 200 < 4 && i >= 200 { 5.0 } else { 0.0 };
+                let top = if i == 100 { 10.0 } else { 0.0 };
+                1.0 + noise + burst + top
+            })
+            .collect();
+        let config = StreamConfig::default();
+        let alarms = |scores: &[f64]| {
+            (20..40)
+                .filter(|k| max(&scores[k * 200..k * 200 + 20]) >= config.alarm_level)
+                .count()
+        };
+        let calibrated = score(&values, &config);
+        let uncalibrated = score(
+            &values,
+            &StreamConfig {
+                calibration_half_life: 0.0,
+                ..config.clone()
+            },
+        );
+        assert!(max(&calibrated[200..220]) > 0.99);
+        assert!(
+            alarms(&calibrated) < alarms(&uncalibrated),
+            "{} {}",
+            alarms(&calibrated),
+            alarms(&uncalibrated)
+        );
+    }
+
+    #[test]
+    fn familiar_values_in_an_unfamiliar_order_are_noticed() {
+        // A triangle 0 1 2 3 2 1, then for a while 0 1 0 1: every value and
+        // every step of ±1 is common, only the order is new.
+        let triangle = [0.0, 1.0, 2.0, 3.0, 2.0, 1.0];
+        let values: Vec<f64> = (0..4000)
+            .map(|i| {
+                if (3000..3030).contains(&i) {
+                    (i % 2) as f64
+                } else {
+                    triangle[i % 6]
+                }
+            })
+            .collect();
+        let with = score(&values, &StreamConfig::default());
+        let without = score(
+            &values,
+            &StreamConfig {
+                sequence_order: 0,
+                ..StreamConfig::default()
+            },
+        );
+        let during = max(&with[3000..3040]);
+        assert!(during > 0.99, "{during}");
+        assert!(max(&with[2000..2990]) < 0.5);
+        assert!(max(&without[3000..3040]) < 0.5);
+    }
+
+    #[test]
+    fn memory_does_not_grow_with_the_stream() {
+        let mut detector = StreamDetector::new(StreamConfig::default());
+        for i in 0..50_000 {
+            detector.update((i % 97) as f64);
+        }
+        assert!(detector.value_likelihood.long.len() <= StreamConfig::default().long_window);
+        assert_eq!(detector.sequence.totals.len(), 1 << SEQUENCE_ROWS_LOG2);
     }
 }

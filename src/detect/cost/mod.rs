@@ -1,0 +1,465 @@
+//! Cost anomalies in daily spend: per (account, service), per tag value,
+//! and per account total.
+//!
+//! Each series is scored by [`model`] on its own. Service series are the
+//! primary unit of alerting; a tag-value or account-total anomaly is reported
+//! only when the service anomalies of the same account on the same days do
+//! not already explain most of its excess, so one incident pages once. Every
+//! reported anomaly carries a drill-down of the series that carried its
+//! excess ([`drill`]), a confidence and a severity weighted by it ([`finding`]).
+
+mod drill;
+mod finding;
+mod model;
+mod series;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+pub use drill::Contributor;
+pub use model::{Anomaly, DayScore, score_series};
+pub use series::ACCOUNT_TOTAL;
+
+use crate::domain::{AccountId, Finding};
+use crate::sources::CostPoint;
+use drill::Scored;
+use series::{Level, Table};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostConfig {
+    /// Days of history the baseline is computed from.
+    pub window_days: usize,
+    /// Days of history a series needs before it is scored at all.
+    pub min_history_days: usize,
+    /// Robust z-score above which a day may be anomalous.
+    pub z_threshold: f64,
+    /// Minimum daily dollars above expectation for a day to count.
+    pub min_excess_usd: f64,
+    /// Minimum increase relative to expectation (0.3 = +30 %).
+    pub min_relative_change: f64,
+    /// A run of at least this many anomalous days is a level shift, shorter runs are spikes.
+    pub level_shift_min_days: usize,
+    /// Average daily spend a new service must reach to be reported.
+    pub new_service_min_daily_usd: f64,
+    /// Series never reported: service names (or `tag:key=value` series).
+    pub ignore_services: Vec<String>,
+    /// Accounts whose cost is never reported.
+    pub ignore_accounts: Vec<String>,
+    /// Planned work: anomalies starting inside a window are not reported.
+    pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// Thresholds for one account, one service (or tag series, or
+    /// `(account total)`), or one service in one account.
+    pub overrides: Vec<ThresholdOverride>,
+}
+
+/// Alert thresholds that differ from the global ones for some series.
+/// The most specific match wins: account and service, then service, then account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdOverride {
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub z_threshold: Option<f64>,
+    #[serde(default)]
+    pub min_excess_usd: Option<f64>,
+    #[serde(default)]
+    pub min_relative_change: Option<f64>,
+}
+
+impl ThresholdOverride {
+    /// How specifically this override names the series; `None` if it does not apply.
+    fn specificity(&self, account: &AccountId, series: &str) -> Option<u8> {
+        let account_matches = self.account.as_deref().map(|a| a == account.as_str());
+        let service_matches = self.service.as_deref().map(|s| s == series);
+        match (account_matches, service_matches) {
+            (Some(true), Some(true)) => Some(3),
+            (None, Some(true)) => Some(2),
+            (Some(true), None) => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// The thresholds one series is held to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Robust z-score above which a day may be anomalous.
+    pub z: f64,
+    pub min_excess_usd: f64,
+    pub min_relative_change: f64,
+}
+
+impl Thresholds {
+    /// The global thresholds.
+    pub fn of(config: &CostConfig) -> Self {
+        Thresholds {
+            z: config.z_threshold,
+            min_excess_usd: config.min_excess_usd,
+            min_relative_change: config.min_relative_change,
+        }
+    }
+}
+
+/// A planned change during which cost anomalies are expected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    /// First day, inclusive.
+    pub start: NaiveDate,
+    /// Last day, inclusive.
+    pub end: NaiveDate,
+    /// Accounts it applies to; empty means all.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Why (shown in `draco config check`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl MaintenanceWindow {
+    fn covers(&self, account: &AccountId, day: NaiveDate) -> bool {
+        (self.start..=self.end).contains(&day)
+            && (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account.as_str()))
+    }
+}
+
+impl CostConfig {
+    /// The thresholds for one series: the most specific override, field by
+    /// field falling back to the global value.
+    pub fn thresholds_for(&self, account: &AccountId, series: &str) -> Thresholds {
+        let global = Thresholds::of(self);
+        let Some(o) = self
+            .overrides
+            .iter()
+            .filter_map(|o| Some((o.specificity(account, series)?, o)))
+            .max_by_key(|(specificity, _)| *specificity)
+            .map(|(_, o)| o)
+        else {
+            return global;
+        };
+        Thresholds {
+            z: o.z_threshold.unwrap_or(global.z),
+            min_excess_usd: o.min_excess_usd.unwrap_or(global.min_excess_usd),
+            min_relative_change: o.min_relative_change.unwrap_or(global.min_relative_change),
+        }
+    }
+
+    fn suppressed(&self, account: &AccountId, service: &str, start: NaiveDate) -> bool {
+        self.ignore_accounts.iter().any(|a| a == account.as_str())
+            || self.ignore_services.iter().any(|s| s == service)
+            || self
+                .maintenance_windows
+                .iter()
+                .any(|w| w.covers(account, start))
+    }
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        Self {
+            window_days: 28,
+            min_history_days: 14,
+            z_threshold: 6.0,
+            min_excess_usd: 10.0,
+            min_relative_change: 0.3,
+            level_shift_min_days: 3,
+            new_service_min_daily_usd: 5.0,
+            ignore_services: Vec::new(),
+            ignore_accounts: Vec::new(),
+            maintenance_windows: Vec::new(),
+            overrides: Vec::new(),
+        }
+    }
+}
+/// Share of an aggregate anomaly's excess that reported service findings, or
+/// one service alone, must carry for the aggregate to be left out.
+const EXPLAINED_SHARE: f64 = 0.5;
+
+/// Finds spikes, level shifts and new services across all series.
+pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
+    let Some(table) = Table::build(points, |service| {
+        !config.ignore_services.iter().any(|s| s == service)
+    }) else {
+        return Vec::new();
+    };
+    let scored: Vec<Scored> = table
+        .series
+        .iter()
+        .filter_map(|series| {
+            let appeared = series.first_billed()?;
+            let thresholds = config.thresholds_for(&series.account, &series.name);
+            // Billed only after the history already had `min_history_days`: it was
+            // new when it appeared (a historical fact, like a closed spike).
+            let is_new = appeared >= config.min_history_days;
+            let (scores, anomalies) = score_series(
+                table.day(appeared),
+                &series.values[appeared..],
+                config,
+                &thresholds,
+            );
+            Some(Scored::new(
+                series, thresholds, appeared, is_new, &scores, anomalies,
+            ))
+        })
+        .collect();
+
+    // What service findings already say, as (series, table days): aggregates
+    // are weighed against it.
+    let mut told: Vec<(&Scored, Vec<usize>)> = Vec::new();
+    let mut findings = Vec::new();
+    for s in scored
+        .iter()
+        .filter(|s| s.series.level == Level::Service && s.is_new)
+    {
+        let appeared = table.day(s.appeared);
+        let mean_daily = {
+            let since = &s.series.values[s.appeared..];
+            since.iter().sum::<f64>() / since.len() as f64
+        };
+        if mean_daily >= config.new_service_min_daily_usd
+            && !config.suppressed(&s.series.account, &s.series.name, appeared)
+        {
+            findings.extend(finding::new_service(s.series, appeared, table.last_day));
+            told.push((s, (s.appeared..s.series.values.len()).collect()));
+        }
+    }
+
+    // Service anomalies first: aggregates are weighed against what they already say.
+    for level in [Level::Service, Level::Tag, Level::AccountTotal] {
+        for s in scored.iter().filter(|s| s.series.level == level) {
+            for anomaly in &s.anomalies {
+                if config.suppressed(&s.series.account, &s.series.name, anomaly.start()) {
+                    continue;
+                }
+                let days: Vec<usize> = anomaly.days.iter().map(|d| table.index(d.day)).collect();
+                let excess = anomaly.excess_usd();
+                let services = if level == Level::Service {
+                    Vec::new()
+                } else {
+                    drill::contributors(&scored, s.series, Level::Service, &days, excess)
+                };
+                if level != Level::Service && is_told(&told, s, &days, &services, excess) {
+                    continue;
+                }
+                let drill_down = finding::DrillDown {
+                    services,
+                    tags: if level == Level::Tag {
+                        Vec::new()
+                    } else {
+                        drill::contributors(&scored, s.series, Level::Tag, &days, excess)
+                    },
+                };
+                findings.push(finding::anomaly(s, anomaly, config, drill_down));
+                if level == Level::Service {
+                    told.push((s, days));
+                }
+            }
+        }
+    }
+    findings
+}
+
+/// Whether a tag-value or account-total anomaly adds nothing to the service
+/// findings: they carry most of its excess, or one service alone does (then
+/// that service's own thresholds, overrides and ignore rules decide, and an
+/// aggregate must not page for what they chose to silence).
+fn is_told(
+    told: &[(&Scored, Vec<usize>)],
+    aggregate: &Scored,
+    days: &[usize],
+    services: &[drill::Contributor],
+    excess: f64,
+) -> bool {
+    let one_service_carries_it = services
+        .first()
+        .is_some_and(|top| top.excess_usd >= EXPLAINED_SHARE * excess);
+    one_service_carries_it || explained_by(told, aggregate, days) >= EXPLAINED_SHARE * excess
+}
+
+/// Excess on `days` that reported service findings of the same account carry.
+fn explained_by(told: &[(&Scored, Vec<usize>)], aggregate: &Scored, days: &[usize]) -> f64 {
+    told.iter()
+        .filter(|(s, _)| s.series.account == aggregate.series.account)
+        .map(|(s, told_days)| {
+            let shared: Vec<usize> = told_days
+                .iter()
+                .copied()
+                .filter(|i| days.binary_search(i).is_ok())
+                .collect();
+            s.excess_on(&shared)
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Datelike, Duration};
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::FindingKind;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    const START: &str = "2026-01-05";
+    const ACCOUNT: &str = "123456789012";
+
+    /// `base` on weekdays, 70 % of it at weekends, with a deterministic ±2 % wobble.
+    fn weekly(n: usize, base: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let d = day(START) + Duration::days(i as i64);
+                let level = if d.weekday().num_days_from_monday() >= 5 {
+                    0.7 * base
+                } else {
+                    base
+                };
+                level * (1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0)
+            })
+            .collect()
+    }
+
+    fn points(service: &str, values: &[f64]) -> Vec<CostPoint> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| CostPoint {
+                day: day(START) + Duration::days(i as i64),
+                account: AccountId::parse(ACCOUNT).unwrap(),
+                service: service.into(),
+                amount_usd: *v,
+                estimated: false,
+            })
+            .collect()
+    }
+
+    fn spiky_points() -> Vec<CostPoint> {
+        let mut values = weekly(90, 100.0);
+        values[60] = 400.0;
+        points("Amazon EC2", &values)
+    }
+
+    #[test]
+    fn suppression_rules_silence_what_they_name_and_nothing_else() {
+        let points = spiky_points();
+        assert_eq!(detect(&points, &CostConfig::default()).len(), 1);
+        let ignored = CostConfig {
+            ignore_services: vec!["Amazon EC2".into()],
+            ..CostConfig::default()
+        };
+        // Nor does the ignored service come back through the account total.
+        assert!(detect(&points, &ignored).is_empty());
+        let spike_day = day(START) + Duration::days(60);
+        let window = |accounts: Vec<String>| CostConfig {
+            maintenance_windows: vec![MaintenanceWindow {
+                start: spike_day,
+                end: spike_day,
+                accounts,
+                reason: Some("instance migration".into()),
+            }],
+            ..CostConfig::default()
+        };
+        assert!(detect(&points, &window(vec![])).is_empty());
+        assert!(detect(&points, &window(vec![ACCOUNT.into()])).is_empty());
+        assert_eq!(
+            detect(&points, &window(vec!["999999999999".into()])).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_most_specific_threshold_override_wins() {
+        let points = spiky_points();
+        let with = |overrides: Vec<ThresholdOverride>| {
+            detect(
+                &points,
+                &CostConfig {
+                    overrides,
+                    ..CostConfig::default()
+                },
+            )
+        };
+        let rule =
+            |account: Option<&str>, service: Option<&str>, min_excess: f64| ThresholdOverride {
+                account: account.map(str::to_owned),
+                service: service.map(str::to_owned),
+                z_threshold: None,
+                min_excess_usd: Some(min_excess),
+                min_relative_change: None,
+            };
+        // The spike is $300 above normal.
+        assert!(with(vec![rule(None, Some("Amazon EC2"), 500.0)]).is_empty());
+        assert!(with(vec![rule(Some(ACCOUNT), None, 500.0)]).is_empty());
+        assert_eq!(with(vec![rule(None, Some("Amazon S3"), 500.0)]).len(), 1);
+        let account_quiet_but_ec2_loud = vec![
+            rule(Some(ACCOUNT), None, 500.0),
+            rule(Some(ACCOUNT), Some("Amazon EC2"), 50.0),
+        ];
+        let found = with(account_quiet_but_ec2_loud);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].evidence["thresholds"]["min_excess_usd"], 50.0);
+    }
+
+    #[test]
+    fn one_service_spike_pages_once_and_names_the_tag_that_carried_it() {
+        let mut ec2 = weekly(90, 100.0);
+        ec2[60] = 400.0;
+        let mut team = weekly(90, 40.0);
+        team[60] += 300.0;
+        let mut all = points("Amazon EC2", &ec2);
+        all.extend(points("Amazon S3", &weekly(90, 50.0)));
+        all.extend(points("tag:team=ml", &team));
+        all.extend(points("tag:team=(untagged)", &weekly(90, 110.0)));
+        let found = detect(&all, &CostConfig::default());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!(f.kind, FindingKind::CostSpike);
+        assert_eq!(f.resource, "service:Amazon EC2");
+        let tags = &f.evidence["drill_down"]["tags"];
+        assert_eq!(tags[0]["name"], "team=ml");
+        assert!(tags[0]["share"].as_f64().unwrap() > 0.9, "{tags}");
+        let confidence = f.evidence["confidence"].as_f64().unwrap();
+        assert!(confidence > 0.6 && confidence <= 1.0, "{confidence}");
+        // $400 against about $100 expected.
+        let relative = f.evidence["relative_change"].as_f64().unwrap();
+        assert!((2.8..=3.2).contains(&relative), "{relative}");
+    }
+
+    #[test]
+    fn small_increases_in_many_services_add_up_to_an_account_total_anomaly() {
+        // Each service rises $8 a day for good: under the $10 minimum, so no
+        // service pages; together they are $40 a day more.
+        let services = ["EC2", "S3", "RDS", "Lambda", "CloudWatch"];
+        let mut all = Vec::new();
+        for service in services {
+            let mut values = weekly(90, 20.0);
+            for v in &mut values[70..] {
+                *v += 8.0;
+            }
+            all.extend(points(service, &values));
+        }
+        let found = detect(&all, &CostConfig::default());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!(f.kind, FindingKind::CostLevelShift);
+        assert_eq!(f.resource, "account-total");
+        assert_eq!(f.evidence["start"], json!(day(START) + Duration::days(70)));
+        assert_eq!(f.evidence["ongoing"], true);
+        let names: Vec<&str> = f.evidence["drill_down"]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 5);
+        for service in services {
+            assert!(names.contains(&service), "{names:?}");
+        }
+    }
+}
