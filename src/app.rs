@@ -9,8 +9,7 @@ use chrono::Utc;
 
 use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
-    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, CostBenchArgs, DetectArgs,
-    FindingsArgs, NabArgs, OutputArgs,
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs,
 };
 use crate::config::{self, ConfigError, Loaded, SourceKind};
 use crate::daemon;
@@ -23,6 +22,7 @@ use crate::report::{self, Row};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
+use crate::tools;
 
 /// A source that serves both cost and posture (both of ours do).
 trait Source: CostSource + PostureSource {
@@ -149,14 +149,16 @@ impl Context {
 pub async fn run(cli: Cli) -> Result<()> {
     // Offline tools: no config, no data dir.
     match &cli.command {
-        Command::Detect(args) => return detect_command(args),
-        Command::Bench(BenchCommand::Nab(args)) => return nab_command(args),
-        Command::Bench(BenchCommand::Cost(args)) => return cost_bench_command(args),
+        Command::Detect(args) => return tools::detect_command(args),
+        Command::Redact(args) => return tools::redact_command(cli.config.as_deref(), args),
+        Command::Bench(BenchCommand::Nab(args)) => return tools::nab_command(args),
+        Command::Bench(BenchCommand::Cost(args)) => return tools::cost_bench_command(args),
+        Command::Bench(BenchCommand::Redact(args)) => return tools::redact_bench_command(args),
         _ => {}
     }
     let ctx = Context::new(&cli)?;
     match cli.command {
-        Command::Detect(_) | Command::Bench(_) => Ok(()),
+        Command::Detect(_) | Command::Redact(_) | Command::Bench(_) => Ok(()),
         Command::Demo(output) => {
             scan_command(
                 &ctx,
@@ -380,120 +382,6 @@ async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
     })
     .await?;
     store.close().await;
-    Ok(())
-}
-
-fn detect_command(args: &DetectArgs) -> Result<()> {
-    match write_detections(args) {
-        // `draco detect … | head` closes the pipe early: that is not a failure.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-fn write_detections(args: &DetectArgs) -> Result<()> {
-    use std::io::Write;
-    if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(UsageError(format!("--threshold {} is not in [0, 1]", args.threshold)).into());
-    }
-    let (timestamps, values) =
-        crate::bench::nab::read_series_csv(&args.input, crate::bench::nab::Order::Strict)?;
-    let scores =
-        crate::detect::stream::score(&values, &crate::detect::stream::StreamConfig::default());
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    writeln!(out, "timestamp,value,score,anomaly")?;
-    for ((t, v), s) in timestamps.iter().zip(&values).zip(&scores) {
-        writeln!(
-            out,
-            "{},{v},{s:.6},{}",
-            t.format("%Y-%m-%d %H:%M:%S"),
-            u8::from(*s >= args.threshold)
-        )?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
-    if args.days < 90 || args.series == 0 {
-        return Err(
-            UsageError("`draco bench cost` needs --series ≥ 1 and --days ≥ 90".into()).into(),
-        );
-    }
-    let data = crate::bench::cost::generate(args.seed, args.series, args.days);
-    let report = crate::bench::cost::evaluate(
-        &data,
-        &crate::detect::cost::CostConfig::default(),
-        args.seed,
-    );
-    if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    println!(
-        "Synthetic cost, seed {}: {} series × {} days ({} points)",
-        report.seed, report.series, report.days, report.points
-    );
-    println!(
-        "{:<18} {:>8} {:>8} {:>6} {:>10} {:>8} {:>6} {:>14}",
-        "TYPE", "PLANTED", "FOUND", "FP", "PRECISION", "RECALL", "F1", "DAYS TO DETECT"
-    );
-    for t in &report.by_type {
-        println!(
-            "{:<18} {:>8} {:>8} {:>6} {:>10.3} {:>8.3} {:>6.3} {:>14}",
-            t.kind,
-            t.planted,
-            t.detected,
-            t.false_positives,
-            t.precision,
-            t.recall,
-            t.f1,
-            t.mean_days_to_detect
-                .map_or_else(|| "-".to_owned(), |d| format!("{d:.2}"))
-        );
-    }
-    println!("F1 overall: {:.3}", report.overall_f1);
-    println!(
-        "False alarms per 100 series-months: {:.2}",
-        report.false_alarms_per_100_series_months
-    );
-    Ok(())
-}
-
-fn nab_command(args: &NabArgs) -> Result<()> {
-    let report =
-        crate::bench::run_nab(&args.data, &crate::detect::stream::StreamConfig::default())?;
-    if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    println!(
-        "NAB corpus {}: {} files, {} rows, {} windows; detector {:.0} rows/s",
-        args.data.display(),
-        report.files,
-        report.rows,
-        report.windows,
-        report.rows as f64 / report.seconds.max(1e-9)
-    );
-    println!(
-        "{:<20} {:>10} {:>10} {:>10}",
-        "PROFILE", "THRESHOLD", "RAW", "SCORE"
-    );
-    for p in &report.profiles {
-        println!(
-            "{:<20} {:>10.4} {:>10.3} {:>10.1}",
-            p.profile, p.threshold, p.raw, p.normalized
-        );
-    }
-    if let Some(standard) = report.profiles.iter().find(|p| p.profile == "standard") {
-        println!("NAB standard: {:.1}", standard.normalized);
-    }
     Ok(())
 }
 

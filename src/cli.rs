@@ -45,6 +45,8 @@ pub enum Command {
     Audit(AuditCommand),
     /// Score a `timestamp,value` CSV; prints `timestamp,value,score,anomaly` for every row.
     Detect(DetectArgs),
+    /// Redact personal and secret data from standard input to standard output.
+    Redact(RedactArgs),
     /// Measure detection quality.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -67,6 +69,33 @@ pub enum BenchCommand {
     Nab(NabArgs),
     /// Generate synthetic cost series with planted anomalies and score the cost detector on them.
     Cost(CostBenchArgs),
+    /// Precision and recall of the redactor per kind, its throughput, and its time on adversarial input.
+    Redact(RedactBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedactBenchArgs {
+    /// presidio-research `synth_dataset_v2.json`; scored too when given (or found at the default path).
+    #[arg(long, default_value = "../shared/data/pii/synth_dataset_v2.json")]
+    pub presidio: PathBuf,
+    /// Size of the project's own labelled corpus, in MiB.
+    #[arg(long, default_value_t = 32)]
+    pub corpus_mib: usize,
+    /// Size of the mixed text the throughput is measured on, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub throughput_mib: usize,
+    /// Skip the 16 × 10 MiB adversarial inputs.
+    #[arg(long)]
+    pub no_adversarial: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    /// Print one JSON line `{"start","end","kind"}` per finding (byte offsets into the input) instead of the redacted text.
+    #[arg(long)]
+    pub spans: bool,
 }
 
 #[derive(Debug, Args)]

@@ -601,7 +601,7 @@ mod tests {
                 "z_threshold",
             ),
             (
-                "[[detect.cost.maintenance_windows]]\nstart = 2026-03-05\nend = 2026-03-01\n",
+                "[[detect.cost.maintenance_windows]]\nstart = \"2026-03-05\"\nend = \"2026-03-01\"\n",
                 "before it starts",
             ),
         ];

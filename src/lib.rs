@@ -21,3 +21,4 @@ pub mod remediate;
 pub mod report;
 pub mod sources;
 pub mod store;
+pub mod tools;

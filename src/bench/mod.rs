@@ -1,7 +1,11 @@
-//! Benchmarks that measure detection quality: `draco bench nab`.
+//! Benchmarks that measure quality and speed: `draco bench nab`, `draco
+//! bench cost`, `draco bench redact`.
 
 pub mod cost;
 pub mod nab;
+pub mod redact;
+pub mod redact_corpus;
+pub mod redact_speed;
 
 use std::path::Path;
 use std::time::Instant;

@@ -4,18 +4,28 @@
 //! only [`Redactor`] can build one. Redaction is reversible through a
 //! [`Vault`] that lives in memory for one request and is never serialised,
 //! logged or stored, so real values are put back only on this host.
+//!
+//! Detection is one linear pass per string ([`scan`]); what each kind means
+//! and why is documented next to its reader ([`numeric`], [`tokens`],
+//! [`names`]) and its checksum ([`validate`]).
 
+mod names;
+mod numeric;
 mod patterns;
+mod scan;
+mod tokens;
+mod validate;
 
 use std::collections::HashMap;
 use std::fmt;
 
-use regex::Regex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use names::PersonKeys;
 pub use patterns::PiiKind;
+pub use scan::Span;
 
 /// A value whose strings have been passed through the redactor.
 ///
@@ -56,7 +66,8 @@ pub enum RedactError {
 /// The placeholder ↔ value mapping of one request. Memory only.
 #[derive(Default)]
 pub struct Vault {
-    by_value: HashMap<(PiiKind, String), String>,
+    /// Per kind, so a lookup borrows the value instead of allocating a key.
+    by_value: HashMap<PiiKind, HashMap<String, String>>,
     by_placeholder: HashMap<String, String>,
     counters: HashMap<PiiKind, usize>,
 }
@@ -72,14 +83,14 @@ impl fmt::Debug for Vault {
 
 impl Vault {
     fn placeholder(&mut self, kind: PiiKind, value: &str) -> String {
-        if let Some(existing) = self.by_value.get(&(kind, value.to_owned())) {
+        let seen = self.by_value.entry(kind).or_default();
+        if let Some(existing) = seen.get(value) {
             return existing.clone();
         }
         let n = self.counters.entry(kind).or_insert(0);
         *n += 1;
         let placeholder = format!("<{}_{}>", kind.label(), n);
-        self.by_value
-            .insert((kind, value.to_owned()), placeholder.clone());
+        seen.insert(value.to_owned(), placeholder.clone());
         self.by_placeholder
             .insert(placeholder.clone(), value.to_owned());
         placeholder
@@ -124,9 +135,8 @@ pub struct Restored {
 /// Finds and replaces personal and secret data.
 #[derive(Debug, Clone)]
 pub struct Redactor {
-    detector: Regex,
-    /// Lower-cased tag or field names whose value names a person.
-    person_keys: Vec<String>,
+    /// Tag or field names whose value names a person.
+    person_keys: PersonKeys,
 }
 
 /// Tag keys that, by convention, hold a person.
@@ -150,12 +160,11 @@ impl Default for Redactor {
 impl Redactor {
     /// `extra_person_keys` are operator-configured tag names that hold people, on top of the defaults.
     pub fn new(extra_person_keys: &[String]) -> Self {
-        let mut person_keys: Vec<String> =
-            DEFAULT_PERSON_KEYS.iter().map(|k| k.to_string()).collect();
-        person_keys.extend(extra_person_keys.iter().map(|k| k.to_lowercase()));
+        let keys = DEFAULT_PERSON_KEYS
+            .into_iter()
+            .chain(extra_person_keys.iter().map(String::as_str));
         Self {
-            detector: patterns::detector_regex(),
-            person_keys,
+            person_keys: PersonKeys::new(keys),
         }
     }
 
@@ -179,42 +188,37 @@ impl Redactor {
         (Redacted { inner }, vault)
     }
 
-    /// Byte spans `(start, end, kind)` of everything the redactor would replace in free text.
-    pub fn spans(&self, text: &str) -> Vec<(usize, usize, PiiKind)> {
-        self.detector
-            .captures_iter(text)
-            .filter_map(|caps| {
-                let (kind, m) = patterns::classify(&caps)?;
-                Some((m.start(), m.end(), kind))
-            })
-            .collect()
+    /// Byte spans of everything [`Redactor::redact_text`] would replace:
+    /// sorted, non-overlapping, on char boundaries (for `draco redact --spans`).
+    pub fn spans(&self, text: &str) -> Vec<Span> {
+        scan::spans(text, &self.person_keys)
     }
 
     fn text(&self, text: &str, vault: &mut Vault) -> String {
+        let spans = self.spans(text);
+        if spans.is_empty() {
+            return text.to_owned();
+        }
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
-        for caps in self.detector.captures_iter(text) {
-            let Some((kind, m)) = patterns::classify(&caps) else {
-                continue;
-            };
-            out.push_str(&text[last..m.start()]);
-            out.push_str(&vault.placeholder(kind, m.as_str()));
-            last = m.end();
+        for s in spans {
+            out.push_str(&text[last..s.start]);
+            out.push_str(&vault.placeholder(s.kind, &text[s.start..s.end]));
+            last = s.end;
         }
         out.push_str(&text[last..]);
         out
     }
 
     fn is_person_key(&self, key: &str) -> bool {
-        let key = key.to_lowercase();
-        self.person_keys.contains(&key)
+        self.person_keys.matches(key.trim().as_bytes())
     }
 
     /// A value under a person key is a name unless it is something more
     /// specific (an email), which the text patterns name better.
     fn person_value(&self, value: &str, vault: &mut Vault) -> String {
         let trimmed = value.trim();
-        if trimmed.is_empty() {
+        if trimmed.is_empty() || patterns::is_placeholder(trimmed) {
             return value.to_owned();
         }
         let as_text = self.text(value, vault);
@@ -225,73 +229,48 @@ impl Redactor {
         }
     }
 
+    /// A 40-character base64 value under a key that says "secret" is an AWS
+    /// secret access key; without such a key it is left alone, since hashes
+    /// and ids have the same shape.
+    fn secret_value(key: &str, value: &str) -> bool {
+        value.len() == 40
+            && value.bytes().all(validate::is_b64)
+            && key.to_ascii_lowercase().contains("secret")
+    }
+
     fn walk(&self, value: &mut Value, vault: &mut Vault) {
         match value {
             Value::String(s) => *s = self.text(s, vault),
             Value::Array(items) => items.iter_mut().for_each(|v| self.walk(v, vault)),
-            Value::Object(map) => {
-                // EC2-style tag: {"Key": "Owner", "Value": "Jane Doe"}
-                let tag_key_is_person = map
-                    .get("Key")
-                    .and_then(Value::as_str)
-                    .is_some_and(|k| self.is_person_key(k));
-                for (key, v) in map.iter_mut() {
-                    let person = (key == "Value" && tag_key_is_person) || self.is_person_key(key);
-                    match v {
-                        Value::String(s) if person => *s = self.person_value(s, vault),
-                        _ => self.walk(v, vault),
-                    }
-                }
-            }
+            Value::Object(map) => self.walk_object(map, vault),
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    fn walk_object(&self, map: &mut Map<String, Value>, vault: &mut Vault) {
+        // EC2-style tag: {"Key": "Owner", "Value": "Jane Doe"} (any case of Key/Value).
+        let tag_key = map
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("key"))
+            .and_then(|(_, v)| v.as_str());
+        let tag_is_person = tag_key.is_some_and(|k| self.is_person_key(k));
+        let tag_is_secret = tag_key.is_some_and(|k| k.to_ascii_lowercase().contains("secret"));
+        for (key, v) in map.iter_mut() {
+            let is_value = key.eq_ignore_ascii_case("value");
+            let person = (is_value && tag_is_person) || self.is_person_key(key);
+            match v {
+                Value::String(s)
+                    if Self::secret_value(key, s)
+                        || (is_value && tag_is_secret && Self::secret_value("secret", s)) =>
+                {
+                    *s = vault.placeholder(PiiKind::AwsSecretKey, s);
+                }
+                Value::String(s) if person => *s = self.person_value(s, vault),
+                _ => self.walk(v, vault),
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn same_value_gets_the_same_placeholder() {
-        let r = Redactor::default();
-        let (red, vault) = r.redact_text("a@b.io wrote to c@d.io, then a@b.io again");
-        assert_eq!(
-            red.get(),
-            "<EMAIL_1> wrote to <EMAIL_2>, then <EMAIL_1> again"
-        );
-        assert_eq!(vault.len(), 2);
-    }
-
-    #[test]
-    fn restore_puts_values_back_and_flags_invented_placeholders() {
-        let r = Redactor::default();
-        let (red, vault) = r.redact_text("host 10.1.2.3 in 123456789012");
-        let answer = format!("{} and <EMAIL_9>", red.get());
-        let restored = vault.restore(&answer);
-        assert_eq!(restored.text, "host 10.1.2.3 in 123456789012 and <EMAIL_9>");
-        assert_eq!(restored.unknown_placeholders, vec!["<EMAIL_9>"]);
-    }
-
-    #[test]
-    fn json_keys_are_kept_and_tag_names_redacted() {
-        let r = Redactor::default();
-        let value = json!({
-            "Tags": [{"Key": "CreatedBy", "Value": "Jane Doe"}, {"Key": "Name", "Value": "web"}],
-            "tags": {"Owner": "jane@example.com", "Contact": "Jane Doe"},
-            "arn": "arn:aws:iam::123456789012:role/x",
-            "cidr": "0.0.0.0/0",
-        });
-        let (red, _) = r.redact(&value).unwrap();
-        assert_eq!(
-            red.get(),
-            &json!({
-                "Tags": [{"Key": "CreatedBy", "Value": "<NAME_1>"}, {"Key": "Name", "Value": "web"}],
-                "tags": {"Owner": "<EMAIL_1>", "Contact": "<NAME_1>"},
-                "arn": "arn:aws:iam::<ACCOUNT_ID_1>:role/x",
-                "cidr": "0.0.0.0/0",
-            })
-        );
-    }
-}
+mod tests;

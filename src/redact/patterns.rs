@@ -1,63 +1,100 @@
-//! The patterns the redactor looks for. One combined regex, so the input is
-//! read once and matching stays linear in its length (the `regex` crate
-//! guarantees that; no backtracking).
+//! The kinds of data the redactor replaces, and the placeholder syntax.
 
 use std::sync::OnceLock;
 
-use regex::{Captures, Match, Regex};
-use serde::Serialize;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// What a redacted span was. Serialises snake_case for `draco redact --spans`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PiiKind {
     Email,
+    Phone,
     Ipv4,
+    Ipv6,
+    Mac,
     AccountId,
+    AwsAccessKey,
+    AwsSecretKey,
+    GithubToken,
+    SlackToken,
+    GoogleApiKey,
+    PrivateKey,
+    Jwt,
+    UrlCredentials,
+    CreditCard,
+    Ssn,
+    Iban,
     Name,
 }
 
 impl PiiKind {
+    /// Every kind, in declaration order (for reports).
+    pub const ALL: [PiiKind; 18] = [
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::Ipv4,
+        PiiKind::Ipv6,
+        PiiKind::Mac,
+        PiiKind::AccountId,
+        PiiKind::AwsAccessKey,
+        PiiKind::AwsSecretKey,
+        PiiKind::GithubToken,
+        PiiKind::SlackToken,
+        PiiKind::GoogleApiKey,
+        PiiKind::PrivateKey,
+        PiiKind::Jwt,
+        PiiKind::UrlCredentials,
+        PiiKind::CreditCard,
+        PiiKind::Ssn,
+        PiiKind::Iban,
+        PiiKind::Name,
+    ];
+
     /// The word inside placeholders: `<EMAIL_1>`.
     pub fn label(self) -> &'static str {
         match self {
             PiiKind::Email => "EMAIL",
+            PiiKind::Phone => "PHONE",
             PiiKind::Ipv4 => "IPV4",
+            PiiKind::Ipv6 => "IPV6",
+            PiiKind::Mac => "MAC",
             PiiKind::AccountId => "ACCOUNT_ID",
+            PiiKind::AwsAccessKey => "AWS_ACCESS_KEY",
+            PiiKind::AwsSecretKey => "AWS_SECRET_KEY",
+            PiiKind::GithubToken => "GITHUB_TOKEN",
+            PiiKind::SlackToken => "SLACK_TOKEN",
+            PiiKind::GoogleApiKey => "GOOGLE_API_KEY",
+            PiiKind::PrivateKey => "PRIVATE_KEY",
+            PiiKind::Jwt => "JWT",
+            PiiKind::UrlCredentials => "URL_CREDENTIALS",
+            PiiKind::CreditCard => "CREDIT_CARD",
+            PiiKind::Ssn => "SSN",
+            PiiKind::Iban => "IBAN",
             PiiKind::Name => "NAME",
         }
     }
 }
 
-const OCTET: &str = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
-
-pub(super) fn detector_regex() -> Regex {
-    let pattern = format!(
-        r"(?P<email>[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{{2,}})|(?P<ipv4>\b{OCTET}\.{OCTET}\.{OCTET}\.{OCTET}\b)|(?P<account>\b[0-9]{{12}}\b)"
-    );
-    Regex::new(&pattern).expect("the built-in redaction pattern is a valid regex")
-}
-
-/// Addresses that say something about a rule, not about anybody: "the whole
-/// internet" must stay readable for the advisor to reason about exposure.
-const NON_PERSONAL_IPV4: [&str; 2] = ["0.0.0.0", "255.255.255.255"];
-
-pub(super) fn classify<'h>(caps: &Captures<'h>) -> Option<(PiiKind, Match<'h>)> {
-    if let Some(m) = caps.name("email") {
-        return Some((PiiKind::Email, m));
-    }
-    if let Some(m) = caps.name("ipv4") {
-        if NON_PERSONAL_IPV4.contains(&m.as_str()) {
-            return None;
-        }
-        return Some((PiiKind::Ipv4, m));
-    }
-    caps.name("account").map(|m| (PiiKind::AccountId, m))
-}
-
+/// Matches any placeholder the vault could issue (and ones a model invents
+/// in the same shape). It starts with a literal `<`, so the search is a
+/// memchr-driven scan.
 pub(super) fn placeholder_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(r"<[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_[0-9]+>")
             .expect("the placeholder pattern is a valid regex")
     })
+}
+
+/// Whether `s` is exactly one placeholder, so a second pass leaves it alone.
+pub(super) fn is_placeholder(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 4
+        && b[0] == b'<'
+        && b[b.len() - 1] == b'>'
+        && placeholder_regex()
+            .find(s)
+            .is_some_and(|m| m.start() == 0 && m.end() == s.len())
 }

@@ -10,5 +10,6 @@ mod demo;
 mod detect;
 mod moto;
 mod nab;
+mod redact_props;
 mod redaction;
 mod support;

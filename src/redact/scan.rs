@@ -1,0 +1,267 @@
+//! One forward pass over the input that finds candidates and confirms them.
+//!
+//! Why not one big regex: an alternation of eighteen kinds with captures
+//! runs far below the throughput we need, and most kinds need a checksum or
+//! a parse anyway. Instead the pass walks words (`[A-Za-z0-9_]+`) and the
+//! bytes between them; a word or a trigger byte (`@`, `:`, `-----BEGIN`)
+//! hands off to a reader that looks a bounded distance ahead. Readers start
+//! only where the byte before cannot continue their token, and the pass
+//! resumes after whatever was found, so the total work is linear in the
+//! input, whatever it contains.
+
+use serde::Serialize;
+
+use super::names::{self, PersonKeys};
+use super::numeric;
+use super::patterns::PiiKind;
+use super::tokens::{self, PemEnds};
+
+/// A byte range of the input and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub kind: PiiKind,
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// All findings in `text`: sorted, non-overlapping, on char boundaries
+/// (every reader starts and stops at ASCII bytes).
+pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
+    let hay = text.as_bytes();
+    let mut found: Vec<Span> = Vec::new();
+    let mut names: Vec<Span> = Vec::new();
+    let mut pem_ends = PemEnds::default();
+    // Hex runs already read by the IPv6/MAC reader.
+    let mut hex_done = 0usize;
+    let push =
+        |v: &mut Vec<Span>, (start, end, kind): numeric::Hit| v.push(Span { start, end, kind });
+    let n = hay.len();
+    let mut i = 0;
+    while i < n {
+        let b = hay[i];
+        if !is_word(b) {
+            match b {
+                b'@' => {
+                    if let Some(h) = email(hay, i) {
+                        push(&mut found, h);
+                        i = h.1;
+                        continue;
+                    }
+                }
+                b'-' if hay[i..].starts_with(b"-----BEGIN") => {
+                    if let Some(h) = tokens::pem(hay, i, &mut pem_ends) {
+                        push(&mut found, h);
+                        i = h.1;
+                        continue;
+                    }
+                }
+                b':' if hay.get(i + 1) == Some(&b'/') && hay.get(i + 2) == Some(&b'/') => {
+                    if let Some(h) = tokens::url_credentials(hay, i) {
+                        push(&mut found, h);
+                        i = h.1;
+                        continue;
+                    }
+                }
+                b':' if hay.get(i + 1) == Some(&b':')
+                    && i >= hex_done
+                    && (i == 0 || !(is_word(hay[i - 1]) || hay[i - 1] == b':')) =>
+                {
+                    let (hit, end) = numeric::hex(hay, i);
+                    hex_done = end;
+                    if let Some(h) = hit {
+                        push(&mut found, h);
+                        i = h.1;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < n && is_word(hay[i]) {
+            i += 1;
+        }
+        let e = i;
+        if let Some(h) = word(hay, s, e, &mut hex_done) {
+            push(&mut found, h);
+            i = i.max(h.1);
+            continue;
+        }
+        if let Some(h) = names::after_key(hay, e, keys) {
+            if h.2 == PiiKind::Name {
+                // The value is still read normally: anything more specific
+                // inside it (an email) wins over the name.
+                push(&mut names, h);
+            } else {
+                push(&mut found, h);
+                i = h.1;
+            }
+        }
+    }
+    resolve(found, names)
+}
+
+fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric::Hit> {
+    let first = hay[s];
+    if first.is_ascii_digit()
+        && numeric::start_ok(hay, s)
+        && let Some(h) = numeric::numeric(hay, s)
+    {
+        return Some(h);
+    }
+    if first.is_ascii_hexdigit()
+        && s >= *hex_done
+        && e - s <= 4
+        && (hay.get(e) == Some(&b':') || (e - s == 2 && hay.get(e) == Some(&b'-')))
+        && (s == 0 || !(is_word(hay[s - 1]) || matches!(hay[s - 1], b'.' | b'-')))
+    {
+        let (hit, end) = numeric::hex(hay, s);
+        *hex_done = end;
+        if hit.is_some() {
+            return hit;
+        }
+    }
+    if first.is_ascii_alphabetic() {
+        return tokens::at_word(hay, s, e);
+    }
+    None
+}
+
+fn email_local(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b".%+-_".contains(&b)
+}
+
+/// `local@domain.tld` around the `@` at `at`. The local part is read
+/// backwards at most 64 bytes, the domain forwards at most 255: both stop
+/// at the next `@`, so no byte is read twice across `@`s.
+fn email(hay: &[u8], at: usize) -> Option<numeric::Hit> {
+    let mut ls = at;
+    while ls > 0 && at - ls < 64 && email_local(hay[ls - 1]) {
+        ls -= 1;
+    }
+    if ls > 0 && email_local(hay[ls - 1]) {
+        return None;
+    }
+    while ls < at && matches!(hay[ls], b'.' | b'-' | b'+') {
+        ls += 1;
+    }
+    if ls == at {
+        return None;
+    }
+    let d = at + 1;
+    let mut p = d;
+    let mut end = None;
+    loop {
+        let label = hay[p..]
+            .iter()
+            .take(64)
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+            .count();
+        if label == 0 || hay[p] == b'-' || hay[p + label - 1] == b'-' {
+            break;
+        }
+        let is_tld = label >= 2 && hay[p..p + label].iter().all(u8::is_ascii_alphabetic);
+        p += label;
+        if is_tld && p > d + label {
+            end = Some(p);
+        }
+        if p - d > 255 || hay.get(p) != Some(&b'.') {
+            break;
+        }
+        p += 1;
+    }
+    let end = end?;
+    let next_ok = hay
+        .get(end)
+        .is_none_or(|b| !(b.is_ascii_alphanumeric() || *b == b'_' || *b == b'@'));
+    next_ok.then_some((ls, end, PiiKind::Email))
+}
+
+/// Sorts and drops overlaps: the earlier start wins, then the longer span.
+/// Names yield to every other kind (a name value may hold an email).
+fn resolve(mut found: Vec<Span>, names: Vec<Span>) -> Vec<Span> {
+    found.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
+    let mut out: Vec<Span> = Vec::with_capacity(found.len() + names.len());
+    for s in found {
+        if out.last().is_none_or(|l| s.start >= l.end) {
+            out.push(s);
+        }
+    }
+    if names.is_empty() {
+        return out;
+    }
+    // Merge names into the (sorted) findings where they overlap nothing.
+    let mut merged = Vec::with_capacity(out.len() + names.len());
+    let mut it = out.into_iter().peekable();
+    for name in names {
+        while let Some(s) = it.next_if(|s| s.end <= name.start) {
+            merged.push(s);
+        }
+        let clashes_next = it.peek().is_some_and(|s| s.start < name.end);
+        let clashes_prev = merged.last().is_some_and(|l: &Span| l.end > name.start);
+        if !clashes_next && !clashes_prev {
+            merged.push(name);
+        }
+    }
+    merged.extend(it);
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(&str, PiiKind)> {
+        let keys = PersonKeys::new(super::super::DEFAULT_PERSON_KEYS);
+        spans(text, &keys)
+            .into_iter()
+            .map(|s| (&text[s.start..s.end], s.kind))
+            .collect()
+    }
+
+    #[test]
+    fn emails_and_near_misses() {
+        assert_eq!(
+            kinds("to jane.doe+x@mail.example.co.uk."),
+            vec![("jane.doe+x@mail.example.co.uk", PiiKind::Email)]
+        );
+        assert!(kinds("pkg@1.2.3 and user@host and @@@ and a@b.c").is_empty());
+    }
+
+    #[test]
+    fn url_credentials_beat_the_email_inside() {
+        assert_eq!(
+            kinds("DATABASE_URL=postgres://app:pw@db.example.com/x"),
+            vec![("app:pw", PiiKind::UrlCredentials)]
+        );
+    }
+
+    #[test]
+    fn placeholders_survive_a_second_pass() {
+        assert!(kinds("<EMAIL_1> <IPV4_12> <ACCOUNT_ID_3> Owner: <NAME_1> <PHONE_2>").is_empty());
+    }
+
+    #[test]
+    fn aws_ids_are_not_secrets() {
+        let t = "i-0abc1234def567890 sg-0123456789abcdef0 vol-012345678901 snap-0a1b2c3d4e5f67890 ami-0123456789abcdef0 2026-11-25T10:00:00Z 1234.56";
+        assert!(kinds(t).is_empty(), "{:?}", kinds(t));
+    }
+
+    #[test]
+    fn overlaps_resolve_to_one_span() {
+        let t = "Owner: jane@example.com, ip 10.0.0.1";
+        assert_eq!(
+            kinds(t),
+            vec![
+                ("jane@example.com", PiiKind::Email),
+                ("10.0.0.1", PiiKind::Ipv4)
+            ]
+        );
+    }
+}

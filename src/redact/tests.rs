@@ -1,0 +1,100 @@
+//! Behaviour of the public API: consistency, restore, JSON walk.
+
+use super::*;
+use serde_json::json;
+
+#[test]
+fn same_value_gets_the_same_placeholder() {
+    let r = Redactor::default();
+    let (red, vault) = r.redact_text("a@b.io wrote to c@d.io, then a@b.io again");
+    assert_eq!(
+        red.get(),
+        "<EMAIL_1> wrote to <EMAIL_2>, then <EMAIL_1> again"
+    );
+    assert_eq!(vault.len(), 2);
+}
+
+#[test]
+fn restore_puts_values_back_and_flags_invented_placeholders() {
+    let r = Redactor::default();
+    let (red, vault) = r.redact_text("host 10.1.2.3 in 123456789012");
+    let answer = format!("{} and <EMAIL_9>", red.get());
+    let restored = vault.restore(&answer);
+    assert_eq!(restored.text, "host 10.1.2.3 in 123456789012 and <EMAIL_9>");
+    assert_eq!(restored.unknown_placeholders, vec!["<EMAIL_9>"]);
+}
+
+#[test]
+fn json_keys_are_kept_and_tag_names_redacted() {
+    let r = Redactor::default();
+    let value = json!({
+        "Tags": [{"Key": "CreatedBy", "Value": "Jane Doe"}, {"Key": "Name", "Value": "web"}],
+        "tags": {"Owner": "jane@example.com", "Contact": "Jane Doe"},
+        "arn": "arn:aws:iam::123456789012:role/x",
+        "cidr": "0.0.0.0/0",
+        "cidr6": "::/0",
+    });
+    let (red, _) = r.redact(&value).expect("plain JSON redacts");
+    assert_eq!(
+        red.get(),
+        &json!({
+            "Tags": [{"Key": "CreatedBy", "Value": "<NAME_1>"}, {"Key": "Name", "Value": "web"}],
+            "tags": {"Owner": "<EMAIL_1>", "Contact": "<NAME_1>"},
+            "arn": "arn:aws:iam::<ACCOUNT_ID_1>:role/x",
+            "cidr": "0.0.0.0/0",
+            "cidr6": "::/0",
+        })
+    );
+}
+
+#[test]
+fn json_secret_keys_and_configured_person_keys() {
+    let r = Redactor::new(&["TeamLead".to_owned()]);
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let value = json!({
+        "Credentials": {"AccessKeyId": "ASIAIOSFODNN7EXAMPLE", "SecretAccessKey": secret},
+        "etag": "0123456789abcdef0123456789abcdef01234567",
+        "teamlead": "Ann Lee",
+        "note": "Owner: Bob Stone",
+    });
+    let (red, vault) = r.redact(&value).expect("plain JSON redacts");
+    assert_eq!(
+        red.get(),
+        &json!({
+            "Credentials": {"AccessKeyId": "<AWS_ACCESS_KEY_1>", "SecretAccessKey": "<AWS_SECRET_KEY_1>"},
+            "etag": "0123456789abcdef0123456789abcdef01234567",
+            "teamlead": "<NAME_2>",
+            "note": "Owner: <NAME_1>",
+        })
+    );
+    let back = vault.restore(&red.to_json().expect("serialises").to_string());
+    assert!(back.text.contains(secret) && back.text.contains("Bob Stone"));
+}
+
+#[test]
+fn spans_are_byte_offsets_with_snake_case_kinds() {
+    let r = Redactor::default();
+    let text = "é owner=jane.doe ip=10.0.0.1";
+    let spans = r.spans(text);
+    let json: Vec<String> = spans
+        .iter()
+        .map(|s| serde_json::to_string(s).expect("span serialises"))
+        .collect();
+    assert_eq!(
+        json,
+        vec![
+            r#"{"start":9,"end":17,"kind":"name"}"#,
+            r#"{"start":21,"end":29,"kind":"ipv4"}"#
+        ]
+    );
+}
+
+#[test]
+fn redacting_twice_changes_nothing_more() {
+    let r = Redactor::default();
+    let (once, _) =
+        r.redact_text("Owner: Jane Doe, mail jane@x.io, phone +1 (555) 010-0000, ip ::1");
+    let (twice, vault) = r.redact_text(once.get());
+    assert_eq!(once.get(), twice.get());
+    assert!(vault.is_empty());
+}

@@ -1,0 +1,252 @@
+//! Commands that keep no state: `detect`, `redact` and the benchmarks. They
+//! read files or standard input and print; no data directory is touched.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+
+use crate::app::UsageError;
+use crate::bench::redact::{QualityReport, evaluate, load_presidio};
+use crate::bench::{redact_corpus, redact_speed};
+use crate::cli::{CostBenchArgs, DetectArgs, NabArgs, RedactArgs, RedactBenchArgs};
+use crate::config;
+use crate::redact::Redactor;
+
+/// `draco detect … | head` closes the pipe early: that is not a failure.
+fn ignore_broken_pipe(result: Result<()>) -> Result<()> {
+    match result {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+pub fn detect_command(args: &DetectArgs) -> Result<()> {
+    ignore_broken_pipe(write_detections(args))
+}
+
+fn write_detections(args: &DetectArgs) -> Result<()> {
+    use std::io::Write;
+    if !(0.0..=1.0).contains(&args.threshold) {
+        return Err(UsageError(format!("--threshold {} is not in [0, 1]", args.threshold)).into());
+    }
+    let (timestamps, values) =
+        crate::bench::nab::read_series_csv(&args.input, crate::bench::nab::Order::Strict)?;
+    let scores =
+        crate::detect::stream::score(&values, &crate::detect::stream::StreamConfig::default());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    writeln!(out, "timestamp,value,score,anomaly")?;
+    for ((t, v), s) in timestamps.iter().zip(&values).zip(&scores) {
+        writeln!(
+            out,
+            "{},{v},{s:.6},{}",
+            t.format("%Y-%m-%d %H:%M:%S"),
+            u8::from(*s >= args.threshold)
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
+    if args.days < 90 || args.series == 0 {
+        return Err(
+            UsageError("`draco bench cost` needs --series ≥ 1 and --days ≥ 90".into()).into(),
+        );
+    }
+    let data = crate::bench::cost::generate(args.seed, args.series, args.days);
+    let report = crate::bench::cost::evaluate(
+        &data,
+        &crate::detect::cost::CostConfig::default(),
+        args.seed,
+    );
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "Synthetic cost, seed {}: {} series × {} days ({} points)",
+        report.seed, report.series, report.days, report.points
+    );
+    println!(
+        "{:<18} {:>8} {:>8} {:>6} {:>10} {:>8} {:>6} {:>14}",
+        "TYPE", "PLANTED", "FOUND", "FP", "PRECISION", "RECALL", "F1", "DAYS TO DETECT"
+    );
+    for t in &report.by_type {
+        println!(
+            "{:<18} {:>8} {:>8} {:>6} {:>10.3} {:>8.3} {:>6.3} {:>14}",
+            t.kind,
+            t.planted,
+            t.detected,
+            t.false_positives,
+            t.precision,
+            t.recall,
+            t.f1,
+            t.mean_days_to_detect
+                .map_or_else(|| "-".to_owned(), |d| format!("{d:.2}"))
+        );
+    }
+    println!("F1 overall: {:.3}", report.overall_f1);
+    println!(
+        "False alarms per 100 series-months: {:.2}",
+        report.false_alarms_per_100_series_months
+    );
+    Ok(())
+}
+
+pub fn nab_command(args: &NabArgs) -> Result<()> {
+    let report =
+        crate::bench::run_nab(&args.data, &crate::detect::stream::StreamConfig::default())?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "NAB corpus {}: {} files, {} rows, {} windows; detector {:.0} rows/s",
+        args.data.display(),
+        report.files,
+        report.rows,
+        report.windows,
+        report.rows as f64 / report.seconds.max(1e-9)
+    );
+    println!(
+        "{:<20} {:>10} {:>10} {:>10}",
+        "PROFILE", "THRESHOLD", "RAW", "SCORE"
+    );
+    for p in &report.profiles {
+        println!(
+            "{:<20} {:>10.4} {:>10.3} {:>10.1}",
+            p.profile, p.threshold, p.raw, p.normalized
+        );
+    }
+    if let Some(standard) = report.profiles.iter().find(|p| p.profile == "standard") {
+        println!("NAB standard: {:.1}", standard.normalized);
+    }
+    Ok(())
+}
+
+/// `draco redact`: standard input to standard output, with the operator's
+/// person keys from the configuration when there is one.
+pub fn redact_command(config_path: Option<&Path>, args: &RedactArgs) -> Result<()> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let loaded = config::load(config_path, &env)?;
+    let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read standard input as UTF-8 text")?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let written = (|| -> Result<()> {
+        if args.spans {
+            for span in redactor.spans(&input) {
+                serde_json::to_writer(&mut out, &span)?;
+                out.write_all(b"\n")?;
+            }
+        } else {
+            let (redacted, _vault) = redactor.redact_text(&input);
+            out.write_all(redacted.get().as_bytes())?;
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    ignore_broken_pipe(written)
+}
+
+#[derive(serde::Serialize)]
+struct RedactBenchReport {
+    own: QualityReport,
+    presidio: Option<QualityReport>,
+    throughput: redact_speed::Throughput,
+    adversarial: Vec<redact_speed::Adversarial>,
+}
+
+pub fn redact_bench_command(args: &RedactBenchArgs) -> Result<()> {
+    if args.corpus_mib == 0 || args.throughput_mib == 0 {
+        return Err(
+            UsageError("--corpus-mib and --throughput-mib must be at least 1".into()).into(),
+        );
+    }
+    let redactor = Redactor::default();
+    let own_doc = redact_corpus::generate(1, args.corpus_mib * 1024 * 1024);
+    let own = evaluate(
+        &redactor,
+        &format!("own corpus (seed 1, {} MiB)", args.corpus_mib),
+        std::slice::from_ref(&own_doc),
+    );
+    let presidio = if args.presidio.exists() {
+        let docs = load_presidio(&args.presidio)
+            .with_context(|| format!("cannot read {}", args.presidio.display()))?;
+        Some(evaluate(&redactor, "presidio synth_dataset_v2", &docs))
+    } else {
+        eprintln!(
+            "{} not found: presidio corpus skipped",
+            args.presidio.display()
+        );
+        None
+    };
+    let throughput = redact_speed::throughput(&redactor, args.throughput_mib);
+    let adversarial = if args.no_adversarial {
+        Vec::new()
+    } else {
+        redact_speed::adversarial(&redactor)
+    };
+    let report = RedactBenchReport {
+        own,
+        presidio,
+        throughput,
+        adversarial,
+    };
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print_quality(&report.own);
+    if let Some(p) = &report.presidio {
+        print_quality(p);
+    }
+    let t = &report.throughput;
+    println!(
+        "\nThroughput on {:.1} MB of mixed text ({:.2}% personal bytes), one core: spans {:.0} MB/s, redact {:.0} MB/s",
+        t.bytes as f64 / 1e6,
+        t.labelled_fraction * 100.0,
+        t.spans_mb_per_s,
+        t.redact_text_mb_per_s
+    );
+    if !report.adversarial.is_empty() {
+        println!("\nAdversarial inputs (10 MiB each):");
+        for a in &report.adversarial {
+            println!("  {:<20} {:>8.1} ms  {} spans", a.name, a.ms, a.spans);
+        }
+        let worst = report.adversarial.iter().map(|a| a.ms).fold(0.0, f64::max);
+        println!("  slowest: {worst:.0} ms");
+    }
+    Ok(())
+}
+
+fn print_quality(r: &QualityReport) {
+    println!(
+        "\n{} ({} bytes, {} labelled)",
+        r.corpus, r.bytes, r.labelled_bytes
+    );
+    println!(
+        "{:<16} {:>8} {:>8} {:>6} {:>6} {:>6} {:>9} {:>9}",
+        "KIND", "LABELS", "FOUND", "TP", "FP", "FN", "PRECISION", "RECALL"
+    );
+    for k in r.kinds.iter().chain(std::iter::once(&r.structured)) {
+        let name = k
+            .kind
+            .map_or("ALL BUT NAME".to_owned(), |k| k.label().to_owned());
+        println!(
+            "{:<16} {:>8} {:>8} {:>6} {:>6} {:>6} {:>9.4} {:>9.4}",
+            name, k.labelled, k.found, k.tp, k.fp, k.fn_, k.precision, k.recall
+        );
+    }
+}
