@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
@@ -11,17 +12,21 @@ use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs,
 };
-use crate::config::{self, ConfigError, Loaded, SourceKind};
+use crate::config::{self, ConfigError, LlmProvider, Loaded, SourceKind};
 use crate::daemon;
 use crate::domain::FindingStatus;
 use crate::gitops::local::LocalGit;
 use crate::pipeline::{Pipeline, ScanReport};
 use crate::redact::Redactor;
+use crate::remediate::Advisor;
+use crate::remediate::llm::{self, BudgetLimits, ProviderKind, ProviderSettings};
+use crate::remediate::llm_advisor::{AdvisorSettings, LlmAdvisor};
 use crate::remediate::templates::{Catalog, TemplateAdvisor};
 use crate::report::{self, Row};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
+use crate::store::llm_budget::StoreBudget;
 use crate::tools;
 
 /// A source that serves both cost and posture (both of ours do).
@@ -257,7 +262,12 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn scan_once(ctx: &Context, choice: SourceChoice, store: &SqliteStore) -> Result<ScanReport> {
     let git = ctx.open_repository().await?;
-    let advisor = TemplateAdvisor::new(ctx.catalog()?);
+    let template = TemplateAdvisor::new(ctx.catalog()?);
+    let model = model_advisor(ctx, template.catalog().clone(), store)?;
+    let (advisor, fallback): (&dyn Advisor, Option<&dyn Advisor>) = match &model {
+        Some(model) => (model, Some(&template)),
+        None => (&template, None),
+    };
     let redactor = Redactor::new(&ctx.loaded.config.redact.person_tag_keys);
     let source: Box<dyn Source> = match choice {
         SourceChoice::Fixtures(set) => Box::new(FixtureSource::new(set)),
@@ -268,12 +278,78 @@ async fn scan_once(ctx: &Context, choice: SourceChoice, store: &SqliteStore) -> 
         posture: source.as_posture(),
         detect: &ctx.loaded.config.detect,
         redactor: &redactor,
-        advisor: &advisor,
-        catalog: advisor.catalog(),
+        advisor,
+        fallback,
+        catalog: template.catalog(),
         change_requests: &git,
         store,
     };
     Ok(pipeline.scan(Utc::now()).await?)
+}
+
+/// The configured model behind the template advisor, or `None` when the
+/// template advisor works alone (the default, and whenever a provider is
+/// chosen but the key it needs is missing: then nothing leaves the host).
+fn model_advisor(
+    ctx: &Context,
+    catalog: Arc<Catalog>,
+    store: &SqliteStore,
+) -> Result<Option<LlmAdvisor>> {
+    let llm = &ctx.loaded.config.llm;
+    let kind = match llm.provider {
+        LlmProvider::Template => return Ok(None),
+        LlmProvider::Gemini => ProviderKind::Gemini,
+        LlmProvider::OpenAi => ProviderKind::OpenAi,
+        LlmProvider::Anthropic => ProviderKind::Anthropic,
+    };
+    let api_key = ctx
+        .loaded
+        .secrets
+        .llm_api_key
+        .as_ref()
+        .map(|s| s.value.clone());
+    // Local OpenAI-compatible servers (Ollama, llama.cpp) need no key.
+    let key_optional = kind == ProviderKind::OpenAi && llm.base_url.is_some();
+    if api_key.is_none() && !key_optional {
+        tracing::warn!(
+            provider = ?llm.provider,
+            "no API key (DRACO_LLM_API_KEY or llm.api_key_file): the template advisor answers and nothing is sent"
+        );
+        return Ok(None);
+    }
+    let settings = ProviderSettings {
+        base_url: llm.base_url.clone(),
+        model: llm.model.clone(),
+        api_key,
+        timeout_secs: llm.timeout_secs,
+        max_attempts: llm.max_attempts,
+        breaker_failures: llm.breaker_failures,
+        breaker_cooldown_secs: llm.breaker_cooldown_secs,
+        openai_auth: llm.openai_auth,
+        allow_plain_http: llm.allow_plain_http,
+        ..ProviderSettings::new(kind)
+    };
+    let budget = StoreBudget::new(
+        store.clone(),
+        BudgetLimits {
+            max_requests_per_day: Some(llm.max_requests_per_day),
+            max_tokens_per_day: Some(llm.max_tokens_per_day),
+        },
+    );
+    let provider = llm::build(&settings, Arc::new(budget)).map_err(|e| ConfigError::Value {
+        key: "llm".into(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(LlmAdvisor::new(
+        provider,
+        catalog,
+        AdvisorSettings {
+            max_output_tokens: llm.max_output_tokens,
+            temperature: 0.0,
+            price_per_million_input_usd: llm.price_per_million_input_usd,
+            price_per_million_output_usd: llm.price_per_million_output_usd,
+        },
+    )))
 }
 
 async fn rows(store: &dyn Store) -> Result<Vec<Row>> {

@@ -87,15 +87,68 @@ pub enum LlmProvider {
     /// The deterministic local advisor: no key, nothing leaves the host.
     #[default]
     Template,
+    /// Google Gemini `generateContent`.
+    Gemini,
+    /// Any OpenAI-compatible Chat Completions endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp).
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {
     pub provider: LlmProvider,
+    /// The provider's public endpoint when unset; e.g. `http://localhost:11434/v1` for Ollama.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The provider's default model when unset (required for a custom OpenAI-compatible server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// A file holding the API key (e.g. a mounted Kubernetes secret). `DRACO_LLM_API_KEY` wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_file: Option<PathBuf>,
+    /// Whole request, connect to last byte.
+    pub timeout_secs: u64,
+    /// Attempts per answer, retrying 429 and 5xx with jittered backoff.
+    pub max_attempts: u32,
+    /// Failed answers in a row that open the circuit breaker …
+    pub breaker_failures: u32,
+    /// … for this long, during which the template advisor answers.
+    pub breaker_cooldown_secs: u64,
+    pub max_requests_per_day: u64,
+    pub max_tokens_per_day: u64,
+    pub max_output_tokens: u32,
+    /// List prices, for the cost estimate stored with each proposal.
+    pub price_per_million_input_usd: f64,
+    pub price_per_million_output_usd: f64,
+    /// Plain HTTP is allowed for loopback and private addresses only, unless this is set.
+    pub allow_plain_http: bool,
+    /// `bearer` (OpenAI, vLLM) or `api_key_header` (Azure OpenAI).
+    pub openai_auth: crate::remediate::llm::OpenAiAuth,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            provider: LlmProvider::Template,
+            base_url: None,
+            model: None,
+            api_key_file: None,
+            timeout_secs: 60,
+            max_attempts: 4,
+            breaker_failures: 5,
+            breaker_cooldown_secs: 300,
+            max_requests_per_day: 500,
+            max_tokens_per_day: 2_000_000,
+            max_output_tokens: 1024,
+            price_per_million_input_usd: 0.0,
+            price_per_million_output_usd: 0.0,
+            allow_plain_http: false,
+            openai_auth: crate::remediate::llm::OpenAiAuth::Bearer,
+        }
+    }
 }
 
 /// A secret and where it came from (never what it is).
@@ -140,11 +193,13 @@ const SECRET_LOOKING_KEYS: [&str; 7] = [
     "client_secret",
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 4] = [
+const OPTIONAL_KEYS: [(&str, Kind); 6] = [
     ("data_dir", Kind::String),
     ("source.fixtures_dir", Kind::String),
     ("remediate.templates_dir", Kind::String),
     ("llm.api_key_file", Kind::String),
+    ("llm.base_url", Kind::String),
+    ("llm.model", Kind::String),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +417,38 @@ fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
     current.insert(last.to_owned(), value);
 }
 
+fn validate_llm(llm: &LlmConfig) -> Result<(), ConfigError> {
+    let bad = |key: &str, message: &str| ConfigError::Value {
+        key: format!("llm.{key}"),
+        message: message.to_owned(),
+    };
+    for (key, value) in [
+        ("timeout_secs", llm.timeout_secs),
+        ("max_attempts", u64::from(llm.max_attempts)),
+        ("breaker_failures", u64::from(llm.breaker_failures)),
+        ("max_output_tokens", u64::from(llm.max_output_tokens)),
+    ] {
+        if value == 0 {
+            return Err(bad(key, "must be at least 1"));
+        }
+    }
+    for (key, value) in [
+        (
+            "price_per_million_input_usd",
+            llm.price_per_million_input_usd,
+        ),
+        (
+            "price_per_million_output_usd",
+            llm.price_per_million_output_usd,
+        ),
+    ] {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(bad(key, "must be zero or more"));
+        }
+    }
+    Ok(())
+}
+
 /// Overrides and maintenance windows: each must name what it applies to and say something sane.
 fn validate_cost_rules(cost: &crate::detect::cost::CostConfig) -> Result<(), ConfigError> {
     for (i, o) in cost.overrides.iter().enumerate() {
@@ -451,6 +538,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         });
     }
     validate_cost_rules(cost)?;
+    validate_llm(&config.llm)?;
     let posture = &config.detect.posture;
     for (key, value) in [
         (

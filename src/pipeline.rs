@@ -13,8 +13,11 @@ use serde_json::json;
 use crate::detect::{self, DetectConfig};
 use crate::gitops::{ChangeRequests, GitOpsError, document};
 use crate::redact::{RedactError, Redactor};
+use crate::redact::{Redacted, Vault};
 use crate::remediate::templates::Catalog;
-use crate::remediate::{AdviceError, AdviceRequest, Advisor};
+use crate::remediate::{
+    AdviceError, AdviceRecord, AdviceRequest, AdviceUsage, Advisor, Proposal, safety,
+};
 use crate::sources::{CostSource, CostWindow, PostureSource, ScanError, SourceError};
 use crate::store::{Coverage, RecordOutcome, Store, StoreError, StoredFinding};
 
@@ -27,6 +30,9 @@ pub struct Pipeline<'a> {
     pub detect: &'a DetectConfig,
     pub redactor: &'a Redactor,
     pub advisor: &'a dyn Advisor,
+    /// Answers when `advisor` fails or its answer is refused (the template
+    /// advisor behind a model); `None` when `advisor` is already it.
+    pub fallback: Option<&'a dyn Advisor>,
     /// Renders the advisor's choice locally, from the real finding.
     pub catalog: &'a Catalog,
     pub change_requests: &'a dyn ChangeRequests,
@@ -39,6 +45,15 @@ pub enum PipelineError {
     Source { scan_id: i64, source: SourceError },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One finding on its way to an advisor.
+struct Attempt<'r> {
+    finding_id: i64,
+    request: &'r AdviceRequest,
+    redacted: &'r Redacted<AdviceRequest>,
+    vault: &'r Vault,
+    now: DateTime<Utc>,
 }
 
 /// Why one finding got no change request this scan. The scan goes on.
@@ -210,6 +225,90 @@ impl Pipeline<'_> {
         Ok(report)
     }
 
+    /// Asks one advisor (or its cache), restores the answer locally, renders
+    /// the template and runs the safety checks. Returns the usage of a model
+    /// call also when its answer is then refused: the call was billed.
+    async fn advise(
+        &self,
+        advisor: &dyn Advisor,
+        attempt: &Attempt<'_>,
+    ) -> (Result<Proposal, RemediationError>, Option<AdviceUsage>) {
+        let fingerprint = attempt.request.fingerprint.as_str();
+        let cache_key = advisor.cache_key();
+        let cached = match &cache_key {
+            Some(key) => match self.store.cached_advice(key, fingerprint).await {
+                Ok(cached) => cached,
+                Err(e) => return (Err(e.into()), None),
+            },
+            None => None,
+        };
+        let from_cache = cached.is_some();
+        let recommendation = match cached {
+            Some(r) => r,
+            None => match advisor.recommend(attempt.redacted).await {
+                Ok(r) => r,
+                Err(AdviceError::Answer { message, usage }) => {
+                    let usage = usage.map(|u| *u);
+                    return (
+                        Err(AdviceError::Answer {
+                            message,
+                            usage: None,
+                        }
+                        .into()),
+                        usage,
+                    );
+                }
+                Err(e) => return (Err(e.into()), None),
+            },
+        };
+        let usage = recommendation.usage.clone().map(|u| AdviceUsage {
+            cached: from_cache,
+            ..u
+        });
+        let still_redacted = recommendation.clone();
+        let (restored, invented) = recommendation.restore(attempt.vault);
+        let checked = async {
+            if !invented.is_empty() {
+                self.store
+                    .audit(
+                        "draco",
+                        "advice.unknown_placeholders",
+                        &format!("finding:{}", attempt.finding_id),
+                        &json!({ "advisor": advisor.name(), "placeholders": invented }),
+                        attempt.now,
+                    )
+                    .await?;
+            }
+            let mut proposal = self.catalog.render(&restored, attempt.request)?;
+            let allowed = self
+                .catalog
+                .get(&proposal.template_id)
+                .map(|t| t.allowed_commands.as_slice())
+                .unwrap_or_default();
+            safety::check_proposal(&proposal, allowed).map_err(AdviceError::from)?;
+            if let Some(notes) = &restored.notes {
+                safety::check_text("summary", &notes.summary).map_err(AdviceError::from)?;
+                safety::check_text("rollback notes", &notes.rollback).map_err(AdviceError::from)?;
+                for step in &notes.steps {
+                    safety::check_text("steps", step).map_err(AdviceError::from)?;
+                }
+            }
+            if let (Some(key), false) = (&cache_key, from_cache) {
+                self.store
+                    .cache_advice(key, fingerprint, &still_redacted, attempt.now)
+                    .await?;
+            }
+            proposal.advice = Some(AdviceRecord {
+                advisor: advisor.name().to_owned(),
+                fallback_reason: None,
+                usage: usage.clone(),
+                notes: restored.notes.clone(),
+            });
+            Ok::<_, RemediationError>(proposal)
+        };
+        (checked.await, usage)
+    }
+
     /// Redact → advise → restore locally → render → open the change request.
     async fn remediate(
         &self,
@@ -218,21 +317,37 @@ impl Pipeline<'_> {
     ) -> Result<OpenedRequest, RemediationError> {
         let request = AdviceRequest::from_finding(&stored.finding);
         let (redacted, vault) = self.redactor.redact(&request)?;
-        let recommendation = self.advisor.recommend(&redacted).await?;
-        let (recommendation, invented) = recommendation.restore(&vault);
+        let attempt = Attempt {
+            finding_id: stored.id,
+            request: &request,
+            redacted: &redacted,
+            vault: &vault,
+            now,
+        };
+        let (outcome, usage) = self.advise(self.advisor, &attempt).await;
+        let proposal = match (outcome, self.fallback) {
+            (Ok(proposal), _) => proposal,
+            (Err(RemediationError::Advice(refused)), Some(fallback)) => {
+                let reason = refused.to_string();
+                tracing::warn!(
+                    finding = stored.id,
+                    advisor = self.advisor.name(),
+                    reason,
+                    "model advice not used; the template advisor answers"
+                );
+                let (outcome, _) = self.advise(fallback, &attempt).await;
+                let mut proposal = outcome?;
+                proposal.advice = Some(AdviceRecord {
+                    advisor: fallback.name().to_owned(),
+                    fallback_reason: Some(reason),
+                    usage,
+                    notes: None,
+                });
+                proposal
+            }
+            (Err(other), _) => return Err(other),
+        };
         drop(vault);
-        if !invented.is_empty() {
-            self.store
-                .audit(
-                    "draco",
-                    "advice.unknown_placeholders",
-                    &format!("finding:{}", stored.id),
-                    &json!({ "placeholders": invented }),
-                    now,
-                )
-                .await?;
-        }
-        let proposal = self.catalog.render(&recommendation, &request)?;
         self.store.save_proposal(stored.id, &proposal, now).await?;
         let change = document::change_request(&stored.finding, &proposal);
         let opened = self.change_requests.open(&change).await?;

@@ -82,6 +82,27 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
     let _ = writeln!(md, "| Fingerprint | `{}` |\n", finding.fingerprint);
     let _ = writeln!(md, "**What it changes.** {}\n", proposal.changes);
     let _ = writeln!(md, "**Blast radius.** {}\n", proposal.blast_radius);
+    if let Some(advice) = &proposal.advice {
+        if let Some(reason) = &advice.fallback_reason {
+            let _ = writeln!(
+                md,
+                "**Model answer not used.** {reason}. The built-in template was rendered instead.\n"
+            );
+        }
+        if let Some(notes) = &advice.notes {
+            let _ = writeln!(
+                md,
+                "**The model's notes** (confidence {:.2}, risk {}; for the reviewer, never executed): {}\n",
+                notes.confidence,
+                notes.risk.as_str(),
+                notes.summary
+            );
+            for (i, step) in notes.steps.iter().enumerate() {
+                let _ = writeln!(md, "{}. {step}", i + 1);
+            }
+            let _ = writeln!(md, "\nRollback: {}\n", notes.rollback);
+        }
+    }
     let _ = writeln!(
         md,
         "Nothing is applied until a human approves this change request."

@@ -40,6 +40,15 @@ impl<T> Redacted<T> {
     pub fn get(&self) -> &T {
         &self.inner
     }
+
+    /// Builds an outbound message around a redacted value. `build` sees only
+    /// the redacted value; what it adds must be Draco's own text (prompts,
+    /// schemas, the template catalogue), never data read from outside.
+    pub fn embed<U>(&self, build: impl FnOnce(&T) -> U) -> Redacted<U> {
+        Redacted {
+            inner: build(&self.inner),
+        }
+    }
 }
 
 impl<T: Serialize> Redacted<T> {

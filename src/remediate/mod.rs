@@ -3,6 +3,9 @@
 //! Advisors only ever see a [`Redacted`] request; the pipeline restores the
 //! real values locally once the proposal is back.
 
+pub mod llm;
+pub mod llm_advisor;
+pub mod safety;
 pub mod templates;
 
 use std::collections::BTreeMap;
@@ -98,6 +101,47 @@ pub struct Proposal {
     pub format: Format,
     pub body: String,
     pub rollback: String,
+    /// How the proposal came about: which model, what it cost, why the
+    /// fallback ran. `None` for proposals stored before it was recorded.
+    #[serde(default)]
+    pub advice: Option<AdviceRecord>,
+}
+
+/// What a model added on top of its template choice, restored locally and
+/// shown to the reviewer. Never executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelNotes {
+    pub summary: String,
+    pub risk: Risk,
+    pub steps: Vec<String>,
+    pub rollback: String,
+    /// The model's own confidence, in [0, 1].
+    pub confidence: f64,
+}
+
+/// Tokens and money one model answer cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdviceUsage {
+    pub provider: String,
+    pub model: String,
+    pub prompt_version: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub estimated_cost_usd: f64,
+    /// Served from the answer cache: nothing was sent this time.
+    pub cached: bool,
+}
+
+/// Recorded with every proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdviceRecord {
+    /// The advisor whose choice was rendered (`template` after a fallback).
+    pub advisor: String,
+    /// Why the configured model's answer was not used.
+    pub fallback_reason: Option<String>,
+    /// Usage of the model call, also when its answer was then refused.
+    pub usage: Option<AdviceUsage>,
+    pub notes: Option<ModelNotes>,
 }
 
 /// An advisor's answer: which template to use, with which parameters. It is
@@ -111,6 +155,10 @@ pub struct Recommendation {
     pub parameters: BTreeMap<String, String>,
     /// Free text from the advisor, shown to the reviewer.
     pub rationale: Option<String>,
+    #[serde(default)]
+    pub notes: Option<ModelNotes>,
+    #[serde(default)]
+    pub usage: Option<AdviceUsage>,
 }
 
 impl Recommendation {
@@ -129,9 +177,16 @@ impl Recommendation {
             .map(|(k, v)| (k, restore(v)))
             .collect();
         let rationale = self.rationale.map(&mut restore);
+        let notes = self.notes.map(|n| ModelNotes {
+            summary: restore(n.summary),
+            steps: n.steps.into_iter().map(&mut restore).collect(),
+            rollback: restore(n.rollback),
+            ..n
+        });
         let recommendation = Recommendation {
             parameters,
             rationale,
+            notes,
             ..self
         };
         (recommendation, unknown)
@@ -154,11 +209,28 @@ pub enum AdviceError {
     Render { template: String, message: String },
     #[error("cannot read the redacted request: {0}")]
     Request(#[from] serde_json::Error),
+    #[error("template `{template}` does not apply to finding kind `{kind}`")]
+    NotApplicable { template: String, kind: String },
+    #[error("model: {0}")]
+    Model(#[from] llm::LlmError),
+    #[error("the model's answer does not fit the schema: {message}")]
+    Answer {
+        message: String,
+        /// The call was billed all the same.
+        usage: Option<Box<AdviceUsage>>,
+    },
+    #[error("refused by the safety check: {0}")]
+    Unsafe(#[from] safety::SafetyError),
 }
 
 #[async_trait]
 pub trait Advisor: Send + Sync {
     fn name(&self) -> &str;
+    /// Identifies answers that can be reused for an unchanged finding
+    /// (prompt version, provider, model); `None` for advisors that cost nothing.
+    fn cache_key(&self) -> Option<String> {
+        None
+    }
     async fn recommend(
         &self,
         request: &Redacted<AdviceRequest>,

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use include_dir::{Dir, include_dir};
@@ -35,6 +36,14 @@ struct TemplateFile {
     summary: String,
     changes: String,
     blast_radius: String,
+    /// Finding kinds for which an advisor may choose this template instead
+    /// of the kind's own (which `kinds` names).
+    #[serde(default)]
+    alternatives_for: Vec<FindingKind>,
+    /// `service operation` pairs the AWS CLI scripts may run; any other
+    /// `aws` call in the rendered result is refused.
+    #[serde(default)]
+    allowed_commands: Vec<String>,
     #[serde(default)]
     parameters: BTreeMap<String, ParameterFile>,
     body: String,
@@ -48,13 +57,19 @@ struct ParameterFile {
     from: String,
     /// Anchored regular expression the value must match.
     pattern: String,
+    /// An advisor may choose the value (within the pattern). Otherwise it
+    /// must be the finding's own value at `from`, so that no advisor can
+    /// point a change at another resource.
+    #[serde(default)]
+    choice: bool,
 }
 
 #[derive(Debug)]
-struct Parameter {
-    name: String,
-    from: String,
-    pattern: Regex,
+pub struct Parameter {
+    pub name: String,
+    pub from: String,
+    pub pattern: Regex,
+    pub choice: bool,
 }
 
 /// A validated template.
@@ -66,7 +81,9 @@ pub struct Template {
     pub risk: Risk,
     pub changes: String,
     pub blast_radius: String,
-    parameters: Vec<Parameter>,
+    pub alternatives_for: Vec<FindingKind>,
+    pub allowed_commands: Vec<String>,
+    pub parameters: Vec<Parameter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,19 +156,10 @@ impl Catalog {
     }
 
     fn from_sources(origin: &str, files: Vec<(String, String)>) -> Result<Self, CatalogError> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        let syntax = minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .map_err(|e| CatalogError::Invalid {
-                path: origin.to_owned(),
-                message: format!("template syntax settings: {e}"),
-            })?;
-        env.set_syntax(syntax);
-        env.add_filter("shell_quote", shell_quote);
+        let mut env = environment().map_err(|message| CatalogError::Invalid {
+            path: origin.to_owned(),
+            message,
+        })?;
         let mut templates = BTreeMap::new();
         let mut by_kind = HashMap::new();
         for (path, text) in files {
@@ -171,6 +179,7 @@ impl Catalog {
                     name,
                     from: p.from,
                     pattern,
+                    choice: p.choice,
                 });
             }
             for (part, source) in [
@@ -197,6 +206,8 @@ impl Catalog {
                     risk: file.risk,
                     changes: file.changes,
                     blast_radius: file.blast_radius,
+                    alternatives_for: file.alternatives_for,
+                    allowed_commands: file.allowed_commands,
                     parameters,
                 },
             );
@@ -221,6 +232,18 @@ impl Catalog {
         self.by_kind
             .get(&kind)
             .and_then(|id| self.templates.get(id))
+    }
+
+    /// The templates an advisor may choose from for a kind: the kind's own first.
+    pub fn candidates(&self, kind: FindingKind) -> Vec<&Template> {
+        self.for_kind(kind)
+            .into_iter()
+            .chain(
+                self.templates
+                    .values()
+                    .filter(|t| t.alternatives_for.contains(&kind)),
+            )
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -264,6 +287,16 @@ impl Catalog {
                 "is not declared by the template".into(),
             ));
         }
+        let applies = request.kind.parse::<FindingKind>().is_ok_and(|kind| {
+            template.kinds.contains(&kind) || template.alternatives_for.contains(&kind)
+        });
+        if !applies {
+            return Err(AdviceError::NotApplicable {
+                template: template.id.clone(),
+                kind: request.kind.clone(),
+            });
+        }
+        let request_json = serde_json::to_value(request)?;
         let mut params = serde_json::Map::new();
         for p in &template.parameters {
             let value = recommendation
@@ -274,6 +307,12 @@ impl Catalog {
                 return Err(parameter_error(
                     &p.name,
                     format!("value `{value}` does not match `{}`", p.pattern.as_str()),
+                ));
+            }
+            if !p.choice && parameter_value(&request_json, p).ok().as_ref() != Some(value) {
+                return Err(parameter_error(
+                    &p.name,
+                    format!("must be the finding's own `{}`", p.from),
                 ));
             }
             params.insert(p.name.clone(), Value::String(value.clone()));
@@ -300,8 +339,35 @@ impl Catalog {
             format: template.format,
             body: render("body")?,
             rollback: render("rollback")?,
+            advice: None,
         })
     }
+}
+
+/// A parameter's value read from a request, as the template advisor fills it.
+pub fn parameter_value(request: &Value, p: &Parameter) -> Result<String, String> {
+    match lookup(request, &p.from) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => Err(format!("`{}` is {other}, not a string or number", p.from)),
+        None => Err(format!("`{}` is missing from the finding", p.from)),
+    }
+}
+
+/// The minijinja set-up templates and prompts are rendered with: strict
+/// about undefined values, block tags that leave no blank lines.
+pub fn environment() -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| format!("template syntax settings: {e}"))?;
+    env.set_syntax(syntax);
+    env.add_filter("shell_quote", shell_quote);
+    Ok(env)
 }
 
 fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
@@ -322,15 +388,17 @@ fn shell_quote(value: minijinja::Value) -> String {
 
 /// The template advisor.
 pub struct TemplateAdvisor {
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
 }
 
 impl TemplateAdvisor {
-    pub fn new(catalog: Catalog) -> Self {
-        Self { catalog }
+    pub fn new(catalog: impl Into<Arc<Catalog>>) -> Self {
+        Self {
+            catalog: catalog.into(),
+        }
     }
 
-    pub fn catalog(&self) -> &Catalog {
+    pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
     }
 }
@@ -356,24 +424,11 @@ impl Advisor for TemplateAdvisor {
         let json = request.to_json()?;
         let mut parameters = BTreeMap::new();
         for p in &template.parameters {
-            let value = match lookup(&json, &p.from) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                Some(other) => {
-                    return Err(AdviceError::Parameter {
-                        template: template.id.clone(),
-                        parameter: p.name.clone(),
-                        message: format!("`{}` is {other}, not a string or number", p.from),
-                    });
-                }
-                None => {
-                    return Err(AdviceError::Parameter {
-                        template: template.id.clone(),
-                        parameter: p.name.clone(),
-                        message: format!("`{}` is missing from the finding", p.from),
-                    });
-                }
-            };
+            let value = parameter_value(&json, p).map_err(|message| AdviceError::Parameter {
+                template: template.id.clone(),
+                parameter: p.name.clone(),
+                message,
+            })?;
             parameters.insert(p.name.clone(), value);
         }
         Ok(Recommendation {
@@ -381,6 +436,8 @@ impl Advisor for TemplateAdvisor {
             template_id: template.id.clone(),
             parameters,
             rationale: None,
+            notes: None,
+            usage: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Every state change appends an audit event in the same transaction.
 
+pub mod llm_budget;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -15,7 +16,7 @@ use serde_json::Value;
 use crate::audit::AuditEvent;
 use crate::domain::{Finding, FindingStatus};
 use crate::gitops::OpenedChangeRequest;
-use crate::remediate::Proposal;
+use crate::remediate::{Proposal, Recommendation};
 use crate::sources::CostPoint;
 
 pub use sqlite::SqliteStore;
@@ -249,4 +250,27 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Audit events, oldest first; only those about `subject` when given.
     async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
+    /// A model's earlier (still redacted) answer for this finding under this
+    /// prompt and model.
+    async fn cached_advice(
+        &self,
+        cache_key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Recommendation>, StoreError>;
+    async fn cache_advice(
+        &self,
+        cache_key: &str,
+        fingerprint: &str,
+        recommendation: &Recommendation,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Requests and tokens (input + output) spent with a provider on one UTC day.
+    async fn llm_usage(&self, provider: &str, day: NaiveDate) -> Result<(u64, u64), StoreError>;
+    async fn add_llm_usage(
+        &self,
+        provider: &str,
+        day: NaiveDate,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError>;
 }

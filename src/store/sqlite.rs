@@ -20,7 +20,7 @@ use super::{
 use crate::audit::{AuditEvent, GENESIS, chain_hash};
 use crate::domain::{AccountId, Finding, FindingKind, FindingStatus, Fingerprint, Severity};
 use crate::gitops::OpenedChangeRequest;
-use crate::remediate::{Format, Proposal, Risk};
+use crate::remediate::{Format, Proposal, Recommendation, Risk};
 use crate::sources::CostPoint;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -491,13 +491,19 @@ impl Store for SqliteStore {
         proposal: &Proposal,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let advice = proposal
+            .advice
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| corrupt("proposal advice", e))?;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at, advice)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (finding_id) DO UPDATE SET advisor = excluded.advisor, template_id = excluded.template_id, summary = excluded.summary,
                risk = excluded.risk, changes = excluded.changes, blast_radius = excluded.blast_radius, format = excluded.format,
-               body = excluded.body, rollback = excluded.rollback, created_at = excluded.created_at",
+               body = excluded.body, rollback = excluded.rollback, created_at = excluded.created_at, advice = excluded.advice",
         )
         .bind(finding_id)
         .bind(proposal.advisor.clone())
@@ -510,16 +516,21 @@ impl Store for SqliteStore {
         .bind(proposal.body.clone())
         .bind(proposal.rollback.clone())
         .bind(timestamp(at))
+        .bind(advice)
         .execute(&mut *tx)
         .await?;
+        let fallback = proposal
+            .advice
+            .as_ref()
+            .and_then(|a| a.fallback_reason.clone());
         append_audit(&mut tx, "draco", "proposal.created", &finding_subject(finding_id),
-            &json!({ "advisor": proposal.advisor, "template": proposal.template_id, "risk": proposal.risk }), at).await?;
+            &json!({ "advisor": proposal.advisor, "template": proposal.template_id, "risk": proposal.risk, "fallback_reason": fallback }), at).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn proposal(&self, finding_id: i64) -> Result<Option<Proposal>, StoreError> {
-        let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback FROM proposals WHERE finding_id = ?")
+        let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, advice FROM proposals WHERE finding_id = ?")
             .bind(finding_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -536,6 +547,11 @@ impl Store for SqliteStore {
             format: enum_from_str::<Format>("proposal format", &format)?,
             body: row.try_get("body")?,
             rollback: row.try_get("rollback")?,
+            advice: row
+                .try_get::<Option<String>, _>("advice")?
+                .map(|a| serde_json::from_str(&a))
+                .transpose()
+                .map_err(|e| corrupt("proposal advice", e))?,
         }))
     }
 
@@ -732,6 +748,79 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn cached_advice(
+        &self,
+        cache_key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Recommendation>, StoreError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT recommendation FROM advice_cache WHERE cache_key = ? AND fingerprint = ?",
+        )
+        .bind(cache_key.to_owned())
+        .bind(fingerprint.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        text.map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| corrupt("cached advice", e))
+    }
+
+    async fn cache_advice(
+        &self,
+        cache_key: &str,
+        fingerprint: &str,
+        recommendation: &Recommendation,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(recommendation).map_err(|e| corrupt("advice to cache", e))?;
+        sqlx::query(
+            "INSERT INTO advice_cache (cache_key, fingerprint, recommendation, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (cache_key, fingerprint) DO UPDATE SET recommendation = excluded.recommendation, created_at = excluded.created_at",
+        )
+        .bind(cache_key.to_owned())
+        .bind(fingerprint.to_owned())
+        .bind(text)
+        .bind(timestamp(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn llm_usage(&self, provider: &str, day: NaiveDate) -> Result<(u64, u64), StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT requests, input_tokens + output_tokens FROM llm_usage WHERE provider = ? AND day = ?",
+        )
+        .bind(provider.to_owned())
+        .bind(day.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (requests, tokens) = row.unwrap_or((0, 0));
+        Ok((requests.max(0) as u64, tokens.max(0) as u64))
+    }
+
+    async fn add_llm_usage(
+        &self,
+        provider: &str,
+        day: NaiveDate,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError> {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO llm_usage (provider, day, requests, input_tokens, output_tokens) VALUES (?, ?, 1, ?, ?)
+             ON CONFLICT (provider, day) DO UPDATE SET requests = requests + 1,
+               input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens",
+        )
+        .bind(provider.to_owned())
+        .bind(day.to_string())
+        .bind(clamp(input_tokens))
+        .bind(clamp(output_tokens))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

@@ -109,6 +109,7 @@ async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
         detect: &detect,
         redactor: &redactor,
         advisor: &advisor,
+        fallback: None,
         catalog: advisor.inner.catalog(),
         change_requests: &git,
         store: &store,
