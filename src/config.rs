@@ -703,6 +703,29 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_alone_switches_the_model_provider() {
+        let loaded = load(
+            None,
+            &env(&[
+                ("DRACO_LLM_PROVIDER", "openai"),
+                ("DRACO_LLM_BASE_URL", "http://127.0.0.1:11434/v1"),
+                ("DRACO_LLM_MODEL", "llama3.1"),
+                ("DRACO_LLM_API_KEY", "sk-from-env"),
+                ("DRACO_LLM_MAX_REQUESTS_PER_DAY", "20"),
+            ]),
+        )
+        .unwrap();
+        let llm = &loaded.config.llm;
+        assert_eq!(llm.provider, LlmProvider::OpenAi);
+        assert_eq!(llm.base_url.as_deref(), Some("http://127.0.0.1:11434/v1"));
+        assert_eq!(llm.model.as_deref(), Some("llama3.1"));
+        assert_eq!(llm.max_requests_per_day, 20);
+        assert!(loaded.secrets.llm_api_key.is_some());
+        let err = load(None, &env(&[("DRACO_LLM_PROVIDER", "skynet")])).unwrap_err();
+        assert!(err.to_string().contains("skynet"), "{err}");
+    }
+
+    #[test]
     fn unknown_key_names_the_key_and_the_line() {
         let err = load_text("schedule = \"0 0 6 * * *\"\nscheduel = 1\n", &[]).unwrap_err();
         let msg = err.to_string();

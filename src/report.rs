@@ -308,6 +308,34 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
         );
         let _ = writeln!(out, "  changes:      {}", p.changes);
         let _ = writeln!(out, "  blast radius: {}", p.blast_radius);
+        if let Some(advice) = &p.advice {
+            if let Some(reason) = &advice.fallback_reason {
+                let _ = writeln!(out, "  model answer not used: {reason}");
+            }
+            if let Some(u) = &advice.usage {
+                let _ = writeln!(
+                    out,
+                    "  model:        {} at {} ({} in / {} out tokens, ~${:.4}{}, prompt {})",
+                    u.model,
+                    u.provider,
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.estimated_cost_usd,
+                    if u.cached { ", cached" } else { "" },
+                    u.prompt_version
+                );
+            }
+            if let Some(notes) = &advice.notes {
+                let _ = writeln!(
+                    out,
+                    "  model notes:  {} (confidence {:.2})",
+                    notes.summary, notes.confidence
+                );
+                for step in &notes.steps {
+                    let _ = writeln!(out, "    - {step}");
+                }
+            }
+        }
         let _ = writeln!(out, "\n--- remediation ---\n{}", p.body.trim_end());
         let _ = writeln!(out, "--- rollback ---\n{}", p.rollback.trim_end());
     }

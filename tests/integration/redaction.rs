@@ -181,3 +181,59 @@ async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
         proposal.body
     );
 }
+
+#[test]
+fn draco_redact_filters_stdin_and_reports_byte_spans() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let input = "café owner=jane.doe@example.com from 10.0.0.7\nOwner: Jane Doe\n";
+    let run = |args: &[&str]| {
+        let mut child = Command::new(crate::support::BIN)
+            .args(args)
+            .env("DRACO_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("draco runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("draco exits");
+        assert!(out.status.success(), "{}", crate::support::describe(&out));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(
+        run(&["redact"]),
+        "café owner=<EMAIL_1> from <IPV4_1>\nOwner: <NAME_1>\n"
+    );
+    let spans: Vec<Value> = run(&["redact", "--spans"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let found: Vec<(String, &str)> = spans
+        .iter()
+        .map(|s| {
+            let (start, end) = (
+                s["start"].as_u64().unwrap_or(0) as usize,
+                s["end"].as_u64().unwrap_or(0) as usize,
+            );
+            (
+                s["kind"].as_str().unwrap_or_default().to_owned(),
+                &input[start..end],
+            )
+        })
+        .collect();
+    // Byte offsets: the two-byte `é` shifts everything after it by one more than characters would.
+    assert_eq!(
+        found,
+        vec![
+            ("email".to_owned(), "jane.doe@example.com"),
+            ("ipv4".to_owned(), "10.0.0.7"),
+            ("name".to_owned(), "Jane Doe"),
+        ]
+    );
+}
