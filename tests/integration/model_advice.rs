@@ -499,3 +499,29 @@ fn a_provider_without_a_key_falls_back_with_no_network_at_all() {
     let id = draco.finding_id("snapshot_public");
     assert_eq!(proposal(&draco, id)["advisor"], "template");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_switches_to_a_model_from_the_environment_alone() {
+    let draco = Draco::new();
+    let server = stand_in(Model::Diligent).await;
+    let out = tokio::task::block_in_place(|| {
+        draco
+            .command()
+            .arg("demo")
+            .env("DRACO_LLM_PROVIDER", "openai")
+            .env("DRACO_LLM_BASE_URL", format!("{}/v1", server.uri()))
+            .env("DRACO_LLM_MODEL", "gpt-4.1-mini")
+            .env("DRACO_LLM_API_KEY", KEY)
+            .output()
+            .expect("draco runs")
+    });
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        PLANTED.len()
+    );
+    let p = proposal(&draco, draco.finding_id("snapshot_public"));
+    assert_eq!(p["advisor"], "openai:gpt-4.1-mini", "{p}");
+    let text = draco.ok(&["show", &draco.finding_id("snapshot_public").to_string()]);
+    assert!(text.contains("model notes:"), "{text}");
+}
