@@ -82,7 +82,8 @@ pub struct Contributor {
     pub share: f64,
 }
 
-/// The series of `level` in the same account that carried most of the excess on `days`.
+/// The series of `level` in the same account (in any account, for the
+/// organization total) that carried most of the excess on `days`.
 pub fn contributors(
     all: &[Scored<'_>],
     of: &Series,
@@ -92,13 +93,13 @@ pub fn contributors(
 ) -> Vec<Contributor> {
     let mut found: Vec<Contributor> = all
         .iter()
-        .filter(|s| s.series.account == of.account && s.series.level == level)
-        .filter(|s| s.series.name != of.name)
+        .filter(|s| s.series.level == level && s.series.name != of.name)
+        .filter(|s| of.owner().is_none() || s.series.owner() == of.owner())
         .filter_map(|s| {
             let excess = s.excess_on(days);
             (excess > 0.005).then(|| Contributor {
                 dimension: level.dimension(),
-                name: display_name(&s.series.name),
+                name: display_name(s.series, of),
                 excess_usd: round(excess, 100.0),
                 share: if total_excess > 0.0 {
                     round(excess / total_excess, 1000.0)
@@ -113,8 +114,15 @@ pub fn contributors(
     found
 }
 
-fn display_name(series: &str) -> String {
-    series.strip_prefix("tag:").unwrap_or(series).to_owned()
+/// How a contributor is named in a drill-down: tags without their prefix,
+/// account totals by their account, and, across accounts, with the account.
+fn display_name(series: &Series, of: &Series) -> String {
+    let name = series.name.strip_prefix("tag:").unwrap_or(&series.name);
+    match (series.level, of.owner()) {
+        (Level::AccountTotal, _) => series.account.to_string(),
+        (_, None) => format!("{name} ({})", series.account),
+        _ => name.to_owned(),
+    }
 }
 
 fn round(value: f64, scale: f64) -> f64 {

@@ -8,7 +8,7 @@ use super::drill::{Contributor, Scored};
 use super::model::{Anomaly, median};
 use super::series::{Level, Series};
 use super::{CostConfig, Thresholds};
-use crate::domain::{Finding, FindingKind, Fingerprint, Severity};
+use crate::domain::{AccountId, Finding, FindingKind, Fingerprint, Severity};
 
 /// Evidence accumulates over days; beyond this many, more days add nothing.
 const CONFIDENCE_DAYS_CAP: f64 = 4.0;
@@ -54,6 +54,7 @@ pub fn series_resource(series: &Series) -> String {
         Level::Service => format!("service:{}", series.name),
         Level::Tag => series.name.clone(),
         Level::AccountTotal => "account-total".to_owned(),
+        Level::Organization => "organization-total".to_owned(),
     }
 }
 
@@ -66,6 +67,7 @@ fn subject(series: &Series) -> String {
             series.account
         ),
         Level::AccountTotal => format!("Total spend of account {}", series.account),
+        Level::Organization => "Total spend of all accounts".to_owned(),
     }
 }
 
@@ -107,6 +109,7 @@ pub fn new_service(series: &Series, appeared: NaiveDate, last_day: NaiveDate) ->
 
 /// The drill-down of one anomaly, by dimension.
 pub struct DrillDown {
+    pub accounts: Vec<Contributor>,
     pub services: Vec<Contributor>,
     pub tags: Vec<Contributor>,
 }
@@ -118,7 +121,15 @@ pub fn anomaly(
     drill_down: DrillDown,
 ) -> Finding {
     let series = scored.series;
-    let account = &series.account;
+    // The organization total belongs to no account: the finding is filed
+    // under the account that carried most of the excess.
+    let account = drill_down
+        .accounts
+        .first()
+        .and_then(|top| AccountId::parse(&top.name).ok())
+        .filter(|_| series.owner().is_none())
+        .unwrap_or_else(|| series.account.clone());
+    let account = &account;
     let is_shift = anomaly.days.len() >= config.level_shift_min_days;
     let expected = anomaly.mean_expected();
     let actual = anomaly.mean_actual();
@@ -169,7 +180,7 @@ pub fn anomaly(
         actual: Some(round_cents(actual)),
         impact_usd_monthly: Some(round_cents(impact)),
         evidence: json!({
-            "series": { "account": account, "service": series.name },
+            "series": { "account": series.owner(), "service": series.name },
             "start": anomaly.start(),
             "end": if anomaly.ongoing { None } else { Some(anomaly.end()) },
             "ongoing": anomaly.ongoing,
@@ -182,6 +193,7 @@ pub fn anomaly(
                 "min_relative_change": scored.thresholds.min_relative_change,
             },
             "drill_down": {
+                "accounts": drill_down.accounts,
                 "services": drill_down.services,
                 "tags": drill_down.tags,
             },
@@ -191,7 +203,7 @@ pub fn anomaly(
         // shift, and must stay the same finding.
         fingerprint: Fingerprint::of(&[
             "cost_anomaly",
-            account.as_str(),
+            series.owner().map_or("organization", AccountId::as_str),
             &series.name,
             &anomaly.start().to_string(),
         ]),

@@ -72,8 +72,11 @@ pub struct ThresholdOverride {
 
 impl ThresholdOverride {
     /// How specifically this override names the series; `None` if it does not apply.
-    fn specificity(&self, account: &AccountId, series: &str) -> Option<u8> {
-        let account_matches = self.account.as_deref().map(|a| a == account.as_str());
+    fn specificity(&self, account: Option<&AccountId>, series: &str) -> Option<u8> {
+        let account_matches = self
+            .account
+            .as_deref()
+            .map(|a| account.is_some_and(|account| a == account.as_str()));
         let service_matches = self.service.as_deref().map(|s| s == series);
         match (account_matches, service_matches) {
             (Some(true), Some(true)) => Some(3),
@@ -121,16 +124,20 @@ pub struct MaintenanceWindow {
 }
 
 impl MaintenanceWindow {
-    fn covers(&self, account: &AccountId, day: NaiveDate) -> bool {
+    /// `account` is `None` for the organization total: only windows for every account cover it.
+    fn covers(&self, account: Option<&AccountId>, day: NaiveDate) -> bool {
         (self.start..=self.end).contains(&day)
-            && (self.accounts.is_empty() || self.accounts.iter().any(|a| a == account.as_str()))
+            && (self.accounts.is_empty()
+                || account
+                    .is_some_and(|account| self.accounts.iter().any(|a| a == account.as_str())))
     }
 }
 
 impl CostConfig {
     /// The thresholds for one series: the most specific override, field by
     /// field falling back to the global value.
-    pub fn thresholds_for(&self, account: &AccountId, series: &str) -> Thresholds {
+    /// `account` is `None` for the organization total, which no per-account rule names.
+    pub fn thresholds_for(&self, account: Option<&AccountId>, series: &str) -> Thresholds {
         let global = Thresholds::of(self);
         let Some(o) = self
             .overrides
@@ -148,8 +155,8 @@ impl CostConfig {
         }
     }
 
-    fn suppressed(&self, account: &AccountId, service: &str, start: NaiveDate) -> bool {
-        self.ignore_accounts.iter().any(|a| a == account.as_str())
+    fn suppressed(&self, account: Option<&AccountId>, service: &str, start: NaiveDate) -> bool {
+        account.is_some_and(|a| self.ignore_accounts.iter().any(|i| i == a.as_str()))
             || self.ignore_services.iter().any(|s| s == service)
             || self
                 .maintenance_windows
@@ -181,8 +188,9 @@ const EXPLAINED_SHARE: f64 = 0.5;
 
 /// Finds spikes, level shifts and new services across all series.
 pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
-    let Some(table) = Table::build(points, |service| {
+    let Some(table) = Table::build(points, |account, service| {
         !config.ignore_services.iter().any(|s| s == service)
+            && !config.ignore_accounts.iter().any(|a| a == account.as_str())
     }) else {
         return Vec::new();
     };
@@ -191,7 +199,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
         .iter()
         .filter_map(|series| {
             let appeared = series.first_billed()?;
-            let thresholds = config.thresholds_for(&series.account, &series.name);
+            let thresholds = config.thresholds_for(series.owner(), &series.name);
             // Billed only after the history already had `min_history_days`: it was
             // new when it appeared (a historical fact, like a closed spike).
             let is_new = appeared >= config.min_history_days;
@@ -221,7 +229,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
             since.iter().sum::<f64>() / since.len() as f64
         };
         if mean_daily >= config.new_service_min_daily_usd
-            && !config.suppressed(&s.series.account, &s.series.name, appeared)
+            && !config.suppressed(s.series.owner(), &s.series.name, appeared)
         {
             findings.extend(finding::new_service(s.series, appeared, table.last_day));
             told.push((s, (s.appeared..s.series.values.len()).collect()));
@@ -229,32 +237,40 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
     }
 
     // Service anomalies first: aggregates are weighed against what they already say.
-    for level in [Level::Service, Level::Tag, Level::AccountTotal] {
+    let levels = [
+        Level::Service,
+        Level::Tag,
+        Level::AccountTotal,
+        Level::Organization,
+    ];
+    for level in levels {
         for s in scored.iter().filter(|s| s.series.level == level) {
             for anomaly in &s.anomalies {
-                if config.suppressed(&s.series.account, &s.series.name, anomaly.start()) {
+                if config.suppressed(s.series.owner(), &s.series.name, anomaly.start()) {
                     continue;
                 }
                 let days: Vec<usize> = anomaly.days.iter().map(|d| table.index(d.day)).collect();
                 let excess = anomaly.excess_usd();
-                let services = if level == Level::Service {
-                    Vec::new()
-                } else {
-                    drill::contributors(&scored, s.series, Level::Service, &days, excess)
-                };
-                if level != Level::Service && is_told(&told, s, &days, &services, excess) {
-                    continue;
-                }
+                let drill = |of: Level| drill::contributors(&scored, s.series, of, &days, excess);
                 let drill_down = finding::DrillDown {
-                    services,
-                    tags: if level == Level::Tag {
-                        Vec::new()
-                    } else {
-                        drill::contributors(&scored, s.series, Level::Tag, &days, excess)
+                    accounts: match level {
+                        Level::Organization => drill(Level::AccountTotal),
+                        _ => Vec::new(),
+                    },
+                    services: match level {
+                        Level::Service => Vec::new(),
+                        _ => drill(Level::Service),
+                    },
+                    tags: match level {
+                        Level::Tag => Vec::new(),
+                        _ => drill(Level::Tag),
                     },
                 };
+                if level != Level::Service && is_told(&told, s, &days, &drill_down, excess) {
+                    continue;
+                }
                 findings.push(finding::anomaly(s, anomaly, config, drill_down));
-                if level == Level::Service {
+                if matches!(level, Level::Service | Level::AccountTotal) {
                     told.push((s, days));
                 }
             }
@@ -263,27 +279,34 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
     findings
 }
 
-/// Whether a tag-value or account-total anomaly adds nothing to the service
-/// findings: they carry most of its excess, or one service alone does (then
-/// that service's own thresholds, overrides and ignore rules decide, and an
+/// Whether an aggregate anomaly (tag value, account total, organization
+/// total) adds nothing to what is already reported: the findings below it
+/// carry most of its excess, or one service or one account alone does (then
+/// that series' own thresholds, overrides and ignore rules decide, and an
 /// aggregate must not page for what they chose to silence).
 fn is_told(
     told: &[(&Scored, Vec<usize>)],
     aggregate: &Scored,
     days: &[usize],
-    services: &[drill::Contributor],
+    drill_down: &finding::DrillDown,
     excess: f64,
 ) -> bool {
-    let one_service_carries_it = services
-        .first()
-        .is_some_and(|top| top.excess_usd >= EXPLAINED_SHARE * excess);
-    one_service_carries_it || explained_by(told, aggregate, days) >= EXPLAINED_SHARE * excess
+    let carried_by_one = |list: &[drill::Contributor]| {
+        list.first()
+            .is_some_and(|top| top.excess_usd >= EXPLAINED_SHARE * excess)
+    };
+    carried_by_one(&drill_down.services)
+        || carried_by_one(&drill_down.accounts)
+        || explained_by(told, aggregate, days) >= EXPLAINED_SHARE * excess
 }
 
-/// Excess on `days` that reported service findings of the same account carry.
+/// Excess on `days` that reported findings of the same account (of any
+/// account, for the organization total) carry.
 fn explained_by(told: &[(&Scored, Vec<usize>)], aggregate: &Scored, days: &[usize]) -> f64 {
     told.iter()
-        .filter(|(s, _)| s.series.account == aggregate.series.account)
+        .filter(|(s, _)| {
+            aggregate.series.owner().is_none() || s.series.owner() == aggregate.series.owner()
+        })
         .map(|(s, told_days)| {
             let shared: Vec<usize> = told_days
                 .iter()
@@ -298,7 +321,7 @@ fn explained_by(told: &[(&Scored, Vec<usize>)], aggregate: &Scored, days: &[usiz
 #[cfg(test)]
 mod tests {
     use chrono::{Datelike, Duration};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::domain::FindingKind;
@@ -461,5 +484,55 @@ mod tests {
         for service in services {
             assert!(names.contains(&service), "{names:?}");
         }
+    }
+
+    #[test]
+    fn small_increases_across_accounts_add_up_to_an_organization_anomaly() {
+        // Each of three accounts spends $8–9 a day more from day 70 on,
+        // spread over two $10-a-day services: under the $10 minimum for every
+        // service and every account; $25 a day (+40 %) for the organization.
+        let accounts = ["111111111111", "222222222222", "333333333333"];
+        let mut all = Vec::new();
+        for (i, account) in accounts.iter().enumerate() {
+            for service in ["EC2", "S3"] {
+                let mut values = weekly(90, 10.0);
+                for v in &mut values[70..] {
+                    *v += if i == 2 { 4.5 } else { 4.0 };
+                }
+                all.extend(points(service, &values).into_iter().map(|mut p| {
+                    p.account = AccountId::parse(account).unwrap();
+                    p
+                }));
+            }
+        }
+        let found = detect(&all, &CostConfig::default());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let f = &found[0];
+        assert_eq!(f.resource, "organization-total");
+        assert_eq!(f.kind, FindingKind::CostLevelShift);
+        // Filed under the account that carried most of it.
+        assert_eq!(f.account.as_str(), "333333333333");
+        let drill = &f.evidence["drill_down"]["accounts"];
+        let names: Vec<&str> = drill
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[0], "333333333333");
+        assert_eq!(names.len(), 3, "{drill}");
+        assert_eq!(f.evidence["series"]["account"], Value::Null);
+        // An organization-wide maintenance window silences it; one for a single account does not.
+        let window = |accounts: Vec<String>| CostConfig {
+            maintenance_windows: vec![MaintenanceWindow {
+                start: day(START) + Duration::days(70),
+                end: day(START) + Duration::days(70),
+                accounts,
+                reason: None,
+            }],
+            ..CostConfig::default()
+        };
+        assert!(detect(&all, &window(vec![])).is_empty());
+        assert_eq!(detect(&all, &window(vec![accounts[0].into()])).len(), 1);
     }
 }

@@ -14,6 +14,8 @@ use crate::sources::CostPoint;
 
 /// The name the account-total series goes by in `ignore_services` and `overrides`.
 pub const ACCOUNT_TOTAL: &str = "(account total)";
+/// The sum of every account's total, when there are several accounts.
+pub const ORGANIZATION_TOTAL: &str = "(organization total)";
 
 /// Which partition of an account's spend a series belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,12 +23,15 @@ pub enum Level {
     Service,
     Tag,
     AccountTotal,
+    Organization,
 }
 
 impl Level {
     pub fn of(name: &str) -> Level {
         if name == ACCOUNT_TOTAL {
             Level::AccountTotal
+        } else if name == ORGANIZATION_TOTAL {
+            Level::Organization
         } else if name.starts_with("tag:") {
             Level::Tag
         } else {
@@ -40,6 +45,7 @@ impl Level {
             Level::Service => "service",
             Level::Tag => "tag",
             Level::AccountTotal => "account",
+            Level::Organization => "organization",
         }
     }
 }
@@ -47,6 +53,8 @@ impl Level {
 /// One account's spend on one series, dense from the table's first day.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// For the organization total, which spans every account, the lowest
+    /// account id only (see [`Series::owner`]).
     pub account: AccountId,
     pub name: String,
     pub level: Level,
@@ -60,6 +68,11 @@ impl Series {
     /// Index of the first billed day, if the series was ever billed.
     pub fn first_billed(&self) -> Option<usize> {
         self.values.iter().position(|&v| v > 0.0)
+    }
+
+    /// The account the series belongs to; `None` for the organization total.
+    pub fn owner(&self) -> Option<&AccountId> {
+        (self.level != Level::Organization).then_some(&self.account)
     }
 
     pub fn is_estimated(&self, day: NaiveDate) -> bool {
@@ -76,9 +89,12 @@ pub struct Table {
 }
 
 impl Table {
-    /// `in_total` says which service series count towards the account total
-    /// (ignored services must not come back through it).
-    pub fn build(points: &[CostPoint], in_total: impl Fn(&str) -> bool) -> Option<Table> {
+    /// `in_total` says which (account, service) series count towards the
+    /// totals (ignored services and accounts must not come back through them).
+    pub fn build(
+        points: &[CostPoint],
+        in_total: impl Fn(&AccountId, &str) -> bool,
+    ) -> Option<Table> {
         let first_day = points.iter().map(|p| p.day).min()?;
         let last_day = points.iter().map(|p| p.day).max()?;
         let len = (last_day - first_day).num_days() as usize + 1;
@@ -101,14 +117,34 @@ impl Table {
         for p in points {
             let index = (p.day - first_day).num_days() as usize;
             add(&p.account, &p.service, index, p);
-            if Level::of(&p.service) == Level::Service && in_total(&p.service) {
+            if Level::of(&p.service) == Level::Service && in_total(&p.account, &p.service) {
                 add(&p.account, ACCOUNT_TOTAL, index, p);
             }
+        }
+        let mut series: Vec<Series> = by_key.into_values().collect();
+        let totals: Vec<&Series> = series
+            .iter()
+            .filter(|s| s.level == Level::AccountTotal)
+            .collect();
+        if totals.len() >= 2 {
+            let mut organization = Series {
+                account: totals[0].account.clone(),
+                name: ORGANIZATION_TOTAL.to_owned(),
+                level: Level::Organization,
+                values: vec![0.0; len],
+                estimated_from: totals.iter().filter_map(|t| t.estimated_from).min(),
+            };
+            for t in &totals {
+                for (sum, v) in organization.values.iter_mut().zip(&t.values) {
+                    *sum += v;
+                }
+            }
+            series.push(organization);
         }
         Some(Table {
             first_day,
             last_day,
-            series: by_key.into_values().collect(),
+            series,
         })
     }
 
@@ -146,7 +182,7 @@ mod tests {
                 point("2026-03-02", "222222222222", "Amazon EC2", 1.0),
                 point("2026-03-02", "222222222222", "Amazon Ignored", 5.0),
             ],
-            |service| service != "Amazon Ignored",
+            |_, service| service != "Amazon Ignored",
         )
         .unwrap();
         let total = |account: &str| {
@@ -160,7 +196,10 @@ mod tests {
         };
         assert_eq!(total("111111111111"), vec![15.0, 0.0, 7.0]);
         assert_eq!(total("222222222222"), vec![0.0, 1.0, 0.0]);
-        assert_eq!(table.series.len(), 7);
+        // Five services and tags, two account totals, the organization total.
+        assert_eq!(table.series.len(), 8);
+        let organization = table.series.iter().find(|s| s.owner().is_none()).unwrap();
+        assert_eq!(organization.values, vec![15.0, 1.0, 7.0]);
         assert_eq!(Level::of("tag:team=payments"), Level::Tag);
     }
 }
