@@ -726,6 +726,23 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_configuration_example_loads_and_matches_the_defaults() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configuration")
+            .nth(1)
+            .expect("a Configuration section");
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml example");
+        let loaded = load_text(example, &[]).unwrap();
+        // The example documents the defaults: what it sets must not change them.
+        assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
     fn unknown_key_names_the_key_and_the_line() {
         let err = load_text("schedule = \"0 0 6 * * *\"\nscheduel = 1\n", &[]).unwrap_err();
         let msg = err.to_string();
