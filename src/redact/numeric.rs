@@ -275,7 +275,8 @@ fn phone(hay: &[u8], s: usize, g: &[Group], plus: bool, paren: bool) -> Option<H
 }
 
 /// Shapes too common in logs to call phones on their own (`737 219 628`,
-/// `60-56-85-91`, `5403926876`): phones only after a word that says so.
+/// `60-56-85-91`, `5403926876`): phones only next to a word that says so
+/// (`phone: 737 219 628`, `737 219 628 office`, `5403926876-Fax`).
 fn loose_phone(hay: &[u8], s: usize, g: &[Group]) -> Option<Hit> {
     let total = |k: usize| g[..k].iter().map(Group::len).sum::<usize>();
     if g.len() >= 3 && g[0].len() == 4 && g[1].len() == 2 && g[2].len() == 2 {
@@ -291,7 +292,28 @@ fn loose_phone(hay: &[u8], s: usize, g: &[Group]) -> Option<Hit> {
         ((grouped && (7..=12).contains(&digits)) || (k == 1 && (10..=11).contains(&digits)))
             && boundary_ok(hay, g[k - 1].end)
     })?;
-    phone_context(hay, s).then_some((s, g[k - 1].end, PiiKind::Phone))
+    let end = g[k - 1].end;
+    (phone_context(hay, s) || phone_suffix(hay, end)).then_some((s, end, PiiKind::Phone))
+}
+
+/// Whether a label of address blocks (`office`, `fax`, `mobile`, …) follows
+/// the number within a separator or two, as in `416 60 039 office`.
+fn phone_suffix(hay: &[u8], end: usize) -> bool {
+    const WORDS: [&[u8]; 6] = [b"office", b"fax", b"mobile", b"cell", b"home", b"work"];
+    let gap = hay[end..]
+        .iter()
+        .take(3)
+        .take_while(|b| matches!(b, b' ' | b'-' | b'\t' | b'(' | b','))
+        .count();
+    if gap == 0 {
+        return false;
+    }
+    let rest = &hay[end + gap..];
+    WORDS.iter().any(|w| {
+        rest.len() >= w.len()
+            && rest[..w.len()].eq_ignore_ascii_case(w)
+            && rest.get(w.len()).is_none_or(|b| !b.is_ascii_alphabetic())
+    })
 }
 
 /// Whether "card" or "cc" appears in the 40 bytes before `s`.
@@ -433,6 +455,25 @@ mod tests {
                 "{p}"
             );
         }
+    }
+
+    #[test]
+    fn bare_digit_groups_are_phones_only_next_to_a_phone_word() {
+        assert_eq!(
+            kind("416 60 039 office"),
+            Some(("416 60 039".into(), PiiKind::Phone))
+        );
+        assert_eq!(
+            kind("3660170548-Fax"),
+            Some(("3660170548".into(), PiiKind::Phone))
+        );
+        assert_eq!(
+            kind("phone: 737 219 628"),
+            Some(("737 219 628".into(), PiiKind::Phone))
+        );
+        assert_eq!(kind("read 416 60 039 bytes"), None);
+        assert_eq!(kind("416 60 039 offices4u"), None);
+        assert_eq!(kind("416 60 039office"), None);
     }
 
     #[test]
