@@ -260,14 +260,37 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn scan_once(ctx: &Context, choice: SourceChoice, store: &SqliteStore) -> Result<ScanReport> {
+/// The advisors of a process: built once, so that the model's circuit
+/// breaker remembers failures from one daemon scan to the next.
+struct Advisors {
+    template: TemplateAdvisor,
+    model: Option<LlmAdvisor>,
+}
+
+impl Advisors {
+    fn new(ctx: &Context, store: &SqliteStore) -> Result<Self> {
+        let template = TemplateAdvisor::new(ctx.catalog()?);
+        let model = model_advisor(ctx, template.catalog().clone(), store)?;
+        Ok(Self { template, model })
+    }
+
+    /// The advisor asked first, and the one that answers when it is refused.
+    fn chain(&self) -> (&dyn Advisor, Option<&dyn Advisor>) {
+        match &self.model {
+            Some(model) => (model, Some(&self.template)),
+            None => (&self.template, None),
+        }
+    }
+}
+
+async fn scan_once(
+    ctx: &Context,
+    choice: SourceChoice,
+    store: &SqliteStore,
+    advisors: &Advisors,
+) -> Result<ScanReport> {
     let git = ctx.open_repository().await?;
-    let template = TemplateAdvisor::new(ctx.catalog()?);
-    let model = model_advisor(ctx, template.catalog().clone(), store)?;
-    let (advisor, fallback): (&dyn Advisor, Option<&dyn Advisor>) = match &model {
-        Some(model) => (model, Some(&template)),
-        None => (&template, None),
-    };
+    let (advisor, fallback) = advisors.chain();
     let redactor = Redactor::new(&ctx.loaded.config.redact.person_tag_keys);
     let source: Box<dyn Source> = match choice {
         SourceChoice::Fixtures(set) => Box::new(FixtureSource::new(set)),
@@ -280,7 +303,7 @@ async fn scan_once(ctx: &Context, choice: SourceChoice, store: &SqliteStore) -> 
         redactor: &redactor,
         advisor,
         fallback,
-        catalog: template.catalog(),
+        catalog: advisors.template.catalog(),
         change_requests: &git,
         store,
     };
@@ -371,7 +394,8 @@ async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
 
 async fn scan_command(ctx: &Context, choice: SourceChoice, output: &OutputArgs) -> Result<()> {
     let store = ctx.open_store().await?;
-    let report = scan_once(ctx, choice, &store).await?;
+    let advisors = Advisors::new(ctx, &store)?;
+    let report = scan_once(ctx, choice, &store, &advisors).await?;
     let rows = rows(&store).await?;
     if output.json {
         println!(
@@ -439,11 +463,12 @@ async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
     let store = ctx.open_store().await?;
     let choice = ctx.configured_source();
     let schedule = ctx.loaded.config.schedule.clone();
-    let store_ref = &store;
+    let advisors = Advisors::new(ctx, &store)?;
+    let (store_ref, advisors_ref) = (&store, &advisors);
     daemon::run(&schedule, scan_on_start, shutdown, || {
         let choice = choice.clone();
         Box::pin(async move {
-            match scan_once(ctx, choice, store_ref).await {
+            match scan_once(ctx, choice, store_ref, advisors_ref).await {
                 Ok(report) => tracing::info!(
                     scan = report.scan_id,
                     status = report.status,
