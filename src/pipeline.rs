@@ -328,7 +328,9 @@ impl Pipeline<'_> {
         let proposal = match (outcome, self.fallback) {
             (Ok(proposal), _) => proposal,
             (Err(RemediationError::Advice(refused)), Some(fallback)) => {
-                let reason = refused.to_string();
+                // The reason may quote restored values (a parameter): it is
+                // stored and shown in the change request, so mask them again.
+                let reason = vault.mask(&refused.to_string());
                 tracing::warn!(
                     finding = stored.id,
                     advisor = self.advisor.name(),

@@ -43,8 +43,9 @@ impl<T> Redacted<T> {
 
     /// Builds an outbound message around a redacted value. `build` sees only
     /// the redacted value; what it adds must be Draco's own text (prompts,
-    /// schemas, the template catalogue), never data read from outside.
-    pub fn embed<U>(&self, build: impl FnOnce(&T) -> U) -> Redacted<U> {
+    /// schemas, the template catalogue), never data read from outside. Crate
+    /// only, so that holding a `Redacted` still means the redactor ran.
+    pub(crate) fn embed<U>(&self, build: impl FnOnce(&T) -> U) -> Redacted<U> {
         Redacted {
             inner: build(&self.inner),
         }
@@ -115,6 +116,25 @@ impl Vault {
 
     /// Puts the real values back into text that came back from outside.
     /// Placeholders this vault never issued are left as they are and reported.
+    /// The opposite of `restore`, for text made locally from restored
+    /// values (an error message quoting a parameter): every value this vault
+    /// holds goes back behind its placeholder before the text is shown or sent.
+    pub fn mask(&self, text: &str) -> String {
+        let mut values: Vec<(&String, &String)> = self
+            .by_placeholder
+            .iter()
+            .map(|(placeholder, value)| (value, placeholder))
+            .filter(|(value, _)| !value.is_empty())
+            .collect();
+        // Longer values first, so that one containing another is masked whole.
+        values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        values
+            .into_iter()
+            .fold(text.to_owned(), |masked, (value, placeholder)| {
+                masked.replace(value.as_str(), placeholder)
+            })
+    }
+
     pub fn restore(&self, text: &str) -> Restored {
         let mut unknown = Vec::new();
         let restored = patterns::placeholder_regex().replace_all(text, |caps: &regex::Captures| {
@@ -220,7 +240,10 @@ impl Redactor {
     }
 
     fn is_person_key(&self, key: &str) -> bool {
-        self.person_keys.matches(key.trim().as_bytes())
+        let key = key.trim();
+        // A plural names a list of people: `owners`, `contacts`.
+        let singular = key.strip_suffix(['s', 'S']).unwrap_or(key);
+        self.person_keys.matches(key.as_bytes()) || self.person_keys.matches(singular.as_bytes())
     }
 
     /// A value under a person key is a name unless it is something more
@@ -264,19 +287,33 @@ impl Redactor {
             .and_then(|(_, v)| v.as_str());
         let tag_is_person = tag_key.is_some_and(|k| self.is_person_key(k));
         let tag_is_secret = tag_key.is_some_and(|k| k.to_ascii_lowercase().contains("secret"));
-        for (key, v) in map.iter_mut() {
+        let entries = std::mem::take(map);
+        for (key, mut v) in entries {
             let is_value = key.eq_ignore_ascii_case("value");
-            let person = (is_value && tag_is_person) || self.is_person_key(key);
-            match v {
+            let person = (is_value && tag_is_person) || self.is_person_key(&key);
+            match &mut v {
                 Value::String(s)
-                    if Self::secret_value(key, s)
+                    if Self::secret_value(&key, s)
                         || (is_value && tag_is_secret && Self::secret_value("secret", s)) =>
                 {
                     *s = vault.placeholder(PiiKind::AwsSecretKey, s);
                 }
                 Value::String(s) if person => *s = self.person_value(s, vault),
-                _ => self.walk(v, vault),
+                // `"owners": ["Jane Doe", "Li Wei"]`: every name in the list.
+                Value::Array(items) if person => {
+                    for item in items {
+                        match item {
+                            Value::String(s) => *s = self.person_value(s, vault),
+                            other => self.walk(other, vault),
+                        }
+                    }
+                }
+                _ => self.walk(&mut v, vault),
             }
+            // Keys are structure and stay, unless they are data themselves
+            // (tags rendered as an object: `{"jane@corp.com": "on-call"}`).
+            let key = self.text(&key, vault);
+            map.insert(key, v);
         }
     }
 }

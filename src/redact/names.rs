@@ -180,6 +180,10 @@ fn name_value(hay: &[u8], v: usize, quote: Option<u8>) -> Option<Hit> {
         while end < hay.len() && end - v < MAX_NAME && (name_char(hay[end]) || hay[end] == b' ') {
             end += 1;
         }
+        // The length cap may fall inside a multi-byte character: back off to its start.
+        while end > v && hay.get(end).is_some_and(|b| b & 0xC0 == 0x80) {
+            end -= 1;
+        }
     } else {
         end += hay[v..]
             .iter()

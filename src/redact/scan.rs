@@ -133,8 +133,10 @@ fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric:
     None
 }
 
+/// Bytes of a local part; any non-ASCII byte too (internationalised
+/// addresses), so that `jöhn@…` is not cut to `hn@…`.
 fn email_local(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b".%+-_".contains(&b)
+    b.is_ascii_alphanumeric() || b".%+-_".contains(&b) || b >= 0x80
 }
 
 /// `local@domain.tld` around the `@` at `at`. The local part is read
@@ -161,7 +163,7 @@ fn email(hay: &[u8], at: usize) -> Option<numeric::Hit> {
         let label = hay[p..]
             .iter()
             .take(64)
-            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b >= 0x80)
             .count();
         if label == 0 || hay[p] == b'-' || hay[p + label - 1] == b'-' {
             break;
@@ -232,6 +234,10 @@ mod tests {
             vec![("jane.doe+x@mail.example.co.uk", PiiKind::Email)]
         );
         assert!(kinds("pkg@1.2.3 and user@host and @@@ and a@b.c").is_empty());
+        assert_eq!(
+            kinds("mail jöhn.doe@exämple.de now"),
+            vec![("jöhn.doe@exämple.de", PiiKind::Email)]
+        );
     }
 
     #[test]

@@ -98,3 +98,46 @@ fn redacting_twice_changes_nothing_more() {
     assert_eq!(once.get(), twice.get());
     assert!(vault.is_empty());
 }
+
+#[test]
+fn keys_that_are_data_and_lists_of_people_are_redacted_too() {
+    let r = Redactor::default();
+    let value = json!({
+        "tags": {"jane.doe@corp.example": "on-call", "Name": "web"},
+        "owners": ["Jane Doe", "Li Wei"],
+    });
+    let (red, vault) = r.redact(&value).unwrap();
+    assert_eq!(
+        red.get(),
+        &json!({
+            "tags": {"<EMAIL_1>": "on-call", "Name": "web"},
+            "owners": ["<NAME_1>", "<NAME_2>"],
+        })
+    );
+    let restored: serde_json::Value =
+        serde_json::from_str(&vault.restore(&red.get().to_string()).text).unwrap();
+    assert_eq!(restored, value);
+}
+
+#[test]
+fn a_long_non_ascii_name_is_cut_on_a_character_boundary() {
+    let r = Redactor::default();
+    for text in [
+        format!("owner: \"a{}\"", "é".repeat(100)),
+        format!("{{\"Owner\": \"{}\"}}", "日".repeat(50)),
+    ] {
+        let (red, vault) = r.redact_text(&text);
+        assert!(!vault.is_empty(), "{text}");
+        assert_eq!(vault.restore(red.get()).text, text);
+    }
+}
+
+#[test]
+fn mask_hides_every_value_the_vault_holds() {
+    let r = Redactor::default();
+    let (_, vault) = r.redact_text("jane@corp.example and jane@corp.example.org from 10.0.0.1");
+    assert_eq!(
+        vault.mask("value `jane@corp.example.org` does not match; 10.0.0.1 neither"),
+        "value `<EMAIL_2>` does not match; <IPV4_1> neither"
+    );
+}

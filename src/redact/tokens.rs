@@ -172,20 +172,20 @@ impl PemEnds {
     }
 }
 
-/// `-----BEGIN … PRIVATE KEY-----` through its END line. Without an END
+/// `-----BEGIN … PRIVATE KEY-----` (or PGP's `… PRIVATE KEY BLOCK-----`) through its END line. Without an END
 /// (a truncated key), everything that still looks like the key body.
 pub(super) fn pem(hay: &[u8], b: usize, ends: &mut PemEnds) -> Option<Hit> {
     const MAX_KEY: usize = 64 * 1024;
     let line = &hay[b..hay.len().min(b + 80)];
     let close = memchr::memmem::find(&line[10..], b"-----")? + 10;
-    if !line[..close].ends_with(b"PRIVATE KEY") {
+    if !is_private_key_label(&line[..close]) {
         return None;
     }
     let body = b + close + 5;
     if let Some(e) = ends.find(hay, body).filter(|e| e - body <= MAX_KEY) {
         let tail = &hay[e..hay.len().min(e + 80)];
         if let Some(t) = memchr::memmem::find(&tail[8..], b"-----")
-            && tail[..t + 8].ends_with(b"PRIVATE KEY")
+            && is_private_key_label(&tail[..t + 8])
         {
             return Some((b, e + t + 13, PiiKind::PrivateKey));
         }
@@ -195,6 +195,10 @@ pub(super) fn pem(hay: &[u8], b: usize, ends: &mut PemEnds) -> Option<Hit> {
         c.is_ascii_alphanumeric() || b"+/=\\\r\n".contains(&c)
     });
     Some((b, body + n, PiiKind::PrivateKey))
+}
+
+fn is_private_key_label(label: &[u8]) -> bool {
+    label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK")
 }
 
 #[cfg(test)]
@@ -263,6 +267,9 @@ mod tests {
 
     #[test]
     fn pem_with_and_without_end() {
+        let pgp = "x -----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK----- y";
+        let (a, b, _) = pem(pgp.as_bytes(), 2, &mut PemEnds::default()).expect("a PGP key");
+        assert_eq!(&pgp[a..b], &pgp[2..pgp.len() - 2]);
         let k = "x -----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY----- y";
         let mut ends = PemEnds::default();
         let (a, b, _) = pem(k.as_bytes(), 2, &mut ends).expect("a key");

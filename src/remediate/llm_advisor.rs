@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::llm::{ChatProvider, ChatRequest, ChatResponse};
+use super::llm::{ChatProvider, ChatRequest, ChatResponse, Usage};
 use super::templates::{Catalog, Template, environment, parameter_value};
 use super::{AdviceError, AdviceRequest, AdviceUsage, Advisor, ModelNotes, Recommendation, Risk};
 use crate::domain::FindingKind;
@@ -106,13 +106,17 @@ impl LlmAdvisor {
     }
 
     fn usage(&self, response: &ChatResponse) -> AdviceUsage {
+        self.usage_of(response.provider, &response.model, response.usage)
+    }
+
+    fn usage_of(&self, provider: &str, model: &str, usage: Usage) -> AdviceUsage {
         AdviceUsage {
-            provider: response.provider.to_owned(),
-            model: response.model.clone(),
+            provider: provider.to_owned(),
+            model: model.to_owned(),
             prompt_version: prompt_version().to_owned(),
-            input_tokens: response.usage.input_tokens,
-            output_tokens: response.usage.output_tokens,
-            estimated_cost_usd: response.usage.estimated_cost_usd(
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            estimated_cost_usd: usage.estimated_cost_usd(
                 self.settings.price_per_million_input_usd,
                 self.settings.price_per_million_output_usd,
             ),
@@ -286,7 +290,15 @@ impl Advisor for LlmAdvisor {
         request: &Redacted<AdviceRequest>,
     ) -> Result<Recommendation, AdviceError> {
         let chat = self.chat_request(request)?;
-        let response = self.provider.complete(&chat).await?;
+        let response = match self.provider.complete(&chat).await {
+            Ok(response) => response,
+            Err(source) => {
+                let usage = source.billed_usage().map(|billed| {
+                    Box::new(self.usage_of(self.provider.name(), self.provider.model(), billed))
+                });
+                return Err(AdviceError::Model { source, usage });
+            }
+        };
         let usage = self.usage(&response);
         let answer = parse_answer(response.json).map_err(|message| AdviceError::Answer {
             message,

@@ -193,6 +193,19 @@ impl Recommendation {
     }
 }
 
+impl AdviceError {
+    /// Takes out the usage of a model call that was billed although its
+    /// answer is not used.
+    pub fn take_billed_usage(&mut self) -> Option<AdviceUsage> {
+        match self {
+            AdviceError::Answer { usage, .. } | AdviceError::Model { usage, .. } => {
+                usage.take().map(|u| *u)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdviceError {
     #[error("no remediation template for finding kind `{0}`")]
@@ -211,8 +224,12 @@ pub enum AdviceError {
     Request(#[from] serde_json::Error),
     #[error("template `{template}` does not apply to finding kind `{kind}`")]
     NotApplicable { template: String, kind: String },
-    #[error("model: {0}")]
-    Model(#[from] llm::LlmError),
+    #[error("model: {source}")]
+    Model {
+        source: llm::LlmError,
+        /// Tokens billed although the call failed (a refusal, a cut-off answer).
+        usage: Option<Box<AdviceUsage>>,
+    },
     #[error("the model's answer does not fit the schema: {message}")]
     Answer {
         message: String,

