@@ -136,7 +136,19 @@ fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric:
 /// Bytes of a local part; any non-ASCII byte too (internationalised
 /// addresses), so that `jöhn@…` is not cut to `hn@…`.
 fn email_local(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b".%+-_".contains(&b) || b >= 0x80
+    const LOCAL: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let c = i as u8;
+            table[i] = c.is_ascii_alphanumeric()
+                || matches!(c, b'.' | b'%' | b'+' | b'-' | b'_')
+                || c >= 0x80;
+            i += 1;
+        }
+        table
+    };
+    LOCAL[usize::from(b)]
 }
 
 /// `local@domain.tld` around the `@` at `at`. The local part is read
