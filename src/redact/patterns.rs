@@ -52,6 +52,22 @@ impl PiiKind {
         PiiKind::Name,
     ];
 
+    /// Whether values of this kind grant access (keys, tokens, passwords):
+    /// one of them in a change request leaks it to every reader.
+    pub fn is_credential(self) -> bool {
+        matches!(
+            self,
+            PiiKind::AwsAccessKey
+                | PiiKind::AwsSecretKey
+                | PiiKind::GithubToken
+                | PiiKind::SlackToken
+                | PiiKind::GoogleApiKey
+                | PiiKind::PrivateKey
+                | PiiKind::Jwt
+                | PiiKind::UrlCredentials
+        )
+    }
+
     /// The word inside placeholders: `<EMAIL_1>`.
     pub fn label(self) -> &'static str {
         match self {

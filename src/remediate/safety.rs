@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::{Format, Proposal};
-use crate::redact::{PiiKind, Redactor};
+use crate::redact::Redactor;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SafetyError {
@@ -75,19 +75,6 @@ fn forbidden() -> &'static [(Regex, &'static str)] {
     })
 }
 
-/// Kinds that are credentials: one of these in a change request leaks it to
-/// every reader of the repository.
-const CREDENTIAL_KINDS: [PiiKind; 8] = [
-    PiiKind::AwsAccessKey,
-    PiiKind::AwsSecretKey,
-    PiiKind::GithubToken,
-    PiiKind::SlackToken,
-    PiiKind::GoogleApiKey,
-    PiiKind::PrivateKey,
-    PiiKind::Jwt,
-    PiiKind::UrlCredentials,
-];
-
 /// Checks free text (a model's steps, its rollback notes) for what must never
 /// be suggested.
 pub fn check_text(part: &'static str, text: &str) -> Result<(), SafetyError> {
@@ -103,7 +90,7 @@ pub fn check_text(part: &'static str, text: &str) -> Result<(), SafetyError> {
     if let Some(span) = redactor
         .spans(text)
         .into_iter()
-        .find(|s| CREDENTIAL_KINDS.contains(&s.kind))
+        .find(|s| s.kind.is_credential())
     {
         return Err(SafetyError::Credential {
             part,

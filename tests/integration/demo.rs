@@ -3,7 +3,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{BIN, Draco, PLANTED, describe, git};
+use crate::support::{Draco, PLANTED, demo_without_network, describe, git};
 
 fn kinds_and_resources(findings: &[Value]) -> BTreeSet<(String, String)> {
     findings
@@ -191,19 +191,8 @@ fn every_finding_gets_a_branch_with_remediation_rollback_and_evidence() {
 
 #[test]
 fn demo_runs_with_no_network_at_all() {
-    // A new network namespace has no interface but a downed loopback: any
-    // attempt to phone home fails. Needs unshare (util-linux) and the right
-    // to create namespaces, which CI has (it runs as root).
     let draco = Draco::new();
-    let out = Command::new("unshare")
-        .arg("-n")
-        .arg(BIN)
-        .arg("--data-dir")
-        .arg(draco.data_dir())
-        .arg("demo")
-        .env("DRACO_LOG", "warn")
-        .output()
-        .expect("unshare runs");
+    let out = demo_without_network(&draco, &[]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(draco.findings().len(), PLANTED.len());
 }

@@ -6,7 +6,6 @@
 //! reason recorded.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,7 +27,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::support::{BIN, Draco, PLANTED, copy_tree, demo_fixtures, describe};
+use crate::support::{Draco, PLANTED, copy_tree, demo_fixtures, demo_without_network, describe};
 
 const KEY: &str = "sk-test-e2e-7f3a9c-never-leaves";
 
@@ -484,17 +483,7 @@ async fn an_unchanged_finding_is_not_asked_about_twice() {
 #[test]
 fn a_provider_without_a_key_falls_back_with_no_network_at_all() {
     let draco = Draco::new();
-    let out = Command::new("unshare")
-        .arg("-n")
-        .arg(BIN)
-        .arg("--data-dir")
-        .arg(draco.data_dir())
-        .arg("demo")
-        .env("DRACO_LOG", "warn")
-        .env("DRACO_LLM_PROVIDER", "gemini")
-        .env_remove("DRACO_LLM_API_KEY")
-        .output()
-        .expect("unshare runs");
+    let out = demo_without_network(&draco, &[("DRACO_LLM_PROVIDER", "gemini")]);
     assert!(out.status.success(), "{}", describe(&out));
     let id = draco.finding_id("snapshot_public");
     assert_eq!(proposal(&draco, id)["advisor"], "template");

@@ -102,6 +102,26 @@ impl Draco {
     }
 }
 
+/// `draco demo` in a new network namespace, where nothing can be reached:
+/// any attempt to phone home fails. Needs unshare (util-linux) and the right
+/// to create namespaces, which CI has (it runs as root).
+pub fn demo_without_network(draco: &Draco, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("unshare");
+    cmd.arg("-n")
+        .arg(BIN)
+        .arg("--data-dir")
+        .arg(draco.data_dir())
+        .arg("demo")
+        .env("DRACO_LOG", "warn");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DRACO_") && key != "DRACO_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("unshare runs")
+}
+
 pub fn describe(out: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
