@@ -380,6 +380,48 @@ async fn refused_answers_fall_back_to_the_template_with_the_reason_recorded() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_model_is_waited_for_and_its_answer_used() {
+    let draco = Draco::new();
+    let server = MockServer::start().await;
+    // The documented 429: an error body and a Retry-After, once.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(Model::Diligent)
+        .mount(&server)
+        .await;
+    let config = config(&draco, None, &server);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("max_attempts = 1", "max_attempts = 2"),
+    )
+    .expect("config");
+    let out = tokio::task::block_in_place(|| scan(&draco, &config));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        PLANTED.len() + 1,
+        "one retry, after the 429"
+    );
+    for (kind, _) in PLANTED {
+        let p = proposal(&draco, draco.finding_id(kind));
+        assert_eq!(p["advisor"], "openai:gpt-4.1-mini", "{kind}: {p}");
+        assert_eq!(p["advice"]["fallback_reason"], Value::Null, "{kind}: {p}");
+    }
+}
+
 /// Change requests that cannot be opened until `working` is set: a scan
 /// that dies between the model's answer and the change request.
 struct Unreachable {
