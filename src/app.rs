@@ -8,20 +8,18 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
+use crate::advisors::{Advisors, ModelChoice};
 use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs,
 };
-use crate::config::{self, ConfigError, LlmProvider, Loaded, SourceKind};
+use crate::config::{self, ConfigError, Loaded, SourceKind};
 use crate::daemon;
 use crate::domain::FindingStatus;
 use crate::gitops::local::LocalGit;
 use crate::pipeline::{Pipeline, ScanReport};
 use crate::redact::Redactor;
-use crate::remediate::Advisor;
-use crate::remediate::llm::{self, BudgetLimits, ProviderKind, ProviderSettings};
-use crate::remediate::llm_advisor::{AdvisorSettings, LlmAdvisor};
-use crate::remediate::templates::{Catalog, TemplateAdvisor};
+use crate::remediate::templates::Catalog;
 use crate::report::{self, Row};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
@@ -139,6 +137,13 @@ impl Context {
         Ok(catalog)
     }
 
+    fn advisors(&self, store: &SqliteStore) -> Result<Advisors> {
+        let store = store.clone();
+        Ok(Advisors::new(self.catalog()?, &self.loaded, |limits| {
+            Arc::new(StoreBudget::new(store, limits))
+        })?)
+    }
+
     fn configured_source(&self) -> SourceChoice {
         let source = &self.loaded.config.source;
         match (source.kind, &source.fixtures_dir) {
@@ -241,6 +246,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 catalog.origin(),
                 catalog.len()
             );
+            println!("# advisor: {}", ModelChoice::of(&ctx.loaded).describe()?);
             if let Some(next) = next {
                 println!("# next scheduled scan: {}", next.to_rfc3339());
             }
@@ -256,29 +262,6 @@ pub async fn run(cli: Cli) -> Result<()> {
                 events.len()
             );
             Ok(())
-        }
-    }
-}
-
-/// The advisors of a process: built once, so that the model's circuit
-/// breaker remembers failures from one daemon scan to the next.
-struct Advisors {
-    template: TemplateAdvisor,
-    model: Option<LlmAdvisor>,
-}
-
-impl Advisors {
-    fn new(ctx: &Context, store: &SqliteStore) -> Result<Self> {
-        let template = TemplateAdvisor::new(ctx.catalog()?);
-        let model = model_advisor(ctx, template.catalog().clone(), store)?;
-        Ok(Self { template, model })
-    }
-
-    /// The advisor asked first, and the one that answers when it is refused.
-    fn chain(&self) -> (&dyn Advisor, Option<&dyn Advisor>) {
-        match &self.model {
-            Some(model) => (model, Some(&self.template)),
-            None => (&self.template, None),
         }
     }
 }
@@ -310,71 +293,6 @@ async fn scan_once(
     Ok(pipeline.scan(Utc::now()).await?)
 }
 
-/// The configured model behind the template advisor, or `None` when the
-/// template advisor works alone (the default, and whenever a provider is
-/// chosen but the key it needs is missing: then nothing leaves the host).
-fn model_advisor(
-    ctx: &Context,
-    catalog: Arc<Catalog>,
-    store: &SqliteStore,
-) -> Result<Option<LlmAdvisor>> {
-    let llm = &ctx.loaded.config.llm;
-    let kind = match llm.provider {
-        LlmProvider::Template => return Ok(None),
-        LlmProvider::Gemini => ProviderKind::Gemini,
-        LlmProvider::OpenAi => ProviderKind::OpenAi,
-        LlmProvider::Anthropic => ProviderKind::Anthropic,
-    };
-    let api_key = ctx
-        .loaded
-        .secrets
-        .llm_api_key
-        .as_ref()
-        .map(|s| s.value.clone());
-    // Local OpenAI-compatible servers (Ollama, llama.cpp) need no key.
-    let key_optional = kind == ProviderKind::OpenAi && llm.base_url.is_some();
-    if api_key.is_none() && !key_optional {
-        tracing::warn!(
-            provider = ?llm.provider,
-            "no API key (DRACO_LLM_API_KEY or llm.api_key_file): the template advisor answers and nothing is sent"
-        );
-        return Ok(None);
-    }
-    let settings = ProviderSettings {
-        base_url: llm.base_url.clone(),
-        model: llm.model.clone(),
-        api_key,
-        timeout_secs: llm.timeout_secs,
-        max_attempts: llm.max_attempts,
-        breaker_failures: llm.breaker_failures,
-        breaker_cooldown_secs: llm.breaker_cooldown_secs,
-        openai_auth: llm.openai_auth,
-        allow_plain_http: llm.allow_plain_http,
-        ..ProviderSettings::new(kind)
-    };
-    let budget = StoreBudget::new(
-        store.clone(),
-        BudgetLimits {
-            max_requests_per_day: Some(llm.max_requests_per_day),
-            max_tokens_per_day: Some(llm.max_tokens_per_day),
-        },
-    );
-    let provider = llm::build(&settings, Arc::new(budget)).map_err(|e| ConfigError::Value {
-        key: "llm".into(),
-        message: e.to_string(),
-    })?;
-    Ok(Some(LlmAdvisor::new(
-        provider,
-        catalog,
-        AdvisorSettings {
-            max_output_tokens: llm.max_output_tokens,
-            temperature: 0.0,
-            price_per_million_input_usd: llm.price_per_million_input_usd,
-            price_per_million_output_usd: llm.price_per_million_output_usd,
-        },
-    )))
-}
-
 async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
     let findings = store.findings().await?;
     let mut change_requests: HashMap<i64, _> = store
@@ -394,7 +312,7 @@ async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
 
 async fn scan_command(ctx: &Context, choice: SourceChoice, output: &OutputArgs) -> Result<()> {
     let store = ctx.open_store().await?;
-    let advisors = Advisors::new(ctx, &store)?;
+    let advisors = ctx.advisors(&store)?;
     let report = scan_once(ctx, choice, &store, &advisors).await?;
     let rows = rows(&store).await?;
     if output.json {
@@ -463,7 +381,7 @@ async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
     let store = ctx.open_store().await?;
     let choice = ctx.configured_source();
     let schedule = ctx.loaded.config.schedule.clone();
-    let advisors = Advisors::new(ctx, &store)?;
+    let advisors = ctx.advisors(&store)?;
     let (store_ref, advisors_ref) = (&store, &advisors);
     daemon::run(&schedule, scan_on_start, shutdown, || {
         let choice = choice.clone();

@@ -96,6 +96,18 @@ pub enum LlmProvider {
     Anthropic,
 }
 
+impl LlmProvider {
+    /// The name used in the configuration and in `DRACO_LLM_PROVIDER`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmProvider::Template => "template",
+            LlmProvider::Gemini => "gemini",
+            LlmProvider::OpenAi => "openai",
+            LlmProvider::Anthropic => "anthropic",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {

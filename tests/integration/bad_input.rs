@@ -260,3 +260,45 @@ fn an_unknown_subcommand_is_a_usage_error() {
     let out = draco.run(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
+
+#[test]
+fn config_check_names_the_advisor_that_will_answer() {
+    let draco = Draco::new();
+    let check = |env: &[(&str, &str)]| {
+        let out = draco
+            .command()
+            .args(["config", "check"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("draco runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr(&out),
+        )
+    };
+    let (code, text, _) = check(&[]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("# advisor: template (local"), "{text}");
+    let (code, text, _) = check(&[("DRACO_LLM_PROVIDER", "anthropic")]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("anthropic needs an API key"), "{text}");
+    let (code, text, _) = check(&[
+        ("DRACO_LLM_PROVIDER", "openai"),
+        ("DRACO_LLM_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ("DRACO_LLM_MODEL", "llama3.1"),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains("# advisor: openai:llama3.1 at http://127.0.0.1:11434/v1"),
+        "{text}"
+    );
+    // A model that could never be reached is a configuration error, found now.
+    let (code, _, err) = check(&[
+        ("DRACO_LLM_PROVIDER", "openai"),
+        ("DRACO_LLM_BASE_URL", "http://models.example.com/v1"),
+        ("DRACO_LLM_MODEL", "x"),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("plain HTTP"), "{err}");
+}

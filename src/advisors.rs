@@ -1,0 +1,143 @@
+//! Which advisors a process uses: the template advisor always, a model in
+//! front of it when one is configured and can be used. Built once per
+//! process, so that the model's circuit breaker remembers failures from one
+//! daemon scan to the next.
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, LlmConfig, LlmProvider, Loaded};
+use crate::remediate::Advisor;
+use crate::remediate::llm::{self, Budget, BudgetLimits, ProviderKind, ProviderSettings};
+use crate::remediate::llm_advisor::{AdvisorSettings, LlmAdvisor};
+use crate::remediate::templates::{Catalog, TemplateAdvisor};
+
+/// What the configuration asks for, before anything is built.
+pub enum ModelChoice {
+    /// `llm.provider = "template"`: nothing is ever sent.
+    Template,
+    /// A provider that needs a key, without one: the template advisor answers
+    /// and nothing is sent.
+    MissingKey(LlmProvider),
+    Model(Box<ProviderSettings>),
+}
+
+impl ModelChoice {
+    pub fn of(loaded: &Loaded) -> Self {
+        let llm = &loaded.config.llm;
+        let kind = match llm.provider {
+            LlmProvider::Template => return ModelChoice::Template,
+            LlmProvider::Gemini => ProviderKind::Gemini,
+            LlmProvider::OpenAi => ProviderKind::OpenAi,
+            LlmProvider::Anthropic => ProviderKind::Anthropic,
+        };
+        let api_key = loaded.secrets.llm_api_key.as_ref().map(|s| s.value.clone());
+        // Local OpenAI-compatible servers (Ollama, llama.cpp) need no key.
+        let key_optional = kind == ProviderKind::OpenAi && llm.base_url.is_some();
+        if api_key.is_none() && !key_optional {
+            return ModelChoice::MissingKey(llm.provider);
+        }
+        ModelChoice::Model(Box::new(ProviderSettings {
+            base_url: llm.base_url.clone(),
+            model: llm.model.clone(),
+            api_key,
+            timeout_secs: llm.timeout_secs,
+            max_attempts: llm.max_attempts,
+            breaker_failures: llm.breaker_failures,
+            breaker_cooldown_secs: llm.breaker_cooldown_secs,
+            openai_auth: llm.openai_auth,
+            allow_plain_http: llm.allow_plain_http,
+            ..ProviderSettings::new(kind)
+        }))
+    }
+
+    /// One line for `draco config check`; builds the provider (no request is
+    /// made) so that a setting that cannot work is reported now.
+    pub fn describe(&self) -> Result<String, ConfigError> {
+        Ok(match self {
+            ModelChoice::Template => "template (local; nothing is sent anywhere)".to_owned(),
+            ModelChoice::MissingKey(provider) => format!(
+                "template: llm.provider = {} needs an API key (DRACO_LLM_API_KEY or llm.api_key_file); nothing is sent",
+                provider.as_str()
+            ),
+            ModelChoice::Model(settings) => {
+                let budget = Arc::new(llm::InMemoryBudget::new(BudgetLimits::default()));
+                let provider = build(settings, budget)?;
+                format!(
+                    "{}:{} at {}, with the template advisor as fallback",
+                    provider.name(),
+                    provider.model(),
+                    settings
+                        .base_url
+                        .as_deref()
+                        .unwrap_or("the provider's public endpoint")
+                )
+            }
+        })
+    }
+}
+
+fn build(
+    settings: &ProviderSettings,
+    budget: Arc<dyn Budget>,
+) -> Result<Box<dyn llm::ChatProvider>, ConfigError> {
+    llm::build(settings, budget).map_err(|e| ConfigError::Value {
+        key: "llm".into(),
+        message: e.to_string(),
+    })
+}
+
+pub struct Advisors {
+    pub template: TemplateAdvisor,
+    pub model: Option<LlmAdvisor>,
+}
+
+impl Advisors {
+    /// `budget` keeps the model's daily budget (the database, in the CLI).
+    pub fn new(
+        catalog: Catalog,
+        loaded: &Loaded,
+        budget: impl FnOnce(BudgetLimits) -> Arc<dyn Budget>,
+    ) -> Result<Self, ConfigError> {
+        let template = TemplateAdvisor::new(catalog);
+        let model = match ModelChoice::of(loaded) {
+            ModelChoice::Template => None,
+            ModelChoice::MissingKey(provider) => {
+                tracing::warn!(
+                    provider = provider.as_str(),
+                    "no API key (DRACO_LLM_API_KEY or llm.api_key_file): the template advisor answers and nothing is sent"
+                );
+                None
+            }
+            ModelChoice::Model(settings) => {
+                let llm = &loaded.config.llm;
+                let provider = build(&settings, budget(limits(llm)))?;
+                Some(LlmAdvisor::new(
+                    provider,
+                    template.catalog().clone(),
+                    AdvisorSettings {
+                        max_output_tokens: llm.max_output_tokens,
+                        temperature: 0.0,
+                        price_per_million_input_usd: llm.price_per_million_input_usd,
+                        price_per_million_output_usd: llm.price_per_million_output_usd,
+                    },
+                ))
+            }
+        };
+        Ok(Self { template, model })
+    }
+
+    /// The advisor asked first, and the one that answers when it is refused.
+    pub fn chain(&self) -> (&dyn Advisor, Option<&dyn Advisor>) {
+        match &self.model {
+            Some(model) => (model, Some(&self.template)),
+            None => (&self.template, None),
+        }
+    }
+}
+
+fn limits(llm: &LlmConfig) -> BudgetLimits {
+    BudgetLimits {
+        max_requests_per_day: Some(llm.max_requests_per_day),
+        max_tokens_per_day: Some(llm.max_tokens_per_day),
+    }
+}
