@@ -13,7 +13,7 @@ fn main() {
     let config = StreamConfig::default();
     let scores: Vec<Vec<f64>> = corpus
         .iter()
-        .map(|s| stream::score(&s.values, &config))
+        .map(|s| stream::score_at(&s.timestamps, &s.values, &config))
         .collect();
     let result = nab::sweep(&corpus, &scores, &PROFILES[0]);
     println!(

@@ -33,7 +33,7 @@ fn main() {
                         };
                         let scores: Vec<Vec<f64>> = corpus
                             .iter()
-                            .map(|s| stream::score(&s.values, &config))
+                            .map(|s| stream::score_at(&s.timestamps, &s.values, &config))
                             .collect();
                         let standard = nab::sweep(&corpus, &scores, &PROFILES[0]);
                         results.push((standard.normalized, standard.threshold, config));

@@ -59,7 +59,7 @@ pub struct DetectArgs {
     pub input: PathBuf,
     /// Score at or above which a row is marked `anomaly = 1` (the default is
     /// the threshold NAB's standard profile picks for the default detector).
-    #[arg(long, default_value_t = 0.998)]
+    #[arg(long, default_value_t = 0.9974)]
     pub threshold: f64,
 }
 

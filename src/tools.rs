@@ -38,8 +38,11 @@ fn write_detections(args: &DetectArgs) -> Result<()> {
     }
     let (timestamps, values) =
         crate::bench::nab::read_series_csv(&args.input, crate::bench::nab::Order::Strict)?;
-    let scores =
-        crate::detect::stream::score(&values, &crate::detect::stream::StreamConfig::default());
+    let scores = crate::detect::stream::score_at(
+        &timestamps,
+        &values,
+        &crate::detect::stream::StreamConfig::default(),
+    );
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     writeln!(out, "timestamp,value,score,anomaly")?;

@@ -30,7 +30,7 @@ pub fn run_nab(root: &Path, config: &StreamConfig) -> Result<NabReport, CorpusEr
     let started = Instant::now();
     let scores: Vec<Vec<f64>> = corpus
         .iter()
-        .map(|s| stream::score(&s.values, config))
+        .map(|s| stream::score_at(&s.timestamps, &s.values, config))
         .collect();
     let seconds = started.elapsed().as_secs_f64();
     let profiles = PROFILES

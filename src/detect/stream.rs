@@ -11,6 +11,10 @@
 //!    the last few levels (like HTM's sequence memory, in miniature); the
 //!    *sequence* surprise is how unexpected the new level is after them, so a
 //!    familiar value arriving in an unfamiliar order is noticed.
+//!    With timestamps (`update_at`, `score_at`) there is one more raw
+//!    surprise: the distance of the value from the mean of earlier values
+//!    at the same time of day, in residual standard deviations, so a value
+//!    that is normal at noon but not at midnight is noticed.
 //! 3. **Likelihood.** Like HTM's anomaly likelihood, for each surprise: the
 //!    mean of the last few points is compared with the distribution over a
 //!    long window, giving a z. The larger z of the two detectors is kept.
@@ -26,6 +30,8 @@
 //! The score at point *t* depends only on points up to *t*.
 
 use std::collections::VecDeque;
+
+use chrono::{NaiveDateTime, Timelike};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
@@ -49,6 +55,12 @@ pub struct StreamConfig {
     /// Half-life, in points, of the history that calibrates z; 0 turns
     /// calibration off.
     pub calibration_half_life: f64,
+    /// Phases per day of the time-of-day model, used only by `update_at` and
+    /// `score_at`; 0 turns it off.
+    pub season_buckets: usize,
+    /// Smallest learning rate of a phase's mean (it is 1/n before that), so
+    /// the model follows a daily profile that changes slowly.
+    pub season_alpha: f64,
 }
 
 impl Default for StreamConfig {
@@ -64,6 +76,8 @@ impl Default for StreamConfig {
             sequence_levels: 16,
             sequence_order: 2,
             calibration_half_life: 20000.0,
+            season_buckets: 144,
+            season_alpha: 0.1,
         }
     }
 }
@@ -405,6 +419,68 @@ fn normal_cdf(z: f64) -> f64 {
     0.5 * (1.0 + erf)
 }
 
+/// Residuals needed before the time-of-day surprise counts.
+const SEASON_MIN_RESIDUALS: f64 = 10.0;
+
+/// Most residuals the time-of-day spread averages over (then it forgets).
+const SEASON_SPREAD_MEMORY: f64 = 2000.0;
+
+/// What the series did at the same time of day before: a fixed table of
+/// per-phase means, and the pooled spread of values around them.
+#[derive(Debug, Clone)]
+struct Seasonal {
+    per_day: usize,
+    means: Vec<f64>,
+    counts: Vec<f64>,
+    alpha: f64,
+    /// Running variance of the residual from the phase mean.
+    var: f64,
+    var_n: f64,
+}
+
+impl Seasonal {
+    fn new(per_day: usize, alpha: f64) -> Self {
+        Self {
+            per_day,
+            means: vec![0.0; per_day],
+            counts: vec![0.0; per_day],
+            alpha: alpha.clamp(1e-6, 1.0),
+            var: 0.0,
+            var_n: 0.0,
+        }
+    }
+
+    fn phase(&self, at: NaiveDateTime) -> usize {
+        let seconds = at.num_seconds_from_midnight() as usize;
+        (seconds * self.per_day / 86_400).min(self.per_day - 1)
+    }
+
+    /// Surprise in [0, 1] of `value` at `at`, from its distance to the mean
+    /// of earlier values at that time of day in residual standard
+    /// deviations (saturating at 6), before it is learnt; then learns it.
+    fn observe(&mut self, at: NaiveDateTime, value: f64, min_sd: f64) -> f64 {
+        if self.per_day == 0 {
+            return 0.0;
+        }
+        let b = self.phase(at);
+        let mut surprise = 0.0;
+        if self.counts[b] > 0.0 {
+            let r = value - self.means[b];
+            if self.var_n >= SEASON_MIN_RESIDUALS {
+                let sd = self.var.sqrt().max(min_sd);
+                surprise = (r.abs() / sd / 6.0).min(1.0);
+            }
+            let a = 1.0 / (self.var_n + 1.0).min(SEASON_SPREAD_MEMORY);
+            self.var += a * (r * r - self.var);
+            self.var_n += 1.0;
+        }
+        self.counts[b] += 1.0;
+        let a = (1.0 / self.counts[b]).max(self.alpha);
+        self.means[b] += a * (value - self.means[b]);
+        surprise
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StreamDetector {
     config: StreamConfig,
@@ -418,6 +494,7 @@ pub struct StreamDetector {
     sequence: SequenceModel,
     sequence_likelihood: Likelihood,
     tail: TailCounter,
+    seasonal: Seasonal,
     seen: usize,
     suppressed_until: usize,
 }
@@ -438,6 +515,7 @@ impl StreamDetector {
             ),
             sequence_likelihood: Likelihood::new(config.short_window, config.long_window),
             tail: TailCounter::new(config.calibration_half_life),
+            seasonal: Seasonal::new(config.season_buckets, config.season_alpha),
             seen: 0,
             suppressed_until: 0,
             config,
@@ -446,6 +524,16 @@ impl StreamDetector {
 
     /// Scores the next point: 0 is normal, 1 is as anomalous as it gets.
     pub fn update(&mut self, value: f64) -> f64 {
+        self.step(None, value)
+    }
+
+    /// Scores the next point, also comparing it with what was seen at the
+    /// same time of day before.
+    pub fn update_at(&mut self, at: NaiveDateTime, value: f64) -> f64 {
+        self.step(Some(at), value)
+    }
+
+    fn step(&mut self, at: Option<NaiveDateTime>, value: f64) -> f64 {
         let value_surprise = self.values.observe(value);
         let change_surprise = match self.previous {
             Some(previous) => self.changes.observe(value - previous),
@@ -465,7 +553,13 @@ impl StreamDetector {
             (z / 6.0).min(1.0)
         };
         self.previous = Some(value);
-        let raw = value_surprise.max(change_surprise).max(deviation_surprise);
+        let mut raw = value_surprise.max(change_surprise).max(deviation_surprise);
+        if let Some(at) = at {
+            // Far from what this time of day usually brings: one more raw
+            // surprise, through the same likelihood and calibration.
+            let min_sd = 1e-9 + 1e-6 * self.ew_mean.abs();
+            raw = raw.max(self.seasonal.observe(at, value, min_sd));
+        }
         let mut z = self.value_likelihood.push(raw);
         if self.config.sequence_order > 0 {
             // Levels over the range as it stands after this value.
@@ -499,6 +593,16 @@ impl StreamDetector {
         }
         score
     }
+}
+
+/// Scores a whole series with timestamps, using the seasonal model.
+pub fn score_at(timestamps: &[NaiveDateTime], values: &[f64], config: &StreamConfig) -> Vec<f64> {
+    let mut detector = StreamDetector::new(config.clone());
+    timestamps
+        .iter()
+        .zip(values)
+        .map(|(&t, &v)| detector.update_at(t, v))
+        .collect()
 }
 
 /// Scores a whole series.
@@ -631,6 +735,83 @@ mod tests {
         assert!(max(&without[3000..3040]) < 0.5);
     }
 
+    /// Five-minute samples of a daily cycle with a little noise; on day 12
+    /// the daytime peak is missing: from 6:00 to 18:00 the value stays at the
+    /// daily mean, which the series passes through twice every day.
+    fn daily_with_a_missing_peak() -> (Vec<NaiveDateTime>, Vec<f64>, std::ops::Range<usize>) {
+        let start = chrono::NaiveDate::from_ymd_opt(2014, 4, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("valid date");
+        let per_day = 288;
+        let missing = 12 * per_day + 72..12 * per_day + 216;
+        let timestamps = (0..16 * per_day)
+            .map(|i| start + chrono::Duration::minutes(5 * i as i64))
+            .collect();
+        let values = (0..16 * per_day)
+            .map(|i| {
+                let hash = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                let noise = (hash as f64 / (1u64 << 24) as f64 - 0.5) * 0.4;
+                let phase = (i % per_day) as f64 / per_day as f64 * std::f64::consts::TAU;
+                let cycle = if missing.contains(&i) {
+                    0.0
+                } else {
+                    30.0 * (phase - std::f64::consts::FRAC_PI_2).sin()
+                };
+                50.0 + cycle + noise
+            })
+            .collect();
+        (timestamps, values, missing)
+    }
+
+    #[test]
+    fn a_value_normal_for_the_day_but_not_for_the_hour_is_noticed_with_timestamps() {
+        let (timestamps, values, missing) = daily_with_a_missing_peak();
+        let config = StreamConfig::default();
+        let with = score_at(&timestamps, &values, &config);
+        let without = score(&values, &config);
+        let during = |s: &[f64]| max(&s[missing.start..missing.end + 10]);
+        // Days 2 to 11 are normal days: no alarm.
+        let normal = 2 * 288..12 * 288;
+        assert!(
+            max(&with[normal.clone()]) < config.alarm_level,
+            "{}",
+            max(&with[normal])
+        );
+        assert!(during(&with) >= config.alarm_level, "{}", during(&with));
+        // Without timestamps every value, step and order is familiar.
+        assert!(
+            during(&without) < config.alarm_level,
+            "{}",
+            during(&without)
+        );
+    }
+
+    #[test]
+    fn timestamped_scores_are_probabilities_and_need_no_future() {
+        let (timestamps, values, missing) = daily_with_a_missing_peak();
+        let config = StreamConfig::default();
+        let all = score_at(&timestamps, &values, &config);
+        let cut = missing.start + 50;
+        let part = score_at(&timestamps[..cut], &values[..cut], &config);
+        assert_eq!(&all[..cut], &part[..]);
+        assert!(all.iter().all(|s| (0.0..=1.0).contains(s)));
+        assert!(max(&all[missing.start..cut]) > 0.99);
+    }
+
+    #[test]
+    fn without_timestamps_or_phases_the_seasonal_model_is_inert() {
+        let (timestamps, values, _) = daily_with_a_missing_peak();
+        let config = StreamConfig::default();
+        let off = StreamConfig {
+            season_buckets: 0,
+            ..config.clone()
+        };
+        assert_eq!(
+            score(&values, &config),
+            score_at(&timestamps, &values, &off)
+        );
+    }
+
     #[test]
     fn memory_does_not_grow_with_the_stream() {
         let mut detector = StreamDetector::new(StreamConfig::default());
@@ -639,5 +820,16 @@ mod tests {
         }
         assert!(detector.value_likelihood.long.len() <= StreamConfig::default().long_window);
         assert_eq!(detector.sequence.totals.len(), 1 << SEQUENCE_ROWS_LOG2);
+        let start = chrono::NaiveDate::from_ymd_opt(2014, 4, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("valid date");
+        for i in 0..50_000 {
+            let at = start + chrono::Duration::seconds(37 * i);
+            detector.update_at(at, (i % 97) as f64);
+        }
+        assert_eq!(
+            detector.seasonal.means.len(),
+            StreamConfig::default().season_buckets
+        );
     }
 }
