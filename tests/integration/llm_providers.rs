@@ -9,7 +9,7 @@ use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-use crate::llm_support::{KEY, answer, harness, redacted, request, requests, schema, settings};
+use crate::llm_support::{KEY, answer, harness, requests, schema, settings};
 
 /// The key must travel in a header, never in the query string.
 struct NoQuery;
@@ -64,11 +64,7 @@ async fn gemini_sends_the_documented_request_and_reads_text_and_usage() {
         &settings(ProviderKind::Gemini, &server),
         BudgetLimits::default(),
     );
-    let response = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect("answer");
+    let response = h.ask().await.expect("answer");
 
     assert_eq!(response.json, answer());
     assert_eq!(
@@ -125,11 +121,7 @@ async fn openai_sends_the_documented_request_and_reads_content_and_usage() {
     let mut s = settings(ProviderKind::OpenAi, &server);
     s.openai_token_field = Some(TokenLimitField::MaxCompletionTokens);
     let h = harness(&s, BudgetLimits::default());
-    let response = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect("answer");
+    let response = h.ask().await.expect("answer");
 
     assert_eq!(response.json, answer());
     assert_eq!(
@@ -171,11 +163,7 @@ async fn local_openai_compatible_server_gets_no_auth_header_and_max_tokens() {
     s.api_key = None;
     s.model = Some("llama3.2".into());
     let h = harness(&s, BudgetLimits::default());
-    let response = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect("answer");
+    let response = h.ask().await.expect("answer");
 
     assert_eq!(response.json, answer());
     let sent: serde_json::Value = requests(&server).await[0].body_json().expect("json body");
@@ -201,10 +189,7 @@ async fn azure_style_key_goes_in_the_api_key_header() {
     let mut s = settings(ProviderKind::OpenAi, &server);
     s.openai_auth = OpenAiAuth::ApiKeyHeader;
     let h = harness(&s, BudgetLimits::default());
-    h.provider
-        .complete(&redacted(request()))
-        .await
-        .expect("answer");
+    h.ask().await.expect("answer");
 }
 
 #[tokio::test]
@@ -253,11 +238,7 @@ async fn anthropic_forces_one_tool_and_reads_its_input() {
         &settings(ProviderKind::Anthropic, &server),
         BudgetLimits::default(),
     );
-    let response = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect("answer");
+    let response = h.ask().await.expect("answer");
 
     assert_eq!(response.json, answer());
     assert_eq!(
@@ -286,11 +267,7 @@ async fn gemini_safety_stop_is_a_refusal_and_its_tokens_are_counted() {
         &settings(ProviderKind::Gemini, &server),
         BudgetLimits::default(),
     );
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("refused");
+    let error = h.ask().await.expect_err("refused");
 
     assert!(matches!(error, LlmError::Refused { .. }), "{error:?}");
     assert!(error.to_string().contains("SAFETY"), "{error}");

@@ -9,7 +9,7 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::llm_support::{KEY, answer, harness, redacted, request, requests, settings};
+use crate::llm_support::{KEY, answer, harness, requests, settings};
 
 fn openai_ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
@@ -47,11 +47,7 @@ async fn rate_limited_call_waits_as_retry_after_says_then_succeeds() {
         &settings(ProviderKind::OpenAi, &server),
         BudgetLimits::default(),
     );
-    let response = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect("second attempt");
+    let response = h.ask().await.expect("second attempt");
 
     assert_eq!(response.json, answer());
     assert_eq!(requests(&server).await.len(), 2);
@@ -85,10 +81,7 @@ async fn anthropic_overloaded_529_is_retried_with_backoff() {
         &settings(ProviderKind::Anthropic, &server),
         BudgetLimits::default(),
     );
-    h.provider
-        .complete(&redacted(request()))
-        .await
-        .expect("third attempt");
+    h.ask().await.expect("third attempt");
 
     let sleeps = h.clock.sleeps();
     assert_eq!(requests(&server).await.len(), 3);
@@ -120,11 +113,7 @@ async fn breaker_opens_after_repeated_500s_then_fails_fast_without_a_request() {
     let h = harness(&s, BudgetLimits::default());
 
     for _ in 0..2 {
-        let error = h
-            .provider
-            .complete(&redacted(request()))
-            .await
-            .expect_err("500");
+        let error = h.ask().await.expect_err("500");
         assert!(
             matches!(error, LlmError::Unavailable { status: 500, .. }),
             "{error:?}"
@@ -137,11 +126,7 @@ async fn breaker_opens_after_repeated_500s_then_fails_fast_without_a_request() {
         "two calls of two attempts"
     );
 
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("open");
+    let error = h.ask().await.expect_err("open");
     assert!(matches!(error, LlmError::CircuitOpen { .. }), "{error:?}");
     assert_eq!(
         requests(&server).await.len(),
@@ -151,18 +136,10 @@ async fn breaker_opens_after_repeated_500s_then_fails_fast_without_a_request() {
 
     // After the cool-down one trial goes out; it fails, so the breaker opens again.
     h.clock.advance(Duration::from_secs(60));
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("trial");
+    let error = h.ask().await.expect_err("trial");
     assert!(matches!(error, LlmError::Unavailable { .. }), "{error:?}");
     assert_eq!(requests(&server).await.len(), 6);
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("open again");
+    let error = h.ask().await.expect_err("open again");
     assert!(matches!(error, LlmError::CircuitOpen { .. }), "{error:?}");
 
     // Next cool-down, the provider has recovered: the trial closes the breaker.
@@ -172,14 +149,8 @@ async fn breaker_opens_after_repeated_500s_then_fails_fast_without_a_request() {
         .mount(&server)
         .await;
     h.clock.advance(Duration::from_secs(60));
-    h.provider
-        .complete(&redacted(request()))
-        .await
-        .expect("trial succeeds");
-    h.provider
-        .complete(&redacted(request()))
-        .await
-        .expect("closed");
+    h.ask().await.expect("trial succeeds");
+    h.ask().await.expect("closed");
     assert_eq!(requests(&server).await.len(), 2);
 }
 
@@ -195,11 +166,7 @@ async fn malformed_json_in_the_content_is_a_clear_error_and_not_retried() {
         &settings(ProviderKind::Gemini, &server),
         BudgetLimits::default(),
     );
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("malformed");
+    let error = h.ask().await.expect_err("malformed");
 
     assert!(matches!(error, LlmError::Malformed { .. }), "{error:?}");
     assert!(error.to_string().contains("not JSON"), "{error}");
@@ -219,11 +186,7 @@ async fn slow_provider_times_out_after_the_retries() {
     s.max_attempts = 2;
     let h = harness(&s, BudgetLimits::default());
 
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("timeout");
+    let error = h.ask().await.expect_err("timeout");
 
     assert!(matches!(error, LlmError::Timeout { .. }), "{error:?}");
     assert!(error.to_string().contains("within 1s"), "{error}");
@@ -244,11 +207,7 @@ async fn unreachable_provider_is_retried_then_reported() {
     s.max_attempts = 2;
     let h = harness(&s, BudgetLimits::default());
 
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("refused");
+    let error = h.ask().await.expect_err("refused");
 
     assert!(
         matches!(error, LlmError::Connect { .. } | LlmError::Timeout { .. }),
@@ -276,11 +235,7 @@ async fn unauthorized_is_not_retried_and_the_message_hides_the_key() {
         &settings(ProviderKind::OpenAi, &server),
         BudgetLimits::default(),
     );
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("401");
+    let error = h.ask().await.expect_err("401");
 
     assert!(
         matches!(error, LlmError::Auth { status: 401, .. }),
@@ -307,15 +262,8 @@ async fn exhausted_budget_sends_no_request() {
         },
     );
 
-    h.provider
-        .complete(&redacted(request()))
-        .await
-        .expect("within budget");
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("over budget");
+    h.ask().await.expect("within budget");
+    let error = h.ask().await.expect_err("over budget");
 
     assert!(
         matches!(
@@ -352,11 +300,7 @@ async fn token_budget_counts_the_estimate_before_sending() {
         },
     );
 
-    let error = h
-        .provider
-        .complete(&redacted(request()))
-        .await
-        .expect_err("over budget");
+    let error = h.ask().await.expect_err("over budget");
 
     assert!(
         matches!(
@@ -391,11 +335,7 @@ async fn the_key_never_appears_in_urls_debug_or_errors() {
         let s = settings(kind, &server);
         let h = harness(&s, BudgetLimits::default());
 
-        let error = h
-            .provider
-            .complete(&redacted(request()))
-            .await
-            .expect_err("400");
+        let error = h.ask().await.expect_err("400");
 
         assert!(
             matches!(error, LlmError::Rejected { status: 400, .. }),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use draco::remediate::llm::{
-    Budget, BudgetLimits, ChatProvider, ChatRequest, Clock, InMemoryBudget, ManualClock,
-    ProviderKind, ProviderSettings, Redacted, build_with, http_client,
+    Budget, BudgetLimits, ChatProvider, ChatRequest, ChatResponse, Clock, InMemoryBudget, LlmError,
+    ManualClock, ProviderKind, ProviderSettings, Redacted, build_with, http_client,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -81,6 +81,13 @@ pub struct Harness {
     pub provider: Box<dyn ChatProvider>,
     pub clock: Arc<ManualClock>,
     pub budget: Arc<InMemoryBudget>,
+}
+
+impl Harness {
+    /// The standard question, through the real redactor, as the advisor asks it.
+    pub async fn ask(&self) -> Result<ChatResponse, LlmError> {
+        self.provider.complete(&redacted(request())).await
+    }
 }
 
 pub fn harness(settings: &ProviderSettings, limits: BudgetLimits) -> Harness {
