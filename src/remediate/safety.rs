@@ -86,8 +86,9 @@ pub fn check_text(part: &'static str, text: &str) -> Result<(), SafetyError> {
             });
         }
     }
-    let redactor = Redactor::default();
-    if let Some(span) = redactor
+    static REDACTOR: OnceLock<Redactor> = OnceLock::new();
+    if let Some(span) = REDACTOR
+        .get_or_init(Redactor::default)
         .spans(text)
         .into_iter()
         .find(|s| s.kind.is_credential())

@@ -8,9 +8,9 @@
 
 use serde::Serialize;
 
-use super::Thresholds;
 use super::model::{Anomaly, DayScore};
 use super::series::{Level, Series};
+use super::{Thresholds, rounded};
 
 /// How many contributors a finding lists per dimension.
 const MAX_CONTRIBUTORS: usize = 5;
@@ -100,9 +100,9 @@ pub fn contributors(
             (excess > 0.005).then(|| Contributor {
                 dimension: level.dimension(),
                 name: display_name(s.series, of),
-                excess_usd: round(excess, 100.0),
+                excess_usd: rounded(excess, 2),
                 share: if total_excess > 0.0 {
-                    round(excess / total_excess, 1000.0)
+                    rounded(excess / total_excess, 3)
                 } else {
                     0.0
                 },
@@ -123,10 +123,6 @@ fn display_name(series: &Series, of: &Series) -> String {
         (_, None) => format!("{name} ({})", series.account),
         _ => name.to_owned(),
     }
-}
-
-fn round(value: f64, scale: f64) -> f64 {
-    (value * scale).round() / scale
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::drill::{Contributor, Scored};
 use super::model::{Anomaly, median};
 use super::series::{Level, Series};
-use super::{CostConfig, Thresholds};
+use super::{CostConfig, Thresholds, rounded};
 use crate::domain::{AccountId, Finding, FindingKind, Fingerprint, Severity};
 
 /// Evidence accumulates over days; beyond this many, more days add nothing.
@@ -41,7 +41,7 @@ pub fn confidence(
         1.0
     };
     let c = statistical * (0.5 + 0.5 * history) * estimated;
-    (c.clamp(0.0, 1.0) * 100.0).round() / 100.0
+    rounded(c.clamp(0.0, 1.0), 2)
 }
 
 /// Severity of the impact one can expect: dollars weighted by confidence.
@@ -87,15 +87,15 @@ pub fn new_service(series: &Series, appeared: NaiveDate, last_day: NaiveDate) ->
         account: account.clone(),
         region: None,
         expected: Some(0.0),
-        actual: Some(round_cents(mean_daily)),
-        impact_usd_monthly: Some(round_cents(monthly)),
+        actual: Some(rounded(mean_daily, 2)),
+        impact_usd_monthly: Some(rounded(monthly, 2)),
         evidence: json!({
             "series": { "account": account, "service": service },
             "first_billed": appeared,
             "last_day": last_day,
             "days_billed": since.len(),
-            "total_usd": round_cents(since.iter().sum()),
-            "mean_daily_usd": round_cents(mean_daily),
+            "total_usd": rounded(since.iter().sum(), 2),
+            "mean_daily_usd": rounded(mean_daily, 2),
             "relative_change": None::<f64>,
             "confidence": 1.0,
         }),
@@ -162,9 +162,9 @@ pub fn anomaly(
         .map(|d| {
             json!({
                 "day": d.day,
-                "actual_usd": round_cents(d.actual),
-                "expected_usd": round_cents(d.expected),
-                "z": (d.z * 10.0).round() / 10.0,
+                "actual_usd": rounded(d.actual, 2),
+                "expected_usd": rounded(d.expected, 2),
+                "z": rounded(d.z, 1),
                 "estimated": series.is_estimated(d.day),
             })
         })
@@ -176,16 +176,16 @@ pub fn anomaly(
         resource: series_resource(series),
         account: account.clone(),
         region: None,
-        expected: Some(round_cents(expected)),
-        actual: Some(round_cents(actual)),
-        impact_usd_monthly: Some(round_cents(impact)),
+        expected: Some(rounded(expected, 2)),
+        actual: Some(rounded(actual, 2)),
+        impact_usd_monthly: Some(rounded(impact, 2)),
         evidence: json!({
             "series": { "account": series.owner(), "service": series.name },
             "start": anomaly.start(),
             "end": if anomaly.ongoing { None } else { Some(anomaly.end()) },
             "ongoing": anomaly.ongoing,
-            "excess_usd": round_cents(excess),
-            "relative_change": relative.map(|r| (r * 1000.0).round() / 1000.0),
+            "excess_usd": rounded(excess, 2),
+            "relative_change": relative.map(|r| rounded(r, 3)),
             "confidence": confidence,
             "thresholds": {
                 "z": scored.thresholds.z,
@@ -208,10 +208,6 @@ pub fn anomaly(
             &anomaly.start().to_string(),
         ]),
     }
-}
-
-fn round_cents(usd: f64) -> f64 {
-    (usd * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

@@ -182,6 +182,12 @@ impl Default for CostConfig {
         }
     }
 }
+/// `value` rounded to `places` decimals, for evidence people read.
+fn rounded(value: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (value * scale).round() / scale
+}
+
 /// Share of an aggregate anomaly's excess that reported service findings, or
 /// one service alone, must carry for the aggregate to be left out.
 const EXPLAINED_SHARE: f64 = 0.5;
