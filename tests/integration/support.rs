@@ -165,3 +165,33 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Where an external corpus lives: the directory named by the environment
+/// variable `var`, else `default` (relative to the crate root, e.g.
+/// `../shared/data/nab`). `None` when it is absent: the caller then returns
+/// early after this prints why the test was skipped. Under CI (`CI=true`) an
+/// absent corpus is a failure instead, so CI always runs the test.
+pub fn external_corpus(var: &str, default: &str) -> Option<PathBuf> {
+    let path = match std::env::var_os(var) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join(default),
+    };
+    if path.exists() {
+        return Some(path);
+    }
+    let why = format!(
+        "the corpus is not at {} (set {var} to where it is)",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// The shared real-world cases (`../shared/data/realworld`, or
+/// `DRACO_REALWORLD_DIR`); `None` (test skipped) where absent outside CI.
+pub fn realworld_case(case: &str) -> Option<PathBuf> {
+    external_corpus("DRACO_REALWORLD_DIR", "../shared/data/realworld").map(|dir| dir.join(case))
+}
