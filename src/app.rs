@@ -8,39 +8,47 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
-use crate::advisors::{Advisors, ModelChoice};
+use crate::advisors::ModelChoice;
 use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
-    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs,
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,
 };
+use crate::compose::{self, App, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceKind};
 use crate::daemon;
 use crate::domain::FindingStatus;
 use crate::gitops::local::LocalGit;
-use crate::pipeline::{Pipeline, ScanReport};
-use crate::redact::Redactor;
 use crate::remediate::templates::Catalog;
 use crate::report::{self, Row};
-use crate::sources::aws::AwsSource;
-use crate::sources::fixtures::{FixtureSet, FixtureSource};
-use crate::sources::{CostSource, PostureSource};
-use crate::store::llm_budget::StoreBudget;
+use crate::server;
+use crate::sources::fixtures::FixtureSet;
 use crate::tools;
 
-/// A source that serves both cost and posture (both of ours do).
-trait Source: CostSource + PostureSource {
-    fn as_cost(&self) -> &dyn CostSource;
-    fn as_posture(&self) -> &dyn PostureSource;
+/// `print!` that returns an error instead of panicking when standard output
+/// is closed (`draco audit verify | true`) or the device is full.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))?
+    };
 }
 
-impl<T: CostSource + PostureSource> Source for T {
-    fn as_cost(&self) -> &dyn CostSource {
-        self
-    }
-    fn as_posture(&self) -> &dyn PostureSource {
-        self
-    }
+/// `println!`, likewise.
+macro_rules! outln {
+    () => { out!("\n") };
+    ($fmt:literal $($arg:tt)*) => {
+        write_stdout(format_args!(concat!($fmt, "\n") $($arg)*))?
+    };
 }
+
+fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
+}
+
 use crate::store::{SqliteStore, Store};
 
 /// A mistake in how Draco was called (exit code 2), as opposed to a failure while running (1).
@@ -70,15 +78,6 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 }
 
 const DEFAULT_DATA_DIR: &str = ".draco";
-const DATABASE_FILE: &str = "draco.db";
-const REPOSITORY_DIR: &str = "remediations.git";
-
-/// Where a scan reads from.
-#[derive(Debug, Clone)]
-enum SourceChoice {
-    Fixtures(FixtureSet),
-    Aws,
-}
 
 struct Context {
     loaded: Loaded,
@@ -98,13 +97,12 @@ impl Context {
     }
 
     fn database_path(&self) -> PathBuf {
-        self.data_dir.join(DATABASE_FILE)
+        compose::database_path(&self.data_dir)
     }
 
-    async fn open_store(&self) -> Result<SqliteStore> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
-        Ok(SqliteStore::open(&self.database_path()).await?)
+    /// The whole application, for commands that scan or serve.
+    async fn app(self, source: SourceChoice) -> Result<Arc<App>> {
+        Ok(App::build(self.loaded, self.data_dir, source).await?)
     }
 
     /// For commands that only read or decide: no database means nothing was scanned yet.
@@ -120,7 +118,7 @@ impl Context {
     }
 
     async fn open_repository(&self) -> Result<LocalGit> {
-        let path = self.data_dir.join(REPOSITORY_DIR);
+        let path = self.data_dir.join(compose::REPOSITORY_DIR);
         LocalGit::open_or_init(&path).await.with_context(|| {
             format!(
                 "cannot prepare the change-request repository {}",
@@ -130,18 +128,7 @@ impl Context {
     }
 
     fn catalog(&self) -> Result<Catalog> {
-        let catalog = match &self.loaded.config.remediate.templates_dir {
-            Some(dir) => Catalog::load_dir(dir)?,
-            None => Catalog::builtin()?,
-        };
-        Ok(catalog)
-    }
-
-    fn advisors(&self, store: &SqliteStore) -> Result<Advisors> {
-        let store = store.clone();
-        Ok(Advisors::new(self.catalog()?, &self.loaded, |limits| {
-            Arc::new(StoreBudget::new(store, limits))
-        })?)
+        Ok(compose::catalog(&self.loaded)?)
     }
 
     fn configured_source(&self) -> SourceChoice {
@@ -170,12 +157,10 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Detect(_) | Command::Redact(_) | Command::Bench(_) => Ok(()),
         Command::Demo(output) => {
-            scan_command(
-                &ctx,
-                SourceChoice::Fixtures(FixtureSet::EmbeddedDemo),
-                &output,
-            )
-            .await
+            let app = ctx
+                .app(SourceChoice::Fixtures(FixtureSet::EmbeddedDemo))
+                .await?;
+            scan_command(&app, &output).await
         }
         Command::Scan(args) => {
             if !args.once {
@@ -184,9 +169,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .into());
             }
-            scan_command(&ctx, ctx.configured_source(), &args.output).await
+            let source = ctx.configured_source();
+            let app = ctx.app(source).await?;
+            scan_command(&app, &args.output).await
         }
-        Command::Run(args) => run_daemon(&ctx, args.scan_on_start).await,
+        Command::Run(args) => {
+            let source = ctx.configured_source();
+            run_daemon(ctx.app(source).await?, args.scan_on_start).await
+        }
+        Command::Scans(args) => scans_command(&ctx, &args).await,
         Command::Findings(args) => findings_command(&ctx, &args).await,
         Command::Show(args) => show_command(&ctx, args.id, &args.output).await,
         Command::Approve(args) => {
@@ -202,7 +193,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "Approved finding {} by {}{resumed}: merged {} into main as {}.",
                 args.id,
                 cr.decided_by.as_deref().unwrap_or("?"),
@@ -225,7 +216,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Utc::now(),
             )
             .await?;
-            println!(
+            outln!(
                 "Rejected finding {} by {}: closed {} without merging.",
                 args.id,
                 outcome.change_request.decided_by.as_deref().unwrap_or("?"),
@@ -236,61 +227,37 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Check) => {
             let catalog = ctx.catalog()?;
             catalog.check_covers(&crate::domain::FindingKind::ALL)?;
-            print!("{}", config::render(&ctx.loaded));
+            // Refusals first: nothing is printed from a configuration that
+            // will be refused (a refused base URL may hold credentials).
+            let advisor = ModelChoice::of(&ctx.loaded).describe()?;
+            out!("{}", config::render(&ctx.loaded));
             let next = config::parse_schedule(&ctx.loaded.config.schedule)
                 .ok()
-                .and_then(|cron| cron.find_next_occurrence(&Utc::now(), false).ok());
-            println!("\n# data dir: {}", ctx.data_dir.display());
-            println!(
+                .and_then(|cron| config::next_firing(&cron, Utc::now()));
+            outln!("\n# data dir: {}", ctx.data_dir.display());
+            outln!(
                 "# remediation templates: {} ({} templates)",
                 catalog.origin(),
                 catalog.len()
             );
-            println!("# advisor: {}", ModelChoice::of(&ctx.loaded).describe()?);
+            outln!("# advisor: {advisor}");
             if let Some(next) = next {
-                println!("# next scheduled scan: {}", next.to_rfc3339());
+                outln!("# next scheduled scan: {}", next.to_rfc3339());
             }
-            println!("# configuration is valid");
+            outln!("# configuration is valid");
             Ok(())
         }
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
             let events = store.audit_events(None).await?;
             crate::audit::verify(&events).context("the audit log does not verify")?;
-            println!(
+            outln!(
                 "Audit log intact: {} events, hash chain verified.",
                 events.len()
             );
             Ok(())
         }
     }
-}
-
-async fn scan_once(
-    ctx: &Context,
-    choice: SourceChoice,
-    store: &SqliteStore,
-    advisors: &Advisors,
-) -> Result<ScanReport> {
-    let git = ctx.open_repository().await?;
-    let (advisor, fallback) = advisors.chain();
-    let redactor = Redactor::new(&ctx.loaded.config.redact.person_tag_keys);
-    let source: Box<dyn Source> = match choice {
-        SourceChoice::Fixtures(set) => Box::new(FixtureSource::new(set)),
-        SourceChoice::Aws => Box::new(AwsSource::new(ctx.loaded.config.aws.clone()).await),
-    };
-    let pipeline = Pipeline {
-        cost: source.as_cost(),
-        posture: source.as_posture(),
-        detect: &ctx.loaded.config.detect,
-        redactor: &redactor,
-        advisor,
-        fallback,
-        catalog: advisors.template.catalog(),
-        change_requests: &git,
-        store,
-    };
-    Ok(pipeline.scan(Utc::now()).await?)
 }
 
 async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
@@ -310,20 +277,29 @@ async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
         .collect())
 }
 
-async fn scan_command(ctx: &Context, choice: SourceChoice, output: &OutputArgs) -> Result<()> {
-    let store = ctx.open_store().await?;
-    let advisors = ctx.advisors(&store)?;
-    let report = scan_once(ctx, choice, &store, &advisors).await?;
-    let rows = rows(&store).await?;
+async fn scan_command(app: &App, output: &OutputArgs) -> Result<()> {
+    let report = app.scan(Utc::now()).await?;
+    let rows = rows(&app.store).await?;
     if output.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report::scan_json(&report, &rows))?
         );
     } else {
-        print!("{}", report::scan_summary(&report, &rows));
+        out!("{}", report::scan_summary(&report, &rows));
     }
-    store.close().await;
+    app.store.close().await;
+    Ok(())
+}
+
+async fn scans_command(ctx: &Context, args: &ScansArgs) -> Result<()> {
+    let store = ctx.open_existing_store().await?;
+    let scans = store.scans(args.limit).await?;
+    if args.output.json {
+        outln!("{}", serde_json::to_string_pretty(&scans)?);
+    } else {
+        out!("{}", report::scans_table(&scans));
+    }
     Ok(())
 }
 
@@ -342,12 +318,12 @@ async fn findings_command(ctx: &Context, args: &FindingsArgs) -> Result<()> {
         rows.retain(|(f, _)| f.status == status);
     }
     if args.output.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report::findings_json(&rows))?
         );
     } else {
-        print!("{}", report::findings_table(&rows));
+        out!("{}", report::findings_table(&rows));
     }
     Ok(())
 }
@@ -366,9 +342,9 @@ async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()>
         value["evidence"] = finding.finding.evidence.clone();
         value["proposal"] = serde_json::to_value(&proposal)?;
         value["audit"] = serde_json::to_value(&audit)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!(
+        out!(
             "{}",
             report::finding_detail(&(finding, cr), proposal.as_ref(), &audit)
         );
@@ -376,35 +352,19 @@ async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()>
     Ok(())
 }
 
-async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
-    let shutdown = daemon::shutdown_signal()?;
-    let store = ctx.open_store().await?;
-    let choice = ctx.configured_source();
-    let schedule = ctx.loaded.config.schedule.clone();
-    let advisors = ctx.advisors(&store)?;
-    let (store_ref, advisors_ref) = (&store, &advisors);
-    daemon::run(&schedule, scan_on_start, shutdown, || {
-        let choice = choice.clone();
-        Box::pin(async move {
-            match scan_once(ctx, choice, store_ref, advisors_ref).await {
-                Ok(report) => tracing::info!(
-                    scan = report.scan_id,
-                    status = report.status,
-                    new = report.outcome.new.len(),
-                    resolved = report.outcome.resolved.len(),
-                    change_requests = report.change_requests_opened.len(),
-                    "scan finished"
-                ),
-                Err(error) => tracing::error!(error = format!("{error:#}"), "scan failed"),
-            }
-        })
-    })
-    .await?;
-    store.close().await;
+async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
+    let signals = daemon::Signals::install()?;
+    let listen = app.loaded.config.server.listen;
+    let listener = server::bind(listen)
+        .await
+        .context("set server.listen (or DRACO_SERVER_LISTEN) to a free address")?;
+    let (first, again) = signals.split();
+    daemon::run(Arc::clone(&app), listener, scan_on_start, first, again).await?;
+    app.store.close().await;
     Ok(())
 }
 
 /// Where the database lives for a data dir; tests use it to corrupt or inspect it.
 pub fn database_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(DATABASE_FILE)
+    compose::database_path(data_dir)
 }

@@ -29,6 +29,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Run as a daemon: scan on the configured cron schedule until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// List recent scans: id, start, end, status, source and errors.
+    Scans(ScansArgs),
     /// List findings.
     Findings(FindingsArgs),
     /// Show one finding with its evidence, proposal, change request and audit trail.
@@ -50,6 +52,15 @@ pub enum Command {
     /// Measure detection quality.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ScansArgs {
+    /// How many of the most recent scans to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

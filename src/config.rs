@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectConfig;
 use crate::domain::AccountId;
+use crate::server::ServerConfig;
 use crate::sources::aws::AwsConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,25 @@ pub struct Config {
     pub remediate: RemediateConfig,
     pub llm: LlmConfig,
     pub aws: AwsConfig,
+    pub server: ServerConfig,
+    pub scan: ScanConfig,
+}
+
+/// How scans share one database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanConfig {
+    /// Seconds a scan waits for another scan on the same database to finish
+    /// before giving up with an error saying so.
+    pub lock_wait_secs: u64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            lock_wait_secs: 120,
+        }
+    }
 }
 
 impl Default for Config {
@@ -44,6 +64,8 @@ impl Default for Config {
             remediate: RemediateConfig::default(),
             llm: LlmConfig::default(),
             aws: AwsConfig::default(),
+            server: ServerConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }
@@ -205,7 +227,8 @@ const SECRET_LOOKING_KEYS: [&str; 7] = [
     "client_secret",
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 6] = [
+const OPTIONAL_KEYS: [(&str, Kind); 7] = [
+    ("server.public_url", Kind::String),
     ("data_dir", Kind::String),
     ("source.fixtures_dir", Kind::String),
     ("remediate.templates_dir", Kind::String),
@@ -267,23 +290,18 @@ pub struct Loaded {
 /// Loads the config from an optional file and the given environment.
 pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
     let (origin, text) = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            (path.display().to_string(), text)
-        }
+        Some(path) => (path.display().to_string(), read_config_file(path)?),
         None => ("(defaults)".to_owned(), String::new()),
     };
     let invalid = |message: String| ConfigError::Invalid {
         path: origin.clone(),
         message: message.trim().to_owned(),
     };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| invalid(describe_toml_error(&e, &text)))?;
     refuse_secrets(&table, "", &origin)?;
     // First against the file alone, so its errors point at a line.
-    toml::from_str::<Config>(&text).map_err(|e| invalid(e.to_string()))?;
+    toml::from_str::<Config>(&text).map_err(|e| invalid(describe_toml_error(&e, &text)))?;
 
     let keys = env_keys();
     let mut env_overrides = Vec::new();
@@ -307,12 +325,12 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
         set_path(&mut table, path, value);
         Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| ConfigError::Env {
             name: name.clone(),
-            message: format!("{} (value `{raw}`)", e.to_string().trim()),
+            message: hide_values(e.message()),
         })?;
         env_overrides.push(name.clone());
     }
-    let config =
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.to_string()))?;
+    let config = Config::deserialize(toml::Value::Table(table))
+        .map_err(|e| invalid(hide_values(e.message())))?;
     validate(&config)?;
     let secrets = load_secrets(&config, env)?;
     Ok(Loaded {
@@ -551,6 +569,12 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     }
     validate_cost_rules(cost)?;
     validate_llm(&config.llm)?;
+    if let Some(url) = &config.server.public_url {
+        crate::server::config::check_public_url(url).map_err(|message| ConfigError::Value {
+            key: "server.public_url".into(),
+            message,
+        })?;
+    }
     let posture = &config.detect.posture;
     for (key, value) in [
         (
@@ -580,16 +604,107 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses a cron schedule the way the daemon's scheduler does (seconds required).
+/// Parses a cron schedule the way the daemon's scheduler does (seconds
+/// required), and refuses one that can never fire (`0 0 0 31 4 *`: April has
+/// no 31st): the daemon would wait forever.
 pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
+    let cron = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
         .build()
         .parse(schedule)
         .map_err(|e| {
             format!("`{schedule}` is not a cron schedule with seconds, e.g. \"0 0 6 * * *\" ({e})")
-        })
+        })?;
+    if next_firing(&cron, chrono::Utc::now()).is_none() {
+        return Err(format!(
+            "`{schedule}` never fires (no date matches it); e.g. \"0 0 6 * * *\" is every day at 06:00 UTC"
+        ));
+    }
+    Ok(cron)
+}
+
+/// The next time `cron` fires after `after`, looking at most five years
+/// ahead (a schedule that names a date existing only in leap years, such as
+/// 29 February, still fires within four).
+pub fn next_firing(
+    cron: &croner::Cron,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let next = cron.find_next_occurrence(&after, false).ok()?;
+    (next - after <= chrono::Duration::days(5 * 366)).then_some(next)
+}
+
+/// The largest config file read: a real one is a few KiB; the cap keeps
+/// `--config /dev/zero` from eating the memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Invalid {
+            path: path.display().to_string(),
+            message: format!("larger than {} KiB; is this the right file?", MAX_CONFIG_BYTES / 1024),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
+        path: path.display().to_string(),
+        message: "not UTF-8 text".into(),
+    })
+}
+
+/// A TOML error as "line L, column C: what", without the quoted source line
+/// that the `toml` crate adds: that line may hold a secret someone pasted
+/// into the wrong key. Values inside the message are hidden too.
+fn describe_toml_error(error: &toml::de::Error, text: &str) -> String {
+    let message = hide_values(error.message());
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Hides the values serde quotes in its messages (`invalid type: string
+/// "…"`, `unknown variant `…``), keeping key names and the expected forms:
+/// no value from the config reaches an error, whichever key it was under.
+fn hide_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.trim();
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        let Some(len) = rest[start + 1..].find(quote) else {
+            break;
+        };
+        let (head, quoted) = (&rest[..start], &rest[start + 1..start + 1 + len]);
+        out.push_str(head);
+        // Backticks name fields and expected variants, except right after
+        // "unknown variant", where they quote the value given.
+        let is_value = quote == '"' || head.trim_end().ends_with("unknown variant");
+        if is_value {
+            out.push_str("(value hidden)");
+        } else {
+            out.push(quote);
+            out.push_str(quoted);
+            out.push(quote);
+        }
+        rest = &rest[start + 1 + len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secrets, ConfigError> {
@@ -677,6 +792,74 @@ mod tests {
         let path = dir.path().join("draco.toml");
         std::fs::write(&path, text).unwrap();
         load(Some(&path), &env(vars))
+    }
+
+    /// A value that must never appear in an error, wherever it is put.
+    const PLANTED: &str = "sk-live-4f9c2b7e1d";
+
+    #[test]
+    fn no_value_from_the_file_appears_in_an_error() {
+        let cases = [
+            format!("api_key = {PLANTED}\n"),
+            format!("[llm]\napikey = \"{PLANTED}\"\n"),
+            format!("[llm]\nopenai_api_key = \"{PLANTED}\"\n"),
+            format!("[aws]\n[[aws.accounts]]\nid = \"123456789012\"\ntokn = \"{PLANTED}\"\n"),
+            format!("[llm]\ntimeout_secs = \"{PLANTED}\"\n"),
+            format!("[llm]\nprovider = \"{PLANTED}\"\n"),
+            format!("[source]\nkind = {PLANTED}\n"),
+            format!("schedule = [\"{PLANTED}\"]\n"),
+            format!("[llm]\nbase_url = \"https://user:{PLANTED}@models.example.com/v1\"\nprovider = \"openai\"\nmodel = \"m\"\n"),
+        ];
+        for text in &cases {
+            let error = match load_text(text, &[("DRACO_LLM_API_KEY", "k")]) {
+                Err(error) => error,
+                Ok(loaded) => {
+                    // Accepted by the loader: the advisor check must refuse it.
+                    match crate::advisors::ModelChoice::of(&loaded).describe() {
+                        Err(error) => error,
+                        Ok(_) => panic!("accepted: {text}"),
+                    }
+                }
+            };
+            let shown = error.to_string();
+            assert!(!shown.contains("4f9c2b7e1d"), "{text} -> {shown}");
+        }
+        // Through the environment too.
+        let error = load(
+            None,
+            &env(&[("DRACO_LLM_TIMEOUT_SECS", PLANTED), ("DRACO_SOURCE_KIND", PLANTED)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!error.contains("4f9c2b7e1d"), "{error}");
+    }
+
+    #[test]
+    fn errors_still_point_at_the_line_and_name_the_key() {
+        let error = load_text("schedule = \"0 0 6 * * *\"\n[llm]\napikey = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 3") && error.contains("apikey"), "{error}");
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_refused() {
+        for never in ["0 0 0 31 4 *", "0 0 0 30 2 *", "0 0 0 31 2,4,6,9,11 *"] {
+            let error = load_text(&format!("schedule = \"{never}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("never fires"), "{never}: {error}");
+        }
+        // Rare is fine: 29 February comes within four years.
+        assert!(load_text("schedule = \"0 0 0 29 2 *\"\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn an_endless_config_file_is_refused_without_reading_it_all() {
+        let error = load(Some(Path::new("/dev/zero")), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("larger than 1024 KiB"), "{error}");
     }
 
     #[test]

@@ -1,16 +1,30 @@
-//! `draco run`: scans on a cron schedule until SIGINT or SIGTERM.
+//! `draco run`: the scheduler and the HTTP server in one process, sharing
+//! one [`App`].
 //!
-//! The scheduler only sends ticks; scans run one at a time in the main loop,
-//! so two scans never overlap. A tick that arrives while a scan runs is kept
-//! (one at most), later ones are dropped with a log line. On a signal, a
-//! running scan is allowed to finish (each of its steps is committed anyway),
-//! then the scheduler is shut down cleanly.
+//! The scheduler only sends ticks; scans run one at a time in the scan loop
+//! (and across processes, under the store's scan lock). A tick that arrives
+//! while a scan runs is kept (one at most), later ones are dropped with a
+//! log line.
+//!
+//! Shutdown, on SIGTERM or SIGINT: no new work is taken at once (no scan
+//! starts after the signal, even from a tick queued before it; the server
+//! stops accepting connections); work in flight gets
+//! `server.shutdown_grace_secs`, then is cancelled. Every scan step commits
+//! before the next starts, so a cancelled scan loses nothing: it is marked
+//! `interrupted` and the next scan repairs what it can. A second signal
+//! ends the process at once.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use crate::compose::App;
+use crate::server::{self, ServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -18,24 +32,90 @@ pub enum DaemonError {
     Scheduler(#[from] JobSchedulerError),
     #[error("cannot listen for signals: {0}")]
     Signal(std::io::Error),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("stopped by a second signal before work in flight finished")]
+    Forced,
 }
 
-pub type ScanFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// SIGTERM and SIGINT, installed at once so a signal sent right after start
+/// is not lost.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
 
-/// Runs `scan` on `schedule` until `shutdown` resolves.
-pub async fn run<'a, S, F>(
-    schedule: &str,
+impl Signals {
+    pub fn install() -> Result<Self, DaemonError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(DaemonError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?,
+        })
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    pub async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+
+    /// The first signal and the second, as two futures for [`run`].
+    pub fn split(self) -> (impl Future<Output = ()>, impl Future<Output = ()>) {
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        let (again_tx, again_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut signals = self;
+        tokio::spawn(async move {
+            signals.next().await;
+            let _ = first_tx.send(());
+            signals.next().await;
+            tracing::warn!("second signal: exiting now");
+            let _ = again_tx.send(());
+        });
+        (
+            async move {
+                let _ = first_rx.await;
+            },
+            async move {
+                let _ = again_rx.await;
+            },
+        )
+    }
+}
+
+/// Runs scans on `app`'s schedule and serves HTTP on `listener` until
+/// `stop` resolves (the first signal), then shuts down as the module says.
+/// `again` resolving during the grace period (a second signal) returns
+/// [`DaemonError::Forced`] at once.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
     scan_on_start: bool,
-    shutdown: F,
-    mut scan: S,
-) -> Result<(), DaemonError>
-where
-    S: FnMut() -> ScanFuture<'a>,
-    F: Future<Output = ()>,
-{
-    let (ticks, mut due) = mpsc::channel::<()>(1);
+    stop: impl Future<Output = ()>,
+    again: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let grace = Duration::from_secs(app.loaded.config.server.shutdown_grace_secs);
+    let (stopping, stopped) = watch::channel(false);
+
+    if let Err(error) = app.repair_on_start().await {
+        tracing::error!(%error, "cannot check for scans left running");
+    }
+    app.refresh_finding_gauges().await;
+
+    let mut server_stop = stopped.clone();
+    let server_app = Arc::clone(&app);
+    let mut server = tokio::spawn(async move {
+        server::serve(listener, server_app, async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        })
+        .await
+    });
+
+    let (ticks, due) = mpsc::channel::<()>(1);
     let mut scheduler = JobScheduler::new().await?;
-    let job = Job::new_async(schedule, move |_, _| {
+    let job = Job::new_async(app.loaded.config.schedule.as_str(), move |_, _| {
         let ticks = ticks.clone();
         Box::pin(async move {
             if ticks.try_send(()).is_err() {
@@ -45,36 +125,96 @@ where
     })?;
     scheduler.add(job).await?;
     scheduler.start().await?;
-    tracing::info!(schedule, "draco daemon started");
+    tracing::info!(schedule = app.loaded.config.schedule, "draco daemon started");
 
-    tokio::pin!(shutdown);
-    if scan_on_start {
-        scan().await;
-    }
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            tick = due.recv() => match tick {
-                Some(()) => scan().await,
-                None => break,
-            },
+    let mut work = Box::pin(scan_loop(
+        Arc::clone(&app),
+        due,
+        stopped.clone(),
+        scan_on_start,
+    ));
+    tokio::pin!(stop);
+    tokio::pin!(again);
+    let mut forced = false;
+    tokio::select! {
+        () = &mut work => {}
+        () = &mut stop => {
+            let _ = stopping.send(true);
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new work; waiting for work in flight");
+            tokio::select! {
+                () = &mut work => {}
+                () = tokio::time::sleep(grace) => {
+                    tracing::warn!("grace period over: cancelling the scan in flight (it is marked interrupted)");
+                }
+                () = &mut again => forced = true,
+            }
         }
     }
-    tracing::info!("shutting down");
+    let _ = stopping.send(true);
+    if forced {
+        server.abort();
+        return Err(DaemonError::Forced);
+    }
+    // Cancels the scan if it is still running; its lock goes with it, so
+    // this repair marks it interrupted.
+    drop(work);
+    if let Err(error) = app.repair_on_start().await {
+        tracing::error!(%error, "cannot mark the cancelled scan interrupted");
+    }
+    tokio::select! {
+        result = &mut server => match result {
+            Ok(served) => served?,
+            Err(join) => tracing::error!(error = %join, "HTTP server task ended abnormally"),
+        },
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("HTTP requests still in flight after the grace period: closing them");
+            server.abort();
+        }
+        () = &mut again => {
+            server.abort();
+            return Err(DaemonError::Forced);
+        }
+    }
     scheduler.shutdown().await?;
+    tracing::info!("stopped");
     Ok(())
 }
 
-/// Installs the SIGINT and SIGTERM handlers now (so a signal sent right after
-/// start is not lost) and returns a future that resolves on the first one.
-pub fn shutdown_signal() -> Result<impl Future<Output = ()>, DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    Ok(async move {
+/// Scans on each tick until stopping. `biased` so that a stop already
+/// signalled wins over a tick queued before it.
+async fn scan_loop(
+    app: Arc<App>,
+    mut due: mpsc::Receiver<()>,
+    mut stopped: watch::Receiver<bool>,
+    scan_on_start: bool,
+) {
+    let flag = stopped.clone();
+    let stopping = move || *flag.borrow();
+    if scan_on_start && !stopping() {
+        scan(&app).await;
+    }
+    loop {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+            biased;
+            _ = stopped.wait_for(|s| *s) => break,
+            tick = due.recv() => match tick {
+                Some(()) if !stopping() => scan(&app).await,
+                _ => break,
+            },
         }
-    })
+    }
+}
+
+async fn scan(app: &App) {
+    match app.scan(Utc::now()).await {
+        Ok(report) => tracing::info!(
+            scan = report.scan_id,
+            status = report.status.as_str(),
+            new = report.outcome.new.len(),
+            resolved = report.outcome.resolved.len(),
+            change_requests = report.change_requests_opened.len(),
+            "scan finished"
+        ),
+        Err(error) => tracing::error!(error = %error, "scan failed"),
+    }
 }

@@ -6,7 +6,10 @@
 //! half-way is resumed by the next one: findings already stored are updated,
 //! a branch already pushed is found again instead of pushed twice.
 
+use std::panic::AssertUnwindSafe;
+
 use chrono::{DateTime, Duration, Utc};
+use futures::FutureExt as _;
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,7 +22,9 @@ use crate::remediate::{
     AdviceError, AdviceRecord, AdviceRequest, AdviceUsage, Advisor, Proposal, safety,
 };
 use crate::sources::{CostSource, CostWindow, PostureSource, ScanError, SourceError};
-use crate::store::{Coverage, RecordOutcome, Store, StoreError, StoredFinding};
+use crate::store::{
+    ChangeRequestState, Coverage, RecordOutcome, ScanStatus, Store, StoreError, StoredFinding,
+};
 
 /// How much stored cost history the detectors read each scan.
 const COST_HISTORY_DAYS: i64 = 400;
@@ -67,6 +72,10 @@ pub enum RemediationError {
     GitOps(#[from] GitOpsError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// A bug met while handling this finding (a panic in the redactor, a
+    /// template or an answer's parser). The finding fails; the scan goes on.
+    #[error("internal error while handling this finding: {0}")]
+    Panic(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,8 +109,8 @@ pub struct ScanReport {
     pub failures: Vec<FindingFailure>,
     /// Accounts, regions or services that could not be read.
     pub scan_errors: Vec<ScanError>,
-    /// `succeeded`, or `partial` when a part could not be read or a finding could not be remediated.
-    pub status: &'static str,
+    /// `ok`, or `partial` when a part could not be read or a finding could not be remediated.
+    pub status: ScanStatus,
 }
 
 impl Pipeline<'_> {
@@ -128,7 +137,7 @@ impl Pipeline<'_> {
             Err(source) => {
                 let summary = json!({ "error": source.to_string() });
                 self.store
-                    .finish_scan(scan_id, "failed", &summary, Utc::now())
+                    .finish_scan(scan_id, ScanStatus::Failed, &summary, Utc::now())
                     .await?;
                 return Err(PipelineError::Source { scan_id, source });
             }
@@ -175,7 +184,14 @@ impl Pipeline<'_> {
         let mut opened = Vec::new();
         let mut failures = Vec::new();
         for stored in self.store.findings_without_change_request().await? {
-            match self.remediate(&stored, now).await {
+            // A panic is a bug, but one finding's bug must not stop the scan
+            // nor the daemon: it fails that finding like any other error.
+            // Nothing here is shared mutable state a panic could leave broken.
+            let handled = AssertUnwindSafe(self.remediate(&stored, now))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(RemediationError::Panic(panic_message(&*panic))));
+            match handled {
                 Ok(request) => opened.push(request),
                 Err(error) => {
                     tracing::warn!(finding = stored.id, %error, "no change request for this finding");
@@ -211,9 +227,9 @@ impl Pipeline<'_> {
             outcome,
             change_requests_opened: opened,
             status: if failures.is_empty() && scan_errors.is_empty() {
-                "succeeded"
+                ScanStatus::Ok
             } else {
-                "partial"
+                ScanStatus::Partial
             },
             failures,
             scan_errors,
@@ -352,6 +368,13 @@ impl Pipeline<'_> {
         drop(vault);
         self.store.save_proposal(stored.id, &proposal, now).await?;
         let change = document::change_request(&stored.finding, &proposal);
+        // Re-proposing a failed change request: its branch may hold what
+        // someone else pushed; set it aside so the proposal is Draco's own.
+        if let Some(previous) = self.store.change_request_for_finding(stored.id).await?
+            && previous.state == ChangeRequestState::Failed
+        {
+            self.change_requests.retire(&previous.branch).await?;
+        }
         let opened = self.change_requests.open(&change).await?;
         self.store
             .record_change_request(stored.id, self.change_requests.backend(), &opened, now)
@@ -362,5 +385,17 @@ impl Pipeline<'_> {
             location: opened.location,
             recovered: !opened.created,
         })
+    }
+}
+
+/// The text of a panic payload (`panic!` with a message gives a `&str` or a
+/// `String`; anything else is described generically).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }

@@ -47,6 +47,8 @@ pub fn finding_json(
             "branch": cr.branch,
             "location": cr.location,
             "decided_by": cr.decided_by,
+            "merge_commit": cr.merge_commit,
+            "failure": cr.failure,
         })),
     })
 }
@@ -103,6 +105,43 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// `draco scans`: one line per scan, newest first; the first error of a
+/// scan that had any, with how many more.
+pub fn scans_table(scans: &[crate::store::ScanRecord]) -> String {
+    if scans.is_empty() {
+        return "No scans yet.\n".to_owned();
+    }
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let body: Vec<Vec<String>> = scans
+        .iter()
+        .map(|scan| {
+            let errors = match scan.errors.as_slice() {
+                [] => String::new(),
+                [one] => truncate(&printable(one), 60),
+                [first, rest @ ..] => format!(
+                    "{} (+{} more)",
+                    truncate(&printable(first), 50),
+                    rest.len()
+                ),
+            };
+            vec![
+                scan.id.to_string(),
+                time(scan.started_at),
+                scan.finished_at.map(time).unwrap_or_else(|| "-".into()),
+                scan.status.to_string(),
+                truncate(&printable(&scan.source), 30),
+                errors,
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STARTED", "FINISHED", "STATUS", "SOURCE", "ERRORS"],
+        &body,
+    )
+}
+
+pub use crate::text::printable;
 
 pub fn findings_table(rows: &[Row]) -> String {
     if rows.is_empty() {
@@ -310,7 +349,7 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
         let _ = writeln!(out, "  blast radius: {}", p.blast_radius);
         if let Some(advice) = &p.advice {
             if let Some(reason) = &advice.fallback_reason {
-                let _ = writeln!(out, "  model answer not used: {reason}");
+                let _ = writeln!(out, "  model answer not used: {}", printable(reason));
             }
             if let Some(u) = &advice.usage {
                 let _ = writeln!(
@@ -329,10 +368,11 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                 let _ = writeln!(
                     out,
                     "  model notes:  {} (confidence {:.2})",
-                    notes.summary, notes.confidence
+                    printable(&notes.summary),
+                    notes.confidence
                 );
                 for step in &notes.steps {
-                    let _ = writeln!(out, "    - {step}");
+                    let _ = writeln!(out, "    - {}", printable(step));
                 }
             }
         }
@@ -351,13 +391,21 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
         if let Some(by) = &cr.decided_by {
             let _ = writeln!(
                 out,
-                "  decided by {by} via {} at {}",
+                "  decided by {} via {} at {}",
+                printable(by),
                 cr.decision_channel.as_deref().unwrap_or("?"),
                 cr.decided_at.as_deref().unwrap_or("?")
             );
         }
         if let Some(reason) = &cr.reason {
-            let _ = writeln!(out, "  reason: {reason}");
+            let _ = writeln!(out, "  reason: {}", printable(reason));
+        }
+        if let Some(failure) = &cr.failure {
+            let _ = writeln!(
+                out,
+                "  failed: {} (decide again, or the next scan proposes it afresh)",
+                printable(failure)
+            );
         }
         if let Some(commit) = &cr.merge_commit {
             let _ = writeln!(out, "  merged as {commit}");
@@ -366,7 +414,13 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     if !audit.is_empty() {
         let _ = writeln!(out, "\nAudit trail:");
         for e in audit {
-            let _ = writeln!(out, "  {}  {:<28} by {}", e.at, e.action, e.actor);
+            let _ = writeln!(
+                out,
+                "  {}  {:<28} by {}",
+                e.at,
+                e.action,
+                printable(&e.actor)
+            );
         }
     }
     out

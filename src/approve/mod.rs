@@ -7,6 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use crate::text;
 use crate::gitops::{ChangeRequests, GitOpsError};
 use crate::store::{ChangeRequestState, DecisionRecord, Store, StoreError, StoredChangeRequest};
 
@@ -32,18 +33,27 @@ impl fmt::Display for Channel {
 }
 
 /// Who decided: a non-empty, printable name of at most 100 characters.
+///
+/// Refused: control characters (C0, C1, DEL: ANSI and OSC escapes start
+/// with them), line and paragraph separators, bidirectional controls (the
+/// "Trojan Source" characters, CVE-2021-42574) and zero-width characters,
+/// any of which would make the name in the audit log and on a terminal
+/// differ from what a reader sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approver(String);
 
 impl Approver {
     pub fn parse(raw: &str) -> Result<Self, ApproveError> {
         let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(ApproveError::InvalidApprover(raw.to_owned()));
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(text::is_hidden_or_control) {
+            return Err(ApproveError::InvalidApprover(
+                text::printable(raw),
+            ));
         }
         Ok(Self(name.to_owned()))
     }
 }
+
 
 impl fmt::Display for Approver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -111,7 +121,11 @@ pub enum ApproveError {
         state: &'static str,
         by: String,
     },
-    #[error("`{0}` is not a usable approver name (1 to 100 printable characters)")]
+    /// Holds the name as given, escaped (`\u{1b}`), so printing the error
+    /// cannot drive the terminal.
+    #[error(
+        "\"{0}\" is not a usable approver name (1 to 100 printable characters; no control, bidirectional or zero-width characters)"
+    )]
     InvalidApprover(String),
     #[error("a rejection needs a reason")]
     MissingReason,
@@ -119,6 +133,16 @@ pub enum ApproveError {
     Store(#[from] StoreError),
     #[error(transparent)]
     GitOps(#[from] GitOpsError),
+    /// The change request no longer holds what was proposed, or carrying the
+    /// decision out failed. It is now `failed`: decide again, or let the next
+    /// scan propose it afresh.
+    #[error(
+        "finding {finding}: {source}; its change request is marked failed and will be proposed again by the next scan (or decide again)"
+    )]
+    Failed {
+        finding: i64,
+        source: GitOpsError,
+    },
 }
 
 /// What happened.
@@ -148,7 +172,10 @@ fn already_decided(finding_id: i64, cr: &StoredChangeRequest) -> ApproveError {
     ApproveError::AlreadyDecided {
         finding: finding_id,
         state: cr.state.past_tense(),
-        by: cr.decided_by.clone().unwrap_or_else(|| "someone".into()),
+        by: cr
+            .decided_by
+            .as_deref()
+            .map_or_else(|| "someone".into(), text::printable),
     }
 }
 
@@ -172,8 +199,11 @@ pub async fn approve(
     now: DateTime<Utc>,
 ) -> Result<Outcome, ApproveError> {
     let cr = change_request(store, finding_id).await?;
+    if matches!(cr.state, ChangeRequestState::Open | ChangeRequestState::Failed) {
+        check_before_claim(store, change_requests, &cr, now).await?;
+    }
     let (decision, resumed) = match cr.state {
-        ChangeRequestState::Open => {
+        ChangeRequestState::Open | ChangeRequestState::Failed => {
             let decision = DecisionRecord {
                 approve: true,
                 by: approver.to_string(),
@@ -210,7 +240,10 @@ pub async fn approve(
         channel: decision.channel.clone(),
         decided_at: decision.at,
     };
-    let merge_commit = change_requests.merge(&approved).await?;
+    let merge_commit = match change_requests.merge(&approved).await {
+        Ok(commit) => commit,
+        Err(error) => return Err(failed(store, &cr, error, now).await),
+    };
     store
         .complete_decision(cr.id, Some(&merge_commit), now)
         .await?;
@@ -220,6 +253,41 @@ pub async fn approve(
         merge_commit: Some(merge_commit),
         resumed,
     })
+}
+
+/// Before claiming an approval: the change request must still hold what was
+/// proposed. If it does not (the repository is gone, the branch was pushed
+/// to or deleted), nothing is claimed: the change request is marked `failed`
+/// so that the next scan proposes it afresh, and the caller is told why.
+async fn check_before_claim(
+    store: &dyn Store,
+    change_requests: &dyn ChangeRequests,
+    cr: &StoredChangeRequest,
+    now: DateTime<Utc>,
+) -> Result<(), ApproveError> {
+    match change_requests.verify(&cr.branch, &cr.head_commit).await {
+        Ok(()) => Ok(()),
+        Err(error) => Err(failed(store, cr, error, now).await),
+    }
+}
+
+/// Records a side effect that failed (the change request becomes `failed`,
+/// audited) and gives the error to return. If even recording fails, that is
+/// what the caller hears about.
+async fn failed(
+    store: &dyn Store,
+    cr: &StoredChangeRequest,
+    error: GitOpsError,
+    now: DateTime<Utc>,
+) -> ApproveError {
+    let failure = error.to_string();
+    match store.fail_change_request(cr.id, &failure, now).await {
+        Ok(()) => ApproveError::Failed {
+            finding: cr.finding_id,
+            source: error,
+        },
+        Err(store_error) => ApproveError::Store(store_error),
+    }
 }
 
 /// Rejects the change request of a finding and closes it without merging.
@@ -238,7 +306,7 @@ pub async fn reject(
     }
     let cr = change_request(store, finding_id).await?;
     let resumed = match cr.state {
-        ChangeRequestState::Open => {
+        ChangeRequestState::Open | ChangeRequestState::Failed => {
             let decision = DecisionRecord {
                 approve: false,
                 by: approver.to_string(),
@@ -268,7 +336,9 @@ pub async fn reject(
         branch: cr.branch.clone(),
         head_commit: cr.head_commit.clone(),
     };
-    change_requests.close(&rejected).await?;
+    if let Err(error) = change_requests.close(&rejected).await {
+        return Err(failed(store, &cr, error, now).await);
+    }
     store.complete_decision(cr.id, None, now).await?;
     let change_request = change_request(store, finding_id).await?;
     Ok(Outcome {
@@ -276,4 +346,34 @@ pub async fn reject(
         merge_commit: None,
         resumed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approver_names_that_would_drive_a_terminal_are_refused() {
+        for hostile in [
+            "Ada\u{1b}[2J",
+            "Ada\u{1b}]0;pwned\u{7}",
+            "Ada\nLovelace",
+            "Ada\rEve",
+            "Ada\u{202e}ecalevoL",
+            "Ada\u{2066}Eve\u{2069}",
+            "Ada\u{200b}",
+            "Ada\u{feff}",
+            "Ada\u{2028}Eve",
+            "Ada\u{9b}31m",
+            "",
+            "   ",
+        ] {
+            let error = Approver::parse(hostile).unwrap_err().to_string();
+            assert!(!error.contains('\u{1b}') && !error.contains('\n'), "{error:?}");
+            assert!(!error.contains('\u{202e}'), "{error:?}");
+        }
+        for fine in ["Ada Lovelace", "José Ñúñez", "李小龍", "O'Brien-Smith"] {
+            assert_eq!(Approver::parse(fine).unwrap().to_string(), fine);
+        }
+    }
 }

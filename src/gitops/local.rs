@@ -31,7 +31,16 @@ impl LocalGit {
         if !repo.join("HEAD").exists() {
             let path = repo.display().to_string();
             this.run(
-                &["init", "--quiet", "--bare", "--initial-branch=main", &path],
+                // `--shared=0600`: it holds findings and evidence, for the
+                // owner only (objects 0600, directories 0700).
+                &[
+                    "init",
+                    "--quiet",
+                    "--bare",
+                    "--shared=0600",
+                    "--initial-branch=main",
+                    &path,
+                ],
                 None,
                 None,
                 false,
@@ -85,6 +94,27 @@ impl LocalGit {
             )
             .await?;
         Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// The commit on main's first-parent line that merged `commit`: the
+    /// approval's own merge, even when main has moved on since.
+    async fn merge_commit_of(&self, commit: &str) -> Result<String, GitOpsError> {
+        let log = self
+            .run_git(&["rev-list", "--first-parent", "--parents", MAIN], None)
+            .await?;
+        for line in log.lines() {
+            let mut ids = line.split_whitespace();
+            let merge = ids.next().unwrap_or_default();
+            // Skip the first parent: the merged side is any later one.
+            if ids.skip(1).any(|parent| parent == commit) {
+                return Ok(merge.to_owned());
+            }
+        }
+        // Reachable but not through a merge (fast-forwarded by hand).
+        Err(GitOpsError::Git {
+            args: format!("rev-list --first-parent --parents {MAIN}"),
+            stderr: format!("{commit} is on main but no merge commit on main merged it"),
+        })
     }
 
     /// Whether `commit` is reachable from `main`.
@@ -253,10 +283,7 @@ impl ChangeRequests for LocalGit {
     async fn merge(&self, approved: &Approved) -> Result<String, GitOpsError> {
         let head = approved.head_commit();
         if self.is_merged(head).await? {
-            return self
-                .resolve(MAIN)
-                .await?
-                .ok_or_else(|| GitOpsError::NoBranch("main".into()));
+            return self.merge_commit_of(head).await;
         }
         self.require_branch_at(approved.branch(), head).await?;
         let main = self
@@ -303,11 +330,31 @@ impl ChangeRequests for LocalGit {
             // main moved under us: fine if it was the same approval merged by
             // a concurrent caller, an error otherwise.
             if self.is_merged(head).await? {
-                return self.resolve(MAIN).await?.ok_or(error);
+                return self.merge_commit_of(head).await;
             }
             return Err(error);
         }
         Ok(commit)
+    }
+
+    async fn verify(&self, branch: &str, head_commit: &str) -> Result<(), GitOpsError> {
+        if self.is_merged(head_commit).await? {
+            // Merged already (a decision being completed): nothing to check.
+            return Ok(());
+        }
+        self.require_branch_at(branch, head_commit).await
+    }
+
+    async fn retire(&self, branch: &str) -> Result<(), GitOpsError> {
+        let branch_ref = format!("refs/heads/{branch}");
+        let Some(head) = self.resolve(&branch_ref).await? else {
+            return Ok(());
+        };
+        let retired = format!("refs/failed/{branch}/{head}");
+        self.run_git(&["update-ref", &retired, &head], None).await?;
+        self.run_git(&["update-ref", "-d", &branch_ref, &head], None)
+            .await?;
+        Ok(())
     }
 
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {

@@ -65,8 +65,18 @@ pub trait ChangeRequests: Send + Sync {
     fn backend(&self) -> &'static str;
     /// Opens the change request, or returns the one already open on that branch.
     async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError>;
-    /// Merges the approved commit into main; idempotent. Returns the merge commit.
+    /// Checks, before a decision is claimed, that the change request still
+    /// holds what Draco proposed: the repository answers and `branch` is at
+    /// `head_commit`. Errors: [`GitOpsError::NoBranch`],
+    /// [`GitOpsError::BranchMoved`], or the repository cannot be read.
+    async fn verify(&self, branch: &str, head_commit: &str) -> Result<(), GitOpsError>;
+    /// Merges the approved commit into main; idempotent. Returns the merge
+    /// commit that merged it (also when it was merged before: never just
+    /// main's current head).
     async fn merge(&self, approved: &Approved) -> Result<String, GitOpsError>;
+    /// Moves a failed change request's branch out of the way (kept for the
+    /// record) so that it can be proposed afresh; idempotent.
+    async fn retire(&self, branch: &str) -> Result<(), GitOpsError>;
     /// Closes the change request without merging; idempotent.
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError>;
 }

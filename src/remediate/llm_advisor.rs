@@ -78,6 +78,11 @@ impl LlmAdvisor {
         }
     }
 
+    /// The provider's name (`gemini`, `openai`, `anthropic`), as metrics label it.
+    pub fn provider_name(&self) -> &str {
+        self.provider.name()
+    }
+
     /// The request for one finding: Draco's prompt around the redacted finding.
     pub fn chat_request(
         &self,

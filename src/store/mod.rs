@@ -35,6 +35,12 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error(
+        "another scan is running on this database; gave up after waiting {waited_secs} s (scan.lock_wait_secs)"
+    )]
+    ScanBusy { waited_secs: u64 },
+    #[error("cannot take the scan lock {path}: {message}")]
+    ScanLock { path: String, message: String },
 }
 
 /// A finding as stored, with its life-cycle fields.
@@ -59,6 +65,10 @@ pub enum ChangeRequestState {
     /// Rejection recorded, close not yet recorded.
     Rejected,
     Closed,
+    /// The decision could not be carried out, or what was proposed is no
+    /// longer on the branch (changed outside Draco, repository gone). Not
+    /// stuck: it may be decided again, and the next scan re-proposes it.
+    Failed,
 }
 
 impl ChangeRequestState {
@@ -69,6 +79,7 @@ impl ChangeRequestState {
             ChangeRequestState::Merged => "merged",
             ChangeRequestState::Rejected => "rejected",
             ChangeRequestState::Closed => "closed",
+            ChangeRequestState::Failed => "failed",
         }
     }
 
@@ -77,6 +88,7 @@ impl ChangeRequestState {
             ChangeRequestState::Open => "opened",
             ChangeRequestState::Approved | ChangeRequestState::Merged => "approved",
             ChangeRequestState::Rejected | ChangeRequestState::Closed => "rejected",
+            ChangeRequestState::Failed => "marked failed",
         }
     }
 
@@ -87,6 +99,7 @@ impl ChangeRequestState {
             "merged" => ChangeRequestState::Merged,
             "rejected" => ChangeRequestState::Rejected,
             "closed" => ChangeRequestState::Closed,
+            "failed" => ChangeRequestState::Failed,
             other => {
                 return Err(StoreError::Corrupt(format!(
                     "unknown change request state `{other}`"
@@ -94,6 +107,67 @@ impl ChangeRequestState {
             }
         })
     }
+}
+
+/// Where a scan stands. Stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanStatus {
+    /// Started and not finished. Only ever true of a scan whose process holds
+    /// the scan lock; any other `running` scan is marked `interrupted`.
+    Running,
+    /// Everything was read and every finding was handled.
+    Ok,
+    /// A part could not be read (an account, a region, the cost input) or a
+    /// finding could not be remediated; the rest was scanned.
+    Partial,
+    /// The scan could not proceed; it resolved nothing.
+    Failed,
+    /// Its process died or was stopped before it finished; the next scan
+    /// repairs what it can (every step commits before the next starts).
+    Interrupted,
+}
+
+impl ScanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Running => "running",
+            ScanStatus::Ok => "ok",
+            ScanStatus::Partial => "partial",
+            ScanStatus::Failed => "failed",
+            ScanStatus::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "running" => ScanStatus::Running,
+            // Written as `succeeded` before the name was fixed as `ok`.
+            "ok" | "succeeded" => ScanStatus::Ok,
+            "partial" => ScanStatus::Partial,
+            "failed" => ScanStatus::Failed,
+            "interrupted" => ScanStatus::Interrupted,
+            other => return Err(StoreError::Corrupt(format!("unknown scan status `{other}`"))),
+        })
+    }
+}
+
+impl std::fmt::Display for ScanStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One scan as stored, for `draco scans`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanRecord {
+    pub id: i64,
+    pub source: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: ScanStatus,
+    /// What could not be read or remediated, one line each.
+    pub errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -111,6 +185,8 @@ pub struct StoredChangeRequest {
     pub decided_at: Option<String>,
     pub reason: Option<String>,
     pub merge_commit: Option<String>,
+    /// Why it is `failed`.
+    pub failure: Option<String>,
 }
 
 impl StoredChangeRequest {
@@ -119,7 +195,7 @@ impl StoredChangeRequest {
         let approve = match self.state {
             ChangeRequestState::Approved | ChangeRequestState::Merged => true,
             ChangeRequestState::Rejected | ChangeRequestState::Closed => false,
-            ChangeRequestState::Open => return None,
+            ChangeRequestState::Open | ChangeRequestState::Failed => return None,
         };
         Some(DecisionRecord {
             approve,
@@ -184,10 +260,16 @@ pub trait Store: Send + Sync {
     async fn finish_scan(
         &self,
         scan_id: i64,
-        status: &str,
+        status: ScanStatus,
         summary: &Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Marks every scan still `running` as `interrupted` and returns their
+    /// ids. Only the holder of the scan lock may call it: it proves that no
+    /// live process is running them.
+    async fn interrupt_abandoned_scans(&self, at: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+    /// The most recent scans, newest first.
+    async fn scans(&self, limit: u32) -> Result<Vec<ScanRecord>, StoreError>;
     /// Upserts daily cost; returns how many rows were new or changed.
     async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError>;
     /// Stored daily cost from `day` on, oldest first.
@@ -204,7 +286,7 @@ pub trait Store: Send + Sync {
     ) -> Result<RecordOutcome, StoreError>;
     async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
     async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError>;
-    /// Findings still present that have no change request yet.
+    /// Findings still present that have no change request yet, or only a `failed` one (to re-propose).
     async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError>;
     async fn save_proposal(
         &self,
@@ -225,13 +307,23 @@ pub trait Store: Send + Sync {
         finding_id: i64,
     ) -> Result<Option<StoredChangeRequest>, StoreError>;
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
-    /// Records a decision if, and only if, the change request is still open.
+    /// Records a decision if, and only if, the change request is still open
+    /// (or `failed`: a failed one may be decided again).
     /// Returns `false` when somebody decided first: decisions are single-use.
     async fn claim_decision(
         &self,
         change_request_id: i64,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError>;
+    /// Marks the change request `failed` with why (audited) and puts its
+    /// finding back to `open`, so that it is decided again or re-proposed.
+    /// A change request already merged or closed is left as it is.
+    async fn fail_change_request(
+        &self,
+        change_request_id: i64,
+        failure: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Records that the decision was carried out (merged, or closed).
     async fn complete_decision(
         &self,

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    ChangeRequestState, Coverage, DecisionRecord, RecordOutcome, Store, StoreError,
+    ChangeRequestState, ScanRecord, ScanStatus, Coverage, DecisionRecord, RecordOutcome, Store, StoreError,
     StoredChangeRequest, StoredFinding, timestamp,
 };
 use crate::audit::{AuditEvent, GENESIS, chain_hash};
@@ -27,9 +27,19 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
+/// How often a waiting scan retries the scan lock.
+const SCAN_LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Held while a scan runs; dropping it lets the next scan start.
+#[derive(Debug)]
+pub struct ScanLock {
+    _file: std::fs::File,
+}
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -42,11 +52,7 @@ impl SqliteStore {
         let lock_path = path.with_extension("db.lock");
         let lock_display = lock_path.display().to_string();
         let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)?;
+            let file = private_file(&lock_path)?;
             file.lock()?;
             Ok(file)
         })
@@ -90,19 +96,51 @@ impl SqliteStore {
                     .fetch_all(&mut conn)
                     .await
                     .map_err(|e| unusable(e.to_string()))?;
-            let _ = conn.close().await;
             if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
+                let _ = conn.close().await;
                 return Err(unusable(format!(
                     "it holds other tables ({})",
                     tables.join(", ")
                 )));
             }
+            // Another program built on sqlx has a `_sqlx_migrations` table
+            // too: every migration applied must be one of Draco's, byte for byte.
+            let applied: Vec<(i64, Vec<u8>)> = if tables.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations")
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(|e| unusable(e.to_string()))?
+            };
+            let _ = conn.close().await;
+            for (version, checksum) in &applied {
+                let ours = MIGRATOR
+                    .iter()
+                    .any(|m| m.version == *version && m.checksum.as_ref() == checksum.as_slice());
+                if !ours {
+                    return Err(unusable(format!(
+                        "its migration {version} is not one of this Draco's (another program's database, or a newer Draco's)"
+                    )));
+                }
+            }
+        }
+        if !existed {
+            // Created for the owner only (SQLite gives its -wal and -shm
+            // files the database file's permissions).
+            private_file(path).map_err(|e| StoreError::Open {
+                path: display.clone(),
+                message: e.to_string(),
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // Decisions and merges must survive a power cut: in WAL mode
+            // NORMAL may lose the last commits, FULL syncs each one
+            // (<https://www.sqlite.org/pragma.html#pragma_synchronous>).
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
@@ -123,12 +161,90 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A transaction that holds SQLite's write lock from its first statement
+    /// (`BEGIN IMMEDIATE`). A deferred transaction that reads and then writes
+    /// fails with "database is locked" when another connection wrote in
+    /// between, whatever the busy timeout; taking the lock first makes it wait
+    /// its turn instead (<https://www.sqlite.org/lang_transaction.html>).
+    pub(crate) async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Takes the lock that serialises scans on this database across
+    /// processes, waiting up to `wait` for a scan in progress to finish.
+    ///
+    /// The lock is an advisory exclusive lock (`flock`) on `draco.db.scan`
+    /// beside the database: the operating system releases it when its holder
+    /// exits, even by `kill -9`, so a `running` scan seen by the holder was
+    /// necessarily left by a process that died. Errors:
+    /// [`StoreError::ScanBusy`] when `wait` runs out, [`StoreError::ScanLock`]
+    /// when the lock file cannot be opened.
+    pub async fn lock_scans(&self, wait: Duration) -> Result<ScanLock, StoreError> {
+        let path = self.path.with_extension("db.scan");
+        let display = path.display().to_string();
+        let failed = |message: String| StoreError::ScanLock {
+            path: display.clone(),
+            message,
+        };
+        let file = private_file(&path).map_err(|e| failed(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(ScanLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::ScanBusy {
+                            waited_secs: wait.as_secs(),
+                        });
+                    }
+                    tokio::time::sleep(SCAN_LOCK_POLL).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(failed(e.to_string())),
+            }
+        }
+    }
+
+    /// `Ok` when the database answers and every migration this build knows
+    /// has been applied successfully. Errors: the database cannot be reached
+    /// ([`StoreError::Database`]), or its schema is behind or ahead of this
+    /// build ([`StoreError::Migrate`]).
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if applied == known {
+            Ok(())
+        } else {
+            Err(StoreError::Migrate(format!(
+                "schema at migrations {applied:?}, this build expects {known:?}"
+            )))
+        }
+    }
+}
+
+/// Opens `path` for writing, creating it 0600 (owner only) if absent; an
+/// existing file keeps its content and mode.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn read_header(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -209,6 +325,60 @@ fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
     })
 }
 
+fn parse_time(what: &str, raw: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| corrupt(what, e))
+}
+
+fn scan_from_row(row: &SqliteRow) -> Result<ScanRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let started_at: String = row.try_get("started_at")?;
+    let finished_at: Option<String> = row.try_get("finished_at")?;
+    let summary: Option<String> = row.try_get("summary")?;
+    Ok(ScanRecord {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        started_at: parse_time("scan start", &started_at)?,
+        finished_at: finished_at
+            .map(|t| parse_time("scan end", &t))
+            .transpose()?,
+        status: ScanStatus::parse(&status)?,
+        errors: summary
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .map(|s| summary_errors(&s))
+            .unwrap_or_default(),
+    })
+}
+
+/// The error lines of a stored scan summary: parts that could not be read
+/// (`scan_errors`), findings that got no change request (`failures`), and
+/// the error of a failed scan (`error`).
+fn summary_errors(summary: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(error) = summary.get("error").and_then(Value::as_str) {
+        errors.push(error.to_owned());
+    }
+    for key in ["scan_errors", "failures"] {
+        for item in summary.get(key).and_then(Value::as_array).into_iter().flatten() {
+            let line = match item {
+                Value::String(s) => s.clone(),
+                Value::Object(fields) => fields
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}: {s}"),
+                        other => format!("{k}: {other}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            errors.push(line);
+        }
+    }
+    errors
+}
+
 fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, StoreError> {
     let state: String = row.try_get("state")?;
     Ok(StoredChangeRequest {
@@ -225,6 +395,7 @@ fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, Store
         decided_at: row.try_get("decided_at")?,
         reason: row.try_get("reason")?,
         merge_commit: row.try_get("merge_commit")?,
+        failure: row.try_get("failure")?,
     })
 }
 
@@ -242,7 +413,7 @@ fn enum_from_str<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<
 #[async_trait]
 impl Store for SqliteStore {
     async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id",
         )
@@ -266,14 +437,14 @@ impl Store for SqliteStore {
     async fn finish_scan(
         &self,
         scan_id: i64,
-        status: &str,
+        status: ScanStatus,
         summary: &Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         sqlx::query("UPDATE scans SET finished_at = ?, status = ?, summary = ? WHERE id = ?")
             .bind(timestamp(at))
-            .bind(status.to_owned())
+            .bind(status.as_str())
             .bind(summary.to_string())
             .bind(scan_id)
             .execute(&mut *tx)
@@ -291,8 +462,41 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn interrupt_abandoned_scans(&self, at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE scans SET status = 'interrupted', finished_at = ? WHERE status = 'running' RETURNING id",
+        )
+        .bind(timestamp(at))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            append_audit(
+                &mut tx,
+                "draco",
+                "scan.interrupted",
+                &format!("scan:{id}"),
+                &json!({ "reason": "its process ended before the scan finished" }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn scans(&self, limit: u32) -> Result<Vec<ScanRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, started_at, finished_at, status, summary FROM scans ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(scan_from_row).collect()
+    }
+
     async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let mut changed = 0;
         for p in points {
             // Only rows that are new or restated count as changed.
@@ -351,7 +555,7 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<RecordOutcome, StoreError> {
         let now = timestamp(at);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let mut outcome = RecordOutcome::default();
         let mut seen = HashSet::new();
         for f in findings {
@@ -477,7 +681,8 @@ impl Store for SqliteStore {
     async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError> {
         let sql = format!(
             "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.status = 'open'
-             AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id) ORDER BY f.id"
+             AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id AND c.state != 'failed')
+             ORDER BY f.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -497,7 +702,7 @@ impl Store for SqliteStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| corrupt("proposal advice", e))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         sqlx::query(
             "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at, advice)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -562,10 +767,18 @@ impl Store for SqliteStore {
         opened: &OpenedChangeRequest,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
+        let mut tx = self.begin_immediate().await?;
+        // A failed change request is re-proposed in place: one row per
+        // finding, its history in the audit log.
+        let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at)
-             VALUES (?, ?, ?, ?, ?, 'open', ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, 'open', ?)
+             ON CONFLICT (finding_id) DO UPDATE SET backend = excluded.backend, branch = excluded.branch,
+                 head_commit = excluded.head_commit, location = excluded.location, state = 'open',
+                 opened_at = excluded.opened_at, decided_by = NULL, decision_channel = NULL,
+                 decided_at = NULL, reason = NULL, merge_commit = NULL, completed_at = NULL, failure = NULL
+             WHERE change_requests.state = 'failed'
+             RETURNING id",
         )
         .bind(finding_id)
         .bind(backend.to_owned())
@@ -573,8 +786,13 @@ impl Store for SqliteStore {
         .bind(opened.head_commit.clone())
         .bind(opened.location.clone())
         .bind(timestamp(at))
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(id) = id else {
+            return Err(StoreError::Corrupt(format!(
+                "finding {finding_id} already has a change request that is not failed"
+            )));
+        };
         sqlx::query(
             "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'",
         )
@@ -610,15 +828,15 @@ impl Store for SqliteStore {
         change_request_id: i64,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let state = if decision.approve {
             "approved"
         } else {
             "rejected"
         };
         let claimed = sqlx::query(
-            "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?
-             WHERE id = ? AND state = 'open'",
+            "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
+             WHERE id = ? AND state IN ('open', 'failed')",
         )
         .bind(state)
         .bind(decision.by.clone())
@@ -645,13 +863,52 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn fail_change_request(
+        &self,
+        change_request_id: i64,
+        failure: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let finding_id: Option<i64> = sqlx::query_scalar(
+            "UPDATE change_requests SET state = 'failed', failure = ?
+             WHERE id = ? AND state IN ('open', 'approved', 'rejected', 'failed') RETURNING finding_id",
+        )
+        .bind(failure.to_owned())
+        .bind(change_request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(finding_id) = finding_id else {
+            // Merged or closed meanwhile: nothing failed.
+            tx.rollback().await?;
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE findings SET status = 'open' WHERE id = ? AND status IN ('awaiting_approval', 'approved', 'rejected')",
+        )
+        .bind(finding_id)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            "draco",
+            "change_request.failed",
+            &finding_subject(finding_id),
+            &json!({ "change_request": change_request_id, "failure": failure }),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn complete_decision(
         &self,
         change_request_id: i64,
         merge_commit: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         let row: Option<(i64, String)> =
             sqlx::query_as("SELECT finding_id, state FROM change_requests WHERE id = ?")
                 .bind(change_request_id)
@@ -671,7 +928,7 @@ impl Store for SqliteStore {
             }
             // Already carried out: nothing to record twice.
             ChangeRequestState::Merged | ChangeRequestState::Closed => return Ok(()),
-            ChangeRequestState::Open => {
+            ChangeRequestState::Open | ChangeRequestState::Failed => {
                 return Err(StoreError::Corrupt(format!(
                     "change request {change_request_id} has no decision to carry out"
                 )));
@@ -712,7 +969,7 @@ impl Store for SqliteStore {
         details: &Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_immediate().await?;
         append_audit(&mut tx, actor, action, subject, details, at).await?;
         tx.commit().await?;
         Ok(())

@@ -205,11 +205,114 @@ fn a_branch_moved_after_review_is_not_merged() {
     let out = draco.run(&["approve", &id.to_string(), "--as", "Ada"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
-        stderr(&out).contains("not at the approved commit"),
+        stderr(&out).contains("not at the approved commit")
+            && stderr(&out).contains("marked failed"),
         "{}",
         describe(&out)
     );
     assert_eq!(git(&repo, &["rev-parse", "main"]), main_before);
+
+    // Not stuck: visible as failed, with no approval recorded …
+    let f = draco.finding(id);
+    assert_eq!(f["change_request"]["state"], "failed", "{f}");
+    assert_eq!(f["status"], "open", "{f}");
+    assert!(f["change_request"]["decided_by"].is_null(), "{f}");
+    // … re-proposed by the next scan on Draco's own commit (the pushed one is kept aside) …
+    draco.ok(&["demo"]);
+    let f = draco.finding(id);
+    assert_eq!(f["change_request"]["state"], "open", "{f}");
+    let new_head = git(&repo, &["rev-parse", &branch]);
+    assert_ne!(new_head, sneaky);
+    assert_eq!(
+        git(&repo, &["rev-parse", &format!("refs/failed/{branch}/{sneaky}")]),
+        sneaky
+    );
+    // … and approvable again.
+    draco.ok(&["approve", &id.to_string(), "--as", "Ada"]);
+    assert_eq!(draco.finding(id)["change_request"]["state"], "merged");
+    assert_eq!(draco.findings().len(), 8, "no duplicate finding");
+    draco.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn approving_after_the_repository_was_removed_fails_visibly_and_recovers() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("snapshot_public");
+    std::fs::remove_dir_all(draco.repository()).unwrap();
+
+    let out = draco.run(&["approve", &id.to_string(), "--as", "Ada"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stderr(&out).contains("marked failed"), "{}", describe(&out));
+    let f = draco.finding(id);
+    assert_eq!(f["change_request"]["state"], "failed", "{f}");
+
+    // Rejecting is possible too (decided again), and so is the next scan.
+    draco.ok(&["demo"]);
+    assert_eq!(draco.finding(id)["change_request"]["state"], "open");
+    let out = draco.ok(&["approve", &id.to_string(), "--as", "Ada"]);
+    assert!(out.contains("merged"), "{out}");
+    draco.ok(&["audit", "verify"]);
+}
+
+/// A merge done but not recorded (a crash, or a store error after the
+/// merge): completing it later records that approval's own merge commit,
+/// not whatever main points at by then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_approval_records_its_own_merge_commit() {
+    use chrono::Utc;
+    use draco::store::{DecisionRecord, SqliteStore, Store};
+
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let first = draco.finding_id("ebs_unattached");
+    let later = draco.finding_id("eip_unassociated");
+    let store = SqliteStore::open(&draco.data_dir().join("draco.db"))
+        .await
+        .unwrap();
+    let cr = store
+        .change_request_for_finding(first)
+        .await
+        .unwrap()
+        .unwrap();
+    let decision = DecisionRecord {
+        approve: true,
+        by: "Ada".into(),
+        channel: "cli".into(),
+        at: Utc::now(),
+        reason: None,
+    };
+    assert!(store.claim_decision(cr.id, &decision).await.unwrap());
+    store.close().await;
+    let out = draco.run(&["approve", &first.to_string(), "--as", "Ada"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let own_merge = draco.finding(first)["change_request"]["merge_commit"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Main moves on; then `first` is found approved-but-unrecorded again
+    // (as after a crash between merge and record) and completed once more.
+    draco.ok(&["approve", &later.to_string(), "--as", "Bob"]);
+    let main_now = git(&draco.repository(), &["rev-parse", "main"]);
+    assert_ne!(main_now, own_merge);
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        draco.data_dir().join("draco.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE change_requests SET state = 'approved', merge_commit = NULL WHERE id = ?")
+        .bind(cr.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    draco.ok(&["approve", &first.to_string(), "--as", "Ada"]);
+    assert_eq!(
+        draco.finding(first)["change_request"]["merge_commit"],
+        own_merge.as_str(),
+        "the approval's own merge, not main's head {main_now}"
+    );
 }
 
 /// A crash between recording an approval and merging leaves it "approved";

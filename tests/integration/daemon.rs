@@ -9,6 +9,7 @@ fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
     let mut child = draco
         .command()
         .env("DRACO_SCHEDULE", "* * * * * *")
+        .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
         .env("DRACO_LOG", "info")
         .arg("run")
         .stdout(Stdio::piped())

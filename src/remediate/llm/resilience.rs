@@ -255,7 +255,19 @@ impl<P: ChatProvider> ChatProvider for Resilient<P> {
         let max_attempts = self.policy.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            match self.inner.complete(request).await {
+            let result = self.inner.complete(request).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(error) if error.is_retryable() && attempt < max_attempts => "retried",
+                Err(_) => "error",
+            };
+            metrics::counter!(
+                crate::exposition::PROVIDER_REQUESTS_TOTAL,
+                "provider" => provider.to_owned(),
+                "outcome" => outcome
+            )
+            .increment(1);
+            match result {
                 Ok(response) => {
                     self.settle(guard, true);
                     self.budget.record(provider, response.usage).await;

@@ -233,7 +233,8 @@ pub fn build_with(
 /// Checks the scheme and host; returns whether it is plain HTTP.
 fn check_base_url(base: &str, allow_plain_http: bool) -> Result<bool, LlmError> {
     let url = Url::parse(base)
-        .map_err(|e| LlmError::Config(format!("base URL `{base}` is not a URL: {e}")))?;
+        // Not echoed: a malformed URL may still hold a password.
+        .map_err(|e| LlmError::Config(format!("llm.base_url is not a URL: {e}")))?;
     if url.query().is_some()
         || url.fragment().is_some()
         || !url.username().is_empty()

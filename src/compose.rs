@@ -1,0 +1,258 @@
+//! The composition root: every backend a process uses, built once from the
+//! configuration and owned by one [`App`] that the scheduler, the HTTP
+//! server and the CLI commands share (`Arc<App>`, no borrowed lifetimes
+//! across tasks).
+//!
+//! Each part sits behind a narrow trait with a local default that needs no
+//! credentials: the SQLite store, the local git change-request repository,
+//! the template advisor.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::advisors::Advisors;
+use crate::config::{ConfigError, Loaded};
+use crate::exposition;
+use crate::gitops::local::LocalGit;
+use crate::gitops::{ChangeRequests, GitOpsError};
+use crate::pipeline::{Pipeline, PipelineError, ScanReport};
+use crate::redact::Redactor;
+use crate::remediate::templates::{Catalog, CatalogError};
+use crate::sources::aws::AwsSource;
+use crate::sources::fixtures::{FixtureSet, FixtureSource};
+use crate::sources::{CostSource, PostureSource};
+use crate::store::llm_budget::StoreBudget;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "draco.db";
+/// The local change-request repository inside the data directory.
+pub const REPOSITORY_DIR: &str = "remediations.git";
+
+/// Where a scan reads from.
+#[derive(Debug, Clone)]
+pub enum SourceChoice {
+    Fixtures(FixtureSet),
+    Aws,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot prepare the change-request repository {path}: {source}")]
+    Repository { path: PathBuf, source: GitOpsError },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// A source that serves both cost and posture (both of ours do).
+trait Source: CostSource + PostureSource {
+    fn as_cost(&self) -> &dyn CostSource;
+    fn as_posture(&self) -> &dyn PostureSource;
+}
+
+impl<T: CostSource + PostureSource> Source for T {
+    fn as_cost(&self) -> &dyn CostSource {
+        self
+    }
+    fn as_posture(&self) -> &dyn PostureSource {
+        self
+    }
+}
+
+/// Everything one Draco process runs on.
+pub struct App {
+    pub loaded: Loaded,
+    pub data_dir: PathBuf,
+    pub store: SqliteStore,
+    pub change_requests: Arc<dyn ChangeRequests>,
+    pub advisors: Advisors,
+    pub redactor: Redactor,
+    pub source: SourceChoice,
+}
+
+impl App {
+    /// Opens (creating) the data directory, the database and the
+    /// change-request repository, and builds the advisors.
+    ///
+    /// Errors: the data directory cannot be created, the database is not
+    /// Draco's or cannot be migrated, git is missing, the templates or the
+    /// model configuration are invalid.
+    pub async fn build(
+        loaded: Loaded,
+        data_dir: PathBuf,
+        source: SourceChoice,
+    ) -> Result<Arc<Self>, ComposeError> {
+        create_private_dir(&data_dir).map_err(|source| ComposeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let store = SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?;
+        let repository = data_dir.join(REPOSITORY_DIR);
+        let git = LocalGit::open_or_init(&repository)
+            .await
+            .map_err(|source| ComposeError::Repository {
+                path: repository,
+                source,
+            })?;
+        let catalog = catalog(&loaded)?;
+        let budget_store = store.clone();
+        let advisors = Advisors::new(catalog, &loaded, |limits| {
+            Arc::new(StoreBudget::new(budget_store, limits))
+        })?;
+        let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
+        exposition::handle();
+        if let Some(model) = &advisors.model {
+            // Present at 0 from the start, so rates are defined before the first call.
+            for outcome in ["ok", "retried", "error"] {
+                metrics::counter!(
+                    exposition::PROVIDER_REQUESTS_TOTAL,
+                    "provider" => model.provider_name().to_owned(),
+                    "outcome" => outcome
+                )
+                .absolute(0);
+            }
+        }
+        Ok(Arc::new(Self {
+            loaded,
+            data_dir,
+            store,
+            change_requests: Arc::new(git),
+            advisors,
+            redactor,
+            source,
+        }))
+    }
+
+    /// One scan of the configured source, end to end, with its metrics.
+    ///
+    /// Scans on one database run one at a time: this waits for the scan lock
+    /// (up to `scan.lock_wait_secs`), then marks any scan a dead process left
+    /// `running` as `interrupted` before starting.
+    pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, PipelineError> {
+        let wait = Duration::from_secs(self.loaded.config.scan.lock_wait_secs);
+        let _lock = self.store.lock_scans(wait).await?;
+        self.interrupt_abandoned_scans().await?;
+        let started = Instant::now();
+        let source: Box<dyn Source> = match &self.source {
+            SourceChoice::Fixtures(set) => Box::new(FixtureSource::new(set.clone())),
+            SourceChoice::Aws => Box::new(AwsSource::new(self.loaded.config.aws.clone()).await),
+        };
+        let (advisor, fallback) = self.advisors.chain();
+        let pipeline = Pipeline {
+            cost: source.as_cost(),
+            posture: source.as_posture(),
+            detect: &self.loaded.config.detect,
+            redactor: &self.redactor,
+            advisor,
+            fallback,
+            catalog: self.advisors.template.catalog(),
+            change_requests: self.change_requests.as_ref(),
+            store: &self.store,
+        };
+        let result = pipeline.scan(now).await;
+        let status = match &result {
+            Ok(report) => report.status.as_str(),
+            Err(_) => "failed",
+        };
+        metrics::counter!(exposition::SCANS_TOTAL, "status" => status).increment(1);
+        metrics::histogram!(exposition::SCAN_DURATION_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        if let Ok(report) = &result {
+            metrics::counter!(exposition::COST_EXPLORER_REQUESTS_TOTAL)
+                .increment(u64::from(report.cost_requests));
+        }
+        self.refresh_finding_gauges().await;
+        result
+    }
+
+    /// Marks scans left `running` by a process that ended as `interrupted`.
+    /// The caller holds the scan lock.
+    async fn interrupt_abandoned_scans(&self) -> Result<(), StoreError> {
+        let ids = self.store.interrupt_abandoned_scans(Utc::now()).await?;
+        if !ids.is_empty() {
+            tracing::warn!(
+                scans = ?ids,
+                "scans left running by a process that ended are marked interrupted; this scan repairs what it can"
+            );
+            metrics::counter!(exposition::SCANS_TOTAL, "status" => "interrupted")
+                .increment(ids.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// On daemon start: the same repair, if no scan is running right now
+    /// (then its process will see to it).
+    pub async fn repair_on_start(&self) -> Result<(), StoreError> {
+        match self.store.lock_scans(Duration::ZERO).await {
+            Ok(_lock) => self.interrupt_abandoned_scans().await,
+            Err(StoreError::ScanBusy { .. }) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Sets `draco_findings{kind,severity,status}` from the store. A read
+    /// failure leaves the last values and is logged: metrics never fail a scan.
+    pub async fn refresh_finding_gauges(&self) {
+        match self.store.findings().await {
+            Ok(findings) => exposition::set_findings(findings.iter().map(|f| {
+                (
+                    f.finding.kind.as_str(),
+                    f.finding.severity.as_str(),
+                    f.status.as_str(),
+                )
+            })),
+            Err(error) => tracing::warn!(%error, "cannot read findings for metrics"),
+        }
+    }
+
+    /// `Ok` when the database answers and its schema is current; the reason
+    /// otherwise (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.store.check_ready().await
+    }
+}
+
+/// Creates the data directory for the owner only (0700): it holds personal
+/// data (findings, evidence, the audit log). A directory that already exists
+/// is left as the operator set it, with a warning when others can read it.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", mode & 0o777),
+            "the data directory is readable by others; `chmod 700` it"
+        );
+    }
+    Ok(())
+}
+
+/// The remediation templates: `remediate.templates_dir`, or the built-in set.
+pub fn catalog(loaded: &Loaded) -> Result<Catalog, CatalogError> {
+    match &loaded.config.remediate.templates_dir {
+        Some(dir) => Catalog::load_dir(dir),
+        None => Catalog::builtin(),
+    }
+}
+
+/// Where the database lives for a data dir.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DATABASE_FILE)
+}

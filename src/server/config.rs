@@ -1,0 +1,86 @@
+//! `[server]`: where `draco run` listens and how the outside reaches it.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The daemon's HTTP server.
+///
+/// ```toml
+/// [server]
+/// listen = "127.0.0.1:8080"                  # DRACO_SERVER_LISTEN
+/// public_url = "https://draco.example.com"   # optional for now
+/// shutdown_grace_secs = 10
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to bind. Loopback by default: exposing the server is a
+    /// decision for the operator (a reverse proxy, a Kubernetes Service).
+    pub listen: SocketAddr,
+    /// How providers and people reach this server (webhook URLs, links in
+    /// messages): an `https://` URL, or `http://` for loopback. No path, query
+    /// or credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Seconds that in-flight work (a scan, a request) gets after SIGTERM
+    /// before it is cancelled.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// Why `server.public_url` was refused (the value itself is not repeated: it
+/// may hold credentials).
+pub fn check_public_url(raw: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold credentials".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        return Err(
+            "must be the server's root (routes such as /webhooks/github are appended)".into(),
+        );
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => return Err("has no host".into()),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must use https (plain http only for loopback)".into()),
+        other => Err(format!("scheme `{other}` is not http or https")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_url_is_an_https_root_without_credentials() {
+        assert!(check_public_url("https://draco.example.com").is_ok());
+        assert!(check_public_url("https://draco.example.com/").is_ok());
+        assert!(check_public_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_public_url("http://draco.example.com").is_err());
+        assert!(check_public_url("https://u:p@draco.example.com").is_err());
+        assert!(check_public_url("https://draco.example.com/hooks").is_err());
+        assert!(check_public_url("https://draco.example.com/?x=1").is_err());
+        assert!(check_public_url("ftp://draco.example.com").is_err());
+        assert!(check_public_url("draco.example.com").is_err());
+    }
+}

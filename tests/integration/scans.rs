@@ -1,0 +1,127 @@
+//! `draco scans`, and scans that a dead process left `running`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Draco, describe};
+
+fn scans(draco: &Draco) -> Vec<Value> {
+    match serde_json::from_str(&draco.ok(&["scans", "--json"])) {
+        Ok(Value::Array(items)) => items,
+        other => panic!("scans --json is not an array: {other:?}"),
+    }
+}
+
+#[test]
+fn scans_lists_each_scan_with_its_status_newest_first() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    draco.ok(&["demo"]);
+    let list = scans(&draco);
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["id"], 2);
+    for scan in &list {
+        assert_eq!(scan["status"], "ok", "{scan}");
+        assert!(scan["started_at"].is_string() && scan["finished_at"].is_string());
+        assert_eq!(scan["errors"], Value::Array(vec![]));
+        assert!(scan["source"].as_str().unwrap().contains("demo"), "{scan}");
+    }
+    let table = draco.ok(&["scans"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+}
+
+/// What a `kill -9` during a scan leaves: a scan row still `running`.
+async fn leave_a_running_scan(draco: &Draco) {
+    let db = draco::app::database_path(&draco.data_dir());
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO scans (source, started_at, status) VALUES ('fixtures (built-in demo)', '2026-12-01T00:00:00.000000Z', 'running')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_scan_left_running_by_a_dead_process_is_marked_interrupted_by_the_next() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    leave_a_running_scan(&draco).await;
+    assert_eq!(scans(&draco)[0]["status"], "running");
+
+    draco.ok(&["demo"]);
+    let list = scans(&draco);
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["status"], "ok");
+    assert_eq!(list[1]["status"], "interrupted");
+    assert!(list[1]["finished_at"].is_string());
+    assert!(!list.iter().any(|s| s["status"] == "running"));
+    let audit = draco.ok(&["audit", "verify"]);
+    assert!(audit.contains("intact"), "{audit}");
+}
+
+#[test]
+fn a_second_scan_waits_for_the_first_then_says_it_gave_up() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    // Hold the scan lock as a scan in progress would.
+    let lock_path = draco::app::database_path(&draco.data_dir()).with_extension("db.scan");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    lock.lock().unwrap();
+
+    let started = std::time::Instant::now();
+    let out = draco
+        .command()
+        .env("DRACO_SCAN_LOCK_WAIT_SECS", "1")
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another scan is running") && err.contains("scan.lock_wait_secs"),
+        "{err}"
+    );
+    // Released: the next one runs.
+    drop(lock);
+    draco.ok(&["demo"]);
+    assert_eq!(scans(&draco).len(), 2, "the refused scan left no row");
+}
+
+#[test]
+fn concurrent_demos_on_one_data_dir_all_succeed_one_at_a_time() {
+    let draco = Draco::new();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            draco
+                .command()
+                .arg("demo")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("locked") && !err.contains("NOT"), "{err}");
+    }
+    let list = scans(&draco);
+    assert_eq!(list.len(), 4);
+    assert!(list.iter().all(|s| s["status"] == "ok"), "{list:?}");
+    let findings = draco.findings();
+    assert_eq!(findings.len(), 8, "no duplicates");
+}

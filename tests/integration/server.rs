@@ -1,0 +1,197 @@
+//! The daemon's HTTP server: health, readiness, metrics, and `draco run`
+//! serving them while it scans.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use draco::store::Store;
+
+use crate::harness::spawn_app;
+use crate::support::{Draco, describe};
+
+#[tokio::test]
+async fn healthz_answers_while_the_process_runs() {
+    let app = spawn_app(&[]).await;
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "ok\n");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_is_200_when_migrated_and_503_with_the_reason_otherwise() {
+    let app = spawn_app(&[]).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    // A schema this build does not know (a newer Draco migrated it).
+    let db = draco::app::database_path(&app.app.data_dir);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.unwrap();
+    assert_eq!(body, "not ready: database not migrated\n");
+    assert!(!body.contains("99990101"), "internals are not shown: {body}");
+
+    // The database gone: unreachable, and still no internals.
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 99990101")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    app.app.store.close().await;
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "not ready: database unreachable\n"
+    );
+    assert_eq!(app.get("/healthz").await.status(), 200, "still alive");
+    app.stop().await;
+}
+
+/// The value of the sample with exactly these labels, as Prometheus' text
+/// format writes it (`name{labels} value`).
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+#[tokio::test]
+async fn metrics_show_scans_findings_and_the_build_in_prometheus_text_format() {
+    let app = spawn_app(&[]).await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+    let ok_before = sample(&before, r#"draco_scans_total{status="ok"}"#).unwrap_or(0.0);
+
+    let report = app.app.scan(Utc::now()).await.expect("the demo scans");
+    assert_eq!(report.status.as_str(), "ok");
+
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = response.text().await.unwrap();
+    assert!(
+        sample(&text, r#"draco_scans_total{status="ok"}"#).unwrap() >= ok_before + 1.0,
+        "{text}"
+    );
+    assert!(text.contains("# TYPE draco_scans_total counter"), "{text}");
+    assert!(text.contains("# TYPE draco_scan_duration_seconds histogram"), "{text}");
+    assert!(text.contains("draco_scan_duration_seconds_count"), "{text}");
+    assert!(text.contains("draco_cost_explorer_requests_total"), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            &format!(
+                r#"draco_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // The demo plants one public snapshot (critical) — counted as open.
+    let findings = app.app.store.findings().await.unwrap();
+    let snapshot = findings
+        .iter()
+        .find(|f| f.finding.kind.as_str() == "snapshot_public")
+        .expect("the demo's public snapshot");
+    let series = format!(
+        r#"draco_findings{{kind="snapshot_public",severity="{}",status="{}"}}"#,
+        snapshot.finding.severity.as_str(),
+        snapshot.status.as_str()
+    );
+    assert_eq!(sample(&text, &series), Some(1.0), "{series} in {text}");
+    app.stop().await;
+}
+
+/// A free loopback port for a child process to bind.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+#[test]
+fn draco_run_serves_health_readiness_and_metrics_while_it_scans() {
+    let draco = Draco::new();
+    let port = free_port();
+    let mut child = draco
+        .command()
+        .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DRACO_LOG", "info")
+        .args(["run", "--scan-on-start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = String::new();
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("daemon exited early with {status}");
+        }
+        if let Some((200, body)) = http_get(port, "/metrics")
+            && sample(&body, r#"draco_scans_total{status="ok"}"#) == Some(1.0)
+        {
+            metrics = body;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!metrics.is_empty(), "no scan was counted within 30 s");
+    assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(port, "/readyz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(port, "/nowhere").map(|r| r.0), Some(404));
+
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    let out = child.wait_with_output().expect("daemon output");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(started.elapsed() < Duration::from_secs(11), "took {:?}", started.elapsed());
+    assert!(http_get(port, "/healthz").is_none(), "the port is released");
+}
+
+#[test]
+fn a_second_daemon_on_a_taken_port_says_which_setting_to_change() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let draco = Draco::new();
+    let out = draco
+        .command()
+        .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("run")
+        .output()
+        .expect("draco runs");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen") && err.contains("DRACO_SERVER_LISTEN"), "{err}");
+}
