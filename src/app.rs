@@ -35,8 +35,8 @@ macro_rules! out {
 /// `println!`, likewise.
 macro_rules! outln {
     () => { out!("\n") };
-    ($fmt:literal $($arg:tt)*) => {
-        write_stdout(format_args!(concat!($fmt, "\n") $($arg)*))?
+    ($($arg:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($arg)*)))?
     };
 }
 

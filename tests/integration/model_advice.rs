@@ -443,8 +443,14 @@ impl ChangeRequests for Unreachable {
         }
         self.inner.open(request).await
     }
+    async fn verify(&self, branch: &str, head_commit: &str) -> Result<(), GitOpsError> {
+        self.inner.verify(branch, head_commit).await
+    }
     async fn merge(&self, approved: &Approved) -> Result<String, GitOpsError> {
         self.inner.merge(approved).await
+    }
+    async fn retire(&self, branch: &str) -> Result<(), GitOpsError> {
+        self.inner.retire(branch).await
     }
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {
         self.inner.close(rejected).await

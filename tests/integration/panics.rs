@@ -1,6 +1,8 @@
 //! A bug met while handling one finding fails that finding, not the scan,
 //! and the next scan runs as usual.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::Utc;
 
@@ -40,9 +42,9 @@ async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
     let git = LocalGit::open_or_init(&dir.path().join("remediations.git"))
         .await
         .unwrap();
-    let catalog = Catalog::builtin().unwrap();
-    let advisor = PanicsOnVolumes(TemplateAdvisor::new(catalog.clone()));
-    let fallback = TemplateAdvisor::new(catalog.clone());
+    let catalog = Arc::new(Catalog::builtin().unwrap());
+    let advisor = PanicsOnVolumes(TemplateAdvisor::new(Arc::clone(&catalog)));
+    let fallback = TemplateAdvisor::new(Arc::clone(&catalog));
     let source = FixtureSource::new(FixtureSet::EmbeddedDemo);
     let detect = DetectConfig::default();
     let redactor = Redactor::new(&[]);
