@@ -13,7 +13,7 @@ use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs,
 };
-use crate::config::{self, ConfigError, Loaded, SourceKind};
+use crate::config::{self, ConfigError, Loaded, SourceSelection};
 use crate::daemon;
 use crate::domain::FindingStatus;
 use crate::gitops::local::LocalGit;
@@ -144,14 +144,20 @@ impl Context {
         })?)
     }
 
-    fn configured_source(&self) -> SourceChoice {
-        let source = &self.loaded.config.source;
-        match (source.kind, &source.fixtures_dir) {
-            (SourceKind::Aws, _) => SourceChoice::Aws,
-            (SourceKind::Fixtures, Some(dir)) => {
-                SourceChoice::Fixtures(FixtureSet::Directory(dir.clone()))
+    /// The source `scan` and `run` read: what the configuration selects,
+    /// never the demo data (a config error, exit 2, when it selects nothing
+    /// or sets up a source it does not select).
+    fn configured_source(&self) -> Result<SourceChoice> {
+        match config::selected_source(&self.loaded)? {
+            Some(SourceSelection::Aws) => Ok(SourceChoice::Aws),
+            Some(SourceSelection::Fixtures(dir)) => {
+                Ok(SourceChoice::Fixtures(FixtureSet::Directory(dir)))
             }
-            (SourceKind::Fixtures, None) => SourceChoice::Fixtures(FixtureSet::EmbeddedDemo),
+            None => Err(ConfigError::Value {
+                key: "source.kind".into(),
+                message: config::NO_SOURCE.into(),
+            }
+            .into()),
         }
     }
 }
@@ -184,7 +190,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .into());
             }
-            scan_command(&ctx, ctx.configured_source(), &args.output).await
+            scan_command(&ctx, ctx.configured_source()?, &args.output).await
         }
         Command::Run(args) => run_daemon(&ctx, args.scan_on_start).await,
         Command::Findings(args) => findings_command(&ctx, &args).await,
@@ -240,7 +246,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             let next = config::parse_schedule(&ctx.loaded.config.schedule)
                 .ok()
                 .and_then(|cron| cron.find_next_occurrence(&Utc::now(), false).ok());
-            println!("\n# data dir: {}", ctx.data_dir.display());
+            let source = match config::selected_source(&ctx.loaded)? {
+                Some(SourceSelection::Aws) => "aws".to_owned(),
+                Some(SourceSelection::Fixtures(dir)) => format!("fixtures in {}", dir.display()),
+                None => "none configured (`scan` and `run` need source.kind; `draco demo` needs none)"
+                    .to_owned(),
+            };
+            println!("\n# source: {source}");
+            println!("# data dir: {}", ctx.data_dir.display());
             println!(
                 "# remediation templates: {} ({} templates)",
                 catalog.origin(),
@@ -377,9 +390,9 @@ async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()>
 }
 
 async fn run_daemon(ctx: &Context, scan_on_start: bool) -> Result<()> {
+    let choice = ctx.configured_source()?;
     let shutdown = daemon::shutdown_signal()?;
     let store = ctx.open_store().await?;
-    let choice = ctx.configured_source();
     let schedule = ctx.loaded.config.schedule.clone();
     let advisors = ctx.advisors(&store)?;
     let (store_ref, advisors_ref) = (&store, &advisors);

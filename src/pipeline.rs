@@ -18,7 +18,9 @@ use crate::remediate::templates::Catalog;
 use crate::remediate::{
     AdviceError, AdviceRecord, AdviceRequest, AdviceUsage, Advisor, Proposal, safety,
 };
-use crate::sources::{CostSource, CostWindow, PostureSource, ScanError, SourceError};
+use crate::sources::{
+    CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
+};
 use crate::store::{Coverage, RecordOutcome, Store, StoreError, StoredFinding};
 
 /// How much stored cost history the detectors read each scan.
@@ -104,6 +106,17 @@ pub struct ScanReport {
     pub status: &'static str,
 }
 
+/// A source that could not be read, as a scan error of the whole source.
+fn source_failure(service: &'static str, error: &SourceError) -> ScanError {
+    tracing::warn!(service, %error, "a source could not be read; the rest of the scan goes on");
+    ScanError {
+        account: None,
+        region: None,
+        service,
+        message: error.to_string(),
+    }
+}
+
 impl Pipeline<'_> {
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, PipelineError> {
         let (cost, posture) = (self.cost.describe(), self.posture.describe());
@@ -117,21 +130,33 @@ impl Pipeline<'_> {
             last_stored_day: self.store.last_cost_day().await?,
             today: now.date_naive(),
         };
-        let observed = async {
-            let costs = self.cost.daily_costs(window).await?;
-            let posture = self.posture.inventory().await?;
-            Ok::<_, SourceError>((costs, posture))
-        }
-        .await;
-        let (costs, posture) = match observed {
-            Ok(observed) => observed,
-            Err(source) => {
+        // A source that cannot be read at all (a garbled cost file, an
+        // unreadable inventory directory) fails its half of the scan, as a
+        // failed AWS region does: the other half is still scanned, the scan is
+        // `partial`, and nothing of the failed half is created or resolved.
+        // Only when neither half could be read does the scan fail.
+        let (costs, posture) = match (
+            self.cost.daily_costs(window).await,
+            self.posture.inventory().await,
+        ) {
+            (Err(source), Err(_)) => {
                 let summary = json!({ "error": source.to_string() });
                 self.store
                     .finish_scan(scan_id, "failed", &summary, Utc::now())
                     .await?;
                 return Err(PipelineError::Source { scan_id, source });
             }
+            (costs, posture) => (
+                costs.unwrap_or_else(|e| CostFetch {
+                    complete: false,
+                    errors: vec![source_failure("cost", &e)],
+                    ..CostFetch::default()
+                }),
+                posture.unwrap_or_else(|e| PostureScan {
+                    inventories: Vec::new(),
+                    errors: vec![source_failure("inventory", &e)],
+                }),
+            ),
         };
         let cost_points_changed = self.store.save_cost_points(&costs.points).await?;
         // Detect over the stored history, not only what this scan fetched:

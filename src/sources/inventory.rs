@@ -223,6 +223,9 @@ pub struct Image {
     pub name: Option<String>,
     #[serde(default)]
     pub public: bool,
+    /// `available`, `disabled`, `pending`, `failed`, … (a disabled AMI still holds its snapshots).
+    #[serde(default)]
+    pub state: Option<String>,
     #[serde(default)]
     pub creation_date: Option<String>,
     #[serde(default)]

@@ -1,7 +1,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Draco, describe};
+use crate::support::{Draco, demo_fixtures, describe};
 
 #[test]
 fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
@@ -9,6 +9,8 @@ fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
     let mut child = draco
         .command()
         .env("DRACO_SCHEDULE", "* * * * * *")
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .env("DRACO_LOG", "info")
         .arg("run")
         .stdout(Stdio::piped())
