@@ -182,7 +182,7 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
     )
     .await;
     let quiet = group(&ec2, "quiet", vec![]).await;
-    // RDP to every IPv6 address in two halves, and to half of IPv4 (not the world).
+    // RDP to every global IPv6 address (2000::/3) in two halves, and to half of IPv4 (not the world).
     let halves = group(
         &ec2,
         "rdp-halves",
@@ -191,8 +191,8 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
                 .ip_protocol("tcp")
                 .from_port(3389)
                 .to_port(3389)
-                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/1").build())
-                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("8000::/1").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("2000::/4").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("3000::/4").build())
                 .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/1").build())
                 .build(),
         ],
@@ -367,7 +367,7 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
         serde_json::from_str(&draco.ok(&["show", &rdp.to_string(), "--json"])).expect("json");
     assert_eq!(
         shown["evidence"]["open_rules"][0]["cidrs"],
-        json!(["::/1", "8000::/1"]),
+        json!(["2000::/4", "3000::/4"]),
         "{shown:#}"
     );
     let previous = findings
