@@ -169,8 +169,11 @@ struct InventoryFile {
 }
 
 /// Parses the cost CSV; the first bad row aborts with its line number so a
-/// half-read file never reaches the store.
+/// half-read file never reaches the store (the scan then goes on without
+/// cost, `partial`). Amounts go through [`super::cost_amount`].
 pub fn parse_cost_csv(bytes: &[u8], path: &str) -> Result<Vec<CostPoint>, SourceError> {
+    // Spreadsheets save CSV with a UTF-8 byte-order mark; it is not part of the header.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(bytes);
@@ -327,6 +330,15 @@ mod tests {
             err.to_string(),
             "cost.csv:3: amount_usd `abc` is not a number"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_read() {
+        let csv = "\u{feff}date,account_id,service,amount_usd,estimated\r\n\
+                   2026-01-01,111111111111,Amazon EC2,1.5,false\r\n";
+        let points = parse_cost_csv(csv.as_bytes(), "cost.csv").unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].amount_usd, 1.5);
     }
 
     #[test]
