@@ -249,8 +249,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let source = match config::selected_source(&ctx.loaded)? {
                 Some(SourceSelection::Aws) => "aws".to_owned(),
                 Some(SourceSelection::Fixtures(dir)) => format!("fixtures in {}", dir.display()),
-                None => "none configured (`scan` and `run` need source.kind; `draco demo` needs none)"
-                    .to_owned(),
+                None => {
+                    "none configured (`scan` and `run` need source.kind; `draco demo` needs none)"
+                        .to_owned()
+                }
             };
             println!("\n# source: {source}");
             println!("# data dir: {}", ctx.data_dir.display());

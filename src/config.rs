@@ -843,16 +843,32 @@ mod tests {
         }
         let err = source("[source]\nfixtures_dir = \"f\"\n", &[]).unwrap_err();
         assert!(err.contains("source.kind = \"fixtures\""), "{err}");
-        let err = source("[source]\nkind = \"fixtures\"\nfixtures_dir = \"f\"\n[aws]\n", &[]).unwrap_err();
+        let err = source(
+            "[source]\nkind = \"fixtures\"\nfixtures_dir = \"f\"\n[aws]\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(err.contains("source.kind = \"aws\""), "{err}");
         let err = source("[source]\nkind = \"fixtures\"\n", &[]).unwrap_err();
-        assert!(err.starts_with("source.fixtures_dir:") && err.contains("draco demo"), "{err}");
+        assert!(
+            err.starts_with("source.fixtures_dir:") && err.contains("draco demo"),
+            "{err}"
+        );
         assert_eq!(
-            source("[source]\nkind = \"aws\"\n[aws]\nregions = [\"eu-west-1\"]\n", &[]),
+            source(
+                "[source]\nkind = \"aws\"\n[aws]\nregions = [\"eu-west-1\"]\n",
+                &[]
+            ),
             Ok(Some(SourceSelection::Aws))
         );
         assert_eq!(
-            source("", &[("DRACO_SOURCE_KIND", "fixtures"), ("DRACO_SOURCE_FIXTURES_DIR", "f")]),
+            source(
+                "",
+                &[
+                    ("DRACO_SOURCE_KIND", "fixtures"),
+                    ("DRACO_SOURCE_FIXTURES_DIR", "f")
+                ]
+            ),
             Ok(Some(SourceSelection::Fixtures(PathBuf::from("f"))))
         );
     }

@@ -217,8 +217,8 @@ pub fn parse_cost_csv(bytes: &[u8], path: &str) -> Result<Vec<CostPoint>, Source
         if row.service.is_empty() {
             return Err(row_error("service is empty".to_owned()));
         }
-        let amount_usd =
-            super::cost_amount(&row.amount_usd).map_err(|e| row_error(format!("amount_usd {e}")))?;
+        let amount_usd = super::cost_amount(&row.amount_usd)
+            .map_err(|e| row_error(format!("amount_usd {e}")))?;
         let estimated = match row.estimated.as_str() {
             "true" => true,
             "false" => false,
@@ -365,6 +365,9 @@ mod tests {
         let csv = "date,account_id,service,amount_usd,estimated\n\
                    2026-01-01,111111111111,Amazon EC2,NaN,false\n";
         let err = parse_cost_csv(csv.as_bytes(), "cost.csv").unwrap_err();
-        assert_eq!(err.to_string(), "cost.csv:2: amount_usd `NaN` is not a finite number");
+        assert_eq!(
+            err.to_string(),
+            "cost.csv:2: amount_usd `NaN` is not a finite number"
+        );
     }
 }

@@ -164,7 +164,11 @@ mod tests {
     #[test]
     fn non_numbers_and_non_finite_amounts_are_refused() {
         for bad in ["NaN", "inf", "-Infinity", "1e999"] {
-            assert_eq!(cost_amount(bad), Err(AmountError::NotFinite(bad.into())), "{bad}");
+            assert_eq!(
+                cost_amount(bad),
+                Err(AmountError::NotFinite(bad.into())),
+                "{bad}"
+            );
         }
         assert_eq!(
             cost_amount("forty-two"),

@@ -6,8 +6,8 @@ use std::process::Output;
 
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceMetadataOptionsRequest,
-    InstanceType, IpPermission, IpRange, Ipv6Range, LaunchPermission, LaunchPermissionModifications,
-    PermissionGroup, VolumeType,
+    InstanceType, IpPermission, IpRange, Ipv6Range, LaunchPermission,
+    LaunchPermissionModifications, PermissionGroup, VolumeType,
 };
 use regex::Regex;
 use serde_json::{Value, json};

@@ -230,7 +230,10 @@ fn a_bad_cost_row_makes_the_scan_partial_and_posture_is_still_scanned() {
     let (out, _) = scan_json(&draco, &config);
     assert!(out.status.success(), "{}", describe(&out));
     let before = kinds_and_statuses(&draco.findings());
-    assert!(before.iter().any(|(k, _)| k.starts_with("cost_")), "{before:?}");
+    assert!(
+        before.iter().any(|(k, _)| k.starts_with("cost_")),
+        "{before:?}"
+    );
 
     let csv_path = fixtures.join("cost.csv");
     let csv = std::fs::read_to_string(&csv_path).unwrap_or_default();
@@ -249,7 +252,11 @@ fn a_bad_cost_row_makes_the_scan_partial_and_posture_is_still_scanned() {
     assert_eq!(report["scan"]["regions_scanned"], 4, "{report:#}");
     // Nothing from the unreadable file was stored, and nothing was resolved for want of it.
     assert_eq!(report["scan"]["cost_points"], 0);
-    assert_eq!(report["scan"]["outcome"]["resolved"], json!([]), "{report:#}");
+    assert_eq!(
+        report["scan"]["outcome"]["resolved"],
+        json!([]),
+        "{report:#}"
+    );
     assert_eq!(kinds_and_statuses(&draco.findings()), before);
 }
 
@@ -264,10 +271,16 @@ fn a_garbled_cost_file_on_a_first_scan_still_reports_posture() {
     let (out, report) = scan_json(&draco, &config);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(report["scan"]["status"], "partial", "{report:#}");
-    let errors = report["scan"]["scan_errors"].as_array().cloned().unwrap_or_default();
+    let errors = report["scan"]["scan_errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(errors.len(), 1, "{report:#}");
     assert_eq!(errors[0]["service"], "cost");
-    assert!(errors[0]["message"].to_string().contains("cost.csv"), "{report:#}");
+    assert!(
+        errors[0]["message"].to_string().contains("cost.csv"),
+        "{report:#}"
+    );
     let kinds: Vec<(String, String)> = kinds_and_statuses(&draco.findings());
     let posture: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
@@ -301,7 +314,10 @@ fn a_broken_inventory_file_fails_its_region_alone_and_names_the_file() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(report["scan"]["status"], "partial", "{report:#}");
     assert_eq!(report["scan"]["regions_scanned"], 3, "{report:#}");
-    let errors = report["scan"]["scan_errors"].as_array().cloned().unwrap_or_default();
+    let errors = report["scan"]["scan_errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(errors.len(), 1, "{report:#}");
     assert_eq!(errors[0]["account"], "730155902847");
     assert_eq!(errors[0]["region"], "us-east-1");
@@ -322,13 +338,22 @@ fn scan_and_run_with_only_an_aws_table_refuse_naming_source_kind() {
         let mut args = vec!["--config", config.to_str().unwrap_or_default()];
         args.extend_from_slice(command);
         let out = draco.run(&args);
-        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command:?}: {}",
+            describe(&out)
+        );
         let err = stderr(&out);
         assert!(
             err.contains("source.kind") && err.contains("\"aws\""),
             "{command:?}: {err}"
         );
-        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "{}",
+            describe(&out)
+        );
         assert!(
             !draco.data_dir().join("draco.db").exists(),
             "nothing may be scanned or created"
@@ -344,7 +369,12 @@ fn scan_with_no_source_says_how_to_configure_one_and_never_scans_the_demo() {
     let draco = Draco::new();
     for command in [&["scan", "--once"][..], &["run", "--scan-on-start"]] {
         let out = draco.run(command);
-        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", describe(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command:?}: {}",
+            describe(&out)
+        );
         let err = stderr(&out);
         assert!(
             err.contains("source.kind") && err.contains("draco demo"),
@@ -355,8 +385,17 @@ fn scan_with_no_source_says_how_to_configure_one_and_never_scans_the_demo() {
     // A fixtures directory set up but not selected, and fixtures with no directory.
     let fixtures = draco.path("fixtures");
     for (vars, key) in [
-        (vec![("DRACO_SOURCE_FIXTURES_DIR", fixtures.to_str().unwrap_or_default())], "source.kind"),
-        (vec![("DRACO_SOURCE_KIND", "fixtures")], "source.fixtures_dir"),
+        (
+            vec![(
+                "DRACO_SOURCE_FIXTURES_DIR",
+                fixtures.to_str().unwrap_or_default(),
+            )],
+            "source.kind",
+        ),
+        (
+            vec![("DRACO_SOURCE_KIND", "fixtures")],
+            "source.fixtures_dir",
+        ),
     ] {
         let out = draco
             .command()

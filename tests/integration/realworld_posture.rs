@@ -18,7 +18,12 @@ fn scan_case(draco: &Draco, case: &Path) -> (Value, Vec<Value>) {
         .args(["--config", "draco.toml", "scan", "--once", "--json"])
         .output()
         .expect("draco runs");
-    assert!(out.status.success(), "{}: {}", case.display(), describe(&out));
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        case.display(),
+        describe(&out)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("scan --json is JSON");
     (report, draco.findings())
 }

@@ -93,7 +93,10 @@ fn port_range(permission: &IpPermission, every_port: bool) -> Option<(u32, u32)>
     if every_port {
         return Some((0, LAST_PORT));
     }
-    let bound = |p: Option<i32>| p.and_then(|p| u32::try_from(p).ok()).filter(|p| *p <= LAST_PORT);
+    let bound = |p: Option<i32>| {
+        p.and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p <= LAST_PORT)
+    };
     let from = bound(permission.from_port).unwrap_or(0);
     let to = bound(permission.to_port).unwrap_or(LAST_PORT);
     (from <= to).then_some((from, to))
@@ -348,10 +351,18 @@ mod tests {
     #[test]
     fn the_families_are_judged_apart() {
         let rules = [
-            rule("udp", Some(53), Some(53), &["::/1", "8000::/1", "0.0.0.0/1"]),
+            rule(
+                "udp",
+                Some(53),
+                Some(53),
+                &["::/1", "8000::/1", "0.0.0.0/1"],
+            ),
             rule("icmp", Some(-1), Some(-1), &["0.0.0.0/0"]),
         ];
-        assert_eq!(openings(&rules), vec![(Transport::Udp, 53, 53, Family::Ipv6)]);
+        assert_eq!(
+            openings(&rules),
+            vec![(Transport::Udp, 53, 53, Family::Ipv6)]
+        );
     }
 
     #[test]

@@ -30,7 +30,12 @@ pub(super) fn evaluate(inventory: &RegionInventory, findings: &mut Vec<Finding>)
         let groups: Vec<&SecurityGroup> = instance
             .security_groups
             .iter()
-            .filter_map(|g| inventory.security_groups.iter().find(|sg| sg.group_id == g.group_id))
+            .filter_map(|g| {
+                inventory
+                    .security_groups
+                    .iter()
+                    .find(|sg| sg.group_id == g.group_id)
+            })
             .collect();
         let ingress = Ingress::new(
             groups
@@ -144,7 +149,10 @@ fn security_group_findings(inventory: &RegionInventory, group: &SecurityGroup) -
         )];
     }
     let admitting = |ports: &BTreeSet<i32>| {
-        let ports: Vec<u32> = ports.iter().filter_map(|p| u32::try_from(*p).ok()).collect();
+        let ports: Vec<u32> = ports
+            .iter()
+            .filter_map(|p| u32::try_from(*p).ok())
+            .collect();
         move |_: &WorldOpening, lo: u32, hi: u32| ports.iter().any(|p| (lo..=hi).contains(p))
     };
     let mut findings = Vec::new();
@@ -360,11 +368,21 @@ mod tests {
             .filter(|f| f.kind == FindingKind::InstancePublicExposed)
             .collect();
         assert_eq!(exposed.len(), 1, "{findings:?}");
-        let groups = exposed[0].evidence["groups"].as_array().cloned().unwrap_or_default();
-        let ids: Vec<&str> = groups.iter().filter_map(|g| g["group_id"].as_str()).collect();
+        let groups = exposed[0].evidence["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ids: Vec<&str> = groups
+            .iter()
+            .filter_map(|g| g["group_id"].as_str())
+            .collect();
         assert_eq!(ids, vec!["sg-a", "sg-b"]);
         // Neither group alone is open to the world.
-        assert!(findings.iter().all(|f| f.kind == FindingKind::InstancePublicExposed));
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.kind == FindingKind::InstancePublicExposed)
+        );
     }
 
     #[test]

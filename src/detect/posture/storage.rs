@@ -167,7 +167,8 @@ pub(super) fn evaluate(
 /// AMI ids (`ami-` and 8 or 17 hex digits) mentioned in a text.
 fn amis_named(text: &str) -> impl Iterator<Item = &str> {
     static AMI_ID: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\bami-(?:[0-9a-f]{17}|[0-9a-f]{8})\b").expect("the AMI id pattern is a valid regex")
+        Regex::new(r"\bami-(?:[0-9a-f]{17}|[0-9a-f]{8})\b")
+            .expect("the AMI id pattern is a valid regex")
     });
     AMI_ID.find_iter(text).map(|m| m.as_str())
 }
@@ -255,7 +256,12 @@ mod tests {
         inventory.snapshots = vec![made_for_ami, copied, plain];
         let findings: Vec<String> = {
             let mut findings = Vec::new();
-            evaluate(&inventory, &PostureConfig::default(), Utc::now(), &mut findings);
+            evaluate(
+                &inventory,
+                &PostureConfig::default(),
+                Utc::now(),
+                &mut findings,
+            );
             findings.into_iter().map(|f| f.resource).collect()
         };
         assert_eq!(findings, vec!["snap-c"]);
@@ -265,7 +271,8 @@ mod tests {
     fn a_snapshot_whose_named_ami_was_seen_and_does_not_use_it_can_be_orphaned() {
         let mut inventory = empty_inventory();
         let mut s = snapshot("snap-a", "vol-gone", 90);
-        s.description = Some("Created by CreateImage(i-1) for ami-0a0000000000012aa from vol-gone".into());
+        s.description =
+            Some("Created by CreateImage(i-1) for ami-0a0000000000012aa from vol-gone".into());
         inventory.snapshots = vec![s];
         inventory.images = vec![Image {
             image_id: "ami-0a0000000000012aa".into(),
@@ -284,7 +291,10 @@ mod tests {
                 snapshot_id: Some("snap-a".into()),
             }),
         }];
-        assert!(kinds(&inventory).is_empty(), "a disabled AMI still uses its snapshot");
+        assert!(
+            kinds(&inventory).is_empty(),
+            "a disabled AMI still uses its snapshot"
+        );
     }
 
     #[test]

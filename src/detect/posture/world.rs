@@ -63,8 +63,8 @@ const NON_GLOBAL_V4: [&str; 15] = [
     "198.18.0.0/15", // benchmarking, RFC 2544
     "198.51.100.0/24", // TEST-NET-2, RFC 5737
     "203.0.113.0/24", // TEST-NET-3, RFC 5737
-    "224.0.0.0/4",   // multicast, RFC 5771
-    "240.0.0.0/4",   // reserved, RFC 1112 §4 (holds 255.255.255.255, RFC 919)
+    "224.0.0.0/4",  // multicast, RFC 5771
+    "240.0.0.0/4",  // reserved, RFC 1112 §4 (holds 255.255.255.255, RFC 919)
 ];
 
 /// The IPv6 global unicast block, RFC 4291 §2.4.
@@ -72,10 +72,10 @@ const GLOBAL_UNICAST_V6: &str = "2000::/3";
 
 /// IPv6 ranges inside `2000::/3` that are not global.
 const NON_GLOBAL_V6: [&str; 4] = [
-    "2001::/23",     // IETF protocol assignments, RFC 2928 (Teredo, AMT, ORCHID relays, not clients)
+    "2001::/23", // IETF protocol assignments, RFC 2928 (Teredo, AMT, ORCHID relays, not clients)
     "2001:db8::/32", // documentation, RFC 3849
-    "2002::/16",     // 6to4, RFC 3056 (Globally Reachable: N/A)
-    "3fff::/20",     // documentation, RFC 9637
+    "2002::/16", // 6to4, RFC 3056 (Globally Reachable: N/A)
+    "3fff::/20", // documentation, RFC 9637
 ];
 
 /// An inclusive range of addresses as integers.
@@ -193,8 +193,19 @@ mod tests {
         assert!(covers(
             Family::Ipv6,
             &[
-                "2000::/15", "2003::/16", "2004::/14", "2008::/13", "2010::/12", "2020::/11",
-                "2040::/10", "2080::/9", "2100::/8", "2200::/7", "2400::/6", "2800::/5", "3000::/4",
+                "2000::/15",
+                "2003::/16",
+                "2004::/14",
+                "2008::/13",
+                "2010::/12",
+                "2020::/11",
+                "2040::/10",
+                "2080::/9",
+                "2100::/8",
+                "2200::/7",
+                "2400::/6",
+                "2800::/5",
+                "3000::/4",
             ]
         ));
     }
@@ -204,11 +215,26 @@ mod tests {
         assert!(!covers(Family::Ipv4, &["0.0.0.0/1"]));
         assert!(!covers(Family::Ipv4, &["0.0.0.0/1", "128.0.0.0/2"]));
         // Only multicast and reserved space (224.0.0.0/3) missing.
-        assert!(covers(Family::Ipv4, &["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3"]));
-        assert!(!covers(
+        assert!(covers(
             Family::Ipv4,
-            &["0.0.0.0/5", "9.0.0.0/8", "10.0.0.0/7", "12.0.0.0/6", "16.0.0.0/4", "32.0.0.0/3", "64.0.0.0/2", "128.0.0.0/1"]
-        ), "8.0.0.0/8 is missing");
+            &["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3"]
+        ));
+        assert!(
+            !covers(
+                Family::Ipv4,
+                &[
+                    "0.0.0.0/5",
+                    "9.0.0.0/8",
+                    "10.0.0.0/7",
+                    "12.0.0.0/6",
+                    "16.0.0.0/4",
+                    "32.0.0.0/3",
+                    "64.0.0.0/2",
+                    "128.0.0.0/1"
+                ]
+            ),
+            "8.0.0.0/8 is missing"
+        );
         assert!(!covers(Family::Ipv6, &["2000::/4"]));
         // The other family never counts.
         assert!(!covers(Family::Ipv6, &["0.0.0.0/0"]));
@@ -226,7 +252,14 @@ mod tests {
 
     #[test]
     fn private_and_documentation_ranges_reach_no_one() {
-        for cidr in ["10.0.0.0/8", "192.168.1.0/24", "fe80::/64", "fd00::/8", "2001:db8::/48", "224.0.0.1/32"] {
+        for cidr in [
+            "10.0.0.0/8",
+            "192.168.1.0/24",
+            "fe80::/64",
+            "fd00::/8",
+            "2001:db8::/48",
+            "224.0.0.1/32",
+        ] {
             assert!(!reaches_global(&parse_cidr(cidr).unwrap()), "{cidr}");
         }
         for cidr in ["0.0.0.0/0", "8.8.8.8/32", "0.0.0.0/1", "2600::/12", "::/0"] {
