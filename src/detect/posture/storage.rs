@@ -13,6 +13,7 @@ use super::{
 };
 use crate::domain::{Finding, FindingKind, Severity};
 use crate::sources::RegionInventory;
+use crate::sources::inventory::Snapshot;
 
 pub(super) fn evaluate(
     inventory: &RegionInventory,
@@ -141,6 +142,7 @@ pub(super) fn evaluate(
         if source_gone
             && !used_by_images.contains(snapshot.snapshot_id.as_str())
             && !names_unseen_ami
+            && lifecycle_manager(snapshot).is_none()
             && age_days >= config.orphaned_snapshot_min_age_days
         {
             let size = snapshot.volume_size.unwrap_or(0);
@@ -164,6 +166,32 @@ pub(super) fn evaluate(
     }
 }
 
+/// The service that keeps this snapshot on a retention schedule, if the
+/// snapshot says so. Such a snapshot is a recovery point, not a leftover: the
+/// service deletes it when its retention ends, and AWS Backup's cannot even be
+/// deleted through EC2. Marks, as the services write them: AWS Backup tags
+/// `aws:backup:*` and the description "This snapshot is created by the AWS
+/// Backup service."; Data Lifecycle Manager tags `dlm:managed` and
+/// `aws:dlm:*` and the description "Created for policy: policy-… schedule: …".
+fn lifecycle_manager(snapshot: &Snapshot) -> Option<&'static str> {
+    let description = snapshot.description.as_deref().unwrap_or_default();
+    let tagged = |prefix: &str| snapshot.tags.iter().any(|t| t.key.starts_with(prefix));
+    if tagged("aws:backup:")
+        || description
+            .to_ascii_lowercase()
+            .contains("created by the aws backup service")
+    {
+        Some("AWS Backup")
+    } else if tagged("aws:dlm:")
+        || tagged("dlm:managed")
+        || description.starts_with("Created for policy: policy-")
+    {
+        Some("Data Lifecycle Manager")
+    } else {
+        None
+    }
+}
+
 /// AMI ids (`ami-` and 8 or 17 hex digits) mentioned in a text.
 fn amis_named(text: &str) -> impl Iterator<Item = &str> {
     static AMI_ID: LazyLock<Regex> = LazyLock::new(|| {
@@ -179,7 +207,7 @@ mod tests {
 
     use super::*;
     use crate::detect::posture::test_support::{empty_inventory, kinds, volume};
-    use crate::sources::inventory::{EbsBlockDevice, Image, InstanceBlockDeviceMapping, Snapshot};
+    use crate::sources::inventory::{EbsBlockDevice, Image, InstanceBlockDeviceMapping, Tag};
 
     fn snapshot(id: &str, volume: &str, age_days: i64) -> Snapshot {
         Snapshot {
@@ -295,6 +323,28 @@ mod tests {
             kinds(&inventory).is_empty(),
             "a disabled AMI still uses its snapshot"
         );
+    }
+
+    #[test]
+    fn a_recovery_point_of_aws_backup_or_dlm_is_not_orphaned() {
+        let mut inventory = empty_inventory();
+        let mut backup = snapshot("snap-backup", "vol-gone", 400);
+        backup.description = Some("This snapshot is created by the AWS Backup service.".into());
+        let mut backup_tagged = snapshot("snap-backup-tag", "vol-gone", 400);
+        backup_tagged.tags = vec![Tag {
+            key: "aws:backup:source-resource".into(),
+            value: "vol-gone".into(),
+        }];
+        let mut dlm = snapshot("snap-dlm", "vol-gone", 400);
+        dlm.description =
+            Some("Created for policy: policy-0123456789abcdef0 schedule: Daily".into());
+        let mut dlm_tagged = snapshot("snap-dlm-tag", "vol-gone", 400);
+        dlm_tagged.tags = vec![Tag {
+            key: "dlm:managed".into(),
+            value: "true".into(),
+        }];
+        inventory.snapshots = vec![backup, backup_tagged, dlm, dlm_tagged];
+        assert!(kinds(&inventory).is_empty());
     }
 
     #[test]
