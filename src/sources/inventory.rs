@@ -181,6 +181,9 @@ pub struct Instance {
     pub launch_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub public_ip_address: Option<String>,
+    /// The primary IPv6 address; VPC IPv6 addresses are globally routable.
+    #[serde(default)]
+    pub ipv6_address: Option<String>,
     #[serde(default)]
     pub private_ip_address: Option<String>,
     #[serde(default)]

@@ -3,10 +3,12 @@
 //! instances with a public address behind such groups, idle Elastic IPs.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
 use super::ingress::{Ingress, WorldOpening, openings_evidence};
+use super::world::Family;
 use super::{EIP_IDLE_USD_MONTHLY, finding, tags_object};
 use crate::domain::{Finding, FindingKind, Severity};
 use crate::sources::RegionInventory;
@@ -20,12 +22,29 @@ pub(super) fn evaluate(inventory: &RegionInventory, findings: &mut Vec<Finding>)
         findings.extend(security_group_findings(inventory, group));
     }
     for instance in &inventory.instances {
-        let Some(public_ip) = &instance.public_ip_address else {
-            continue;
-        };
         if instance.state.name != "running" {
             continue;
         }
+        // The internet reaches an instance over the families it has a public
+        // address in: its public IPv4 (AWS assigns only public ones there), or
+        // an IPv6 in the global unicast block 2000::/3 (not a unique-local one).
+        let addresses: Vec<(Family, &str)> = [
+            instance.public_ip_address.as_deref(),
+            instance.ipv6_address.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|address| match address.trim().parse::<IpAddr>().ok()? {
+            IpAddr::V4(_) => Some((Family::Ipv4, address)),
+            IpAddr::V6(v6) => {
+                (v6.segments()[0] & 0xe000 == 0x2000).then_some((Family::Ipv6, address))
+            }
+        })
+        .collect();
+        if addresses.is_empty() {
+            continue;
+        }
+        let reachable = |o: &WorldOpening| addresses.iter().any(|(f, _)| *f == o.family);
         // An instance is reached through the union of all its groups' rules.
         let groups: Vec<&SecurityGroup> = instance
             .security_groups
@@ -43,10 +62,10 @@ pub(super) fn evaluate(inventory: &RegionInventory, findings: &mut Vec<Finding>)
                 .enumerate()
                 .flat_map(|(i, g)| g.ip_permissions.iter().map(move |p| (i, p))),
         );
-        if ingress.openings().is_empty() {
+        if !ingress.openings().iter().any(reachable) {
             continue;
         }
-        let behind = ingress.rules_behind(|_, _, _| true);
+        let behind = ingress.rules_behind(|o, _, _| reachable(o));
         let exposing: Vec<Value> = groups
             .iter()
             .enumerate()
@@ -60,17 +79,23 @@ pub(super) fn evaluate(inventory: &RegionInventory, findings: &mut Vec<Finding>)
             FindingKind::InstancePublicExposed,
             Severity::High,
             format!(
-                "Instance {} has public address {public_ip} and security groups open to the internet",
-                instance.instance_id
+                "Instance {} has public address {} and security groups open to the internet",
+                instance.instance_id,
+                addresses
+                    .iter()
+                    .map(|(_, a)| *a)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             &instance.instance_id,
             None,
             json!({
                 "instance_id": instance.instance_id,
                 "instance_type": instance.instance_type,
-                "public_ip": public_ip,
+                "public_ip": instance.public_ip_address,
+                "ipv6_address": instance.ipv6_address,
                 "groups": exposing,
-                "world_open": openings_evidence(ingress.openings()),
+                "world_open": openings_evidence(ingress.openings().iter().filter(|o| reachable(o))),
                 "tags": tags_object(&instance.tags),
             }),
         ));
@@ -348,6 +373,7 @@ mod tests {
             },
             launch_time: None,
             public_ip_address: Some("203.0.113.10".into()),
+            ipv6_address: None,
             private_ip_address: None,
             security_groups: ["sg-a", "sg-b"]
                 .into_iter()
@@ -382,6 +408,62 @@ mod tests {
             findings
                 .iter()
                 .all(|f| f.kind == FindingKind::InstancePublicExposed)
+        );
+    }
+
+    #[test]
+    fn an_instance_is_reached_only_over_the_families_it_has_a_global_address_in() {
+        use crate::sources::inventory::{GroupIdentifier, Instance, InstanceState};
+        let mut v6_open = group(vec![]);
+        v6_open.ip_permissions = vec![IpPermission {
+            ip_protocol: "tcp".into(),
+            from_port: Some(443),
+            to_port: Some(443),
+            ip_ranges: vec![],
+            ipv6_ranges: vec![crate::sources::inventory::Ipv6Range {
+                cidr_ipv6: "::/0".into(),
+                description: None,
+            }],
+        }];
+        let instance = |public: Option<&str>, v6: Option<&str>| Instance {
+            instance_id: "i-1".into(),
+            instance_type: "t3.micro".into(),
+            state: InstanceState {
+                name: "running".into(),
+            },
+            launch_time: None,
+            public_ip_address: public.map(str::to_owned),
+            ipv6_address: v6.map(str::to_owned),
+            private_ip_address: None,
+            security_groups: vec![GroupIdentifier {
+                group_id: "sg-1".into(),
+                group_name: None,
+            }],
+            metadata_options: None,
+            state_transition_reason: None,
+            block_device_mappings: vec![],
+            tags: vec![],
+        };
+        let exposed = |i: Instance| {
+            let mut inventory = inventory(vec![v6_open.clone()]);
+            inventory.instances = vec![i];
+            let mut findings = Vec::new();
+            evaluate(&inventory, &mut findings);
+            findings
+                .iter()
+                .any(|f| f.kind == FindingKind::InstancePublicExposed)
+        };
+        assert!(
+            !exposed(instance(Some("198.51.100.7"), None)),
+            "no IPv6 address"
+        );
+        assert!(
+            exposed(instance(None, Some("2600:1f18::7"))),
+            "IPv6-only and open to ::/0"
+        );
+        assert!(
+            !exposed(instance(None, Some("fd00::7"))),
+            "a unique-local address is not reachable"
         );
     }
 

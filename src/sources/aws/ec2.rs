@@ -410,6 +410,7 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         },
         launch_time: time(i.launch_time()),
         public_ip_address: owned(i.public_ip_address()),
+        ipv6_address: owned(i.ipv6_address()),
         private_ip_address: owned(i.private_ip_address()),
         security_groups: i
             .security_groups()
