@@ -242,10 +242,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(ConfigCommand::Check) => {
             let catalog = ctx.catalog()?;
             catalog.check_covers(&crate::domain::FindingKind::ALL)?;
-            print!("{}", config::render(&ctx.loaded));
-            let next = config::parse_schedule(&ctx.loaded.config.schedule)
-                .ok()
-                .and_then(|cron| cron.find_next_occurrence(&Utc::now(), false).ok());
             let source = match config::selected_source(&ctx.loaded)? {
                 Some(SourceSelection::Aws) => "aws".to_owned(),
                 Some(SourceSelection::Fixtures(dir)) => format!("fixtures in {}", dir.display()),
@@ -254,6 +250,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                         .to_owned()
                 }
             };
+            print!("{}", config::render(&ctx.loaded));
+            let next = config::parse_schedule(&ctx.loaded.config.schedule)
+                .ok()
+                .and_then(|cron| cron.find_next_occurrence(&Utc::now(), false).ok());
             println!("\n# source: {source}");
             println!("# data dir: {}", ctx.data_dir.display());
             println!(

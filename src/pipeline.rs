@@ -108,7 +108,6 @@ pub struct ScanReport {
 
 /// A source that could not be read, as a scan error of the whole source.
 fn source_failure(service: &'static str, error: &SourceError) -> ScanError {
-    tracing::warn!(service, %error, "a source could not be read; the rest of the scan goes on");
     ScanError {
         account: None,
         region: None,

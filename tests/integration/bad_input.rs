@@ -334,7 +334,7 @@ fn scan_and_run_with_only_an_aws_table_refuse_naming_source_kind() {
     let draco = Draco::new();
     let config = draco.path("draco.toml");
     std::fs::write(&config, "[aws]\nregions = [\"us-east-1\"]\n").unwrap_or_default();
-    for command in [&["scan", "--once"][..], &["run"]] {
+    for command in [&["scan", "--once"][..], &["run"], &["config", "check"]] {
         let mut args = vec!["--config", config.to_str().unwrap_or_default()];
         args.extend_from_slice(command);
         let out = draco.run(&args);
