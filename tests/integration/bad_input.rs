@@ -472,3 +472,41 @@ fn config_check_names_the_advisor_that_will_answer() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("plain HTTP"), "{err}");
 }
+
+#[test]
+fn credits_and_refunds_are_stored_negative_and_raise_no_finding_by_themselves() {
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap_or_default();
+    let mut csv = String::from("date,account_id,service,amount_usd,estimated\n");
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap_or_default();
+    for i in 0..120 {
+        let day = start + chrono::Duration::days(i);
+        csv.push_str(&format!(
+            "{day},123456789012,Amazon EC2,{},false\n",
+            100 + i % 7
+        ));
+        let credit = if i == 100 { "-900" } else { "-20.000000004" };
+        csv.push_str(&format!("{day},123456789012,Credit,{credit},false\n"));
+        if i == 110 {
+            csv.push_str(&format!("{day},123456789012,Refund,-250.75,false\n"));
+        }
+    }
+    std::fs::write(fixtures.join("cost.csv"), csv).unwrap_or_default();
+    let config = fixtures_config(&draco, &fixtures);
+    let (out, report) = scan_json(&draco, &config);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+    assert_eq!(report["scan"]["cost_points"], 241, "{report:#}");
+    assert_eq!(draco.findings(), Vec::<Value>::new());
+    let db = draco.data_dir().join("draco.db");
+    let sum = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3; c=sqlite3.connect({:?}); print(c.execute(\"select min(amount_usd), count(*) from cost_points where amount_usd < 0\").fetchone())",
+            db.display().to_string()
+        ))
+        .output()
+        .expect("python3 runs");
+    assert_eq!(String::from_utf8_lossy(&sum.stdout).trim(), "(-900.0, 121)");
+}
