@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{ChangeFile, NewChangeRequest};
-use crate::domain::Finding;
+use crate::domain::{Finding, Neutral, neutralise_json};
 use crate::remediate::Proposal;
 
 pub fn branch_name(finding: &Finding) -> String {
@@ -26,7 +26,8 @@ pub fn change_request(finding: &Finding, proposal: &Proposal) -> NewChangeReques
     let body = description(finding, proposal);
     NewChangeRequest {
         branch: branch_name(finding),
-        title: format!("[draco] {}", proposal.summary),
+        // The title is the commit message's first line: one line, always.
+        title: format!("[draco] {}", Neutral(&proposal.summary)),
         files: vec![
             ChangeFile {
                 path: format!("{dir}/remediation.{ext}"),
@@ -54,19 +55,22 @@ fn money(usd: Option<f64>) -> String {
 
 fn description(finding: &Finding, proposal: &Proposal) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "{}\n", proposal.summary);
+    // Outside text (the finding's, a model's) is neutralised again here:
+    // stored rows may predate neutralising, and a description or commit
+    // message must not gain lines from a tag value.
+    let _ = writeln!(md, "{}\n", Neutral(&proposal.summary));
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(
         md,
         "| Finding | `{}` ({}) |",
         finding.kind, finding.severity
     );
-    let _ = writeln!(md, "| Resource | `{}` |", finding.resource);
+    let _ = writeln!(md, "| Resource | `{}` |", Neutral(&finding.resource));
     let _ = writeln!(
         md,
         "| Account / region | {} / {} |",
         finding.account,
-        finding.region.as_deref().unwrap_or("global")
+        Neutral(finding.region.as_deref().unwrap_or("global"))
     );
     let _ = writeln!(
         md,
@@ -77,7 +81,8 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
     let _ = writeln!(
         md,
         "| Proposed by | {} advisor, template `{}` |",
-        proposal.advisor, proposal.template_id
+        Neutral(&proposal.advisor),
+        Neutral(&proposal.template_id)
     );
     let _ = writeln!(md, "| Fingerprint | `{}` |\n", finding.fingerprint);
     let _ = writeln!(md, "**What it changes.** {}\n", proposal.changes);
@@ -86,7 +91,8 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
         if let Some(reason) = &advice.fallback_reason {
             let _ = writeln!(
                 md,
-                "**Model answer not used.** {reason}. The built-in template was rendered instead.\n"
+                "**Model answer not used.** {}. The built-in template was rendered instead.\n",
+                Neutral(reason)
             );
         }
         if let Some(notes) = &advice.notes {
@@ -95,12 +101,12 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
                 "**The model's notes** (confidence {:.2}, risk {}; for the reviewer, never executed): {}\n",
                 notes.confidence,
                 notes.risk.as_str(),
-                notes.summary
+                Neutral(&notes.summary)
             );
             for (i, step) in notes.steps.iter().enumerate() {
-                let _ = writeln!(md, "{}. {step}", i + 1);
+                let _ = writeln!(md, "{}. {}", i + 1, Neutral(step));
             }
-            let _ = writeln!(md, "\nRollback: {}\n", notes.rollback);
+            let _ = writeln!(md, "\nRollback: {}\n", Neutral(&notes.rollback));
         }
     }
     let _ = writeln!(
@@ -112,15 +118,15 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
 
 fn evidence(finding: &Finding) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# {}\n", finding.title);
+    let _ = writeln!(md, "# {}\n", Neutral(&finding.title));
     let _ = writeln!(md, "- kind: `{}`", finding.kind);
     let _ = writeln!(md, "- severity: {}", finding.severity);
-    let _ = writeln!(md, "- resource: `{}`", finding.resource);
+    let _ = writeln!(md, "- resource: `{}`", Neutral(&finding.resource));
     let _ = writeln!(md, "- account: {}", finding.account);
     let _ = writeln!(
         md,
         "- region: {}",
-        finding.region.as_deref().unwrap_or("global")
+        Neutral(finding.region.as_deref().unwrap_or("global"))
     );
     let _ = writeln!(md, "- expected: {}", money(finding.expected));
     let _ = writeln!(md, "- actual: {}", money(finding.actual));
@@ -130,8 +136,10 @@ fn evidence(finding: &Finding) -> String {
         money(finding.impact_usd_monthly)
     );
     let _ = writeln!(md, "- fingerprint: `{}`\n", finding.fingerprint);
-    let pretty = serde_json::to_string_pretty(&finding.evidence)
-        .unwrap_or_else(|_| finding.evidence.to_string());
+    let mut evidence = finding.evidence.clone();
+    neutralise_json(&mut evidence);
+    let pretty =
+        serde_json::to_string_pretty(&evidence).unwrap_or_else(|_| evidence.to_string());
     let _ = writeln!(md, "```json\n{pretty}\n```");
     md
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Finding;
+use crate::domain::{Finding, neutralise};
 use crate::redact::{Redacted, Vault};
 
 /// What an advisor is told about a finding. Plain strings on purpose: after
@@ -171,16 +171,21 @@ impl Recommendation {
             unknown.extend(restored.unknown_placeholders);
             restored.text
         };
+        // Parameters stay as given: rendering refuses one that holds a
+        // control character rather than guessing what was meant.
         let parameters = self
             .parameters
             .into_iter()
             .map(|(k, v)| (k, restore(v)))
             .collect();
-        let rationale = self.rationale.map(&mut restore);
+        // A model's words are outside text too: shown to the reviewer and
+        // stored, so neutralised like a tag value.
+        let mut restore_text = |text: String| neutralise(&restore(text)).into_owned();
+        let rationale = self.rationale.map(&mut restore_text);
         let notes = self.notes.map(|n| ModelNotes {
-            summary: restore(n.summary),
-            steps: n.steps.into_iter().map(&mut restore).collect(),
-            rollback: restore(n.rollback),
+            summary: restore_text(n.summary),
+            steps: n.steps.into_iter().map(&mut restore_text).collect(),
+            rollback: restore_text(n.rollback),
             ..n
         });
         let recommendation = Recommendation {

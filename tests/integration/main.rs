@@ -16,4 +16,5 @@ mod moto;
 mod nab;
 mod redact_props;
 mod redaction;
+mod script_safety;
 mod support;
