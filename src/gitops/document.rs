@@ -138,8 +138,7 @@ fn evidence(finding: &Finding) -> String {
     let _ = writeln!(md, "- fingerprint: `{}`\n", finding.fingerprint);
     let mut evidence = finding.evidence.clone();
     neutralise_json(&mut evidence);
-    let pretty =
-        serde_json::to_string_pretty(&evidence).unwrap_or_else(|_| evidence.to_string());
+    let pretty = serde_json::to_string_pretty(&evidence).unwrap_or_else(|_| evidence.to_string());
     let _ = writeln!(md, "```json\n{pretty}\n```");
     md
 }

@@ -178,18 +178,19 @@ pub fn check_proposal(proposal: &Proposal, template: &Template) -> Result<(), Sa
             check_denylist(part, command)?;
         }
         for line in &lines {
-            if let LineKind::Command(command) = &line.kind {
-                if !shapes
-                    .iter()
-                    .any(|shape| shape.matches(command, &template.lines.types, proposal.format))
-                {
-                    return Err(SafetyError::UndeclaredLine {
-                        template: template.id.clone(),
-                        part,
-                        line: line.number,
-                        text: shorten(command),
-                    });
-                }
+            let LineKind::Command(command) = &line.kind else {
+                continue;
+            };
+            if !shapes
+                .iter()
+                .any(|shape| shape.matches(command, &template.lines.types, proposal.format))
+            {
+                return Err(SafetyError::UndeclaredLine {
+                    template: template.id.clone(),
+                    part,
+                    line: line.number,
+                    text: shorten(command),
+                });
             }
         }
         match proposal.format {
@@ -238,7 +239,10 @@ fn shorten(line: &str) -> String {
 /// what runs.
 fn check_characters(part: &'static str, text: &str) -> Result<(), SafetyError> {
     for (index, line) in text.split('\n').enumerate() {
-        if let Some(c) = line.chars().find(|c| has_unsafe_chars(c.encode_utf8(&mut [0; 4]))) {
+        if let Some(c) = line
+            .chars()
+            .find(|c| has_unsafe_chars(c.encode_utf8(&mut [0; 4])))
+        {
             return Err(SafetyError::ControlCharacter {
                 part,
                 line: index + 1,
@@ -302,7 +306,10 @@ pub fn logical_lines(format: Format, text: &str) -> Result<Vec<LogicalLine>, (us
                 } else {
                     LineKind::Command(trimmed.to_owned())
                 };
-                LogicalLine { number: i + 1, kind }
+                LogicalLine {
+                    number: i + 1,
+                    kind,
+                }
             })
             .collect()),
     }
@@ -937,7 +944,10 @@ mod tests {
     fn what_the_shell_and_the_check_could_read_differently_is_refused() {
         let t = revoke_template();
         for (body, expected) in [
-            ("aws ec2 revoke-security-group-ingress --group-id 'sg-1\naws iam create-user' --ip-permissions '{}'\n", "spans lines"),
+            (
+                "aws ec2 revoke-security-group-ingress --group-id 'sg-1\naws iam create-user' --ip-permissions '{}'\n",
+                "spans lines",
+            ),
             ("echo \"a\\\naws iam create-user\"\n", "spans lines"),
             ("x=$'\\x27'; aws iam create-user\n", "quoting"),
             ("echo 'never closed\n", "spans lines"),
@@ -953,7 +963,10 @@ mod tests {
     #[test]
     fn control_format_and_separator_characters_are_refused_anywhere() {
         let t = revoke_template();
-        for c in ['\r', '\u{b}', '\u{c}', '\u{1b}', '\u{85}', '\u{2028}', '\u{2029}', '\u{202e}', '\u{200b}', '\u{feff}', '\u{7f}'] {
+        for c in [
+            '\r', '\u{b}', '\u{c}', '\u{1b}', '\u{85}', '\u{2028}', '\u{2029}', '\u{202e}',
+            '\u{200b}', '\u{feff}', '\u{7f}',
+        ] {
             let body = format!("# title {c}aws iam create-user\nset -euo pipefail\n");
             assert!(
                 matches!(
@@ -1000,7 +1013,10 @@ mod tests {
     #[test]
     fn shapes_are_checked_when_the_catalog_loads() {
         for (body, expected) in [
-            ("aws iam create-user --user-name {{group_id}}\n", "allowed_commands"),
+            (
+                "aws iam create-user --user-name {{group_id}}\n",
+                "allowed_commands",
+            ),
             ("echo {{nobody}}\n", "neither a parameter"),
             ("echo \"id {{group_id}}\"\n", "inside quotes"),
             ("echo 'x\n", "spans lines"),
@@ -1061,7 +1077,8 @@ mod tests {
         assert_eq!(check_proposal(&proposal(Format::AwsCli, body), &t), Ok(()));
     }
 
-    const TF_SHAPES: &str = "resource \"aws_ebs_encryption_by_default\" \"this\" {\nenabled = true\n}\n";
+    const TF_SHAPES: &str =
+        "resource \"aws_ebs_encryption_by_default\" \"this\" {\nenabled = true\n}\n";
 
     #[test]
     fn terraform_may_not_run_commands() {
@@ -1092,13 +1109,16 @@ mod tests {
         good.rollback = "// nothing\n".into();
         assert_eq!(check_proposal(&good, &t), Ok(()));
         let mut bad = good.clone();
-        bad.body = "resource \"aws_ebs_encryption_by_default\" \"this\" {\n  enabled = true\n".into();
+        bad.body =
+            "resource \"aws_ebs_encryption_by_default\" \"this\" {\n  enabled = true\n".into();
         assert!(matches!(
             check_proposal(&bad, &t),
             Err(SafetyError::Terraform { .. })
         ));
         let mut extra = good.clone();
-        extra.body.push_str("resource \"aws_iam_user\" \"x\" {\n  name = \"x\"\n}\n");
+        extra
+            .body
+            .push_str("resource \"aws_iam_user\" \"x\" {\n  name = \"x\"\n}\n");
         assert!(matches!(
             check_proposal(&extra, &t),
             Err(SafetyError::UndeclaredLine { .. })
@@ -1111,7 +1131,11 @@ mod tests {
         let mut p = proposal(Format::Terraform, "locals {\n  id = \"sg-1\"\n}\n");
         p.rollback = "# nothing\n".into();
         assert_eq!(check_proposal(&p, &t), Ok(()));
-        for value in ["\"${file(\\\"/etc/passwd\\\")}\"", "\"sg-1\" }\nresource \"x\" \"y\" {", "\"sg-2x\""] {
+        for value in [
+            "\"${file(\\\"/etc/passwd\\\")}\"",
+            "\"sg-1\" }\nresource \"x\" \"y\" {",
+            "\"sg-2x\"",
+        ] {
             p.body = format!("locals {{\n  id = {value}\n}}\n");
             assert!(check_proposal(&p, &t).is_err(), "{value}");
         }

@@ -354,7 +354,9 @@ impl Catalog {
             if p.choice && own.as_ref() != Some(value) && !mentioned(request, value) {
                 return Err(parameter_error(
                     &p.name,
-                    format!("value `{value}` is not mentioned by the finding's resource or evidence"),
+                    format!(
+                        "value `{value}` is not mentioned by the finding's resource or evidence"
+                    ),
                 ));
             }
             params.insert(p.name.clone(), Value::String(value.clone()));
@@ -396,14 +398,19 @@ fn mentioned(request: &AdviceRequest, value: &str) -> bool {
         let part_of_name = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
         text.match_indices(value).any(|(at, _)| {
             !text[..at].chars().next_back().is_some_and(part_of_name)
-                && !text[at + value.len()..].chars().next().is_some_and(part_of_name)
+                && !text[at + value.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(part_of_name)
         })
     }
     fn in_json(json: &Value, value: &str) -> bool {
         match json {
             Value::String(s) => in_text(s, value),
             Value::Array(items) => items.iter().any(|v| in_json(v, value)),
-            Value::Object(map) => map.iter().any(|(k, v)| in_text(k, value) || in_json(v, value)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| in_text(k, value) || in_json(v, value)),
             Value::Null | Value::Bool(_) | Value::Number(_) => false,
         }
     }
@@ -616,7 +623,10 @@ mod tests {
                 minijinja::context! { t => "web \\\naws iam create-user\u{2028}\u{1b}]0;x\u{7}" },
             )
             .unwrap();
-        assert_eq!(out, "# web \\\\naws iam create-user\\u{2028}\\u{1b}]0;x\\u{7}\n");
+        assert_eq!(
+            out,
+            "# web \\\\naws iam create-user\\u{2028}\\u{1b}]0;x\\u{7}\n"
+        );
         // Even without the filter, nothing printed can break a line.
         let out = env
             .render_str("# {{ t }}\n", minijinja::context! { t => "a\r\nb" })
@@ -635,7 +645,10 @@ mod tests {
         // A plain string holding `${…}` as text, not a template expression.
         match parsed.attributes().next().unwrap().expr() {
             hcl::Expression::String(value) => {
-                assert!(value.contains("${file(") && value.contains("%{if}"), "{value}")
+                assert!(
+                    value.contains("${file(") && value.contains("%{if}"),
+                    "{value}"
+                )
             }
             other => panic!("not a plain string: {other:?}"),
         }

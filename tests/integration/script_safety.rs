@@ -133,7 +133,11 @@ impl FakeShell {
             .expect("work dir")
             .map(|e| e.expect("entry").file_name())
             .collect();
-        assert_eq!(files, vec!["remediation.sh"], "{what}: the script wrote files\n{script}");
+        assert_eq!(
+            files,
+            vec!["remediation.sh"],
+            "{what}: the script wrote files\n{script}"
+        );
         std::fs::read_to_string(&aws_log)
             .unwrap_or_default()
             .split('\u{1e}')
@@ -157,7 +161,10 @@ fn the_fake_shell_sees_every_call_and_every_other_command() {
         "#!/usr/bin/env bash\n# a comment \\\naws iam create-user --user-name 'a b'\n",
         "harness",
     );
-    assert_eq!(calls, vec![vec!["iam", "create-user", "--user-name", "a b"]]);
+    assert_eq!(
+        calls,
+        vec![vec!["iam", "create-user", "--user-name", "a b"]]
+    );
     for script in ["python3 -c 'print(1)'\n", "echo x > pwned.txt\n"] {
         let ran = std::panic::catch_unwind(|| shell.run(script, "harness"));
         assert!(ran.is_err(), "{script} went unnoticed");
@@ -278,7 +285,12 @@ async fn hostile_outside_text_adds_no_line_and_runs_no_call() {
             };
             assert_only_declared_lines(advisor.catalog(), &proposal, &what);
             let body = shell.run(&proposal.body, &what);
-            assert_eq!(operations(&body), expected_body, "{what}\n{}", proposal.body);
+            assert_eq!(
+                operations(&body),
+                expected_body,
+                "{what}\n{}",
+                proposal.body
+            );
             let rollback = shell.run(&proposal.rollback, &what);
             assert_eq!(operations(&rollback), expected_rollback, "{what}");
             checked += 1;
@@ -324,7 +336,9 @@ async fn the_issue_case_is_one_comment_line() {
     );
     let calls = FakeShell::new().run(&proposal.body, "issue case");
     assert!(
-        calls.iter().all(|c| c[..2] == ["ec2", "revoke-security-group-ingress"]),
+        calls
+            .iter()
+            .all(|c| c[..2] == ["ec2", "revoke-security-group-ingress"]),
         "{calls:?}"
     );
 }
@@ -363,7 +377,11 @@ fn plant_json(value: &mut Value, next: &mut usize) {
             if let Some(Value::Array(tags)) = map.get_mut("Tags") {
                 for tag in tags.iter_mut() {
                     if tag["Key"] == "Name" {
-                        tag["Value"] = json!(format!("{}{}", tag["Value"].as_str().unwrap_or(""), hostile()));
+                        tag["Value"] = json!(format!(
+                            "{}{}",
+                            tag["Value"].as_str().unwrap_or(""),
+                            hostile()
+                        ));
                     }
                 }
                 tags.push(json!({"Key": hostile(), "Value": hostile()}));
@@ -442,7 +460,9 @@ fn a_scan_of_hostile_names_stores_and_shows_neutral_text_and_safe_scripts() {
         let Some(body) = show["proposal"]["body"].as_str() else {
             panic!("{what}: no proposal: {show}");
         };
-        let clean_body = expected[key]["proposal"]["body"].as_str().expect("clean body");
+        let clean_body = expected[key]["proposal"]["body"]
+            .as_str()
+            .expect("clean body");
         if show["proposal"]["format"] == "terraform" {
             continue;
         }
@@ -454,9 +474,15 @@ fn a_scan_of_hostile_names_stores_and_shows_neutral_text_and_safe_scripts() {
         // What a reviewer sees in the terminal.
         let id = show["id"].as_i64().unwrap_or(0);
         let text = hostile.ok(&["show", &id.to_string()]);
-        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{what}: {text:?}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\r'),
+            "{what}: {text:?}"
+        );
     }
-    assert!(planted_titles >= 1, "no title carried a planted value: {got:#?}");
+    assert!(
+        planted_titles >= 1,
+        "no title carried a planted value: {got:#?}"
+    );
     let table = hostile.ok(&["findings"]);
     assert!(!has_unsafe_chars(&table.replace('\n', "")), "{table:?}");
 }
@@ -488,16 +514,25 @@ async fn a_chosen_value_must_be_one_the_finding_mentions() {
     assert!(err.to_string().contains("not mentioned"), "{err}");
     // Once the evidence names it (and its region), it may.
     let mut mentioned = spike.clone();
-    mentioned.evidence["instances"] = json!([{ "instance_id": "i-0123456789abcdef0", "region": "us-east-1" }]);
+    mentioned.evidence["instances"] =
+        json!([{ "instance_id": "i-0123456789abcdef0", "region": "us-east-1" }]);
     let request = AdviceRequest::from_finding(&mentioned);
     let proposal = catalog
         .render(&choose("i-0123456789abcdef0"), &request)
         .expect("a mentioned instance");
-    assert!(proposal.body.contains("'i-0123456789abcdef0'"), "{}", proposal.body);
+    assert!(
+        proposal.body.contains("'i-0123456789abcdef0'"),
+        "{}",
+        proposal.body
+    );
     // A longer id that merely contains a mentioned one is not mentioned.
     mentioned.evidence["instances"] = json!(["i-0123456789abcdef01"]);
     let request = AdviceRequest::from_finding(&mentioned);
-    assert!(catalog.render(&choose("i-0123456789abcdef0"), &request).is_err());
+    assert!(
+        catalog
+            .render(&choose("i-0123456789abcdef0"), &request)
+            .is_err()
+    );
     // A control character in a parameter is refused before anything else.
     let err = catalog
         .render(&choose("i-0123456789abcdef0\n"), &request)
@@ -551,4 +586,141 @@ async fn terraform_gets_no_block_from_outside_text() {
             assert_eq!(body.attributes().count(), 0, "{what}");
         }
     }
+}
+
+/// A stand-in model (OpenAI Chat Completions wire format) that, whenever it
+/// may, stops an instance the finding never mentions, and otherwise answers
+/// the kind's own template with words full of escapes and line breaks.
+struct Overreaching;
+
+impl wiremock::Respond for Overreaching {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let ids: Vec<String> =
+            body["response_format"]["json_schema"]["schema"]["properties"]["template_id"]["enum"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+        let prompt = body["messages"][1]["content"].as_str().unwrap_or_default();
+        let (template_id, parameters) = if ids.iter().any(|id| id == "ec2_stop_instance") {
+            (
+                "ec2_stop_instance".to_owned(),
+                json!([
+                    {"name": "instance_id", "value": "i-0badc0ffee0ddf00d"},
+                    {"name": "region", "value": "us-east-1"}
+                ]),
+            )
+        } else {
+            let own = ids.first().cloned().unwrap_or_default();
+            let section = prompt
+                .split("\n## ")
+                .find(|s| s.starts_with(own.as_str()))
+                .unwrap_or_default();
+            let suggested: Vec<Value> = section
+                .lines()
+                .filter_map(|line| {
+                    let line = line.trim_start().strip_prefix("- `")?;
+                    let (name, rest) = line.split_once('`')?;
+                    let value = rest.split_once("suggested `")?.1.strip_suffix('`')?;
+                    Some(json!({"name": name, "value": value}))
+                })
+                .collect();
+            (own, Value::Array(suggested))
+        };
+        let content = json!({
+            "summary": "Fix it\n\u{1b}[2K\u{1b}[1Aaws iam create-user",
+            "risk": "low",
+            "template_id": template_id,
+            "parameters": parameters,
+            "steps": ["Check\u{202e}txet", "Merge\r\naws iam create-user"],
+            "rollback": "Run the rollback\u{2028}script.",
+            "confidence": 0.7
+        });
+        wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-standin",
+            "object": "chat.completion",
+            "created": 1_764_000_000,
+            "model": "gpt-4.1-mini-2025-04-14",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content.to_string(), "refusal": null},
+                "finish_reason": "stop"
+            }],
+            "usage": {"prompt_tokens": 900, "completion_tokens": 120, "total_tokens": 1020}
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_cannot_name_an_instance_the_finding_does_not_mention() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .respond_with(Overreaching)
+        .mount(&server)
+        .await;
+    let draco = Draco::new();
+    let config = draco.path("draco.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"fixtures\"\nfixtures_dir = {:?}\n[llm]\nprovider = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"gpt-4.1-mini\"\nmax_attempts = 1\ntimeout_secs = 5\n",
+            demo_fixtures(),
+            server.uri()
+        ),
+    )
+    .expect("config");
+    let out = tokio::task::block_in_place(|| {
+        draco
+            .command()
+            .arg("--config")
+            .arg(&config)
+            .args(["scan", "--once"])
+            .env("DRACO_LLM_API_KEY", "sk-test-standin")
+            .output()
+            .expect("draco runs")
+    });
+    assert!(out.status.success(), "{}", describe(&out));
+    let show = |kind: &str| -> Value {
+        let id = draco.finding_id(kind).to_string();
+        serde_json::from_str(&draco.ok(&["show", &id, "--json"])).expect("show --json")
+    };
+    // The spike names no instance: the model's choice is refused and the
+    // template's own remediation used, with the reason recorded.
+    let spike = show("cost_spike");
+    let proposal = &spike["proposal"];
+    assert_eq!(proposal["advisor"], "template", "{proposal}");
+    assert_eq!(proposal["template_id"], "cost_spike", "{proposal}");
+    let reason = proposal["advice"]["fallback_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("not mentioned"), "{reason}");
+    assert!(
+        !proposal["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("i-0badc0ffee0ddf00d")
+    );
+    // Where the model's answer is used, its words are stored neutralised.
+    let snapshot = show("snapshot_public");
+    let notes = &snapshot["proposal"]["advice"]["notes"];
+    assert_eq!(
+        snapshot["proposal"]["advisor"], "openai:gpt-4.1-mini",
+        "{snapshot}"
+    );
+    assert_eq!(
+        notes["summary"], "Fix it\\n\\u{1b}[2K\\u{1b}[1Aaws iam create-user",
+        "{notes}"
+    );
+    assert_eq!(
+        notes["steps"][1], "Merge\\r\\naws iam create-user",
+        "{notes}"
+    );
+    let text = draco.ok(&["show", &draco.finding_id("snapshot_public").to_string()]);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text:?}"
+    );
 }
