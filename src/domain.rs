@@ -442,6 +442,75 @@ mod tests {
     }
 
     #[test]
+    fn neutralise_escapes_what_moves_lines_or_drives_terminals_and_keeps_the_rest() {
+        for (raw, shown) in [
+            ("a\nb", "a\\nb"),
+            ("a\r\nb", "a\\r\\nb"),
+            ("a\tb", "a\\tb"),
+            ("a\u{b}\u{c}\u{0}\u{7f}", "a\\u{b}\\u{c}\\u{0}\\u{7f}"),
+            (
+                "\u{1b}[31mred\u{1b}]0;t\u{7}",
+                "\\u{1b}[31mred\\u{1b}]0;t\\u{7}",
+            ),
+            ("\u{85}\u{9b}", "\\u{85}\\u{9b}"),
+            ("\u{2028}\u{2029}", "\\u{2028}\\u{2029}"),
+            (
+                "\u{202e}\u{2066}\u{200f}\u{61c}",
+                "\\u{202e}\\u{2066}\\u{200f}\\u{61c}",
+            ),
+            (
+                "\u{200b}\u{200d}\u{feff}\u{ad}\u{e0041}",
+                "\\u{200b}\\u{200d}\\u{feff}\\u{ad}\\u{e0041}",
+            ),
+            (
+                "Zürich 東京 مجموعة Ελλάδα 🚀 a\\b",
+                "Zürich 東京 مجموعة Ελλάδα 🚀 a\\b",
+            ),
+        ] {
+            assert_eq!(neutralise(raw), shown, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_finding_is_neutralised_everywhere_but_keeps_its_fingerprint() {
+        let fingerprint = Fingerprint::of(&["x"]);
+        let mut finding = Finding {
+            kind: FindingKind::SgOpenAdminPort,
+            severity: Severity::High,
+            title: "web\naws iam create-user".into(),
+            resource: "sg-1\r".into(),
+            account: AccountId::parse("123456789012").unwrap(),
+            region: Some("us-east-1\u{202e}".into()),
+            expected: None,
+            actual: None,
+            impact_usd_monthly: None,
+            evidence: serde_json::json!({"tags": {"Na\nme": ["v\u{1b}[0m", 1, null]}}),
+            fingerprint: fingerprint.clone(),
+        };
+        finding.neutralise();
+        assert_eq!(finding.title, "web\\naws iam create-user");
+        assert_eq!(finding.resource, "sg-1\\r");
+        assert_eq!(finding.region.as_deref(), Some("us-east-1\\u{202e}"));
+        assert_eq!(
+            finding.evidence,
+            serde_json::json!({"tags": {"Na\\nme": ["v\\u{1b}[0m", 1, null]}})
+        );
+        assert_eq!(finding.fingerprint, fingerprint);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn neutralised_text_is_one_safe_line_and_stays_as_it_is(text in "[\\x00-\\x{a0}\\x{2028}\\x{202e}\\x{200b}\\x{e9}\\x{6771}a-z\\\\]*") {
+            let once = neutralise(&text).into_owned();
+            proptest::prop_assert!(!has_unsafe_chars(&once));
+            proptest::prop_assert_eq!(neutralise(&once), once.as_str());
+            if !has_unsafe_chars(&text) {
+                proptest::prop_assert_eq!(&once, &text);
+            }
+        }
+    }
+
+    #[test]
     fn finding_kind_names_round_trip() {
         for kind in FindingKind::ALL {
             assert_eq!(kind.as_str().parse::<FindingKind>().unwrap(), kind);

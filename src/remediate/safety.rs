@@ -587,6 +587,12 @@ impl LineShape {
                 Spelling::Quoted
             };
             let literal = &source[last..whole.start()];
+            if format == Format::AwsCli && command_position(&source[..whole.start()]) {
+                return Err(format!(
+                    "`{}` stands where a command name goes: a value may only be an argument",
+                    whole.as_str()
+                ));
+            }
             if spelling == Spelling::Quoted && inside_quotes(format, &source[..whole.start()]) {
                 return Err(format!(
                     "`{}` stands inside quotes, where a quoted word is no longer one word: use `{{{{{name}:bare}}}}` or move it out",
@@ -660,6 +666,19 @@ fn literal_pattern(literal: &str) -> String {
         }
     }
     out
+}
+
+/// Whether text starting right after `prefix` would be read as a command
+/// name: at the start, or after `;`, `|`, `&`, `(`, a backtick, `!`, `{`
+/// or a keyword that starts a command (`then`, `do`, `else`, `if`, …).
+fn command_position(prefix: &str) -> bool {
+    static AFTER: OnceLock<Regex> = OnceLock::new();
+    AFTER
+        .get_or_init(|| {
+            Regex::new(r"(?:^|[;|&(`!{]|(?:then|do|else|elif|if|while|until|exec|time|command|sudo|env))[ 	]*$")
+                .expect("the command position pattern is a valid regex")
+        })
+        .is_match(prefix)
 }
 
 /// Whether the end of `prefix` stands inside a quote (shell: `'` or `"`;
@@ -1021,6 +1040,9 @@ mod tests {
             ("echo \"id {{group_id}}\"\n", "inside quotes"),
             ("echo 'x\n", "spans lines"),
             ("# only a comment\n", "declares no line"),
+            ("{{group_id}} ec2 x\n", "command name"),
+            ("true && {{group_id:bare}}\n", "command name"),
+            ("x=$({{group_id}})\n", "command name"),
         ] {
             let err = try_template(Format::AwsCli, &[REVOKE], body).unwrap_err();
             assert!(err.contains(expected), "{body}: {err}");
