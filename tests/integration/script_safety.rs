@@ -588,6 +588,116 @@ async fn terraform_gets_no_block_from_outside_text() {
     }
 }
 
+/// One more region for the demo account with a resource for every posture
+/// rule the demo leaves out, so that every template is rendered.
+const EVERY_RULE_REGION: &str = r#"{
+ "EbsEncryptionByDefault": false,
+ "SecurityGroups": [
+  {"GroupId": "sg-0aaaaaaaaaaaaaaa1", "GroupName": "all-open", "IpPermissions": [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}], "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}]},
+  {"GroupId": "sg-0aaaaaaaaaaaaaaa2", "GroupName": "db-open", "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}
+ ],
+ "Volumes": [{"VolumeId": "vol-0aaaaaaaaaaaaaaa3", "Size": 50, "VolumeType": "gp3", "Encrypted": true, "State": "in-use", "CreateTime": "2025-01-01T00:00:00Z", "AvailabilityZone": "ap-southeast-2a", "Attachments": [{"InstanceId": "i-0aaaaaaaaaaaaaaa5"}]}],
+ "Snapshots": [{"SnapshotId": "snap-0aaaaaaaaaaaaaaa4", "VolumeId": "vol-0ffffffffffffffff", "VolumeSize": 20, "StartTime": "2025-01-01T00:00:00Z", "Encrypted": true, "OwnerId": "402917364518", "Description": "old data", "CreateVolumePermissions": []}],
+ "Reservations": [{"Instances": [
+  {"InstanceId": "i-0aaaaaaaaaaaaaaa5", "InstanceType": "m4.large", "State": {"Code": 80, "Name": "stopped"}, "StateTransitionReason": "User initiated (2025-01-05 10:12:44 GMT)", "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeId": "vol-0aaaaaaaaaaaaaaa3"}}], "MetadataOptions": {"HttpTokens": "optional", "HttpEndpoint": "enabled"}, "SecurityGroups": [{"GroupId": "sg-0aaaaaaaaaaaaaaa1", "GroupName": "all-open"}]},
+  {"InstanceId": "i-0aaaaaaaaaaaaaaa6", "InstanceType": "t3.micro", "State": {"Code": 16, "Name": "running"}, "PublicIpAddress": "203.0.113.10", "SecurityGroups": [{"GroupId": "sg-0aaaaaaaaaaaaaaa2", "GroupName": "db-open"}], "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"}}
+ ]}],
+ "Images": [{"ImageId": "ami-0aaaaaaaaaaaaaaa7", "Name": "golden", "Public": true, "CreationDate": "2025-01-01T00:00:00.000Z"}]
+}"#;
+
+#[tokio::test]
+async fn every_template_renders_to_its_declared_lines_and_runs_only_aws() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&demo_fixtures(), dir.path());
+    std::fs::write(
+        dir.path().join("ec2/402917364518/ap-southeast-2.json"),
+        EVERY_RULE_REGION,
+    )
+    .expect("extra region");
+    let source = FixtureSource::new(FixtureSet::Directory(dir.path().to_owned()));
+    let now = Utc::now();
+    let costs = source
+        .daily_costs(CostWindow {
+            last_stored_day: None,
+            today: now.date_naive(),
+        })
+        .await
+        .expect("costs");
+    let posture = source.inventory().await.expect("inventory");
+    let findings = detect::detect(
+        &costs.points,
+        &posture.inventories,
+        &DetectConfig::default(),
+        now,
+    );
+    let catalog = Catalog::builtin().expect("templates");
+    let shell = FakeShell::new();
+    let mut rendered = std::collections::BTreeSet::new();
+    for finding in &findings {
+        let request = AdviceRequest::from_finding(finding);
+        let json = serde_json::to_value(&request).expect("json");
+        for template in catalog.candidates(finding.kind) {
+            let Ok(parameters) = template
+                .parameters
+                .iter()
+                .map(|p| {
+                    Ok((
+                        p.name.clone(),
+                        draco::remediate::templates::parameter_value(&json, p)?,
+                    ))
+                })
+                .collect::<Result<BTreeMap<_, _>, String>>()
+            else {
+                // An alternative that does not fit this finding (no instance to stop).
+                continue;
+            };
+            let recommendation = Recommendation {
+                advisor: "test".into(),
+                template_id: template.id.clone(),
+                parameters,
+                rationale: None,
+                notes: None,
+                usage: None,
+            };
+            let what = format!("{} for {}", template.id, finding.kind);
+            let proposal = match catalog.render(&recommendation, &request) {
+                Ok(p) => p,
+                Err(AdviceError::Parameter { .. }) if !template.kinds.contains(&finding.kind) => {
+                    continue;
+                }
+                Err(e) => panic!("{what}: {e}"),
+            };
+            assert_only_declared_lines(&catalog, &proposal, &what);
+            if proposal.format == Format::AwsCli {
+                for script in [&proposal.body, &proposal.rollback] {
+                    for call in shell.run(script, &what) {
+                        let command = call[..2].join(" ");
+                        assert!(
+                            template.allowed_commands.contains(&command),
+                            "{what}: {command}"
+                        );
+                    }
+                }
+            }
+            rendered.insert(template.id.clone());
+        }
+    }
+    let all: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("remediation-templates"))
+            .expect("templates dir")
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                Some(path.file_stem()?.to_str()?.to_owned())
+            })
+            .collect();
+    for id in &all {
+        assert!(
+            rendered.contains(id),
+            "template {id} was never rendered: {rendered:?}"
+        );
+    }
+}
+
 /// A stand-in model (OpenAI Chat Completions wire format) that, whenever it
 /// may, stops an instance the finding never mentions, and otherwise answers
 /// the kind's own template with words full of escapes and line breaks.
