@@ -172,11 +172,6 @@ pub fn check_proposal(proposal: &Proposal, template: &Template) -> Result<(), Sa
                 message,
             }
         })?;
-        // Comments are inert (and their outside text neutralised): a group
-        // named `eval-cluster` in the title comment is no reason to refuse.
-        for command in command_texts(&lines) {
-            check_denylist(part, command)?;
-        }
         for line in &lines {
             let LineKind::Command(command) = &line.kind else {
                 continue;
@@ -192,6 +187,11 @@ pub fn check_proposal(proposal: &Proposal, template: &Template) -> Result<(), Sa
                     text: shorten(command),
                 });
             }
+        }
+        // Comments are inert (and their outside text neutralised): a group
+        // named `eval-cluster` in the title comment is no reason to refuse.
+        for command in command_texts(&lines) {
+            check_denylist(part, command)?;
         }
         match proposal.format {
             Format::AwsCli => {
