@@ -35,19 +35,24 @@ pub struct AdviceRequest {
 }
 
 impl AdviceRequest {
+    /// The request for a finding, its outside text neutralised
+    /// ([`Finding::neutralise`]) again: a finding stored before neutralising
+    /// existed is remediated with the same guarantee as a new one.
     pub fn from_finding(finding: &Finding) -> Self {
+        let mut f = finding.clone();
+        f.neutralise();
         Self {
-            kind: finding.kind.as_str().to_owned(),
-            fingerprint: finding.fingerprint.to_string(),
-            severity: finding.severity.as_str().to_owned(),
-            title: finding.title.clone(),
-            resource: finding.resource.clone(),
-            account: finding.account.to_string(),
-            region: finding.region.clone(),
-            expected: finding.expected,
-            actual: finding.actual,
-            impact_usd_monthly: finding.impact_usd_monthly,
-            evidence: finding.evidence.clone(),
+            kind: f.kind.as_str().to_owned(),
+            fingerprint: f.fingerprint.to_string(),
+            severity: f.severity.as_str().to_owned(),
+            title: f.title,
+            resource: f.resource,
+            account: f.account.to_string(),
+            region: f.region,
+            expected: f.expected,
+            actual: f.actual,
+            impact_usd_monthly: f.impact_usd_monthly,
+            evidence: f.evidence,
         }
     }
 }

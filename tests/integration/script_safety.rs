@@ -220,7 +220,31 @@ fn plant(finding: &Finding, value: &str) -> Finding {
 }
 
 async fn render(catalog: &TemplateAdvisor, finding: &Finding) -> Result<Proposal, AdviceError> {
-    let request = AdviceRequest::from_finding(finding);
+    render_request(catalog, AdviceRequest::from_finding(finding)).await
+}
+
+/// A request with the finding's text as it is, not neutralised (what
+/// `AdviceRequest::from_finding` would do): only the template side stands.
+fn raw_request(f: &Finding) -> AdviceRequest {
+    AdviceRequest {
+        kind: f.kind.as_str().to_owned(),
+        fingerprint: f.fingerprint.to_string(),
+        severity: f.severity.as_str().to_owned(),
+        title: f.title.clone(),
+        resource: f.resource.clone(),
+        account: f.account.to_string(),
+        region: f.region.clone(),
+        expected: f.expected,
+        actual: f.actual,
+        impact_usd_monthly: f.impact_usd_monthly,
+        evidence: f.evidence.clone(),
+    }
+}
+
+async fn render_request(
+    catalog: &TemplateAdvisor,
+    request: AdviceRequest,
+) -> Result<Proposal, AdviceError> {
     let (redacted, vault) = Redactor::default().redact(&request).expect("redact");
     let recommendation = catalog.recommend(&redacted).await?;
     let (restored, _) = recommendation.restore(&vault);
@@ -297,8 +321,13 @@ async fn hostile_outside_text_adds_no_line_and_runs_no_call() {
 
             // Defence in depth: the same finding *not* neutralised still
             // renders to declared lines only, or is refused.
-            let raw = plant(finding, value);
-            if let Ok(proposal) = render(&advisor, &raw).await {
+            let raw = raw_request(&plant(finding, value));
+            assert!(
+                value.chars().all(|c| !has_unsafe_chars(&c.to_string()))
+                    || raw.title.chars().any(|c| has_unsafe_chars(&c.to_string())),
+                "{what}: the raw request was neutralised"
+            );
+            if let Ok(proposal) = render_request(&advisor, raw).await {
                 assert_only_declared_lines(advisor.catalog(), &proposal, &what);
                 assert_eq!(operations(&shell.run(&proposal.body, &what)), expected_body);
             }
