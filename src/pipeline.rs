@@ -303,13 +303,8 @@ impl Pipeline<'_> {
                     )
                     .await?;
             }
+            // Rendering runs the script safety check (declared line shapes).
             let mut proposal = self.catalog.render(&restored, attempt.request)?;
-            let allowed = self
-                .catalog
-                .get(&proposal.template_id)
-                .map(|t| t.allowed_commands.as_slice())
-                .unwrap_or_default();
-            safety::check_proposal(&proposal, allowed).map_err(AdviceError::from)?;
             if let Some(notes) = &restored.notes {
                 safety::check_text("summary", &notes.summary).map_err(AdviceError::from)?;
                 safety::check_text("rollback notes", &notes.rollback).map_err(AdviceError::from)?;

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::audit::AuditEvent;
-use crate::domain::Severity;
+use crate::domain::{Neutral, Severity, neutralise, neutralise_json};
 use crate::pipeline::ScanReport;
 use crate::remediate::Proposal;
 use crate::store::{StoredChangeRequest, StoredFinding};
@@ -57,6 +57,15 @@ pub fn findings_json(rows: &[Row]) -> Value {
             .map(|(f, cr)| finding_json(f, cr.as_ref()))
             .collect(),
     )
+}
+
+/// A script as its lines, each neutralised: the line breaks are the script's
+/// own, anything else that would move the cursor or drive the terminal is shown.
+fn neutral_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| neutralise(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn money(usd: Option<f64>) -> String {
@@ -115,9 +124,9 @@ pub fn findings_table(rows: &[Row]) -> String {
                 f.id.to_string(),
                 f.finding.severity.to_string(),
                 f.finding.kind.to_string(),
-                truncate(&f.finding.resource, 40),
+                truncate(&neutralise(&f.finding.resource), 40),
                 f.finding.account.to_string(),
-                f.finding.region.clone().unwrap_or_else(|| "global".into()),
+                neutralise(f.finding.region.as_deref().unwrap_or("global")).into_owned(),
                 money(f.finding.impact_usd_monthly),
                 f.status.to_string(),
             ]
@@ -160,7 +169,7 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
             report.scan_errors.len()
         );
         for error in &report.scan_errors {
-            let _ = writeln!(out, "    {error}");
+            let _ = writeln!(out, "    {}", Neutral(&error.to_string()));
         }
     }
     out.push('\n');
@@ -234,7 +243,8 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "  finding {:>3}  NOT remediated: {}",
-            failure.finding_id, failure.error
+            failure.finding_id,
+            Neutral(&failure.error)
         );
     }
     if !report.change_requests_opened.is_empty() {
@@ -256,16 +266,19 @@ pub fn scan_json(report: &ScanReport, rows: &[Row]) -> Value {
 pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEvent]) -> String {
     let (f, cr) = row;
     let mut out = String::new();
-    let _ = writeln!(out, "Finding {}: {}", f.id, f.finding.title);
+    // Everything below that came from outside (the cloud, a model, a
+    // reviewer's reason) is printed neutralised: stored rows may predate
+    // neutralising, and a terminal must not be driven by a tag value.
+    let _ = writeln!(out, "Finding {}: {}", f.id, Neutral(&f.finding.title));
     let _ = writeln!(out, "  kind        {}", f.finding.kind);
     let _ = writeln!(out, "  severity    {}", f.finding.severity);
     let _ = writeln!(out, "  status      {}", f.status);
-    let _ = writeln!(out, "  resource    {}", f.finding.resource);
+    let _ = writeln!(out, "  resource    {}", Neutral(&f.finding.resource));
     let _ = writeln!(out, "  account     {}", f.finding.account);
     let _ = writeln!(
         out,
         "  region      {}",
-        f.finding.region.as_deref().unwrap_or("global")
+        Neutral(f.finding.region.as_deref().unwrap_or("global"))
     );
     let _ = writeln!(out, "  expected    {}", money(f.finding.expected));
     let _ = writeln!(out, "  actual      {}", money(f.finding.actual));
@@ -285,8 +298,8 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             let _ = writeln!(
                 out,
                 "  carried by  {} {}: {} ({:.0}% of the excess)",
-                c["dimension"].as_str().unwrap_or(dimension),
-                c["name"].as_str().unwrap_or("?"),
+                Neutral(c["dimension"].as_str().unwrap_or(dimension)),
+                Neutral(c["name"].as_str().unwrap_or("?")),
                 money(c["excess_usd"].as_f64()),
                 c["share"].as_f64().unwrap_or(0.0) * 100.0,
             );
@@ -295,7 +308,9 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     let _ = writeln!(out, "  first seen  {}", f.first_seen_at);
     let _ = writeln!(out, "  last seen   {}", f.last_seen_at);
     let _ = writeln!(out, "  fingerprint {}", f.finding.fingerprint);
-    let evidence = serde_json::to_string_pretty(&f.finding.evidence).unwrap_or_default();
+    let mut evidence = f.finding.evidence.clone();
+    neutralise_json(&mut evidence);
+    let evidence = serde_json::to_string_pretty(&evidence).unwrap_or_default();
     let _ = writeln!(out, "\nEvidence:\n{evidence}");
     if let Some(p) = proposal {
         let _ = writeln!(
@@ -304,13 +319,13 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             p.advisor,
             p.template_id,
             p.risk.as_str(),
-            p.summary
+            Neutral(&p.summary)
         );
         let _ = writeln!(out, "  changes:      {}", p.changes);
         let _ = writeln!(out, "  blast radius: {}", p.blast_radius);
         if let Some(advice) = &p.advice {
             if let Some(reason) = &advice.fallback_reason {
-                let _ = writeln!(out, "  model answer not used: {reason}");
+                let _ = writeln!(out, "  model answer not used: {}", Neutral(reason));
             }
             if let Some(u) = &advice.usage {
                 let _ = writeln!(
@@ -329,15 +344,24 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                 let _ = writeln!(
                     out,
                     "  model notes:  {} (confidence {:.2})",
-                    notes.summary, notes.confidence
+                    Neutral(&notes.summary),
+                    notes.confidence
                 );
                 for step in &notes.steps {
-                    let _ = writeln!(out, "    - {step}");
+                    let _ = writeln!(out, "    - {}", Neutral(step));
                 }
             }
         }
-        let _ = writeln!(out, "\n--- remediation ---\n{}", p.body.trim_end());
-        let _ = writeln!(out, "--- rollback ---\n{}", p.rollback.trim_end());
+        let _ = writeln!(
+            out,
+            "\n--- remediation ---\n{}",
+            neutral_lines(p.body.trim_end())
+        );
+        let _ = writeln!(
+            out,
+            "--- rollback ---\n{}",
+            neutral_lines(p.rollback.trim_end())
+        );
     }
     if let Some(cr) = cr {
         let _ = writeln!(
@@ -351,13 +375,14 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
         if let Some(by) = &cr.decided_by {
             let _ = writeln!(
                 out,
-                "  decided by {by} via {} at {}",
+                "  decided by {} via {} at {}",
+                Neutral(by),
                 cr.decision_channel.as_deref().unwrap_or("?"),
                 cr.decided_at.as_deref().unwrap_or("?")
             );
         }
         if let Some(reason) = &cr.reason {
-            let _ = writeln!(out, "  reason: {reason}");
+            let _ = writeln!(out, "  reason: {}", Neutral(reason));
         }
         if let Some(commit) = &cr.merge_commit {
             let _ = writeln!(out, "  merged as {commit}");
@@ -366,7 +391,7 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     if !audit.is_empty() {
         let _ = writeln!(out, "\nAudit trail:");
         for e in audit {
-            let _ = writeln!(out, "  {}  {:<28} by {}", e.at, e.action, e.actor);
+            let _ = writeln!(out, "  {}  {:<28} by {}", e.at, e.action, Neutral(&e.actor));
         }
     }
     out

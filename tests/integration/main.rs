@@ -17,4 +17,5 @@ mod nab;
 mod realworld_posture;
 mod redact_props;
 mod redaction;
+mod script_safety;
 mod support;
