@@ -14,7 +14,7 @@ use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,
 };
 use crate::compose::{self, App, SourceChoice};
-use crate::config::{self, ConfigError, Loaded, SourceKind};
+use crate::config::{self, ConfigError, Loaded, SourceSelection};
 use crate::daemon;
 use crate::domain::FindingStatus;
 use crate::gitops::local::LocalGit;
@@ -131,14 +131,20 @@ impl Context {
         Ok(compose::catalog(&self.loaded)?)
     }
 
-    fn configured_source(&self) -> SourceChoice {
-        let source = &self.loaded.config.source;
-        match (source.kind, &source.fixtures_dir) {
-            (SourceKind::Aws, _) => SourceChoice::Aws,
-            (SourceKind::Fixtures, Some(dir)) => {
-                SourceChoice::Fixtures(FixtureSet::Directory(dir.clone()))
+    /// The source `scan` and `run` read: what the configuration selects,
+    /// never the demo data (a config error, exit 2, when it selects nothing
+    /// or sets up a source it does not select).
+    fn configured_source(&self) -> Result<SourceChoice> {
+        match config::selected_source(&self.loaded)? {
+            Some(SourceSelection::Aws) => Ok(SourceChoice::Aws),
+            Some(SourceSelection::Fixtures(dir)) => {
+                Ok(SourceChoice::Fixtures(FixtureSet::Directory(dir)))
             }
-            (SourceKind::Fixtures, None) => SourceChoice::Fixtures(FixtureSet::EmbeddedDemo),
+            None => Err(ConfigError::Value {
+                key: "source.kind".into(),
+                message: config::NO_SOURCE.into(),
+            }
+            .into()),
         }
     }
 }
@@ -169,12 +175,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .into());
             }
-            let source = ctx.configured_source();
+            let source = ctx.configured_source()?;
             let app = ctx.app(source).await?;
             scan_command(&app, &args.output).await
         }
         Command::Run(args) => {
-            let source = ctx.configured_source();
+            let source = ctx.configured_source()?;
             run_daemon(ctx.app(source).await?, args.scan_on_start).await
         }
         Command::Scans(args) => scans_command(&ctx, &args).await,
@@ -230,11 +236,20 @@ pub async fn run(cli: Cli) -> Result<()> {
             // Refusals first: nothing is printed from a configuration that
             // will be refused (a refused base URL may hold credentials).
             let advisor = ModelChoice::of(&ctx.loaded).describe()?;
+            let source = match config::selected_source(&ctx.loaded)? {
+                Some(SourceSelection::Aws) => "aws".to_owned(),
+                Some(SourceSelection::Fixtures(dir)) => format!("fixtures in {}", dir.display()),
+                None => {
+                    "none configured (`scan` and `run` need source.kind; `draco demo` needs none)"
+                        .to_owned()
+                }
+            };
             out!("{}", config::render(&ctx.loaded));
             let next = config::parse_schedule(&ctx.loaded.config.schedule)
                 .ok()
                 .and_then(|cron| config::next_firing(&cron, Utc::now()));
-            outln!("\n# data dir: {}", ctx.data_dir.display());
+            outln!("\n# source: {source}");
+            outln!("# data dir: {}", ctx.data_dir.display());
             outln!(
                 "# remediation templates: {} ({} templates)",
                 catalog.origin(),

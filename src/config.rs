@@ -70,23 +70,87 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
-    /// Cost CSV and EC2 inventory files; the built-in demo set unless `fixtures_dir` is given.
-    #[default]
+    /// Cost CSV and EC2 inventory files in `source.fixtures_dir`.
     Fixtures,
     /// Cost Explorer and EC2, configured in `[aws]`.
     Aws,
 }
 
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Fixtures => "fixtures",
+            SourceKind::Aws => "aws",
+        }
+    }
+}
+
+/// Where `scan` and `run` read from. There is no default: they never fall
+/// back to the demo data (`draco demo` scans that), see [`selected_source`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    pub kind: SourceKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SourceKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixtures_dir: Option<PathBuf>,
 }
+
+/// The source `scan` and `run` read, once [`selected_source`] checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSelection {
+    Aws,
+    Fixtures(PathBuf),
+}
+
+/// The source the configuration selects, or `None` when it configures none.
+///
+/// Errors (each names the key to set) when the configuration sets up a source
+/// it does not select — an `[aws]` table (or `DRACO_AWS_*`) or a
+/// `source.fixtures_dir` without the matching `source.kind` — or selects
+/// `fixtures` with no directory. Silently scanning something other than what
+/// was set up (the demo data, for an operator who wrote only `[aws]`) would
+/// report findings for accounts that do not exist.
+pub fn selected_source(loaded: &Loaded) -> Result<Option<SourceSelection>, ConfigError> {
+    let source = &loaded.config.source;
+    let mismatch = |set_up: &str, kind: SourceKind| ConfigError::Value {
+        key: "source.kind".into(),
+        message: match source.kind {
+            None => format!(
+                "{set_up} is configured but no source is selected; set source.kind = \"{}\" (DRACO_SOURCE_KIND={}) to scan it",
+                kind.as_str(),
+                kind.as_str()
+            ),
+            Some(selected) => format!(
+                "{set_up} is configured but source.kind = \"{}\"; set source.kind = \"{}\" to scan it, or remove {set_up}",
+                selected.as_str(),
+                kind.as_str()
+            ),
+        },
+    };
+    match (source.kind, &source.fixtures_dir, loaded.aws_configured) {
+        (None, None, false) => Ok(None),
+        (None | Some(SourceKind::Fixtures), _, true) => Err(mismatch("[aws]", SourceKind::Aws)),
+        (None | Some(SourceKind::Aws), Some(_), _) => Err(mismatch(
+            "source.fixtures_dir",
+            SourceKind::Fixtures,
+        )),
+        (Some(SourceKind::Aws), None, _) => Ok(Some(SourceSelection::Aws)),
+        (Some(SourceKind::Fixtures), Some(dir), false) => {
+            Ok(Some(SourceSelection::Fixtures(dir.clone())))
+        }
+        (Some(SourceKind::Fixtures), None, false) => Err(ConfigError::Value {
+            key: "source.fixtures_dir".into(),
+            message: "source.kind = \"fixtures\" needs the directory to read; the built-in demo data is scanned by `draco demo`".into(),
+        }),
+    }
+}
+
+/// What `scan` and `run` say when no source is configured.
+pub const NO_SOURCE: &str = "no source is configured: set source.kind = \"aws\" (with an [aws] table; see the README's \"Scanning AWS\") or source.kind = \"fixtures\" with source.fixtures_dir, in the config file or as DRACO_SOURCE_KIND; `draco demo` scans the built-in demo data";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,9 +291,10 @@ const SECRET_LOOKING_KEYS: [&str; 7] = [
     "client_secret",
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 7] = [
+const OPTIONAL_KEYS: [(&str, Kind); 8] = [
     ("server.public_url", Kind::String),
     ("data_dir", Kind::String),
+    ("source.kind", Kind::String),
     ("source.fixtures_dir", Kind::String),
     ("remediate.templates_dir", Kind::String),
     ("llm.api_key_file", Kind::String),
@@ -285,6 +350,8 @@ pub struct Loaded {
     pub file: Option<PathBuf>,
     /// `DRACO_*` variables that changed a key.
     pub env_overrides: Vec<String>,
+    /// The file or the environment set something under `[aws]`.
+    pub aws_configured: bool,
 }
 
 /// Loads the config from an optional file and the given environment.
@@ -329,6 +396,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
         })?;
         env_overrides.push(name.clone());
     }
+    let aws_configured = table.contains_key("aws");
     let config = Config::deserialize(toml::Value::Table(table))
         .map_err(|e| invalid(hide_values(e.message())))?;
     validate(&config)?;
@@ -338,6 +406,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
         secrets,
         file: file.map(Path::to_owned),
         env_overrides,
+        aws_configured,
     })
 }
 
@@ -935,6 +1004,56 @@ mod tests {
         let loaded = load_text(example, &[]).unwrap();
         // The example documents the defaults: what it sets must not change them.
         assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn a_source_set_up_but_not_selected_is_refused_naming_source_kind() {
+        let source = |text: &str, vars: &[(&str, &str)]| {
+            selected_source(&load_text(text, vars).unwrap()).map_err(|e| e.to_string())
+        };
+        assert_eq!(source("", &[]), Ok(None));
+        for (text, vars) in [
+            ("[aws]\nregions = [\"us-east-1\"]\n", &[][..]),
+            ("[aws]\n", &[]),
+            ("[aws.cost]\nenabled = false\n", &[]),
+            ("", &[("DRACO_AWS_REGIONS", "us-east-1")]),
+        ] {
+            let err = source(text, vars).unwrap_err();
+            assert!(
+                err.starts_with("source.kind:") && err.contains("source.kind = \"aws\""),
+                "{text:?} {vars:?}: {err}"
+            );
+        }
+        let err = source("[source]\nfixtures_dir = \"f\"\n", &[]).unwrap_err();
+        assert!(err.contains("source.kind = \"fixtures\""), "{err}");
+        let err = source(
+            "[source]\nkind = \"fixtures\"\nfixtures_dir = \"f\"\n[aws]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("source.kind = \"aws\""), "{err}");
+        let err = source("[source]\nkind = \"fixtures\"\n", &[]).unwrap_err();
+        assert!(
+            err.starts_with("source.fixtures_dir:") && err.contains("draco demo"),
+            "{err}"
+        );
+        assert_eq!(
+            source(
+                "[source]\nkind = \"aws\"\n[aws]\nregions = [\"eu-west-1\"]\n",
+                &[]
+            ),
+            Ok(Some(SourceSelection::Aws))
+        );
+        assert_eq!(
+            source(
+                "",
+                &[
+                    ("DRACO_SOURCE_KIND", "fixtures"),
+                    ("DRACO_SOURCE_FIXTURES_DIR", "f")
+                ]
+            ),
+            Ok(Some(SourceSelection::Fixtures(PathBuf::from("f"))))
+        );
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //! Values here are parsed at the edge (`AccountId::parse`) so the rest of the
 //! code can trust them instead of re-checking strings.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -267,6 +270,111 @@ pub struct Finding {
     pub fingerprint: Fingerprint,
 }
 
+impl Finding {
+    /// Neutralises every piece of outside text the finding carries: the
+    /// title, the resource, the region and every string (and object key) in
+    /// the evidence, so that nothing a tag, a group description or a service
+    /// name holds can add a line to a script, a commit message or a terminal.
+    /// The fingerprint is left as computed from the raw values, so a finding
+    /// keeps its identity. Idempotent.
+    pub fn neutralise(&mut self) {
+        neutralise_in_place(&mut self.title);
+        neutralise_in_place(&mut self.resource);
+        if let Some(region) = &mut self.region {
+            neutralise_in_place(region);
+        }
+        neutralise_json(&mut self.evidence);
+    }
+}
+
+/// The characters outside text may not carry as they are: control characters
+/// (Unicode category Cc: C0 with `\n`, `\r`, `\t`, vertical tab, form feed,
+/// ESC, DEL and C1 with NEL U+0085 and CSI U+009B), format characters (Cf: bidi
+/// embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, marks
+/// U+200E/U+200F/U+061C, zero-width U+200B–U+200D, U+2060, U+FEFF, soft hyphen,
+/// tag characters U+E0000–U+E007F) and the line and paragraph separators
+/// U+2028 (Zl) and U+2029 (Zp). What they share: each either breaks a line,
+/// drives a terminal (ANSI/OSC escapes start with ESC or a C1 control), or is
+/// invisible or reorders what is shown, so a reviewer would not see it.
+fn unsafe_chars() -> &'static Regex {
+    static UNSAFE: OnceLock<Regex> = OnceLock::new();
+    UNSAFE.get_or_init(|| {
+        Regex::new(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]")
+            .expect("the unsafe character class is a valid regex")
+    })
+}
+
+/// Whether `text` holds a character [`neutralise`] would escape.
+pub fn has_unsafe_chars(text: &str) -> bool {
+    unsafe_chars().is_match(text)
+}
+
+/// Outside text (cloud tags, names, descriptions, service names, a model's
+/// words) made safe to store, render into a `#` comment or a commit message
+/// and print to a terminal: every character of the classes above is replaced
+/// by a visible escape, `\n`, `\r`, `\t` or `\u{…}` (lowercase hex, as Rust
+/// writes it), so the text stays on one line and cannot drive a terminal.
+/// Everything printable is kept as it is, names in any script included, and
+/// backslashes are not doubled, so neutralising twice changes nothing more.
+///
+/// ```
+/// use draco::domain::neutralise;
+/// assert_eq!(neutralise("web\naws iam create-user"), "web\\naws iam create-user");
+/// assert_eq!(neutralise("\u{1b}[31mred"), "\\u{1b}[31mred");
+/// assert_eq!(neutralise("Zürich-東京"), "Zürich-東京");
+/// ```
+pub fn neutralise(text: &str) -> Cow<'_, str> {
+    unsafe_chars().replace_all(text, |caps: &regex::Captures<'_>| {
+        caps[0]
+            .chars()
+            .map(|c| match c {
+                '\n' => "\\n".to_owned(),
+                '\r' => "\\r".to_owned(),
+                '\t' => "\\t".to_owned(),
+                other => format!("\\u{{{:x}}}", u32::from(other)),
+            })
+            .collect::<String>()
+    })
+}
+
+fn neutralise_in_place(text: &mut String) {
+    if let Cow::Owned(safe) = neutralise(text) {
+        *text = safe;
+    }
+}
+
+/// Neutralises every string and object key in a JSON value.
+pub fn neutralise_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => neutralise_in_place(s),
+        Value::Array(items) => items.iter_mut().for_each(neutralise_json),
+        Value::Object(map) => {
+            if map.keys().any(|k| has_unsafe_chars(k)) {
+                let entries = std::mem::take(map);
+                for (key, mut v) in entries {
+                    neutralise_json(&mut v);
+                    map.insert(neutralise(&key).into_owned(), v);
+                }
+            } else {
+                map.values_mut().for_each(neutralise_json);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Displays outside text neutralised (see [`neutralise`]), for terminal
+/// output and documents built from stored values.
+#[derive(Debug, Clone, Copy)]
+pub struct Neutral<'a>(pub &'a str);
+
+impl fmt::Display for Neutral<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&neutralise(self.0))
+    }
+}
+
 /// Where a finding stands in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -331,6 +439,75 @@ mod tests {
     fn fingerprint_parts_are_unambiguous() {
         assert_ne!(Fingerprint::of(&["ab", "c"]), Fingerprint::of(&["a", "bc"]));
         assert_eq!(Fingerprint::of(&["a", "b"]), Fingerprint::of(&["a", "b"]));
+    }
+
+    #[test]
+    fn neutralise_escapes_what_moves_lines_or_drives_terminals_and_keeps_the_rest() {
+        for (raw, shown) in [
+            ("a\nb", "a\\nb"),
+            ("a\r\nb", "a\\r\\nb"),
+            ("a\tb", "a\\tb"),
+            ("a\u{b}\u{c}\u{0}\u{7f}", "a\\u{b}\\u{c}\\u{0}\\u{7f}"),
+            (
+                "\u{1b}[31mred\u{1b}]0;t\u{7}",
+                "\\u{1b}[31mred\\u{1b}]0;t\\u{7}",
+            ),
+            ("\u{85}\u{9b}", "\\u{85}\\u{9b}"),
+            ("\u{2028}\u{2029}", "\\u{2028}\\u{2029}"),
+            (
+                "\u{202e}\u{2066}\u{200f}\u{61c}",
+                "\\u{202e}\\u{2066}\\u{200f}\\u{61c}",
+            ),
+            (
+                "\u{200b}\u{200d}\u{feff}\u{ad}\u{e0041}",
+                "\\u{200b}\\u{200d}\\u{feff}\\u{ad}\\u{e0041}",
+            ),
+            (
+                "Zürich 東京 مجموعة Ελλάδα 🚀 a\\b",
+                "Zürich 東京 مجموعة Ελλάδα 🚀 a\\b",
+            ),
+        ] {
+            assert_eq!(neutralise(raw), shown, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_finding_is_neutralised_everywhere_but_keeps_its_fingerprint() {
+        let fingerprint = Fingerprint::of(&["x"]);
+        let mut finding = Finding {
+            kind: FindingKind::SgOpenAdminPort,
+            severity: Severity::High,
+            title: "web\naws iam create-user".into(),
+            resource: "sg-1\r".into(),
+            account: AccountId::parse("123456789012").unwrap(),
+            region: Some("us-east-1\u{202e}".into()),
+            expected: None,
+            actual: None,
+            impact_usd_monthly: None,
+            evidence: serde_json::json!({"tags": {"Na\nme": ["v\u{1b}[0m", 1, null]}}),
+            fingerprint: fingerprint.clone(),
+        };
+        finding.neutralise();
+        assert_eq!(finding.title, "web\\naws iam create-user");
+        assert_eq!(finding.resource, "sg-1\\r");
+        assert_eq!(finding.region.as_deref(), Some("us-east-1\\u{202e}"));
+        assert_eq!(
+            finding.evidence,
+            serde_json::json!({"tags": {"Na\\nme": ["v\\u{1b}[0m", 1, null]}})
+        );
+        assert_eq!(finding.fingerprint, fingerprint);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn neutralised_text_is_one_safe_line_and_stays_as_it_is(text in "[\\x00-\\x{a0}\\x{2028}\\x{202e}\\x{200b}\\x{e9}\\x{6771}a-z\\\\]*") {
+            let once = neutralise(&text).into_owned();
+            proptest::prop_assert!(!has_unsafe_chars(&once));
+            proptest::prop_assert_eq!(neutralise(&once), once.as_str());
+            if !has_unsafe_chars(&text) {
+                proptest::prop_assert_eq!(&once, &text);
+            }
+        }
     }
 
     #[test]

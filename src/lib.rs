@@ -25,5 +25,4 @@ pub mod report;
 pub mod server;
 pub mod sources;
 pub mod store;
-pub mod text;
 pub mod tools;

@@ -21,7 +21,9 @@ use crate::remediate::templates::Catalog;
 use crate::remediate::{
     AdviceError, AdviceRecord, AdviceRequest, AdviceUsage, Advisor, Proposal, safety,
 };
-use crate::sources::{CostSource, CostWindow, PostureSource, ScanError, SourceError};
+use crate::sources::{
+    CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
+};
 use crate::store::{
     ChangeRequestState, Coverage, RecordOutcome, ScanStatus, Store, StoreError, StoredFinding,
 };
@@ -113,6 +115,16 @@ pub struct ScanReport {
     pub status: ScanStatus,
 }
 
+/// A source that could not be read, as a scan error of the whole source.
+fn source_failure(service: &'static str, error: &SourceError) -> ScanError {
+    ScanError {
+        account: None,
+        region: None,
+        service,
+        message: error.to_string(),
+    }
+}
+
 impl Pipeline<'_> {
     pub async fn scan(&self, now: DateTime<Utc>) -> Result<ScanReport, PipelineError> {
         let (cost, posture) = (self.cost.describe(), self.posture.describe());
@@ -126,21 +138,33 @@ impl Pipeline<'_> {
             last_stored_day: self.store.last_cost_day().await?,
             today: now.date_naive(),
         };
-        let observed = async {
-            let costs = self.cost.daily_costs(window).await?;
-            let posture = self.posture.inventory().await?;
-            Ok::<_, SourceError>((costs, posture))
-        }
-        .await;
-        let (costs, posture) = match observed {
-            Ok(observed) => observed,
-            Err(source) => {
+        // A source that cannot be read at all (a garbled cost file, an
+        // unreadable inventory directory) fails its half of the scan, as a
+        // failed AWS region does: the other half is still scanned, the scan is
+        // `partial`, and nothing of the failed half is created or resolved.
+        // Only when neither half could be read does the scan fail.
+        let (costs, posture) = match (
+            self.cost.daily_costs(window).await,
+            self.posture.inventory().await,
+        ) {
+            (Err(source), Err(_)) => {
                 let summary = json!({ "error": source.to_string() });
                 self.store
                     .finish_scan(scan_id, ScanStatus::Failed, &summary, Utc::now())
                     .await?;
                 return Err(PipelineError::Source { scan_id, source });
             }
+            (costs, posture) => (
+                costs.unwrap_or_else(|e| CostFetch {
+                    complete: false,
+                    errors: vec![source_failure("cost", &e)],
+                    ..CostFetch::default()
+                }),
+                posture.unwrap_or_else(|e| PostureScan {
+                    inventories: Vec::new(),
+                    errors: vec![source_failure("inventory", &e)],
+                }),
+            ),
         };
         let cost_points_changed = self.store.save_cost_points(&costs.points).await?;
         // Detect over the stored history, not only what this scan fetched:
@@ -295,13 +319,8 @@ impl Pipeline<'_> {
                     )
                     .await?;
             }
+            // Rendering runs the script safety check (declared line shapes).
             let mut proposal = self.catalog.render(&restored, attempt.request)?;
-            let allowed = self
-                .catalog
-                .get(&proposal.template_id)
-                .map(|t| t.allowed_commands.as_slice())
-                .unwrap_or_default();
-            safety::check_proposal(&proposal, allowed).map_err(AdviceError::from)?;
             if let Some(notes) = &restored.notes {
                 safety::check_text("summary", &notes.summary).map_err(AdviceError::from)?;
                 safety::check_text("rollback notes", &notes.rollback).map_err(AdviceError::from)?;

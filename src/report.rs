@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::audit::AuditEvent;
-use crate::domain::Severity;
+use crate::domain::{Neutral, Severity, neutralise, neutralise_json};
 use crate::pipeline::ScanReport;
 use crate::remediate::Proposal;
 use crate::store::{StoredChangeRequest, StoredFinding};
@@ -59,6 +59,15 @@ pub fn findings_json(rows: &[Row]) -> Value {
             .map(|(f, cr)| finding_json(f, cr.as_ref()))
             .collect(),
     )
+}
+
+/// A script as its lines, each neutralised: the line breaks are the script's
+/// own, anything else that would move the cursor or drive the terminal is shown.
+fn neutral_lines(text: &str) -> String {
+    text.split('\n')
+        .map(|line| neutralise(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn money(usd: Option<f64>) -> String {
@@ -118,10 +127,10 @@ pub fn scans_table(scans: &[crate::store::ScanRecord]) -> String {
         .map(|scan| {
             let errors = match scan.errors.as_slice() {
                 [] => String::new(),
-                [one] => truncate(&printable(one), 60),
+                [one] => truncate(&neutralise(one), 60),
                 [first, rest @ ..] => format!(
                     "{} (+{} more)",
-                    truncate(&printable(first), 50),
+                    truncate(&neutralise(first), 50),
                     rest.len()
                 ),
             };
@@ -130,7 +139,7 @@ pub fn scans_table(scans: &[crate::store::ScanRecord]) -> String {
                 time(scan.started_at),
                 scan.finished_at.map(time).unwrap_or_else(|| "-".into()),
                 scan.status.to_string(),
-                truncate(&printable(&scan.source), 30),
+                truncate(&neutralise(&scan.source), 30),
                 errors,
             ]
         })
@@ -141,7 +150,6 @@ pub fn scans_table(scans: &[crate::store::ScanRecord]) -> String {
     )
 }
 
-pub use crate::text::printable;
 
 pub fn findings_table(rows: &[Row]) -> String {
     if rows.is_empty() {
@@ -154,9 +162,9 @@ pub fn findings_table(rows: &[Row]) -> String {
                 f.id.to_string(),
                 f.finding.severity.to_string(),
                 f.finding.kind.to_string(),
-                truncate(&f.finding.resource, 40),
+                truncate(&neutralise(&f.finding.resource), 40),
                 f.finding.account.to_string(),
-                f.finding.region.clone().unwrap_or_else(|| "global".into()),
+                neutralise(f.finding.region.as_deref().unwrap_or("global")).into_owned(),
                 money(f.finding.impact_usd_monthly),
                 f.status.to_string(),
             ]
@@ -199,7 +207,7 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
             report.scan_errors.len()
         );
         for error in &report.scan_errors {
-            let _ = writeln!(out, "    {error}");
+            let _ = writeln!(out, "    {}", Neutral(&error.to_string()));
         }
     }
     out.push('\n');
@@ -273,7 +281,8 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "  finding {:>3}  NOT remediated: {}",
-            failure.finding_id, failure.error
+            failure.finding_id,
+            Neutral(&failure.error)
         );
     }
     if !report.change_requests_opened.is_empty() {
@@ -295,16 +304,19 @@ pub fn scan_json(report: &ScanReport, rows: &[Row]) -> Value {
 pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEvent]) -> String {
     let (f, cr) = row;
     let mut out = String::new();
-    let _ = writeln!(out, "Finding {}: {}", f.id, f.finding.title);
+    // Everything below that came from outside (the cloud, a model, a
+    // reviewer's reason) is printed neutralised: stored rows may predate
+    // neutralising, and a terminal must not be driven by a tag value.
+    let _ = writeln!(out, "Finding {}: {}", f.id, Neutral(&f.finding.title));
     let _ = writeln!(out, "  kind        {}", f.finding.kind);
     let _ = writeln!(out, "  severity    {}", f.finding.severity);
     let _ = writeln!(out, "  status      {}", f.status);
-    let _ = writeln!(out, "  resource    {}", f.finding.resource);
+    let _ = writeln!(out, "  resource    {}", Neutral(&f.finding.resource));
     let _ = writeln!(out, "  account     {}", f.finding.account);
     let _ = writeln!(
         out,
         "  region      {}",
-        f.finding.region.as_deref().unwrap_or("global")
+        Neutral(f.finding.region.as_deref().unwrap_or("global"))
     );
     let _ = writeln!(out, "  expected    {}", money(f.finding.expected));
     let _ = writeln!(out, "  actual      {}", money(f.finding.actual));
@@ -324,8 +336,8 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             let _ = writeln!(
                 out,
                 "  carried by  {} {}: {} ({:.0}% of the excess)",
-                c["dimension"].as_str().unwrap_or(dimension),
-                c["name"].as_str().unwrap_or("?"),
+                Neutral(c["dimension"].as_str().unwrap_or(dimension)),
+                Neutral(c["name"].as_str().unwrap_or("?")),
                 money(c["excess_usd"].as_f64()),
                 c["share"].as_f64().unwrap_or(0.0) * 100.0,
             );
@@ -334,7 +346,9 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     let _ = writeln!(out, "  first seen  {}", f.first_seen_at);
     let _ = writeln!(out, "  last seen   {}", f.last_seen_at);
     let _ = writeln!(out, "  fingerprint {}", f.finding.fingerprint);
-    let evidence = serde_json::to_string_pretty(&f.finding.evidence).unwrap_or_default();
+    let mut evidence = f.finding.evidence.clone();
+    neutralise_json(&mut evidence);
+    let evidence = serde_json::to_string_pretty(&evidence).unwrap_or_default();
     let _ = writeln!(out, "\nEvidence:\n{evidence}");
     if let Some(p) = proposal {
         let _ = writeln!(
@@ -343,13 +357,13 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             p.advisor,
             p.template_id,
             p.risk.as_str(),
-            p.summary
+            Neutral(&p.summary)
         );
         let _ = writeln!(out, "  changes:      {}", p.changes);
         let _ = writeln!(out, "  blast radius: {}", p.blast_radius);
         if let Some(advice) = &p.advice {
             if let Some(reason) = &advice.fallback_reason {
-                let _ = writeln!(out, "  model answer not used: {}", printable(reason));
+                let _ = writeln!(out, "  model answer not used: {}", Neutral(reason));
             }
             if let Some(u) = &advice.usage {
                 let _ = writeln!(
@@ -368,16 +382,24 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                 let _ = writeln!(
                     out,
                     "  model notes:  {} (confidence {:.2})",
-                    printable(&notes.summary),
+                    Neutral(&notes.summary),
                     notes.confidence
                 );
                 for step in &notes.steps {
-                    let _ = writeln!(out, "    - {}", printable(step));
+                    let _ = writeln!(out, "    - {}", Neutral(step));
                 }
             }
         }
-        let _ = writeln!(out, "\n--- remediation ---\n{}", p.body.trim_end());
-        let _ = writeln!(out, "--- rollback ---\n{}", p.rollback.trim_end());
+        let _ = writeln!(
+            out,
+            "\n--- remediation ---\n{}",
+            neutral_lines(p.body.trim_end())
+        );
+        let _ = writeln!(
+            out,
+            "--- rollback ---\n{}",
+            neutral_lines(p.rollback.trim_end())
+        );
     }
     if let Some(cr) = cr {
         let _ = writeln!(
@@ -392,19 +414,19 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             let _ = writeln!(
                 out,
                 "  decided by {} via {} at {}",
-                printable(by),
+                Neutral(by),
                 cr.decision_channel.as_deref().unwrap_or("?"),
                 cr.decided_at.as_deref().unwrap_or("?")
             );
         }
         if let Some(reason) = &cr.reason {
-            let _ = writeln!(out, "  reason: {}", printable(reason));
+            let _ = writeln!(out, "  reason: {}", Neutral(reason));
         }
         if let Some(failure) = &cr.failure {
             let _ = writeln!(
                 out,
                 "  failed: {} (decide again, or the next scan proposes it afresh)",
-                printable(failure)
+                Neutral(failure)
             );
         }
         if let Some(commit) = &cr.merge_commit {
@@ -414,13 +436,7 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     if !audit.is_empty() {
         let _ = writeln!(out, "\nAudit trail:");
         for e in audit {
-            let _ = writeln!(
-                out,
-                "  {}  {:<28} by {}",
-                e.at,
-                e.action,
-                printable(&e.actor)
-            );
+            let _ = writeln!(out, "  {}  {:<28} by {}", e.at, e.action, Neutral(&e.actor));
         }
     }
     out

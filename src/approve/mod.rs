@@ -7,7 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::text;
+use crate::domain::{has_unsafe_chars, neutralise};
 use crate::gitops::{ChangeRequests, GitOpsError};
 use crate::store::{ChangeRequestState, DecisionRecord, Store, StoreError, StoredChangeRequest};
 
@@ -34,20 +34,20 @@ impl fmt::Display for Channel {
 
 /// Who decided: a non-empty, printable name of at most 100 characters.
 ///
-/// Refused: control characters (C0, C1, DEL: ANSI and OSC escapes start
-/// with them), line and paragraph separators, bidirectional controls (the
-/// "Trojan Source" characters, CVE-2021-42574) and zero-width characters,
-/// any of which would make the name in the audit log and on a terminal
-/// differ from what a reader sees.
+/// Refused: any character [`neutralise`] escapes: controls (C0, C1, DEL:
+/// ANSI and OSC escapes start with them), format characters (bidirectional
+/// controls, the "Trojan Source" characters of CVE-2021-42574, and
+/// zero-width ones), line and paragraph separators, any of which would make
+/// the name in the audit log and on a terminal differ from what a reader sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approver(String);
 
 impl Approver {
     pub fn parse(raw: &str) -> Result<Self, ApproveError> {
         let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(text::is_hidden_or_control) {
+        if name.is_empty() || name.chars().count() > 100 || has_unsafe_chars(name) {
             return Err(ApproveError::InvalidApprover(
-                text::printable(raw),
+                neutralise(raw).into_owned(),
             ));
         }
         Ok(Self(name.to_owned()))
@@ -175,7 +175,7 @@ fn already_decided(finding_id: i64, cr: &StoredChangeRequest) -> ApproveError {
         by: cr
             .decided_by
             .as_deref()
-            .map_or_else(|| "someone".into(), text::printable),
+            .map_or_else(|| "someone".into(), |by| neutralise(by).into_owned()),
     }
 }
 

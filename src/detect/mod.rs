@@ -30,6 +30,8 @@ pub fn detect(
     for inventory in inventories {
         findings.extend(posture::evaluate(inventory, &config.posture, now));
     }
+    // Outside text (tags, names, service names) is neutralised once, here, for every detector.
+    findings.iter_mut().for_each(Finding::neutralise);
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Finding;
+use crate::domain::{Finding, neutralise};
 use crate::redact::{Redacted, Vault};
 
 /// What an advisor is told about a finding. Plain strings on purpose: after
@@ -35,19 +35,24 @@ pub struct AdviceRequest {
 }
 
 impl AdviceRequest {
+    /// The request for a finding, its outside text neutralised
+    /// ([`Finding::neutralise`]) again: a finding stored before neutralising
+    /// existed is remediated with the same guarantee as a new one.
     pub fn from_finding(finding: &Finding) -> Self {
+        let mut f = finding.clone();
+        f.neutralise();
         Self {
-            kind: finding.kind.as_str().to_owned(),
-            fingerprint: finding.fingerprint.to_string(),
-            severity: finding.severity.as_str().to_owned(),
-            title: finding.title.clone(),
-            resource: finding.resource.clone(),
-            account: finding.account.to_string(),
-            region: finding.region.clone(),
-            expected: finding.expected,
-            actual: finding.actual,
-            impact_usd_monthly: finding.impact_usd_monthly,
-            evidence: finding.evidence.clone(),
+            kind: f.kind.as_str().to_owned(),
+            fingerprint: f.fingerprint.to_string(),
+            severity: f.severity.as_str().to_owned(),
+            title: f.title,
+            resource: f.resource,
+            account: f.account.to_string(),
+            region: f.region,
+            expected: f.expected,
+            actual: f.actual,
+            impact_usd_monthly: f.impact_usd_monthly,
+            evidence: f.evidence,
         }
     }
 }
@@ -171,16 +176,21 @@ impl Recommendation {
             unknown.extend(restored.unknown_placeholders);
             restored.text
         };
+        // Parameters stay as given: rendering refuses one that holds a
+        // control character rather than guessing what was meant.
         let parameters = self
             .parameters
             .into_iter()
             .map(|(k, v)| (k, restore(v)))
             .collect();
-        let rationale = self.rationale.map(&mut restore);
+        // A model's words are outside text too: shown to the reviewer and
+        // stored, so neutralised like a tag value.
+        let mut restore_text = |text: String| neutralise(&restore(text)).into_owned();
+        let rationale = self.rationale.map(&mut restore_text);
         let notes = self.notes.map(|n| ModelNotes {
-            summary: restore(n.summary),
-            steps: n.steps.into_iter().map(&mut restore).collect(),
-            rollback: restore(n.rollback),
+            summary: restore_text(n.summary),
+            steps: n.steps.into_iter().map(&mut restore_text).collect(),
+            rollback: restore_text(n.rollback),
             ..n
         });
         let recommendation = Recommendation {

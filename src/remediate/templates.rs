@@ -7,6 +7,14 @@
 //! against an anchored pattern before rendering) and minijinja bodies for the
 //! change and its rollback. Rendering is always local, from the real finding:
 //! an advisor (this one or a model) only chooses the template and parameters.
+//!
+//! Every template also declares, in `[lines]`, the shapes of the lines its
+//! rendered script and rollback may hold; [`Catalog::render`] refuses any
+//! result with another line ([`super::safety::check_proposal`]). Whatever a
+//! template prints with `{{ … }}` is neutralised on the way out (no control
+//! character, escape sequence or line separator can reach the script), and
+//! the `comment`, `shell_quote` and `hcl_string` filters say what the value
+//! is meant to be.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,8 +27,9 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::safety::{self, LineShapes, LinesFile};
 use super::{AdviceError, AdviceRequest, Advisor, Format, Proposal, Recommendation, Risk};
-use crate::domain::FindingKind;
+use crate::domain::{FindingKind, Neutral, has_unsafe_chars, neutralise};
 use crate::redact::Redacted;
 
 static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/remediation-templates");
@@ -46,6 +55,8 @@ struct TemplateFile {
     allowed_commands: Vec<String>,
     #[serde(default)]
     parameters: BTreeMap<String, ParameterFile>,
+    /// The line shapes the rendered body and rollback may hold.
+    lines: LinesFile,
     body: String,
     rollback: String,
 }
@@ -57,9 +68,11 @@ struct ParameterFile {
     from: String,
     /// Anchored regular expression the value must match.
     pattern: String,
-    /// An advisor may choose the value (within the pattern). Otherwise it
-    /// must be the finding's own value at `from`, so that no advisor can
-    /// point a change at another resource.
+    /// An advisor may choose the value (within the pattern), but only one
+    /// the finding mentions: its own value at `from`, or a value standing
+    /// whole in its resource or evidence. Otherwise it must be the finding's
+    /// own value at `from`. Either way no advisor can point a change at a
+    /// resource the finding does not name.
     #[serde(default)]
     choice: bool,
 }
@@ -84,6 +97,8 @@ pub struct Template {
     pub alternatives_for: Vec<FindingKind>,
     pub allowed_commands: Vec<String>,
     pub parameters: Vec<Parameter>,
+    /// What the rendered body and rollback may hold, line by line.
+    pub lines: LineShapes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +171,7 @@ impl Catalog {
     }
 
     fn from_sources(origin: &str, files: Vec<(String, String)>) -> Result<Self, CatalogError> {
-        let mut env = environment().map_err(|message| CatalogError::Invalid {
+        let mut env = script_environment().map_err(|message| CatalogError::Invalid {
             path: origin.to_owned(),
             message,
         })?;
@@ -182,6 +197,16 @@ impl Catalog {
                     choice: p.choice,
                 });
             }
+            let lines = LineShapes::compile(
+                file.format,
+                &file.lines,
+                &parameters
+                    .iter()
+                    .map(|p: &Parameter| (p.name.clone(), p.pattern.clone()))
+                    .collect::<Vec<_>>(),
+                &file.allowed_commands,
+            )
+            .map_err(invalid)?;
             for (part, source) in [
                 ("summary", file.summary),
                 ("body", file.body),
@@ -209,6 +234,7 @@ impl Catalog {
                     alternatives_for: file.alternatives_for,
                     allowed_commands: file.allowed_commands,
                     parameters,
+                    lines,
                 },
             );
         }
@@ -303,16 +329,34 @@ impl Catalog {
                 .parameters
                 .get(&p.name)
                 .ok_or_else(|| parameter_error(&p.name, "is missing".into()))?;
+            if has_unsafe_chars(value) {
+                return Err(parameter_error(
+                    &p.name,
+                    format!(
+                        "value `{}` holds a control, format or line-separator character",
+                        Neutral(value)
+                    ),
+                ));
+            }
             if !p.pattern.is_match(value) {
                 return Err(parameter_error(
                     &p.name,
                     format!("value `{value}` does not match `{}`", p.pattern.as_str()),
                 ));
             }
-            if !p.choice && parameter_value(&request_json, p).ok().as_ref() != Some(value) {
+            let own = parameter_value(&request_json, p).ok();
+            if !p.choice && own.as_ref() != Some(value) {
                 return Err(parameter_error(
                     &p.name,
                     format!("must be the finding's own `{}`", p.from),
+                ));
+            }
+            if p.choice && own.as_ref() != Some(value) && !mentioned(request, value) {
+                return Err(parameter_error(
+                    &p.name,
+                    format!(
+                        "value `{value}` is not mentioned by the finding's resource or evidence"
+                    ),
                 ));
             }
             params.insert(p.name.clone(), Value::String(value.clone()));
@@ -329,10 +373,10 @@ impl Catalog {
                     message: format!("{part}: {e:#}"),
                 })
         };
-        Ok(Proposal {
+        let proposal = Proposal {
             advisor: recommendation.advisor.clone(),
             template_id: template.id.clone(),
-            summary: render("summary")?.trim().to_owned(),
+            summary: neutralise(render("summary")?.trim()).into_owned(),
             risk: template.risk,
             changes: template.changes.trim().to_owned(),
             blast_radius: template.blast_radius.trim().to_owned(),
@@ -340,8 +384,37 @@ impl Catalog {
             body: render("body")?,
             rollback: render("rollback")?,
             advice: None,
+        };
+        safety::check_proposal(&proposal, template)?;
+        Ok(proposal)
+    }
+}
+
+/// Whether `value` stands whole (not as part of a longer name) in the
+/// finding's resource or in a string or key of its evidence: how a choice
+/// parameter proves the finding mentions what it names.
+fn mentioned(request: &AdviceRequest, value: &str) -> bool {
+    fn in_text(text: &str, value: &str) -> bool {
+        let part_of_name = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+        text.match_indices(value).any(|(at, _)| {
+            !text[..at].chars().next_back().is_some_and(part_of_name)
+                && !text[at + value.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(part_of_name)
         })
     }
+    fn in_json(json: &Value, value: &str) -> bool {
+        match json {
+            Value::String(s) => in_text(s, value),
+            Value::Array(items) => items.iter().any(|v| in_json(v, value)),
+            Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| in_text(k, value) || in_json(v, value)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    !value.is_empty() && (in_text(&request.resource, value) || in_json(&request.evidence, value))
 }
 
 /// A parameter's value read from a request, as the template advisor fills it.
@@ -367,6 +440,25 @@ pub fn environment() -> Result<Environment<'static>, String> {
         .map_err(|e| format!("template syntax settings: {e}"))?;
     env.set_syntax(syntax);
     env.add_filter("shell_quote", shell_quote);
+    env.add_filter("comment", comment);
+    env.add_filter("hcl_string", hcl_string);
+    Ok(env)
+}
+
+/// The environment remediation templates are rendered with: [`environment`]
+/// with every printed value neutralised ([`neutralise`]), so no value, from
+/// the finding or a model, can print a line break, a control character or an
+/// escape sequence into a script, whatever filter the template forgot.
+fn script_environment() -> Result<Environment<'static>, String> {
+    let mut env = environment()?;
+    env.set_formatter(|out, state, value| {
+        if value.is_undefined() || value.is_none() {
+            return minijinja::escape_formatter(out, state, value);
+        }
+        let text = value.to_string();
+        out.write_str(&neutralise(&text))
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+    });
     Ok(env)
 }
 
@@ -374,6 +466,52 @@ fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.')
         .try_fold(value, |v, key| v.get(key))
         .filter(|v| !v.is_null())
+}
+
+/// Text for a `#` comment (a script's title line, a Terraform comment):
+/// neutralised, so that it stays on its comment line and cannot drive the
+/// terminal of whoever reads the script.
+fn comment(value: minijinja::Value) -> String {
+    let text = value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    neutralise(&text).into_owned()
+}
+
+/// A quoted HCL string literal holding the value as data: `"` and `\`
+/// escaped, control characters as `\n`/`\r`/`\t`/`\uXXXX`, and `$` and `%`
+/// as `\u0024`/`\u0025` so that no `${…}` or `%{…}` template sequence can
+/// start (HCL reads escapes after it looks for templates).
+fn hcl_string(value: minijinja::Value) -> String {
+    let text = value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string());
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' => out.push_str("\\u0024"),
+            '%' => out.push_str("\\u0025"),
+            c if has_unsafe_chars(c.encode_utf8(&mut [0; 4])) => {
+                let code = u32::from(c);
+                if code <= 0xffff {
+                    out.push_str(&format!("\\u{code:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{code:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Quotes a value for POSIX shells: values come from cloud resources
@@ -453,28 +591,66 @@ mod tests {
     }
 
     #[test]
-    fn builtin_templates_pass_their_own_safety_checks() {
+    fn outside_text_in_comments_goes_through_the_comment_filter() {
+        // Every `{{ … }}` on a comment line of a built-in template is either a
+        // number or passed through `comment`: the formatter neutralises all
+        // output anyway, the filter says so where it matters most.
+        let expression = Regex::new(r"\{\{(.*?)\}\}").unwrap();
         for file in BUILTIN.files() {
             let text = file.contents_utf8().unwrap();
             let t: TemplateFile = toml::from_str(text).unwrap();
-            let proposal = Proposal {
-                advisor: "test".into(),
-                template_id: t.id.clone(),
-                summary: t.summary,
-                risk: t.risk,
-                changes: t.changes,
-                blast_radius: t.blast_radius,
-                format: t.format,
-                body: t.body,
-                rollback: t.rollback,
-                advice: None,
-            };
-            if t.format == Format::Terraform {
-                // Unrendered Terraform is not Terraform yet; the rendered one is checked in use.
-                continue;
+            for line in t.body.lines().chain(t.rollback.lines()) {
+                if !line.trim_start().starts_with('#') {
+                    continue;
+                }
+                for e in expression.captures_iter(line) {
+                    assert!(
+                        e[1].contains("| comment") || e[1].contains("round("),
+                        "{}: `{line}`",
+                        t.id
+                    );
+                }
             }
-            super::super::safety::check_proposal(&proposal, &t.allowed_commands)
-                .unwrap_or_else(|e| panic!("{}: {e}", t.id));
+        }
+    }
+
+    #[test]
+    fn the_comment_filter_keeps_text_on_its_line() {
+        let env = script_environment().unwrap();
+        let out = env
+            .render_str(
+                "# {{ t | comment }}\n",
+                minijinja::context! { t => "web \\\naws iam create-user\u{2028}\u{1b}]0;x\u{7}" },
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "# web \\\\naws iam create-user\\u{2028}\\u{1b}]0;x\\u{7}\n"
+        );
+        // Even without the filter, nothing printed can break a line.
+        let out = env
+            .render_str("# {{ t }}\n", minijinja::context! { t => "a\r\nb" })
+            .unwrap();
+        assert_eq!(out, "# a\\r\\nb\n");
+    }
+
+    #[test]
+    fn hcl_strings_cannot_start_a_template_or_a_block() {
+        let out = hcl_string("x\" }\nresource \"y\" { ${file(\"/etc/passwd\")} %{if}".into());
+        assert_eq!(
+            out,
+            r#""x\" }\nresource \"y\" { \u0024{file(\"/etc/passwd\")} \u0025{if}""#
+        );
+        let parsed: hcl::Body = hcl::from_str(&format!("a = {out}\n")).unwrap();
+        // A plain string holding `${…}` as text, not a template expression.
+        match parsed.attributes().next().unwrap().expr() {
+            hcl::Expression::String(value) => {
+                assert!(
+                    value.contains("${file(") && value.contains("%{if}"),
+                    "{value}"
+                )
+            }
+            other => panic!("not a plain string: {other:?}"),
         }
     }
 

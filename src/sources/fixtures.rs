@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::inventory::{Address, Image, Reservation, SecurityGroup, Snapshot, Volume};
 use super::{
     CostFetch, CostPoint, CostSource, CostWindow, PostureScan, PostureSource, RegionInventory,
-    SourceError,
+    ScanError, SourceError,
 };
 use crate::domain::AccountId;
 
@@ -169,8 +169,11 @@ struct InventoryFile {
 }
 
 /// Parses the cost CSV; the first bad row aborts with its line number so a
-/// half-read file never reaches the store.
+/// half-read file never reaches the store (the scan then goes on without
+/// cost, `partial`). Amounts go through [`super::cost_amount`].
 pub fn parse_cost_csv(bytes: &[u8], path: &str) -> Result<Vec<CostPoint>, SourceError> {
+    // Spreadsheets save CSV with a UTF-8 byte-order mark; it is not part of the header.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(bytes);
@@ -214,16 +217,8 @@ pub fn parse_cost_csv(bytes: &[u8], path: &str) -> Result<Vec<CostPoint>, Source
         if row.service.is_empty() {
             return Err(row_error("service is empty".to_owned()));
         }
-        let amount_usd: f64 = row
-            .amount_usd
-            .parse()
-            .map_err(|_| row_error(format!("amount_usd `{}` is not a number", row.amount_usd)))?;
-        if !amount_usd.is_finite() || amount_usd < 0.0 {
-            return Err(row_error(format!(
-                "amount_usd `{}` must be a finite, non-negative number",
-                row.amount_usd
-            )));
-        }
+        let amount_usd = super::cost_amount(&row.amount_usd)
+            .map_err(|e| row_error(format!("amount_usd {e}")))?;
         let estimated = match row.estimated.as_str() {
             "true" => true,
             "false" => false,
@@ -269,16 +264,35 @@ impl PostureSource for FixtureSource {
         self.set.label()
     }
 
+    /// One file per account and region; a file that cannot be read fails
+    /// that account-region alone (a scan error naming the file), as a failed
+    /// AWS region does, and the other files are still read.
     async fn inventory(&self) -> Result<PostureScan, SourceError> {
         let mut inventories = Vec::new();
-        for (account, region, relative) in self.set.inventory_files()? {
-            let account = AccountId::parse(&account)
-                .map_err(|e| self.set.error(&relative, &format!("directory name: {e}")))?;
-            let bytes = self.set.read(&relative)?;
-            let file: InventoryFile = serde_json::from_slice(&bytes).map_err(|e| {
-                self.set
-                    .error(&relative, &format!("invalid inventory JSON: {e}"))
-            })?;
+        let mut errors = Vec::new();
+        for (account_dir, region, relative) in self.set.inventory_files()? {
+            let read = AccountId::parse(&account_dir)
+                .map_err(|e| self.set.error(&relative, &format!("directory name: {e}")))
+                .and_then(|account| {
+                    let bytes = self.set.read(&relative)?;
+                    let file: InventoryFile = serde_json::from_slice(&bytes).map_err(|e| {
+                        self.set
+                            .error(&relative, &format!("invalid inventory JSON: {e}"))
+                    })?;
+                    Ok((account, file))
+                });
+            let (account, file) = match read {
+                Ok(read) => read,
+                Err(error) => {
+                    errors.push(ScanError {
+                        account: AccountId::parse(&account_dir).ok(),
+                        region: Some(region),
+                        service: "inventory",
+                        message: error.to_string(),
+                    });
+                    continue;
+                }
+            };
             inventories.push(RegionInventory {
                 account,
                 region,
@@ -297,7 +311,7 @@ impl PostureSource for FixtureSource {
         }
         Ok(PostureScan {
             inventories,
-            errors: Vec::new(),
+            errors,
         })
     }
 }
@@ -319,6 +333,15 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_read() {
+        let csv = "\u{feff}date,account_id,service,amount_usd,estimated\r\n\
+                   2026-01-01,111111111111,Amazon EC2,1.5,false\r\n";
+        let points = parse_cost_csv(csv.as_bytes(), "cost.csv").unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].amount_usd, 1.5);
+    }
+
+    #[test]
     fn a_wrong_header_is_rejected() {
         let err = parse_cost_csv(b"day,amount\n", "cost.csv").unwrap_err();
         assert!(
@@ -328,10 +351,23 @@ mod tests {
     }
 
     #[test]
-    fn negative_cost_is_rejected() {
+    fn credits_are_kept_and_residues_rounded_away() {
         let csv = "date,account_id,service,amount_usd,estimated\n\
-                   2026-01-01,111111111111,Amazon EC2,-1,false\n";
+                   2026-01-01,111111111111,Amazon EC2,-1,false\n\
+                   2026-01-02,111111111111,AWS Data Transfer,-0.0000000092,false\n";
+        let points = parse_cost_csv(csv.as_bytes(), "cost.csv").unwrap();
+        let amounts: Vec<f64> = points.iter().map(|p| p.amount_usd).collect();
+        assert_eq!(amounts, vec![-1.0, 0.0]);
+    }
+
+    #[test]
+    fn a_non_finite_amount_is_rejected() {
+        let csv = "date,account_id,service,amount_usd,estimated\n\
+                   2026-01-01,111111111111,Amazon EC2,NaN,false\n";
         let err = parse_cost_csv(csv.as_bytes(), "cost.csv").unwrap_err();
-        assert!(err.to_string().contains("non-negative"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "cost.csv:2: amount_usd `NaN` is not a finite number"
+        );
     }
 }

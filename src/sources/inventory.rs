@@ -181,6 +181,9 @@ pub struct Instance {
     pub launch_time: Option<DateTime<Utc>>,
     #[serde(default)]
     pub public_ip_address: Option<String>,
+    /// The primary IPv6 address; VPC IPv6 addresses are globally routable.
+    #[serde(default)]
+    pub ipv6_address: Option<String>,
     #[serde(default)]
     pub private_ip_address: Option<String>,
     #[serde(default)]
@@ -223,6 +226,9 @@ pub struct Image {
     pub name: Option<String>,
     #[serde(default)]
     pub public: bool,
+    /// `available`, `disabled`, `pending`, `failed`, … (a disabled AMI still holds its snapshots).
+    #[serde(default)]
+    pub state: Option<String>,
     #[serde(default)]
     pub creation_date: Option<String>,
     #[serde(default)]

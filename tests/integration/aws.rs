@@ -6,8 +6,8 @@ use std::process::Output;
 
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceMetadataOptionsRequest,
-    InstanceType, IpPermission, IpRange, LaunchPermission, LaunchPermissionModifications,
-    PermissionGroup, VolumeType,
+    InstanceType, IpPermission, IpRange, Ipv6Range, LaunchPermission,
+    LaunchPermissionModifications, PermissionGroup, VolumeType,
 };
 use regex::Regex;
 use serde_json::{Value, json};
@@ -182,6 +182,22 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
     )
     .await;
     let quiet = group(&ec2, "quiet", vec![]).await;
+    // RDP to every global IPv6 address (2000::/3) in two halves, and to half of IPv4 (not the world).
+    let halves = group(
+        &ec2,
+        "rdp-halves",
+        vec![
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(3389)
+                .to_port(3389)
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("2000::/4").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("3000::/4").build())
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/1").build())
+                .build(),
+        ],
+    )
+    .await;
 
     let imdsv1 = launch(
         &ec2,
@@ -288,7 +304,7 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
         report["scan"]["change_requests_opened"]
             .as_array()
             .map(Vec::len),
-        Some(14)
+        Some(15)
     );
     for opened in report["scan"]["change_requests_opened"]
         .as_array()
@@ -315,6 +331,7 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
 
     let expected: BTreeSet<(String, String)> = [
         ("sg_open_admin_port", ssh.as_str()),
+        ("sg_open_admin_port", halves.as_str()),
         ("sg_open_db_port", db.as_str()),
         ("sg_open_all", all.as_str()),
         ("ebs_unencrypted", unencrypted.as_str()),
@@ -338,6 +355,21 @@ async fn aws_scan_finds_exactly_the_planted_problems_and_resolves_a_fixed_one() 
         assert_eq!(f["account"], ACCOUNT);
         assert_eq!(f["region"], "us-east-1", "{f}");
     }
+    // The evidence names the ranges that opened RDP to the world: the IPv6 halves only.
+    let rdp = findings
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["resource"] == halves.as_str())
+        .and_then(|f| f["id"].as_i64())
+        .expect("the rdp-halves finding");
+    let shown: Value =
+        serde_json::from_str(&draco.ok(&["show", &rdp.to_string(), "--json"])).expect("json");
+    assert_eq!(
+        shown["evidence"]["open_rules"][0]["cidrs"],
+        json!(["2000::/4", "3000::/4"]),
+        "{shown:#}"
+    );
     let previous = findings
         .as_array()
         .into_iter()
@@ -482,6 +514,47 @@ async fn cost_explorer_pages_are_followed_counted_and_fetched_incrementally() {
         "{}",
         describe(&human)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cost_explorer_credits_stay_negative_and_residues_round_as_in_the_csv() {
+    let moto = Moto::start();
+    let mut page = ce_page(&[("2026-11-20", false)], None);
+    page["ResultsByTime"][0]["Groups"][0]["Metrics"]["UnblendedCost"]["Amount"] =
+        json!("-0.0000000092");
+    page["ResultsByTime"][0]["Groups"][1]["Metrics"]["UnblendedCost"]["Amount"] = json!("-3.5");
+    moto.post_json(
+        "/moto-api/static/ce/cost-and-usage-results",
+        &json!({ "results": [page] }).to_string(),
+    );
+    let draco = Draco::new();
+    let config = write_config(&draco, COST_ONLY_CONFIG);
+    let report = scan_json(&draco, &moto.env(), &config);
+    assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+    let amounts: Vec<f64> = stored_cost(&draco).await.into_iter().map(|r| r.2).collect();
+    assert_eq!(amounts, vec![0.0, -3.5]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_finite_cost_explorer_amount_fails_the_cost_half_only() {
+    let moto = Moto::start();
+    let mut page = ce_page(&[("2026-11-20", false)], None);
+    page["ResultsByTime"][0]["Groups"][1]["Metrics"]["UnblendedCost"]["Amount"] = json!("NaN");
+    moto.post_json(
+        "/moto-api/static/ce/cost-and-usage-results",
+        &json!({ "results": [page] }).to_string(),
+    );
+    let draco = Draco::new();
+    let config = write_config(&draco, COST_ONLY_CONFIG);
+    let report = scan_json(&draco, &moto.env(), &config);
+    assert_eq!(report["scan"]["status"], "partial", "{report:#}");
+    assert_eq!(report["scan"]["cost_points"], 0, "{report:#}");
+    assert_eq!(report["scan"]["regions_scanned"], 1, "{report:#}");
+    assert!(
+        report["scan"]["scan_errors"].to_string().contains("`NaN`"),
+        "{report:#}"
+    );
+    assert!(stored_cost(&draco).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Draco, describe};
+use crate::support::{Draco, demo_fixtures, describe};
 
 #[test]
 fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
@@ -10,6 +10,8 @@ fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
         .command()
         .env("DRACO_SCHEDULE", "* * * * * *")
         .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .env("DRACO_LOG", "info")
         .arg("run")
         .stdout(Stdio::piped())

@@ -219,7 +219,10 @@ fn config(draco: &Draco, fixtures: Option<&Path>, server: &MockServer) -> std::p
     let path = draco.path("draco.toml");
     let source = match fixtures {
         Some(dir) => format!("[source]\nkind = \"fixtures\"\nfixtures_dir = {dir:?}\n"),
-        None => String::new(),
+        None => format!(
+            "[source]\nkind = \"fixtures\"\nfixtures_dir = {:?}\n",
+            demo_fixtures()
+        ),
     };
     let text = format!(
         "{source}[llm]\nprovider = \"openai\"\nbase_url = \"{}/v1\"\nmodel = \"gpt-4.1-mini\"\nmax_attempts = 1\ntimeout_secs = 1\nbreaker_failures = 2\nprice_per_million_input_usd = 0.4\nprice_per_million_output_usd = 1.6\n",

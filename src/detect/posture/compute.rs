@@ -188,6 +188,7 @@ mod tests {
             state: InstanceState { name: state.into() },
             launch_time: None,
             public_ip_address: None,
+            ipv6_address: None,
             private_ip_address: None,
             security_groups: vec![],
             metadata_options: Some(MetadataOptions {

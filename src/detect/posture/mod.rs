@@ -2,10 +2,16 @@
 //!
 //! One problem is reported once (Prowler's habit): a group open on every port
 //! gets a single `sg_open_all` finding, not one per sensitive port besides.
+//!
+//! "Open to the internet" is decided on parsed CIDRs, as the union of every
+//! rule that admits a protocol and port, against every globally reachable
+//! address of a family ([`world`], [`ingress`]); never by matching `0.0.0.0/0`.
 
 mod compute;
+pub mod ingress;
 mod network;
 mod storage;
+pub mod world;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

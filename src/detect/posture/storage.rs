@@ -2,8 +2,10 @@
 //! orphaned snapshots.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use regex::Regex;
 use serde_json::json;
 
 use super::{
@@ -11,6 +13,7 @@ use super::{
 };
 use crate::domain::{Finding, FindingKind, Severity};
 use crate::sources::RegionInventory;
+use crate::sources::inventory::Snapshot;
 
 pub(super) fn evaluate(
     inventory: &RegionInventory,
@@ -82,12 +85,18 @@ pub(super) fn evaluate(
         .iter()
         .map(|v| v.volume_id.as_str())
         .collect();
-    // A snapshot behind a registered AMI is in use even when its volume is gone.
+    // A snapshot behind a registered AMI (in any state: a disabled one still
+    // needs it, and AWS refuses to delete it) is in use even when its volume is gone.
     let used_by_images: HashSet<&str> = inventory
         .images
         .iter()
         .flat_map(|i| &i.block_device_mappings)
         .filter_map(|m| m.ebs.as_ref()?.snapshot_id.as_deref())
+        .collect();
+    let images_seen: HashSet<&str> = inventory
+        .images
+        .iter()
+        .map(|i| i.image_id.as_str())
         .collect();
     for snapshot in &inventory.snapshots {
         let evidence = json!({
@@ -121,8 +130,19 @@ pub(super) fn evaluate(
             .as_deref()
             .is_none_or(|v| !volumes.contains(v));
         let age_days = (now - snapshot.start_time).num_days();
+        // The description may say which AMI the snapshot was made for
+        // ("Created by CreateImage(i-…) for ami-… from vol-…", "Copied for
+        // DestinationAmi ami-… from SourceAmi ami-…"): if the scan did not see
+        // that AMI, it may well exist (disabled, shared from elsewhere), so the
+        // snapshot is not called unused on the absence of evidence.
+        let names_unseen_ami = snapshot
+            .description
+            .as_deref()
+            .is_some_and(|d| amis_named(d).any(|ami| !images_seen.contains(ami)));
         if source_gone
             && !used_by_images.contains(snapshot.snapshot_id.as_str())
+            && !names_unseen_ami
+            && lifecycle_manager(snapshot).is_none()
             && age_days >= config.orphaned_snapshot_min_age_days
         {
             let size = snapshot.volume_size.unwrap_or(0);
@@ -146,13 +166,48 @@ pub(super) fn evaluate(
     }
 }
 
+/// The service that keeps this snapshot on a retention schedule, if the
+/// snapshot says so. Such a snapshot is a recovery point, not a leftover: the
+/// service deletes it when its retention ends, and AWS Backup's cannot even be
+/// deleted through EC2. Marks, as the services write them: AWS Backup tags
+/// `aws:backup:*` and the description "This snapshot is created by the AWS
+/// Backup service."; Data Lifecycle Manager tags `dlm:managed` and
+/// `aws:dlm:*` and the description "Created for policy: policy-… schedule: …".
+fn lifecycle_manager(snapshot: &Snapshot) -> Option<&'static str> {
+    let description = snapshot.description.as_deref().unwrap_or_default();
+    let tagged = |prefix: &str| snapshot.tags.iter().any(|t| t.key.starts_with(prefix));
+    if tagged("aws:backup:")
+        || description
+            .to_ascii_lowercase()
+            .contains("created by the aws backup service")
+    {
+        Some("AWS Backup")
+    } else if tagged("aws:dlm:")
+        || tagged("dlm:managed")
+        || description.starts_with("Created for policy: policy-")
+    {
+        Some("Data Lifecycle Manager")
+    } else {
+        None
+    }
+}
+
+/// AMI ids (`ami-` and 8 or 17 hex digits) mentioned in a text.
+fn amis_named(text: &str) -> impl Iterator<Item = &str> {
+    static AMI_ID: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\bami-(?:[0-9a-f]{17}|[0-9a-f]{8})\b")
+            .expect("the AMI id pattern is a valid regex")
+    });
+    AMI_ID.find_iter(text).map(|m| m.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
 
     use super::*;
     use crate::detect::posture::test_support::{empty_inventory, kinds, volume};
-    use crate::sources::inventory::{EbsBlockDevice, Image, InstanceBlockDeviceMapping, Snapshot};
+    use crate::sources::inventory::{EbsBlockDevice, Image, InstanceBlockDeviceMapping, Tag};
 
     fn snapshot(id: &str, volume: &str, age_days: i64) -> Snapshot {
         Snapshot {
@@ -199,6 +254,7 @@ mod tests {
             image_id: "ami-1".into(),
             name: None,
             public: false,
+            state: None,
             creation_date: None,
             block_device_mappings: vec![InstanceBlockDeviceMapping {
                 device_name: None,
@@ -209,6 +265,85 @@ mod tests {
             }],
             tags: vec![],
         }];
+        assert!(kinds(&inventory).is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_naming_an_ami_the_scan_did_not_see_is_not_orphaned() {
+        let mut inventory = empty_inventory();
+        let mut made_for_ami = snapshot("snap-a", "vol-gone", 90);
+        made_for_ami.description = Some(
+            "Created by CreateImage(i-0a0000000000012aa) for ami-0a0000000000012aa from vol-0a0000000000012aa".into(),
+        );
+        let mut copied = snapshot("snap-b", "vol-ffffffff", 90);
+        copied.description = Some(
+            "Copied for DestinationAmi ami-0123456789abcdef0 from SourceAmi ami-12345678 for SourceSnapshot snap-0123456789abcdef0. Task created on 1,700,000,000,000.".into(),
+        );
+        let mut plain = snapshot("snap-c", "vol-gone", 90);
+        plain.description = Some("nightly backup of the family-photos volume".into());
+        inventory.snapshots = vec![made_for_ami, copied, plain];
+        let findings: Vec<String> = {
+            let mut findings = Vec::new();
+            evaluate(
+                &inventory,
+                &PostureConfig::default(),
+                Utc::now(),
+                &mut findings,
+            );
+            findings.into_iter().map(|f| f.resource).collect()
+        };
+        assert_eq!(findings, vec!["snap-c"]);
+    }
+
+    #[test]
+    fn a_snapshot_whose_named_ami_was_seen_and_does_not_use_it_can_be_orphaned() {
+        let mut inventory = empty_inventory();
+        let mut s = snapshot("snap-a", "vol-gone", 90);
+        s.description =
+            Some("Created by CreateImage(i-1) for ami-0a0000000000012aa from vol-gone".into());
+        inventory.snapshots = vec![s];
+        inventory.images = vec![Image {
+            image_id: "ami-0a0000000000012aa".into(),
+            name: None,
+            public: false,
+            state: Some("disabled".into()),
+            creation_date: None,
+            block_device_mappings: vec![],
+            tags: vec![],
+        }];
+        assert_eq!(kinds(&inventory), vec![FindingKind::SnapshotOrphaned]);
+        inventory.images[0].block_device_mappings = vec![InstanceBlockDeviceMapping {
+            device_name: None,
+            ebs: Some(EbsBlockDevice {
+                volume_id: None,
+                snapshot_id: Some("snap-a".into()),
+            }),
+        }];
+        assert!(
+            kinds(&inventory).is_empty(),
+            "a disabled AMI still uses its snapshot"
+        );
+    }
+
+    #[test]
+    fn a_recovery_point_of_aws_backup_or_dlm_is_not_orphaned() {
+        let mut inventory = empty_inventory();
+        let mut backup = snapshot("snap-backup", "vol-gone", 400);
+        backup.description = Some("This snapshot is created by the AWS Backup service.".into());
+        let mut backup_tagged = snapshot("snap-backup-tag", "vol-gone", 400);
+        backup_tagged.tags = vec![Tag {
+            key: "aws:backup:source-resource".into(),
+            value: "vol-gone".into(),
+        }];
+        let mut dlm = snapshot("snap-dlm", "vol-gone", 400);
+        dlm.description =
+            Some("Created for policy: policy-0123456789abcdef0 schedule: Daily".into());
+        let mut dlm_tagged = snapshot("snap-dlm-tag", "vol-gone", 400);
+        dlm_tagged.tags = vec![Tag {
+            key: "dlm:managed".into(),
+            value: "true".into(),
+        }];
+        inventory.snapshots = vec![backup, backup_tagged, dlm, dlm_tagged];
         assert!(kinds(&inventory).is_empty());
     }
 

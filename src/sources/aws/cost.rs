@@ -17,7 +17,7 @@ use chrono::{Duration, NaiveDate};
 
 use super::{AwsCostConfig, sdk_error};
 use crate::domain::AccountId;
-use crate::sources::{CostFetch, CostPoint, CostWindow, ScanError};
+use crate::sources::{CostFetch, CostPoint, CostWindow, ScanError, cost_amount};
 
 /// The days to ask for: `[start, end)`, as Cost Explorer's `TimePeriod` takes them.
 pub fn period(config: &AwsCostConfig, window: CostWindow) -> Option<(NaiveDate, NaiveDate)> {
@@ -168,19 +168,15 @@ async fn fetch_grouped(
                     .and_then(|m| m.get(metric))
                     .and_then(|v| v.amount())
                     .unwrap_or("0");
-                let amount: f64 = amount_text
-                    .parse()
-                    .ok()
-                    .filter(|a: &f64| a.is_finite())
-                    .ok_or_else(|| {
-                        format!("GetCostAndUsage returned the amount `{amount_text}`")
-                    })?;
-                // Credits and refunds can make a day negative; a cost series never is.
+                // The same normalisation as every cost reader: credits stay
+                // negative, float residues are rounded away.
+                let amount = cost_amount(amount_text)
+                    .map_err(|e| format!("GetCostAndUsage returned the amount {e}"))?;
                 let point = CostPoint {
                     day,
                     account: account.clone(),
                     service: series.clone(),
-                    amount_usd: amount.max(0.0),
+                    amount_usd: amount,
                     estimated: result.estimated(),
                 };
                 points.insert((day, account, series), point);

@@ -1,5 +1,20 @@
 //! EC2 posture: every `Describe*` the rules need, for each account and
 //! region, mapped into the inventory structs the fixtures also fill.
+//!
+//! Each call is read to the end (paginators where the API pages) and with
+//! the filters that keep resources from being hidden by a default (checked
+//! against the EC2 API reference, 2026-12):
+//! - `DescribeImages`: `Owners=self`, `IncludeDisabled=true` (disabled AMIs
+//!   are otherwise omitted, and a snapshot they use would look orphaned),
+//!   `IncludeDeprecated=true` (owners see theirs anyway);
+//! - `DescribeSnapshots`: `OwnerIds=self` (without it, every public snapshot
+//!   on AWS is listed); archived snapshots are included by default;
+//! - `DescribeInstances`, `DescribeVolumes`, `DescribeSecurityGroups`: no
+//!   filter, paginated (terminated instances drop out after about an hour,
+//!   which is what the rules want);
+//! - `DescribeAddresses`: not paginated, one answer holds all;
+//! - `DescribeRegions`: enabled regions only (a region not opted into holds nothing);
+//! - `GetEbsEncryptionByDefault`: a per-region setting, read in each region.
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ec2::Client;
@@ -151,6 +166,7 @@ async fn collect(
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(|e| fail(sdk_error("DescribeSnapshots", &e)))?;
+    // DescribeAddresses has no pagination: one answer holds every address.
     let addresses = ec2
         .describe_addresses()
         .send()
@@ -164,9 +180,14 @@ async fn collect(
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(|e| fail(sdk_error("DescribeInstances", &e)))?;
+    // Disabled AMIs are left out unless asked for (the API's default), yet
+    // their snapshots are still in use; deprecated ones are always listed to
+    // their owner, asked for anyway so a change of default cannot hide them.
     let images = ec2
         .describe_images()
         .owners("self")
+        .include_disabled(true)
+        .include_deprecated(true)
         .into_paginator()
         .items()
         .send()
@@ -389,6 +410,7 @@ fn instance(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         },
         launch_time: time(i.launch_time()),
         public_ip_address: owned(i.public_ip_address()),
+        ipv6_address: owned(i.ipv6_address()),
         private_ip_address: owned(i.private_ip_address()),
         security_groups: i
             .security_groups()
@@ -421,6 +443,7 @@ fn image(i: &aws_sdk_ec2::types::Image) -> Option<Image> {
         image_id: i.image_id()?.to_owned(),
         name: owned(i.name()),
         public: i.public().unwrap_or(false),
+        state: i.state().map(|s| s.as_str().to_owned()),
         creation_date: owned(i.creation_date()),
         block_device_mappings: block_devices(i.block_device_mappings().iter().map(|m| {
             (
