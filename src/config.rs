@@ -477,15 +477,15 @@ fn parse_env_value(raw: &str, kind: Kind) -> Result<toml::Value, String> {
     Ok(match kind {
         Kind::String => toml::Value::String(raw.to_owned()),
         Kind::Integer => toml::Value::Integer(
-            i64::from_str(raw.trim()).map_err(|_| format!("`{raw}` is not a whole number"))?,
+            i64::from_str(raw.trim()).map_err(|_| "not a whole number".to_owned())?,
         ),
-        Kind::Float => toml::Value::Float(
-            f64::from_str(raw.trim()).map_err(|_| format!("`{raw}` is not a number"))?,
-        ),
+        Kind::Float => {
+            toml::Value::Float(f64::from_str(raw.trim()).map_err(|_| "not a number".to_owned())?)
+        }
         Kind::Bool => toml::Value::Boolean(match raw.trim() {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
-            _ => return Err(format!("`{raw}` is not true or false")),
+            _ => return Err("not true or false".to_owned()),
         }),
         Kind::StringList => toml::Value::Array(
             raw.split(',')
@@ -722,7 +722,10 @@ fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(ConfigError::Invalid {
             path: path.display().to_string(),
-            message: format!("larger than {} KiB; is this the right file?", MAX_CONFIG_BYTES / 1024),
+            message: format!(
+                "larger than {} KiB; is this the right file?",
+                MAX_CONFIG_BYTES / 1024
+            ),
         });
     }
     String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
@@ -736,15 +739,33 @@ fn read_config_file(path: &Path) -> Result<String, ConfigError> {
 /// into the wrong key. Values inside the message are hidden too.
 fn describe_toml_error(error: &toml::de::Error, text: &str) -> String {
     let message = hide_values(error.message());
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message,
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.len() - line_start + 1;
+    // Name the key on that line when it is one of Draco's (never a value,
+    // nor an unknown word someone may have pasted a secret into).
+    let line_text = text[line_start..].lines().next().unwrap_or_default();
+    let key = line_text
+        .split_once('=')
+        .map(|(key, _)| key.trim().trim_matches('"'))
+        .filter(|key| known_field(key));
+    match key {
+        Some(key) => format!("line {line}, column {column}, key `{key}`: {message}"),
+        None => format!("line {line}, column {column}: {message}"),
     }
+}
+
+/// Whether `name` is the last part of one of the config's key paths.
+fn known_field(name: &str) -> bool {
+    env_keys()
+        .values()
+        .any(|(path, _)| path.rsplit('.').next() == Some(name))
+        || ["overrides", "maintenance_windows", "accounts"].contains(&name)
 }
 
 /// Hides the values serde quotes in its messages (`invalid type: string
@@ -877,7 +898,9 @@ mod tests {
             format!("[llm]\nprovider = \"{PLANTED}\"\n"),
             format!("[source]\nkind = {PLANTED}\n"),
             format!("schedule = [\"{PLANTED}\"]\n"),
-            format!("[llm]\nbase_url = \"https://user:{PLANTED}@models.example.com/v1\"\nprovider = \"openai\"\nmodel = \"m\"\n"),
+            format!(
+                "[llm]\nbase_url = \"https://user:{PLANTED}@models.example.com/v1\"\nprovider = \"openai\"\nmodel = \"m\"\n"
+            ),
         ];
         for text in &cases {
             let error = match load_text(text, &[("DRACO_LLM_API_KEY", "k")]) {
@@ -896,7 +919,10 @@ mod tests {
         // Through the environment too.
         let error = load(
             None,
-            &env(&[("DRACO_LLM_TIMEOUT_SECS", PLANTED), ("DRACO_SOURCE_KIND", PLANTED)]),
+            &env(&[
+                ("DRACO_LLM_TIMEOUT_SECS", PLANTED),
+                ("DRACO_SOURCE_KIND", PLANTED),
+            ]),
         )
         .unwrap_err()
         .to_string();
@@ -908,7 +934,10 @@ mod tests {
         let error = load_text("schedule = \"0 0 6 * * *\"\n[llm]\napikey = \"x\"\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("line 3") && error.contains("apikey"), "{error}");
+        assert!(
+            error.contains("line 3") && error.contains("apikey"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -986,7 +1015,13 @@ mod tests {
         assert_eq!(llm.max_requests_per_day, 20);
         assert!(loaded.secrets.llm_api_key.is_some());
         let err = load(None, &env(&[("DRACO_LLM_PROVIDER", "skynet")])).unwrap_err();
-        assert!(err.to_string().contains("skynet"), "{err}");
+        let err = err.to_string();
+        assert!(
+            err.contains("DRACO_LLM_PROVIDER")
+                && err.contains("`openai`")
+                && !err.contains("skynet"),
+            "{err}"
+        );
     }
 
     #[test]

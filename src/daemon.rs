@@ -125,7 +125,10 @@ pub async fn run(
     })?;
     scheduler.add(job).await?;
     scheduler.start().await?;
-    tracing::info!(schedule = app.loaded.config.schedule, "draco daemon started");
+    tracing::info!(
+        schedule = app.loaded.config.schedule,
+        "draco daemon started"
+    );
 
     let mut work = Box::pin(scan_loop(
         Arc::clone(&app),

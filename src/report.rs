@@ -150,7 +150,6 @@ pub fn scans_table(scans: &[crate::store::ScanRecord]) -> String {
     )
 }
 
-
 pub fn findings_table(rows: &[Row]) -> String {
     if rows.is_empty() {
         return "No findings.\n".to_owned();

@@ -46,14 +46,11 @@ impl Approver {
     pub fn parse(raw: &str) -> Result<Self, ApproveError> {
         let name = raw.trim();
         if name.is_empty() || name.chars().count() > 100 || has_unsafe_chars(name) {
-            return Err(ApproveError::InvalidApprover(
-                neutralise(raw).into_owned(),
-            ));
+            return Err(ApproveError::InvalidApprover(neutralise(raw).into_owned()));
         }
         Ok(Self(name.to_owned()))
     }
 }
-
 
 impl fmt::Display for Approver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,10 +136,7 @@ pub enum ApproveError {
     #[error(
         "finding {finding}: {source}; its change request is marked failed and will be proposed again by the next scan (or decide again)"
     )]
-    Failed {
-        finding: i64,
-        source: GitOpsError,
-    },
+    Failed { finding: i64, source: GitOpsError },
 }
 
 /// What happened.
@@ -199,7 +193,10 @@ pub async fn approve(
     now: DateTime<Utc>,
 ) -> Result<Outcome, ApproveError> {
     let cr = change_request(store, finding_id).await?;
-    if matches!(cr.state, ChangeRequestState::Open | ChangeRequestState::Failed) {
+    if matches!(
+        cr.state,
+        ChangeRequestState::Open | ChangeRequestState::Failed
+    ) {
         check_before_claim(store, change_requests, &cr, now).await?;
     }
     let (decision, resumed) = match cr.state {
@@ -369,7 +366,10 @@ mod tests {
             "   ",
         ] {
             let error = Approver::parse(hostile).unwrap_err().to_string();
-            assert!(!error.contains('\u{1b}') && !error.contains('\n'), "{error:?}");
+            assert!(
+                !error.contains('\u{1b}') && !error.contains('\n'),
+                "{error:?}"
+            );
             assert!(!error.contains('\u{202e}'), "{error:?}");
         }
         for fine in ["Ada Lovelace", "José Ñúñez", "李小龍", "O'Brien-Smith"] {

@@ -29,7 +29,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable { reason, .. } => {
                 tracing::warn!(error = %self, "not ready");
-                (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")).into_response()
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {reason}\n"),
+                )
+                    .into_response()
             }
         }
     }

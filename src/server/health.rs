@@ -36,7 +36,10 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiErro
 /// (<https://prometheus.io/docs/instrumenting/exposition_formats/>).
 pub async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         exposition::render(),
     )
 }

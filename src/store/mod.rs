@@ -147,7 +147,11 @@ impl ScanStatus {
             "partial" => ScanStatus::Partial,
             "failed" => ScanStatus::Failed,
             "interrupted" => ScanStatus::Interrupted,
-            other => return Err(StoreError::Corrupt(format!("unknown scan status `{other}`"))),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown scan status `{other}`"
+                )));
+            }
         })
     }
 }

@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    ChangeRequestState, ScanRecord, ScanStatus, Coverage, DecisionRecord, RecordOutcome, Store, StoreError,
-    StoredChangeRequest, StoredFinding, timestamp,
+    ChangeRequestState, Coverage, DecisionRecord, RecordOutcome, ScanRecord, ScanStatus, Store,
+    StoreError, StoredChangeRequest, StoredFinding, timestamp,
 };
 use crate::audit::{AuditEvent, GENESIS, chain_hash};
 use crate::domain::{AccountId, Finding, FindingKind, FindingStatus, Fingerprint, Severity};
@@ -360,7 +360,12 @@ fn summary_errors(summary: &Value) -> Vec<String> {
         errors.push(error.to_owned());
     }
     for key in ["scan_errors", "failures"] {
-        for item in summary.get(key).and_then(Value::as_array).into_iter().flatten() {
+        for item in summary
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let line = match item {
                 Value::String(s) => s.clone(),
                 Value::Object(fields) => fields

@@ -224,7 +224,10 @@ fn a_branch_moved_after_review_is_not_merged() {
     let new_head = git(&repo, &["rev-parse", &branch]);
     assert_ne!(new_head, sneaky);
     assert_eq!(
-        git(&repo, &["rev-parse", &format!("refs/failed/{branch}/{sneaky}")]),
+        git(
+            &repo,
+            &["rev-parse", &format!("refs/failed/{branch}/{sneaky}")]
+        ),
         sneaky
     );
     // … and approvable again.

@@ -62,3 +62,112 @@ fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
     );
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// A model endpoint that accepts connections and never answers; the count
+/// of connections tells that a scan is waiting on it.
+fn silent_model() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (port, seen)
+}
+
+fn daemon_waiting_on_a_silent_model(draco: &Draco, grace_secs: u32) -> std::process::Child {
+    let (port, seen) = silent_model();
+    let child = draco
+        .command()
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
+        .env("DRACO_SERVER_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
+        .env("DRACO_LLM_PROVIDER", "openai")
+        .env("DRACO_LLM_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
+        .env("DRACO_LLM_MODEL", "stand-in")
+        .env("DRACO_LLM_API_KEY", "test-key")
+        .env("DRACO_LLM_TIMEOUT_SECS", "600")
+        .env("DRACO_LOG", "info")
+        .args(["run", "--scan-on-start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the scan never asked the model");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+}
+
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while child.try_wait().ok().flatten().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running {limit:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn sigterm_during_a_model_call_that_never_answers_exits_within_the_grace_period() {
+    let draco = Draco::new();
+    let mut child = daemon_waiting_on_a_silent_model(&draco, 2);
+    signal(&child, "TERM");
+    let took = wait_at_most(&mut child, Duration::from_secs(10));
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        took <= Duration::from_secs(3),
+        "took {took:?}: {}",
+        describe(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("grace period over"), "{log}");
+    // Nothing is left `running`: the cancelled scan is marked interrupted.
+    let scans: serde_json::Value =
+        serde_json::from_str(&draco.ok(&["scans", "--json"])).expect("json");
+    assert_eq!(scans[0]["status"], "interrupted", "{scans}");
+    draco.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let draco = Draco::new();
+    let mut child = daemon_waiting_on_a_silent_model(&draco, 60);
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "INT");
+    let took = wait_at_most(&mut child, Duration::from_secs(10));
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        took <= Duration::from_secs(2),
+        "took {took:?}: {}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("second signal"),
+        "{}",
+        describe(&out)
+    );
+}

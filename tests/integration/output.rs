@@ -31,7 +31,10 @@ fn a_closed_pipe_gives_a_clear_error_and_exit_1_not_a_panic() {
         let out = with_closed_stdout(&draco, args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
-        assert!(err.contains("cannot write to standard output"), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write to standard output"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
@@ -52,5 +55,8 @@ fn a_full_device_gives_a_clear_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(err.contains("cannot write to standard output") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("cannot write to standard output") && !err.contains("panicked"),
+        "{err}"
+    );
 }

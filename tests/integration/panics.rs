@@ -38,7 +38,9 @@ impl Advisor for PanicsOnVolumes {
 #[tokio::test]
 async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("draco.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("draco.db"))
+        .await
+        .unwrap();
     let git = LocalGit::open_or_init(&dir.path().join("remediations.git"))
         .await
         .unwrap();
@@ -64,8 +66,8 @@ async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
     assert_eq!(report.status, ScanStatus::Partial);
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
     assert!(
-        report.failures[0].error.contains("internal error") &&
-        report.failures[0].error.contains("a bug in an advisor"),
+        report.failures[0].error.contains("internal error")
+            && report.failures[0].error.contains("a bug in an advisor"),
         "{:?}",
         report.failures
     );
@@ -80,6 +82,10 @@ async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
     // The process is still fine: the next scan runs and retries the finding.
     let again = pipeline.scan(Utc::now()).await.expect("the next scan runs");
     assert_eq!(again.failures.len(), 1);
-    assert_eq!(again.change_requests_opened.len(), 0, "nothing opened twice");
+    assert_eq!(
+        again.change_requests_opened.len(),
+        0,
+        "nothing opened twice"
+    );
     assert_eq!(store.scans(10).await.unwrap().len(), 2);
 }

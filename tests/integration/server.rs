@@ -8,7 +8,7 @@ use chrono::Utc;
 use draco::store::Store;
 
 use crate::harness::spawn_app;
-use crate::support::{Draco, describe};
+use crate::support::{Draco, demo_fixtures, describe};
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_runs() {
@@ -40,7 +40,10 @@ async fn readyz_is_200_when_migrated_and_503_with_the_reason_otherwise() {
     assert_eq!(response.status(), 503);
     let body = response.text().await.unwrap();
     assert_eq!(body, "not ready: database not migrated\n");
-    assert!(!body.contains("99990101"), "internals are not shown: {body}");
+    assert!(
+        !body.contains("99990101"),
+        "internals are not shown: {body}"
+    );
 
     // The database gone: unreachable, and still no internals.
     sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 99990101")
@@ -80,17 +83,29 @@ async fn metrics_show_scans_findings_and_the_build_in_prometheus_text_format() {
 
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     let text = response.text().await.unwrap();
     assert!(
         sample(&text, r#"draco_scans_total{status="ok"}"#).unwrap() >= ok_before + 1.0,
         "{text}"
     );
     assert!(text.contains("# TYPE draco_scans_total counter"), "{text}");
-    assert!(text.contains("# TYPE draco_scan_duration_seconds histogram"), "{text}");
+    assert!(
+        text.contains("# TYPE draco_scan_duration_seconds histogram"),
+        "{text}"
+    );
     assert!(text.contains("draco_scan_duration_seconds_count"), "{text}");
-    assert!(text.contains("draco_cost_explorer_requests_total"), "{text}");
+    assert!(
+        text.contains("draco_cost_explorer_requests_total"),
+        "{text}"
+    );
     assert_eq!(
         sample(
             &text,
@@ -129,7 +144,11 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
@@ -144,6 +163,8 @@ fn draco_run_serves_health_readiness_and_metrics_while_it_scans() {
     let mut child = draco
         .command()
         .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .env("DRACO_LOG", "info")
         .args(["run", "--scan-on-start"])
         .stdout(Stdio::piped())
@@ -176,7 +197,11 @@ fn draco_run_serves_health_readiness_and_metrics_while_it_scans() {
         .expect("kill runs");
     let out = child.wait_with_output().expect("daemon output");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(started.elapsed() < Duration::from_secs(11), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(http_get(port, "/healthz").is_none(), "the port is released");
 }
 
@@ -188,10 +213,15 @@ fn a_second_daemon_on_a_taken_port_says_which_setting_to_change() {
     let out = draco
         .command()
         .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .arg("run")
         .output()
         .expect("draco runs");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.listen") && err.contains("DRACO_SERVER_LISTEN"), "{err}");
+    assert!(
+        err.contains("server.listen") && err.contains("DRACO_SERVER_LISTEN"),
+        "{err}"
+    );
 }
