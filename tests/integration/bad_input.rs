@@ -496,7 +496,7 @@ fn credits_and_refunds_are_stored_negative_and_raise_no_finding_by_themselves() 
     let config = fixtures_config(&draco, &fixtures);
     let (out, report) = scan_json(&draco, &config);
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+    assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(report["scan"]["cost_points"], 241, "{report:#}");
     assert_eq!(draco.findings(), Vec::<Value>::new());
     let db = draco.data_dir().join("draco.db");

@@ -44,7 +44,7 @@ fn ssh_open_to_both_halves_of_ipv4_is_a_critical_admin_port_finding() {
     };
     let draco = Draco::new();
     let (report, findings) = scan_case(&draco, &case);
-    assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+    assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(
         kinds(&findings),
         BTreeSet::from(["sg_open_admin_port".to_owned()]),
@@ -78,7 +78,7 @@ fn a_snapshot_of_a_disabled_ami_is_not_orphaned_whether_or_not_the_ami_is_listed
         };
         let draco = Draco::new();
         let (report, findings) = scan_case(&draco, &case);
-        assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+        assert_eq!(report["scan"]["status"], "ok", "{report:#}");
         assert_eq!(
             kinds(&findings),
             BTreeSet::new(),
@@ -95,7 +95,7 @@ fn a_tiny_negative_credit_residue_does_not_stop_the_scan() {
     };
     let draco = Draco::new();
     let (report, findings) = scan_case(&draco, &case);
-    assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+    assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(report["scan"]["scan_errors"], serde_json::json!([]));
     assert!(
         report["scan"]["cost_points"].as_u64().unwrap_or(0) > 0,
@@ -112,7 +112,7 @@ fn a_tiny_negative_credit_residue_beside_open_ssh_still_reports_the_ssh() {
     };
     let draco = Draco::new();
     let (report, findings) = scan_case(&draco, &case);
-    assert_eq!(report["scan"]["status"], "succeeded", "{report:#}");
+    assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(
         kinds(&findings),
         BTreeSet::from(["sg_open_admin_port".to_owned()]),
