@@ -270,6 +270,15 @@ fn value_ok(v: &[u8], class: Class, spaces_allowed: bool) -> bool {
     if !spaces_allowed && v.iter().any(u8::is_ascii_whitespace) {
         return false;
     }
+    // `password: username: x`: a key, not a value.
+    if v.last() == Some(&b':') {
+        return false;
+    }
+    // `a=b=c…`: assignments run together, not one value (padding `=` only
+    // ends a base64 value).
+    if !spaces_allowed && v.windows(2).any(|w| w[0] == b'=' && w[1] != b'=') {
+        return false;
+    }
     match class {
         Class::Password => true,
         // A lower-case word names a mode or a resource (`required`, `my-db-creds`).
@@ -299,8 +308,9 @@ fn is_path(v: &[u8]) -> bool {
     })
 }
 
-/// Mixed case and digits, or a long hex or base64 run; never a UUID (ids
-/// under `*_key` names: idempotency keys, KMS key ids).
+/// Mixed case with digits (or 24+ bytes of mixed case), or 32+ bytes of
+/// letters and digits (hex); never a UUID (ids under `*_key` names:
+/// idempotency keys, KMS key ids).
 fn looks_random(v: &[u8]) -> bool {
     if !v
         .iter()
@@ -319,7 +329,9 @@ fn looks_random(v: &[u8]) -> bool {
     let digit = v.iter().any(u8::is_ascii_digit);
     let upper = v.iter().any(u8::is_ascii_uppercase);
     let lower = v.iter().any(u8::is_ascii_lowercase);
-    !uuid && digit && (upper || lower) && ((upper && lower) || v.len() >= 32)
+    !uuid
+        && ((upper && lower && (digit || v.len() >= 24))
+            || (digit && (upper || lower) && v.len() >= 32))
 }
 
 /// Remembers the next stop byte of one class at or after the last query,
@@ -465,6 +477,20 @@ pub(super) fn after_key(hay: &[u8], s: usize, e: usize, ends: &mut ValueEnds) ->
         Some(_) => {}
         None => return None,
     }
+    let closed = quote.and_then(|c| {
+        let memo = if c == b'"' {
+            &mut ends.double
+        } else {
+            &mut ends.single
+        };
+        let close = memo.find(hay, v, MAX_VALUE, |b| b == c)?;
+        let eol = ends.line.find(hay, v, MAX_VALUE, |b| b == b'\n');
+        (close < hay.len() && eol.is_none_or(|l| l > close)).then_some(close)
+    });
+    // A quote left open on its line: the value is read as if unquoted.
+    if closed.is_none() {
+        quote = None;
+    }
     if class == Class::Authorization && quote.is_none() {
         // `Authorization: Bearer abc…` unquoted: the credential after the scheme.
         let cred = skip_scheme(&hay[v..hay.len().min(v + 64)]);
@@ -475,18 +501,8 @@ pub(super) fn after_key(hay: &[u8], s: usize, e: usize, ends: &mut ValueEnds) ->
             .unwrap_or(c);
         return value_ok(&hay[c..end], class, false).then_some((c, end, kind(class)));
     }
-    let mut end = match quote {
-        Some(c) => {
-            let memo = if c == b'"' {
-                &mut ends.double
-            } else {
-                &mut ends.single
-            };
-            let close = memo.find(hay, v, MAX_VALUE, |b| b == c)?;
-            let eol = ends.line.find(hay, v, MAX_VALUE, |b| b == b'\n');
-            if eol.is_some_and(|l| l < close) || close == hay.len() {
-                return None;
-            }
+    let mut end = match closed {
+        Some(close) => {
             if close > v && hay[close - 1] == b'\\' {
                 close - 1
             } else {

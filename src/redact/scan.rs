@@ -113,7 +113,7 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
     }
     // Keys are met in order, so this is nearly always sorted already.
     names.sort_by_key(|s| s.start);
-    resolve(found, names)
+    resolve(hay, found, names)
 }
 
 fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric::Hit> {
@@ -211,7 +211,11 @@ fn email(hay: &[u8], at: usize) -> Option<numeric::Hit> {
 /// every other kind (a name value may hold an email, a `token=` value a
 /// JWT), except that a secret value strictly containing other findings
 /// wins over them: a password holding an `@` is still one password, whole.
-fn resolve(mut found: Vec<Span>, soft: Vec<Span>) -> Vec<Span> {
+fn hay_space(text: &[u8], i: usize) -> bool {
+    text[i].is_ascii_whitespace()
+}
+
+fn resolve(text: &[u8], mut found: Vec<Span>, soft: Vec<Span>) -> Vec<Span> {
     found.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
     let mut out: Vec<Span> = Vec::with_capacity(found.len() + soft.len());
     for s in found {
@@ -240,6 +244,17 @@ fn resolve(mut found: Vec<Span>, soft: Vec<Span>) -> Vec<Span> {
         if k == 0 || (s.kind.is_credential() && within && !equal) {
             merged.push(s);
             j += k;
+        } else if inner[0].start > s.start {
+            // A value read to the end of its line (or a name read over
+            // capitalised words) runs into another finding: the value is
+            // what comes before it.
+            let mut end = inner[0].start;
+            while end > s.start && hay_space(text, end - 1) {
+                end -= 1;
+            }
+            if end > s.start {
+                merged.push(Span { end, ..s });
+            }
         }
     }
     merged.extend_from_slice(&out[j..]);

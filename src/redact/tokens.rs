@@ -92,7 +92,9 @@ fn jwt(hay: &[u8], s: usize) -> Option<Hit> {
     }
     let sig = run(hay, s0, MAX_SEG, is_b64url);
     let end = s0 + sig;
-    let next_ok = hay.get(end).is_none_or(|b| !(is_b64url(*b) || *b == b'.'));
+    // A full stop after the signature ends the sentence, not the token.
+    let stop = |p: usize| hay.get(p).is_none_or(|b| !(is_b64url(*b) || *b == b'.'));
+    let next_ok = stop(end) || (hay[end] == b'.' && stop(end + 1));
     next_ok.then_some((s, end, PiiKind::Jwt))
 }
 
@@ -249,6 +251,7 @@ mod tests {
     fn jwt_needs_json_header_and_payload() {
         let t = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
         assert_eq!(word(&format!(" {t};")), Some(t));
+        assert_eq!(word(&format!(" {t}. Next")), Some(t));
         assert_eq!(word("eyJhbGciOiJIUzI1NiJ9.notjson.sig"), None);
     }
 

@@ -104,7 +104,7 @@ const RULES: &[Rule] = &[
     r(b"rk_test_", Alnum, 20, 255, StripeKey),
     r(b"whsec_", B64any, 24, 128, StripeKey),
     // SendGrid: `SG.<22>.<43>`.
-    r(b"SG.", B64urlDot, 60, 80, SendgridKey),
+    r(b"SG.", B64urlDot, 66, 66, SendgridKey),
     // Slack tokens the `xox?-` reader does not cover.
     r(b"xoxe.xoxp-", B64url, 20, 512, SlackToken),
     r(b"xapp-", B64url, 20, 512, SlackToken),
@@ -274,10 +274,10 @@ pub(super) fn at_word(hay: &[u8], s: usize) -> Option<Hit> {
         let b = s + rule.prefix.len();
         let mut n = hay[b..]
             .iter()
-            .take(rule.max + 1)
+            .take(rule.max + 2)
             .take_while(|c| rule.body.has(**c))
             .count();
-        if rule.body == B64urlDot {
+        if rule.body == B64urlDot && n <= rule.max + 1 {
             // A sentence's full stop is not part of the token.
             while n > 0 && hay[b + n - 1] == b'.' {
                 n -= 1;
@@ -298,6 +298,11 @@ pub(super) fn at_word(hay: &[u8], s: usize) -> Option<Hit> {
 /// The kind of a body that passed its rule's alphabet and length, or `None`
 /// when a shared prefix turns out to be something else.
 fn refine(rule: &Rule, body: &[u8]) -> Option<PiiKind> {
+    if rule.prefix == b"SG." {
+        // `SG.<22>.<43>`: one dot, at its place.
+        let dots = body.iter().filter(|b| **b == b'.').count();
+        return (body.len() == 66 && body[22] == b'.' && dots == 1).then_some(SendgridKey);
+    }
     if rule.prefix != b"sk-" {
         return Some(rule.kind);
     }

@@ -118,7 +118,11 @@ fn openai_keys_of_every_prefix_are_redacted_whole() {
         chars(&mut rng, ALNUM, 20),
         chars(&mut rng, ALNUM, 20)
     );
-    check(&format!("openai.api_key = '{legacy}'"), &legacy, "<OPENAI_KEY_1>");
+    check(
+        &format!("openai.api_key = '{legacy}'"),
+        &legacy,
+        "<OPENAI_KEY_1>",
+    );
 }
 
 #[test]
@@ -170,17 +174,17 @@ fn gemini_twilio_sendgrid_stripe_slack_aws_keys_are_redacted_whole() {
             "<SLACK_TOKEN_1>",
         ),
         (
-            format!("AKIA{}", chars(&mut rng, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+            format!(
+                "AKIA{}",
+                chars(&mut rng, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+            ),
             "<AWS_ACCESS_KEY_1>",
         ),
         (
             format!("glpat-{}", chars(&mut rng, B64URL, 20)),
             "<API_KEY_1>",
         ),
-        (
-            format!("npm_{}", chars(&mut rng, ALNUM, 36)),
-            "<API_KEY_1>",
-        ),
+        (format!("npm_{}", chars(&mut rng, ALNUM, 36)), "<API_KEY_1>"),
     ];
     for (key, placeholder) in &cases {
         check(&format!("key: {key} (rotated)\n"), key, placeholder);
@@ -206,15 +210,43 @@ fn values_after_secret_like_keys_are_redacted_in_every_shape() {
     let password = "c0rrect-h0rse!";
     for (input, value, placeholder) in [
         (format!("MY_SERVICE_TOKEN={secret}\n"), secret, "<SECRET_1>"),
-        (format!("oauth:\n  client_secret: {secret}\n"), secret, "<SECRET_1>"),
-        (format!("{{\"client_secret\": \"{secret}\"}}"), secret, "<SECRET_1>"),
+        (
+            format!("oauth:\n  client_secret: {secret}\n"),
+            secret,
+            "<SECRET_1>",
+        ),
+        (
+            format!("{{\"client_secret\": \"{secret}\"}}"),
+            secret,
+            "<SECRET_1>",
+        ),
         (format!("api_key = \"{secret}\"\n"), secret, "<SECRET_1>"),
         (format!("X-Api-Key: {secret}\r\n"), secret, "<SECRET_1>"),
-        (format!("Authorization: Bearer {secret}\r\n"), secret, "<SECRET_1>"),
-        (format!("deploy --api-token {secret} --region eu-west-1"), secret, "<SECRET_1>"),
-        (format!("DB_PASSWORD={password}\n"), password, "<PASSWORD_1>"),
-        (format!("  password: {password}\n"), password, "<PASSWORD_1>"),
-        (format!("PGPASSWORD='{password}' psql"), password, "<PASSWORD_1>"),
+        (
+            format!("Authorization: Bearer {secret}\r\n"),
+            secret,
+            "<SECRET_1>",
+        ),
+        (
+            format!("deploy --api-token {secret} --region eu-west-1"),
+            secret,
+            "<SECRET_1>",
+        ),
+        (
+            format!("DB_PASSWORD={password}\n"),
+            password,
+            "<PASSWORD_1>",
+        ),
+        (
+            format!("  password: {password}\n"),
+            password,
+            "<PASSWORD_1>",
+        ),
+        (
+            format!("PGPASSWORD='{password}' psql"),
+            password,
+            "<PASSWORD_1>",
+        ),
     ] {
         check(&input, value, placeholder);
     }

@@ -196,6 +196,13 @@ fn near_miss_inputs_find_nothing() {
         "ghp_",
         "AIza",
         "1.2.3.4.",
+        "sk-",
+        "ghs_",
+        "SG.",
+        "Bearer ",
+        "token=",
+        "password: ",
+        "x-api-key: ",
     ] {
         let text = unit.repeat(N / unit.len());
         let spans = r.spans(&text);

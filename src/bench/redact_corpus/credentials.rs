@@ -582,7 +582,8 @@ fn kebab(key: &str) -> String {
 fn keyed(rng: &mut Rng, doc: &mut Labelled, key: &str, kind: PiiKind, v: &str) {
     if key == "Authorization" {
         let scheme = *rng.pick(&["Bearer", "Basic", "token", "Bearer"]);
-        match rng.below(3) {
+        let shape = rng.below(3);
+        match shape {
             0 => doc
                 .text
                 .push_str(&format!("GET /v1/x HTTP/1.1\r\nAuthorization: {scheme} ")),
@@ -594,7 +595,7 @@ fn keyed(rng: &mut Rng, doc: &mut Labelled, key: &str, kind: PiiKind, v: &str) {
                 .push_str(&format!("{{\"headers\": {{\"Authorization\": \"{scheme} ")),
         }
         doc.secret(kind, v);
-        doc.text.push_str(match rng.below(3) {
+        doc.text.push_str(match shape {
             0 => "\r\nHost: api.example.com\r\n",
             1 => "' https://api.example.com/v1/x\n",
             _ => "\"}}\n",
@@ -610,6 +611,8 @@ fn keyed(rng: &mut Rng, doc: &mut Labelled, key: &str, kind: PiiKind, v: &str) {
             "\", \"region\": \"us-east-1\"}\n".to_owned(),
         ),
         4 => (format!("{key} = \""), "\"\n".to_owned()),
+        // A value that starts with `-` needs `=` after a flag, or it reads as the next flag.
+        5 if v.starts_with('-') => (format!("app --{}=", kebab(key)), " --verbose\n".to_owned()),
         5 => (format!("app --{} ", kebab(key)), " --verbose\n".to_owned()),
         6 => (format!("{key}: "), "\r\n".to_owned()),
         _ => (
