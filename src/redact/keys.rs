@@ -124,8 +124,39 @@ const NOT_SECRETS: &[&[u8]] = &[
     b"empty",
 ];
 
-/// Whether a word ending at `e` could end a secret-like key: a cheap test on
-/// its last three letters before anything else is read.
+/// Last bytes of the keys this module knows (`password`, `token`, `key`, …).
+const LAST: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = b"dDeEsStTnNyYlLhHrR";
+    let mut i = 0;
+    while i < ends.len() {
+        t[ends[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The scan's filter, run on every word `s..e`: could it start a key's
+/// value (its last byte ends a known key, and a separator, a flag's space
+/// or `Bearer `'s space follows)? Two table lookups for most words.
+#[inline]
+pub(super) fn candidate(hay: &[u8], s: usize, e: usize) -> bool {
+    if e - s < 3 || !LAST[usize::from(hay[e - 1])] {
+        return false;
+    }
+    match hay.get(e) {
+        Some(b':' | b'=' | b'"' | b'\'' | b'\\') => true,
+        Some(b' ' | b'\t') => {
+            (s > 0 && hay[s - 1] == b'-')
+                || matches!(hay.get(e + 1), Some(b':' | b'=' | b' ' | b'\t'))
+                || (e - s == 6 && hay[s..e].eq_ignore_ascii_case(b"bearer"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a word ending at `e` could end a secret-like key: a test on its
+/// last three letters before anything else is read.
 fn may_end_key(hay: &[u8], s: usize, e: usize) -> bool {
     if e - s < 3 {
         return false;

@@ -105,7 +105,9 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
                 push(&mut found, h);
                 i = h.1;
             }
-        } else if let Some(h) = keys::after_key(hay, s, e, &mut value_ends) {
+        } else if keys::candidate(hay, s, e)
+            && let Some(h) = keys::after_key(hay, s, e, &mut value_ends)
+        {
             // Likewise: a value after `token=` that is a GitHub token or a
             // JWT is reported as such; the key only covers what is left.
             push(&mut names, h);
