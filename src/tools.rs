@@ -8,7 +8,9 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use crate::app::UsageError;
-use crate::bench::redact::{QualityReport, evaluate, load_presidio};
+use crate::bench::redact::{
+    CredentialReport, QualityReport, evaluate, evaluate_credentials, load_presidio,
+};
 use crate::bench::{redact_corpus, redact_speed};
 use crate::cli::{CostBenchArgs, DetectArgs, NabArgs, RedactArgs, RedactBenchArgs};
 use crate::config;
@@ -167,6 +169,7 @@ pub fn redact_command(config_path: Option<&Path>, args: &RedactArgs) -> Result<(
 struct RedactBenchReport {
     own: QualityReport,
     presidio: Option<QualityReport>,
+    credentials: CredentialReport,
     throughput: redact_speed::Throughput,
     adversarial: Vec<redact_speed::Adversarial>,
 }
@@ -195,6 +198,7 @@ pub fn redact_bench_command(args: &RedactBenchArgs) -> Result<()> {
         );
         None
     };
+    let credentials = evaluate_credentials(&redactor, 1, 200);
     let throughput = redact_speed::throughput(&redactor, args.throughput_mib);
     let adversarial = if args.no_adversarial {
         Vec::new()
@@ -204,6 +208,7 @@ pub fn redact_bench_command(args: &RedactBenchArgs) -> Result<()> {
     let report = RedactBenchReport {
         own,
         presidio,
+        credentials,
         throughput,
         adversarial,
     };
@@ -215,6 +220,7 @@ pub fn redact_bench_command(args: &RedactBenchArgs) -> Result<()> {
     if let Some(p) = &report.presidio {
         print_quality(p);
     }
+    print!("\n{}", report.credentials);
     let t = &report.throughput;
     println!(
         "\nThroughput on {:.1} MB of mixed text ({:.2}% personal bytes), one core: spans {:.0} MB/s, redact {:.0} MB/s",
@@ -235,21 +241,5 @@ pub fn redact_bench_command(args: &RedactBenchArgs) -> Result<()> {
 }
 
 fn print_quality(r: &QualityReport) {
-    println!(
-        "\n{} ({} bytes, {} labelled)",
-        r.corpus, r.bytes, r.labelled_bytes
-    );
-    println!(
-        "{:<16} {:>8} {:>8} {:>6} {:>6} {:>6} {:>9} {:>9}",
-        "KIND", "LABELS", "FOUND", "TP", "FP", "FN", "PRECISION", "RECALL"
-    );
-    for k in r.kinds.iter().chain(std::iter::once(&r.structured)) {
-        let name = k
-            .kind
-            .map_or("ALL BUT NAME".to_owned(), |k| k.label().to_owned());
-        println!(
-            "{:<16} {:>8} {:>8} {:>6} {:>6} {:>6} {:>9.4} {:>9.4}",
-            name, k.labelled, k.found, k.tp, k.fp, k.fn_, k.precision, k.recall
-        );
-    }
+    print!("\n{r}");
 }

@@ -22,6 +22,8 @@ use std::fmt::Write as _;
 
 use crate::redact::{PiiKind, Span};
 
+pub mod credentials;
+
 /// xorshift64*: small, seedable, good enough to vary test data.
 pub struct Rng(u64);
 
@@ -200,6 +202,14 @@ pub fn value(rng: &mut Rng, kind: PiiKind) -> String {
             1 + rng.below(9999)
         ),
         PiiKind::Iban => iban(rng),
+        PiiKind::OpenaiKey
+        | PiiKind::AnthropicKey
+        | PiiKind::TwilioKey
+        | PiiKind::SendgridKey
+        | PiiKind::StripeKey
+        | PiiKind::ApiKey
+        | PiiKind::Password
+        | PiiKind::Secret => credentials::of_kind(rng, kind),
         PiiKind::Name => format!("{} {}", rng.pick(FIRST), rng.pick(LAST)),
     }
 }
@@ -643,6 +653,12 @@ fn config(rng: &mut Rng, doc: &mut Labelled) {
         let c = value(rng, PiiKind::UrlCredentials);
         doc.pii(PiiKind::UrlCredentials, &c);
         doc.t("@db.internal.example.com:5432/app\n");
+    }
+    match rng.below(6) {
+        0 => kv(doc, rng, "OPENAI_API_KEY=", PiiKind::OpenaiKey),
+        1 => kv(doc, rng, "DB_PASSWORD=", PiiKind::Password),
+        2 => kv(doc, rng, "TWILIO_AUTH_TOKEN=", PiiKind::Secret),
+        _ => {}
     }
     match rng.below(4) {
         0 => kv(doc, rng, "GITHUB_TOKEN=", PiiKind::GithubToken),

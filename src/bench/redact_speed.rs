@@ -77,6 +77,9 @@ pub fn adversarial_inputs() -> Vec<(&'static str, String)> {
         ("secret keys", fill("secret=")),
         ("IBAN-like", fill("GB82 ")),
         ("plus phones", fill("+1 ")),
+        ("token prefixes", fill("sk-ghs_")),
+        ("bearer words", fill("Bearer ")),
+        ("password keys", fill("password: ")),
     ]
 }
 

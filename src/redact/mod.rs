@@ -7,14 +7,16 @@
 //!
 //! Detection is one linear pass per string ([`scan`]); what each kind means
 //! and why is documented next to its reader ([`numeric`], [`tokens`],
-//! [`names`]) and its checksum ([`validate`]).
+//! [`vendors`], [`keys`], [`names`]) and its checksum ([`validate`]).
 
+mod keys;
 mod names;
 mod numeric;
 mod patterns;
 mod scan;
 mod tokens;
 mod validate;
+mod vendors;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -261,6 +263,19 @@ impl Redactor {
         }
     }
 
+    /// A value under a secret-like key: its own kind when the text patterns
+    /// find it whole (a GitHub token), or else the whole value as `kind`,
+    /// so no part of it (`Bearer`, an `@` inside a password) stays behind.
+    fn keyed_secret(&self, value: &str, kind: PiiKind, vault: &mut Vault) -> String {
+        let spans = self.spans(value);
+        let whole = value.trim();
+        let start = value.len() - value.trim_start().len();
+        match spans.as_slice() {
+            [s] if s.start == start && s.end == start + whole.len() => self.text(value, vault),
+            _ => vault.placeholder(kind, value),
+        }
+    }
+
     /// A 40-character base64 value under a key that says "secret" is an AWS
     /// secret access key; without such a key it is left alone, since hashes
     /// and ids have the same shape.
@@ -284,13 +299,23 @@ impl Redactor {
         let tag_key = map
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("key"))
-            .and_then(|(_, v)| v.as_str());
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned);
+        let tag_key = tag_key.as_deref();
         let tag_is_person = tag_key.is_some_and(|k| self.is_person_key(k));
         let tag_is_secret = tag_key.is_some_and(|k| k.to_ascii_lowercase().contains("secret"));
         let entries = std::mem::take(map);
         for (key, mut v) in entries {
             let is_value = key.eq_ignore_ascii_case("value");
             let person = (is_value && tag_is_person) || self.is_person_key(&key);
+            let keyed = match &v {
+                Value::String(s) => keys::json_value(&key, s).or_else(|| {
+                    tag_key
+                        .filter(|_| is_value)
+                        .and_then(|k| keys::json_value(k, s))
+                }),
+                _ => None,
+            };
             match &mut v {
                 Value::String(s)
                     if Self::secret_value(&key, s)
@@ -299,6 +324,12 @@ impl Redactor {
                     *s = vault.placeholder(PiiKind::AwsSecretKey, s);
                 }
                 Value::String(s) if person => *s = self.person_value(s, vault),
+                // `"client_secret": "…"`, `{"Key": "DB_PASSWORD", "Value": "…"}`.
+                Value::String(s) if keyed.is_some() => {
+                    if let Some(kind) = keyed {
+                        *s = self.keyed_secret(s, kind, vault);
+                    }
+                }
                 // `"owners": ["Jane Doe", "Li Wei"]`: every name in the list.
                 Value::Array(items) if person => {
                     for item in items {

@@ -23,6 +23,24 @@ pub enum PiiKind {
     PrivateKey,
     Jwt,
     UrlCredentials,
+    /// OpenAI API key: `sk-proj-…`, `sk-svcacct-…`, `sk-admin-…`, legacy `sk-…T3BlbkFJ…`.
+    OpenaiKey,
+    /// Anthropic API key: `sk-ant-api03-…`, `sk-ant-admin01-…`.
+    AnthropicKey,
+    /// Twilio API key SID `SK` + 32 hex (the SID that signs with its secret).
+    TwilioKey,
+    /// SendGrid API key `SG.<22>.<43>`.
+    SendgridKey,
+    /// Stripe secret or restricted key (`sk_live_…`, `rk_test_…`) and webhook secret (`whsec_…`).
+    StripeKey,
+    /// Another provider's key or token with a documented prefix (GitLab, npm,
+    /// PyPI, Hugging Face, DigitalOcean, Vault, …).
+    ApiKey,
+    /// A value after a password-like key (`password`, `passwd`, `pwd`, `passphrase`).
+    Password,
+    /// A value after a secret-like key (`*_TOKEN=`, `client_secret`, `api_key`,
+    /// `Authorization:`) or a bearer token, of no known shape.
+    Secret,
     CreditCard,
     Ssn,
     Iban,
@@ -31,7 +49,7 @@ pub enum PiiKind {
 
 impl PiiKind {
     /// Every kind, in declaration order (for reports).
-    pub const ALL: [PiiKind; 18] = [
+    pub const ALL: [PiiKind; 26] = [
         PiiKind::Email,
         PiiKind::Phone,
         PiiKind::Ipv4,
@@ -46,6 +64,14 @@ impl PiiKind {
         PiiKind::PrivateKey,
         PiiKind::Jwt,
         PiiKind::UrlCredentials,
+        PiiKind::OpenaiKey,
+        PiiKind::AnthropicKey,
+        PiiKind::TwilioKey,
+        PiiKind::SendgridKey,
+        PiiKind::StripeKey,
+        PiiKind::ApiKey,
+        PiiKind::Password,
+        PiiKind::Secret,
         PiiKind::CreditCard,
         PiiKind::Ssn,
         PiiKind::Iban,
@@ -65,6 +91,14 @@ impl PiiKind {
                 | PiiKind::PrivateKey
                 | PiiKind::Jwt
                 | PiiKind::UrlCredentials
+                | PiiKind::OpenaiKey
+                | PiiKind::AnthropicKey
+                | PiiKind::TwilioKey
+                | PiiKind::SendgridKey
+                | PiiKind::StripeKey
+                | PiiKind::ApiKey
+                | PiiKind::Password
+                | PiiKind::Secret
         )
     }
 
@@ -85,6 +119,14 @@ impl PiiKind {
             PiiKind::PrivateKey => "PRIVATE_KEY",
             PiiKind::Jwt => "JWT",
             PiiKind::UrlCredentials => "URL_CREDENTIALS",
+            PiiKind::OpenaiKey => "OPENAI_KEY",
+            PiiKind::AnthropicKey => "ANTHROPIC_KEY",
+            PiiKind::TwilioKey => "TWILIO_KEY",
+            PiiKind::SendgridKey => "SENDGRID_KEY",
+            PiiKind::StripeKey => "STRIPE_KEY",
+            PiiKind::ApiKey => "API_KEY",
+            PiiKind::Password => "PASSWORD",
+            PiiKind::Secret => "SECRET",
             PiiKind::CreditCard => "CREDIT_CARD",
             PiiKind::Ssn => "SSN",
             PiiKind::Iban => "IBAN",

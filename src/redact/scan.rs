@@ -1,6 +1,7 @@
 //! One forward pass over the input that finds candidates and confirms them.
 //!
-//! Why not one big regex: an alternation of eighteen kinds with captures
+//! Why not one big regex: an alternation of two dozen kinds and a hundred
+//! token formats with captures
 //! runs far below the throughput we need, and most kinds need a checksum or
 //! a parse anyway. Instead the pass walks words (`[A-Za-z0-9_]+`) and the
 //! bytes between them; a word or a trigger byte (`@`, `:`, `-----BEGIN`)
@@ -11,6 +12,7 @@
 
 use serde::Serialize;
 
+use super::keys::{self, ValueEnds};
 use super::names::{self, PersonKeys};
 use super::numeric;
 use super::patterns::PiiKind;
@@ -35,6 +37,7 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
     let mut found: Vec<Span> = Vec::new();
     let mut names: Vec<Span> = Vec::new();
     let mut pem_ends = PemEnds::default();
+    let mut value_ends = ValueEnds::default();
     // Hex runs already read by the IPv6/MAC reader.
     let mut hex_done = 0usize;
     let push =
@@ -102,9 +105,17 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
                 push(&mut found, h);
                 i = h.1;
             }
+        } else if keys::candidate(hay, s, e)
+            && let Some(h) = keys::after_key(hay, s, e, &mut value_ends)
+        {
+            // Likewise: a value after `token=` that is a GitHub token or a
+            // JWT is reported as such; the key only covers what is left.
+            push(&mut names, h);
         }
     }
-    resolve(found, names)
+    // Keys are met in order, so this is nearly always sorted already.
+    names.sort_by_key(|s| s.start);
+    resolve(hay, found, names)
 }
 
 fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric::Hit> {
@@ -198,32 +209,57 @@ fn email(hay: &[u8], at: usize) -> Option<numeric::Hit> {
 }
 
 /// Sorts and drops overlaps: the earlier start wins, then the longer span.
-/// Names yield to every other kind (a name value may hold an email).
-fn resolve(mut found: Vec<Span>, names: Vec<Span>) -> Vec<Span> {
+/// Values found only by their key (`soft`: names, generic secrets) yield to
+/// every other kind (a name value may hold an email, a `token=` value a
+/// JWT), except that a secret value strictly containing other findings
+/// wins over them: a password holding an `@` is still one password, whole.
+fn hay_space(text: &[u8], i: usize) -> bool {
+    text[i].is_ascii_whitespace()
+}
+
+fn resolve(text: &[u8], mut found: Vec<Span>, soft: Vec<Span>) -> Vec<Span> {
     found.sort_unstable_by_key(|s| (s.start, std::cmp::Reverse(s.end)));
-    let mut out: Vec<Span> = Vec::with_capacity(found.len() + names.len());
+    let mut out: Vec<Span> = Vec::with_capacity(found.len() + soft.len());
     for s in found {
         if out.last().is_none_or(|l| s.start >= l.end) {
             out.push(s);
         }
     }
-    if names.is_empty() {
+    if soft.is_empty() {
         return out;
     }
-    // Merge names into the (sorted) findings where they overlap nothing.
-    let mut merged = Vec::with_capacity(out.len() + names.len());
-    let mut it = out.into_iter().peekable();
-    for name in names {
-        while let Some(s) = it.next_if(|s| s.end <= name.start) {
-            merged.push(s);
+    let mut merged = Vec::with_capacity(out.len() + soft.len());
+    let mut j = 0;
+    for s in soft {
+        while j < out.len() && out[j].end <= s.start {
+            merged.push(out[j]);
+            j += 1;
         }
-        let clashes_next = it.peek().is_some_and(|s| s.start < name.end);
-        let clashes_prev = merged.last().is_some_and(|l: &Span| l.end > name.start);
-        if !clashes_next && !clashes_prev {
-            merged.push(name);
+        if merged.last().is_some_and(|l: &Span| l.end > s.start) {
+            continue;
+        }
+        let inner = &out[j..];
+        let k = inner.iter().take_while(|f| f.start < s.end).count();
+        let inner = &inner[..k];
+        let equal = k == 1 && inner[0].start == s.start && inner[0].end == s.end;
+        let within = inner.iter().all(|f| f.start >= s.start && f.end <= s.end);
+        if k == 0 || (s.kind.is_credential() && within && !equal) {
+            merged.push(s);
+            j += k;
+        } else if inner[0].start > s.start {
+            // A value read to the end of its line (or a name read over
+            // capitalised words) runs into another finding: the value is
+            // what comes before it.
+            let mut end = inner[0].start;
+            while end > s.start && hay_space(text, end - 1) {
+                end -= 1;
+            }
+            if end > s.start {
+                merged.push(Span { end, ..s });
+            }
         }
     }
-    merged.extend(it);
+    merged.extend_from_slice(&out[j..]);
     merged
 }
 

@@ -141,3 +141,26 @@ fn mask_hides_every_value_the_vault_holds() {
         "value `<EMAIL_2>` does not match; <IPV4_1> neither"
     );
 }
+
+#[test]
+fn json_values_under_secret_keys_are_redacted_whole() {
+    let r = Redactor::default();
+    let value = json!({
+        "client_secret": "Zq8vT2mW5xL9pK3r",
+        "Tags": [{"Key": "DB_PASSWORD", "Value": "pa ss@word.io"}],
+        "headers": {"Authorization": "Bearer abcdEFGH1234ijkl5678"},
+        "NextToken": "eyJ2IjoxLCJrIjoiYWJjIn0abcdefgh",
+        "token": "${{ secrets.TOKEN }}",
+    });
+    let (red, _) = r.redact(&value).expect("plain JSON redacts");
+    assert_eq!(
+        red.get(),
+        &json!({
+            "client_secret": "<SECRET_1>",
+            "Tags": [{"Key": "DB_PASSWORD", "Value": "<PASSWORD_1>"}],
+            "headers": {"Authorization": "<SECRET_2>"},
+            "NextToken": "eyJ2IjoxLCJrIjoiYWJjIn0abcdefgh",
+            "token": "${{ secrets.TOKEN }}",
+        })
+    );
+}

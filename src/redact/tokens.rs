@@ -1,5 +1,6 @@
-//! Credentials with a fixed shape: AWS access key ids, GitHub, Slack and
-//! Google tokens, JWTs, IBANs, PEM private keys and URL userinfo.
+//! Credentials with a fixed shape: AWS access key ids, Slack and Google
+//! tokens, Twilio key SIDs, JWTs, IBANs, PEM private keys and URL userinfo;
+//! prefixed provider tokens (GitHub, OpenAI, …) are read by [`vendors`].
 //!
 //! Every reader starts only where the previous byte cannot belong to the
 //! same token, and reads forward over that token's alphabet, so each byte
@@ -8,6 +9,7 @@
 use super::numeric::Hit;
 use super::patterns::PiiKind;
 use super::validate::{iban_ok, is_b64url};
+use super::vendors;
 
 fn run(hay: &[u8], from: usize, max: usize, class: impl Fn(u8) -> bool) -> usize {
     hay[from..]
@@ -23,17 +25,36 @@ fn prev_is(hay: &[u8], s: usize, class: impl Fn(u8) -> bool) -> bool {
 
 /// Called at a word start `s` whose word (`[A-Za-z0-9_]+`) ends at `e`.
 pub(super) fn at_word(hay: &[u8], s: usize, e: usize) -> Option<Hit> {
+    if let Some(hit) = vendors::at_word(hay, s) {
+        return Some(hit);
+    }
     let w = &hay[s..e];
     match w[0] {
-        b'A' if (w.starts_with(b"AKIA") || w.starts_with(b"ASIA")) && w.len() == 20 => w
+        // Access key ids of users (AKIA), sessions (ASIA), bearer-token
+        // principals (ABIA) and CloudFront key pairs (ACCA).
+        b'A' if [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
             .iter()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-            .then_some((s, e, PiiKind::AwsAccessKey)),
+            .any(|p| w.starts_with(*p))
+            && w.len() == 20 =>
+        {
+            w.iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                .then_some((s, e, PiiKind::AwsAccessKey))
+        }
         b'A' if w.starts_with(b"AIza") && !prev_is(hay, s, is_b64url) => {
             let n = run(hay, s, 40, is_b64url);
             (n == 39).then_some((s, s + n, PiiKind::GoogleApiKey))
         }
-        b'g' if github(w) => Some((s, e, PiiKind::GithubToken)),
+        // Twilio API key SID: `SK` + 32 lowercase hex (account SIDs, `AC…`,
+        // are identifiers and stay).
+        b'S' if w.len() == 34
+            && w[1] == b'K'
+            && w[2..]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) =>
+        {
+            Some((s, e, PiiKind::TwilioKey))
+        }
         b'x' if w.len() == 4 && w.starts_with(b"xox") && hay.get(e) == Some(&b'-') => {
             if !b"abeoprs".contains(&w[3]) || prev_is(hay, s, slack_char) {
                 return None;
@@ -50,16 +71,6 @@ pub(super) fn at_word(hay: &[u8], s: usize, e: usize) -> Option<Hit> {
 
 fn slack_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-'
-}
-
-fn github(w: &[u8]) -> bool {
-    if let Some(rest) = w.strip_prefix(b"github_pat_") {
-        return (22..=255).contains(&rest.len());
-    }
-    let classic = [b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"];
-    classic.iter().any(|p| w.starts_with(*p))
-        && (40..=255).contains(&w.len())
-        && w[4..].iter().all(u8::is_ascii_alphanumeric)
 }
 
 /// Header and payload are base64url JSON (`eyJ` is `{"`), then a signature
@@ -81,7 +92,9 @@ fn jwt(hay: &[u8], s: usize) -> Option<Hit> {
     }
     let sig = run(hay, s0, MAX_SEG, is_b64url);
     let end = s0 + sig;
-    let next_ok = hay.get(end).is_none_or(|b| !(is_b64url(*b) || *b == b'.'));
+    // A full stop after the signature ends the sentence, not the token.
+    let stop = |p: usize| hay.get(p).is_none_or(|b| !(is_b64url(*b) || *b == b'.'));
+    let next_ok = stop(end) || (hay[end] == b'.' && stop(end + 1));
     next_ok.then_some((s, end, PiiKind::Jwt))
 }
 
@@ -238,6 +251,7 @@ mod tests {
     fn jwt_needs_json_header_and_payload() {
         let t = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
         assert_eq!(word(&format!(" {t};")), Some(t));
+        assert_eq!(word(&format!(" {t}. Next")), Some(t));
         assert_eq!(word("eyJhbGciOiJIUzI1NiJ9.notjson.sig"), None);
     }
 

@@ -5,6 +5,7 @@
 mod approval;
 mod aws;
 mod bad_input;
+mod credentials;
 mod daemon;
 mod demo;
 mod detect;

@@ -1,6 +1,7 @@
 //! Property and robustness tests through the public API: planted values of
 //! every kind never survive redaction, and restore undoes redaction exactly.
 
+use draco::bench::redact_corpus::credentials::samples;
 use draco::bench::redact_corpus::{Rng, value};
 use draco::redact::{PiiKind, Redactor};
 use proptest::prelude::*;
@@ -26,6 +27,8 @@ fn planted(kind: PiiKind, v: &str) -> String {
         PiiKind::Name => format!("Owner: {v}"),
         PiiKind::AwsSecretKey => format!("aws_secret_access_key = {v}"),
         PiiKind::UrlCredentials => format!("https://{v}@db.example.com/x"),
+        PiiKind::Password => format!("DB_PASSWORD={v}"),
+        PiiKind::Secret => format!("api_key: \"{v}\""),
         _ => v.to_owned(),
     }
 }
@@ -87,6 +90,75 @@ proptest! {
     }
 }
 
+/// Whether a piece of `secret` longer than four bytes is in `output`
+/// outside placeholders (and was not in `input` outside the secret).
+fn survives(secret: &str, input: &str, output: &str) -> Option<String> {
+    let around = input.replace(secret, " ");
+    let left = draco_placeholders_removed(output);
+    secret
+        .as_bytes()
+        .windows(5)
+        .filter_map(|w| std::str::from_utf8(w).ok())
+        .find(|piece| left.contains(piece) && !around.contains(piece))
+        .map(str::to_owned)
+}
+
+fn draco_placeholders_removed(text: &str) -> String {
+    let re = regex::Regex::new(r"<[A-Z][A-Z0-9_]*_[0-9]+>").expect("regex");
+    re.replace_all(text, " ").into_owned()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Keys of every generated format (GitHub's stateless `ghs_` tokens,
+    /// `sk-proj-`, `sk-ant-api03-`, SendGrid, Twilio, values after
+    /// `*_TOKEN=` …), planted in env, YAML, JSON, header, flag and prose
+    /// shapes, never leave a piece longer than four bytes, and restore
+    /// gives the text back.
+    #[test]
+    fn generated_keys_of_every_format_never_survive(seed in any::<u64>(), note in filler()) {
+        let r = Redactor::default();
+        for sample in samples(seed, 1) {
+            for doc in &sample.docs {
+                let text = format!("{note}\n{}{note}", doc.text);
+                let shift = note.len() + 1;
+                let (red, vault) = r.redact_text(&text);
+                for label in &doc.spans {
+                    let secret = &text[label.start + shift..label.end + shift];
+                    let left = survives(secret, &text, red.get());
+                    prop_assert!(left.is_none(), "{}: {left:?} of {secret:?} survived in {:?}", sample.format.name, red.get());
+                }
+                prop_assert_eq!(&vault.restore(red.get()).text, &text);
+            }
+        }
+    }
+
+    /// The same keys as JSON values under secret-like keys, through the JSON walk.
+    #[test]
+    fn generated_keys_never_survive_under_json_keys(seed in any::<u64>()) {
+        let r = Redactor::default();
+        let mut rng = Rng::new(seed);
+        for key in ["client_secret", "apiKey", "DB_PASSWORD", "Authorization", "token"] {
+            for sample in samples(rng.next_u64(), 1) {
+                for doc in &sample.docs {
+                    let Some(label) = doc.spans.first() else { continue };
+                    let secret = &doc.text[label.start..label.end];
+                    let value = if key == "Authorization" { format!("Bearer {secret}") } else { secret.to_owned() };
+                    let json = json!({ key: value, "Tags": [{"Key": "DB_PASSWORD", "Value": secret}] });
+                    let (red, _) = r.redact(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let out = red.to_json().map_err(|e| TestCaseError::fail(e.to_string()))?.to_string();
+                    let input = json.to_string();
+                    let escaped = serde_json::to_string(secret).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let escaped = escaped.trim_matches('"');
+                    let left = survives(escaped, &input, &out);
+                    prop_assert!(left.is_none(), "{key}/{}: {left:?} survived in {out}", sample.format.name);
+                }
+            }
+        }
+    }
+}
+
 fn restore_strings(v: &mut serde_json::Value, vault: &draco::redact::Vault) {
     match v {
         serde_json::Value::String(s) => *s = vault.restore(s).text,
@@ -124,6 +196,13 @@ fn near_miss_inputs_find_nothing() {
         "ghp_",
         "AIza",
         "1.2.3.4.",
+        "sk-",
+        "ghs_",
+        "SG.",
+        "Bearer ",
+        "token=",
+        "password: ",
+        "x-api-key: ",
     ] {
         let text = unit.repeat(N / unit.len());
         let spans = r.spans(&text);
