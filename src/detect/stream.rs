@@ -1086,26 +1086,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore]
-    fn debug_trace() {
-        let config = StreamConfig::default();
-        let values = blinded(&[(2000, 1e6)], (2200, -10.0), (2700, 8.0));
-        let mut d = StreamDetector::new(config);
-        for (i, &v) in values.iter().enumerate() {
-            let s = d.update(v);
-            if d.values.rebuilt || d.changes.rebuilt {
-                println!(
-                    "{i} rebuilt values {} changes {} range {} {}",
-                    d.values.rebuilt, d.changes.rebuilt, d.values.min, d.values.max
-                );
-            }
-            if (s > 0.4 && i > 1990) || i == 2700 {
-                println!("{i} {v} {s}");
-            }
-        }
-    }
-
-    #[test]
     fn without_range_memory_one_extreme_blinds_the_detector() {
         // The test above can fail: with ranges kept for good the spike is lost.
         let config = StreamConfig {
