@@ -1031,7 +1031,9 @@ mod tests {
             .expect("valid date");
         let burst =
             |x: f64, n: usize| -> Vec<(usize, f64)> { (2000..2000 + n).map(|i| (i, x)).collect() };
-        let cases: Vec<(&str, Vec<(usize, f64)>, (usize, f64), f64)> = vec![
+        // (name, extremes, level shift, spike above the level)
+        type Case = (&'static str, Vec<(usize, f64)>, (usize, f64), f64);
+        let cases: Vec<Case> = vec![
             ("one 1e6", burst(1e6, 1), (usize::MAX, 0.0), 8.0),
             ("one 1e12", burst(1e12, 1), (usize::MAX, 0.0), 8.0),
             ("one 1e3", burst(1e3, 1), (usize::MAX, 0.0), 8.0),

@@ -24,7 +24,7 @@ const README_SCORES: [(&str, f64); 3] = [
 
 /// Numenta HTM's per-row scores for one file, with the windows of that file.
 fn numenta_run(root: &Path, relative: &str, reference: &str) -> (LabeledSeries, Vec<f64>) {
-    let corpus = nab::load_corpus(&root).expect("the shared NAB corpus loads");
+    let corpus = nab::load_corpus(root).expect("the shared NAB corpus loads");
     let series = corpus
         .into_iter()
         .find(|s| s.name == relative)
