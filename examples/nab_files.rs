@@ -1,20 +1,23 @@
 //! Per-file NAB breakdown for the default detector settings:
 //! `cargo run --release --example nab_files -- ../shared/data/nab`
+//! (the corpus defaults to `DRACO_NAB_DIR`, else `../shared/data/nab`).
 use draco::bench::nab::{self, PROFILES};
-use draco::detect::stream::{self, StreamConfig};
+use draco::detect::stream::StreamConfig;
 
 fn main() {
     let root = std::env::args()
         .nth(1)
+        .or_else(|| std::env::var("DRACO_NAB_DIR").ok())
         .unwrap_or_else(|| "../shared/data/nab".into());
-    let Ok(corpus) = nab::load_corpus(std::path::Path::new(&root)) else {
-        return;
+    let corpus = match nab::load_corpus(std::path::Path::new(&root)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     };
     let config = StreamConfig::default();
-    let scores: Vec<Vec<f64>> = corpus
-        .iter()
-        .map(|s| stream::score_at(&s.timestamps, &s.values, &config))
-        .collect();
+    let scores = nab::score_corpus(&corpus, &config, true);
     let result = nab::sweep(&corpus, &scores, &PROFILES[0]);
     println!(
         "standard {:.1} at {:.4}",

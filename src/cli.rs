@@ -65,7 +65,8 @@ pub struct ScansArgs {
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// CSV with header `timestamp,value`, timestamps strictly increasing.
+    /// CSV with header `timestamp,value`; rows whose timestamp repeats or
+    /// goes back are scored in file order, with one warning counting them.
     #[arg(long)]
     pub input: PathBuf,
     /// Score at or above which a row is marked `anomaly = 1` (the default is
@@ -128,6 +129,13 @@ pub struct NabArgs {
     /// NAB root: `data/**/*.csv` and `labels/combined_windows.json` (e.g. ../shared/data/nab).
     #[arg(long)]
     pub data: PathBuf,
+    /// Score the values alone, without the time-of-day model (as for a series without timestamps).
+    #[arg(long)]
+    pub no_timestamps: bool,
+    /// Instead of the report: tune the settings grid of `examples/nab_tune.rs` on the odd-numbered
+    /// files and score the even ones, then the reverse (standard profile; about 250 corpus runs).
+    #[arg(long)]
+    pub two_fold: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -34,30 +34,42 @@ pub fn detect_command(args: &DetectArgs) -> Result<()> {
 }
 
 fn write_detections(args: &DetectArgs) -> Result<()> {
-    use std::io::Write;
     if !(0.0..=1.0).contains(&args.threshold) {
         return Err(UsageError(format!("--threshold {} is not in [0, 1]", args.threshold)).into());
     }
-    let (timestamps, values) =
-        crate::bench::nab::read_series_csv(&args.input, crate::bench::nab::Order::Strict)?;
+    let series = crate::detect::series_csv::read(&args.input)?;
+    if let Some(warning) = series.out_of_order_warning() {
+        eprintln!("warning: {}: {warning}", args.input.display());
+    }
     let scores = crate::detect::stream::score_at(
-        &timestamps,
-        &values,
+        &series.timestamps(),
+        &series.values(),
         &crate::detect::stream::StreamConfig::default(),
     );
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = BufWriter::new(stdout.lock());
     writeln!(out, "timestamp,value,score,anomaly")?;
-    for ((t, v), s) in timestamps.iter().zip(&values).zip(&scores) {
+    for (row, s) in series.rows.iter().zip(&scores) {
         writeln!(
             out,
-            "{},{v},{s:.6},{}",
-            t.format("%Y-%m-%d %H:%M:%S"),
+            "{},{},{s:.6},{}",
+            csv_field(&row.raw_timestamp),
+            row.value,
             u8::from(*s >= args.threshold)
         )?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// A field for CSV output: quoted (quotes doubled) only when it holds a
+/// separator, a quote or a line break, so the usual timestamp is echoed as is.
+fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\"")).into()
+    } else {
+        text.into()
+    }
 }
 
 pub fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
@@ -107,18 +119,36 @@ pub fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
 }
 
 pub fn nab_command(args: &NabArgs) -> Result<()> {
-    let report =
-        crate::bench::run_nab(&args.data, &crate::detect::stream::StreamConfig::default())?;
+    let timestamps = !args.no_timestamps;
+    if args.two_fold {
+        return two_fold_command(args, timestamps);
+    }
+    let report = crate::bench::run_nab(
+        &args.data,
+        &crate::detect::stream::StreamConfig::default(),
+        timestamps,
+    )?;
+    if report.out_of_order_rows > 0 {
+        eprintln!(
+            "warning: {} rows in {} files repeat or go back in time; scored in file order",
+            report.out_of_order_rows, report.out_of_order_files
+        );
+    }
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     println!(
-        "NAB corpus {}: {} files, {} rows, {} windows; detector {:.0} rows/s",
+        "NAB corpus {}: {} files, {} rows, {} windows, {}; detector {:.0} rows/s",
         args.data.display(),
         report.files,
         report.rows,
         report.windows,
+        if timestamps {
+            "with timestamps"
+        } else {
+            "values only (--no-timestamps)"
+        },
         report.rows as f64 / report.seconds.max(1e-9)
     );
     println!(
@@ -133,6 +163,49 @@ pub fn nab_command(args: &NabArgs) -> Result<()> {
     }
     if let Some(standard) = report.profiles.iter().find(|p| p.profile == "standard") {
         println!("NAB standard: {:.1}", standard.normalized);
+    }
+    Ok(())
+}
+
+/// `draco bench nab --two-fold`: what the score owes to tuning on the files scored.
+fn two_fold_command(args: &NabArgs, timestamps: bool) -> Result<()> {
+    use crate::bench::nab;
+    let corpus = nab::load_corpus(&args.data)?;
+    let grid = nab::tuning_grid();
+    let folds = nab::two_fold(&corpus, &grid, timestamps);
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&folds)?);
+        return Ok(());
+    }
+    println!(
+        "Two-fold check on {}: {} files, {} settings, standard profile, {}",
+        args.data.display(),
+        corpus.len(),
+        grid.len(),
+        if timestamps {
+            "with timestamps"
+        } else {
+            "values only"
+        }
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>7} {:>18} {:>20}",
+        "TUNED ON", "SETTING", "DEFAULTS", "TUNED", "HELD OUT (OWN θ)", "HELD OUT (TUNED θ)"
+    );
+    for f in &folds {
+        println!(
+            "{:<10} {:>8} {:>9} {:>7.1} {:>18.1} {:>20.1}",
+            f.tuned_on,
+            f.setting,
+            if f.shipped_defaults_chosen {
+                "yes"
+            } else {
+                "no"
+            },
+            f.tuned_score,
+            f.held_out_rechosen,
+            f.held_out_training_threshold
+        );
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::detect::stream::{self, StreamConfig};
+use crate::detect::stream::StreamConfig;
 use nab::{CorpusError, PROFILES, ProfileResult};
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,18 +20,27 @@ pub struct NabReport {
     pub files: usize,
     pub rows: usize,
     pub windows: usize,
+    /// Whether the rows' timestamps fed the time-of-day model.
+    pub timestamps: bool,
+    /// Rows whose timestamp repeats or goes back in time (scored in file
+    /// order), and the files holding them.
+    pub out_of_order_rows: usize,
+    pub out_of_order_files: usize,
     pub profiles: Vec<ProfileResult>,
     pub seconds: f64,
 }
 
-/// Scores every series of the NAB corpus at `root` with the streaming detector.
-pub fn run_nab(root: &Path, config: &StreamConfig) -> Result<NabReport, CorpusError> {
+/// Scores every series of the NAB corpus at `root` with the streaming
+/// detector, with the time-of-day model from the rows' timestamps when
+/// `timestamps` is true.
+pub fn run_nab(
+    root: &Path,
+    config: &StreamConfig,
+    timestamps: bool,
+) -> Result<NabReport, CorpusError> {
     let corpus = nab::load_corpus(root)?;
     let started = Instant::now();
-    let scores: Vec<Vec<f64>> = corpus
-        .iter()
-        .map(|s| stream::score_at(&s.timestamps, &s.values, config))
-        .collect();
+    let scores = nab::score_corpus(&corpus, config, timestamps);
     let seconds = started.elapsed().as_secs_f64();
     let profiles = PROFILES
         .iter()
@@ -41,6 +50,9 @@ pub fn run_nab(root: &Path, config: &StreamConfig) -> Result<NabReport, CorpusEr
         files: corpus.len(),
         rows: corpus.iter().map(|s| s.values.len()).sum(),
         windows: corpus.iter().map(|s| s.windows.len()).sum(),
+        timestamps,
+        out_of_order_rows: corpus.iter().map(|s| s.out_of_order).sum(),
+        out_of_order_files: corpus.iter().filter(|s| s.out_of_order > 0).count(),
         profiles,
         seconds,
     })

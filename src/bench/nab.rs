@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
+use crate::detect::series_csv::{self, SeriesCsvError};
+use crate::detect::stream::{self, StreamConfig};
+
 /// Costs of one application profile (NAB `config/profiles.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Profile {
@@ -49,6 +52,10 @@ pub struct LabeledSeries {
     pub values: Vec<f64>,
     /// Anomaly windows as inclusive row ranges.
     pub windows: Vec<(usize, usize)>,
+    /// Rows whose timestamp repeats or goes back from the previous row's
+    /// (NAB's CloudWatch files repeat an hour at a daylight-saving change);
+    /// they are scored in file order, as NAB does.
+    pub out_of_order: usize,
 }
 
 impl LabeledSeries {
@@ -242,117 +249,15 @@ pub fn sweep(corpus: &[LabeledSeries], scores: &[Vec<f64>], profile: &Profile) -
 pub enum CorpusError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
-    #[error("{path}:{line}: {message}")]
-    Row {
-        path: String,
-        line: usize,
-        message: String,
-    },
+    /// A data file the series reader refused (a row that cannot be parsed).
+    #[error(transparent)]
+    Series(#[from] SeriesCsvError),
 }
 
-/// How strictly timestamps must increase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Every timestamp after the previous one (input given to `draco detect`).
-    Strict,
-    /// Rows as they are: NAB's own files repeat or step back an hour at
-    /// daylight-saving changes, and NAB scores those rows as they are.
-    AsIs,
-}
-
-/// Reads `timestamp,value` CSV; values must be finite.
-pub fn read_series_csv(
-    path: &Path,
-    order: Order,
-) -> Result<(Vec<NaiveDateTime>, Vec<f64>), CorpusError> {
-    let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| CorpusError::File {
-        path: display.clone(),
-        message: e.to_string(),
-    })?;
-    parse_series_csv(&text, &display, order)
-}
-
-/// Accepts `YYYY-MM-DD HH:MM:SS[.ffffff]`, RFC 3339, or a bare date.
+/// Accepts what [`series_csv::parse_timestamp`] accepts (NAB's label files
+/// use `YYYY-MM-DD HH:MM:SS.ffffff`).
 pub fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
-    let text = text.trim();
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
-        .ok()
-        .or_else(|| {
-            chrono::DateTime::parse_from_rfc3339(text)
-                .ok()
-                .map(|t| t.naive_utc())
-        })
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
-}
-
-pub fn parse_series_csv(
-    text: &str,
-    path: &str,
-    order: Order,
-) -> Result<(Vec<NaiveDateTime>, Vec<f64>), CorpusError> {
-    let row_error = |line: usize, message: String| CorpusError::Row {
-        path: path.to_owned(),
-        line,
-        message,
-    };
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, header)) if header.trim().trim_start_matches('\u{feff}') == "timestamp,value" => {}
-        Some((_, header)) => {
-            return Err(row_error(
-                1,
-                format!("header is `{header}`, expected `timestamp,value`"),
-            ));
-        }
-        None => return Err(row_error(1, "the file is empty".into())),
-    }
-    let mut timestamps: Vec<NaiveDateTime> = Vec::new();
-    let mut values = Vec::new();
-    for (index, line) in lines {
-        let line_no = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (ts, value) = line
-            .split_once(',')
-            .ok_or_else(|| row_error(line_no, format!("`{line}` is not `timestamp,value`")))?;
-        let ts = parse_timestamp(ts)
-            .ok_or_else(|| row_error(line_no, format!("`{ts}` is not a timestamp")))?;
-        let value: f64 = value
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| {
-                row_error(
-                    line_no,
-                    format!("`{}` is not a finite number", value.trim()),
-                )
-            })?;
-        if let Some(last) = timestamps.last() {
-            if ts == *last && order == Order::Strict {
-                return Err(row_error(line_no, format!("duplicate timestamp {ts}")));
-            }
-            if ts < *last && order == Order::Strict {
-                return Err(row_error(
-                    line_no,
-                    format!("timestamp {ts} goes back in time (previous {last})"),
-                ));
-            }
-        }
-        timestamps.push(ts);
-        values.push(value);
-    }
-    if values.is_empty() {
-        return Err(row_error(2, "no data rows".into()));
-    }
-    Ok((timestamps, values))
+    series_csv::parse_timestamp(text)
 }
 
 /// Loads every CSV under `root/data`, with windows from `root/labels/combined_windows.json`.
@@ -391,7 +296,8 @@ pub fn load_corpus(root: &Path) -> Result<Vec<LabeledSeries>, CorpusError> {
             .strip_prefix(&data)
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        let (timestamps, values) = read_series_csv(&path, Order::AsIs)?;
+        let series = series_csv::read(&path)?;
+        let (timestamps, values) = (series.timestamps(), series.values());
         let mut windows = Vec::new();
         for (start, end) in all_windows.get(&name).cloned().unwrap_or_default() {
             let (Some(start), Some(end)) = (parse_timestamp(&start), parse_timestamp(&end)) else {
@@ -421,9 +327,148 @@ pub fn load_corpus(root: &Path) -> Result<Vec<LabeledSeries>, CorpusError> {
             timestamps,
             values,
             windows,
+            out_of_order: series.out_of_order,
         });
     }
     Ok(corpus)
+}
+
+/// The settings `examples/nab_tune.rs` and `draco bench nab --two-fold`
+/// search: 3 values each of the five settings that moved the score most
+/// when the detector was written, centred on the shipped defaults (which
+/// are in the grid: a test checks it), the rest at their defaults. 243
+/// settings.
+pub fn tuning_grid() -> Vec<StreamConfig> {
+    let default = StreamConfig::default();
+    let mut grid = Vec::new();
+    for alarm_level in [0.995, 0.998, 0.999] {
+        for half_life in [8000.0, 16000.0, 32000.0] {
+            for short_window in [7, 10, 13] {
+                for long_window in [3000, 6000, 9000] {
+                    for suppress_for in [100, 150, 200] {
+                        grid.push(StreamConfig {
+                            alarm_level,
+                            half_life,
+                            short_window,
+                            long_window,
+                            suppress_for,
+                            ..default.clone()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    grid
+}
+
+/// Scores every series with `config`, with the time-of-day model when
+/// `timestamps` is true (as `draco detect` does) or on the values alone.
+pub fn score_corpus(
+    corpus: &[LabeledSeries],
+    config: &StreamConfig,
+    timestamps: bool,
+) -> Vec<Vec<f64>> {
+    corpus
+        .iter()
+        .map(|s| {
+            if timestamps {
+                stream::score_at(&s.timestamps, &s.values, config)
+            } else {
+                stream::score(&s.values, config)
+            }
+        })
+        .collect()
+}
+
+/// Normalised score (as in [`ProfileResult::normalized`]) of a corpus at a
+/// fixed threshold, e.g. one chosen on other files.
+pub fn normalized_at(
+    corpus: &[LabeledSeries],
+    scores: &[Vec<f64>],
+    threshold: f64,
+    profile: &Profile,
+) -> f64 {
+    let windows: usize = corpus.iter().map(|s| s.windows.len()).sum();
+    let null = -profile.fn_ * windows as f64;
+    let perfect = profile.tp * windows as f64;
+    let raw: f64 = corpus
+        .iter()
+        .zip(scores)
+        .map(|(s, sc)| file_score(s, sc, threshold, profile))
+        .sum();
+    if perfect > null {
+        100.0 * (raw - null) / (perfect - null)
+    } else {
+        0.0
+    }
+}
+
+/// One half of the two-fold check: settings tuned on one half of the files,
+/// scored on the other (standard profile).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fold {
+    /// `odd` (files 1, 3, 5, … in path order) or `even`.
+    pub tuned_on: &'static str,
+    /// Position of the chosen settings in [`tuning_grid`].
+    pub setting: usize,
+    pub shipped_defaults_chosen: bool,
+    /// Score of the chosen settings on the files they were tuned on.
+    pub tuned_score: f64,
+    /// On the held-out half, with the threshold re-chosen there.
+    pub held_out_rechosen: f64,
+    /// On the held-out half, at the threshold chosen on the tuning half.
+    pub held_out_training_threshold: f64,
+}
+
+/// Tunes on the odd-numbered files and scores the even ones, then the
+/// reverse: how much of the score is owed to tuning on the files scored.
+/// Each setting of `grid` scores the whole corpus once.
+pub fn two_fold(corpus: &[LabeledSeries], grid: &[StreamConfig], timestamps: bool) -> [Fold; 2] {
+    let profile = &PROFILES[0];
+    let half = |parity: usize| -> Vec<usize> { (parity..corpus.len()).step_by(2).collect() };
+    let halves = [half(0), half(1)];
+    let pick = |indices: &[usize], scores: &[Vec<f64>]| -> (Vec<LabeledSeries>, Vec<Vec<f64>>) {
+        indices
+            .iter()
+            .map(|&i| (corpus[i].clone(), scores[i].clone()))
+            .unzip()
+    };
+    // Per setting and half: (sweep on it, score of the other half at its threshold).
+    let mut results: Vec<[(ProfileResult, f64, f64); 2]> = Vec::with_capacity(grid.len());
+    for config in grid {
+        let scores = score_corpus(corpus, config, timestamps);
+        let (odd, odd_scores) = pick(&halves[0], &scores);
+        let (even, even_scores) = pick(&halves[1], &scores);
+        let on_odd = sweep(&odd, &odd_scores, profile);
+        let on_even = sweep(&even, &even_scores, profile);
+        let even_at_odd = normalized_at(&even, &even_scores, on_odd.threshold, profile);
+        let odd_at_even = normalized_at(&odd, &odd_scores, on_even.threshold, profile);
+        let even_rechosen = on_even.normalized;
+        let odd_rechosen = on_odd.normalized;
+        results.push([
+            (on_odd, even_rechosen, even_at_odd),
+            (on_even, odd_rechosen, odd_at_even),
+        ]);
+    }
+    let default = StreamConfig::default();
+    let fold = |k: usize| -> Fold {
+        let (setting, best) = results
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1[k].0.normalized.total_cmp(&b.1[k].0.normalized))
+            .map(|(i, r)| (i, r[k].clone()))
+            .unwrap_or((0, (sweep(&[], &[], profile), 0.0, 0.0)));
+        Fold {
+            tuned_on: if k == 0 { "odd" } else { "even" },
+            setting,
+            shipped_defaults_chosen: grid.get(setting) == Some(&default),
+            tuned_score: best.0.normalized,
+            held_out_rechosen: best.1,
+            held_out_training_threshold: best.2,
+        }
+    };
+    [fold(0), fold(1)]
 }
 
 #[cfg(test)]
@@ -439,6 +484,7 @@ mod tests {
                 .collect(),
             values: vec![0.0; rows],
             windows,
+            out_of_order: 0,
         }
     }
 
@@ -482,5 +528,29 @@ mod tests {
         );
         scores[300] = 1.0; // before any window: a full false positive
         assert!((file_score(&s, &scores, 0.5, profile) - (late - 0.11)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_tuning_grid_holds_the_shipped_defaults_once() {
+        let grid = tuning_grid();
+        let default = StreamConfig::default();
+        assert_eq!(grid.iter().filter(|c| **c == default).count(), 1);
+        assert_eq!(grid.len(), 243);
+    }
+
+    #[test]
+    fn a_fixed_threshold_scores_as_the_sweep_does_at_its_own_threshold() {
+        let corpus = vec![
+            series(1000, vec![(300, 349)]),
+            series(800, vec![(500, 539)]),
+        ];
+        let mut scores: Vec<Vec<f64>> = corpus.iter().map(|s| vec![0.1; s.values.len()]).collect();
+        scores[0][310] = 0.9;
+        scores[1][200] = 0.95;
+        let profile = &PROFILES[0];
+        let best = sweep(&corpus, &scores, profile);
+        let at = normalized_at(&corpus, &scores, best.threshold, profile);
+        assert!((best.normalized - at).abs() < 1e-9, "{best:?} {at}");
+        assert!(normalized_at(&corpus, &scores, 0.92, profile) < best.normalized);
     }
 }

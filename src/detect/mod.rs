@@ -3,6 +3,7 @@
 
 pub mod cost;
 pub mod posture;
+pub mod series_csv;
 pub mod stream;
 
 use chrono::{DateTime, Utc};

@@ -28,6 +28,21 @@
 //!    one incident is one alarm, not a pager storm.
 //!
 //! The score at point *t* depends only on points up to *t*.
+//!
+//! **Extreme values.** The bins span the range seen, so one value of `1e6`
+//! in a series between 1 and 2 would squeeze every later value into one
+//! bin and hide a later spike. The last `range_memory` values (500 by
+//! default) are kept, and every 50 points: if they fill less than an eighth
+//! of the range, each end of the range beyond them where at most 8
+//! (decayed) points ever lay is given back. The range then rests on those
+//! values (plus a quarter of their spread), and the value bins, the recent level
+//! and spread, and any time-of-day mean the extremes pulled outside it are
+//! rebuilt from them. So a burst of up to 8 extreme points, of either sign,
+//! at one or both ends, with or without a level change after it, blinds the
+//! detector for at most 1.1 × `range_memory` points (550) after the last of
+//! them; an excursion of n > 8 points stays part of the range for about
+//! `half_life` · log2(n / 8) points more (it is
+//! then a regime, not an outlier).
 
 use std::collections::VecDeque;
 
@@ -61,6 +76,11 @@ pub struct StreamConfig {
     /// Smallest learning rate of a phase's mean (it is 1/n before that), so
     /// the model follows a daily profile that changes slowly.
     pub season_alpha: f64,
+    /// Points after which an end of the binned range that no value has come
+    /// near is given back, if at most `FORGETTABLE_MASS` (decayed) points
+    /// ever lay there: the bound on how long a few extreme values can blind
+    /// the detector (see [`StreamDetector`]). 0 keeps every range for good.
+    pub range_memory: usize,
 }
 
 impl Default for StreamConfig {
@@ -78,11 +98,34 @@ impl Default for StreamConfig {
             calibration_half_life: 20000.0,
             season_buckets: 144,
             season_alpha: 0.1,
+            range_memory: 500,
         }
     }
 }
 
-/// Exponentially decaying histogram over a growing [min, max] range.
+/// The range is narrowed only when the recent values fill less than this
+/// share of it: with 16 bins, they then all fall into two bins or fewer.
+const CROWDED_SHARE: f64 = 1.0 / 8.0;
+
+/// Largest decayed count of points beyond the recent values for which a
+/// range end is given back: a burst of up to this many extreme points is
+/// forgotten; a regime that lasted longer keeps its place in the range until
+/// its count decays below this (`half_life` · log2(points / this) points).
+const FORGETTABLE_MASS: f64 = 8.0;
+
+/// Headroom left beyond the recent values when an end is given back, as a
+/// share of their spread: a value 3σ out in 500 Gaussian draws leaves
+/// about 4.4σ, so ordinary noise is rarely a new extreme afterwards.
+const RANGE_MARGIN: f64 = 0.25;
+
+/// How often, as a share of `range_memory`, the range is checked: an
+/// extreme leaves the recent values `range_memory` points after it came and
+/// is given back at the next check, so within 1.1 × `range_memory` points.
+const CHECKS_PER_MEMORY: usize = 10;
+
+/// Exponentially decaying histogram over a [min, max] range that grows to
+/// take in every new value and gives back an end that held only a few
+/// extreme points once none has come near it for `memory` points.
 #[derive(Debug, Clone)]
 struct DecayingHistogram {
     counts: Vec<f64>,
@@ -91,10 +134,18 @@ struct DecayingHistogram {
     min: f64,
     max: f64,
     seen: bool,
+    /// The last `memory` values, oldest at `head` once full.
+    recent: Vec<f64>,
+    head: usize,
+    memory: usize,
+    /// Points until the range is next checked.
+    until_check: usize,
+    /// Set by `observe` when the range was just given back.
+    rebuilt: bool,
 }
 
 impl DecayingHistogram {
-    fn new(bins: usize, half_life: f64) -> Self {
+    fn new(bins: usize, half_life: f64, memory: usize) -> Self {
         Self {
             counts: vec![0.0; bins.max(1)],
             total: 0.0,
@@ -102,6 +153,11 @@ impl DecayingHistogram {
             min: 0.0,
             max: 0.0,
             seen: false,
+            recent: Vec::with_capacity(memory),
+            head: 0,
+            memory,
+            until_check: memory,
+            rebuilt: false,
         }
     }
 
@@ -176,7 +232,91 @@ impl DecayingHistogram {
         let b = self.bin(x);
         self.counts[b] += 1.0;
         self.total += 1.0;
+        self.rebuilt = false;
+        if self.memory > 0 {
+            self.remember(x);
+        }
         surprise
+    }
+
+    /// Keeps `x` among the recent values and, every `memory` /
+    /// `CHECKS_PER_MEMORY` points, gives back range ends none of them lies in.
+    fn remember(&mut self, x: f64) {
+        if self.recent.len() < self.memory {
+            self.recent.push(x);
+        } else {
+            self.recent[self.head] = x;
+            self.head = if self.head + 1 == self.memory {
+                0
+            } else {
+                self.head + 1
+            };
+        }
+        self.until_check -= 1;
+        if self.until_check == 0 {
+            self.until_check = (self.memory / CHECKS_PER_MEMORY).max(1);
+            if self.recent.len() == self.memory {
+                self.give_back_ends();
+            }
+        }
+    }
+
+    /// When the last `memory` values fill less than `CROWDED_SHARE` of the
+    /// range, narrows each end beyond them that holds at most
+    /// `FORGETTABLE_MASS` points to the recent values plus `RANGE_MARGIN`
+    /// of their spread, and rebuilds the counts from the recent values: the old bins
+    /// are too coarse to say where in the new range their points lay.
+    fn give_back_ends(&mut self) {
+        let (lo, hi) = self
+            .recent
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        let span = self.max - self.min;
+        if span.is_nan() || span <= 0.0 || hi - lo >= CROWDED_SHARE * span {
+            return;
+        }
+        let margin = RANGE_MARGIN * (hi - lo);
+        let (mut min, mut max) = (self.min, self.max);
+        let (b_lo, b_hi) = (self.bin(lo), self.bin(hi));
+        if self.counts[b_hi + 1..].iter().sum::<f64>() <= FORGETTABLE_MASS {
+            max = (hi + margin).min(self.max);
+        }
+        if self.counts[..b_lo].iter().sum::<f64>() <= FORGETTABLE_MASS {
+            min = (lo - margin).max(self.min);
+        }
+        if (min, max) == (self.min, self.max) {
+            return;
+        }
+        (self.min, self.max) = (min, max);
+        self.counts.iter_mut().for_each(|c| *c = 0.0);
+        self.total = 0.0;
+        // Oldest first, each weighted as if it had decayed since it came.
+        let n = self.recent.len();
+        let mut weight = self.decay.powi(n as i32 - 1);
+        for k in 0..n {
+            let v = self.recent[(self.head + k) % n];
+            let b = self.bin(v);
+            self.counts[b] += weight;
+            self.total += weight;
+            weight /= self.decay;
+        }
+        self.rebuilt = true;
+    }
+
+    /// Mean and variance of the recent values (after a rebuild: the values
+    /// the range now rests on).
+    fn recent_moments(&self) -> (f64, f64) {
+        let n = self.recent.len().max(1) as f64;
+        let mean = self.recent.iter().sum::<f64>() / n;
+        let var = self
+            .recent
+            .iter()
+            .map(|v| (v - mean) * (v - mean))
+            .sum::<f64>()
+            / n;
+        (mean, var)
     }
 }
 
@@ -479,8 +619,27 @@ impl Seasonal {
         self.means[b] += a * (value - self.means[b]);
         surprise
     }
+
+    /// After the value range was narrowed to `[min, max]`: phase means
+    /// outside it (pulled there by the extreme values just forgotten) are
+    /// learnt afresh, and the residual spread is at most `var` (the recent
+    /// values' variance) and follows new residuals at a rate of at least
+    /// 1/`memory`.
+    fn forget_extremes(&mut self, min: f64, max: f64, var: f64, memory: usize) {
+        for (mean, count) in self.means.iter_mut().zip(&mut self.counts) {
+            if !(min..=max).contains(mean) {
+                (*mean, *count) = (0.0, 0.0);
+            }
+        }
+        self.var = self.var.min(var);
+        self.var_n = self.var_n.min(memory as f64);
+    }
 }
 
+/// The streaming detector (module docs: what it computes per point, and
+/// the bound on how long extreme values can blind it). Feed it points in
+/// order with [`update`](Self::update) or, with timestamps,
+/// [`update_at`](Self::update_at); scores are in [0, 1].
 #[derive(Debug, Clone)]
 pub struct StreamDetector {
     config: StreamConfig,
@@ -502,8 +661,8 @@ pub struct StreamDetector {
 impl StreamDetector {
     pub fn new(config: StreamConfig) -> Self {
         Self {
-            values: DecayingHistogram::new(config.bins, config.half_life),
-            changes: DecayingHistogram::new(config.bins, config.half_life),
+            values: DecayingHistogram::new(config.bins, config.half_life, config.range_memory),
+            changes: DecayingHistogram::new(config.bins, config.half_life, config.range_memory),
             previous: None,
             ew_mean: 0.0,
             ew_var: 0.0,
@@ -535,6 +694,23 @@ impl StreamDetector {
 
     fn step(&mut self, at: Option<NaiveDateTime>, value: f64) -> f64 {
         let value_surprise = self.values.observe(value);
+        if self.values.rebuilt {
+            // Extremes were forgotten: what was learnt on their scale goes too.
+            let (mean, var) = self.values.recent_moments();
+            (self.ew_mean, self.ew_var) = (mean, var);
+            let (min, max) = (self.values.min, self.values.max);
+            self.seasonal
+                .forget_extremes(min, max, var, self.config.range_memory);
+            // Levels are positions in the range: with a new range, what the
+            // sequence model learnt no longer means the same levels.
+            self.sequence = SequenceModel::new(
+                self.config.sequence_levels,
+                self.config.sequence_order,
+                self.config.half_life,
+            );
+            self.sequence_likelihood =
+                Likelihood::new(self.config.short_window, self.config.long_window);
+        }
         let change_surprise = match self.previous {
             Some(previous) => self.changes.observe(value - previous),
             None => 0.0,
@@ -565,7 +741,13 @@ impl StreamDetector {
             // Levels over the range as it stands after this value.
             let level = (self.values.position(value) * self.config.sequence_levels as f64) as usize;
             let sequence_surprise = self.sequence.observe(level);
-            z = z.max(self.sequence_likelihood.push(sequence_surprise));
+            let sequence_z = self.sequence_likelihood.push(sequence_surprise);
+            // After the levels were redrawn, the sequence model counts only
+            // once it has a warm-up's worth of surprises again (from the
+            // start this holds whenever any score is reported).
+            if self.sequence_likelihood.long.len() > self.config.warm_up {
+                z = z.max(sequence_z);
+            }
         }
 
         self.seen += 1;
@@ -810,6 +992,138 @@ mod tests {
             score(&values, &config),
             score_at(&timestamps, &values, &off)
         );
+    }
+
+    /// SplitMix64's output function: a well-mixed hash of `i`, uniform in
+    /// [0, 1). (A bare multiplicative hash of consecutive `i` is a Weyl
+    /// sequence, which the sequence model learns to predict.)
+    fn uniform(i: u64) -> f64 {
+        let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / 2f64.powi(64)
+    }
+
+    /// Uniform noise in [1, 2] (a fixed hash, so runs repeat), with
+    /// `extremes` put in place, the level raised by `shift.1` from row
+    /// `shift.0` on, and one spike to `spike.1` above the level at `spike.0`.
+    fn blinded(extremes: &[(usize, f64)], shift: (usize, f64), spike: (usize, f64)) -> Vec<f64> {
+        (0..spike.0 + 20)
+            .map(|i| {
+                let level = if i >= shift.0 { shift.1 } else { 0.0 };
+                let noise = 1.0 + uniform(i as u64);
+                if let Some(&(_, x)) = extremes.iter().find(|(at, _)| *at == i) {
+                    x
+                } else if i == spike.0 {
+                    level + spike.1
+                } else {
+                    level + noise
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_few_extreme_values_blind_the_detector_for_at_most_range_memory_points() {
+        let config = StreamConfig::default();
+        let start = chrono::NaiveDate::from_ymd_opt(2014, 4, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("valid date");
+        let burst =
+            |x: f64, n: usize| -> Vec<(usize, f64)> { (2000..2000 + n).map(|i| (i, x)).collect() };
+        // (name, extremes, level shift, spike above the level)
+        type Case = (&'static str, Vec<(usize, f64)>, (usize, f64), f64);
+        let cases: Vec<Case> = vec![
+            ("one 1e6", burst(1e6, 1), (usize::MAX, 0.0), 8.0),
+            ("one 1e12", burst(1e12, 1), (usize::MAX, 0.0), 8.0),
+            ("one 1e3", burst(1e3, 1), (usize::MAX, 0.0), 8.0),
+            ("one -1e6, spike up", burst(-1e6, 1), (usize::MAX, 0.0), 8.0),
+            (
+                "one -1e6, spike down",
+                burst(-1e6, 1),
+                (usize::MAX, 0.0),
+                -5.0,
+            ),
+            (
+                "1e6 then -1e6",
+                vec![(2000, 1e6), (2100, -1e6)],
+                (usize::MAX, 0.0),
+                8.0,
+            ),
+            ("five 1e6", burst(1e6, 5), (usize::MAX, 0.0), 8.0),
+            ("eight 1e6", burst(1e6, 8), (usize::MAX, 0.0), 8.0),
+            ("1e6 then a level change", burst(1e6, 1), (2200, 10.0), 18.0),
+            (
+                "1e6 then a level change down",
+                burst(1e6, 1),
+                (2200, -10.0),
+                -6.0,
+            ),
+            (
+                "1e6 then a small level change",
+                burst(1e6, 1),
+                (2100, 4.0),
+                4.0,
+            ),
+        ];
+        // The last extreme is at row 2100 at the latest: from 2100 +
+        // 1.1 × range_memory (and a margin for the sequence model to
+        // settle) on, a spike is seen again.
+        let from = 2100 + config.range_memory * 11 / 10 + 50;
+        assert!(from <= 2800);
+        for (name, extremes, shift, spike) in cases {
+            for at in [from, 3000, 4000, 7777, 12000, 19000] {
+                let values = blinded(&extremes, shift, (at, spike));
+                let timestamps: Vec<NaiveDateTime> = (0..values.len())
+                    .map(|i| start + chrono::Duration::minutes(5 * i as i64))
+                    .collect();
+                let plain = score(&values, &config)[at];
+                let timed = score_at(&timestamps, &values, &config)[at];
+                assert!(
+                    plain >= 0.99 && timed >= 0.99,
+                    "{name}, spike at {at}: {plain} {timed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_range_memory_one_extreme_blinds_the_detector() {
+        // The test above can fail: with ranges kept for good the spike is lost.
+        let config = StreamConfig {
+            range_memory: 0,
+            ..StreamConfig::default()
+        };
+        let values = blinded(&[(2000, 1e6)], (usize::MAX, 0.0), (3000, 8.0));
+        assert!(score(&values, &config)[3000] < 0.5);
+    }
+
+    #[test]
+    fn a_recurring_burst_keeps_its_place_in_the_range() {
+        // Bursts of ten points to 100 every 2000 points: more than a few
+        // points lie up there, so the range keeps them and a burst is no new
+        // extreme (it would score NEW_EXTREME_SCORE if it were).
+        let values: Vec<f64> = (0..20_000)
+            .map(|i| {
+                let burst = if i % 2000 < 10 && i >= 1000 {
+                    100.0
+                } else {
+                    0.0
+                };
+                1.0 + uniform(i as u64) + burst
+            })
+            .collect();
+        let mut detector = StreamDetector::new(StreamConfig::default());
+        for (i, &v) in values.iter().enumerate() {
+            detector.update(v);
+            if i > 12_000 {
+                assert!(
+                    detector.values.max > 100.0,
+                    "row {i}: {}",
+                    detector.values.max
+                );
+            }
+        }
     }
 
     #[test]
