@@ -8,6 +8,8 @@
 //! reported anomaly carries a drill-down of the series that carried its
 //! excess ([`drill`]), a confidence and a severity weighted by it ([`finding`]).
 
+pub mod billing;
+mod daily;
 mod drill;
 mod finding;
 mod model;
@@ -17,7 +19,11 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub use drill::Contributor;
-pub use model::{Anomaly, DayScore, score_series};
+pub use daily::{DAILY_FLAG_SCORE, DailyScore, score_daily};
+pub use model::{
+    Anomaly, AnomalyState, DayScore, REBASELINE_MAX_DAYS, REBASELINE_STEADY_DAYS, SeriesModel,
+    score_series,
+};
 pub use series::ACCOUNT_TOTAL;
 
 use crate::domain::{AccountId, Finding};
@@ -206,9 +212,9 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
         .filter_map(|series| {
             let appeared = series.first_billed()?;
             let thresholds = config.thresholds_for(series.owner(), &series.name);
-            // Billed only after the history already had `min_history_days`: it was
-            // new when it appeared (a historical fact, like a closed spike).
-            let is_new = appeared >= config.min_history_days;
+            // New only if the history holds a full billing cycle before it
+            // appeared (a historical fact, like a closed spike).
+            let is_new = billing::is_new(&series.values, appeared, table.first_day, config);
             let (scores, anomalies) = score_series(
                 table.day(appeared),
                 &series.values[appeared..],
@@ -479,7 +485,9 @@ mod tests {
         assert_eq!(f.kind, FindingKind::CostLevelShift);
         assert_eq!(f.resource, "account-total");
         assert_eq!(f.evidence["start"], json!(day(START) + Duration::days(70)));
-        assert_eq!(f.evidence["ongoing"], true);
+        // Twenty days on, the new level held for a week long ago: it is the baseline now.
+        assert_eq!(f.evidence["ongoing"], false);
+        assert_eq!(f.evidence["state"], "rebaselined");
         let names: Vec<&str> = f.evidence["drill_down"]["services"]
             .as_array()
             .unwrap()
