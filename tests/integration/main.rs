@@ -14,6 +14,7 @@ mod llm_support;
 mod model_advice;
 mod moto;
 mod nab;
+mod realworld_cost;
 mod redact_props;
 mod redaction;
 mod support;

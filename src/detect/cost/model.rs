@@ -64,6 +64,9 @@ pub const REBASELINE_MAX_DAYS: usize = 21;
 const STEADY_TREND_SCALES: f64 = 2.5;
 /// ...or within this share of the shift itself.
 const STEADY_TREND_SHARE: f64 = 0.25;
+/// In a steady week, a weekday further than this many spreads from the fit
+/// shows a new weekly pattern, and the older history is corrected for it.
+const WEEKDAY_OFF_SCALES: f64 = 3.0;
 /// A day is "well below" its expectation (a lasting drop) from this z down,
 /// in units of the z threshold.
 const DROP_Z_SHARE: f64 = 0.5;
@@ -184,6 +187,12 @@ pub struct SeriesModel {
     low: Vec<(usize, DayScore)>,
     gap: usize,
     index: usize,
+    /// The first day pushed: until a month after it, a one- or two-day
+    /// anomaly may be a monthly charge the history cannot show.
+    first_day: Option<NaiveDate>,
+    /// Days that were anomalous on their own (not inside an established
+    /// shift) in the last week and a day, with their excess.
+    recent_single: VecDeque<NaiveDate>,
     anomalies: Vec<Anomaly>,
 }
 
@@ -201,6 +210,8 @@ impl SeriesModel {
             low: Vec::new(),
             gap: 0,
             index: 0,
+            first_day: None,
+            recent_single: VecDeque::with_capacity(9),
             anomalies: Vec::new(),
         }
     }
@@ -214,21 +225,54 @@ impl SeriesModel {
         self.index += 1;
         let weekday = day.weekday().num_days_from_monday();
         let is_month_start = day.day() == 1;
-        let scored = (self.history.len() >= self.min_history_days.max(1))
+        self.first_day.get_or_insert(day);
+        let mut scored = (self.history.len() >= self.min_history_days.max(1))
             .then(|| self.score(day, weekday, is_month_start, actual));
-
-        let anomalous = scored.is_some_and(|s| s.anomalous);
         // An established shift survives a few ordinary-looking days (a quiet
         // weekend, noise): those stay part of it instead of splitting it.
         let in_shift = self.run.len() >= self.level_shift_min_days;
+        let mut echo = false;
+        if let Some(s) = scored.as_mut().filter(|s| s.anomalous && !in_shift) {
+            // Anomalous on the same weekday a week ago too, on its own: the
+            // weekly pattern changed (a weekly job, a new weekend level).
+            // It is learnt as it is, not reported again and again.
+            while self
+                .recent_single
+                .front()
+                .is_some_and(|d| (day - *d).num_days() > 7)
+            {
+                self.recent_single.pop_front();
+            }
+            echo = self
+                .recent_single
+                .iter()
+                .any(|d| (day - *d).num_days() == 7);
+            self.recent_single.push_back(day);
+            if echo {
+                s.anomalous = false;
+            }
+        }
+
+        let anomalous = scored.is_some_and(|s| s.anomalous);
+        // A day closer to the anomaly's level than to the baseline still
+        // belongs to it, significant or not on its own (a noisy day, a
+        // weekend at the new level, the next step of a ramp): an established
+        // shift holds on such days; a younger anomaly for up to two of them.
+        let elevated = !self.run.is_empty()
+            && scored.is_some_and(|s| {
+                let level = median(self.run.iter().map(|d| d.actual - d.expected).collect());
+                s.actual - s.expected >= 0.5 * level
+            });
         if scored.is_some() {
-            self.gap = if anomalous || !in_shift {
+            self.gap = if anomalous || (in_shift && elevated) || self.run.is_empty() {
                 0
             } else {
                 self.gap + 1
             };
         }
-        let holding = anomalous || (in_shift && self.gap > 0 && self.gap < SHIFT_GAP_DAYS);
+        let holding = anomalous
+            || (in_shift && (elevated || self.gap < SHIFT_GAP_DAYS))
+            || (elevated && self.gap < SHIFT_GAP_DAYS);
         if is_month_start {
             self.month_starts.push_back(actual);
             if self.month_starts.len() > 12 {
@@ -238,7 +282,7 @@ impl SeriesModel {
             // Anomalous days enter the history as what was expected, so the
             // baseline does not drift towards the anomaly.
             let value = match scored {
-                Some(s) if holding => s.expected,
+                Some(s) if holding && !echo => s.expected,
                 _ => actual,
             };
             self.history.push_back(HistoryDay {
@@ -275,14 +319,15 @@ impl SeriesModel {
             }
         }
         if self.run.len() >= self.level_shift_min_days
-            && anomalous
+            && (anomalous || elevated)
             && self.since_run.len() >= REBASELINE_STEADY_DAYS
         {
             let tail = &self.since_run[self.since_run.len() - REBASELINE_STEADY_DAYS..];
             let forced = self.since_run.len() >= REBASELINE_MAX_DAYS;
             if let Some(fit) = steady_fit(tail, forced) {
-                let first = tail[0].0;
-                self.rebaseline(fit, first);
+                let tail = tail.to_vec();
+                let since = self.since_run[0].0;
+                self.rebaseline(fit, &tail, since);
                 self.close(AnomalyState::Rebaselined {
                     from: day + Duration::days(1),
                 });
@@ -290,8 +335,9 @@ impl SeriesModel {
         } else if self.low.len() >= REBASELINE_STEADY_DAYS {
             let tail = &self.low[self.low.len() - REBASELINE_STEADY_DAYS..];
             if let Some(fit) = steady_fit(tail, false) {
-                let first = tail[0].0;
-                self.rebaseline(fit, first);
+                let tail = tail.to_vec();
+                let since = self.low[0].0;
+                self.rebaseline(fit, &tail, since);
                 self.low.clear();
             }
         }
@@ -310,6 +356,17 @@ impl SeriesModel {
         self.since_run.clear();
         self.gap = 0;
         if self.run.is_empty() {
+            return;
+        }
+        let short = self.run.len() < self.level_shift_min_days;
+        let blind = self
+            .first_day
+            .and_then(|f| f.checked_add_months(chrono::Months::new(1)))
+            .is_some_and(|month_on| self.run[0].day < month_on);
+        if state == AnomalyState::Ended && short && blind {
+            // A day or two above normal in the first month of a series may
+            // be a monthly charge posting: the history cannot tell yet.
+            self.run.clear();
             return;
         }
         self.anomalies.push(Anomaly {
@@ -350,16 +407,27 @@ impl SeriesModel {
         }
     }
 
-    /// Moves the history to the new level: days from input position `first`
-    /// on enter as observed, older ones as `fit` maps them; earlier month
+    /// Moves the history to the new level: the days from input position
+    /// `first` (the start of the shift or drop) on enter as observed, with
+    /// their noise (what was learnt as the expectation during the anomaly
+    /// would make the spread look too small); older days as `fit` maps them,
+    /// corrected per weekday where the steady week `tail` shows that weekday
+    /// far off the fit (a new weekly pattern, not noise). Earlier month
     /// starts move by the change in level.
-    fn rebaseline(&mut self, fit: Fit, first: usize) {
+    fn rebaseline(&mut self, fit: Fit, tail: &[(usize, DayScore)], first: usize) {
+        let mut correction = [0.0; 7];
+        for (_, s) in tail.iter().filter(|(_, s)| s.day.day() != 1) {
+            let off = s.actual - fit.apply(s.expected);
+            if off.abs() > WEEKDAY_OFF_SCALES * s.scale {
+                correction[s.day.weekday().num_days_from_monday() as usize] = off;
+            }
+        }
         let old_level = median(self.history.iter().map(|h| h.value).collect());
         for h in self.history.iter_mut() {
             h.value = if h.index >= first {
                 h.actual
             } else {
-                fit.apply(h.value)
+                fit.apply(h.value) + correction[h.weekday as usize]
             };
         }
         let moved = fit.apply(old_level) - old_level;
@@ -457,6 +525,17 @@ fn weekly_expectation(history: &VecDeque<HistoryDay>, weekday: u32) -> (f64, f64
         .map(|h| h.value - level * factors[h.weekday as usize])
         .collect();
     let expected = level * factors[weekday as usize];
+    // The weekday factors are fitted to the same days the spread is taken
+    // from, which on some windows makes the spread look half of what the
+    // noise really is: the spread of week-over-week differences of the same
+    // weekday (no fitting, √2 times the noise) bounds it from below.
+    let week_over_week: Vec<f64> = history
+        .iter()
+        .zip(history.iter().skip(7))
+        .filter(|(a, b)| a.weekday == b.weekday)
+        .map(|(a, b)| (b.value - a.value).abs())
+        .collect();
+    let differences = MAD_TO_SIGMA * median(week_over_week) / std::f64::consts::SQRT_2;
     // Seven weekday factors were fitted to these same residuals, which makes
     // them look tighter than the noise really is: correct for the lost degrees of freedom.
     let n = residuals.len() as f64;
@@ -466,7 +545,10 @@ fn weekly_expectation(history: &VecDeque<HistoryDay>, weekday: u32) -> (f64, f64
     } else {
         1.0
     };
-    (expected, correction * spread(residuals, expected))
+    (
+        expected,
+        (correction * spread(residuals, expected)).max(differences),
+    )
 }
 
 fn month_start_expectation(month_starts: &VecDeque<f64>) -> (f64, f64) {
