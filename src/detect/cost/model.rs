@@ -64,6 +64,8 @@ pub const REBASELINE_MAX_DAYS: usize = 21;
 const STEADY_TREND_SCALES: f64 = 2.5;
 /// ...or within this share of the shift itself.
 const STEADY_TREND_SHARE: f64 = 0.25;
+/// Quiet days that together may show a slow rise (see `SeriesModel::sustained`).
+const SUSTAINED_DAYS: usize = 5;
 /// In a steady week, a weekday further than this many spreads from the fit
 /// shows a new weekly pattern, and the older history is corrected for it.
 const WEEKDAY_OFF_SCALES: f64 = 3.0;
@@ -193,6 +195,8 @@ pub struct SeriesModel {
     /// Days that were anomalous on their own (not inside an established
     /// shift) in the last week and a day, with their excess.
     recent_single: VecDeque<NaiveDate>,
+    /// The last scored days outside any anomaly, for the sustained test.
+    quiet: VecDeque<(usize, DayScore)>,
     anomalies: Vec<Anomaly>,
 }
 
@@ -212,6 +216,7 @@ impl SeriesModel {
             index: 0,
             first_day: None,
             recent_single: VecDeque::with_capacity(9),
+            quiet: VecDeque::with_capacity(SUSTAINED_DAYS + 1),
             anomalies: Vec::new(),
         }
     }
@@ -296,11 +301,34 @@ impl SeriesModel {
             }
         }
 
-        let Some(s) = scored else {
+        let Some(mut s) = scored else {
             return None;
         };
         if anomalous {
             self.run.push(s);
+            self.quiet.clear();
+        } else if self.run.is_empty() && !is_month_start {
+            self.quiet.push_back((index, s));
+            if self.quiet.len() > SUSTAINED_DAYS {
+                self.quiet.pop_front();
+            }
+            if self.sustained() {
+                // The days of a slow rise: an anomaly from the first of them,
+                // learnt as expected like any other anomalous day.
+                let days: Vec<(usize, DayScore)> = self.quiet.drain(..).collect();
+                for (i, d) in &days {
+                    if let Some(h) = self.history.iter_mut().find(|h| h.index == *i) {
+                        h.value = d.expected;
+                    }
+                    let mut d = *d;
+                    d.anomalous = true;
+                    self.run.push(d);
+                    self.since_run.push((*i, d));
+                }
+                s.anomalous = true;
+                self.low.clear();
+                return Some(s);
+            }
         }
         if holding {
             self.since_run.push((index, s));
@@ -342,6 +370,26 @@ impl SeriesModel {
             }
         }
         Some(s)
+    }
+
+    /// Whether the last [`SUSTAINED_DAYS`] quiet days, each above its
+    /// expectation, are together as far above it as one anomalous day must
+    /// be alone, in z of their mean, in dollars and in relative terms: a
+    /// ramp or a shift too small to show on any single noisy day.
+    fn sustained(&self) -> bool {
+        if self.quiet.len() < SUSTAINED_DAYS || self.quiet.iter().any(|(_, d)| d.actual <= d.expected)
+        {
+            return false;
+        }
+        let n = self.quiet.len() as f64;
+        let excess = self.quiet.iter().map(|(_, d)| d.actual - d.expected).sum::<f64>() / n;
+        let expected = self.quiet.iter().map(|(_, d)| d.expected).sum::<f64>() / n;
+        let scale = self.quiet.iter().map(|(_, d)| d.scale).sum::<f64>() / n;
+        let t = &self.thresholds;
+        excess / (scale / n.sqrt()) >= t.z
+            && excess >= t.min_excess_usd
+            && excess >= t.min_relative_change * expected.max(0.0)
+            && self.quiet.iter().all(|(_, d)| super::billing::is_billed(d.actual))
     }
 
     /// The anomalies found so far, the last one `Ongoing` if it still is.
