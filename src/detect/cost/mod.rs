@@ -550,3 +550,42 @@ mod tests {
         assert_eq!(detect(&all, &window(vec![accounts[0].into()])).len(), 1);
     }
 }
+
+#[cfg(test)]
+mod billing_cycle_tests {
+    use super::*;
+    use crate::domain::FindingKind;
+
+    /// Issue 10, item 3: `Tax` billed on the 1st of each month in a history
+    /// that begins on the 2nd is not a new service; daily usage that starts
+    /// later is.
+    #[test]
+    fn monthly_tax_is_not_new_in_a_history_that_starts_on_the_second() {
+        let first = NaiveDate::from_ymd_opt(2026, 8, 2).unwrap();
+        let account = AccountId::parse("123456789012").unwrap();
+        let point = |day: NaiveDate, service: &str, amount: f64| CostPoint {
+            day,
+            account: account.clone(),
+            service: service.into(),
+            amount_usd: amount,
+            estimated: false,
+        };
+        let mut points = Vec::new();
+        for i in 0..121 {
+            let day = first + chrono::Duration::days(i);
+            points.push(point(day, "Amazon EC2", 200.0 + (i % 4) as f64));
+            if chrono::Datelike::day(&day) == 1 {
+                points.push(point(day, "Tax", 384.12 + i as f64 / 10.0));
+            }
+            if i >= 90 {
+                points.push(point(day, "Amazon SageMaker", 85.0));
+            }
+        }
+        let new: Vec<String> = detect(&points, &CostConfig::default())
+            .into_iter()
+            .filter(|f| f.kind == FindingKind::CostNewService)
+            .map(|f| f.resource)
+            .collect();
+        assert_eq!(new, vec!["service:Amazon SageMaker".to_owned()]);
+    }
+}

@@ -315,7 +315,16 @@ impl SeriesModel {
             if self.sustained() {
                 // The days of a slow rise: an anomaly from the first of them,
                 // learnt as expected like any other anomalous day.
-                let days: Vec<(usize, DayScore)> = self.quiet.drain(..).collect();
+                let mut days: Vec<(usize, DayScore)> = self.quiet.drain(..).collect();
+                // It starts where the rise does: leading days that carry
+                // little of it were noise.
+                let mean = days.iter().map(|(_, d)| d.actual - d.expected).sum::<f64>()
+                    / days.len() as f64;
+                let lead = days
+                    .iter()
+                    .position(|(_, d)| d.actual - d.expected >= 0.5 * mean)
+                    .unwrap_or(0);
+                days.drain(..lead);
                 for (i, d) in &days {
                     if let Some(h) = self.history.iter_mut().find(|h| h.index == *i) {
                         h.value = d.expected;
