@@ -69,9 +69,14 @@ pub fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
     let data = crate::bench::cost::generate(args.seed, args.series, args.days);
     let mut report = crate::bench::cost::evaluate(&data, &config, args.seed);
     if args.events_series > 0 {
-        let multi =
-            crate::bench::cost::multi::generate_multi(args.seed, args.events_series, args.events_days);
-        report.several_events = Some(crate::bench::cost::evaluate_multi(&multi, &config, args.seed));
+        let multi = crate::bench::cost::multi::generate_multi(
+            args.seed,
+            args.events_series,
+            args.events_days,
+        );
+        report.several_events = Some(crate::bench::cost::evaluate_multi(
+            &multi, &config, args.seed,
+        ));
     }
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -412,7 +412,9 @@ fn score_detections(
         });
         if let Some(i) = hit {
             used[i] = true;
-            entry.1.push((detections[i].start - e.start).num_days().max(0));
+            entry
+                .1
+                .push((detections[i].start - e.start).num_days().max(0));
         }
     }
     let false_of = |kind: Option<FindingKind>| {
@@ -528,8 +530,10 @@ pub fn evaluate_multi(data: &multi::MultiSynthetic, config: &CostConfig, seed: u
     let stream_config = crate::detect::stream::StreamConfig::default();
     let mut stream = Vec::new();
     for (service, rows) in &by_series {
-        let timestamps: Vec<chrono::NaiveDateTime> =
-            rows.iter().map(|(d, _)| d.and_time(chrono::NaiveTime::MIN)).collect();
+        let timestamps: Vec<chrono::NaiveDateTime> = rows
+            .iter()
+            .map(|(d, _)| d.and_time(chrono::NaiveTime::MIN))
+            .collect();
         let values: Vec<f64> = rows.iter().map(|(_, v)| *v).collect();
         let scores = crate::detect::stream::score_at(&timestamps, &values, &stream_config);
         let mut last_flag: Option<NaiveDate> = None;

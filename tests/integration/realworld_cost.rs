@@ -87,10 +87,14 @@ fn fixed_day_charges_are_not_new_but_new_daily_usage_is() {
             csv += &format!("{day},123456789012,AWS Support (Business),100.00,false\n");
         }
         if day.day() == 14 {
-            csv += &format!("{day},123456789012,Savings Plans for AWS Compute usage,720.00,false\n");
+            csv +=
+                &format!("{day},123456789012,Savings Plans for AWS Compute usage,720.00,false\n");
         }
         if i >= 60 {
-            csv += &format!("{day},123456789012,Amazon SageMaker,{},false\n", 80.0 + (i % 3) as f64);
+            csv += &format!(
+                "{day},123456789012,Amazon SageMaker,{},false\n",
+                80.0 + (i % 3) as f64
+            );
         }
     }
     std::fs::write(fixtures.join("cost.csv"), csv).expect("write cost.csv");

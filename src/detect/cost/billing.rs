@@ -47,12 +47,7 @@ pub fn is_billed(amount_usd: f64) -> bool {
 
 /// Whether the series `values` (index 0 = `first_day`, the first day of
 /// the stored history), first billed at index `appeared`, is a new series.
-pub fn is_new(
-    values: &[f64],
-    appeared: usize,
-    first_day: NaiveDate,
-    config: &CostConfig,
-) -> bool {
+pub fn is_new(values: &[f64], appeared: usize, first_day: NaiveDate, config: &CostConfig) -> bool {
     if appeared < config.min_history_days.max(1) {
         return false;
     }

@@ -18,8 +18,8 @@ mod series;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-pub use drill::Contributor;
 pub use daily::{DAILY_FLAG_SCORE, DailyScore, score_daily};
+pub use drill::Contributor;
 pub use model::{
     Anomaly, AnomalyState, DayScore, REBASELINE_MAX_DAYS, REBASELINE_STEADY_DAYS, SeriesModel,
     score_series,

@@ -301,9 +301,7 @@ impl SeriesModel {
             }
         }
 
-        let Some(mut s) = scored else {
-            return None;
-        };
+        let mut s = scored?;
         if anomalous {
             self.run.push(s);
             self.quiet.clear();
@@ -386,19 +384,28 @@ impl SeriesModel {
     /// be alone, in z of their mean, in dollars and in relative terms: a
     /// ramp or a shift too small to show on any single noisy day.
     fn sustained(&self) -> bool {
-        if self.quiet.len() < SUSTAINED_DAYS || self.quiet.iter().any(|(_, d)| d.actual <= d.expected)
+        if self.quiet.len() < SUSTAINED_DAYS
+            || self.quiet.iter().any(|(_, d)| d.actual <= d.expected)
         {
             return false;
         }
         let n = self.quiet.len() as f64;
-        let excess = self.quiet.iter().map(|(_, d)| d.actual - d.expected).sum::<f64>() / n;
+        let excess = self
+            .quiet
+            .iter()
+            .map(|(_, d)| d.actual - d.expected)
+            .sum::<f64>()
+            / n;
         let expected = self.quiet.iter().map(|(_, d)| d.expected).sum::<f64>() / n;
         let scale = self.quiet.iter().map(|(_, d)| d.scale).sum::<f64>() / n;
         let t = &self.thresholds;
         excess / (scale / n.sqrt()) >= t.z
             && excess >= t.min_excess_usd
             && excess >= t.min_relative_change * expected.max(0.0)
-            && self.quiet.iter().all(|(_, d)| super::billing::is_billed(d.actual))
+            && self
+                .quiet
+                .iter()
+                .all(|(_, d)| super::billing::is_billed(d.actual))
     }
 
     /// The anomalies found so far, the last one `Ongoing` if it still is.
@@ -507,10 +514,7 @@ fn steady_fit(tail: &[(usize, DayScore)], forced: bool) -> Option<Fit> {
         return forced.then_some(Fit::Added(0.0));
     }
     let added = median(days.iter().map(|s| s.actual - s.expected).collect());
-    let added_residuals: Vec<f64> = days
-        .iter()
-        .map(|s| s.actual - s.expected - added)
-        .collect();
+    let added_residuals: Vec<f64> = days.iter().map(|s| s.actual - s.expected - added).collect();
     let mut best = (Fit::Added(added), added_residuals);
     if days.iter().all(|s| s.expected > 0.0) {
         let factor = median(days.iter().map(|s| s.actual / s.expected).collect());
@@ -779,7 +783,11 @@ mod tests {
         }
         let (scores, anomalies) = score(start, &values);
         assert!(anomalies.is_empty(), "{anomalies:#?}");
-        assert!(scores.iter().all(|s| s.z.is_finite() && s.expected.is_finite()));
+        assert!(
+            scores
+                .iter()
+                .all(|s| s.z.is_finite() && s.expected.is_finite())
+        );
         // A series of nothing but residues and credits is quiet too.
         let credits: Vec<f64> = (0..90)
             .map(|i| if i % 3 == 0 { -0.000_000_009_2 } else { -25.0 })
