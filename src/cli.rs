@@ -120,6 +120,13 @@ pub struct CostBenchArgs {
     /// Days per series.
     #[arg(long, default_value_t = 180)]
     pub days: usize,
+    /// Series in the several-events set (a year of daily cost each, with
+    /// spikes, shifts up and down and ten-day ramps); 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    pub events_series: usize,
+    /// Days per series in the several-events set.
+    #[arg(long, default_value_t = 365)]
+    pub events_days: usize,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -73,17 +73,25 @@ fn csv_field(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 pub fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
-    if args.days < 90 || args.series == 0 {
-        return Err(
-            UsageError("`draco bench cost` needs --series ≥ 1 and --days ≥ 90".into()).into(),
-        );
+    if args.days < 90 || args.series == 0 || (args.events_series > 0 && args.events_days < 90) {
+        return Err(UsageError(
+            "`draco bench cost` needs --series ≥ 1, --days ≥ 90 and --events-days ≥ 90".into(),
+        )
+        .into());
     }
+    let config = crate::detect::cost::CostConfig::default();
     let data = crate::bench::cost::generate(args.seed, args.series, args.days);
-    let report = crate::bench::cost::evaluate(
-        &data,
-        &crate::detect::cost::CostConfig::default(),
-        args.seed,
-    );
+    let mut report = crate::bench::cost::evaluate(&data, &config, args.seed);
+    if args.events_series > 0 {
+        let multi = crate::bench::cost::multi::generate_multi(
+            args.seed,
+            args.events_series,
+            args.events_days,
+        );
+        report.several_events = Some(crate::bench::cost::evaluate_multi(
+            &multi, &config, args.seed,
+        ));
+    }
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -115,6 +123,9 @@ pub fn cost_bench_command(args: &CostBenchArgs) -> Result<()> {
         "False alarms per 100 series-months: {:.2}",
         report.false_alarms_per_100_series_months
     );
+    if let Some(multi) = &report.several_events {
+        print!("\n{}", crate::bench::cost::render_multi(multi));
+    }
     Ok(())
 }
 

@@ -1,10 +1,18 @@
 //! `draco bench cost`: synthetic daily cost series with planted anomalies of
 //! known type, day and dollar size, scored against the cost detector.
 //!
-//! Series have weekly seasonality, a trend, multiplicative noise and, for some,
-//! month-start billing; anomalies are one-day spikes, lasting level shifts and
-//! new services. The generator is seeded and self-contained (SplitMix64 and
-//! Box–Muller: a benchmark's data must not change with a dependency's version).
+//! Two sets. The single-event set ([`generate`]): series with weekly
+//! seasonality, a trend, multiplicative noise and, for some, month-start
+//! billing; a third carry one anomaly (a one-day spike, a lasting level
+//! shift or a new service). The several-events set ([`multi`]): a year of
+//! daily cost per series with several events each (spikes, shifts up and
+//! down, ten-day ramps) and broadly varying noise, scored as `draco scan`
+//! and, row by row, as `draco detect` on daily data
+//! ([`crate::detect::cost::score_daily`]). The generators are seeded and
+//! self-contained (SplitMix64 and Box–Muller: a benchmark's data must not
+//! change with a dependency's version).
+
+pub mod multi;
 
 use std::collections::BTreeMap;
 
@@ -161,6 +169,9 @@ pub struct CostBenchReport {
     pub overall_f1: f64,
     /// Findings that match no planted anomaly, per 100 series-months.
     pub false_alarms_per_100_series_months: f64,
+    /// The several-events set, when it was run too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub several_events: Option<MultiReport>,
 }
 
 /// `part / whole`, and 1 when there is nothing to get right (no finding, nothing planted).
@@ -258,6 +269,297 @@ pub fn evaluate(data: &Synthetic, config: &CostConfig, seed: u64) -> CostBenchRe
         by_type,
         overall_f1: harmonic(precision, recall),
         false_alarms_per_100_series_months: 100.0 * all_fp as f64 / series_months.max(1.0),
+        several_events: None,
+    }
+}
+
+/// One line of the several-events table: an event type, or a whole detector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventScore {
+    pub kind: String,
+    pub planted: usize,
+    pub detected: usize,
+    pub recall: f64,
+    /// Findings of the kind this type is reported as that match nothing.
+    pub false_positives: usize,
+    pub precision: f64,
+    pub f1: f64,
+    /// Days from the event's start to the first day of its finding, over detected ones.
+    pub mean_days_to_detect: Option<f64>,
+    pub max_days_to_detect: Option<i64>,
+}
+
+/// One detector on the several-events set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DetectorScore {
+    pub detector: String,
+    /// Per event type; drops (`shift down`) count only as planted, and any
+    /// finding they cause is a false alarm.
+    pub by_type: Vec<EventScore>,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub false_alarms: usize,
+    /// Findings that match no planted event, per 100 series-months.
+    pub false_alarms_per_100_series_months: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MultiReport {
+    pub seed: u64,
+    pub series: usize,
+    pub days: usize,
+    pub points: usize,
+    pub events: usize,
+    /// `draco scan`'s cost detector: findings, each counted once at its start day.
+    pub scan: DetectorScore,
+    /// `draco detect` on daily data: runs of flagged rows (gaps up to three days
+    /// bridged), each counted once at its first row.
+    pub detect_daily: DetectorScore,
+    /// The streaming detector on the same rows (what `draco detect` used
+    /// for daily data before), flagged at its default threshold.
+    pub detect_stream: DetectorScore,
+}
+
+/// The several-events tables, as `draco bench cost` prints them.
+pub fn render_multi(r: &MultiReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Several events per series, seed {}: {} series × {} days ({} points, {} events)",
+        r.seed, r.series, r.days, r.points, r.events
+    );
+    for d in [&r.scan, &r.detect_daily, &r.detect_stream] {
+        let _ = writeln!(
+            out,
+            "{}: precision {:.3}, recall {:.3}, F1 {:.3}, false alarms {} ({:.2} per 100 series-months)",
+            d.detector,
+            d.precision,
+            d.recall,
+            d.f1,
+            d.false_alarms,
+            d.false_alarms_per_100_series_months
+        );
+        let _ = writeln!(
+            out,
+            "  {:<11} {:>8} {:>6} {:>7} {:>4} {:>10} {:>6} {:>15}",
+            "EVENT", "PLANTED", "FOUND", "RECALL", "FP", "PRECISION", "F1", "DAYS TO DETECT"
+        );
+        for t in &d.by_type {
+            let days = match (t.mean_days_to_detect, t.max_days_to_detect) {
+                (Some(mean), Some(max)) => format!("{mean:.2} (max {max})"),
+                _ => "-".to_owned(),
+            };
+            if t.kind == multi::EventKind::ShiftDown.as_str() {
+                let _ = writeln!(
+                    out,
+                    "  {:<11} {:>8} {:>6} {:>7} {:>4} {:>10} {:>6} {:>15}",
+                    t.kind, t.planted, "-", "-", "-", "-", "-", "(not a finding)"
+                );
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "  {:<11} {:>8} {:>6} {:>7.3} {:>4} {:>10.3} {:>6.3} {:>15}",
+                t.kind, t.planted, t.detected, t.recall, t.false_positives, t.precision, t.f1, days
+            );
+        }
+    }
+    out
+}
+
+/// `draco detect`'s default `--threshold` for the streaming detector.
+const STREAM_FLAG_SCORE: f64 = 0.9974;
+
+/// The finding kind an event type is reported as.
+fn reported_as(kind: multi::EventKind) -> Option<FindingKind> {
+    match kind {
+        multi::EventKind::Spike => Some(FindingKind::CostSpike),
+        multi::EventKind::ShiftUp | multi::EventKind::Ramp => Some(FindingKind::CostLevelShift),
+        multi::EventKind::ShiftDown => None,
+    }
+}
+
+/// A detection: the series, its first day, and (for findings) its kind.
+struct Detection {
+    service: String,
+    start: NaiveDate,
+    kind: Option<FindingKind>,
+}
+
+/// Matches detections to events: same series, the detection's first day
+/// from one day before the event to [`multi::EventKind::match_days`] after
+/// it, and (where the detection has a kind) the kind the event is reported as.
+fn score_detections(
+    detector: &str,
+    data: &multi::MultiSynthetic,
+    detections: &[Detection],
+) -> DetectorScore {
+    let mut used = vec![false; detections.len()];
+    let mut by_kind: BTreeMap<multi::EventKind, (usize, Vec<i64>)> = BTreeMap::new();
+    for e in &data.events {
+        let entry = by_kind.entry(e.kind).or_default();
+        if !e.kind.is_anomaly() {
+            continue;
+        }
+        let hit = detections.iter().enumerate().position(|(i, d)| {
+            !used[i]
+                && d.service == e.service
+                && d.kind.is_none_or(|k| Some(k) == reported_as(e.kind))
+                && d.start >= e.start - Duration::days(1)
+                && d.start <= e.start + Duration::days(e.kind.match_days())
+        });
+        if let Some(i) = hit {
+            used[i] = true;
+            entry
+                .1
+                .push((detections[i].start - e.start).num_days().max(0));
+        }
+    }
+    let false_of = |kind: Option<FindingKind>| {
+        detections
+            .iter()
+            .zip(&used)
+            .filter(|(d, u)| !**u && (kind.is_none() || d.kind == kind))
+            .count()
+    };
+    let mut by_type = Vec::new();
+    let (mut tp, mut planted) = (0, 0);
+    for kind in multi::EventKind::ALL {
+        let count = data.events.iter().filter(|e| e.kind == kind).count();
+        let delays = by_kind.remove(&kind).map(|(_, d)| d).unwrap_or_default();
+        let detected = delays.len();
+        let (false_positives, precision, recall) = if kind.is_anomaly() {
+            tp += detected;
+            planted += count;
+            // Precision per finding kind: spikes against spike findings,
+            // shifts and ramps against level-shift findings.
+            let reported =
+                reported_as(kind).filter(|_| detections.iter().any(|d| d.kind.is_some()));
+            let fp = false_of(reported);
+            let kind_tp = detections
+                .iter()
+                .zip(&used)
+                .filter(|(d, u)| **u && (reported.is_none() || d.kind == reported))
+                .count();
+            (fp, ratio(kind_tp, kind_tp + fp), ratio(detected, count))
+        } else {
+            (0, 1.0, 0.0)
+        };
+        by_type.push(EventScore {
+            kind: kind.as_str().to_owned(),
+            planted: count,
+            detected,
+            recall,
+            false_positives,
+            precision,
+            f1: if kind.is_anomaly() {
+                harmonic(precision, recall)
+            } else {
+                0.0
+            },
+            mean_days_to_detect: (!delays.is_empty())
+                .then(|| delays.iter().sum::<i64>() as f64 / delays.len() as f64),
+            max_days_to_detect: delays.iter().copied().max(),
+        });
+    }
+    let false_alarms = false_of(None);
+    let precision = ratio(tp, tp + false_alarms);
+    let recall = ratio(tp, planted);
+    let series_months = data.series as f64 * data.days as f64 / 30.0;
+    DetectorScore {
+        detector: detector.to_owned(),
+        by_type,
+        precision,
+        recall,
+        f1: harmonic(precision, recall),
+        false_alarms,
+        false_alarms_per_100_series_months: 100.0 * false_alarms as f64 / series_months.max(1.0),
+    }
+}
+
+/// Scores the several-events set: the scan's detector over all series at
+/// once, and [`cost::score_daily`] on each series alone.
+pub fn evaluate_multi(data: &multi::MultiSynthetic, config: &CostConfig, seed: u64) -> MultiReport {
+    let findings = cost::detect(&data.points, config);
+    let scan: Vec<Detection> = findings
+        .iter()
+        .filter_map(|f| {
+            let field = if f.kind == FindingKind::CostNewService {
+                "first_billed"
+            } else {
+                "start"
+            };
+            let start = f.evidence.get(field)?.as_str()?;
+            Some(Detection {
+                service: f
+                    .resource
+                    .strip_prefix("service:")
+                    .unwrap_or(&f.resource)
+                    .to_owned(),
+                start: NaiveDate::parse_from_str(start, "%Y-%m-%d").ok()?,
+                kind: Some(f.kind),
+            })
+        })
+        .collect();
+    let mut by_series: BTreeMap<&str, Vec<(NaiveDate, f64)>> = BTreeMap::new();
+    for p in &data.points {
+        by_series
+            .entry(p.service.as_str())
+            .or_default()
+            .push((p.day, p.amount_usd));
+    }
+    let mut daily = Vec::new();
+    for (service, rows) in &by_series {
+        let mut last_flag: Option<NaiveDate> = None;
+        for s in cost::score_daily(rows, config) {
+            if !s.anomalous {
+                continue;
+            }
+            if last_flag.is_none_or(|l| (s.day - l).num_days() > 3) {
+                daily.push(Detection {
+                    service: (*service).to_owned(),
+                    start: s.day,
+                    kind: None,
+                });
+            }
+            last_flag = Some(s.day);
+        }
+    }
+    let stream_config = crate::detect::stream::StreamConfig::default();
+    let mut stream = Vec::new();
+    for (service, rows) in &by_series {
+        let timestamps: Vec<chrono::NaiveDateTime> = rows
+            .iter()
+            .map(|(d, _)| d.and_time(chrono::NaiveTime::MIN))
+            .collect();
+        let values: Vec<f64> = rows.iter().map(|(_, v)| *v).collect();
+        let scores = crate::detect::stream::score_at(&timestamps, &values, &stream_config);
+        let mut last_flag: Option<NaiveDate> = None;
+        for ((day, _), score) in rows.iter().zip(scores) {
+            if score < STREAM_FLAG_SCORE {
+                continue;
+            }
+            if last_flag.is_none_or(|l| (*day - l).num_days() > 3) {
+                stream.push(Detection {
+                    service: (*service).to_owned(),
+                    start: *day,
+                    kind: None,
+                });
+            }
+            last_flag = Some(*day);
+        }
+    }
+    MultiReport {
+        seed,
+        series: data.series,
+        days: data.days,
+        points: data.points.len(),
+        events: data.events.len(),
+        scan: score_detections("draco scan", data, &scan),
+        detect_daily: score_detections("draco detect (daily)", data, &daily),
+        detect_stream: score_detections("streaming detector (before)", data, &stream),
     }
 }
 

@@ -18,6 +18,7 @@ mod moto;
 mod nab;
 mod output;
 mod panics;
+mod realworld_cost;
 mod realworld_posture;
 mod redact_props;
 mod redaction;

@@ -151,6 +151,7 @@ mod tests {
                 actual: expected,
                 expected,
                 z: 0.0,
+                scale: 1.0,
                 anomalous: false,
                 history_days: 28,
             })

@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use serde_json::{Value, json};
 
 use super::drill::{Contributor, Scored};
-use super::model::{Anomaly, median};
+use super::model::{Anomaly, AnomalyState, median};
 use super::series::{Level, Series};
 use super::{CostConfig, Thresholds, rounded};
 use crate::domain::{AccountId, Finding, FindingKind, Fingerprint, Severity};
@@ -182,8 +182,13 @@ pub fn anomaly(
         evidence: json!({
             "series": { "account": series.owner(), "service": series.name },
             "start": anomaly.start(),
-            "end": if anomaly.ongoing { None } else { Some(anomaly.end()) },
-            "ongoing": anomaly.ongoing,
+            "end": if anomaly.ongoing() { None } else { Some(anomaly.end()) },
+            "ongoing": anomaly.ongoing(),
+            "state": anomaly.state.as_str(),
+            "rebaselined_from": match anomaly.state {
+                AnomalyState::Rebaselined { from } => Some(from),
+                _ => None,
+            },
             "excess_usd": rounded(excess, 2),
             "relative_change": relative.map(|r| rounded(r, 3)),
             "confidence": confidence,
@@ -227,11 +232,12 @@ mod tests {
                     actual: 200.0,
                     expected: 100.0,
                     z,
+                    scale: 10.0,
                     anomalous: true,
                     history_days,
                 })
                 .collect(),
-            ongoing: false,
+            state: AnomalyState::Ended,
         }
     }
 

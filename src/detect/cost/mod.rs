@@ -8,6 +8,8 @@
 //! reported anomaly carries a drill-down of the series that carried its
 //! excess ([`drill`]), a confidence and a severity weighted by it ([`finding`]).
 
+pub mod billing;
+mod daily;
 mod drill;
 mod finding;
 mod model;
@@ -16,8 +18,12 @@ mod series;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+pub use daily::{DAILY_FLAG_SCORE, DailyScore, score_daily};
 pub use drill::Contributor;
-pub use model::{Anomaly, DayScore, score_series};
+pub use model::{
+    Anomaly, AnomalyState, DayScore, REBASELINE_MAX_DAYS, REBASELINE_STEADY_DAYS, SeriesModel,
+    score_series,
+};
 pub use series::ACCOUNT_TOTAL;
 
 use crate::domain::{AccountId, Finding};
@@ -206,9 +212,9 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
         .filter_map(|series| {
             let appeared = series.first_billed()?;
             let thresholds = config.thresholds_for(series.owner(), &series.name);
-            // Billed only after the history already had `min_history_days`: it was
-            // new when it appeared (a historical fact, like a closed spike).
-            let is_new = appeared >= config.min_history_days;
+            // New only if the history holds a full billing cycle before it
+            // appeared (a historical fact, like a closed spike).
+            let is_new = billing::is_new(&series.values, appeared, table.first_day, config);
             let (scores, anomalies) = score_series(
                 table.day(appeared),
                 &series.values[appeared..],
@@ -479,7 +485,9 @@ mod tests {
         assert_eq!(f.kind, FindingKind::CostLevelShift);
         assert_eq!(f.resource, "account-total");
         assert_eq!(f.evidence["start"], json!(day(START) + Duration::days(70)));
-        assert_eq!(f.evidence["ongoing"], true);
+        // Twenty days on, the new level held for a week long ago: it is the baseline now.
+        assert_eq!(f.evidence["ongoing"], false);
+        assert_eq!(f.evidence["state"], "rebaselined");
         let names: Vec<&str> = f.evidence["drill_down"]["services"]
             .as_array()
             .unwrap()
@@ -540,5 +548,44 @@ mod tests {
         };
         assert!(detect(&all, &window(vec![])).is_empty());
         assert_eq!(detect(&all, &window(vec![accounts[0].into()])).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod billing_cycle_tests {
+    use super::*;
+    use crate::domain::FindingKind;
+
+    /// Issue 10, item 3: `Tax` billed on the 1st of each month in a history
+    /// that begins on the 2nd is not a new service; daily usage that starts
+    /// later is.
+    #[test]
+    fn monthly_tax_is_not_new_in_a_history_that_starts_on_the_second() {
+        let first = NaiveDate::from_ymd_opt(2026, 8, 2).unwrap();
+        let account = AccountId::parse("123456789012").unwrap();
+        let point = |day: NaiveDate, service: &str, amount: f64| CostPoint {
+            day,
+            account: account.clone(),
+            service: service.into(),
+            amount_usd: amount,
+            estimated: false,
+        };
+        let mut points = Vec::new();
+        for i in 0..121 {
+            let day = first + chrono::Duration::days(i);
+            points.push(point(day, "Amazon EC2", 200.0 + (i % 4) as f64));
+            if chrono::Datelike::day(&day) == 1 {
+                points.push(point(day, "Tax", 384.12 + i as f64 / 10.0));
+            }
+            if i >= 90 {
+                points.push(point(day, "Amazon SageMaker", 85.0));
+            }
+        }
+        let new: Vec<String> = detect(&points, &CostConfig::default())
+            .into_iter()
+            .filter(|f| f.kind == FindingKind::CostNewService)
+            .map(|f| f.resource)
+            .collect();
+        assert_eq!(new, vec!["service:Amazon SageMaker".to_owned()]);
     }
 }

@@ -5,12 +5,36 @@
 //! residuals. A day is anomalous when it is far above the expectation in
 //! z-score *and* in dollars *and* in relative terms, so that neither noisy
 //! tiny series nor huge stable ones page anyone. Anomalous days enter the
-//! history as their expectation, so a persistent shift keeps being reported
-//! instead of becoming the new normal.
+//! history as their expectation, so the baseline does not drift towards an
+//! anomaly while it is being judged.
+//!
+//! **Re-baselining.** A lasting shift must not stay "the anomaly" for good,
+//! or every later spike, shift and ramp in the series is hidden inside it.
+//! Once an established shift (at least `level_shift_min_days` anomalous
+//! days) has held steady for [`REBASELINE_STEADY_DAYS`] days — a full week,
+//! so every weekday is seen at the new level — the history is moved to the
+//! new level (additively or multiplicatively, whichever fits that week
+//! better; the week itself enters as observed), the anomaly ends with
+//! [`AnomalyState::Rebaselined`], and later days are judged against the new
+//! level. "Steady" means the week shows no trend beyond the noise; a ramp
+//! is therefore followed to its plateau first. Whatever the shape, the
+//! baseline moves at the latest [`REBASELINE_MAX_DAYS`] days after the
+//! anomaly began. A lasting *drop* (a week well below expectation) moves the
+//! baseline down the same way, without a finding: spend going down is not an
+//! anomaly, but the next increase must be measured from the new level.
 //!
 //! Month-start charges (support plans, Savings Plans, RI fees) are scored
 //! against earlier month starts as well; a day is flagged only if both models
 //! agree that it is abnormal.
+//!
+//! **Negative amounts** (credits, refunds) are values like any other: they
+//! lower a day, and only a day *above* its expectation that is itself a
+//! charge (at least half a cent net) can be anomalous, so a credit or refund
+//! never raises an anomaly by itself, nor does a day that credits cover; a
+//! tiny residue such as `-0.0000000092` is noise under the one-dollar spread
+//! floor. When credits stop, the net spend rises and that rise is judged
+//! like any other (a credit that ran for more than a week has become the
+//! baseline by then, see above).
 //!
 //! The score of day *t* uses only days before *t* (online, no look-ahead),
 //! and memory is bounded by the window, not by the history.
@@ -28,6 +52,26 @@ const SCALE_FLOOR_USD: f64 = 1.0;
 const SHIFT_GAP_DAYS: usize = 3;
 /// Normal-consistent MAD.
 const MAD_TO_SIGMA: f64 = 1.4826;
+/// Days a new level must hold steady before it becomes the baseline: one
+/// week, so that every weekday has been seen at the new level.
+pub const REBASELINE_STEADY_DAYS: usize = 7;
+/// The baseline moves to the new level at the latest this many days after
+/// an anomaly began, steady or not (three weeks: a ten-day ramp and its
+/// steady week fit inside).
+pub const REBASELINE_MAX_DAYS: usize = 21;
+/// A week is steady when its trend, over the week, stays within this many
+/// spreads of the old model...
+const STEADY_TREND_SCALES: f64 = 2.5;
+/// ...or within this share of the shift itself.
+const STEADY_TREND_SHARE: f64 = 0.25;
+/// Quiet days that together may show a slow rise (see `SeriesModel::sustained`).
+const SUSTAINED_DAYS: usize = 5;
+/// In a steady week, a weekday further than this many spreads from the fit
+/// shows a new weekly pattern, and the older history is corrected for it.
+const WEEKDAY_OFF_SCALES: f64 = 3.0;
+/// A day is "well below" its expectation (a lasting drop) from this z down,
+/// in units of the z threshold.
+const DROP_Z_SHARE: f64 = 0.5;
 
 /// One scored day of a series.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,17 +80,43 @@ pub struct DayScore {
     pub actual: f64,
     pub expected: f64,
     pub z: f64,
+    /// The spread `z` was measured in (dollars).
+    pub scale: f64,
     pub anomalous: bool,
     /// Days of history the expectation rests on (at most the window).
     pub history_days: usize,
 }
 
-/// A run of consecutive anomalous days.
+/// How an anomaly stands on the last day of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyState {
+    /// Still anomalous on the last day.
+    Ongoing,
+    /// The series went back to its baseline.
+    Ended,
+    /// The series stayed at a new level, which became the baseline from
+    /// `from` on: the anomaly is over, the new level is normal now.
+    Rebaselined { from: NaiveDate },
+}
+
+impl AnomalyState {
+    /// The name in a finding's evidence (`state`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyState::Ongoing => "ongoing",
+            AnomalyState::Ended => "ended",
+            AnomalyState::Rebaselined { .. } => "rebaselined",
+        }
+    }
+}
+
+/// A run of anomalous days.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Anomaly {
+    /// The anomalous days (a shift may include a few ordinary-looking ones
+    /// between them; those are not listed).
     pub days: Vec<DayScore>,
-    /// Still anomalous on the last day of the data.
-    pub ongoing: bool,
+    pub state: AnomalyState,
 }
 
 impl Anomaly {
@@ -55,6 +125,10 @@ impl Anomaly {
     }
     pub fn end(&self) -> NaiveDate {
         self.days[self.days.len() - 1].day
+    }
+    /// Still anomalous on the last day of the data.
+    pub fn ongoing(&self) -> bool {
+        self.state == AnomalyState::Ongoing
     }
     pub fn excess_usd(&self) -> f64 {
         self.days.iter().map(|d| d.actual - d.expected).sum()
@@ -67,6 +141,412 @@ impl Anomaly {
     }
 }
 
+/// One day of the weekly model's history.
+#[derive(Debug, Clone, Copy)]
+struct HistoryDay {
+    weekday: u32,
+    /// What the model learns from: the actual amount, or the expectation on
+    /// a day that belonged to an anomaly.
+    value: f64,
+    actual: f64,
+    /// Position of the day in the input.
+    index: usize,
+}
+
+/// How a new level relates to the old baseline.
+#[derive(Debug, Clone, Copy)]
+enum Fit {
+    /// New = old + dollars.
+    Added(f64),
+    /// New = old × factor.
+    Scaled(f64),
+}
+
+impl Fit {
+    fn apply(self, old: f64) -> f64 {
+        match self {
+            Fit::Added(d) => old + d,
+            Fit::Scaled(f) => old * f,
+        }
+    }
+}
+
+/// The online model of one series: feed days in order with [`SeriesModel::push`].
+#[derive(Debug, Clone)]
+pub struct SeriesModel {
+    window_days: usize,
+    min_history_days: usize,
+    level_shift_min_days: usize,
+    thresholds: Thresholds,
+    history: VecDeque<HistoryDay>,
+    month_starts: VecDeque<f64>,
+    /// Anomalous days of the current anomaly.
+    run: Vec<DayScore>,
+    /// Every scored day since the current anomaly began (with the
+    /// ordinary-looking days an established shift survives), and its input position.
+    since_run: Vec<(usize, DayScore)>,
+    /// Consecutive days well below expectation, outside anomalies.
+    low: Vec<(usize, DayScore)>,
+    gap: usize,
+    index: usize,
+    /// The first day pushed: until a month after it, a one- or two-day
+    /// anomaly may be a monthly charge the history cannot show.
+    first_day: Option<NaiveDate>,
+    /// Days that were anomalous on their own (not inside an established
+    /// shift) in the last week and a day, with their excess.
+    recent_single: VecDeque<NaiveDate>,
+    /// The last scored days outside any anomaly, for the sustained test.
+    quiet: VecDeque<(usize, DayScore)>,
+    anomalies: Vec<Anomaly>,
+}
+
+impl SeriesModel {
+    pub fn new(config: &CostConfig, thresholds: Thresholds) -> Self {
+        SeriesModel {
+            window_days: config.window_days.max(1),
+            min_history_days: config.min_history_days,
+            level_shift_min_days: config.level_shift_min_days.max(1),
+            thresholds,
+            history: VecDeque::with_capacity(config.window_days + 1),
+            month_starts: VecDeque::with_capacity(13),
+            run: Vec::new(),
+            since_run: Vec::new(),
+            low: Vec::new(),
+            gap: 0,
+            index: 0,
+            first_day: None,
+            recent_single: VecDeque::with_capacity(9),
+            quiet: VecDeque::with_capacity(SUSTAINED_DAYS + 1),
+            anomalies: Vec::new(),
+        }
+    }
+
+    /// Scores one day against the days pushed before it, then learns from it.
+    /// Days are expected in order, one per calendar day (a missing day is a
+    /// zero in Cost Explorer); other orders are scored as given.
+    /// `None` while the history is shorter than `min_history_days`.
+    pub fn push(&mut self, day: NaiveDate, actual: f64) -> Option<DayScore> {
+        let index = self.index;
+        self.index += 1;
+        let weekday = day.weekday().num_days_from_monday();
+        let is_month_start = day.day() == 1;
+        self.first_day.get_or_insert(day);
+        let mut scored = (self.history.len() >= self.min_history_days.max(1))
+            .then(|| self.score(day, weekday, is_month_start, actual));
+        // An established shift survives a few ordinary-looking days (a quiet
+        // weekend, noise): those stay part of it instead of splitting it.
+        let in_shift = self.run.len() >= self.level_shift_min_days;
+        let mut echo = false;
+        if let Some(s) = scored.as_mut().filter(|s| s.anomalous && !in_shift) {
+            // Anomalous on the same weekday a week ago too, on its own: the
+            // weekly pattern changed (a weekly job, a new weekend level).
+            // It is learnt as it is, not reported again and again.
+            while self
+                .recent_single
+                .front()
+                .is_some_and(|d| (day - *d).num_days() > 7)
+            {
+                self.recent_single.pop_front();
+            }
+            echo = self
+                .recent_single
+                .iter()
+                .any(|d| (day - *d).num_days() == 7);
+            self.recent_single.push_back(day);
+            if echo {
+                s.anomalous = false;
+            }
+        }
+
+        let anomalous = scored.is_some_and(|s| s.anomalous);
+        // A day closer to the anomaly's level than to the baseline still
+        // belongs to it, significant or not on its own (a noisy day, a
+        // weekend at the new level, the next step of a ramp): an established
+        // shift holds on such days; a younger anomaly for up to two of them.
+        let elevated = !self.run.is_empty()
+            && scored.is_some_and(|s| {
+                let level = median(self.run.iter().map(|d| d.actual - d.expected).collect());
+                s.actual - s.expected >= 0.5 * level
+            });
+        if scored.is_some() {
+            self.gap = if anomalous || (in_shift && elevated) || self.run.is_empty() {
+                0
+            } else {
+                self.gap + 1
+            };
+        }
+        let holding = anomalous
+            || (in_shift && (elevated || self.gap < SHIFT_GAP_DAYS))
+            || (elevated && self.gap < SHIFT_GAP_DAYS);
+        if is_month_start {
+            self.month_starts.push_back(actual);
+            if self.month_starts.len() > 12 {
+                self.month_starts.pop_front();
+            }
+        } else {
+            // Anomalous days enter the history as what was expected, so the
+            // baseline does not drift towards the anomaly.
+            let value = match scored {
+                Some(s) if holding && !echo => s.expected,
+                _ => actual,
+            };
+            self.history.push_back(HistoryDay {
+                weekday,
+                value,
+                actual,
+                index,
+            });
+            if self.history.len() > self.window_days {
+                self.history.pop_front();
+            }
+        }
+
+        let mut s = scored?;
+        if anomalous {
+            self.run.push(s);
+            self.quiet.clear();
+        } else if self.run.is_empty() && !is_month_start {
+            self.quiet.push_back((index, s));
+            if self.quiet.len() > SUSTAINED_DAYS {
+                self.quiet.pop_front();
+            }
+            if self.sustained() {
+                // The days of a slow rise: an anomaly from the first of them,
+                // learnt as expected like any other anomalous day.
+                let mut days: Vec<(usize, DayScore)> = self.quiet.drain(..).collect();
+                // It starts where the rise does: leading days that carry
+                // little of it were noise.
+                let mean = days.iter().map(|(_, d)| d.actual - d.expected).sum::<f64>()
+                    / days.len() as f64;
+                let lead = days
+                    .iter()
+                    .position(|(_, d)| d.actual - d.expected >= 0.5 * mean)
+                    .unwrap_or(0);
+                days.drain(..lead);
+                for (i, d) in &days {
+                    if let Some(h) = self.history.iter_mut().find(|h| h.index == *i) {
+                        h.value = d.expected;
+                    }
+                    let mut d = *d;
+                    d.anomalous = true;
+                    self.run.push(d);
+                    self.since_run.push((*i, d));
+                }
+                s.anomalous = true;
+                self.low.clear();
+                return Some(s);
+            }
+        }
+        if holding {
+            self.since_run.push((index, s));
+            self.low.clear();
+        } else {
+            if !self.run.is_empty() {
+                self.close(AnomalyState::Ended);
+            }
+            let drop = s.expected - s.actual;
+            let well_below = s.z <= -DROP_Z_SHARE * self.thresholds.z
+                && drop >= self.thresholds.min_relative_change * s.expected.max(0.0);
+            if well_below && !is_month_start {
+                self.low.push((index, s));
+            } else if !is_month_start {
+                self.low.clear();
+            }
+        }
+        if self.run.len() >= self.level_shift_min_days
+            && (anomalous || elevated)
+            && self.since_run.len() >= REBASELINE_STEADY_DAYS
+        {
+            let tail = &self.since_run[self.since_run.len() - REBASELINE_STEADY_DAYS..];
+            let forced = self.since_run.len() >= REBASELINE_MAX_DAYS;
+            if let Some(fit) = steady_fit(tail, forced) {
+                let tail = tail.to_vec();
+                let since = self.since_run[0].0;
+                self.rebaseline(fit, &tail, since);
+                self.close(AnomalyState::Rebaselined {
+                    from: day + Duration::days(1),
+                });
+            }
+        } else if self.low.len() >= REBASELINE_STEADY_DAYS {
+            let tail = &self.low[self.low.len() - REBASELINE_STEADY_DAYS..];
+            if let Some(fit) = steady_fit(tail, false) {
+                let tail = tail.to_vec();
+                let since = self.low[0].0;
+                self.rebaseline(fit, &tail, since);
+                self.low.clear();
+            }
+        }
+        Some(s)
+    }
+
+    /// Whether the last [`SUSTAINED_DAYS`] quiet days, each above its
+    /// expectation, are together as far above it as one anomalous day must
+    /// be alone, in z of their mean, in dollars and in relative terms: a
+    /// ramp or a shift too small to show on any single noisy day.
+    fn sustained(&self) -> bool {
+        if self.quiet.len() < SUSTAINED_DAYS
+            || self.quiet.iter().any(|(_, d)| d.actual <= d.expected)
+        {
+            return false;
+        }
+        let n = self.quiet.len() as f64;
+        let excess = self
+            .quiet
+            .iter()
+            .map(|(_, d)| d.actual - d.expected)
+            .sum::<f64>()
+            / n;
+        let expected = self.quiet.iter().map(|(_, d)| d.expected).sum::<f64>() / n;
+        let scale = self.quiet.iter().map(|(_, d)| d.scale).sum::<f64>() / n;
+        let t = &self.thresholds;
+        excess / (scale / n.sqrt()) >= t.z
+            && excess >= t.min_excess_usd
+            && excess >= t.min_relative_change * expected.max(0.0)
+            && self
+                .quiet
+                .iter()
+                .all(|(_, d)| super::billing::is_billed(d.actual))
+    }
+
+    /// The anomalies found so far, the last one `Ongoing` if it still is.
+    pub fn finish(mut self) -> Vec<Anomaly> {
+        if !self.run.is_empty() {
+            self.close(AnomalyState::Ongoing);
+        }
+        self.anomalies
+    }
+
+    fn close(&mut self, state: AnomalyState) {
+        self.since_run.clear();
+        self.gap = 0;
+        if self.run.is_empty() {
+            return;
+        }
+        let short = self.run.len() < self.level_shift_min_days;
+        let blind = self
+            .first_day
+            .and_then(|f| f.checked_add_months(chrono::Months::new(1)))
+            .is_some_and(|month_on| self.run[0].day < month_on);
+        if state == AnomalyState::Ended && short && blind {
+            // A day or two above normal in the first month of a series may
+            // be a monthly charge posting: the history cannot tell yet.
+            self.run.clear();
+            return;
+        }
+        self.anomalies.push(Anomaly {
+            days: std::mem::take(&mut self.run),
+            state,
+        });
+    }
+
+    fn score(&self, day: NaiveDate, weekday: u32, is_month_start: bool, actual: f64) -> DayScore {
+        let (expected, scale) = weekly_expectation(&self.history, weekday);
+        let mut z = (actual - expected) / scale;
+        let mut expected_used = expected;
+        let mut scale_used = scale;
+        if is_month_start && !self.month_starts.is_empty() {
+            let (ms_expected, ms_scale) = month_start_expectation(&self.month_starts);
+            let ms_z = (actual - ms_expected) / ms_scale;
+            if ms_z < z {
+                z = ms_z;
+                expected_used = ms_expected;
+                scale_used = ms_scale;
+            }
+        }
+        let excess = actual - expected_used;
+        let t = &self.thresholds;
+        // A day whose net amount is no charge (credits cover it) costs nothing.
+        let anomalous = super::billing::is_billed(actual)
+            && z >= t.z
+            && excess >= t.min_excess_usd
+            && excess >= t.min_relative_change * expected_used.max(0.0);
+        DayScore {
+            day,
+            actual,
+            expected: expected_used,
+            z,
+            scale: scale_used,
+            anomalous,
+            history_days: self.history.len(),
+        }
+    }
+
+    /// Moves the history to the new level: the days from input position
+    /// `first` (the start of the shift or drop) on enter as observed, with
+    /// their noise (what was learnt as the expectation during the anomaly
+    /// would make the spread look too small); older days as `fit` maps them,
+    /// corrected per weekday where the steady week `tail` shows that weekday
+    /// far off the fit (a new weekly pattern, not noise). Earlier month
+    /// starts move by the change in level.
+    fn rebaseline(&mut self, fit: Fit, tail: &[(usize, DayScore)], first: usize) {
+        let mut correction = [0.0; 7];
+        for (_, s) in tail.iter().filter(|(_, s)| s.day.day() != 1) {
+            let off = s.actual - fit.apply(s.expected);
+            if off.abs() > WEEKDAY_OFF_SCALES * s.scale {
+                correction[s.day.weekday().num_days_from_monday() as usize] = off;
+            }
+        }
+        let old_level = median(self.history.iter().map(|h| h.value).collect());
+        for h in self.history.iter_mut() {
+            h.value = if h.index >= first {
+                h.actual
+            } else {
+                fit.apply(h.value) + correction[h.weekday as usize]
+            };
+        }
+        let moved = fit.apply(old_level) - old_level;
+        for m in self.month_starts.iter_mut() {
+            *m += moved;
+        }
+    }
+}
+
+/// How the days of `tail` relate to what the old baseline expected, if
+/// they hold steady at one level (or whatever they show, when `forced`).
+/// Month-start days are left out: they have a model of their own.
+fn steady_fit(tail: &[(usize, DayScore)], forced: bool) -> Option<Fit> {
+    let days: Vec<&DayScore> = tail
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.day.day() != 1)
+        .collect();
+    if days.len() < 3 {
+        return forced.then_some(Fit::Added(0.0));
+    }
+    let added = median(days.iter().map(|s| s.actual - s.expected).collect());
+    let added_residuals: Vec<f64> = days.iter().map(|s| s.actual - s.expected - added).collect();
+    let mut best = (Fit::Added(added), added_residuals);
+    if days.iter().all(|s| s.expected > 0.0) {
+        let factor = median(days.iter().map(|s| s.actual / s.expected).collect());
+        let scaled_residuals: Vec<f64> = days
+            .iter()
+            .map(|s| s.actual - s.expected * factor)
+            .collect();
+        let size = |r: &[f64]| median(r.iter().map(|v| v.abs()).collect());
+        if size(&scaled_residuals) < size(&best.1) {
+            best = (Fit::Scaled(factor), scaled_residuals);
+        }
+    }
+    if forced {
+        return Some(best.0);
+    }
+    let scale = median(days.iter().map(|s| s.scale).collect());
+    let shift = added.abs();
+    let trend = theil_sen_slope(&best.1).abs() * (best.1.len() - 1) as f64;
+    (trend <= (STEADY_TREND_SCALES * scale).max(STEADY_TREND_SHARE * shift)).then_some(best.0)
+}
+
+/// Median of the pairwise slopes of `values` against their position.
+fn theil_sen_slope(values: &[f64]) -> f64 {
+    let mut slopes = Vec::with_capacity(values.len() * values.len() / 2);
+    for i in 0..values.len() {
+        for j in i + 1..values.len() {
+            slopes.push((values[j] - values[i]) / (j - i) as f64);
+        }
+    }
+    median(slopes)
+}
+
 /// Scores a dense daily series (index 0 = `first_day`) and returns its anomalies.
 pub fn score_series(
     first_day: NaiveDate,
@@ -74,102 +554,25 @@ pub fn score_series(
     config: &CostConfig,
     thresholds: &Thresholds,
 ) -> (Vec<DayScore>, Vec<Anomaly>) {
-    let mut history: VecDeque<(u32, f64)> = VecDeque::with_capacity(config.window_days + 1);
-    let mut month_starts: VecDeque<f64> = VecDeque::with_capacity(12);
-    let mut scores = Vec::with_capacity(values.len());
-    let mut anomalies = Vec::new();
-    let mut run: Vec<DayScore> = Vec::new();
-    let mut gap = 0usize;
-
-    for (i, &actual) in values.iter().enumerate() {
-        let day = first_day + Duration::days(i as i64);
-        let weekday = day.weekday().num_days_from_monday();
-        let is_month_start = day.day() == 1;
-
-        let mut scored = None;
-        if history.len() >= config.min_history_days {
-            let (expected, scale) = weekly_expectation(&history, weekday);
-            let mut z = (actual - expected) / scale;
-            let mut expected_used = expected;
-            if is_month_start && !month_starts.is_empty() {
-                let (ms_expected, ms_scale) = month_start_expectation(&month_starts);
-                let ms_z = (actual - ms_expected) / ms_scale;
-                if ms_z < z {
-                    z = ms_z;
-                    expected_used = ms_expected;
-                }
-            }
-            let excess = actual - expected_used;
-            let anomalous = z >= thresholds.z
-                && excess >= thresholds.min_excess_usd
-                && excess >= thresholds.min_relative_change * expected_used.max(0.0);
-            scored = Some(DayScore {
-                day,
-                actual,
-                expected: expected_used,
-                z,
-                anomalous,
-                history_days: history.len(),
-            });
-        }
-
-        let anomalous = scored.is_some_and(|s| s.anomalous);
-        // An established shift survives a few ordinary-looking days (a quiet
-        // weekend, noise): those stay part of it instead of splitting it.
-        let in_shift = run.len() >= config.level_shift_min_days;
-        if scored.is_some() {
-            gap = if anomalous || !in_shift { 0 } else { gap + 1 };
-        }
-        let holding = anomalous || (in_shift && gap > 0 && gap < SHIFT_GAP_DAYS);
-        if is_month_start {
-            month_starts.push_back(actual);
-            if month_starts.len() > 12 {
-                month_starts.pop_front();
-            }
-        } else {
-            // Anomalous days enter the history as what was expected, so the
-            // baseline does not drift towards the anomaly.
-            let clean = match scored {
-                Some(s) if holding => s.expected,
-                _ => actual,
-            };
-            history.push_back((weekday, clean));
-            if history.len() > config.window_days {
-                history.pop_front();
-            }
-        }
-
-        if let Some(s) = scored {
-            scores.push(s);
-            if anomalous {
-                run.push(s);
-            } else if !run.is_empty() && !holding {
-                anomalies.push(Anomaly {
-                    days: std::mem::take(&mut run),
-                    ongoing: false,
-                });
-            }
-        }
-    }
-    if !run.is_empty() {
-        anomalies.push(Anomaly {
-            days: run,
-            ongoing: true,
-        });
-    }
-    (scores, anomalies)
+    let mut model = SeriesModel::new(config, *thresholds);
+    let scores = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &v)| model.push(first_day + Duration::days(i as i64), v))
+        .collect();
+    (scores, model.finish())
 }
 
-fn weekly_expectation(history: &VecDeque<(u32, f64)>, weekday: u32) -> (f64, f64) {
-    let level = median(history.iter().map(|&(_, v)| v).collect());
+fn weekly_expectation(history: &VecDeque<HistoryDay>, weekday: u32) -> (f64, f64) {
+    let level = median(history.iter().map(|h| h.value).collect());
     let factor = |w: u32| -> f64 {
         if level <= 0.0 {
             return 1.0;
         }
         let ratios: Vec<f64> = history
             .iter()
-            .filter(|&&(d, _)| d == w)
-            .map(|&(_, v)| v / level)
+            .filter(|h| h.weekday == w)
+            .map(|h| h.value / level)
             .collect();
         if ratios.len() >= 2 {
             median(ratios)
@@ -180,9 +583,20 @@ fn weekly_expectation(history: &VecDeque<(u32, f64)>, weekday: u32) -> (f64, f64
     let factors: [f64; 7] = std::array::from_fn(|w| factor(w as u32));
     let residuals: Vec<f64> = history
         .iter()
-        .map(|&(w, v)| v - level * factors[w as usize])
+        .map(|h| h.value - level * factors[h.weekday as usize])
         .collect();
     let expected = level * factors[weekday as usize];
+    // The weekday factors are fitted to the same days the spread is taken
+    // from, which on some windows makes the spread look half of what the
+    // noise really is: the spread of week-over-week differences of the same
+    // weekday (no fitting, √2 times the noise) bounds it from below.
+    let week_over_week: Vec<f64> = history
+        .iter()
+        .zip(history.iter().skip(7))
+        .filter(|(a, b)| a.weekday == b.weekday)
+        .map(|(a, b)| (b.value - a.value).abs())
+        .collect();
+    let differences = MAD_TO_SIGMA * median(week_over_week) / std::f64::consts::SQRT_2;
     // Seven weekday factors were fitted to these same residuals, which makes
     // them look tighter than the noise really is: correct for the lost degrees of freedom.
     let n = residuals.len() as f64;
@@ -192,7 +606,10 @@ fn weekly_expectation(history: &VecDeque<(u32, f64)>, weekday: u32) -> (f64, f64
     } else {
         1.0
     };
-    (expected, correction * spread(residuals, expected))
+    (
+        expected,
+        (correction * spread(residuals, expected)).max(differences),
+    )
 }
 
 fn month_start_expectation(month_starts: &VecDeque<f64>) -> (f64, f64) {
@@ -269,20 +686,113 @@ mod tests {
         assert_eq!(anomalies.len(), 1);
         assert_eq!(anomalies[0].start(), start + Duration::days(60));
         assert_eq!(anomalies[0].days.len(), 1);
-        assert!(!anomalies[0].ongoing);
+        assert_eq!(anomalies[0].state, AnomalyState::Ended);
     }
 
     #[test]
-    fn persistent_shift_stays_ongoing() {
+    fn a_young_shift_is_ongoing() {
         let start = day("2026-01-05");
-        let mut values = weekly(90, start);
+        let mut values = weekly(75, start);
         for v in &mut values[70..] {
             *v *= 2.5;
         }
         let (_, anomalies) = score(start, &values);
         assert_eq!(anomalies.len(), 1, "{anomalies:?}");
-        assert_eq!(anomalies[0].days.len(), 20);
-        assert!(anomalies[0].ongoing);
+        assert_eq!(anomalies[0].days.len(), 5);
+        assert!(anomalies[0].ongoing());
+    }
+
+    #[test]
+    fn a_lasting_shift_becomes_the_baseline_after_a_steady_week_and_later_events_are_found() {
+        let start = day("2026-01-05");
+        let mut values = weekly(150, start);
+        for v in &mut values[70..] {
+            *v *= 2.5;
+        }
+        // A spike at the new level, then a second shift up, then a drop
+        // back down and a shift up from there.
+        values[95] *= 3.0;
+        for v in &mut values[110..] {
+            *v *= 1.6;
+        }
+        let (_, anomalies) = score(start, &values);
+        let starts: Vec<i64> = anomalies
+            .iter()
+            .map(|a| (a.start() - start).num_days())
+            .collect();
+        assert_eq!(starts, vec![70, 95, 110], "{anomalies:#?}");
+        assert_eq!(
+            anomalies[0].state,
+            AnomalyState::Rebaselined {
+                from: start + Duration::days(70 + REBASELINE_STEADY_DAYS as i64)
+            }
+        );
+        assert_eq!(anomalies[0].days.len(), REBASELINE_STEADY_DAYS);
+        assert_eq!(anomalies[1].days.len(), 1);
+        assert_eq!(anomalies[1].state, AnomalyState::Ended);
+        assert!(matches!(
+            anomalies[2].state,
+            AnomalyState::Rebaselined { .. }
+        ));
+    }
+
+    #[test]
+    fn a_ramp_is_one_anomaly_followed_to_its_plateau() {
+        let start = day("2026-01-05");
+        let mut values = weekly(150, start);
+        for (i, v) in values[70..].iter_mut().enumerate() {
+            *v *= 1.0 + 1.5 * ((i + 1) as f64 / 10.0).min(1.0);
+        }
+        let (_, anomalies) = score(start, &values);
+        assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+        let a = &anomalies[0];
+        assert!((a.start() - start).num_days() <= 73, "{a:?}");
+        let AnomalyState::Rebaselined { from } = a.state else {
+            panic!("{a:?}")
+        };
+        // Not before the plateau (day 79) is reached and holds (the
+        // steadiness test is a median: most of the week must be on it).
+        assert!((from - start).num_days() >= 79 + 4, "{from}");
+        assert!((from - a.start()).num_days() <= REBASELINE_MAX_DAYS as i64);
+    }
+
+    #[test]
+    fn after_a_lasting_drop_an_increase_is_measured_from_the_new_level() {
+        let start = day("2026-01-05");
+        let mut values = weekly(120, start);
+        for v in &mut values[60..] {
+            *v *= 0.4;
+        }
+        // Back to 70 % of the old level: far above the new one.
+        for v in &mut values[70..] {
+            *v *= 1.75;
+        }
+        let (_, anomalies) = score(start, &values);
+        assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+        assert_eq!((anomalies[0].start() - start).num_days(), 70);
+    }
+
+    #[test]
+    fn credits_refunds_and_tiny_residues_raise_nothing() {
+        let start = day("2026-01-05");
+        let mut values = weekly(120, start);
+        values[40] = -500.0; // a refund
+        values[41] = -0.000_000_009_2; // a credit residue
+        for v in &mut values[80..85] {
+            *v -= 60.0; // a credit for five days
+        }
+        let (scores, anomalies) = score(start, &values);
+        assert!(anomalies.is_empty(), "{anomalies:#?}");
+        assert!(
+            scores
+                .iter()
+                .all(|s| s.z.is_finite() && s.expected.is_finite())
+        );
+        // A series of nothing but residues and credits is quiet too.
+        let credits: Vec<f64> = (0..90)
+            .map(|i| if i % 3 == 0 { -0.000_000_009_2 } else { -25.0 })
+            .collect();
+        assert!(score(start, &credits).1.is_empty());
     }
 
     #[test]

@@ -65,9 +65,12 @@ pub struct Series {
 }
 
 impl Series {
-    /// Index of the first billed day, if the series was ever billed.
+    /// Index of the first billed day (see [`super::billing::is_billed`]:
+    /// credits, refunds and sub-cent residues are not billing), if the series was ever billed.
     pub fn first_billed(&self) -> Option<usize> {
-        self.values.iter().position(|&v| v > 0.0)
+        self.values
+            .iter()
+            .position(|&v| super::billing::is_billed(v))
     }
 
     /// The account the series belongs to; `None` for the organization total.
