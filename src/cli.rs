@@ -69,10 +69,27 @@ pub struct DetectArgs {
     /// goes back are scored in file order, with one warning counting them.
     #[arg(long)]
     pub input: PathBuf,
-    /// Score at or above which a row is marked `anomaly = 1` (the default is
-    /// the threshold NAB's standard profile picks for the default detector).
-    #[arg(long, default_value_t = 0.9974)]
-    pub threshold: f64,
+    /// Score at or above which a row is marked `anomaly = 1`. Default: 0.9974
+    /// for the streaming detector (the threshold NAB's standard profile picks
+    /// for it), 0.5 for the daily cost model (its own decision).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Which detector scores the series: `auto` picks the daily cost model
+    /// when the median step between timestamps is one day (23 to 25 hours),
+    /// the streaming detector otherwise.
+    #[arg(long, value_enum, default_value_t = DetectModel::Auto)]
+    pub model: DetectModel,
+}
+
+/// The detector behind `draco detect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DetectModel {
+    Auto,
+    /// The generic streaming detector, for any regular interval.
+    Stream,
+    /// The scan's daily cost model (weekly seasonality, month-start charges,
+    /// re-baselining after lasting shifts), for one value a day.
+    Daily,
 }
 
 #[derive(Debug, Subcommand)]

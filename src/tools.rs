@@ -33,19 +33,57 @@ pub fn detect_command(args: &DetectArgs) -> Result<()> {
     ignore_broken_pipe(write_detections(args))
 }
 
+/// The threshold NAB's standard profile picks for the streaming detector.
+const STREAM_THRESHOLD: f64 = 0.9974;
+
+/// Median steps from 23 to 25 hours are daily data (a daylight-saving day
+/// in local-time exports is 23 or 25 hours long).
+const DAILY_STEP_SECONDS: std::ops::RangeInclusive<f64> = 82_800.0..=90_000.0;
+
 fn write_detections(args: &DetectArgs) -> Result<()> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        return Err(UsageError(format!("--threshold {} is not in [0, 1]", args.threshold)).into());
-    }
+    use crate::cli::DetectModel;
     let series = crate::detect::series_csv::read(&args.input)?;
     if let Some(warning) = series.out_of_order_warning() {
         eprintln!("warning: {}: {warning}", args.input.display());
     }
-    let scores = crate::detect::stream::score_at(
-        &series.timestamps(),
-        &series.values(),
-        &crate::detect::stream::StreamConfig::default(),
-    );
+    let timestamps = series.timestamps();
+    let daily = match args.model {
+        DetectModel::Daily => true,
+        DetectModel::Stream => false,
+        DetectModel::Auto => crate::detect::series_csv::median_step_seconds(&timestamps)
+            .is_some_and(|step| DAILY_STEP_SECONDS.contains(&step)),
+    };
+    let threshold = args.threshold.unwrap_or(if daily {
+        crate::detect::cost::DAILY_FLAG_SCORE
+    } else {
+        STREAM_THRESHOLD
+    });
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(UsageError(format!("--threshold {threshold} is not in [0, 1]")).into());
+    }
+    let scores: Vec<f64> = if daily {
+        if args.model == DetectModel::Auto {
+            eprintln!(
+                "note: {}: one value a day, scored with the daily cost model (--model stream for the streaming detector)",
+                args.input.display()
+            );
+        }
+        let days: Vec<_> = series
+            .rows
+            .iter()
+            .map(|row| (row.at.date(), row.value))
+            .collect();
+        crate::detect::cost::score_daily(&days, &crate::detect::cost::CostConfig::default())
+            .into_iter()
+            .map(|s| s.score)
+            .collect()
+    } else {
+        crate::detect::stream::score_at(
+            &timestamps,
+            &series.values(),
+            &crate::detect::stream::StreamConfig::default(),
+        )
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     writeln!(out, "timestamp,value,score,anomaly")?;
@@ -55,7 +93,7 @@ fn write_detections(args: &DetectArgs) -> Result<()> {
             "{},{},{s:.6},{}",
             csv_field(&row.raw_timestamp),
             row.value,
-            u8::from(*s >= args.threshold)
+            u8::from(*s >= threshold)
         )?;
     }
     out.flush()?;

@@ -211,3 +211,65 @@ fn one_extreme_value_does_not_blind_detect_beyond_its_documented_bound() {
         }
     }
 }
+
+/// 150 days of a weekly-seasonal daily cost with a one-day spike on day 120
+/// and a lasting shift from day 135.
+fn daily_cost_csv() -> String {
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..150u32 {
+        let day = start + chrono::Duration::days(i64::from(i));
+        let weekly = if i % 7 >= 5 { 60.0 } else { 100.0 };
+        let noise = f64::from((i * 37) % 11) - 5.0;
+        let mut value = weekly + noise;
+        if i == 120 {
+            value += 400.0;
+        }
+        if i >= 135 {
+            value += 150.0;
+        }
+        csv.push_str(&format!("{day},{value}\n"));
+    }
+    csv
+}
+
+fn flagged_days(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .skip(1)
+        .filter(|line| line.ends_with(",1"))
+        .map(|line| line.split(',').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn daily_data_is_scored_with_the_daily_cost_model() {
+    let out = detect(&daily_cost_csv());
+    assert!(out.status.success(), "{}", describe(&out));
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(note.contains("daily cost model"), "{note}");
+    let flagged = flagged_days(&out.stdout);
+    // The spike on its day and the shift on its first day, nothing else.
+    assert!(flagged.contains(&"2026-06-30".to_owned()), "{flagged:?}");
+    assert!(flagged.contains(&"2026-07-15".to_owned()), "{flagged:?}");
+    assert!(flagged.len() <= 4, "{flagged:?}");
+    assert!(
+        flagged.iter().all(|d| d.as_str() >= "2026-06-30"),
+        "nothing flagged in the ordinary weeks: {flagged:?}"
+    );
+}
+
+#[test]
+fn the_streaming_detector_can_still_be_asked_for_on_daily_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("daily.csv");
+    std::fs::write(&path, daily_cost_csv()).expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["detect", "--model", "stream", "--input"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("daily cost model"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 151);
+}
