@@ -562,7 +562,9 @@ fn validate_cost_rules(cost: &crate::detect::cost::CostConfig) -> Result<(), Con
             ));
         }
         if let Some(account) = &o.account {
-            AccountId::parse(account).map_err(|e| bad(e.to_string()))?;
+            AccountId::parse(account).map_err(|_| {
+                bad("`account` is not an AWS account id (expected exactly 12 digits)".into())
+            })?;
         }
         let checks = [
             ("z_threshold", o.z_threshold, false),
@@ -682,13 +684,16 @@ pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
         .dom_and_dow(true)
         .build()
         .parse(schedule)
-        .map_err(|e| {
-            format!("`{schedule}` is not a cron schedule with seconds, e.g. \"0 0 6 * * *\" ({e})")
+        // Neither the text nor the parser's words (which quote it) are
+        // shown: a value pasted into the wrong key must not reach an error.
+        .map_err(|_| {
+            "not a cron schedule with seconds (six fields: second minute hour day month weekday, an optional year), e.g. \"0 0 6 * * *\"".to_owned()
         })?;
     if next_firing(&cron, chrono::Utc::now()).is_none() {
-        return Err(format!(
-            "`{schedule}` never fires (no date matches it); e.g. \"0 0 6 * * *\" is every day at 06:00 UTC"
-        ));
+        return Err(
+            "never fires (no date matches it); e.g. \"0 0 6 * * *\" is every day at 06:00 UTC"
+                .to_owned(),
+        );
     }
     Ok(cron)
 }
@@ -932,6 +937,10 @@ mod tests {
             format!("[llm]\nprovider = \"{PLANTED}\"\n"),
             format!("[source]\nkind = {PLANTED}\n"),
             format!("schedule = [\"{PLANTED}\"]\n"),
+            format!("schedule = \"{PLANTED} * * * *\"\n"),
+            format!("schedule = \"0 0 0 31 4 * # {PLANTED}\"\n"),
+            format!("[[aws.accounts]]\nid = \"{PLANTED}\"\n"),
+            format!("[[detect.cost.overrides]]\naccount = \"{PLANTED}\"\n"),
             // A quote or a backtick inside the value must not end the hiding.
             "[llm]\ntimeout_secs = 'sk-live\"4f9c2b7e1d'\n".to_owned(),
             "[llm]\ntimeout_secs = 'sk-live\\\"4f9c2b7e1d'\n".to_owned(),
