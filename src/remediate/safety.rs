@@ -290,7 +290,8 @@ pub enum LineKind {
     Blank,
     Comment,
     /// A command, with `\`-newline continuations removed as the shell removes
-    /// them and the surrounding blanks trimmed.
+    /// them and the surrounding blanks (space and tab, the only ones bash
+    /// splits words on) trimmed.
     Command(String),
 }
 
@@ -430,7 +431,7 @@ fn shell_lines(text: &str) -> Result<Vec<LogicalLine>, (usize, String)> {
         }
         lines.push(LogicalLine {
             number: start,
-            kind: LineKind::Command(command.trim().to_owned()),
+            kind: LineKind::Command(command.trim_matches([' ', '\t']).to_owned()),
         });
     }
     Ok(lines)
@@ -997,6 +998,26 @@ mod tests {
                 matches!(&result, Err(SafetyError::Unreadable { message, .. }) if message.contains(expected)),
                 "{body}: {result:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_the_blanks_the_shell_splits_on_are_trimmed() {
+        // Bash splits words on space and tab only: a no-break or ideographic
+        // space is part of the word, so `set -euo pipefail\u{a0}` fails and
+        // the script runs on without `errexit`. It is not the declared line.
+        let t = revoke_template();
+        for blank in ['\u{a0}', '\u{2003}', '\u{3000}'] {
+            for body in [
+                format!("set -euo pipefail{blank}\n"),
+                format!("{blank}set -euo pipefail\n"),
+            ] {
+                let result = check_proposal(&proposal(Format::AwsCli, &body), &t);
+                assert!(
+                    matches!(result, Err(SafetyError::UndeclaredLine { .. })),
+                    "{body:?}: {result:?}"
+                );
+            }
         }
     }
 
