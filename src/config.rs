@@ -562,7 +562,9 @@ fn validate_cost_rules(cost: &crate::detect::cost::CostConfig) -> Result<(), Con
             ));
         }
         if let Some(account) = &o.account {
-            AccountId::parse(account).map_err(|e| bad(e.to_string()))?;
+            AccountId::parse(account).map_err(|_| {
+                bad("`account` is not an AWS account id (expected exactly 12 digits)".into())
+            })?;
         }
         let checks = [
             ("z_threshold", o.z_threshold, false),
@@ -682,13 +684,16 @@ pub fn parse_schedule(schedule: &str) -> Result<croner::Cron, String> {
         .dom_and_dow(true)
         .build()
         .parse(schedule)
-        .map_err(|e| {
-            format!("`{schedule}` is not a cron schedule with seconds, e.g. \"0 0 6 * * *\" ({e})")
+        // Neither the text nor the parser's words (which quote it) are
+        // shown: a value pasted into the wrong key must not reach an error.
+        .map_err(|_| {
+            "not a cron schedule with seconds (six fields: second minute hour day month weekday, an optional year), e.g. \"0 0 6 * * *\"".to_owned()
         })?;
     if next_firing(&cron, chrono::Utc::now()).is_none() {
-        return Err(format!(
-            "`{schedule}` never fires (no date matches it); e.g. \"0 0 6 * * *\" is every day at 06:00 UTC"
-        ));
+        return Err(
+            "never fires (no date matches it); e.g. \"0 0 6 * * *\" is every day at 06:00 UTC"
+                .to_owned(),
+        );
     }
     Ok(cron)
 }
@@ -771,30 +776,64 @@ fn known_field(name: &str) -> bool {
 /// Hides the values serde quotes in its messages (`invalid type: string
 /// "…"`, `unknown variant `…``), keeping key names and the expected forms:
 /// no value from the config reaches an error, whichever key it was under.
+///
+/// A value may itself hold quotes or backticks: a `"…"` value is read the way
+/// serde writes it (Rust `Debug`, so `\"` and `\\` are escapes), an unknown
+/// variant runs to the *last* `` `, expected`` (or `` `, there are no
+/// variants``), which serde writes after it; a quote that does not close
+/// hides the rest of the message.
 fn hide_values(message: &str) -> String {
+    const HIDDEN: &str = "(value hidden)";
     let mut out = String::with_capacity(message.len());
     let mut rest = message.trim();
     while let Some(start) = rest.find(['"', '`']) {
-        let quote = rest[start..].chars().next().unwrap_or('"');
-        let Some(len) = rest[start + 1..].find(quote) else {
-            break;
-        };
-        let (head, quoted) = (&rest[..start], &rest[start + 1..start + 1 + len]);
+        let (head, after) = (&rest[..start], &rest[start + 1..]);
         out.push_str(head);
-        // Backticks name fields and expected variants, except right after
-        // "unknown variant", where they quote the value given.
-        let is_value = quote == '"' || head.trim_end().ends_with("unknown variant");
-        if is_value {
-            out.push_str("(value hidden)");
+        let value_end = if rest[start..].starts_with('"') {
+            debug_string_end(after)
+        } else if head.trim_end().ends_with("unknown variant") {
+            ["`, expected", "`, there are no variants"]
+                .iter()
+                .filter_map(|end| after.rfind(end))
+                .max()
         } else {
-            out.push(quote);
-            out.push_str(quoted);
-            out.push(quote);
-        }
-        rest = &rest[start + 1 + len + 1..];
+            // A field name or an expected form, shown as written.
+            match after.find('`') {
+                Some(len) => {
+                    out.push('`');
+                    out.push_str(&after[..len]);
+                    out.push('`');
+                    rest = &after[len + 1..];
+                    continue;
+                }
+                None => None,
+            }
+        };
+        let Some(len) = value_end else {
+            out.push_str(HIDDEN);
+            return out;
+        };
+        out.push_str(HIDDEN);
+        rest = &after[len + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// Where the `"` closing a string written as Rust `Debug` writes it stands in
+/// `text` (which starts right after the opening quote), skipping `\`-escapes.
+fn debug_string_end(text: &str) -> Option<usize> {
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secrets, ConfigError> {
@@ -898,6 +937,15 @@ mod tests {
             format!("[llm]\nprovider = \"{PLANTED}\"\n"),
             format!("[source]\nkind = {PLANTED}\n"),
             format!("schedule = [\"{PLANTED}\"]\n"),
+            format!("schedule = \"{PLANTED} * * * *\"\n"),
+            format!("schedule = \"0 0 0 31 4 * # {PLANTED}\"\n"),
+            format!("[[aws.accounts]]\nid = \"{PLANTED}\"\n"),
+            format!("[[detect.cost.overrides]]\naccount = \"{PLANTED}\"\n"),
+            // A quote or a backtick inside the value must not end the hiding.
+            "[llm]\ntimeout_secs = 'sk-live\"4f9c2b7e1d'\n".to_owned(),
+            "[llm]\ntimeout_secs = 'sk-live\\\"4f9c2b7e1d'\n".to_owned(),
+            "[llm]\nprovider = 'sk-live`4f9c2b7e1d'\n".to_owned(),
+            "[llm]\nprovider = 'sk-live`, expected 4f9c2b7e1d'\n".to_owned(),
             format!(
                 "[llm]\nbase_url = \"https://user:{PLANTED}@models.example.com/v1\"\nprovider = \"openai\"\nmodel = \"m\"\n"
             ),
@@ -927,6 +975,13 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!error.contains("4f9c2b7e1d"), "{error}");
+        for (name, value) in [
+            ("DRACO_LLM_PROVIDER", "sk-live`4f9c2b7e1d"),
+            ("DRACO_SOURCE_KIND", "sk-live\"4f9c2b7e1d"),
+        ] {
+            let error = load(None, &env(&[(name, value)])).unwrap_err().to_string();
+            assert!(!error.contains("4f9c2b7e1d"), "{name}: {error}");
+        }
     }
 
     #[test]

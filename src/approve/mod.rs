@@ -134,9 +134,9 @@ pub enum ApproveError {
     /// decision out failed. It is now `failed`: decide again, or let the next
     /// scan propose it afresh.
     #[error(
-        "finding {finding}: {source}; its change request is marked failed and will be proposed again by the next scan (or decide again)"
+        "finding {finding}: {cause}; its change request is marked failed and will be proposed again by the next scan (or decide again)"
     )]
-    Failed { finding: i64, source: GitOpsError },
+    Failed { finding: i64, cause: GitOpsError },
 }
 
 /// What happened.
@@ -281,7 +281,7 @@ async fn failed(
     match store.fail_change_request(cr.id, &failure, now).await {
         Ok(()) => ApproveError::Failed {
             finding: cr.finding_id,
-            source: error,
+            cause: error,
         },
         Err(store_error) => ApproveError::Store(store_error),
     }
@@ -347,6 +347,22 @@ pub async fn reject(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_decision_names_its_cause_once() {
+        // The cause is in the message, so it is not also the error's source:
+        // `anyhow` would print it a second time after the message.
+        let error = anyhow::Error::from(ApproveError::Failed {
+            finding: 3,
+            cause: GitOpsError::BranchMoved {
+                branch: "draco/x".into(),
+                approved: "a".into(),
+                actual: "b".into(),
+            },
+        });
+        let shown = format!("{error:#}");
+        assert_eq!(shown.matches("refusing to merge").count(), 1, "{shown}");
+    }
+
     use super::*;
 
     #[test]

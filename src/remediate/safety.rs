@@ -209,10 +209,13 @@ pub fn check_proposal(proposal: &Proposal, template: &Template) -> Result<(), Sa
                 }
             }
             Format::Terraform => {
-                hcl::parse(text).map_err(|e| SafetyError::Terraform {
+                let body = hcl::parse(text).map_err(|e| SafetyError::Terraform {
                     part,
                     message: e.to_string(),
                 })?;
+                if let Some(what) = terraform_exec_block(&body) {
+                    return Err(SafetyError::TerraformForbidden { part, what });
+                }
                 if let Some(m) = terraform_exec().find(text) {
                     return Err(SafetyError::TerraformForbidden {
                         part,
@@ -263,13 +266,32 @@ fn terraform_exec() -> &'static Regex {
     })
 }
 
+/// The first block of a parsed Terraform body, at any depth, that runs or
+/// fetches code: a `provisioner` (`local-exec`, `remote-exec`, …), the
+/// `external` data source, or a `module` (its source is code Terraform
+/// downloads and runs). Read from the parsed blocks, so a bare label
+/// (`data external x`) or an escaped one (`"ext\u0065rnal"`) is the same
+/// block; the text pattern [`terraform_exec`] stays as a second reading.
+fn terraform_exec_block(body: &hcl::Body) -> Option<String> {
+    body.blocks().find_map(|block| {
+        let first_label = block.labels().first().map(hcl::BlockLabel::as_str);
+        match (block.identifier(), first_label) {
+            ("provisioner", label) => Some(format!("`provisioner \"{}\"`", label.unwrap_or(""))),
+            ("data", Some("external")) => Some("`data \"external\"`".to_owned()),
+            ("module", _) => Some("a `module` block".to_owned()),
+            _ => terraform_exec_block(block.body()),
+        }
+    })
+}
+
 /// What one logical line of a script is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineKind {
     Blank,
     Comment,
     /// A command, with `\`-newline continuations removed as the shell removes
-    /// them and the surrounding blanks trimmed.
+    /// them and the surrounding blanks (space and tab, the only ones bash
+    /// splits words on) trimmed.
     Command(String),
 }
 
@@ -409,7 +431,7 @@ fn shell_lines(text: &str) -> Result<Vec<LogicalLine>, (usize, String)> {
         }
         lines.push(LogicalLine {
             number: start,
-            kind: LineKind::Command(command.trim().to_owned()),
+            kind: LineKind::Command(command.trim_matches([' ', '\t']).to_owned()),
         });
     }
     Ok(lines)
@@ -980,6 +1002,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_blanks_the_shell_splits_on_are_trimmed() {
+        // Bash splits words on space and tab only: a no-break or ideographic
+        // space is part of the word, so `set -euo pipefail\u{a0}` fails and
+        // the script runs on without `errexit`. It is not the declared line.
+        let t = revoke_template();
+        for blank in ['\u{a0}', '\u{2003}', '\u{3000}'] {
+            for body in [
+                format!("set -euo pipefail{blank}\n"),
+                format!("{blank}set -euo pipefail\n"),
+            ] {
+                let result = check_proposal(&proposal(Format::AwsCli, &body), &t);
+                assert!(
+                    matches!(result, Err(SafetyError::UndeclaredLine { .. })),
+                    "{body:?}: {result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn control_format_and_separator_characters_are_refused_anywhere() {
         let t = revoke_template();
         for c in [
@@ -1119,6 +1161,42 @@ mod tests {
             check_proposal(&exec, &t),
             Err(SafetyError::TerraformForbidden { .. })
         ));
+    }
+
+    #[test]
+    fn terraform_may_not_run_commands_however_the_block_is_spelled() {
+        // HCL takes a block label bare or quoted, with escapes: the check
+        // reads the parsed blocks, not the spelling.
+        for (shapes, body) in [
+            (
+                "data external x {\nprogram = [\"sh\"]\n}\n",
+                "data external x {\n  program = [\"sh\"]\n}\n",
+            ),
+            (
+                "data \"ext\\u0065rnal\" \"x\" {\nprogram = [\"sh\"]\n}\n",
+                "data \"ext\\u0065rnal\" \"x\" {\n  program = [\"sh\"]\n}\n",
+            ),
+            (
+                "resource null_resource x {\nprovisioner \"local\\u002dexec\" {\ncommand = \"id\"\n}\n}\n",
+                "resource null_resource x {\n  provisioner \"local\\u002dexec\" {\n    command = \"id\"\n  }\n}\n",
+            ),
+            (
+                "module m {\nsource = \"git::https://example.com/x.git\"\n}\n",
+                "module m {\n  source = \"git::https://example.com/x.git\"\n}\n",
+            ),
+        ] {
+            let t = template(Format::Terraform, &[], shapes);
+            let mut p = proposal(Format::Terraform, body);
+            p.rollback = "# nothing\n".into();
+            assert!(
+                matches!(
+                    check_proposal(&p, &t),
+                    Err(SafetyError::TerraformForbidden { .. })
+                ),
+                "{body}: {:?}",
+                check_proposal(&p, &t)
+            );
+        }
     }
 
     #[test]

@@ -125,3 +125,37 @@ fn concurrent_demos_on_one_data_dir_all_succeed_one_at_a_time() {
     let findings = draco.findings();
     assert_eq!(findings.len(), 8, "no duplicates");
 }
+
+#[test]
+fn twenty_kill_nines_on_one_data_dir_leave_nothing_running_or_twice() {
+    let draco = Draco::new();
+    for i in 0..20u64 {
+        let mut child = draco
+            .command()
+            .arg("demo")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread over a demo's run: opening the store, scanning, proposing,
+        // opening change requests.
+        std::thread::sleep(Duration::from_millis(i * 47 % 900));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    draco.ok(&["demo"]);
+    let list = scans(&draco);
+    assert!(
+        list.iter().all(|s| s["status"] != "running"),
+        "a scan is left running: {list:?}"
+    );
+    let findings = draco.findings();
+    assert_eq!(findings.len(), 8, "no duplicate findings: {findings:?}");
+    assert!(
+        findings.iter().all(|f| f["status"] == "awaiting_approval"),
+        "every finding has its one change request: {findings:?}"
+    );
+    let second = draco.ok(&["demo"]);
+    assert!(second.contains("0 new, 8 unchanged"), "{second}");
+    draco.ok(&["audit", "verify"]);
+}

@@ -126,8 +126,14 @@ impl Default for AwsCostConfig {
 
 /// Checks what can be checked without calling AWS.
 pub fn validate(config: &AwsConfig) -> Result<(), String> {
-    for account in &config.accounts {
-        AccountId::parse(&account.id).map_err(|e| format!("aws.accounts: {e}"))?;
+    for (i, account) in config.accounts.iter().enumerate() {
+        // The value is not shown: it may be something pasted into the wrong key.
+        AccountId::parse(&account.id).map_err(|_| {
+            format!(
+                "aws.accounts entry {}: `id` is not an AWS account id (expected exactly 12 digits)",
+                i + 1
+            )
+        })?;
     }
     if config.concurrency == 0 || config.max_attempts == 0 || config.timeout_secs == 0 {
         return Err(
