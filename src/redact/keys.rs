@@ -147,12 +147,23 @@ pub(super) fn candidate(hay: &[u8], s: usize, e: usize) -> bool {
     match hay.get(e) {
         Some(b':' | b'=' | b'"' | b'\'' | b'\\') => true,
         Some(b' ' | b'\t') => {
-            (s > 0 && hay[s - 1] == b'-')
+            is_flag(hay, s)
                 || matches!(hay.get(e + 1), Some(b':' | b'=' | b' ' | b'\t'))
                 || (e - s == 6 && hay[s..e].eq_ignore_ascii_case(b"bearer"))
         }
         _ => false,
     }
+}
+
+/// Whether the word at `s` ends a command-line flag's name: `--secret`, and
+/// also a dotted or dashed one such as `--app.secret` or `--db-password`
+/// (the flag's name runs back over key characters to a `-`).
+fn is_flag(hay: &[u8], s: usize) -> bool {
+    let mut ks = s;
+    while ks > 0 && s - ks < 64 && key_char(hay[ks - 1]) {
+        ks -= 1;
+    }
+    ks < s && hay[ks] == b'-'
 }
 
 /// Whether a word ending at `e` could end a secret-like key: a test on its
@@ -623,6 +634,18 @@ mod tests {
             find("run --api-key Xy12ab34cd56 now"),
             vec![("Xy12ab34cd56", Secret)]
         );
+        // Dotted and dashed flag names (seen by the redaction proptests).
+        for flag in [
+            "--app.secret",
+            "--db-password",
+            "--service.api_key",
+            "-client.secret",
+        ] {
+            let line = format!("app {flag} b8NhZ3d8Dfp_bSY9hMtpG7Kk --verbose");
+            let found = find(&line);
+            assert_eq!(found.len(), 1, "{line}: {found:?}");
+            assert_eq!(found[0].0, "b8NhZ3d8Dfp_bSY9hMtpG7Kk", "{line}");
+        }
         assert_eq!(
             find("Authorization: Basic dXNlcjpwYXNzd29yZA=="),
             vec![("dXNlcjpwYXNzd29yZA==", Secret)]
