@@ -29,23 +29,7 @@ impl LocalGit {
             repo: repo.to_owned(),
         };
         if !repo.join("HEAD").exists() {
-            let path = repo.display().to_string();
-            this.run(
-                // `--shared=0600`: it holds findings and evidence, for the
-                // owner only (objects 0600, directories 0700).
-                &[
-                    "init",
-                    "--quiet",
-                    "--bare",
-                    "--shared=0600",
-                    "--initial-branch=main",
-                    &path,
-                ],
-                None,
-                None,
-                false,
-            )
-            .await?;
+            this.init_atomically().await?;
         }
         if this.resolve(MAIN).await?.is_none() {
             let readme = this
@@ -76,6 +60,49 @@ impl LocalGit {
 
     pub fn path(&self) -> &Path {
         &self.repo
+    }
+
+    /// Creates the bare repository in a scratch directory beside it, then
+    /// renames it into place: two processes opening a new data dir at once
+    /// (the daemon and a CLI command) would otherwise run `git init` into
+    /// the same directory and one would fail half-way. The loser of the
+    /// rename finds the winner's repository and uses it.
+    async fn init_atomically(&self) -> Result<(), GitOpsError> {
+        let parent = self
+            .repo
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let staging = tempfile::Builder::new()
+            .prefix(".remediations-init-")
+            .tempdir_in(parent)
+            .map_err(GitOpsError::Spawn)?;
+        let staged = staging.path().join("repo.git");
+        let staged_path = staged.display().to_string();
+        self.run(
+            // `--shared=0600`: it holds findings and evidence, for the owner
+            // only (objects 0600, directories 0700). `--template=`: no
+            // sample hooks or other files from the system's git templates.
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--shared=0600",
+                "--template=",
+                "--initial-branch=main",
+                &staged_path,
+            ],
+            None,
+            None,
+            false,
+        )
+        .await?;
+        match std::fs::rename(&staged, &self.repo) {
+            Ok(()) => Ok(()),
+            // Another process renamed its repository in first.
+            Err(_) if self.repo.join("HEAD").exists() => Ok(()),
+            Err(e) => Err(GitOpsError::Spawn(e)),
+        }
     }
 
     /// The commit a ref points to, or `None` when it does not exist.
