@@ -63,7 +63,11 @@ pub(super) fn after_key(hay: &[u8], e: usize, keys: &PersonKeys) -> Option<Hit> 
     })?;
     if secret && secret_before(hay, e) {
         let n = hay[v..].iter().take(41).take_while(|b| is_b64(**b)).count();
-        if n == 40 {
+        // Exactly 40 characters: a longer token that happens to hold 40
+        // base64 characters before a `_` or `-` is some other secret, taken
+        // whole by the secret-key rules instead of cut after 40.
+        let continues = hay.get(v + 40).is_some_and(|b| matches!(b, b'_' | b'-'));
+        if n == 40 && !continues {
             return Some((v, v + 40, PiiKind::AwsSecretKey));
         }
     }
@@ -293,5 +297,8 @@ mod tests {
             Some((k, PiiKind::AwsSecretKey))
         );
         assert_eq!(find(&format!("commit: {k}")), None);
+        // 40 base64 characters that a longer value goes on from.
+        assert_eq!(find(&format!("jwtSecret=\"{k}_3_PX7CKV3\"")), None);
+        assert_eq!(find(&format!("jwt_secret={k}-more")), None);
     }
 }
