@@ -3,9 +3,6 @@
 //! piece of the secret longer than four bytes left, and benign cloud
 //! identifiers pass untouched.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use draco::bench::redact_corpus::Rng;
 use draco::bench::redact_corpus::credentials::{FORMATS, samples};
 use draco::redact::Redactor;
@@ -13,23 +10,7 @@ use regex::Regex;
 
 /// Runs `draco redact` on `input`.
 fn redact(input: &str) -> String {
-    let mut child = Command::new(crate::support::BIN)
-        .arg("redact")
-        .env("DRACO_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("draco runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("draco exits");
-    assert!(out.status.success(), "{}", crate::support::describe(&out));
-    String::from_utf8(out.stdout).expect("utf-8")
+    crate::support::run_with_stdin(&["redact"], input)
 }
 
 /// Panics when a piece of `secret` longer than four bytes is in `output`

@@ -3,19 +3,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{Draco, PLANTED, demo_without_network, describe, git};
-
-fn kinds_and_resources(findings: &[Value]) -> BTreeSet<(String, String)> {
-    findings
-        .iter()
-        .map(|f| {
-            (
-                f["kind"].as_str().unwrap_or_default().to_owned(),
-                f["resource"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
+use crate::support::{Draco, PLANTED, demo_without_network, describe, git, kinds_and_resources};
 
 #[test]
 fn demo_yields_exactly_the_planted_findings() {

@@ -2,52 +2,18 @@
 //! `DRACO_REALWORLD_DIR`), run as their README says: from the case folder,
 //! `draco --data-dir <tmp> --config draco.toml scan --once`.
 
-use std::path::Path;
-
-use serde_json::Value;
-
-use crate::support::{Draco, describe, realworld_case};
-
-/// Scans once from `case` (its `draco.toml` points at `fixtures`) and returns the findings.
-fn scan_case(case: &Path) -> Vec<Value> {
-    let draco = Draco::new();
-    let out = draco
-        .command()
-        .current_dir(case)
-        .args(["--config", "draco.toml", "scan", "--once"])
-        .output()
-        .expect("draco runs");
-    assert!(
-        out.status.success(),
-        "scan of {} failed: {}",
-        case.display(),
-        describe(&out)
-    );
-    draco.findings()
-}
-
-fn kinds(findings: &[Value]) -> Vec<(String, String)> {
-    findings
-        .iter()
-        .map(|f| {
-            (
-                f["kind"].as_str().unwrap_or_default().to_owned(),
-                f["resource"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
+use crate::support::{Draco, kinds_and_resources, realworld_case, scan_realworld_case};
 
 #[test]
 fn monthly_tax_is_not_a_new_service_when_the_history_starts_after_a_first() {
     let Some(case) = realworld_case("13-cost-monthly-tax-new-service") else {
         return;
     };
-    let findings = scan_case(&case);
+    let (_, findings) = scan_realworld_case(&Draco::new(), &case);
     assert!(
         findings.iter().all(|f| f["kind"] != "cost_new_service"),
         "{:?}",
-        kinds(&findings)
+        kinds_and_resources(&findings)
     );
 }
 
@@ -57,11 +23,11 @@ fn monthly_tax_is_not_a_new_service_when_the_history_starts_on_the_20th() {
     else {
         return;
     };
-    let findings = scan_case(&case);
+    let (_, findings) = scan_realworld_case(&Draco::new(), &case);
     assert!(
         findings.iter().all(|f| f["kind"] != "cost_new_service"),
         "{:?}",
-        kinds(&findings)
+        kinds_and_resources(&findings)
     );
 }
 

@@ -4,29 +4,10 @@
 //! finding a careful engineer expects and the absence of the wrong ones.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{Draco, describe, realworld_case};
-
-/// Scans the case from its own folder; returns the scan report and the findings.
-fn scan_case(draco: &Draco, case: &Path) -> (Value, Vec<Value>) {
-    let out = draco
-        .command()
-        .current_dir(case)
-        .args(["--config", "draco.toml", "scan", "--once", "--json"])
-        .output()
-        .expect("draco runs");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        case.display(),
-        describe(&out)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("scan --json is JSON");
-    (report, draco.findings())
-}
+use crate::support::{Draco, realworld_case, scan_realworld_case};
 
 /// The kinds of every finding, cost ones included: none but the expected may appear.
 fn kinds(findings: &[Value]) -> BTreeSet<String> {
@@ -43,7 +24,7 @@ fn ssh_open_to_both_halves_of_ipv4_is_a_critical_admin_port_finding() {
         return;
     };
     let draco = Draco::new();
-    let (report, findings) = scan_case(&draco, &case);
+    let (report, findings) = scan_realworld_case(&draco, &case);
     assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(
         kinds(&findings),
@@ -77,7 +58,7 @@ fn a_snapshot_of_a_disabled_ami_is_not_orphaned_whether_or_not_the_ami_is_listed
             return;
         };
         let draco = Draco::new();
-        let (report, findings) = scan_case(&draco, &case);
+        let (report, findings) = scan_realworld_case(&draco, &case);
         assert_eq!(report["scan"]["status"], "ok", "{report:#}");
         assert_eq!(
             kinds(&findings),
@@ -94,7 +75,7 @@ fn a_tiny_negative_credit_residue_does_not_stop_the_scan() {
         return;
     };
     let draco = Draco::new();
-    let (report, findings) = scan_case(&draco, &case);
+    let (report, findings) = scan_realworld_case(&draco, &case);
     assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(report["scan"]["scan_errors"], serde_json::json!([]));
     assert!(
@@ -111,7 +92,7 @@ fn a_tiny_negative_credit_residue_beside_open_ssh_still_reports_the_ssh() {
         return;
     };
     let draco = Draco::new();
-    let (report, findings) = scan_case(&draco, &case);
+    let (report, findings) = scan_realworld_case(&draco, &case);
     assert_eq!(report["scan"]["status"], "ok", "{report:#}");
     assert_eq!(
         kinds(&findings),

@@ -184,28 +184,8 @@ async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
 
 #[test]
 fn draco_redact_filters_stdin_and_reports_byte_spans() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     let input = "café owner=jane.doe@example.com from 10.0.0.7\nOwner: Jane Doe\n";
-    let run = |args: &[&str]| {
-        let mut child = Command::new(crate::support::BIN)
-            .args(args)
-            .env("DRACO_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("draco runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-        let out = child.wait_with_output().expect("draco exits");
-        assert!(out.status.success(), "{}", crate::support::describe(&out));
-        String::from_utf8(out.stdout).expect("utf-8")
-    };
+    let run = |args: &[&str]| crate::support::run_with_stdin(args, input);
     assert_eq!(
         run(&["redact"]),
         "café owner=<EMAIL_1> from <IPV4_1>\nOwner: <NAME_1>\n"

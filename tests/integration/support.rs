@@ -1,7 +1,9 @@
 //! Spawns the real binary against a throw-away data directory.
 
+use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -194,4 +196,59 @@ pub fn external_corpus(var: &str, default: &str) -> Option<PathBuf> {
 /// `DRACO_REALWORLD_DIR`); `None` (test skipped) where absent outside CI.
 pub fn realworld_case(case: &str) -> Option<PathBuf> {
     external_corpus("DRACO_REALWORLD_DIR", "../shared/data/realworld").map(|dir| dir.join(case))
+}
+
+/// Scans a real-world case as its README says: from the case folder,
+/// `draco --data-dir <tmp> --config draco.toml scan --once --json`. Insists
+/// on success; returns the scan report and the findings.
+pub fn scan_realworld_case(draco: &Draco, case: &Path) -> (Value, Vec<Value>) {
+    let out = draco
+        .command()
+        .current_dir(case)
+        .args(["--config", "draco.toml", "scan", "--once", "--json"])
+        .output()
+        .expect("draco runs");
+    assert!(
+        out.status.success(),
+        "scan of {} failed: {}",
+        case.display(),
+        describe(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("scan --json is JSON");
+    (report, draco.findings())
+}
+
+/// `(kind, resource)` of each finding.
+pub fn kinds_and_resources(findings: &[Value]) -> BTreeSet<(String, String)> {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or_default().to_owned(),
+                f["resource"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Runs the binary with `input` on standard input; insists on success and
+/// returns standard output.
+pub fn run_with_stdin(args: &[&str], input: &str) -> String {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("DRACO_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("draco runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("draco exits");
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8(out.stdout).expect("utf-8")
 }
