@@ -192,9 +192,9 @@ impl App {
         Ok(())
     }
 
-    /// On daemon start: the same repair, if no scan is running right now
-    /// (then its process will see to it).
-    pub async fn repair_on_start(&self) -> Result<(), StoreError> {
+    /// Outside a scan (daemon start, after a cancelled scan): the same
+    /// repair, if no scan is running right now (then its process will see to it).
+    pub async fn repair_abandoned_scans(&self) -> Result<(), StoreError> {
         match self.store.lock_scans(Duration::ZERO).await {
             Ok(_lock) => self.interrupt_abandoned_scans().await,
             Err(StoreError::ScanBusy { .. }) => Ok(()),

@@ -99,7 +99,7 @@ pub async fn run(
     let grace = Duration::from_secs(app.loaded.config.server.shutdown_grace_secs);
     let (stopping, stopped) = watch::channel(false);
 
-    if let Err(error) = app.repair_on_start().await {
+    if let Err(error) = app.repair_abandoned_scans().await {
         tracing::error!(%error, "cannot check for scans left running");
     }
     app.refresh_finding_gauges().await;
@@ -161,7 +161,7 @@ pub async fn run(
     // Cancels the scan if it is still running; its lock goes with it, so
     // this repair marks it interrupted.
     drop(work);
-    if let Err(error) = app.repair_on_start().await {
+    if let Err(error) = app.repair_abandoned_scans().await {
         tracing::error!(%error, "cannot mark the cancelled scan interrupted");
     }
     tokio::select! {
