@@ -69,7 +69,7 @@ pub struct DetectArgs {
     /// goes back are scored in file order, with one warning counting them.
     #[arg(long)]
     pub input: PathBuf,
-    /// Score at or above which a row is marked `anomaly = 1`. Default: 0.9974
+    /// Score at or above which a row is marked `anomaly = 1`. Default: 0.9981
     /// for the streaming detector (the threshold NAB's standard profile picks
     /// for it), 0.5 for the daily cost model (its own decision).
     #[arg(long)]

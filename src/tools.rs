@@ -34,7 +34,7 @@ pub fn detect_command(args: &DetectArgs) -> Result<()> {
 }
 
 /// The threshold NAB's standard profile picks for the streaming detector.
-const STREAM_THRESHOLD: f64 = 0.9974;
+const STREAM_THRESHOLD: f64 = crate::detect::stream::DEFAULT_THRESHOLD;
 
 /// Median steps from 23 to 25 hours are daily data (a daylight-saving day
 /// in local-time exports is 23 or 25 hours long).

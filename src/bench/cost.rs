@@ -370,7 +370,7 @@ pub fn render_multi(r: &MultiReport) -> String {
 }
 
 /// `draco detect`'s default `--threshold` for the streaming detector.
-const STREAM_FLAG_SCORE: f64 = 0.9974;
+const STREAM_FLAG_SCORE: f64 = crate::detect::stream::DEFAULT_THRESHOLD;
 
 /// The finding kind an event type is reported as.
 fn reported_as(kind: multi::EventKind) -> Option<FindingKind> {

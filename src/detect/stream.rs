@@ -48,6 +48,11 @@ use std::collections::VecDeque;
 
 use chrono::{NaiveDateTime, Timelike};
 
+/// The score at or above which `draco detect` flags a row by default: the
+/// threshold NAB's standard profile picks for this detector on the shared
+/// corpus (`draco bench nab`; the NAB integration test holds the two equal).
+pub const DEFAULT_THRESHOLD: f64 = 0.9981;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
     /// Value bins over the observed range.

@@ -11,10 +11,19 @@ mod health;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
@@ -32,13 +41,58 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
-/// Every route, over one shared application state.
-pub fn router(app: Arc<App>) -> Router {
+/// Bounds on what one client can hold, so that a client slow to send its
+/// headers or body, or one that opens connections and sends nothing
+/// ("slowloris"), cannot keep the server from everyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest a client may take to send a request line and its headers,
+    /// counted from when the connection is ready for a request (so an idle
+    /// keep-alive connection is closed after it too). hyper enforces it only
+    /// with a timer, which `axum::serve` does not set; this server does.
+    pub header_read_timeout: Duration,
+    /// Longest one request may take once its headers are in, body included;
+    /// answered `408 Request Timeout`.
+    pub request_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 10 s for headers (hyper's own default is 30 s; every caller of these
+    /// routes, a probe, Prometheus, a webhook sender, sends its headers at
+    /// once), 30 s per request, 256 connections.
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Every route, over one shared application state; each request bounded by
+/// `request_timeout`.
+pub fn router(app: Arc<App>, limits: Limits) -> Router {
+    let timeout = limits.request_timeout;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| async move {
+                match tokio::time::timeout(timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => request_timed_out(),
+                }
+            },
+        ))
         .with_state(app)
+}
+
+fn request_timed_out() -> Response {
+    tracing::warn!("request took longer than the server's request timeout");
+    (StatusCode::REQUEST_TIMEOUT, "request timeout\n").into_response()
 }
 
 /// Binds the listener (`127.0.0.1:0` picks a free port; read it back with
@@ -72,12 +126,21 @@ impl Running {
 /// Binds `addr` and serves `app` on a background task: the entry point for
 /// tests (`127.0.0.1:0`, then read [`Running::addr`]).
 pub async fn spawn(app: Arc<App>, addr: SocketAddr) -> Result<Running, ServerError> {
+    spawn_with(app, addr, Limits::default()).await
+}
+
+/// [`spawn`] with other [`Limits`] (tests shorten the timeouts).
+pub async fn spawn_with(
+    app: Arc<App>,
+    addr: SocketAddr,
+    limits: Limits,
+) -> Result<Running, ServerError> {
     let listener = bind(addr).await?;
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, async move {
+    let task = tokio::spawn(serve(listener, app, limits, async move {
         let _ = stopped.await;
     }));
     Ok(Running {
@@ -89,16 +152,64 @@ pub async fn spawn(app: Arc<App>, addr: SocketAddr) -> Result<Running, ServerErr
 
 /// Serves until `shutdown` resolves, then stops accepting and lets requests
 /// in flight finish (the caller bounds that with its grace period).
+///
+/// The accept loop is this one rather than `axum::serve` because that sets
+/// no timer, so hyper would wait for a client's headers for ever: here every
+/// connection is HTTP/1.1 with [`Limits::header_read_timeout`], and at most
+/// [`Limits::max_connections`] are served at once.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP server listening");
     }
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve)
+    let service = TowerToHyperService::new(router(app, limits));
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors or a connection reset before
+                    // it was accepted: the listener itself is fine; back off
+                    // a little so an fd shortage does not spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let connection = graceful.watch(
+            builder.serve_connection(TokioIo::new(stream), service.clone()),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                // A client that went away or was too slow: not the server's fault.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -43,6 +43,11 @@ impl TestApp {
 /// The demo fixtures as the source, defaults for everything else (`env`
 /// sets `DRACO_*` keys), no network beyond loopback.
 pub async fn spawn_app(env: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(env, server::Limits::default()).await
+}
+
+/// [`spawn_app`] with the server's [`server::Limits`] set.
+pub async fn spawn_app_with(env: &[(&str, &str)], limits: server::Limits) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let env: HashMap<String, String> = env
         .iter()
@@ -56,7 +61,7 @@ pub async fn spawn_app(env: &[(&str, &str)]) -> TestApp {
     )
     .await
     .expect("the application builds");
-    let running = server::spawn(Arc::clone(&app), ([127, 0, 0, 1], 0).into())
+    let running = server::spawn_with(Arc::clone(&app), ([127, 0, 0, 1], 0).into(), limits)
         .await
         .expect("the server binds a loopback port");
     TestApp {
