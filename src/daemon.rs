@@ -107,9 +107,14 @@ pub async fn run(
     let mut server_stop = stopped.clone();
     let server_app = Arc::clone(&app);
     let mut server = tokio::spawn(async move {
-        server::serve(listener, server_app, server::Limits::default(), async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        })
+        server::serve(
+            listener,
+            server_app,
+            server::Limits::default(),
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        )
         .await
     });
 

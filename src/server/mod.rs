@@ -198,9 +198,8 @@ pub async fn serve(
                 }
             },
         };
-        let connection = graceful.watch(
-            builder.serve_connection(TokioIo::new(stream), service.clone()),
-        );
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 // A client that went away or was too slow: not the server's fault.

@@ -253,7 +253,9 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected_while_others_a
     // Slowloris: half a request line and one header, then nothing; and a
     // connection that sends nothing at all.
     let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
 
     // Meanwhile the server answers everyone else.
@@ -284,7 +286,10 @@ async fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
     };
     let app = spawn_app_with(&[], limits).await;
     let mut holder = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    holder.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    holder
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
     // The one connection is taken: a second client is not served yet...
     let waiting = tokio::spawn({
         let url = app.url("/healthz");
