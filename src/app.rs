@@ -16,7 +16,7 @@ use crate::cli::{
 use crate::compose::{self, App, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceSelection};
 use crate::daemon;
-use crate::domain::FindingStatus;
+use crate::domain::{FindingId, FindingStatus};
 use crate::gitops::local::LocalGit;
 use crate::remediate::templates::Catalog;
 use crate::report::{self, Row};
@@ -277,7 +277,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
     let findings = store.findings().await?;
-    let mut change_requests: HashMap<i64, _> = store
+    let mut change_requests: HashMap<FindingId, _> = store
         .change_requests()
         .await?
         .into_iter()
@@ -343,7 +343,7 @@ async fn findings_command(ctx: &Context, args: &FindingsArgs) -> Result<()> {
     Ok(())
 }
 
-async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()> {
+async fn show_command(ctx: &Context, id: FindingId, output: &OutputArgs) -> Result<()> {
     let store = ctx.open_existing_store().await?;
     let finding = store
         .finding(id)

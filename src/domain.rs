@@ -3,6 +3,10 @@
 //! Values here are parsed at the edge (`AccountId::parse`) so the rest of the
 //! code can trust them instead of re-checking strings.
 
+mod ids;
+
+pub use ids::{ChangeRequestId, FindingId, InvalidId, ScanId};
+
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;

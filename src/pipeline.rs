@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::detect::{self, DetectConfig};
+use crate::domain::{FindingId, ScanId};
 use crate::gitops::{ChangeRequests, GitOpsError, document};
 use crate::redact::{RedactError, Redactor};
 use crate::redact::{Redacted, Vault};
@@ -49,14 +50,17 @@ pub struct Pipeline<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("scan {scan_id} failed reading its source: {source}")]
-    Source { scan_id: i64, source: SourceError },
+    Source {
+        scan_id: ScanId,
+        source: SourceError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// One finding on its way to an advisor.
 struct Attempt<'r> {
-    finding_id: i64,
+    finding_id: FindingId,
     request: &'r AdviceRequest,
     redacted: &'r Redacted<AdviceRequest>,
     vault: &'r Vault,
@@ -82,7 +86,7 @@ pub enum RemediationError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenedRequest {
-    pub finding_id: i64,
+    pub finding_id: FindingId,
     pub branch: String,
     pub location: String,
     /// Found already pushed (a previous scan died before recording it).
@@ -91,13 +95,13 @@ pub struct OpenedRequest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FindingFailure {
-    pub finding_id: i64,
+    pub finding_id: FindingId,
     pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
-    pub scan_id: i64,
+    pub scan_id: ScanId,
     pub source: String,
     /// Daily cost points fetched this scan.
     pub cost_points: usize,
@@ -198,7 +202,7 @@ impl Pipeline<'_> {
             .record_findings(scan_id, &findings, &coverage, now)
             .await?;
         tracing::info!(
-            scan_id,
+            scan_id = scan_id.get(),
             detected = findings.len(),
             new = outcome.new.len(),
             resolved = outcome.resolved.len(),
@@ -218,7 +222,7 @@ impl Pipeline<'_> {
             match handled {
                 Ok(request) => opened.push(request),
                 Err(error) => {
-                    tracing::warn!(finding = stored.id, %error, "no change request for this finding");
+                    tracing::warn!(finding = stored.id.get(), %error, "no change request for this finding");
                     self.store
                         .audit(
                             "draco",
@@ -367,7 +371,7 @@ impl Pipeline<'_> {
                 // stored and shown in the change request, so mask them again.
                 let reason = vault.mask(&refused.to_string());
                 tracing::warn!(
-                    finding = stored.id,
+                    finding = stored.id.get(),
                     advisor = self.advisor.name(),
                     reason,
                     "model advice not used; the template advisor answers"

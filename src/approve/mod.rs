@@ -7,7 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{has_unsafe_chars, neutralise};
+use crate::domain::{ChangeRequestId, FindingId, has_unsafe_chars, neutralise};
 use crate::gitops::{ChangeRequests, GitOpsError};
 use crate::store::{ChangeRequestState, DecisionRecord, Store, StoreError, StoredChangeRequest};
 
@@ -61,7 +61,7 @@ impl fmt::Display for Approver {
 /// Proof that a human approved this exact commit. No public constructor.
 #[derive(Debug, Clone)]
 pub struct Approved {
-    change_request_id: i64,
+    change_request_id: ChangeRequestId,
     branch: String,
     head_commit: String,
     approver: String,
@@ -70,7 +70,7 @@ pub struct Approved {
 }
 
 impl Approved {
-    pub fn change_request_id(&self) -> i64 {
+    pub fn change_request_id(&self) -> ChangeRequestId {
         self.change_request_id
     }
     pub fn branch(&self) -> &str {
@@ -109,12 +109,12 @@ impl Rejected {
 #[derive(Debug, thiserror::Error)]
 pub enum ApproveError {
     #[error("there is no finding {0} (see `draco findings`)")]
-    UnknownFinding(i64),
+    UnknownFinding(FindingId),
     #[error("finding {0} has no change request to decide on yet")]
-    NoChangeRequest(i64),
+    NoChangeRequest(FindingId),
     #[error("finding {finding}: its change request was already {state} by {by}")]
     AlreadyDecided {
-        finding: i64,
+        finding: FindingId,
         state: &'static str,
         by: String,
     },
@@ -136,7 +136,10 @@ pub enum ApproveError {
     #[error(
         "finding {finding}: {cause}; its change request is marked failed and will be proposed again by the next scan (or decide again)"
     )]
-    Failed { finding: i64, cause: GitOpsError },
+    Failed {
+        finding: FindingId,
+        cause: GitOpsError,
+    },
 }
 
 /// What happened.
@@ -151,7 +154,7 @@ pub struct Outcome {
 
 async fn change_request(
     store: &dyn Store,
-    finding_id: i64,
+    finding_id: FindingId,
 ) -> Result<StoredChangeRequest, ApproveError> {
     if store.finding(finding_id).await?.is_none() {
         return Err(ApproveError::UnknownFinding(finding_id));
@@ -162,7 +165,7 @@ async fn change_request(
         .ok_or(ApproveError::NoChangeRequest(finding_id))
 }
 
-fn already_decided(finding_id: i64, cr: &StoredChangeRequest) -> ApproveError {
+fn already_decided(finding_id: FindingId, cr: &StoredChangeRequest) -> ApproveError {
     ApproveError::AlreadyDecided {
         finding: finding_id,
         state: cr.state.past_tense(),
@@ -187,7 +190,7 @@ fn may_resume(decision: &DecisionRecord, approver: &Approver, now: DateTime<Utc>
 pub async fn approve(
     store: &dyn Store,
     change_requests: &dyn ChangeRequests,
-    finding_id: i64,
+    finding_id: FindingId,
     approver: &Approver,
     channel: Channel,
     now: DateTime<Utc>,
@@ -291,7 +294,7 @@ async fn failed(
 pub async fn reject(
     store: &dyn Store,
     change_requests: &dyn ChangeRequests,
-    finding_id: i64,
+    finding_id: FindingId,
     approver: &Approver,
     reason: &str,
     channel: Channel,
@@ -352,7 +355,7 @@ mod tests {
         // The cause is in the message, so it is not also the error's source:
         // `anyhow` would print it a second time after the message.
         let error = anyhow::Error::from(ApproveError::Failed {
-            finding: 3,
+            finding: FindingId::new(3),
             cause: GitOpsError::BranchMoved {
                 branch: "draco/x".into(),
                 approved: "a".into(),

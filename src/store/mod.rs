@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::audit::AuditEvent;
-use crate::domain::{Finding, FindingStatus};
+use crate::domain::{ChangeRequestId, Finding, FindingId, FindingStatus, ScanId};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::{Proposal, Recommendation};
 use crate::sources::CostPoint;
@@ -46,13 +46,16 @@ pub enum StoreError {
 /// A finding as stored, with its life-cycle fields.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredFinding {
-    pub id: i64,
+    pub id: FindingId,
     #[serde(flatten)]
     pub finding: Finding,
     pub status: FindingStatus,
-    pub first_seen_at: String,
-    pub last_seen_at: String,
-    pub resolved_at: Option<String>,
+    #[serde(serialize_with = "stored_time::serialize")]
+    pub first_seen_at: DateTime<Utc>,
+    #[serde(serialize_with = "stored_time::serialize")]
+    pub last_seen_at: DateTime<Utc>,
+    #[serde(serialize_with = "stored_time::serialize_option")]
+    pub resolved_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -165,7 +168,7 @@ impl std::fmt::Display for ScanStatus {
 /// One scan as stored, for `draco scans`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScanRecord {
-    pub id: i64,
+    pub id: ScanId,
     pub source: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -176,17 +179,19 @@ pub struct ScanRecord {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredChangeRequest {
-    pub id: i64,
-    pub finding_id: i64,
+    pub id: ChangeRequestId,
+    pub finding_id: FindingId,
     pub backend: String,
     pub branch: String,
     pub head_commit: String,
     pub location: String,
     pub state: ChangeRequestState,
-    pub opened_at: String,
+    #[serde(serialize_with = "stored_time::serialize")]
+    pub opened_at: DateTime<Utc>,
     pub decided_by: Option<String>,
     pub decision_channel: Option<String>,
-    pub decided_at: Option<String>,
+    #[serde(serialize_with = "stored_time::serialize_option")]
+    pub decided_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
     pub merge_commit: Option<String>,
     /// Why it is `failed`.
@@ -205,9 +210,7 @@ impl StoredChangeRequest {
             approve,
             by: self.decided_by.clone()?,
             channel: self.decision_channel.clone()?,
-            at: DateTime::parse_from_rfc3339(self.decided_at.as_deref()?)
-                .ok()?
-                .with_timezone(&Utc),
+            at: self.decided_at?,
             reason: self.reason.clone(),
         })
     }
@@ -226,10 +229,10 @@ pub struct DecisionRecord {
 /// What recording one scan's findings did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RecordOutcome {
-    pub new: Vec<i64>,
-    pub unchanged: Vec<i64>,
-    pub reopened: Vec<i64>,
-    pub resolved: Vec<i64>,
+    pub new: Vec<FindingId>,
+    pub unchanged: Vec<FindingId>,
+    pub reopened: Vec<FindingId>,
+    pub resolved: Vec<FindingId>,
 }
 
 /// What a scan actually looked at. Findings outside it are left alone: an
@@ -258,12 +261,42 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// Reads a stored [`timestamp`] back (any RFC 3339 text, converted to UTC).
+/// Errors: [`StoreError::Corrupt`] naming `what` when it is not one.
+pub fn parse_timestamp(what: &str, raw: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// `serialize_with` helpers that write a timestamp as [`timestamp`] stores
+/// it, so the JSON output (`draco findings --json`, a public contract) keeps
+/// the stored text byte for byte (chrono's own format drops zero microseconds).
+pub mod stored_time {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::timestamp(*at))
+    }
+
+    pub fn serialize_option<S: Serializer>(
+        at: &Option<DateTime<Utc>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => serialize(at, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
-    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<ScanId, StoreError>;
     async fn finish_scan(
         &self,
-        scan_id: i64,
+        scan_id: ScanId,
         status: ScanStatus,
         summary: &Value,
         at: DateTime<Utc>,
@@ -271,7 +304,8 @@ pub trait Store: Send + Sync {
     /// Marks every scan still `running` as `interrupted` and returns their
     /// ids. Only the holder of the scan lock may call it: it proves that no
     /// live process is running them.
-    async fn interrupt_abandoned_scans(&self, at: DateTime<Utc>) -> Result<Vec<i64>, StoreError>;
+    async fn interrupt_abandoned_scans(&self, at: DateTime<Utc>)
+    -> Result<Vec<ScanId>, StoreError>;
     /// The most recent scans, newest first.
     async fn scans(&self, limit: u32) -> Result<Vec<ScanRecord>, StoreError>;
     /// Upserts daily cost; returns how many rows were new or changed.
@@ -283,32 +317,32 @@ pub trait Store: Send + Sync {
     /// ones no longer seen, within what the scan covered.
     async fn record_findings(
         &self,
-        scan_id: i64,
+        scan_id: ScanId,
         findings: &[Finding],
         coverage: &Coverage,
         at: DateTime<Utc>,
     ) -> Result<RecordOutcome, StoreError>;
     async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError>;
-    async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError>;
+    async fn finding(&self, id: FindingId) -> Result<Option<StoredFinding>, StoreError>;
     /// Findings still present that have no change request yet, or only a `failed` one (to re-propose).
     async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError>;
     async fn save_proposal(
         &self,
-        finding_id: i64,
+        finding_id: FindingId,
         proposal: &Proposal,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    async fn proposal(&self, finding_id: i64) -> Result<Option<Proposal>, StoreError>;
+    async fn proposal(&self, finding_id: FindingId) -> Result<Option<Proposal>, StoreError>;
     async fn record_change_request(
         &self,
-        finding_id: i64,
+        finding_id: FindingId,
         backend: &str,
         opened: &OpenedChangeRequest,
         at: DateTime<Utc>,
-    ) -> Result<i64, StoreError>;
+    ) -> Result<ChangeRequestId, StoreError>;
     async fn change_request_for_finding(
         &self,
-        finding_id: i64,
+        finding_id: FindingId,
     ) -> Result<Option<StoredChangeRequest>, StoreError>;
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
     /// Records a decision if, and only if, the change request is still open
@@ -316,7 +350,7 @@ pub trait Store: Send + Sync {
     /// Returns `false` when somebody decided first: decisions are single-use.
     async fn claim_decision(
         &self,
-        change_request_id: i64,
+        change_request_id: ChangeRequestId,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError>;
     /// Marks the change request `failed` with why (audited) and puts its
@@ -324,14 +358,14 @@ pub trait Store: Send + Sync {
     /// A change request already merged or closed is left as it is.
     async fn fail_change_request(
         &self,
-        change_request_id: i64,
+        change_request_id: ChangeRequestId,
         failure: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Records that the decision was carried out (merged, or closed).
     async fn complete_decision(
         &self,
-        change_request_id: i64,
+        change_request_id: ChangeRequestId,
         merge_commit: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;

@@ -15,10 +15,13 @@ use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
     ChangeRequestState, Coverage, DecisionRecord, RecordOutcome, ScanRecord, ScanStatus, Store,
-    StoreError, StoredChangeRequest, StoredFinding, timestamp,
+    StoreError, StoredChangeRequest, StoredFinding, parse_timestamp, timestamp,
 };
 use crate::audit::{AuditEvent, GENESIS, chain_hash};
-use crate::domain::{AccountId, Finding, FindingKind, FindingStatus, Fingerprint, Severity};
+use crate::domain::{
+    AccountId, ChangeRequestId, Finding, FindingId, FindingKind, FindingStatus, Fingerprint,
+    ScanId, Severity,
+};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::{Format, Proposal, Recommendation, Risk};
 use crate::sources::CostPoint;
@@ -286,7 +289,7 @@ async fn append_audit(
     Ok(())
 }
 
-fn finding_subject(id: i64) -> String {
+fn finding_subject(id: FindingId) -> String {
     format!("finding:{id}")
 }
 
@@ -302,6 +305,9 @@ fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
     let account: String = row.try_get("account")?;
     let status: String = row.try_get("status")?;
     let evidence: String = row.try_get("evidence")?;
+    let first_seen_at: String = row.try_get("first_seen_at")?;
+    let last_seen_at: String = row.try_get("last_seen_at")?;
+    let resolved_at: Option<String> = row.try_get("resolved_at")?;
     Ok(StoredFinding {
         id: row.try_get("id")?,
         finding: Finding {
@@ -319,16 +325,12 @@ fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
             fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
         },
         status: FindingStatus::from_str(&status).map_err(|e| corrupt("finding status", e))?,
-        first_seen_at: row.try_get("first_seen_at")?,
-        last_seen_at: row.try_get("last_seen_at")?,
-        resolved_at: row.try_get("resolved_at")?,
+        first_seen_at: parse_timestamp("finding first seen", &first_seen_at)?,
+        last_seen_at: parse_timestamp("finding last seen", &last_seen_at)?,
+        resolved_at: resolved_at
+            .map(|t| parse_timestamp("finding resolved", &t))
+            .transpose()?,
     })
-}
-
-fn parse_time(what: &str, raw: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt(what, e))
 }
 
 fn scan_from_row(row: &SqliteRow) -> Result<ScanRecord, StoreError> {
@@ -339,9 +341,9 @@ fn scan_from_row(row: &SqliteRow) -> Result<ScanRecord, StoreError> {
     Ok(ScanRecord {
         id: row.try_get("id")?,
         source: row.try_get("source")?,
-        started_at: parse_time("scan start", &started_at)?,
+        started_at: parse_timestamp("scan start", &started_at)?,
         finished_at: finished_at
-            .map(|t| parse_time("scan end", &t))
+            .map(|t| parse_timestamp("scan end", &t))
             .transpose()?,
         status: ScanStatus::parse(&status)?,
         errors: summary
@@ -386,6 +388,8 @@ fn summary_errors(summary: &Value) -> Vec<String> {
 
 fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, StoreError> {
     let state: String = row.try_get("state")?;
+    let opened_at: String = row.try_get("opened_at")?;
+    let decided_at: Option<String> = row.try_get("decided_at")?;
     Ok(StoredChangeRequest {
         id: row.try_get("id")?,
         finding_id: row.try_get("finding_id")?,
@@ -394,10 +398,12 @@ fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, Store
         head_commit: row.try_get("head_commit")?,
         location: row.try_get("location")?,
         state: ChangeRequestState::parse(&state)?,
-        opened_at: row.try_get("opened_at")?,
+        opened_at: parse_timestamp("change request opened", &opened_at)?,
         decided_by: row.try_get("decided_by")?,
         decision_channel: row.try_get("decision_channel")?,
-        decided_at: row.try_get("decided_at")?,
+        decided_at: decided_at
+            .map(|t| parse_timestamp("change request decided", &t))
+            .transpose()?,
         reason: row.try_get("reason")?,
         merge_commit: row.try_get("merge_commit")?,
         failure: row.try_get("failure")?,
@@ -417,9 +423,9 @@ fn enum_from_str<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<i64, StoreError> {
+    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<ScanId, StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let id: i64 = sqlx::query_scalar(
+        let id: ScanId = sqlx::query_scalar(
             "INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id",
         )
         .bind(source.to_owned())
@@ -441,7 +447,7 @@ impl Store for SqliteStore {
 
     async fn finish_scan(
         &self,
-        scan_id: i64,
+        scan_id: ScanId,
         status: ScanStatus,
         summary: &Value,
         at: DateTime<Utc>,
@@ -467,9 +473,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn interrupt_abandoned_scans(&self, at: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+    async fn interrupt_abandoned_scans(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ScanId>, StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let ids: Vec<ScanId> = sqlx::query_scalar(
             "UPDATE scans SET status = 'interrupted', finished_at = ? WHERE status = 'running' RETURNING id",
         )
         .bind(timestamp(at))
@@ -554,7 +563,7 @@ impl Store for SqliteStore {
 
     async fn record_findings(
         &self,
-        scan_id: i64,
+        scan_id: ScanId,
         findings: &[Finding],
         coverage: &Coverage,
         at: DateTime<Utc>,
@@ -565,14 +574,14 @@ impl Store for SqliteStore {
         let mut seen = HashSet::new();
         for f in findings {
             seen.insert(f.fingerprint.as_str().to_owned());
-            let existing: Option<(i64, String)> =
+            let existing: Option<(FindingId, String)> =
                 sqlx::query_as("SELECT id, status FROM findings WHERE fingerprint = ?")
                     .bind(f.fingerprint.as_str().to_owned())
                     .fetch_optional(&mut *tx)
                     .await?;
             match existing {
                 None => {
-                    let id: i64 = sqlx::query_scalar(
+                    let id: FindingId = sqlx::query_scalar(
                         "INSERT INTO findings (fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, first_scan_id, last_scan_id)
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id",
                     )
@@ -636,7 +645,7 @@ impl Store for SqliteStore {
                 }
             }
         }
-        let present: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+        let present: Vec<(FindingId, String, String, Option<String>)> = sqlx::query_as(
             "SELECT id, fingerprint, account, region FROM findings WHERE status != 'resolved'",
         )
         .fetch_all(&mut *tx)
@@ -674,7 +683,7 @@ impl Store for SqliteStore {
         rows.iter().map(finding_from_row).collect()
     }
 
-    async fn finding(&self, id: i64) -> Result<Option<StoredFinding>, StoreError> {
+    async fn finding(&self, id: FindingId) -> Result<Option<StoredFinding>, StoreError> {
         let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -697,7 +706,7 @@ impl Store for SqliteStore {
 
     async fn save_proposal(
         &self,
-        finding_id: i64,
+        finding_id: FindingId,
         proposal: &Proposal,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -739,7 +748,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn proposal(&self, finding_id: i64) -> Result<Option<Proposal>, StoreError> {
+    async fn proposal(&self, finding_id: FindingId) -> Result<Option<Proposal>, StoreError> {
         let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, advice FROM proposals WHERE finding_id = ?")
             .bind(finding_id)
             .fetch_optional(&self.pool)
@@ -767,15 +776,15 @@ impl Store for SqliteStore {
 
     async fn record_change_request(
         &self,
-        finding_id: i64,
+        finding_id: FindingId,
         backend: &str,
         opened: &OpenedChangeRequest,
         at: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<ChangeRequestId, StoreError> {
         let mut tx = self.begin_immediate().await?;
         // A failed change request is re-proposed in place: one row per
         // finding, its history in the audit log.
-        let id: Option<i64> = sqlx::query_scalar(
+        let id: Option<ChangeRequestId> = sqlx::query_scalar(
             "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at)
              VALUES (?, ?, ?, ?, ?, 'open', ?)
              ON CONFLICT (finding_id) DO UPDATE SET backend = excluded.backend, branch = excluded.branch,
@@ -812,7 +821,7 @@ impl Store for SqliteStore {
 
     async fn change_request_for_finding(
         &self,
-        finding_id: i64,
+        finding_id: FindingId,
     ) -> Result<Option<StoredChangeRequest>, StoreError> {
         let row = sqlx::query("SELECT * FROM change_requests WHERE finding_id = ?")
             .bind(finding_id)
@@ -830,7 +839,7 @@ impl Store for SqliteStore {
 
     async fn claim_decision(
         &self,
-        change_request_id: i64,
+        change_request_id: ChangeRequestId,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_immediate().await?;
@@ -857,7 +866,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        let finding_id: i64 =
+        let finding_id: FindingId =
             sqlx::query_scalar("SELECT finding_id FROM change_requests WHERE id = ?")
                 .bind(change_request_id)
                 .fetch_one(&mut *tx)
@@ -870,12 +879,12 @@ impl Store for SqliteStore {
 
     async fn fail_change_request(
         &self,
-        change_request_id: i64,
+        change_request_id: ChangeRequestId,
         failure: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let finding_id: Option<i64> = sqlx::query_scalar(
+        let finding_id: Option<FindingId> = sqlx::query_scalar(
             "UPDATE change_requests SET state = 'failed', failure = ?
              WHERE id = ? AND state IN ('open', 'approved', 'rejected', 'failed') RETURNING finding_id",
         )
@@ -909,12 +918,12 @@ impl Store for SqliteStore {
 
     async fn complete_decision(
         &self,
-        change_request_id: i64,
+        change_request_id: ChangeRequestId,
         merge_commit: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let row: Option<(i64, String)> =
+        let row: Option<(FindingId, String)> =
             sqlx::query_as("SELECT finding_id, state FROM change_requests WHERE id = ?")
                 .bind(change_request_id)
                 .fetch_optional(&mut *tx)
