@@ -49,7 +49,7 @@ fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<()> {
         .context("cannot write to standard output")
 }
 
-use crate::store::{SqliteStore, Store};
+use crate::store::{AuditLog, ChangeRequestStore, ScanStore, SqliteStore};
 
 /// A mistake in how Draco was called (exit code 2), as opposed to a failure while running (1).
 #[derive(Debug, thiserror::Error)]
@@ -264,18 +264,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
-            let events = store.audit_events(None).await?;
-            crate::audit::verify(&events).context("the audit log does not verify")?;
-            outln!(
-                "Audit log intact: {} events, hash chain verified.",
-                events.len()
-            );
+            let events = verify_audit_log(&store).await?;
+            outln!("Audit log intact: {events} events, hash chain verified.");
             Ok(())
         }
     }
 }
 
-async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
+/// Reads the whole audit log and checks its hash chain; returns how many
+/// events it holds.
+async fn verify_audit_log(log: &dyn AuditLog) -> Result<usize> {
+    let events = log.audit_events(None).await?;
+    crate::audit::verify(&events).context("the audit log does not verify")?;
+    Ok(events.len())
+}
+
+/// Every finding with its change request, if any.
+async fn rows(store: &(impl ScanStore + ChangeRequestStore)) -> Result<Vec<Row>> {
     let findings = store.findings().await?;
     let mut change_requests: HashMap<FindingId, _> = store
         .change_requests()

@@ -25,7 +25,7 @@ use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
 use crate::store::llm_budget::StoreBudget;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{Readiness, ScanStore, SqliteStore, StoreError};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "draco.db";
@@ -216,10 +216,13 @@ impl App {
             Err(error) => tracing::warn!(%error, "cannot read findings for metrics"),
         }
     }
+}
 
-    /// `Ok` when the database answers and its schema is current; the reason
-    /// otherwise (for `/readyz`).
-    pub async fn ready(&self) -> Result<(), StoreError> {
+/// `/readyz` asks the application: ready when its database answers and its
+/// schema is current.
+#[async_trait::async_trait]
+impl Readiness for App {
+    async fn check_ready(&self) -> Result<(), StoreError> {
         self.store.check_ready().await
     }
 }

@@ -26,8 +26,16 @@ use crate::sources::{
     CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
 };
 use crate::store::{
-    ChangeRequestState, Coverage, RecordOutcome, ScanStatus, Store, StoreError, StoredFinding,
+    AuditLog, ChangeRequestState, ChangeRequestStore, Coverage, ModelLedger, RecordOutcome,
+    ScanStatus, ScanStore, StoreError, StoredFinding,
 };
+
+/// What a scan reads and writes: scans and findings, proposals and change
+/// requests, audit events, the advice cache. Never decisions: the pipeline
+/// cannot approve anything.
+pub trait PipelineStore: ScanStore + ChangeRequestStore + AuditLog + ModelLedger {}
+
+impl<T: ScanStore + ChangeRequestStore + AuditLog + ModelLedger + ?Sized> PipelineStore for T {}
 
 /// How much stored cost history the detectors read each scan.
 const COST_HISTORY_DAYS: i64 = 400;
@@ -44,7 +52,7 @@ pub struct Pipeline<'a> {
     /// Renders the advisor's choice locally, from the real finding.
     pub catalog: &'a Catalog,
     pub change_requests: &'a dyn ChangeRequests,
-    pub store: &'a dyn Store,
+    pub store: &'a dyn PipelineStore,
 }
 
 #[derive(Debug, thiserror::Error)]

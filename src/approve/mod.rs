@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{ChangeRequestId, FindingId, has_unsafe_chars, neutralise};
 use crate::gitops::{ChangeRequests, GitOpsError};
-use crate::store::{ChangeRequestState, DecisionRecord, Store, StoreError, StoredChangeRequest};
+use crate::store::{
+    ChangeRequestState, DecisionRecord, DecisionStore, DecisionSubject, StoreError,
+    StoredChangeRequest,
+};
 
 /// Through which channel a human decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,16 +156,14 @@ pub struct Outcome {
 }
 
 async fn change_request(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     finding_id: FindingId,
 ) -> Result<StoredChangeRequest, ApproveError> {
-    if store.finding(finding_id).await?.is_none() {
-        return Err(ApproveError::UnknownFinding(finding_id));
+    match store.decision_subject(finding_id).await? {
+        DecisionSubject::NoFinding => Err(ApproveError::UnknownFinding(finding_id)),
+        DecisionSubject::NoChangeRequest => Err(ApproveError::NoChangeRequest(finding_id)),
+        DecisionSubject::ChangeRequest(cr) => Ok(cr),
     }
-    store
-        .change_request_for_finding(finding_id)
-        .await?
-        .ok_or(ApproveError::NoChangeRequest(finding_id))
 }
 
 fn already_decided(finding_id: FindingId, cr: &StoredChangeRequest) -> ApproveError {
@@ -188,7 +189,7 @@ fn may_resume(decision: &DecisionRecord, approver: &Approver, now: DateTime<Utc>
 
 /// Approves the change request of a finding and merges it.
 pub async fn approve(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     change_requests: &dyn ChangeRequests,
     finding_id: FindingId,
     approver: &Approver,
@@ -260,7 +261,7 @@ pub async fn approve(
 /// to or deleted), nothing is claimed: the change request is marked `failed`
 /// so that the next scan proposes it afresh, and the caller is told why.
 async fn check_before_claim(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     change_requests: &dyn ChangeRequests,
     cr: &StoredChangeRequest,
     now: DateTime<Utc>,
@@ -275,7 +276,7 @@ async fn check_before_claim(
 /// audited) and gives the error to return. If even recording fails, that is
 /// what the caller hears about.
 async fn failed(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     cr: &StoredChangeRequest,
     error: GitOpsError,
     now: DateTime<Utc>,
@@ -292,7 +293,7 @@ async fn failed(
 
 /// Rejects the change request of a finding and closes it without merging.
 pub async fn reject(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     change_requests: &dyn ChangeRequests,
     finding_id: FindingId,
     approver: &Approver,

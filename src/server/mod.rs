@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 pub use config::ServerConfig;
 pub use error::ApiError;
 
-use crate::compose::App;
+use crate::store::Readiness;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -32,8 +32,9 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
-/// Every route, over one shared application state.
-pub fn router(app: Arc<App>) -> Router {
+/// Every route, over what they read: readiness only, so far (webhooks and
+/// approval links will add the narrow store traits they need).
+pub fn router(app: Arc<dyn Readiness>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -71,7 +72,7 @@ impl Running {
 
 /// Binds `addr` and serves `app` on a background task: the entry point for
 /// tests (`127.0.0.1:0`, then read [`Running::addr`]).
-pub async fn spawn(app: Arc<App>, addr: SocketAddr) -> Result<Running, ServerError> {
+pub async fn spawn(app: Arc<dyn Readiness>, addr: SocketAddr) -> Result<Running, ServerError> {
     let listener = bind(addr).await?;
     let addr = listener
         .local_addr()
@@ -91,7 +92,7 @@ pub async fn spawn(app: Arc<App>, addr: SocketAddr) -> Result<Running, ServerErr
 /// in flight finish (the caller bounds that with its grace period).
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<App>,
+    app: Arc<dyn Readiness>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     if let Ok(addr) = listener.local_addr() {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::Store;
+use super::ModelLedger;
 use crate::remediate::llm::{Budget, BudgetLimits, LlmError, Usage};
 
 pub struct StoreBudget<S> {
@@ -27,7 +27,7 @@ impl<S> std::fmt::Debug for StoreBudget<S> {
 }
 
 #[async_trait]
-impl<S: Store> Budget for StoreBudget<S> {
+impl<S: ModelLedger> Budget for StoreBudget<S> {
     async fn check(&self, provider: &str, estimated_tokens: u64) -> Result<(), LlmError> {
         // A budget that cannot be read is treated as spent: the template
         // advisor takes over rather than spending blind.

@@ -265,7 +265,7 @@ fn approving_after_the_repository_was_removed_fails_visibly_and_recovers() {
 async fn a_resumed_approval_records_its_own_merge_commit() {
     use chrono::Utc;
     use draco::domain::FindingId;
-    use draco::store::{DecisionRecord, SqliteStore, Store};
+    use draco::store::{ChangeRequestStore, DecisionRecord, DecisionStore, SqliteStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);
@@ -325,7 +325,7 @@ async fn a_resumed_approval_records_its_own_merge_commit() {
 async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned() {
     use chrono::{Duration, Utc};
     use draco::domain::FindingId;
-    use draco::store::{DecisionRecord, SqliteStore, Store};
+    use draco::store::{ChangeRequestStore, DecisionRecord, DecisionStore, SqliteStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);

@@ -56,7 +56,7 @@ pub async fn spawn_app(env: &[(&str, &str)]) -> TestApp {
     )
     .await
     .expect("the application builds");
-    let running = server::spawn(Arc::clone(&app), ([127, 0, 0, 1], 0).into())
+    let running = server::spawn(app.clone(), ([127, 0, 0, 1], 0).into())
         .await
         .expect("the server binds a loopback port");
     TestApp {
