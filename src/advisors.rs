@@ -141,3 +141,28 @@ fn limits(llm: &LlmConfig) -> BudgetLimits {
         max_tokens_per_day: Some(llm.max_tokens_per_day),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_base_url_are_refused_by_the_check_without_being_shown() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("draco.toml");
+        std::fs::write(
+            &path,
+            "[llm]\nbase_url = \"https://user:sk-live-4f9c2b7e1d@models.example.com/v1\"\nprovider = \"openai\"\nmodel = \"m\"\n",
+        )
+        .expect("the config is written");
+        let env = HashMap::from([("DRACO_LLM_API_KEY".to_owned(), "k".to_owned())]);
+        let loaded = crate::config::load(Some(&path), &env).expect("the loader accepts it");
+        let error = ModelChoice::of(&loaded)
+            .describe()
+            .expect_err("the advisor check refuses it")
+            .to_string();
+        assert!(!error.contains("4f9c2b7e1d"), "{error}");
+    }
+}

@@ -51,10 +51,7 @@ fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<()> {
 
 use crate::store::{AuditLog, ChangeRequestStore, ScanStore, SqliteStore};
 
-/// A mistake in how Draco was called (exit code 2), as opposed to a failure while running (1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+use crate::cli::UsageError;
 
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;

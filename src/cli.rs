@@ -6,6 +6,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::domain::FindingId;
 
+/// A mistake in how Draco was called (exit code 2), as opposed to a failure
+/// while running (1). Here, beside the argument definitions, so that every
+/// command module (`app`, `tools`) can raise it without depending on another.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "draco",

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::detect::{self, DetectConfig};
-use crate::domain::{FindingId, ScanId};
+use crate::domain::{ChangeRequestState, FindingId, ScanId};
 use crate::gitops::{ChangeRequests, GitOpsError, document};
 use crate::redact::{RedactError, Redactor};
 use crate::redact::{Redacted, Vault};
@@ -26,8 +26,8 @@ use crate::sources::{
     CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
 };
 use crate::store::{
-    AuditLog, ChangeRequestState, ChangeRequestStore, Coverage, ModelLedger, RecordOutcome,
-    ScanStatus, ScanStore, StoreError, StoredFinding,
+    AuditLog, ChangeRequestStore, Coverage, ModelLedger, RecordOutcome, ScanStatus, ScanStore,
+    StoreError, StoredFinding,
 };
 
 /// What a scan reads and writes: scans and findings, proposals and change

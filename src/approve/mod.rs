@@ -1,18 +1,18 @@
 //! Confirm before mutate. A change is merged only through an [`Approved`]
-//! value, and only this module can build one: after it has atomically
-//! claimed the (single-use) decision in the store and written it to the
-//! audit log.
+//! value, and only this module builds one: after it has atomically claimed
+//! the (single-use) decision in the store and written it to the audit log.
+//! The proof types live in [`crate::domain`], below both this module and
+//! the change-request backends that consume them.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ChangeRequestId, FindingId, has_unsafe_chars, neutralise};
-use crate::gitops::{ChangeRequests, GitOpsError};
-use crate::store::{
-    ChangeRequestState, DecisionRecord, DecisionStore, DecisionSubject, StoreError,
-    StoredChangeRequest,
+use crate::domain::{
+    Approved, ChangeRequestState, DecisionRecord, FindingId, Rejected, has_unsafe_chars, neutralise,
 };
+use crate::gitops::{ChangeRequests, GitOpsError};
+use crate::store::{DecisionStore, DecisionSubject, StoreError, StoredChangeRequest};
 
 /// Through which channel a human decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,54 +58,6 @@ impl Approver {
 impl fmt::Display for Approver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Proof that a human approved this exact commit. No public constructor.
-#[derive(Debug, Clone)]
-pub struct Approved {
-    change_request_id: ChangeRequestId,
-    branch: String,
-    head_commit: String,
-    approver: String,
-    channel: String,
-    decided_at: DateTime<Utc>,
-}
-
-impl Approved {
-    pub fn change_request_id(&self) -> ChangeRequestId {
-        self.change_request_id
-    }
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-    pub fn head_commit(&self) -> &str {
-        &self.head_commit
-    }
-    pub fn approver(&self) -> &str {
-        &self.approver
-    }
-    pub fn channel(&self) -> &str {
-        &self.channel
-    }
-    pub fn decided_at(&self) -> DateTime<Utc> {
-        self.decided_at
-    }
-}
-
-/// Proof that a human rejected the change. No public constructor.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    branch: String,
-    head_commit: String,
-}
-
-impl Rejected {
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-    pub fn head_commit(&self) -> &str {
-        &self.head_commit
     }
 }
 
@@ -233,14 +185,7 @@ pub async fn approve(
         }
         _ => return Err(already_decided(finding_id, &cr)),
     };
-    let approved = Approved {
-        change_request_id: cr.id,
-        branch: cr.branch.clone(),
-        head_commit: cr.head_commit.clone(),
-        approver: decision.by.clone(),
-        channel: decision.channel.clone(),
-        decided_at: decision.at,
-    };
+    let approved = Approved::claimed(cr.id, &cr.branch, &cr.head_commit, &decision);
     let merge_commit = match change_requests.merge(&approved).await {
         Ok(commit) => commit,
         Err(error) => return Err(failed(store, &cr, error, now).await),
@@ -333,10 +278,7 @@ pub async fn reject(
         }
         _ => return Err(already_decided(finding_id, &cr)),
     };
-    let rejected = Rejected {
-        branch: cr.branch.clone(),
-        head_commit: cr.head_commit.clone(),
-    };
+    let rejected = Rejected::claimed(&cr.branch, &cr.head_commit);
     if let Err(error) = change_requests.close(&rejected).await {
         return Err(failed(store, &cr, error, now).await);
     }

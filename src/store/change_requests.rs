@@ -6,9 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::decisions::{ChangeRequestState, DecisionRecord};
 use super::{StoreError, stored_time};
-use crate::domain::{ChangeRequestId, FindingId};
+use crate::domain::{ChangeRequestId, ChangeRequestState, DecisionRecord, FindingId};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::Proposal;
 

@@ -4,75 +4,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::StoreError;
 use super::change_requests::StoredChangeRequest;
-use crate::domain::{ChangeRequestId, FindingId};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeRequestState {
-    Open,
-    /// Approval recorded, merge not yet recorded.
-    Approved,
-    Merged,
-    /// Rejection recorded, close not yet recorded.
-    Rejected,
-    Closed,
-    /// The decision could not be carried out, or what was proposed is no
-    /// longer on the branch (changed outside Draco, repository gone). Not
-    /// stuck: it may be decided again, and the next scan re-proposes it.
-    Failed,
-}
-
-impl ChangeRequestState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeRequestState::Open => "open",
-            ChangeRequestState::Approved => "approved",
-            ChangeRequestState::Merged => "merged",
-            ChangeRequestState::Rejected => "rejected",
-            ChangeRequestState::Closed => "closed",
-            ChangeRequestState::Failed => "failed",
-        }
-    }
-
-    pub fn past_tense(self) -> &'static str {
-        match self {
-            ChangeRequestState::Open => "opened",
-            ChangeRequestState::Approved | ChangeRequestState::Merged => "approved",
-            ChangeRequestState::Rejected | ChangeRequestState::Closed => "rejected",
-            ChangeRequestState::Failed => "marked failed",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "open" => ChangeRequestState::Open,
-            "approved" => ChangeRequestState::Approved,
-            "merged" => ChangeRequestState::Merged,
-            "rejected" => ChangeRequestState::Rejected,
-            "closed" => ChangeRequestState::Closed,
-            "failed" => ChangeRequestState::Failed,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown change request state `{other}`"
-                )));
-            }
-        })
-    }
-}
-
-/// A human decision on a change request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecisionRecord {
-    pub approve: bool,
-    pub by: String,
-    pub channel: String,
-    pub at: DateTime<Utc>,
-    pub reason: Option<String>,
-}
+use crate::domain::{ChangeRequestId, DecisionRecord, FindingId};
 
 /// What a decision on a finding would be about.
 #[derive(Debug, Clone, PartialEq)]

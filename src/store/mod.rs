@@ -26,7 +26,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 pub use audit_log::AuditLog;
 pub use change_requests::{ChangeRequestStore, StoredChangeRequest};
-pub use decisions::{ChangeRequestState, DecisionRecord, DecisionStore, DecisionSubject};
+pub use decisions::{DecisionStore, DecisionSubject};
 pub use model_ledger::ModelLedger;
 pub use scans::{Coverage, RecordOutcome, ScanRecord, ScanStatus, ScanStore, StoredFinding};
 pub use sqlite::SqliteStore;

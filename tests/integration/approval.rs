@@ -264,8 +264,8 @@ fn approving_after_the_repository_was_removed_fails_visibly_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resumed_approval_records_its_own_merge_commit() {
     use chrono::Utc;
-    use draco::domain::FindingId;
-    use draco::store::{ChangeRequestStore, DecisionRecord, DecisionStore, SqliteStore};
+    use draco::domain::{DecisionRecord, FindingId};
+    use draco::store::{ChangeRequestStore, DecisionStore, SqliteStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);
@@ -324,8 +324,8 @@ async fn a_resumed_approval_records_its_own_merge_commit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned() {
     use chrono::{Duration, Utc};
-    use draco::domain::FindingId;
-    use draco::store::{ChangeRequestStore, DecisionRecord, DecisionStore, SqliteStore};
+    use draco::domain::{DecisionRecord, FindingId};
+    use draco::store::{ChangeRequestStore, DecisionStore, SqliteStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);

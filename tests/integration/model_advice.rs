@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use draco::approve::{Approved, Rejected};
 use draco::detect::DetectConfig;
+use draco::domain::{Approved, Rejected};
 use draco::gitops::local::LocalGit;
 use draco::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
 use draco::pipeline::Pipeline;

@@ -7,13 +7,18 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, append_audit, corrupt, finding_subject};
-use crate::domain::{ChangeRequestId, FindingId};
+use crate::domain::{ChangeRequestId, ChangeRequestState, FindingId};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::{Format, Proposal, Risk};
 use crate::store::{
-    ChangeRequestState, ChangeRequestStore, StoreError, StoredChangeRequest, parse_timestamp,
-    timestamp,
+    ChangeRequestStore, StoreError, StoredChangeRequest, parse_timestamp, timestamp,
 };
+
+/// A stored state name; an unknown one means the row is not what this build wrote.
+pub(super) fn parse_state(name: &str) -> Result<ChangeRequestState, StoreError> {
+    name.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown change request state `{name}`")))
+}
 
 pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, StoreError> {
     let state: String = row.try_get("state")?;
@@ -26,7 +31,7 @@ pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeReq
         branch: row.try_get("branch")?,
         head_commit: row.try_get("head_commit")?,
         location: row.try_get("location")?,
-        state: ChangeRequestState::parse(&state)?,
+        state: parse_state(&state)?,
         opened_at: parse_timestamp("change request opened", &opened_at)?,
         decided_by: row.try_get("decided_by")?,
         decision_channel: row.try_get("decision_channel")?,

@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Row;
 
-use super::change_requests::change_request_from_row;
+use super::change_requests::{change_request_from_row, parse_state};
 use super::{SqliteStore, append_audit, finding_subject};
-use crate::domain::{ChangeRequestId, FindingId, FindingStatus};
-use crate::store::{
-    ChangeRequestState, DecisionRecord, DecisionStore, DecisionSubject, StoreError, timestamp,
+use crate::domain::{
+    ChangeRequestId, ChangeRequestState, DecisionRecord, FindingId, FindingStatus,
 };
+use crate::store::{DecisionStore, DecisionSubject, StoreError, timestamp};
 
 #[async_trait]
 impl DecisionStore for SqliteStore {
@@ -128,7 +128,7 @@ impl DecisionStore for SqliteStore {
                 "change request {change_request_id} vanished"
             )));
         };
-        let (done, finding_status, action) = match ChangeRequestState::parse(&state)? {
+        let (done, finding_status, action) = match parse_state(&state)? {
             ChangeRequestState::Approved => {
                 ("merged", FindingStatus::Approved, "change_request.merged")
             }
