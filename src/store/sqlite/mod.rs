@@ -302,7 +302,10 @@ mod tests {
     use super::*;
     use crate::domain::Severity;
     use crate::domain::{AccountId, Finding, FindingKind, Fingerprint};
-    use crate::store::{AuditLog, Coverage, ScanStore};
+    use crate::gitops::OpenedChangeRequest;
+    use crate::store::{
+        AuditLog, ChangeRequestStore, Coverage, DecisionStore, DecisionSubject, ScanStore,
+    };
     use serde_json::json;
 
     fn finding(resource: &str, region: &str) -> Finding {
@@ -383,5 +386,54 @@ mod tests {
         assert_eq!(outcome.resolved.len(), 1);
         let events = store.audit_events(None).await.expect("audit");
         crate::audit::verify(&events).expect("chain intact");
+    }
+
+    #[tokio::test]
+    async fn a_decision_subject_tells_no_finding_from_no_change_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("draco.db"))
+            .await
+            .expect("open");
+        let now = Utc::now();
+        let absent = FindingId::new(1);
+        assert_eq!(
+            store.decision_subject(absent).await.expect("read"),
+            DecisionSubject::NoFinding
+        );
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let outcome = store
+            .record_findings(
+                scan,
+                &[finding("vol-a", "us-east-1")],
+                &covering(&["us-east-1"]),
+                now,
+            )
+            .await
+            .expect("record");
+        let id = outcome.new[0];
+        assert_eq!(
+            store.decision_subject(id).await.expect("read"),
+            DecisionSubject::NoChangeRequest
+        );
+        let opened = OpenedChangeRequest {
+            branch: "draco/a".into(),
+            head_commit: "c0ffee".into(),
+            location: "here".into(),
+            created: true,
+        };
+        let cr = store
+            .record_change_request(id, "local-git", &opened, now)
+            .await
+            .expect("change request");
+        match store.decision_subject(id).await.expect("read") {
+            DecisionSubject::ChangeRequest(subject) => {
+                assert_eq!((subject.id, subject.finding_id), (cr, id));
+                assert_eq!(subject.branch, "draco/a");
+                // Stored as text, read back as the same instant (to the microsecond).
+                assert_eq!(timestamp(subject.opened_at), timestamp(now));
+                assert_eq!(subject.decided_at, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
