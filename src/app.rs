@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
-use crate::advisors::ModelChoice;
+use crate::advice::ModelChoice;
 use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,

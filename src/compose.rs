@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::advisors::Advisors;
+use crate::advice::Advisors;
 use crate::config::{ConfigError, Loaded};
 use crate::exposition;
 use crate::gitops::local::LocalGit;
@@ -24,7 +24,6 @@ use crate::remediate::templates::{Catalog, CatalogError};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
-use crate::store::llm_budget::StoreBudget;
 use crate::store::{Readiness, ScanStore, SqliteStore, StoreError};
 
 /// The database file inside the data directory.
@@ -107,23 +106,10 @@ impl App {
                 source,
             })?;
         let catalog = catalog(&loaded)?;
-        let budget_store = store.clone();
-        let advisors = Advisors::new(catalog, &loaded, |limits| {
-            Arc::new(StoreBudget::new(budget_store, limits))
-        })?;
-        let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
+        // The recorder first: the advisors' counters are set as they are built.
         exposition::handle();
-        if let Some(model) = &advisors.model {
-            // Present at 0 from the start, so rates are defined before the first call.
-            for outcome in ["ok", "retried", "error"] {
-                metrics::counter!(
-                    exposition::PROVIDER_REQUESTS_TOTAL,
-                    "provider" => model.provider_name().to_owned(),
-                    "outcome" => outcome
-                )
-                .absolute(0);
-            }
-        }
+        let advisors = Advisors::with_store_budget(catalog, &loaded, store.clone())?;
+        let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
         Ok(Arc::new(Self {
             loaded,
             data_dir,

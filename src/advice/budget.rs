@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::ModelLedger;
 use crate::remediate::llm::{Budget, BudgetLimits, LlmError, Usage};
+use crate::store::ModelLedger;
 
+/// [`Budget`] over a [`ModelLedger`]: reads and adds each provider's daily
+/// usage in the database.
 pub struct StoreBudget<S> {
     store: S,
     limits: BudgetLimits,

@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use super::StoreBudget;
 use crate::config::{ConfigError, LlmConfig, LlmProvider, Loaded};
+use crate::exposition;
 use crate::remediate::Advisor;
 use crate::remediate::llm::{self, Budget, BudgetLimits, ProviderKind, ProviderSettings};
 use crate::remediate::llm_advisor::{AdvisorSettings, LlmAdvisor};
 use crate::remediate::templates::{Catalog, TemplateAdvisor};
+use crate::store::ModelLedger;
 
 /// What the configuration asks for, before anything is built.
 pub enum ModelChoice {
@@ -92,7 +95,8 @@ pub struct Advisors {
 }
 
 impl Advisors {
-    /// `budget` keeps the model's daily budget (the database, in the CLI).
+    /// `budget` keeps the model's daily budget (in memory in tests;
+    /// [`Advisors::with_store_budget`] keeps it in the database).
     pub fn new(
         catalog: Catalog,
         loaded: &Loaded,
@@ -124,6 +128,31 @@ impl Advisors {
             }
         };
         Ok(Self { template, model })
+    }
+
+    /// The advisors of a process whose model budget is kept in `ledger` (the
+    /// database: limits hold across restarts and replicas). The model's
+    /// request counters start at 0, so their rates are defined before the
+    /// first call.
+    pub fn with_store_budget(
+        catalog: Catalog,
+        loaded: &Loaded,
+        ledger: impl ModelLedger + 'static,
+    ) -> Result<Self, ConfigError> {
+        let advisors = Self::new(catalog, loaded, |limits| {
+            Arc::new(StoreBudget::new(ledger, limits))
+        })?;
+        if let Some(model) = &advisors.model {
+            for outcome in ["ok", "retried", "error"] {
+                metrics::counter!(
+                    exposition::PROVIDER_REQUESTS_TOTAL,
+                    "provider" => model.provider_name().to_owned(),
+                    "outcome" => outcome
+                )
+                .absolute(0);
+            }
+        }
+        Ok(advisors)
     }
 
     /// The advisor asked first, and the one that answers when it is refused.

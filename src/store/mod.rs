@@ -7,7 +7,7 @@
 //! - [`ChangeRequestStore`]: proposals and change requests (the pipeline, `draco show`);
 //! - [`DecisionStore`]: claim, complete, fail a decision (the approval state machine only);
 //! - [`AuditLog`]: free-standing events and reading the chain (`draco audit verify`);
-//! - [`ModelLedger`]: model usage and the advice cache (the model budget, the pipeline);
+//! - [`ModelLedger`]: model usage and the advice cache (`advice`: the model budget, the cache);
 //! - [`Readiness`]: the database answers and is migrated (`/readyz`).
 //!
 //! [`Store`] is all five, for the composition root. Every state change
@@ -16,7 +16,6 @@
 mod audit_log;
 mod change_requests;
 mod decisions;
-pub mod llm_budget;
 mod model_ledger;
 mod scans;
 pub mod sqlite;

@@ -1,5 +1,5 @@
 //! What models were asked and what they answered: the daily usage that
-//! [`StoreBudget`](super::llm_budget::StoreBudget) checks limits against,
+//! `advice::StoreBudget` checks limits against,
 //! and the advice cache (answers kept still redacted, keyed by prompt,
 //! provider and model).
 
