@@ -114,7 +114,7 @@ async fn change_request(
     match store.decision_subject(finding_id).await? {
         DecisionSubject::NoFinding => Err(ApproveError::UnknownFinding(finding_id)),
         DecisionSubject::NoChangeRequest => Err(ApproveError::NoChangeRequest(finding_id)),
-        DecisionSubject::ChangeRequest(cr) => Ok(cr),
+        DecisionSubject::ChangeRequest(cr) => Ok(*cr),
     }
 }
 

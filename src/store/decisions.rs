@@ -16,7 +16,7 @@ pub enum DecisionSubject {
     NoFinding,
     /// The finding has no change request yet.
     NoChangeRequest,
-    ChangeRequest(StoredChangeRequest),
+    ChangeRequest(Box<StoredChangeRequest>),
 }
 
 /// Claims, completes and fails decisions. Each call is one transaction that

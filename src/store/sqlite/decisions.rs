@@ -28,7 +28,7 @@ impl DecisionStore for SqliteStore {
         let change_request: Option<ChangeRequestId> = row.try_get("id")?;
         Ok(match change_request {
             None => DecisionSubject::NoChangeRequest,
-            Some(_) => DecisionSubject::ChangeRequest(change_request_from_row(&row)?),
+            Some(_) => DecisionSubject::ChangeRequest(Box::new(change_request_from_row(&row)?)),
         })
     }
 
