@@ -24,7 +24,7 @@ use crate::remediate::templates::{Catalog, CatalogError};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
-use crate::store::{Readiness, ScanStore, SqliteStore, StoreError};
+use crate::store::{Readiness, ScanStore, SqliteStore, Store, StoreError};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "draco.db";
@@ -70,7 +70,15 @@ impl<T: CostSource + PostureSource> Source for T {
     }
 }
 
-/// Everything one Draco process runs on.
+/// The backend built here serves every aggregate and readiness: a compile
+/// error, not a runtime surprise, when a trait method is missing from it.
+const _: fn() = complete_backend::<SqliteStore>;
+
+fn complete_backend<S: Store + Readiness>() {}
+
+/// Everything one Draco process runs on. The store is the concrete backend
+/// (it also owns the scan lock); each consumer is handed it as the narrow
+/// trait it needs (`PipelineStore`, `DecisionStore`, `Readiness`, …).
 pub struct App {
     pub loaded: Loaded,
     pub data_dir: PathBuf,
