@@ -7,6 +7,7 @@
 mod audit_log;
 mod change_requests;
 mod decisions;
+mod inspect;
 mod model_ledger;
 mod scans;
 
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{Readiness, StoreError, timestamp};
 use crate::audit::{GENESIS, chain_hash};
@@ -85,45 +86,7 @@ impl SqliteStore {
             if !header.is_empty() && !header.starts_with(SQLITE_MAGIC) {
                 return Err(unusable("not an SQLite file".into()));
             }
-        }
-        if existed {
-            // Inspect read-only first: opening for writing would switch the
-            // file to WAL mode, which rewrites its header.
-            let probe = SqliteConnectOptions::new().filename(path).read_only(true);
-            let mut conn = probe.connect().await.map_err(|e| unusable(e.to_string()))?;
-            let tables: Vec<String> =
-                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                    .fetch_all(&mut conn)
-                    .await
-                    .map_err(|e| unusable(e.to_string()))?;
-            if !tables.is_empty() && !tables.iter().any(|t| t == "_sqlx_migrations") {
-                let _ = conn.close().await;
-                return Err(unusable(format!(
-                    "it holds other tables ({})",
-                    tables.join(", ")
-                )));
-            }
-            // Another program built on sqlx has a `_sqlx_migrations` table
-            // too: every migration applied must be one of Draco's, byte for byte.
-            let applied: Vec<(i64, Vec<u8>)> = if tables.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations")
-                    .fetch_all(&mut conn)
-                    .await
-                    .map_err(|e| unusable(e.to_string()))?
-            };
-            let _ = conn.close().await;
-            for (version, checksum) in &applied {
-                let ours = MIGRATOR
-                    .iter()
-                    .any(|m| m.version == *version && m.checksum.as_ref() == checksum.as_slice());
-                if !ours {
-                    return Err(unusable(format!(
-                        "its migration {version} is not one of this Draco's (another program's database, or a newer Draco's)"
-                    )));
-                }
-            }
+            inspect::check_is_draco(path).await.map_err(unusable)?;
         }
         if !existed {
             // Created for the owner only (SQLite gives its -wal and -shm
