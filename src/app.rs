@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
-use crate::advisors::ModelChoice;
+use crate::advice::ModelChoice;
 use crate::approve::{self, ApproveError, Approver, Channel};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,
@@ -16,7 +16,7 @@ use crate::cli::{
 use crate::compose::{self, App, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceSelection};
 use crate::daemon;
-use crate::domain::FindingStatus;
+use crate::domain::{FindingId, FindingStatus};
 use crate::gitops::local::LocalGit;
 use crate::remediate::templates::Catalog;
 use crate::report::{self, Row};
@@ -49,12 +49,9 @@ fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<()> {
         .context("cannot write to standard output")
 }
 
-use crate::store::{SqliteStore, Store};
+use crate::store::{AuditLog, ChangeRequestStore, ScanStore, SqliteStore};
 
-/// A mistake in how Draco was called (exit code 2), as opposed to a failure while running (1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+use crate::cli::UsageError;
 
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -264,20 +261,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
-            let events = store.audit_events(None).await?;
-            crate::audit::verify(&events).context("the audit log does not verify")?;
-            outln!(
-                "Audit log intact: {} events, hash chain verified.",
-                events.len()
-            );
+            let events = verify_audit_log(&store).await?;
+            outln!("Audit log intact: {events} events, hash chain verified.");
             Ok(())
         }
     }
 }
 
-async fn rows(store: &dyn Store) -> Result<Vec<Row>> {
+/// Reads the whole audit log and checks its hash chain; returns how many
+/// events it holds.
+async fn verify_audit_log(log: &dyn AuditLog) -> Result<usize> {
+    let events = log.audit_events(None).await?;
+    crate::audit::verify(&events).context("the audit log does not verify")?;
+    Ok(events.len())
+}
+
+/// Every finding with its change request, if any.
+async fn rows(store: &(impl ScanStore + ChangeRequestStore)) -> Result<Vec<Row>> {
     let findings = store.findings().await?;
-    let mut change_requests: HashMap<i64, _> = store
+    let mut change_requests: HashMap<FindingId, _> = store
         .change_requests()
         .await?
         .into_iter()
@@ -343,7 +345,7 @@ async fn findings_command(ctx: &Context, args: &FindingsArgs) -> Result<()> {
     Ok(())
 }
 
-async fn show_command(ctx: &Context, id: i64, output: &OutputArgs) -> Result<()> {
+async fn show_command(ctx: &Context, id: FindingId, output: &OutputArgs) -> Result<()> {
     let store = ctx.open_existing_store().await?;
     let finding = store
         .finding(id)

@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::domain::FindingId;
+
+/// A mistake in how Draco was called (exit code 2), as opposed to a failure
+/// while running (1). Here, beside the argument definitions, so that every
+/// command module (`app`, `tools`) can raise it without depending on another.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "draco",
@@ -199,7 +208,7 @@ pub struct FindingsArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Finding id, as listed by `draco findings`.
-    pub id: i64,
+    pub id: FindingId,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -207,7 +216,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// Finding id, as listed by `draco findings`.
-    pub id: i64,
+    pub id: FindingId,
     /// Who approves (recorded in the audit log and the merge commit).
     #[arg(long = "as", value_name = "NAME")]
     pub approver: String,
@@ -216,7 +225,7 @@ pub struct ApproveArgs {
 #[derive(Debug, Args)]
 pub struct RejectArgs {
     /// Finding id, as listed by `draco findings`.
-    pub id: i64,
+    pub id: FindingId,
     /// Who rejects (recorded in the audit log).
     #[arg(long = "as", value_name = "NAME")]
     pub approver: String,

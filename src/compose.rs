@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::advisors::Advisors;
+use crate::advice::Advisors;
 use crate::config::{ConfigError, Loaded};
 use crate::exposition;
 use crate::gitops::local::LocalGit;
@@ -24,8 +24,7 @@ use crate::remediate::templates::{Catalog, CatalogError};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
-use crate::store::llm_budget::StoreBudget;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{Readiness, ScanStore, SqliteStore, Store, StoreError};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "draco.db";
@@ -71,7 +70,15 @@ impl<T: CostSource + PostureSource> Source for T {
     }
 }
 
-/// Everything one Draco process runs on.
+/// The backend built here serves every aggregate and readiness: a compile
+/// error, not a runtime surprise, when a trait method is missing from it.
+const _: fn() = complete_backend::<SqliteStore>;
+
+fn complete_backend<S: Store + Readiness>() {}
+
+/// Everything one Draco process runs on. The store is the concrete backend
+/// (it also owns the scan lock); each consumer is handed it as the narrow
+/// trait it needs (`PipelineStore`, `DecisionStore`, `Readiness`, …).
 pub struct App {
     pub loaded: Loaded,
     pub data_dir: PathBuf,
@@ -107,23 +114,10 @@ impl App {
                 source,
             })?;
         let catalog = catalog(&loaded)?;
-        let budget_store = store.clone();
-        let advisors = Advisors::new(catalog, &loaded, |limits| {
-            Arc::new(StoreBudget::new(budget_store, limits))
-        })?;
-        let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
+        // The recorder first: the advisors' counters are set as they are built.
         exposition::handle();
-        if let Some(model) = &advisors.model {
-            // Present at 0 from the start, so rates are defined before the first call.
-            for outcome in ["ok", "retried", "error"] {
-                metrics::counter!(
-                    exposition::PROVIDER_REQUESTS_TOTAL,
-                    "provider" => model.provider_name().to_owned(),
-                    "outcome" => outcome
-                )
-                .absolute(0);
-            }
-        }
+        let advisors = Advisors::with_store_budget(catalog, &loaded, store.clone())?;
+        let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
         Ok(Arc::new(Self {
             loaded,
             data_dir,
@@ -216,10 +210,13 @@ impl App {
             Err(error) => tracing::warn!(%error, "cannot read findings for metrics"),
         }
     }
+}
 
-    /// `Ok` when the database answers and its schema is current; the reason
-    /// otherwise (for `/readyz`).
-    pub async fn ready(&self) -> Result<(), StoreError> {
+/// `/readyz` asks the application: ready when its database answers and its
+/// schema is current.
+#[async_trait::async_trait]
+impl Readiness for App {
+    async fn check_ready(&self) -> Result<(), StoreError> {
         self.store.check_ready().await
     }
 }

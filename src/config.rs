@@ -953,13 +953,10 @@ mod tests {
         for text in &cases {
             let error = match load_text(text, &[("DRACO_LLM_API_KEY", "k")]) {
                 Err(error) => error,
-                Ok(loaded) => {
-                    // Accepted by the loader: the advisor check must refuse it.
-                    match crate::advisors::ModelChoice::of(&loaded).describe() {
-                        Err(error) => error,
-                        Ok(_) => panic!("accepted: {text}"),
-                    }
-                }
+                // Credentials in a base URL pass the loader and are refused
+                // by the advisor check, unseen (tested in `advisors`).
+                Ok(_) if text.contains("base_url") => continue,
+                Ok(_) => panic!("accepted: {text}"),
             };
             let shown = error.to_string();
             assert!(!shown.contains("4f9c2b7e1d"), "{text} -> {shown}");

@@ -216,7 +216,7 @@ async fn scan_loop(
 async fn scan(app: &App) {
     match app.scan(Utc::now()).await {
         Ok(report) => tracing::info!(
-            scan = report.scan_id,
+            scan = report.scan_id.get(),
             status = report.status.as_str(),
             new = report.outcome.new.len(),
             resolved = report.outcome.resolved.len(),

@@ -1,7 +1,14 @@
-//! The vocabulary every stage shares: accounts, findings, severities, fingerprints.
+//! The vocabulary every stage shares: accounts, findings, severities,
+//! fingerprints, row ids, and decisions on change requests.
 //!
 //! Values here are parsed at the edge (`AccountId::parse`) so the rest of the
 //! code can trust them instead of re-checking strings.
+
+mod decision;
+mod ids;
+
+pub use decision::{Approved, ChangeRequestState, DecisionRecord, Rejected};
+pub use ids::{ChangeRequestId, FindingId, InvalidId, ScanId};
 
 use std::borrow::Cow;
 use std::fmt;

@@ -5,7 +5,7 @@
 //! The binary (`src/main.rs`) is a thin shell over [`app`]; tests and
 //! benches use the modules directly.
 
-pub mod advisors;
+pub mod advice;
 pub mod app;
 pub mod approve;
 pub mod audit;

@@ -1,5 +1,5 @@
-//! One scan, end to end: sources → detect → redact → advise → render →
-//! change request. The pipeline owns no I/O of its own: every effect goes
+//! One scan, end to end: sources → detect → propose (redact → advise →
+//! render, in [`crate::advice`]) → change request. The pipeline owns no I/O of its own: every effect goes
 //! through a trait object it is handed, so tests can mix real and stand-in parts.
 //!
 //! Each step's result is committed before the next starts. A scan that dies
@@ -13,20 +13,26 @@ use futures::FutureExt as _;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::advice::{Advice, AdviceStore, ProposeError};
 use crate::detect::{self, DetectConfig};
+use crate::domain::{ChangeRequestState, FindingId, ScanId};
 use crate::gitops::{ChangeRequests, GitOpsError, document};
-use crate::redact::{RedactError, Redactor};
-use crate::redact::{Redacted, Vault};
+use crate::redact::Redactor;
+use crate::remediate::Advisor;
 use crate::remediate::templates::Catalog;
-use crate::remediate::{
-    AdviceError, AdviceRecord, AdviceRequest, AdviceUsage, Advisor, Proposal, safety,
-};
 use crate::sources::{
     CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
 };
 use crate::store::{
-    ChangeRequestState, Coverage, RecordOutcome, ScanStatus, Store, StoreError, StoredFinding,
+    ChangeRequestStore, Coverage, RecordOutcome, ScanStatus, ScanStore, StoreError, StoredFinding,
 };
+
+/// What a scan reads and writes: scans and findings, proposals and change
+/// requests, audit events, the advice cache. Never decisions: the pipeline
+/// cannot approve anything.
+pub trait PipelineStore: ScanStore + ChangeRequestStore + AdviceStore {}
+
+impl<T: ScanStore + ChangeRequestStore + AdviceStore + ?Sized> PipelineStore for T {}
 
 /// How much stored cost history the detectors read each scan.
 const COST_HISTORY_DAYS: i64 = 400;
@@ -43,33 +49,26 @@ pub struct Pipeline<'a> {
     /// Renders the advisor's choice locally, from the real finding.
     pub catalog: &'a Catalog,
     pub change_requests: &'a dyn ChangeRequests,
-    pub store: &'a dyn Store,
+    pub store: &'a dyn PipelineStore,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("scan {scan_id} failed reading its source: {source}")]
-    Source { scan_id: i64, source: SourceError },
+    Source {
+        scan_id: ScanId,
+        source: SourceError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// One finding on its way to an advisor.
-struct Attempt<'r> {
-    finding_id: i64,
-    request: &'r AdviceRequest,
-    redacted: &'r Redacted<AdviceRequest>,
-    vault: &'r Vault,
-    now: DateTime<Utc>,
 }
 
 /// Why one finding got no change request this scan. The scan goes on.
 #[derive(Debug, thiserror::Error)]
 pub enum RemediationError {
-    #[error("redaction: {0}")]
-    Redact(#[from] RedactError),
-    #[error("advisor: {0}")]
-    Advice(#[from] AdviceError),
+    /// Redaction, the advisor (and its fallback) or the advice cache.
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
     #[error("change request: {0}")]
     GitOps(#[from] GitOpsError),
     #[error("store: {0}")]
@@ -82,7 +81,7 @@ pub enum RemediationError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenedRequest {
-    pub finding_id: i64,
+    pub finding_id: FindingId,
     pub branch: String,
     pub location: String,
     /// Found already pushed (a previous scan died before recording it).
@@ -91,13 +90,13 @@ pub struct OpenedRequest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FindingFailure {
-    pub finding_id: i64,
+    pub finding_id: FindingId,
     pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
-    pub scan_id: i64,
+    pub scan_id: ScanId,
     pub source: String,
     /// Daily cost points fetched this scan.
     pub cost_points: usize,
@@ -198,7 +197,7 @@ impl Pipeline<'_> {
             .record_findings(scan_id, &findings, &coverage, now)
             .await?;
         tracing::info!(
-            scan_id,
+            scan_id = scan_id.get(),
             detected = findings.len(),
             new = outcome.new.len(),
             resolved = outcome.resolved.len(),
@@ -218,7 +217,7 @@ impl Pipeline<'_> {
             match handled {
                 Ok(request) => opened.push(request),
                 Err(error) => {
-                    tracing::warn!(finding = stored.id, %error, "no change request for this finding");
+                    tracing::warn!(finding = stored.id.get(), %error, "no change request for this finding");
                     self.store
                         .audit(
                             "draco",
@@ -265,126 +264,20 @@ impl Pipeline<'_> {
         Ok(report)
     }
 
-    /// Asks one advisor (or its cache), restores the answer locally, renders
-    /// the template and runs the safety checks. Returns the usage of a model
-    /// call also when its answer is then refused: the call was billed.
-    async fn advise(
-        &self,
-        advisor: &dyn Advisor,
-        attempt: &Attempt<'_>,
-    ) -> (Result<Proposal, RemediationError>, Option<AdviceUsage>) {
-        let fingerprint = attempt.request.fingerprint.as_str();
-        let cache_key = advisor.cache_key();
-        let cached = match &cache_key {
-            Some(key) => match self.store.cached_advice(key, fingerprint).await {
-                Ok(cached) => cached,
-                Err(e) => return (Err(e.into()), None),
-            },
-            None => None,
-        };
-        let from_cache = cached.is_some();
-        let recommendation = match cached {
-            Some(r) => r,
-            None => match advisor.recommend(attempt.redacted).await {
-                Ok(r) => r,
-                Err(AdviceError::Answer { message, usage }) => {
-                    let usage = usage.map(|u| *u);
-                    return (
-                        Err(AdviceError::Answer {
-                            message,
-                            usage: None,
-                        }
-                        .into()),
-                        usage,
-                    );
-                }
-                Err(e) => return (Err(e.into()), None),
-            },
-        };
-        let usage = recommendation.usage.clone().map(|u| AdviceUsage {
-            cached: from_cache,
-            ..u
-        });
-        let still_redacted = recommendation.clone();
-        let (restored, invented) = recommendation.restore(attempt.vault);
-        let checked = async {
-            if !invented.is_empty() {
-                self.store
-                    .audit(
-                        "draco",
-                        "advice.unknown_placeholders",
-                        &format!("finding:{}", attempt.finding_id),
-                        &json!({ "advisor": advisor.name(), "placeholders": invented }),
-                        attempt.now,
-                    )
-                    .await?;
-            }
-            // Rendering runs the script safety check (declared line shapes).
-            let mut proposal = self.catalog.render(&restored, attempt.request)?;
-            if let Some(notes) = &restored.notes {
-                safety::check_text("summary", &notes.summary).map_err(AdviceError::from)?;
-                safety::check_text("rollback notes", &notes.rollback).map_err(AdviceError::from)?;
-                for step in &notes.steps {
-                    safety::check_text("steps", step).map_err(AdviceError::from)?;
-                }
-            }
-            if let (Some(key), false) = (&cache_key, from_cache) {
-                self.store
-                    .cache_advice(key, fingerprint, &still_redacted, attempt.now)
-                    .await?;
-            }
-            proposal.advice = Some(AdviceRecord {
-                advisor: advisor.name().to_owned(),
-                fallback_reason: None,
-                usage: usage.clone(),
-                notes: restored.notes.clone(),
-            });
-            Ok::<_, RemediationError>(proposal)
-        };
-        (checked.await, usage)
-    }
-
-    /// Redact → advise → restore locally → render → open the change request.
+    /// The proposal (see [`Advice::propose`]), then the change request.
     async fn remediate(
         &self,
         stored: &StoredFinding,
         now: DateTime<Utc>,
     ) -> Result<OpenedRequest, RemediationError> {
-        let request = AdviceRequest::from_finding(&stored.finding);
-        let (redacted, vault) = self.redactor.redact(&request)?;
-        let attempt = Attempt {
-            finding_id: stored.id,
-            request: &request,
-            redacted: &redacted,
-            vault: &vault,
-            now,
+        let advice = Advice {
+            redactor: self.redactor,
+            advisor: self.advisor,
+            fallback: self.fallback,
+            catalog: self.catalog,
+            store: self.store,
         };
-        let (outcome, usage) = self.advise(self.advisor, &attempt).await;
-        let proposal = match (outcome, self.fallback) {
-            (Ok(proposal), _) => proposal,
-            (Err(RemediationError::Advice(refused)), Some(fallback)) => {
-                // The reason may quote restored values (a parameter): it is
-                // stored and shown in the change request, so mask them again.
-                let reason = vault.mask(&refused.to_string());
-                tracing::warn!(
-                    finding = stored.id,
-                    advisor = self.advisor.name(),
-                    reason,
-                    "model advice not used; the template advisor answers"
-                );
-                let (outcome, _) = self.advise(fallback, &attempt).await;
-                let mut proposal = outcome?;
-                proposal.advice = Some(AdviceRecord {
-                    advisor: fallback.name().to_owned(),
-                    fallback_reason: Some(reason),
-                    usage,
-                    notes: None,
-                });
-                proposal
-            }
-            (Err(other), _) => return Err(other),
-        };
-        drop(vault);
+        let proposal = advice.propose(stored.id, &stored.finding, now).await?;
         self.store.save_proposal(stored.id, &proposal, now).await?;
         let change = document::change_request(&stored.finding, &proposal);
         // Re-proposing a failed change request: its branch may hold what

@@ -11,7 +11,7 @@ use crate::audit::AuditEvent;
 use crate::domain::{Neutral, Severity, neutralise, neutralise_json};
 use crate::pipeline::ScanReport;
 use crate::remediate::Proposal;
-use crate::store::{StoredChangeRequest, StoredFinding};
+use crate::store::{StoredChangeRequest, StoredFinding, timestamp};
 
 /// A finding with its change request, if any.
 pub type Row = (StoredFinding, Option<StoredChangeRequest>);
@@ -38,9 +38,9 @@ pub fn finding_json(
         "drill_down": f.evidence.get("drill_down"),
         "status": finding.status,
         "fingerprint": f.fingerprint,
-        "first_seen_at": finding.first_seen_at,
-        "last_seen_at": finding.last_seen_at,
-        "resolved_at": finding.resolved_at,
+        "first_seen_at": timestamp(finding.first_seen_at),
+        "last_seen_at": timestamp(finding.last_seen_at),
+        "resolved_at": finding.resolved_at.map(timestamp),
         "change_request": change_request.map(|cr| json!({
             "state": cr.state,
             "backend": cr.backend,
@@ -342,8 +342,8 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             );
         }
     }
-    let _ = writeln!(out, "  first seen  {}", f.first_seen_at);
-    let _ = writeln!(out, "  last seen   {}", f.last_seen_at);
+    let _ = writeln!(out, "  first seen  {}", timestamp(f.first_seen_at));
+    let _ = writeln!(out, "  last seen   {}", timestamp(f.last_seen_at));
     let _ = writeln!(out, "  fingerprint {}", f.finding.fingerprint);
     let mut evidence = f.finding.evidence.clone();
     neutralise_json(&mut evidence);
@@ -415,7 +415,7 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                 "  decided by {} via {} at {}",
                 Neutral(by),
                 cr.decision_channel.as_deref().unwrap_or("?"),
-                cr.decided_at.as_deref().unwrap_or("?")
+                cr.decided_at.map_or_else(|| "?".to_owned(), timestamp)
             );
         }
         if let Some(reason) = &cr.reason {

@@ -7,12 +7,11 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use crate::app::UsageError;
 use crate::bench::redact::{
     CredentialReport, QualityReport, evaluate, evaluate_credentials, load_presidio,
 };
 use crate::bench::{redact_corpus, redact_speed};
-use crate::cli::{CostBenchArgs, DetectArgs, NabArgs, RedactArgs, RedactBenchArgs};
+use crate::cli::{CostBenchArgs, DetectArgs, NabArgs, RedactArgs, RedactBenchArgs, UsageError};
 use crate::config;
 use crate::redact::Redactor;
 

@@ -1,15 +1,18 @@
 //! Confirm before mutate. A change is merged only through an [`Approved`]
-//! value, and only this module can build one: after it has atomically
-//! claimed the (single-use) decision in the store and written it to the
-//! audit log.
+//! value, and only this module builds one: after it has atomically claimed
+//! the (single-use) decision in the store and written it to the audit log.
+//! The proof types live in [`crate::domain`], below both this module and
+//! the change-request backends that consume them.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{has_unsafe_chars, neutralise};
+use crate::domain::{
+    Approved, ChangeRequestState, DecisionRecord, FindingId, Rejected, has_unsafe_chars, neutralise,
+};
 use crate::gitops::{ChangeRequests, GitOpsError};
-use crate::store::{ChangeRequestState, DecisionRecord, Store, StoreError, StoredChangeRequest};
+use crate::store::{DecisionStore, DecisionSubject, StoreError, StoredChangeRequest};
 
 /// Through which channel a human decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,63 +61,15 @@ impl fmt::Display for Approver {
     }
 }
 
-/// Proof that a human approved this exact commit. No public constructor.
-#[derive(Debug, Clone)]
-pub struct Approved {
-    change_request_id: i64,
-    branch: String,
-    head_commit: String,
-    approver: String,
-    channel: String,
-    decided_at: DateTime<Utc>,
-}
-
-impl Approved {
-    pub fn change_request_id(&self) -> i64 {
-        self.change_request_id
-    }
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-    pub fn head_commit(&self) -> &str {
-        &self.head_commit
-    }
-    pub fn approver(&self) -> &str {
-        &self.approver
-    }
-    pub fn channel(&self) -> &str {
-        &self.channel
-    }
-    pub fn decided_at(&self) -> DateTime<Utc> {
-        self.decided_at
-    }
-}
-
-/// Proof that a human rejected the change. No public constructor.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    branch: String,
-    head_commit: String,
-}
-
-impl Rejected {
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-    pub fn head_commit(&self) -> &str {
-        &self.head_commit
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApproveError {
     #[error("there is no finding {0} (see `draco findings`)")]
-    UnknownFinding(i64),
+    UnknownFinding(FindingId),
     #[error("finding {0} has no change request to decide on yet")]
-    NoChangeRequest(i64),
+    NoChangeRequest(FindingId),
     #[error("finding {finding}: its change request was already {state} by {by}")]
     AlreadyDecided {
-        finding: i64,
+        finding: FindingId,
         state: &'static str,
         by: String,
     },
@@ -136,7 +91,10 @@ pub enum ApproveError {
     #[error(
         "finding {finding}: {cause}; its change request is marked failed and will be proposed again by the next scan (or decide again)"
     )]
-    Failed { finding: i64, cause: GitOpsError },
+    Failed {
+        finding: FindingId,
+        cause: GitOpsError,
+    },
 }
 
 /// What happened.
@@ -150,19 +108,17 @@ pub struct Outcome {
 }
 
 async fn change_request(
-    store: &dyn Store,
-    finding_id: i64,
+    store: &dyn DecisionStore,
+    finding_id: FindingId,
 ) -> Result<StoredChangeRequest, ApproveError> {
-    if store.finding(finding_id).await?.is_none() {
-        return Err(ApproveError::UnknownFinding(finding_id));
+    match store.decision_subject(finding_id).await? {
+        DecisionSubject::NoFinding => Err(ApproveError::UnknownFinding(finding_id)),
+        DecisionSubject::NoChangeRequest => Err(ApproveError::NoChangeRequest(finding_id)),
+        DecisionSubject::ChangeRequest(cr) => Ok(*cr),
     }
-    store
-        .change_request_for_finding(finding_id)
-        .await?
-        .ok_or(ApproveError::NoChangeRequest(finding_id))
 }
 
-fn already_decided(finding_id: i64, cr: &StoredChangeRequest) -> ApproveError {
+fn already_decided(finding_id: FindingId, cr: &StoredChangeRequest) -> ApproveError {
     ApproveError::AlreadyDecided {
         finding: finding_id,
         state: cr.state.past_tense(),
@@ -185,9 +141,9 @@ fn may_resume(decision: &DecisionRecord, approver: &Approver, now: DateTime<Utc>
 
 /// Approves the change request of a finding and merges it.
 pub async fn approve(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     change_requests: &dyn ChangeRequests,
-    finding_id: i64,
+    finding_id: FindingId,
     approver: &Approver,
     channel: Channel,
     now: DateTime<Utc>,
@@ -229,14 +185,7 @@ pub async fn approve(
         }
         _ => return Err(already_decided(finding_id, &cr)),
     };
-    let approved = Approved {
-        change_request_id: cr.id,
-        branch: cr.branch.clone(),
-        head_commit: cr.head_commit.clone(),
-        approver: decision.by.clone(),
-        channel: decision.channel.clone(),
-        decided_at: decision.at,
-    };
+    let approved = Approved::claimed(cr.id, &cr.branch, &cr.head_commit, &decision);
     let merge_commit = match change_requests.merge(&approved).await {
         Ok(commit) => commit,
         Err(error) => return Err(failed(store, &cr, error, now).await),
@@ -257,7 +206,7 @@ pub async fn approve(
 /// to or deleted), nothing is claimed: the change request is marked `failed`
 /// so that the next scan proposes it afresh, and the caller is told why.
 async fn check_before_claim(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     change_requests: &dyn ChangeRequests,
     cr: &StoredChangeRequest,
     now: DateTime<Utc>,
@@ -272,7 +221,7 @@ async fn check_before_claim(
 /// audited) and gives the error to return. If even recording fails, that is
 /// what the caller hears about.
 async fn failed(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     cr: &StoredChangeRequest,
     error: GitOpsError,
     now: DateTime<Utc>,
@@ -289,9 +238,9 @@ async fn failed(
 
 /// Rejects the change request of a finding and closes it without merging.
 pub async fn reject(
-    store: &dyn Store,
+    store: &dyn DecisionStore,
     change_requests: &dyn ChangeRequests,
-    finding_id: i64,
+    finding_id: FindingId,
     approver: &Approver,
     reason: &str,
     channel: Channel,
@@ -329,10 +278,7 @@ pub async fn reject(
         }
         _ => return Err(already_decided(finding_id, &cr)),
     };
-    let rejected = Rejected {
-        branch: cr.branch.clone(),
-        head_commit: cr.head_commit.clone(),
-    };
+    let rejected = Rejected::claimed(&cr.branch, &cr.head_commit);
     if let Err(error) = change_requests.close(&rejected).await {
         return Err(failed(store, &cr, error, now).await);
     }
@@ -352,7 +298,7 @@ mod tests {
         // The cause is in the message, so it is not also the error's source:
         // `anyhow` would print it a second time after the message.
         let error = anyhow::Error::from(ApproveError::Failed {
-            finding: 3,
+            finding: FindingId::new(3),
             cause: GitOpsError::BranchMoved {
                 branch: "draco/x".into(),
                 approved: "a".into(),

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use super::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
-use crate::approve::{Approved, Rejected};
+use crate::domain::{Approved, Rejected};
 
 const MAIN: &str = "refs/heads/main";
 

@@ -9,7 +9,7 @@ pub mod local;
 
 use async_trait::async_trait;
 
-use crate::approve::{Approved, Rejected};
+use crate::domain::{Approved, Rejected};
 
 /// Everything a backend needs to open one change request.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,9 +7,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::error::ApiError;
-use crate::compose::App;
 use crate::exposition;
-use crate::store::StoreError;
+use crate::store::{Readiness, StoreError};
 
 /// `GET /healthz`: 200 while the process runs and serves requests.
 pub async fn healthz() -> &'static str {
@@ -18,8 +17,8 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 200 when the database answers and is migrated; 503 with
 /// the reason otherwise (`database unreachable`, `database not migrated`).
-pub async fn readyz(State(app): State<Arc<App>>) -> Result<&'static str, ApiError> {
-    match app.ready().await {
+pub async fn readyz(State(app): State<Arc<dyn Readiness>>) -> Result<&'static str, ApiError> {
+    match app.check_ready().await {
         Ok(()) => Ok("ready\n"),
         Err(StoreError::Migrate(detail)) => Err(ApiError::Unavailable {
             reason: "database not migrated",

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 pub use config::ServerConfig;
 pub use error::ApiError;
 
-use crate::compose::App;
+use crate::store::Readiness;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -71,9 +71,10 @@ impl Default for Limits {
     }
 }
 
-/// Every route, over one shared application state; each request bounded by
-/// `request_timeout`.
-pub fn router(app: Arc<App>, limits: Limits) -> Router {
+/// Every route, over what they read (readiness only, so far: webhooks and
+/// approval links will add the narrow store traits they need); each request
+/// bounded by `request_timeout`.
+pub fn router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
     let timeout = limits.request_timeout;
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -125,13 +126,13 @@ impl Running {
 
 /// Binds `addr` and serves `app` on a background task: the entry point for
 /// tests (`127.0.0.1:0`, then read [`Running::addr`]).
-pub async fn spawn(app: Arc<App>, addr: SocketAddr) -> Result<Running, ServerError> {
+pub async fn spawn(app: Arc<dyn Readiness>, addr: SocketAddr) -> Result<Running, ServerError> {
     spawn_with(app, addr, Limits::default()).await
 }
 
 /// [`spawn`] with other [`Limits`] (tests shorten the timeouts).
 pub async fn spawn_with(
-    app: Arc<App>,
+    app: Arc<dyn Readiness>,
     addr: SocketAddr,
     limits: Limits,
 ) -> Result<Running, ServerError> {
@@ -159,7 +160,7 @@ pub async fn spawn_with(
 /// [`Limits::max_connections`] are served at once.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<App>,
+    app: Arc<dyn Readiness>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {

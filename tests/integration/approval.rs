@@ -264,7 +264,8 @@ fn approving_after_the_repository_was_removed_fails_visibly_and_recovers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resumed_approval_records_its_own_merge_commit() {
     use chrono::Utc;
-    use draco::store::{DecisionRecord, SqliteStore, Store};
+    use draco::domain::{DecisionRecord, FindingId};
+    use draco::store::{ChangeRequestStore, DecisionStore, SqliteStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);
@@ -274,7 +275,7 @@ async fn a_resumed_approval_records_its_own_merge_commit() {
         .await
         .unwrap();
     let cr = store
-        .change_request_for_finding(first)
+        .change_request_for_finding(FindingId::new(first))
         .await
         .unwrap()
         .unwrap();
@@ -323,7 +324,8 @@ async fn a_resumed_approval_records_its_own_merge_commit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned() {
     use chrono::{Duration, Utc};
-    use draco::store::{DecisionRecord, SqliteStore, Store};
+    use draco::domain::{DecisionRecord, FindingId};
+    use draco::store::{ChangeRequestStore, DecisionStore, SqliteStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);
@@ -337,7 +339,7 @@ async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned()
         (stale, Utc::now() - Duration::minutes(10)),
     ] {
         let cr = store
-            .change_request_for_finding(finding)
+            .change_request_for_finding(FindingId::new(finding))
             .await
             .expect("query")
             .expect("a change request");

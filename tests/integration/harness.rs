@@ -61,7 +61,7 @@ pub async fn spawn_app_with(env: &[(&str, &str)], limits: server::Limits) -> Tes
     )
     .await
     .expect("the application builds");
-    let running = server::spawn_with(Arc::clone(&app), ([127, 0, 0, 1], 0).into(), limits)
+    let running = server::spawn_with(app.clone(), ([127, 0, 0, 1], 0).into(), limits)
         .await
         .expect("the server binds a loopback port");
     TestApp {

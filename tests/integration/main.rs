@@ -14,6 +14,7 @@ mod llm_providers;
 mod llm_resilience;
 mod llm_support;
 mod model_advice;
+mod module_map;
 mod moto;
 mod nab;
 mod output;

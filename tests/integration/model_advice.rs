@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use draco::approve::{Approved, Rejected};
 use draco::detect::DetectConfig;
+use draco::domain::{Approved, Rejected};
 use draco::gitops::local::LocalGit;
 use draco::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
 use draco::pipeline::Pipeline;
@@ -21,7 +21,7 @@ use draco::remediate::llm::{self, BudgetLimits, InMemoryBudget, ProviderKind, Pr
 use draco::remediate::llm_advisor::{AdvisorSettings, LlmAdvisor};
 use draco::remediate::templates::{Catalog, TemplateAdvisor};
 use draco::sources::fixtures::{FixtureSet, FixtureSource};
-use draco::store::{SqliteStore, Store};
+use draco::store::{ChangeRequestStore, ScanStore, SqliteStore};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};

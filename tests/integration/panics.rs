@@ -13,7 +13,7 @@ use draco::redact::{Redacted, Redactor};
 use draco::remediate::templates::{Catalog, TemplateAdvisor};
 use draco::remediate::{AdviceError, AdviceRequest, Advisor, Recommendation};
 use draco::sources::fixtures::{FixtureSet, FixtureSource};
-use draco::store::{ScanStatus, SqliteStore, Store};
+use draco::store::{AuditLog, ScanStatus, ScanStore, SqliteStore};
 
 /// The template advisor, except that it panics on unattached volumes.
 struct PanicsOnVolumes(TemplateAdvisor);

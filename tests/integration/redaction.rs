@@ -17,7 +17,7 @@ use draco::redact::{Redacted, Redactor};
 use draco::remediate::templates::{Catalog, TemplateAdvisor};
 use draco::remediate::{AdviceError, AdviceRequest, Advisor, Recommendation};
 use draco::sources::fixtures::{FixtureSet, FixtureSource};
-use draco::store::{SqliteStore, Store};
+use draco::store::{ChangeRequestStore, ScanStore, SqliteStore};
 
 use crate::support::demo_fixtures;
 

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use draco::store::Store;
+use draco::store::ScanStore;
 
 use crate::harness::{spawn_app, spawn_app_with};
 use crate::support::{Draco, demo_fixtures, describe};

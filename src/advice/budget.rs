@@ -4,9 +4,11 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
-use super::Store;
 use crate::remediate::llm::{Budget, BudgetLimits, LlmError, Usage};
+use crate::store::ModelLedger;
 
+/// [`Budget`] over a [`ModelLedger`]: reads and adds each provider's daily
+/// usage in the database.
 pub struct StoreBudget<S> {
     store: S,
     limits: BudgetLimits,
@@ -27,7 +29,7 @@ impl<S> std::fmt::Debug for StoreBudget<S> {
 }
 
 #[async_trait]
-impl<S: Store> Budget for StoreBudget<S> {
+impl<S: ModelLedger> Budget for StoreBudget<S> {
     async fn check(&self, provider: &str, estimated_tokens: u64) -> Result<(), LlmError> {
         // A budget that cannot be read is treated as spent: the template
         // advisor takes over rather than spending blind.

@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use super::StoreBudget;
 use crate::config::{ConfigError, LlmConfig, LlmProvider, Loaded};
+use crate::exposition;
 use crate::remediate::Advisor;
 use crate::remediate::llm::{self, Budget, BudgetLimits, ProviderKind, ProviderSettings};
 use crate::remediate::llm_advisor::{AdvisorSettings, LlmAdvisor};
 use crate::remediate::templates::{Catalog, TemplateAdvisor};
+use crate::store::ModelLedger;
 
 /// What the configuration asks for, before anything is built.
 pub enum ModelChoice {
@@ -92,7 +95,8 @@ pub struct Advisors {
 }
 
 impl Advisors {
-    /// `budget` keeps the model's daily budget (the database, in the CLI).
+    /// `budget` keeps the model's daily budget (in memory in tests;
+    /// [`Advisors::with_store_budget`] keeps it in the database).
     pub fn new(
         catalog: Catalog,
         loaded: &Loaded,
@@ -126,6 +130,31 @@ impl Advisors {
         Ok(Self { template, model })
     }
 
+    /// The advisors of a process whose model budget is kept in `ledger` (the
+    /// database: limits hold across restarts and replicas). The model's
+    /// request counters start at 0, so their rates are defined before the
+    /// first call.
+    pub fn with_store_budget(
+        catalog: Catalog,
+        loaded: &Loaded,
+        ledger: impl ModelLedger + 'static,
+    ) -> Result<Self, ConfigError> {
+        let advisors = Self::new(catalog, loaded, |limits| {
+            Arc::new(StoreBudget::new(ledger, limits))
+        })?;
+        if let Some(model) = &advisors.model {
+            for outcome in ["ok", "retried", "error"] {
+                metrics::counter!(
+                    exposition::PROVIDER_REQUESTS_TOTAL,
+                    "provider" => model.provider_name().to_owned(),
+                    "outcome" => outcome
+                )
+                .absolute(0);
+            }
+        }
+        Ok(advisors)
+    }
+
     /// The advisor asked first, and the one that answers when it is refused.
     pub fn chain(&self) -> (&dyn Advisor, Option<&dyn Advisor>) {
         match &self.model {
@@ -139,5 +168,30 @@ fn limits(llm: &LlmConfig) -> BudgetLimits {
     BudgetLimits {
         max_requests_per_day: Some(llm.max_requests_per_day),
         max_tokens_per_day: Some(llm.max_tokens_per_day),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn credentials_in_a_base_url_are_refused_by_the_check_without_being_shown() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("draco.toml");
+        std::fs::write(
+            &path,
+            "[llm]\nbase_url = \"https://user:sk-live-4f9c2b7e1d@models.example.com/v1\"\nprovider = \"openai\"\nmodel = \"m\"\n",
+        )
+        .expect("the config is written");
+        let env = HashMap::from([("DRACO_LLM_API_KEY".to_owned(), "k".to_owned())]);
+        let loaded = crate::config::load(Some(&path), &env).expect("the loader accepts it");
+        let error = ModelChoice::of(&loaded)
+            .describe()
+            .expect_err("the advisor check refuses it")
+            .to_string();
+        assert!(!error.contains("4f9c2b7e1d"), "{error}");
     }
 }

@@ -1,0 +1,76 @@
+//! The change-request aggregate: the proposal made for a finding and the
+//! change request opened for it (one per finding, re-proposed in place when
+//! it failed).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{StoreError, stored_time};
+use crate::domain::{ChangeRequestId, ChangeRequestState, DecisionRecord, FindingId};
+use crate::gitops::OpenedChangeRequest;
+use crate::remediate::Proposal;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredChangeRequest {
+    pub id: ChangeRequestId,
+    pub finding_id: FindingId,
+    pub backend: String,
+    pub branch: String,
+    pub head_commit: String,
+    pub location: String,
+    pub state: ChangeRequestState,
+    #[serde(serialize_with = "stored_time::serialize")]
+    pub opened_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decision_channel: Option<String>,
+    #[serde(serialize_with = "stored_time::serialize_option")]
+    pub decided_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub merge_commit: Option<String>,
+    /// Why it is `failed`.
+    pub failure: Option<String>,
+}
+
+impl StoredChangeRequest {
+    /// The recorded decision, if one was made.
+    pub fn decision(&self) -> Option<DecisionRecord> {
+        let approve = match self.state {
+            ChangeRequestState::Approved | ChangeRequestState::Merged => true,
+            ChangeRequestState::Rejected | ChangeRequestState::Closed => false,
+            ChangeRequestState::Open | ChangeRequestState::Failed => return None,
+        };
+        Some(DecisionRecord {
+            approve,
+            by: self.decided_by.clone()?,
+            channel: self.decision_channel.clone()?,
+            at: self.decided_at?,
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+/// Proposals and change requests, as the pipeline writes them and the
+/// commands read them. Deciding is [`DecisionStore`](super::DecisionStore)'s.
+#[async_trait]
+pub trait ChangeRequestStore: Send + Sync {
+    async fn save_proposal(
+        &self,
+        finding_id: FindingId,
+        proposal: &Proposal,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn proposal(&self, finding_id: FindingId) -> Result<Option<Proposal>, StoreError>;
+    async fn record_change_request(
+        &self,
+        finding_id: FindingId,
+        backend: &str,
+        opened: &OpenedChangeRequest,
+        at: DateTime<Utc>,
+    ) -> Result<ChangeRequestId, StoreError>;
+    async fn change_request_for_finding(
+        &self,
+        finding_id: FindingId,
+    ) -> Result<Option<StoredChangeRequest>, StoreError>;
+    async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
+}

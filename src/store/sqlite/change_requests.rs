@@ -1,0 +1,192 @@
+//! [`ChangeRequestStore`] on SQLite: proposals and change requests.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, append_audit, corrupt, finding_subject};
+use crate::domain::{ChangeRequestId, ChangeRequestState, FindingId};
+use crate::gitops::OpenedChangeRequest;
+use crate::remediate::{Format, Proposal, Risk};
+use crate::store::{
+    ChangeRequestStore, StoreError, StoredChangeRequest, parse_timestamp, timestamp,
+};
+
+/// A stored state name; an unknown one means the row is not what this build wrote.
+pub(super) fn parse_state(name: &str) -> Result<ChangeRequestState, StoreError> {
+    name.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown change request state `{name}`")))
+}
+
+pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, StoreError> {
+    let state: String = row.try_get("state")?;
+    let opened_at: String = row.try_get("opened_at")?;
+    let decided_at: Option<String> = row.try_get("decided_at")?;
+    Ok(StoredChangeRequest {
+        id: row.try_get("id")?,
+        finding_id: row.try_get("finding_id")?,
+        backend: row.try_get("backend")?,
+        branch: row.try_get("branch")?,
+        head_commit: row.try_get("head_commit")?,
+        location: row.try_get("location")?,
+        state: parse_state(&state)?,
+        opened_at: parse_timestamp("change request opened", &opened_at)?,
+        decided_by: row.try_get("decided_by")?,
+        decision_channel: row.try_get("decision_channel")?,
+        decided_at: decided_at
+            .map(|t| parse_timestamp("change request decided", &t))
+            .transpose()?,
+        reason: row.try_get("reason")?,
+        merge_commit: row.try_get("merge_commit")?,
+        failure: row.try_get("failure")?,
+    })
+}
+
+fn enum_to_str<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn enum_from_str<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_value(Value::String(s.to_owned())).map_err(|e| corrupt(what, e))
+}
+
+#[async_trait]
+impl ChangeRequestStore for SqliteStore {
+    async fn save_proposal(
+        &self,
+        finding_id: FindingId,
+        proposal: &Proposal,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let advice = proposal
+            .advice
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| corrupt("proposal advice", e))?;
+        let mut tx = self.begin_immediate().await?;
+        sqlx::query(
+            "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at, advice)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (finding_id) DO UPDATE SET advisor = excluded.advisor, template_id = excluded.template_id, summary = excluded.summary,
+               risk = excluded.risk, changes = excluded.changes, blast_radius = excluded.blast_radius, format = excluded.format,
+               body = excluded.body, rollback = excluded.rollback, created_at = excluded.created_at, advice = excluded.advice",
+        )
+        .bind(finding_id)
+        .bind(proposal.advisor.clone())
+        .bind(proposal.template_id.clone())
+        .bind(proposal.summary.clone())
+        .bind(proposal.risk.as_str())
+        .bind(proposal.changes.clone())
+        .bind(proposal.blast_radius.clone())
+        .bind(enum_to_str(&proposal.format))
+        .bind(proposal.body.clone())
+        .bind(proposal.rollback.clone())
+        .bind(timestamp(at))
+        .bind(advice)
+        .execute(&mut *tx)
+        .await?;
+        let fallback = proposal
+            .advice
+            .as_ref()
+            .and_then(|a| a.fallback_reason.clone());
+        append_audit(&mut tx, "draco", "proposal.created", &finding_subject(finding_id),
+            &json!({ "advisor": proposal.advisor, "template": proposal.template_id, "risk": proposal.risk, "fallback_reason": fallback }), at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn proposal(&self, finding_id: FindingId) -> Result<Option<Proposal>, StoreError> {
+        let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, advice FROM proposals WHERE finding_id = ?")
+            .bind(finding_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let risk: String = row.try_get("risk")?;
+        let format: String = row.try_get("format")?;
+        Ok(Some(Proposal {
+            advisor: row.try_get("advisor")?,
+            template_id: row.try_get("template_id")?,
+            summary: row.try_get("summary")?,
+            risk: enum_from_str::<Risk>("proposal risk", &risk)?,
+            changes: row.try_get("changes")?,
+            blast_radius: row.try_get("blast_radius")?,
+            format: enum_from_str::<Format>("proposal format", &format)?,
+            body: row.try_get("body")?,
+            rollback: row.try_get("rollback")?,
+            advice: row
+                .try_get::<Option<String>, _>("advice")?
+                .map(|a| serde_json::from_str(&a))
+                .transpose()
+                .map_err(|e| corrupt("proposal advice", e))?,
+        }))
+    }
+
+    async fn record_change_request(
+        &self,
+        finding_id: FindingId,
+        backend: &str,
+        opened: &OpenedChangeRequest,
+        at: DateTime<Utc>,
+    ) -> Result<ChangeRequestId, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        // A failed change request is re-proposed in place: one row per
+        // finding, its history in the audit log.
+        let id: Option<ChangeRequestId> = sqlx::query_scalar(
+            "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at)
+             VALUES (?, ?, ?, ?, ?, 'open', ?)
+             ON CONFLICT (finding_id) DO UPDATE SET backend = excluded.backend, branch = excluded.branch,
+                 head_commit = excluded.head_commit, location = excluded.location, state = 'open',
+                 opened_at = excluded.opened_at, decided_by = NULL, decision_channel = NULL,
+                 decided_at = NULL, reason = NULL, merge_commit = NULL, completed_at = NULL, failure = NULL
+             WHERE change_requests.state = 'failed'
+             RETURNING id",
+        )
+        .bind(finding_id)
+        .bind(backend.to_owned())
+        .bind(opened.branch.clone())
+        .bind(opened.head_commit.clone())
+        .bind(opened.location.clone())
+        .bind(timestamp(at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Err(StoreError::Corrupt(format!(
+                "finding {finding_id} already has a change request that is not failed"
+            )));
+        };
+        sqlx::query(
+            "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'",
+        )
+        .bind(finding_id)
+        .execute(&mut *tx)
+        .await?;
+        append_audit(&mut tx, "draco", "change_request.opened", &finding_subject(finding_id),
+            &json!({ "change_request": id, "backend": backend, "branch": opened.branch, "head_commit": opened.head_commit }), at).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn change_request_for_finding(
+        &self,
+        finding_id: FindingId,
+    ) -> Result<Option<StoredChangeRequest>, StoreError> {
+        let row = sqlx::query("SELECT * FROM change_requests WHERE finding_id = ?")
+            .bind(finding_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(change_request_from_row).transpose()
+    }
+
+    async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM change_requests ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(change_request_from_row).collect()
+    }
+}

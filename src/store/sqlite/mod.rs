@@ -1,0 +1,402 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! One file per aggregate trait; this one opens the database (refusing a
+//! file that is not Draco's), migrates it, and holds what they share: the
+//! audit append that every write transaction ends with.
+
+mod audit_log;
+mod change_requests;
+mod decisions;
+mod inspect;
+mod model_ledger;
+mod scans;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::{Readiness, StoreError, timestamp};
+use crate::audit::{GENESIS, chain_hash};
+use crate::domain::FindingId;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// How often a waiting scan retries the scan lock.
+const SCAN_LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Held while a scan runs; dropping it lets the next scan start.
+#[derive(Debug)]
+pub struct ScanLock {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: std::path::PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) the database file and brings its schema up to date.
+    /// An existing file that is not a Draco database is refused, never rewritten.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        // Several processes may open a new data dir at once (the daemon and a
+        // `draco findings`): inspecting, creating and migrating happen under
+        // an exclusive lock so that exactly one of them migrates.
+        let lock_path = path.with_extension("db.lock");
+        let lock_display = lock_path.display().to_string();
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = private_file(&lock_path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StoreError::Open {
+            path: lock_display.clone(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| StoreError::Open {
+            path: lock_display,
+            message: format!("cannot take the migration lock: {e}"),
+        })?;
+        let opened = Self::open_locked(path).await;
+        drop(lock);
+        opened
+    }
+
+    async fn open_locked(path: &Path) -> Result<Self, StoreError> {
+        let display = path.display().to_string();
+        let unusable = |message: String| StoreError::Unusable {
+            path: display.clone(),
+            message,
+        };
+        let existed = path.exists();
+        if existed {
+            let header = read_header(path).map_err(|e| StoreError::Open {
+                path: display.clone(),
+                message: e.to_string(),
+            })?;
+            if !header.is_empty() && !header.starts_with(SQLITE_MAGIC) {
+                return Err(unusable("not an SQLite file".into()));
+            }
+            inspect::check_is_draco(path).await.map_err(unusable)?;
+        }
+        if !existed {
+            // Created for the owner only (SQLite gives its -wal and -shm
+            // files the database file's permissions).
+            private_file(path).map_err(|e| StoreError::Open {
+                path: display.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Decisions and merges must survive a power cut: in WAL mode
+            // NORMAL may lose the last commits, FULL syncs each one
+            // (<https://www.sqlite.org/pragma.html#pragma_synchronous>).
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                if existed {
+                    unusable(e.to_string())
+                } else {
+                    StoreError::Open {
+                        path: display.clone(),
+                        message: e.to_string(),
+                    }
+                }
+            })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// A transaction that holds SQLite's write lock from its first statement
+    /// (`BEGIN IMMEDIATE`). A deferred transaction that reads and then writes
+    /// fails with "database is locked" when another connection wrote in
+    /// between, whatever the busy timeout; taking the lock first makes it wait
+    /// its turn instead (<https://www.sqlite.org/lang_transaction.html>).
+    pub(crate) async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Takes the lock that serialises scans on this database across
+    /// processes, waiting up to `wait` for a scan in progress to finish.
+    ///
+    /// The lock is an advisory exclusive lock (`flock`) on `draco.db.scan`
+    /// beside the database: the operating system releases it when its holder
+    /// exits, even by `kill -9`, so a `running` scan seen by the holder was
+    /// necessarily left by a process that died. Errors:
+    /// [`StoreError::ScanBusy`] when `wait` runs out, [`StoreError::ScanLock`]
+    /// when the lock file cannot be opened.
+    pub async fn lock_scans(&self, wait: Duration) -> Result<ScanLock, StoreError> {
+        let path = self.path.with_extension("db.scan");
+        let display = path.display().to_string();
+        let failed = |message: String| StoreError::ScanLock {
+            path: display.clone(),
+            message,
+        };
+        let file = private_file(&path).map_err(|e| failed(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(ScanLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::ScanBusy {
+                            waited_secs: wait.as_secs(),
+                        });
+                    }
+                    tokio::time::sleep(SCAN_LOCK_POLL).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(failed(e.to_string())),
+            }
+        }
+    }
+}
+
+/// `Ok` when the database answers and every migration this build knows has
+/// been applied successfully. Errors: the database cannot be reached
+/// ([`StoreError::Database`]), or its schema is behind or ahead of this
+/// build ([`StoreError::Migrate`]).
+#[async_trait]
+impl Readiness for SqliteStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if applied == known {
+            Ok(())
+        } else {
+            Err(StoreError::Migrate(format!(
+                "schema at migrations {applied:?}, this build expects {known:?}"
+            )))
+        }
+    }
+}
+
+/// Opens `path` for writing, creating it 0600 (owner only) if absent; an
+/// existing file keeps its content and mode.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
+fn read_header(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut header = vec![0u8; SQLITE_MAGIC.len()];
+    let n = file.read(&mut header)?;
+    header.truncate(n);
+    Ok(header)
+}
+
+pub(super) async fn append_audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    let at = timestamp(at);
+    let hash = chain_hash(&prev, &at, actor, action, subject, details);
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(actor.to_owned())
+    .bind(action.to_owned())
+    .bind(subject.to_owned())
+    .bind(details.to_string())
+    .bind(prev)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) fn finding_subject(id: FindingId) -> String {
+    format!("finding:{id}")
+}
+
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Severity;
+    use crate::domain::{AccountId, Finding, FindingKind, Fingerprint};
+    use crate::gitops::OpenedChangeRequest;
+    use crate::store::{
+        AuditLog, ChangeRequestStore, Coverage, DecisionStore, DecisionSubject, ScanStore,
+    };
+    use serde_json::json;
+
+    fn finding(resource: &str, region: &str) -> Finding {
+        Finding {
+            kind: FindingKind::EbsUnencrypted,
+            severity: Severity::Medium,
+            title: resource.into(),
+            resource: resource.into(),
+            account: AccountId::parse("123456789012").expect("valid"),
+            region: Some(region.into()),
+            expected: None,
+            actual: None,
+            impact_usd_monthly: None,
+            evidence: json!({}),
+            fingerprint: Fingerprint::of(&[resource, region]),
+        }
+    }
+
+    fn covering(regions: &[&str]) -> Coverage {
+        Coverage {
+            cost: false,
+            regions: regions
+                .iter()
+                .map(|r| ("123456789012".to_owned(), (*r).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn many_openers_of_a_new_database_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("draco.db");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { SqliteStore::open(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for opener in openers {
+            opener.await.expect("task").expect("every opener succeeds");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_covered_regions_resolve_findings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("draco.db"))
+            .await
+            .expect("open");
+        let now = Utc::now();
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let both = [finding("vol-a", "us-east-1"), finding("vol-b", "eu-west-1")];
+        let outcome = store
+            .record_findings(scan, &both, &covering(&["us-east-1", "eu-west-1"]), now)
+            .await
+            .expect("record");
+        assert_eq!(outcome.new.len(), 2);
+
+        // eu-west-1 failed to scan: its finding is neither seen nor resolved.
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let outcome = store
+            .record_findings(scan, &both[..1], &covering(&["us-east-1"]), now)
+            .await
+            .expect("record");
+        assert!(outcome.resolved.is_empty(), "{outcome:?}");
+
+        // Scanned and gone: resolved.
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let outcome = store
+            .record_findings(
+                scan,
+                &both[..1],
+                &covering(&["us-east-1", "eu-west-1"]),
+                now,
+            )
+            .await
+            .expect("record");
+        assert_eq!(outcome.resolved.len(), 1);
+        let events = store.audit_events(None).await.expect("audit");
+        crate::audit::verify(&events).expect("chain intact");
+    }
+
+    #[tokio::test]
+    async fn a_decision_subject_tells_no_finding_from_no_change_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("draco.db"))
+            .await
+            .expect("open");
+        let now = Utc::now();
+        let absent = FindingId::new(1);
+        assert_eq!(
+            store.decision_subject(absent).await.expect("read"),
+            DecisionSubject::NoFinding
+        );
+        let scan = store.begin_scan("test", now).await.expect("scan");
+        let outcome = store
+            .record_findings(
+                scan,
+                &[finding("vol-a", "us-east-1")],
+                &covering(&["us-east-1"]),
+                now,
+            )
+            .await
+            .expect("record");
+        let id = outcome.new[0];
+        assert_eq!(
+            store.decision_subject(id).await.expect("read"),
+            DecisionSubject::NoChangeRequest
+        );
+        let opened = OpenedChangeRequest {
+            branch: "draco/a".into(),
+            head_commit: "c0ffee".into(),
+            location: "here".into(),
+            created: true,
+        };
+        let cr = store
+            .record_change_request(id, "local-git", &opened, now)
+            .await
+            .expect("change request");
+        match store.decision_subject(id).await.expect("read") {
+            DecisionSubject::ChangeRequest(subject) => {
+                assert_eq!((subject.id, subject.finding_id), (cr, id));
+                assert_eq!(subject.branch, "draco/a");
+                // Stored as text, read back as the same instant (to the microsecond).
+                assert_eq!(timestamp(subject.opened_at), timestamp(now));
+                assert_eq!(subject.decided_at, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! [`ModelLedger`] on SQLite: the `llm_usage` and `advice_cache` tables.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{SqliteStore, corrupt};
+use crate::remediate::Recommendation;
+use crate::store::{ModelLedger, StoreError, timestamp};
+
+#[async_trait]
+impl ModelLedger for SqliteStore {
+    async fn cached_advice(
+        &self,
+        cache_key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Recommendation>, StoreError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT recommendation FROM advice_cache WHERE cache_key = ? AND fingerprint = ?",
+        )
+        .bind(cache_key.to_owned())
+        .bind(fingerprint.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        text.map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| corrupt("cached advice", e))
+    }
+
+    async fn cache_advice(
+        &self,
+        cache_key: &str,
+        fingerprint: &str,
+        recommendation: &Recommendation,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(recommendation).map_err(|e| corrupt("advice to cache", e))?;
+        sqlx::query(
+            "INSERT INTO advice_cache (cache_key, fingerprint, recommendation, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (cache_key, fingerprint) DO UPDATE SET recommendation = excluded.recommendation, created_at = excluded.created_at",
+        )
+        .bind(cache_key.to_owned())
+        .bind(fingerprint.to_owned())
+        .bind(text)
+        .bind(timestamp(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn llm_usage(&self, provider: &str, day: NaiveDate) -> Result<(u64, u64), StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT requests, input_tokens + output_tokens FROM llm_usage WHERE provider = ? AND day = ?",
+        )
+        .bind(provider.to_owned())
+        .bind(day.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (requests, tokens) = row.unwrap_or((0, 0));
+        Ok((requests.max(0) as u64, tokens.max(0) as u64))
+    }
+
+    async fn add_llm_usage(
+        &self,
+        provider: &str,
+        day: NaiveDate,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Result<(), StoreError> {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO llm_usage (provider, day, requests, input_tokens, output_tokens) VALUES (?, ?, 1, ?, ?)
+             ON CONFLICT (provider, day) DO UPDATE SET requests = requests + 1,
+               input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens",
+        )
+        .bind(provider.to_owned())
+        .bind(day.to_string())
+        .bind(clamp(input_tokens))
+        .bind(clamp(output_tokens))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

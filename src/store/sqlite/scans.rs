@@ -1,0 +1,393 @@
+//! [`ScanStore`] on SQLite: scans, cost points, findings.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, append_audit, corrupt, finding_subject};
+use crate::domain::{
+    AccountId, Finding, FindingId, FindingKind, FindingStatus, Fingerprint, ScanId, Severity,
+};
+use crate::sources::CostPoint;
+use crate::store::{
+    Coverage, RecordOutcome, ScanRecord, ScanStatus, ScanStore, StoreError, StoredFinding,
+    parse_timestamp, timestamp,
+};
+
+pub(super) const FINDING_COLUMNS: &str = "id, fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, resolved_at";
+
+pub(super) fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let severity: String = row.try_get("severity")?;
+    let account: String = row.try_get("account")?;
+    let status: String = row.try_get("status")?;
+    let evidence: String = row.try_get("evidence")?;
+    let first_seen_at: String = row.try_get("first_seen_at")?;
+    let last_seen_at: String = row.try_get("last_seen_at")?;
+    let resolved_at: Option<String> = row.try_get("resolved_at")?;
+    Ok(StoredFinding {
+        id: row.try_get("id")?,
+        finding: Finding {
+            kind: FindingKind::from_str(&kind).map_err(|e| corrupt("finding kind", e))?,
+            severity: Severity::from_str(&severity).map_err(|e| corrupt("finding severity", e))?,
+            title: row.try_get("title")?,
+            resource: row.try_get("resource")?,
+            account: AccountId::parse(&account).map_err(|e| corrupt("finding account", e))?,
+            region: row.try_get("region")?,
+            expected: row.try_get("expected")?,
+            actual: row.try_get("actual")?,
+            impact_usd_monthly: row.try_get("impact_usd_monthly")?,
+            evidence: serde_json::from_str(&evidence)
+                .map_err(|e| corrupt("finding evidence", e))?,
+            fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
+        },
+        status: FindingStatus::from_str(&status).map_err(|e| corrupt("finding status", e))?,
+        first_seen_at: parse_timestamp("finding first seen", &first_seen_at)?,
+        last_seen_at: parse_timestamp("finding last seen", &last_seen_at)?,
+        resolved_at: resolved_at
+            .map(|t| parse_timestamp("finding resolved", &t))
+            .transpose()?,
+    })
+}
+
+fn scan_from_row(row: &SqliteRow) -> Result<ScanRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let started_at: String = row.try_get("started_at")?;
+    let finished_at: Option<String> = row.try_get("finished_at")?;
+    let summary: Option<String> = row.try_get("summary")?;
+    Ok(ScanRecord {
+        id: row.try_get("id")?,
+        source: row.try_get("source")?,
+        started_at: parse_timestamp("scan start", &started_at)?,
+        finished_at: finished_at
+            .map(|t| parse_timestamp("scan end", &t))
+            .transpose()?,
+        status: ScanStatus::parse(&status)?,
+        errors: summary
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .map(|s| summary_errors(&s))
+            .unwrap_or_default(),
+    })
+}
+
+/// The error lines of a stored scan summary: parts that could not be read
+/// (`scan_errors`), findings that got no change request (`failures`), and
+/// the error of a failed scan (`error`).
+fn summary_errors(summary: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(error) = summary.get("error").and_then(Value::as_str) {
+        errors.push(error.to_owned());
+    }
+    for key in ["scan_errors", "failures"] {
+        for item in summary
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let line = match item {
+                Value::String(s) => s.clone(),
+                Value::Object(fields) => fields
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}: {s}"),
+                        other => format!("{k}: {other}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            errors.push(line);
+        }
+    }
+    errors
+}
+
+#[async_trait]
+impl ScanStore for SqliteStore {
+    async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<ScanId, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let id: ScanId = sqlx::query_scalar(
+            "INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id",
+        )
+        .bind(source.to_owned())
+        .bind(timestamp(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        append_audit(
+            &mut tx,
+            "draco",
+            "scan.started",
+            &format!("scan:{id}"),
+            &json!({ "source": source }),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn finish_scan(
+        &self,
+        scan_id: ScanId,
+        status: ScanStatus,
+        summary: &Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        sqlx::query("UPDATE scans SET finished_at = ?, status = ?, summary = ? WHERE id = ?")
+            .bind(timestamp(at))
+            .bind(status.as_str())
+            .bind(summary.to_string())
+            .bind(scan_id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit(
+            &mut tx,
+            "draco",
+            "scan.finished",
+            &format!("scan:{scan_id}"),
+            &json!({ "status": status, "summary": summary }),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn interrupt_abandoned_scans(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ScanId>, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let ids: Vec<ScanId> = sqlx::query_scalar(
+            "UPDATE scans SET status = 'interrupted', finished_at = ? WHERE status = 'running' RETURNING id",
+        )
+        .bind(timestamp(at))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            append_audit(
+                &mut tx,
+                "draco",
+                "scan.interrupted",
+                &format!("scan:{id}"),
+                &json!({ "reason": "its process ended before the scan finished" }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn scans(&self, limit: u32) -> Result<Vec<ScanRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, started_at, finished_at, status, summary FROM scans ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(scan_from_row).collect()
+    }
+
+    async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let mut changed = 0;
+        for p in points {
+            // Only rows that are new or restated count as changed.
+            let result = sqlx::query(
+                "INSERT INTO cost_points (account_id, service, day, amount_usd, estimated) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (account_id, service, day) DO UPDATE SET amount_usd = excluded.amount_usd, estimated = excluded.estimated
+                 WHERE cost_points.amount_usd IS NOT excluded.amount_usd OR cost_points.estimated IS NOT excluded.estimated",
+            )
+            .bind(p.account.as_str().to_owned())
+            .bind(p.service.clone())
+            .bind(p.day.to_string())
+            .bind(p.amount_usd)
+            .bind(p.estimated)
+            .execute(&mut *tx)
+            .await?;
+            changed += result.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn cost_points_since(&self, day: NaiveDate) -> Result<Vec<CostPoint>, StoreError> {
+        let rows: Vec<(String, String, String, f64, bool)> = sqlx::query_as(
+            "SELECT account_id, service, day, amount_usd, estimated FROM cost_points WHERE day >= ? ORDER BY day, account_id, service",
+        )
+        .bind(day.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(account, service, day, amount_usd, estimated)| {
+                Ok(CostPoint {
+                    day: NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+                        .map_err(|e| corrupt("cost day", e))?,
+                    account: AccountId::parse(&account).map_err(|e| corrupt("cost account", e))?,
+                    service,
+                    amount_usd,
+                    estimated,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_cost_day(&self) -> Result<Option<NaiveDate>, StoreError> {
+        let day: Option<String> = sqlx::query_scalar("SELECT MAX(day) FROM cost_points")
+            .fetch_one(&self.pool)
+            .await?;
+        day.map(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|e| corrupt("cost day", e)))
+            .transpose()
+    }
+
+    async fn record_findings(
+        &self,
+        scan_id: ScanId,
+        findings: &[Finding],
+        coverage: &Coverage,
+        at: DateTime<Utc>,
+    ) -> Result<RecordOutcome, StoreError> {
+        let now = timestamp(at);
+        let mut tx = self.begin_immediate().await?;
+        let mut outcome = RecordOutcome::default();
+        let mut seen = HashSet::new();
+        for f in findings {
+            seen.insert(f.fingerprint.as_str().to_owned());
+            let existing: Option<(FindingId, String)> =
+                sqlx::query_as("SELECT id, status FROM findings WHERE fingerprint = ?")
+                    .bind(f.fingerprint.as_str().to_owned())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match existing {
+                None => {
+                    let id: FindingId = sqlx::query_scalar(
+                        "INSERT INTO findings (fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, first_scan_id, last_scan_id)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(f.fingerprint.as_str().to_owned())
+                    .bind(f.kind.as_str())
+                    .bind(f.severity.as_str())
+                    .bind(f.title.clone())
+                    .bind(f.resource.clone())
+                    .bind(f.account.as_str().to_owned())
+                    .bind(f.region.clone())
+                    .bind(f.expected)
+                    .bind(f.actual)
+                    .bind(f.impact_usd_monthly)
+                    .bind(f.evidence.to_string())
+                    .bind(now.clone())
+                    .bind(now.clone())
+                    .bind(scan_id)
+                    .bind(scan_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    append_audit(&mut tx, "draco", "finding.detected", &finding_subject(id),
+                        &json!({ "kind": f.kind, "severity": f.severity, "fingerprint": f.fingerprint, "scan": scan_id }), at).await?;
+                    outcome.new.push(id);
+                }
+                Some((id, status)) => {
+                    let reopened = status == FindingStatus::Resolved.as_str();
+                    sqlx::query(
+                        "UPDATE findings SET kind = ?, severity = ?, title = ?, resource = ?, region = ?, expected = ?, actual = ?, impact_usd_monthly = ?, evidence = ?,
+                         last_seen_at = ?, last_scan_id = ?, resolved_at = NULL,
+                         status = CASE WHEN status = 'resolved' THEN 'open' ELSE status END
+                         WHERE id = ?",
+                    )
+                    .bind(f.kind.as_str())
+                    .bind(f.severity.as_str())
+                    .bind(f.title.clone())
+                    .bind(f.resource.clone())
+                    .bind(f.region.clone())
+                    .bind(f.expected)
+                    .bind(f.actual)
+                    .bind(f.impact_usd_monthly)
+                    .bind(f.evidence.to_string())
+                    .bind(now.clone())
+                    .bind(scan_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if reopened {
+                        append_audit(
+                            &mut tx,
+                            "draco",
+                            "finding.reopened",
+                            &finding_subject(id),
+                            &json!({ "scan": scan_id }),
+                            at,
+                        )
+                        .await?;
+                        outcome.reopened.push(id);
+                    } else {
+                        outcome.unchanged.push(id);
+                    }
+                }
+            }
+        }
+        let present: Vec<(FindingId, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, fingerprint, account, region FROM findings WHERE status != 'resolved'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, fingerprint, account, region) in present {
+            if !seen.contains(&fingerprint) && coverage.covers(&account, region.as_deref()) {
+                sqlx::query(
+                    "UPDATE findings SET status = 'resolved', resolved_at = ? WHERE id = ?",
+                )
+                .bind(now.clone())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                append_audit(
+                    &mut tx,
+                    "draco",
+                    "finding.resolved",
+                    &finding_subject(id),
+                    &json!({ "scan": scan_id }),
+                    at,
+                )
+                .await?;
+                outcome.resolved.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn findings(&self) -> Result<Vec<StoredFinding>, StoreError> {
+        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(finding_from_row).collect()
+    }
+
+    async fn finding(&self, id: FindingId) -> Result<Option<StoredFinding>, StoreError> {
+        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(finding_from_row).transpose()
+    }
+
+    async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError> {
+        let sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.status = 'open'
+             AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id AND c.state != 'failed')
+             ORDER BY f.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(finding_from_row).collect()
+    }
+}
