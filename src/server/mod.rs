@@ -56,17 +56,23 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Longest any one connection is kept, however busy: hyper has no write
+    /// timeout, so a client that sends requests and never reads the answers
+    /// would otherwise hold its connection (and a slot) for ever. Clients
+    /// that keep connections alive (Prometheus) simply reconnect.
+    pub connection_lifetime: Duration,
 }
 
 impl Default for Limits {
     /// 10 s for headers (hyper's own default is 30 s; every caller of these
     /// routes, a probe, Prometheus, a webhook sender, sends its headers at
-    /// once), 30 s per request, 256 connections.
+    /// once), 30 s per request, 256 connections, 60 s per connection.
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 256,
+            connection_lifetime: Duration::from_secs(60),
         }
     }
 }
@@ -201,10 +207,13 @@ pub async fn serve(
         };
         let connection =
             graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
+        let lifetime = limits.connection_lifetime;
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            match tokio::time::timeout(lifetime, connection).await {
+                Ok(Ok(())) => {}
                 // A client that went away or was too slow: not the server's fault.
-                tracing::debug!(%error, "connection ended with an error");
+                Ok(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
+                Err(_) => tracing::debug!("connection closed at the end of its lifetime"),
             }
             drop(permit);
         });

@@ -308,3 +308,30 @@ async fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
     assert!(closed);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_cut_off_at_the_connection_lifetime() {
+    use tokio::io::AsyncWriteExt;
+    let limits = draco::server::Limits {
+        // Only the lifetime may close it within this test's wait.
+        header_read_timeout: Duration::from_secs(600),
+        connection_lifetime: Duration::from_secs(2),
+        ..draco::server::Limits::default()
+    };
+    let app = spawn_app_with(&[], limits).await;
+    // Enough pipelined requests that the answers fill both socket buffers
+    // and the server blocks writing to a client that does not read.
+    let mut reader_less = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(8000);
+    reader_less.write_all(&request).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let (answer, closed) = read_until_closed(&mut reader_less, Duration::from_secs(30)).await;
+    assert!(closed, "still open after {} bytes", answer.len());
+    let answered = answer.matches("HTTP/1.1 200").count();
+    assert!(
+        answered < 8000,
+        "all {answered} answered: the lifetime did not cut it"
+    );
+    app.stop().await;
+}

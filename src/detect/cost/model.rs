@@ -69,22 +69,13 @@ const SUSTAINED_DAYS: usize = 5;
 /// In a steady week, a weekday further than this many spreads from the fit
 /// shows a new weekly pattern, and the older history is corrected for it.
 const WEEKDAY_OFF_SCALES: f64 = 3.0;
-/// Days of actual amounts kept to recognise a monthly charge: a month of
-/// 31 days and the day before the day a month ago.
-const MONTHLY_MEMORY_DAYS: usize = 32;
-/// Two excesses are "about as much" (the same charge posting again) within
-/// this factor of each other.
-const MONTHLY_ECHO_FACTOR: f64 = 1.5;
 /// A day still this share of the z threshold above its expectation (2
-/// deviations at the default 6) is not back to normal: right after an
-/// anomalous day it continues the anomaly, and later it holds it open like
-/// a day near the anomaly's level does, so that a noisy day at a new level
-/// does not cut a young shift into a spike and a later shift. Below 2
+/// deviations at the default 6) right after an anomalous day is not back to
+/// normal: it continues the anomaly (see `SeriesModel::push`). Below 2
 /// deviations a day is within the noise.
 const HOLD_Z_SHARE: f64 = 1.0 / 3.0;
-/// ...and carries at least this share of the anomaly's excess: a day
-/// merely noisy-high after a large spike is the baseline again, not the
-/// spike lasting.
+/// ...if it also carries at least this share of the anomaly's excess: a
+/// day merely noisy-high after a large spike is the baseline again.
 const PERSIST_LEVEL_SHARE: f64 = 0.25;
 /// A day is "well below" its expectation (a lasting drop) from this z down,
 /// in units of the z threshold.
@@ -210,11 +201,8 @@ pub struct SeriesModel {
     /// anomaly may be a monthly charge the history cannot show.
     first_day: Option<NaiveDate>,
     /// Days that were anomalous on their own (not inside an established
-    /// shift) in the last week and a day.
+    /// shift) in the last week and a day, with their excess.
     recent_single: VecDeque<NaiveDate>,
-    /// The actual amounts of the last [`MONTHLY_MEMORY_DAYS`] days pushed,
-    /// scored or not, to recognise a charge that posts monthly.
-    recent_actuals: VecDeque<(NaiveDate, f64)>,
     /// The last scored days outside any anomaly, for the sustained test.
     quiet: VecDeque<(usize, DayScore)>,
     anomalies: Vec<Anomaly>,
@@ -236,7 +224,6 @@ impl SeriesModel {
             index: 0,
             first_day: None,
             recent_single: VecDeque::with_capacity(9),
-            recent_actuals: VecDeque::with_capacity(MONTHLY_MEMORY_DAYS + 1),
             quiet: VecDeque::with_capacity(SUSTAINED_DAYS + 1),
             anomalies: Vec::new(),
         }
@@ -258,16 +245,10 @@ impl SeriesModel {
         // weekend, noise): those stay part of it instead of splitting it.
         let in_shift = self.run.len() >= self.level_shift_min_days;
         let mut echo = false;
-        let mut monthly = false;
         if let Some(s) = scored.as_mut().filter(|s| s.anomalous && !in_shift) {
             // Anomalous on the same weekday a week ago too, on its own: the
             // weekly pattern changed (a weekly job, a new weekend level).
-            // Or a day of last month's with the same day of the month was
-            // above its neighbours by about as much: a charge that posts
-            // monthly on a day of its own (a support plan, an RI or Savings
-            // Plans fee, a subscription billed on its signup day), seen
-            // even before the series was scored. Either is learnt as it is,
-            // not reported again and again.
+            // It is learnt as it is, not reported again and again.
             while self
                 .recent_single
                 .front()
@@ -275,56 +256,51 @@ impl SeriesModel {
             {
                 self.recent_single.pop_front();
             }
-            monthly = self.posted_a_month_ago(day, s.actual - s.expected);
-            echo = monthly
-                || self
-                    .recent_single
-                    .iter()
-                    .any(|d| (day - *d).num_days() == 7);
+            echo = self
+                .recent_single
+                .iter()
+                .any(|d| (day - *d).num_days() == 7);
             self.recent_single.push_back(day);
             if echo {
                 s.anomalous = false;
             }
         }
-        // A young anomaly whose next days stay clearly above normal has
-        // lasted: those days count to it (a shift or ramp whose first day
-        // stood out and whose next days are merely high, at this noise),
-        // so it becomes one level shift instead of a spike and a later shift.
-        let persisting = !in_shift && !echo && !self.run.is_empty() && self.gap == 0;
-        let run_level = median(self.run.iter().map(|d| d.actual - d.expected).collect());
-        if let Some(s) = scored.as_mut().filter(|s| {
-            persisting
-                && !s.anomalous
-                && s.z >= HOLD_Z_SHARE * self.thresholds.z
-                && s.actual - s.expected >= PERSIST_LEVEL_SHARE * run_level
-                && super::billing::is_billed(s.actual)
-        }) {
-            s.anomalous = true;
-        }
-        self.recent_actuals.push_back((day, actual));
-        if self.recent_actuals.len() > MONTHLY_MEMORY_DAYS {
-            self.recent_actuals.pop_front();
-        }
 
         let anomalous = scored.is_some_and(|s| s.anomalous);
-        // A day closer to the anomaly's level than to the baseline, or still
-        // clearly above normal, belongs to it, significant or not on its own
-        // (a noisy day, a weekend at the new level, the next step of a
-        // ramp): an established shift holds on such days; a younger anomaly
-        // for up to two of them.
-        let elevated = !self.run.is_empty()
+        // A day closer to the anomaly's level than to the baseline still
+        // belongs to it, significant or not on its own (a noisy day, a
+        // weekend at the new level, the next step of a ramp): an established
+        // shift holds on such days; a younger anomaly for up to two of them.
+        // A day right after an anomalous one (or after such days) that is
+        // still clearly above normal, and carries a fair share of the
+        // anomaly's excess, continues it for up to a week: a shift or ramp on
+        // a noisy series whose first day stood out and whose next days are
+        // merely high stays one anomaly instead of a "spike" and a later
+        // shift. Such days hold the anomaly open but do not count as its
+        // anomalous days, so a spike with a short tail stays a spike.
+        let run_level = median(self.run.iter().map(|d| d.actual - d.expected).collect());
+        let continuing = !in_shift
+            && !echo
+            && !self.run.is_empty()
+            && self.gap == 0
+            && self.since_run.len() < REBASELINE_STEADY_DAYS
             && scored.is_some_and(|s| {
-                let level = median(self.run.iter().map(|d| d.actual - d.expected).collect());
-                s.actual - s.expected >= 0.5 * level || s.z >= HOLD_Z_SHARE * self.thresholds.z
+                !s.anomalous
+                    && s.z >= HOLD_Z_SHARE * self.thresholds.z
+                    && s.actual - s.expected >= PERSIST_LEVEL_SHARE * run_level
+                    && super::billing::is_billed(s.actual)
             });
+        let elevated = !self.run.is_empty()
+            && scored.is_some_and(|s| s.actual - s.expected >= 0.5 * run_level);
         if scored.is_some() {
-            self.gap = if anomalous || (in_shift && elevated) || self.run.is_empty() {
+            self.gap = if anomalous || continuing || (in_shift && elevated) || self.run.is_empty() {
                 0
             } else {
                 self.gap + 1
             };
         }
         let holding = anomalous
+            || continuing
             || (in_shift && (elevated || self.gap < SHIFT_GAP_DAYS))
             || (elevated && self.gap < SHIFT_GAP_DAYS);
         if is_month_start {
@@ -334,11 +310,9 @@ impl SeriesModel {
             }
         } else {
             // Anomalous days enter the history as what was expected, so the
-            // baseline does not drift towards the anomaly; so does a monthly
-            // charge (it has no place in a weekly model), while a weekly
-            // echo is learnt as it is.
+            // baseline does not drift towards the anomaly.
             let value = match scored {
-                Some(s) if monthly || (holding && !echo) => s.expected,
+                Some(s) if holding && !echo => s.expected,
                 _ => actual,
             };
             self.history.push_back(HistoryDay {
@@ -428,43 +402,6 @@ impl SeriesModel {
             }
         }
         Some(s)
-    }
-
-    /// Whether the same day of last month (the last day of last month for
-    /// the last day of this one) stood above the day before it *and* the day
-    /// after it by about `excess` dollars each: the excess today is then
-    /// that charge posting again. Both sides, so that a day before a drop
-    /// or after a rise (a level, not a charge) does not count. The 1st has a model of its own (month starts), and
-    /// is left to it on both sides.
-    fn posted_a_month_ago(&self, day: NaiveDate, excess: f64) -> bool {
-        let Some(month_ago) = day.checked_sub_months(chrono::Months::new(1)) else {
-            return false;
-        };
-        let last_of_month = |d: NaiveDate| (d + Duration::days(1)).day() == 1;
-        let mut candidates = vec![month_ago];
-        if last_of_month(day) {
-            // Feb 28 → Jan 31, Apr 30 → Mar 31: the charge posts on the last day.
-            candidates.push(day - Duration::days(day.day() as i64));
-        }
-        let value_on = |d: NaiveDate| {
-            self.recent_actuals
-                .iter()
-                .find(|(seen, _)| *seen == d)
-                .map(|(_, v)| *v)
-        };
-        day.day() != 1
-            && candidates.into_iter().any(|then_day| {
-                let (Some(then), Some(before), Some(after)) = (
-                    value_on(then_day),
-                    value_on(then_day - Duration::days(1)),
-                    value_on(then_day + Duration::days(1)),
-                ) else {
-                    return false;
-                };
-                then_day.day() != 1
-                    && similar_amounts(excess, then - before)
-                    && similar_amounts(excess, then - after)
-            })
     }
 
     /// Whether the last [`SUSTAINED_DAYS`] quiet days, each above its
@@ -716,11 +653,6 @@ fn spread(residuals: Vec<f64>, expected: f64) -> f64 {
         .max(SCALE_FLOOR_USD)
 }
 
-/// Whether two positive dollar excesses are within [`MONTHLY_ECHO_FACTOR`] of each other.
-fn similar_amounts(a: f64, b: f64) -> bool {
-    a > 0.0 && b > 0.0 && a.max(b) <= MONTHLY_ECHO_FACTOR * a.min(b)
-}
-
 pub(super) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
@@ -768,54 +700,6 @@ mod tests {
         let (scores, anomalies) = score(start, &weekly(120, start));
         assert!(anomalies.is_empty(), "{anomalies:?}");
         assert_eq!(scores.len(), 120 - 14);
-    }
-
-    /// `values` with `amount` added on every `day_of_month` from `from` on.
-    fn with_monthly_fee(
-        mut values: Vec<f64>,
-        start: NaiveDate,
-        day_of_month: u32,
-        from: NaiveDate,
-        amount: f64,
-    ) -> Vec<f64> {
-        for (i, v) in values.iter_mut().enumerate() {
-            let d = start + Duration::days(i as i64);
-            if d.day() == day_of_month && d >= from {
-                *v += amount;
-            }
-        }
-        values
-    }
-
-    #[test]
-    fn a_fee_posting_on_the_15th_since_before_the_history_raises_nothing() {
-        let start = day("2026-01-05");
-        // Posted on Jan 15, before the series is scored (14 days of history).
-        let values = with_monthly_fee(weekly(150, start), start, 15, start, 500.0);
-        let (_, anomalies) = score(start, &values);
-        assert!(anomalies.is_empty(), "{anomalies:?}");
-    }
-
-    #[test]
-    fn a_new_monthly_fee_is_reported_once_then_recognised() {
-        let start = day("2026-01-05");
-        let from = day("2026-03-15");
-        let values = with_monthly_fee(weekly(150, start), start, 15, from, 500.0);
-        let (_, anomalies) = score(start, &values);
-        assert_eq!(anomalies.len(), 1, "{anomalies:?}");
-        assert_eq!(anomalies[0].start(), from);
-    }
-
-    #[test]
-    fn a_spike_a_month_after_a_different_spike_is_still_reported() {
-        let start = day("2026-01-05");
-        let mut values = weekly(120, start);
-        // Feb 16 and Mar 16: the second is three times the first.
-        values[42] += 150.0;
-        values[70] += 450.0;
-        let (_, anomalies) = score(start, &values);
-        let starts: Vec<NaiveDate> = anomalies.iter().map(Anomaly::start).collect();
-        assert_eq!(starts, [day("2026-02-16"), day("2026-03-16")]);
     }
 
     #[test]

@@ -108,6 +108,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // The daemon is idle for hours between scans: connections (and
+            // their page caches) idle for a minute are closed, and reopened
+            // on demand (opening an SQLite file takes well under a millisecond).
+            .idle_timeout(Some(Duration::from_secs(60)))
             .connect_with(options)
             .await
             .map_err(|e| {
