@@ -26,8 +26,135 @@ pub struct Span {
     pub kind: PiiKind,
 }
 
+/// Byte classes of the pass: word bytes, and the bytes that may start a
+/// reader between words. A table, because the pass asks once per byte.
+const WORD: u8 = 1;
+const TRIGGER: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            t[i] = WORD;
+        } else if matches!(c, b'@' | b'-' | b':') {
+            t[i] = TRIGGER;
+        }
+        i += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    CLASS[usize::from(b)] == WORD
+}
+
+/// Whether a reader starts at the non-word byte `i`: `@` (an email), `--`
+/// (`-----BEGIN`), `://` (URL credentials) or `::` (IPv6). A lone `-` or
+/// `:` (dates, times, ids) is passed over.
+#[inline]
+fn is_trigger(hay: &[u8], i: usize) -> bool {
+    match hay[i] {
+        b'@' => true,
+        b'-' => hay.get(i + 1) == Some(&b'-'),
+        b':' => matches!(hay.get(i + 1), Some(b'/' | b':')),
+        _ => false,
+    }
+}
+
+/// The first byte at or after `i` that does not continue a word.
+///
+/// Eight bytes at a time ("SIMD within a register"): the high bit of each
+/// byte of `x` is set where that byte is in a range, and the first byte
+/// out of every word range ends the word. Most words are shorter than
+/// eight bytes and need one step, without a loop exit per byte (this
+/// doubles the speed of reading words).
+#[inline(always)]
+fn word_end(hay: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte, with the high bits cleared no sum carries into the next
+    // byte; a byte of 0x80 or more is in no range (`!x`).
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        let y = x & !HIGH;
+        let at_least_lo = y.wrapping_add(ONES * u64::from(0x80 - lo));
+        let above_hi = y.wrapping_add(ONES * u64::from(0x7F - hi));
+        at_least_lo & !above_hi & !x & HIGH
+    };
+    while let Some(chunk) = hay.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        let word = in_range(x, b'0', b'9')
+            | in_range(x | (ONES * 0x20), b'a', b'z')
+            | in_range(x, b'_', b'_');
+        let stop = !word & HIGH;
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < hay.len() && is_word(hay[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// The first word byte or trigger ([`is_trigger`]) at or after `i`, or the
+/// end of `hay`.
+#[inline]
+fn next_start(hay: &[u8], mut i: usize) -> usize {
+    while i < hay.len() {
+        match CLASS[usize::from(hay[i])] {
+            WORD => break,
+            TRIGGER if is_trigger(hay, i) => break,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// Whether the word `s..e` may be a key with a value after it, as
+/// [`names::after_key`] and [`keys::after_key`] read one: a separator
+/// follows (`:`, `=`, a closing quote and then one, or `", "Value":` of a
+/// tag), or a space that a separator, another space, a flag's value
+/// (`--secret v`) or `Bearer`'s token follows. Most words are followed by
+/// a space and a letter, and stop here; the first tests are `|`/`&` on
+/// booleans, one branch for all of them.
+#[inline]
+fn may_start_value(hay: &[u8], s: usize, e: usize) -> bool {
+    let next = hay.get(e).copied().unwrap_or(0);
+    let after = hay.get(e + 1).copied().unwrap_or(0);
+    let prev = if s == 0 { 0 } else { hay[s - 1] };
+    let assigned = (next == b':') | (next == b'=');
+    let quoted = (next == b'"') | (next == b'\'') | (next == b'\\');
+    let spaced = ((next == b' ') | (next == b'\t'))
+        & ((after == b':')
+            | (after == b'=')
+            | (after == b' ')
+            | (after == b'\t')
+            | (prev == b'-')
+            | (prev == b'.')
+            | (e - s == 6));
+    if !(assigned | quoted | spaced) {
+        return false;
+    }
+    if !quoted {
+        return true;
+    }
+    // A closing quote (`"key": v`), or `\"` in escaped JSON: a separator
+    // after at most three spaces.
+    let mut p = e + 1;
+    if next == b'\\' {
+        if !matches!(after, b'"' | b'\'') {
+            return false;
+        }
+        p += 1;
+    }
+    let stop = p + 3;
+    while p < stop && matches!(hay.get(p), Some(b' ' | b'\t')) {
+        p += 1;
+    }
+    matches!(hay.get(p), Some(b':' | b'=' | b','))
 }
 
 /// All findings in `text`: sorted, non-overlapping, on char boundaries
@@ -43,10 +170,11 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
     let push =
         |v: &mut Vec<Span>, (start, end, kind): numeric::Hit| v.push(Span { start, end, kind });
     let n = hay.len();
-    let mut i = 0;
+    let mut i = next_start(hay, 0);
     while i < n {
         let b = hay[i];
         if !is_word(b) {
+            // A trigger, or whatever byte a finding ended before.
             match b {
                 b'@' => {
                     if let Some(h) = email(hay, i) {
@@ -83,35 +211,36 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
                 }
                 _ => {}
             }
-            i += 1;
+            i = next_start(hay, i + 1);
             continue;
         }
         let s = i;
-        while i < n && is_word(hay[i]) {
-            i += 1;
-        }
-        let e = i;
+        let e = word_end(hay, i + 1);
         if let Some(h) = word(hay, s, e, &mut hex_done) {
             push(&mut found, h);
-            i = i.max(h.1);
+            i = e.max(h.1);
             continue;
         }
-        if let Some(h) = names::after_key(hay, e, keys) {
-            if h.2 == PiiKind::Name {
-                // The value is still read normally: anything more specific
-                // inside it (an email) wins over the name.
+        if keys.may_end_key(hay[e - 1]) & may_start_value(hay, s, e) {
+            if let Some(h) = names::after_key(hay, e, keys) {
+                if h.2 == PiiKind::Name {
+                    // The value is still read normally: anything more specific
+                    // inside it (an email) wins over the name.
+                    push(&mut names, h);
+                } else {
+                    push(&mut found, h);
+                    i = h.1;
+                    continue;
+                }
+            } else if keys::candidate(hay, s, e)
+                && let Some(h) = keys::after_key(hay, s, e, &mut value_ends)
+            {
+                // Likewise: a value after `token=` that is a GitHub token or a
+                // JWT is reported as such; the key only covers what is left.
                 push(&mut names, h);
-            } else {
-                push(&mut found, h);
-                i = h.1;
             }
-        } else if keys::candidate(hay, s, e)
-            && let Some(h) = keys::after_key(hay, s, e, &mut value_ends)
-        {
-            // Likewise: a value after `token=` that is a GitHub token or a
-            // JWT is reported as such; the key only covers what is left.
-            push(&mut names, h);
         }
+        i = next_start(hay, e);
     }
     // Keys are met in order, so this is nearly always sorted already.
     names.sort_by_key(|s| s.start);
@@ -126,11 +255,16 @@ fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric:
     {
         return Some(h);
     }
-    if first.is_ascii_hexdigit()
-        && s >= *hex_done
-        && e - s <= 4
-        && (hay.get(e) == Some(&b':') || (e - s == 2 && hay.get(e) == Some(&b'-')))
-        && (s == 0 || !(is_word(hay[s - 1]) || matches!(hay[s - 1], b'.' | b'-')))
+    // The byte after the word first: it rejects nearly every word, and
+    // `|`/`&` on booleans keep the test to one branch.
+    let next = hay.get(e).copied().unwrap_or(0);
+    let prev = if s == 0 { b' ' } else { hay[s - 1] };
+    let len = e - s;
+    if ((next == b':') | ((len == 2) & (next == b'-')))
+        & (len <= 4)
+        & first.is_ascii_hexdigit()
+        & (s >= *hex_done)
+        & !(is_word(prev) | (prev == b'.') | (prev == b'-'))
     {
         let (hit, end) = numeric::hex(hay, s);
         *hex_done = end;
