@@ -14,6 +14,7 @@ mod names;
 mod numeric;
 mod patterns;
 mod scan;
+mod stream;
 mod tokens;
 mod validate;
 mod vault;
@@ -28,6 +29,7 @@ use serde_json::{Map, Value};
 use names::PersonKeys;
 pub use patterns::PiiKind;
 pub use scan::Span;
+pub use stream::{StreamError, StreamOutput};
 pub use vault::{NUMBERING_LIMIT, Restored, Vault};
 
 /// A value whose strings have been passed through the redactor.

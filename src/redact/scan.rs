@@ -161,17 +161,105 @@ fn may_start_value(hay: &[u8], s: usize, e: usize) -> bool {
 /// (every reader starts and stops at ASCII bytes).
 pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
     let hay = text.as_bytes();
+    spans_until(hay, Resume::default(), Pause::NEVER, keys).0
+}
+
+/// How far any reader looks ahead of where it starts: a PEM key's end
+/// (64 KiB, `tokens::pem`) and its label line, a JWT's three segments of
+/// at most 16 KiB each; every other reader stops within 5 KiB. A piece of
+/// a longer text scanned with this much of the text after its last start
+/// finds what the whole scan finds there.
+pub(super) const MAX_REACH: usize = 96 * 1024;
+
+/// How far a reader looks back from where it starts: 64 bytes of an
+/// e-mail's local part or of a key, 48 bytes for "secret", the words
+/// before a card or phone number, a line's indentation.
+pub(super) const MAX_LOOKBACK: usize = 256;
+
+/// Where a scan of part of a text stopped, and the state that a scan of
+/// the rest starts from so that it finds what one scan of the whole would.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Resume {
+    /// The next byte to look at.
+    pub(super) at: usize,
+    /// Hex runs before this were read by the IPv6/MAC reader.
+    hex_done: usize,
+}
+
+impl Resume {
+    /// The state after skipping to `p` (the end of a value taken whole).
+    pub(super) fn skip_to(self, p: usize) -> Self {
+        Self {
+            at: self.at.max(p),
+            hex_done: self.hex_done.max(p),
+        }
+    }
+
+    /// The same state for the text with its first `n` bytes dropped
+    /// (`n <= at`).
+    pub(super) fn shifted(self, n: usize) -> Self {
+        Self {
+            at: self.at - n,
+            hex_done: self.hex_done.saturating_sub(n),
+        }
+    }
+}
+
+/// When a scan of part of a text may stop: at the first byte at or after
+/// `after` where no finding is open (every value found so far ends there)
+/// and none can start earlier (the byte before could not be in an e-mail
+/// address's local part or open a phone number); at `limit` if only the
+/// latter holds (a value is open: it is taken whole), and at
+/// `limit + (limit - after)` in any case (text built so that neither holds
+/// for that long: a finding may start before where the scan stopped).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pause {
+    pub(super) after: usize,
+    pub(super) limit: usize,
+}
+
+impl Pause {
+    /// Never stops before the end.
+    pub(super) const NEVER: Self = Self {
+        after: usize::MAX,
+        limit: usize::MAX,
+    };
+
+    #[inline]
+    fn now(&self, hay: &[u8], i: usize, quiet: bool) -> bool {
+        let clear = i == 0 || !(email_local(hay[i - 1]) || hay[i - 1] == b'(');
+        (clear && (quiet || i >= self.limit))
+            || i >= self.limit.saturating_add(self.limit - self.after)
+    }
+}
+
+/// The findings from `from.at` on, until the scan may pause (see [`Pause`]),
+/// and where it stopped. Offsets are into `hay`; bytes before `from.at` are
+/// only looked back at. The findings end at or before the returned `at`,
+/// unless the scan stopped at `limit` with a value still open (sorted,
+/// non-overlapping, on char boundaries, as [`spans`]).
+pub(super) fn spans_until(
+    hay: &[u8],
+    from: Resume,
+    pause: Pause,
+    keys: &PersonKeys,
+) -> (Vec<Span>, Resume) {
     let mut found: Vec<Span> = Vec::new();
     let mut names: Vec<Span> = Vec::new();
     let mut pem_ends = PemEnds::default();
     let mut value_ends = ValueEnds::default();
     // Hex runs already read by the IPv6/MAC reader.
-    let mut hex_done = 0usize;
+    let mut hex_done = from.hex_done;
+    // The end of the values found by their key so far (they do not move `i`).
+    let mut open_until = 0usize;
     let push =
         |v: &mut Vec<Span>, (start, end, kind): numeric::Hit| v.push(Span { start, end, kind });
     let n = hay.len();
-    let mut i = next_start(hay, 0);
+    let mut i = from.at;
     while i < n {
+        if i >= pause.after && pause.now(hay, i, open_until <= i && hex_done <= i) {
+            break;
+        }
         let b = hay[i];
         if !is_word(b) {
             // A trigger, or whatever byte a finding ended before.
@@ -226,6 +314,7 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
                 if h.2 == PiiKind::Name {
                     // The value is still read normally: anything more specific
                     // inside it (an email) wins over the name.
+                    open_until = open_until.max(h.1);
                     push(&mut names, h);
                 } else {
                     push(&mut found, h);
@@ -237,6 +326,7 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
             {
                 // Likewise: a value after `token=` that is a GitHub token or a
                 // JWT is reported as such; the key only covers what is left.
+                open_until = open_until.max(h.1);
                 push(&mut names, h);
             }
         }
@@ -244,7 +334,11 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
     }
     // Keys are met in order, so this is nearly always sorted already.
     names.sort_by_key(|s| s.start);
-    resolve(hay, found, names)
+    let stop = Resume {
+        at: i.min(n),
+        hex_done,
+    };
+    (resolve(hay, found, names), stop)
 }
 
 fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric::Hit> {

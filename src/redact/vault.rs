@@ -10,23 +10,27 @@ use std::sync::Arc;
 
 use super::patterns::{self, PiiKind};
 
-/// Distinct values a [`Vault::numbering_only`] vault remembers per kind,
-/// about 40 bytes each: 16 MiB at most per kind, whatever the input size.
-pub const NUMBERING_LIMIT: usize = 1 << 18;
+/// Distinct values a [`Vault::numbering_only`] vault remembers, all kinds
+/// together, at 16 to 40 bytes each (a hash table entry of a digest and a
+/// number): under 6 MiB, whatever the input size.
+pub const NUMBERING_LIMIT: usize = 1 << 17;
 
 /// The placeholder ↔ value mapping of one request. Memory only.
 ///
 /// A vault made by `default()` keeps every value, so [`Vault::restore`]
 /// can put them back. One made by [`Vault::numbering_only`] keeps only a
-/// 128-bit digest per value, for output that is never restored (`draco
+/// 64-bit keyed digest per value (two values with one digest, about one
+/// chance in 10^9 at the limit, would share a placeholder), for output that is never restored (`draco
 /// redact`): it numbers the same value the same way for the first
-/// [`NUMBERING_LIMIT`] distinct values of each kind; later new values
+/// [`NUMBERING_LIMIT`] distinct values; later new values
 /// still get a new placeholder each, but one not remembered, so a repeat of
 /// such a value gets another number.
 #[derive(Default)]
 pub struct Vault {
     kinds: Vec<Issued>,
     digests: Option<Digests>,
+    /// Digests remembered, all kinds together.
+    remembered: usize,
 }
 
 /// What one kind's placeholders stand for: value `n - 1` is `<KIND_n>`.
@@ -35,17 +39,18 @@ struct Issued {
     numbers: HashMap<Arc<str>, u32>,
     values: Vec<Arc<str>>,
     /// In a numbering-only vault: digest → number.
-    by_digest: HashMap<u128, u32>,
+    by_digest: HashMap<u64, u32>,
     /// Placeholders issued (also those no longer remembered).
     count: u32,
 }
 
-/// Two independently keyed SipHash instances: a 128-bit digest of a value.
-struct Digests(RandomState, RandomState);
+/// SipHash with a key drawn for this vault: a digest of a value that
+/// nobody outside can aim a collision at.
+struct Digests(RandomState);
 
 impl Digests {
-    fn of(&self, value: &str) -> u128 {
-        u128::from(self.0.hash_one(value)) << 64 | u128::from(self.1.hash_one(value))
+    fn of(&self, value: &str) -> u64 {
+        self.0.hash_one(value)
     }
 }
 
@@ -73,7 +78,8 @@ impl Vault {
     pub fn numbering_only() -> Self {
         Self {
             kinds: Vec::new(),
-            digests: Some(Digests(RandomState::new(), RandomState::new())),
+            digests: Some(Digests(RandomState::new())),
+            remembered: 0,
         }
     }
 
@@ -89,14 +95,16 @@ impl Vault {
     fn number(&mut self, kind: PiiKind, value: &str) -> u32 {
         if let Some(digests) = &self.digests {
             let digest = digests.of(value);
+            let room = self.remembered < NUMBERING_LIMIT;
             let issued = self.issued(kind);
             if let Some(&n) = issued.by_digest.get(&digest) {
                 return n;
             }
             issued.count += 1;
             let n = issued.count;
-            if issued.by_digest.len() < NUMBERING_LIMIT {
+            if room {
                 issued.by_digest.insert(digest, n);
+                self.remembered += 1;
             }
             return n;
         }

@@ -243,9 +243,8 @@ const NO_RULE: u8 = u8::MAX;
 
 /// Rules by bucket, chained: `HEADS[bucket]` is the first rule of the
 /// bucket and `CHAIN[rule]` the next, or [`NO_RULE`]. A word looks up its
-/// three- and four-byte buckets; most hit an empty one and cost two table
-/// reads (one word in about fifty meets a rule's prefix there, mostly
-/// words like `api_…`, and only those read the rules).
+/// three- and four-byte buckets; most hit empty ones, and only the rules
+/// in a non-empty one are compared with the text.
 const BUCKETS: ([u8; 4096], [u8; RULES.len()]) = {
     assert!(RULES.len() < NO_RULE as usize, "rule indices fit a byte");
     let mut heads = [NO_RULE; 4096];

@@ -217,3 +217,76 @@ fn draco_redact_filters_stdin_and_reports_byte_spans() {
         ]
     );
 }
+
+/// Peak resident memory of the child `pid` in KiB, reaped with `wait4` (so
+/// no other process counts), and whether it exited with success.
+#[cfg(target_os = "linux")]
+fn wait_peak_kib(pid: u32) -> (i64, bool) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `status` and
+    // `usage` outlive the call.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (usage.ru_maxrss, ok)
+}
+
+/// `draco redact` used to hold its whole input and output (2 GB of memory
+/// for 1 GB in). It streams now: 96 MiB of log lines pass through in a
+/// small fraction of that, and each secret in them is still replaced.
+#[cfg(target_os = "linux")]
+#[test]
+fn draco_redact_streams_in_bounded_memory() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    const INPUT: usize = 96 << 20;
+    const PEAK_KIB: i64 = 48 << 10;
+    let mut child = Command::new(crate::support::BIN)
+        .arg("redact")
+        .env("DRACO_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("draco runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let mut written = 0;
+        let mut lines = 0usize;
+        while written < INPUT {
+            let line = format!(
+                "2026-12-05T10:00:{:02}Z user=user{lines}@example.com password: hunter{lines}x \
+                 token=ghp_{lines:036} from 10.1.{}.{} ok\n",
+                lines % 60,
+                lines / 256 % 256,
+                lines % 256
+            );
+            stdin.write_all(line.as_bytes()).expect("draco reads");
+            written += line.len();
+            lines += 1;
+        }
+        lines
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let (mut out_lines, mut leaks) = (0usize, 0usize);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("UTF-8 out");
+        out_lines += 1;
+        if line.contains("@example.com") || line.contains("hunter") || line.contains("ghp_") {
+            leaks += 1;
+        }
+    }
+    let lines = writer.join().expect("the writer ends");
+    let (peak_kib, ok) = wait_peak_kib(child.id());
+    assert!(ok, "draco redact failed");
+    assert_eq!(out_lines, lines);
+    assert_eq!(leaks, 0, "values survived redaction");
+    assert!(
+        peak_kib < PEAK_KIB,
+        "peak RSS {peak_kib} KiB for {} MiB in",
+        INPUT >> 20
+    );
+}
