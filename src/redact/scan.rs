@@ -118,44 +118,53 @@ fn next_start(hay: &[u8], mut i: usize) -> usize {
 /// follows (`:`, `=`, a closing quote and then one, or `", "Value":` of a
 /// tag), or a space that a separator, another space, a flag's value
 /// (`--secret v`) or `Bearer`'s token follows. Most words are followed by
-/// a space and a letter, and stop here; the first tests are `|`/`&` on
-/// booleans, one branch for all of them.
+/// a space and a letter, and stop here.
 #[inline]
 fn may_start_value(hay: &[u8], s: usize, e: usize) -> bool {
     let next = hay.get(e).copied().unwrap_or(0);
-    let after = hay.get(e + 1).copied().unwrap_or(0);
-    let prev = if s == 0 { 0 } else { hay[s - 1] };
-    let assigned = (next == b':') | (next == b'=');
-    let quoted = (next == b'"') | (next == b'\'') | (next == b'\\');
-    let spaced = ((next == b' ') | (next == b'\t'))
-        & ((after == b':')
-            | (after == b'=')
-            | (after == b' ')
-            | (after == b'\t')
-            | (prev == b'-')
-            | (prev == b'.')
-            | (e - s == 6));
-    if !(assigned | quoted | spaced) {
-        return false;
-    }
-    if !quoted {
-        return true;
-    }
-    // A closing quote (`"key": v`), or `\"` in escaped JSON: a separator
-    // after at most three spaces.
-    let mut p = e + 1;
-    if next == b'\\' {
-        if !matches!(after, b'"' | b'\'') {
-            return false;
+    match AFTER_KEY[usize::from(next)] {
+        ASSIGNED => true,
+        QUOTED => {
+            // A closing quote (`"key": v`), or `\"` in escaped JSON: a
+            // separator after at most three spaces.
+            let mut p = e + 1;
+            if next == b'\\' {
+                if !matches!(hay.get(p), Some(b'"' | b'\'')) {
+                    return false;
+                }
+                p += 1;
+            }
+            let stop = p + 3;
+            while p < stop && matches!(hay.get(p), Some(b' ' | b'\t')) {
+                p += 1;
+            }
+            matches!(hay.get(p), Some(b':' | b'=' | b','))
         }
-        p += 1;
+        SPACED => {
+            let after = hay.get(e + 1).copied().unwrap_or(0);
+            let prev = if s == 0 { 0 } else { hay[s - 1] };
+            matches!(after, b':' | b'=' | b' ' | b'\t') | matches!(prev, b'-' | b'.') | (e - s == 6)
+        }
+        _ => false,
     }
-    let stop = p + 3;
-    while p < stop && matches!(hay.get(p), Some(b' ' | b'\t')) {
-        p += 1;
-    }
-    matches!(hay.get(p), Some(b':' | b'=' | b','))
 }
+
+/// What the byte after a word says about a value after it (see
+/// [`may_start_value`]): most bytes rule one out with this one lookup.
+const ASSIGNED: u8 = 1;
+const QUOTED: u8 = 2;
+const SPACED: u8 = 3;
+const AFTER_KEY: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b':' as usize] = ASSIGNED;
+    t[b'=' as usize] = ASSIGNED;
+    t[b'"' as usize] = QUOTED;
+    t[b'\'' as usize] = QUOTED;
+    t[b'\\' as usize] = QUOTED;
+    t[b' ' as usize] = SPACED;
+    t[b'\t' as usize] = SPACED;
+    t
+};
 
 /// All findings in `text`: sorted, non-overlapping, on char boundaries
 /// (every reader starts and stops at ASCII bytes).
@@ -309,7 +318,7 @@ pub(super) fn spans_until(
             i = e.max(h.1);
             continue;
         }
-        if keys.may_end_key(hay[e - 1]) & may_start_value(hay, s, e) {
+        if keys.may_end_key(hay[e - 1]) && may_start_value(hay, s, e) {
             if let Some(h) = names::after_key(hay, e, keys) {
                 if h.2 == PiiKind::Name {
                     // The value is still read normally: anything more specific
@@ -349,16 +358,14 @@ fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric:
     {
         return Some(h);
     }
-    // The byte after the word first: it rejects nearly every word, and
-    // `|`/`&` on booleans keep the test to one branch.
+    // The byte after the word first: it rejects nearly every word.
     let next = hay.get(e).copied().unwrap_or(0);
-    let prev = if s == 0 { b' ' } else { hay[s - 1] };
     let len = e - s;
-    if ((next == b':') | ((len == 2) & (next == b'-')))
-        & (len <= 4)
-        & first.is_ascii_hexdigit()
-        & (s >= *hex_done)
-        & !(is_word(prev) | (prev == b'.') | (prev == b'-'))
+    if (next == b':' || (next == b'-' && len == 2))
+        && len <= 4
+        && first.is_ascii_hexdigit()
+        && s >= *hex_done
+        && (s == 0 || !(is_word(hay[s - 1]) || matches!(hay[s - 1], b'.' | b'-')))
     {
         let (hit, end) = numeric::hex(hay, s);
         *hex_done = end;
