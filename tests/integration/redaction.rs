@@ -237,6 +237,8 @@ fn wait_peak_kib(pid: u32) -> (i64, bool) {
 /// child's peak RSS in KiB, and how many lines came out and how many of
 /// them still held a planted value.
 #[cfg(target_os = "linux")]
+// The child is reaped by `wait4` in `wait_peak_kib`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn redact_lines_peak(bytes: usize) -> (i64, usize, usize, usize) {
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
