@@ -2,7 +2,7 @@
 //! read files or standard input and print; no data directory is touched.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -13,7 +13,7 @@ use crate::bench::redact::{
 use crate::bench::{redact_corpus, redact_speed};
 use crate::cli::{CostBenchArgs, DetectArgs, NabArgs, RedactArgs, RedactBenchArgs, UsageError};
 use crate::config;
-use crate::redact::Redactor;
+use crate::redact::{Redactor, StreamError, StreamOutput, Vault};
 
 /// `draco detect … | head` closes the pipe early: that is not a failure.
 fn ignore_broken_pipe(result: Result<()>) -> Result<()> {
@@ -259,30 +259,34 @@ fn two_fold_command(args: &NabArgs, timestamps: bool) -> Result<()> {
 }
 
 /// `draco redact`: standard input to standard output, with the operator's
-/// person keys from the configuration when there is one.
+/// person keys from the configuration when there is one. Streams in
+/// bounded memory (`Redactor::redact_stream`); nothing is restored, so the
+/// vault keeps no values, only their numbering.
 pub fn redact_command(config_path: Option<&Path>, args: &RedactArgs) -> Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let loaded = config::load(config_path, &env)?;
     let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
-    let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("cannot read standard input as UTF-8 text")?;
+    let what = if args.spans {
+        StreamOutput::Spans
+    } else {
+        StreamOutput::Text
+    };
     let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let written = (|| -> Result<()> {
-        if args.spans {
-            for span in redactor.spans(&input) {
-                serde_json::to_writer(&mut out, &span)?;
-                out.write_all(b"\n")?;
+    let written = redactor
+        .redact_stream(
+            std::io::stdin().lock(),
+            BufWriter::new(stdout.lock()),
+            what,
+            &mut Vault::numbering_only(),
+        )
+        .map_err(|e| match e {
+            // Kept an I/O error, so that a closed pipe is recognised.
+            StreamError::Io(io) => anyhow::Error::from(io),
+            StreamError::NotUtf8 { .. } => {
+                anyhow::Error::from(e).context("cannot read standard input as UTF-8 text")
             }
-        } else {
-            let (redacted, _vault) = redactor.redact_text(&input);
-            out.write_all(redacted.get().as_bytes())?;
-        }
-        out.flush()?;
-        Ok(())
-    })();
+            other => other.into(),
+        });
     ignore_broken_pipe(written)
 }
 

@@ -125,7 +125,7 @@ const NOT_SECRETS: &[&[u8]] = &[
 ];
 
 /// Last bytes of the keys this module knows (`password`, `token`, `key`, …).
-const LAST: [bool; 256] = {
+pub(super) const LAST: [bool; 256] = {
     let mut t = [false; 256];
     let ends = b"dDeEsStTnNyYlLhHrR";
     let mut i = 0;

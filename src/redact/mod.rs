@@ -14,11 +14,12 @@ mod names;
 mod numeric;
 mod patterns;
 mod scan;
+mod stream;
 mod tokens;
 mod validate;
+mod vault;
 mod vendors;
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -28,6 +29,8 @@ use serde_json::{Map, Value};
 use names::PersonKeys;
 pub use patterns::PiiKind;
 pub use scan::Span;
+pub use stream::{StreamError, StreamOutput};
+pub use vault::{NUMBERING_LIMIT, Restored, Vault};
 
 /// A value whose strings have been passed through the redactor.
 ///
@@ -73,94 +76,6 @@ pub enum RedactError {
     Serialize(serde_json::Error),
     #[error("a redacted value no longer fits its type (a redacted field must be a string): {0}")]
     Deserialize(serde_json::Error),
-}
-
-/// The placeholder ↔ value mapping of one request. Memory only.
-#[derive(Default)]
-pub struct Vault {
-    /// Per kind, so a lookup borrows the value instead of allocating a key.
-    by_value: HashMap<PiiKind, HashMap<String, String>>,
-    by_placeholder: HashMap<String, String>,
-    counters: HashMap<PiiKind, usize>,
-}
-
-impl fmt::Debug for Vault {
-    // Never print the values: a vault in a log line would undo the redaction.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Vault")
-            .field("placeholders", &self.by_placeholder.len())
-            .finish()
-    }
-}
-
-impl Vault {
-    fn placeholder(&mut self, kind: PiiKind, value: &str) -> String {
-        let seen = self.by_value.entry(kind).or_default();
-        if let Some(existing) = seen.get(value) {
-            return existing.clone();
-        }
-        let n = self.counters.entry(kind).or_insert(0);
-        *n += 1;
-        let placeholder = format!("<{}_{}>", kind.label(), n);
-        seen.insert(value.to_owned(), placeholder.clone());
-        self.by_placeholder
-            .insert(placeholder.clone(), value.to_owned());
-        placeholder
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_placeholder.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_placeholder.is_empty()
-    }
-
-    /// Puts the real values back into text that came back from outside.
-    /// Placeholders this vault never issued are left as they are and reported.
-    /// The opposite of `restore`, for text made locally from restored
-    /// values (an error message quoting a parameter): every value this vault
-    /// holds goes back behind its placeholder before the text is shown or sent.
-    pub fn mask(&self, text: &str) -> String {
-        let mut values: Vec<(&String, &String)> = self
-            .by_placeholder
-            .iter()
-            .map(|(placeholder, value)| (value, placeholder))
-            .filter(|(value, _)| !value.is_empty())
-            .collect();
-        // Longer values first, so that one containing another is masked whole.
-        values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
-        values
-            .into_iter()
-            .fold(text.to_owned(), |masked, (value, placeholder)| {
-                masked.replace(value.as_str(), placeholder)
-            })
-    }
-
-    pub fn restore(&self, text: &str) -> Restored {
-        let mut unknown = Vec::new();
-        let restored = patterns::placeholder_regex().replace_all(text, |caps: &regex::Captures| {
-            let placeholder = &caps[0];
-            match self.by_placeholder.get(placeholder) {
-                Some(value) => value.clone(),
-                None => {
-                    unknown.push(placeholder.to_owned());
-                    placeholder.to_owned()
-                }
-            }
-        });
-        Restored {
-            text: restored.into_owned(),
-            unknown_placeholders: unknown,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Restored {
-    pub text: String,
-    /// Placeholders that were not issued by the vault (the model invented them).
-    pub unknown_placeholders: Vec<String>,
 }
 
 /// Finds and replaces personal and secret data.
@@ -234,7 +149,7 @@ impl Redactor {
         let mut last = 0;
         for s in spans {
             out.push_str(&text[last..s.start]);
-            out.push_str(&vault.placeholder(s.kind, &text[s.start..s.end]));
+            vault.push_placeholder(&mut out, s.kind, &text[s.start..s.end]);
             last = s.end;
         }
         out.push_str(&text[last..]);

@@ -14,6 +14,9 @@ use super::validate::is_b64;
 pub(super) struct PersonKeys {
     keys: Vec<Vec<u8>>,
     last: [bool; 256],
+    /// `last`, the secret keys' last bytes read here (`y`, `t`) and those
+    /// [`super::keys`] reads: any word ending otherwise has no value after it.
+    any_last: [bool; 256],
 }
 
 impl PersonKeys {
@@ -21,18 +24,31 @@ impl PersonKeys {
         let mut out = Self {
             keys: Vec::new(),
             last: [false; 256],
+            any_last: super::keys::LAST,
         };
+        for b in SECRET_LAST {
+            out.any_last[usize::from(b)] = true;
+        }
         for k in keys {
             let k = k.trim().to_ascii_lowercase().into_bytes();
             if let Some(&b) = k.last() {
-                out.last[usize::from(b)] = true;
-                out.last[usize::from(b.to_ascii_uppercase())] = true;
+                for b in [b, b.to_ascii_uppercase()] {
+                    out.last[usize::from(b)] = true;
+                    out.any_last[usize::from(b)] = true;
+                }
                 if !out.keys.contains(&k) {
                     out.keys.push(k);
                 }
             }
         }
         out
+    }
+
+    /// Whether a word ending in `b` may be a person key, a secret key read
+    /// here or a key [`super::keys`] reads.
+    #[inline]
+    pub(super) fn may_end_key(&self, b: u8) -> bool {
+        self.any_last[usize::from(b)]
     }
 
     /// Whether `key` names a person: it is a person key, or ends in one
@@ -46,12 +62,15 @@ impl PersonKeys {
     }
 }
 
+/// Last bytes of the keys [`secret_before`] is asked about (`…Key`, `…secret`).
+const SECRET_LAST: [u8; 4] = [b'y', b'Y', b't', b'T'];
+
 /// Called at the end `e` of a word. Returns a secret or a name value that
 /// follows the key ending there.
 pub(super) fn after_key(hay: &[u8], e: usize, keys: &PersonKeys) -> Option<Hit> {
     let last = hay[e - 1];
     let person = keys.last[usize::from(last)];
-    let secret = matches!(last, b'y' | b'Y' | b't' | b'T');
+    let secret = SECRET_LAST.contains(&last);
     if !person && !secret {
         return None;
     }
@@ -61,13 +80,13 @@ pub(super) fn after_key(hay: &[u8], e: usize, keys: &PersonKeys) -> Option<Hit> 
             .flatten()
             .map(|v| (v, Some(b'"')))
     })?;
-    if secret && secret_before(hay, e) {
+    if secret {
         let n = hay[v..].iter().take(41).take_while(|b| is_b64(**b)).count();
         // Exactly 40 characters: a longer token that happens to hold 40
         // base64 characters before a `_` or `-` is some other secret, taken
         // whole by the secret-key rules instead of cut after 40.
         let continues = hay.get(v + 40).is_some_and(|b| matches!(b, b'_' | b'-'));
-        if n == 40 && !continues {
+        if n == 40 && !continues && secret_before(hay, e) {
             return Some((v, v + 40, PiiKind::AwsSecretKey));
         }
     }

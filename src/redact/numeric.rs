@@ -52,11 +52,11 @@ pub(super) fn start_ok(hay: &[u8], s: usize) -> bool {
         return true;
     }
     let prev = hay[s - 1];
-    if prev.is_ascii_alphanumeric() || prev == b'_' || prev == b'.' {
-        return false;
-    }
-    if prev == b'-' || prev == b'+' || prev == b'(' {
-        return s < 2 || !hay[s - 2].is_ascii_alphanumeric();
+    let signed = (prev == b'-') | (prev == b'+') | (prev == b'(');
+    // `|` rather than `||`: one branch for the common case, a number after
+    // a space or a quote.
+    if prev.is_ascii_alphanumeric() | (prev == b'_') | (prev == b'.') | signed {
+        return signed && (s < 2 || !hay[s - 2].is_ascii_alphanumeric());
     }
     true
 }
@@ -112,7 +112,16 @@ fn read_groups(hay: &[u8], s: usize, groups: &mut [Group; MAX_GROUPS], paren: bo
 }
 
 /// Tries every digit-led kind at `s`, which the caller found at a word start.
+#[inline]
 pub(super) fn numeric(hay: &[u8], s: usize) -> Option<Hit> {
+    if short_alone(hay, s) {
+        return None;
+    }
+    grouped(hay, s)
+}
+
+#[inline(never)]
+fn grouped(hay: &[u8], s: usize) -> Option<Hit> {
     let prev = if s > 0 { hay[s - 1] } else { 0 };
     let plus = prev == b'+';
     let paren = prev == b'(';
@@ -122,6 +131,11 @@ pub(super) fn numeric(hay: &[u8], s: usize) -> Option<Hit> {
         return None;
     }
     let g = &g[..n];
+    // Every kind but IPv4 (four groups) has seven digits or more: decimals
+    // (`3.1415`, `1299.99`) stop here.
+    if n < 4 && g.iter().map(Group::len).sum::<usize>() < 7 {
+        return None;
+    }
     if !plus {
         if let Some(hit) = ipv4(hay, g) {
             return hit;
@@ -144,6 +158,29 @@ pub(super) fn numeric(hay: &[u8], s: usize) -> Option<Hit> {
         }
     }
     phone(hay, s, g, plus, paren)
+}
+
+/// Fewer digits than any kind read as one group (a `+` phone of 8 digits
+/// is the shortest), with nothing after them that [`read_groups`] could take
+/// as a next group: most numbers in logs (counters, durations, times), told
+/// apart before the groups are read.
+#[inline]
+fn short_alone(hay: &[u8], s: usize) -> bool {
+    const SHORTEST_ALONE: usize = 8;
+    let run = hay[s..]
+        .iter()
+        .take(SHORTEST_ALONE)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if run == SHORTEST_ALONE {
+        return false;
+    }
+    let next = hay.get(s + run).copied().unwrap_or(0);
+    let after = hay.get(s + run + 1).copied().unwrap_or(0);
+    let more = ((next == b'-') | (next == b'.') | (next == b' '))
+        & (after.is_ascii_digit() | (after == b'('))
+        | (next == b')');
+    !more
 }
 
 /// `Some(None)`: it is a dotted quad but a non-personal one, so stop looking.
@@ -337,11 +374,17 @@ fn phone_context(hay: &[u8], s: usize) -> bool {
         .rposition(u8::is_ascii_digit)
         .map_or(0, |p| p + 1);
     let win = &win[after_last_digit..];
-    // The word must start a word: "Patel" does not say "tel".
-    WORDS.iter().any(|w| {
-        win.windows(w.len()).enumerate().any(|(i, x)| {
-            x.eq_ignore_ascii_case(w) && (i == 0 || !win[i - 1].is_ascii_alphabetic())
-        })
+    // The word must start a word: "Patel" does not say "tel". Only bytes
+    // that start one of the words are compared (this runs for every
+    // ten-digit number, and epoch seconds are common).
+    (0..win.len()).any(|i| {
+        matches!(win[i] | 0x20, b'p' | b'm' | b't' | b'f' | b'd' | b'c')
+            && (i == 0 || !win[i - 1].is_ascii_alphabetic())
+            && WORDS.iter().any(|w| {
+                win[i..]
+                    .get(..w.len())
+                    .is_some_and(|x| x.eq_ignore_ascii_case(w))
+            })
     })
 }
 

@@ -26,27 +26,252 @@ pub struct Span {
     pub kind: PiiKind,
 }
 
+/// Byte classes of the pass: word bytes, and the bytes that may start a
+/// reader between words. A table, because the pass asks once per byte.
+const WORD: u8 = 1;
+const TRIGGER: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            t[i] = WORD;
+        } else if matches!(c, b'@' | b'-' | b':') {
+            t[i] = TRIGGER;
+        }
+        i += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    CLASS[usize::from(b)] == WORD
 }
+
+/// Whether a reader starts at the non-word byte `i`: `@` (an email), `--`
+/// (`-----BEGIN`), `://` (URL credentials) or `::` (IPv6). A lone `-` or
+/// `:` (dates, times, ids) is passed over.
+#[inline]
+fn is_trigger(hay: &[u8], i: usize) -> bool {
+    match hay[i] {
+        b'@' => true,
+        b'-' => hay.get(i + 1) == Some(&b'-'),
+        b':' => matches!(hay.get(i + 1), Some(b'/' | b':')),
+        _ => false,
+    }
+}
+
+/// The first byte at or after `i` that does not continue a word.
+///
+/// Eight bytes at a time ("SIMD within a register"): the high bit of each
+/// byte of `x` is set where that byte is in a range, and the first byte
+/// out of every word range ends the word. Most words are shorter than
+/// eight bytes and need one step, without a loop exit per byte (this
+/// doubles the speed of reading words).
+#[inline(always)]
+fn word_end(hay: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte, with the high bits cleared no sum carries into the next
+    // byte; a byte of 0x80 or more is in no range (`!x`).
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        let y = x & !HIGH;
+        let at_least_lo = y.wrapping_add(ONES * u64::from(0x80 - lo));
+        let above_hi = y.wrapping_add(ONES * u64::from(0x7F - hi));
+        at_least_lo & !above_hi & !x & HIGH
+    };
+    while let Some(chunk) = hay.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        let word = in_range(x, b'0', b'9')
+            | in_range(x | (ONES * 0x20), b'a', b'z')
+            | in_range(x, b'_', b'_');
+        let stop = !word & HIGH;
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < hay.len() && is_word(hay[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// The first word byte or trigger ([`is_trigger`]) at or after `i`, or the
+/// end of `hay`.
+#[inline]
+fn next_start(hay: &[u8], mut i: usize) -> usize {
+    while i < hay.len() {
+        match CLASS[usize::from(hay[i])] {
+            WORD => break,
+            TRIGGER if is_trigger(hay, i) => break,
+            _ => i += 1,
+        }
+    }
+    i
+}
+
+/// Whether the word `s..e` may be a key with a value after it, as
+/// [`names::after_key`] and [`keys::after_key`] read one: a separator
+/// follows (`:`, `=`, a closing quote and then one, or `", "Value":` of a
+/// tag), or a space that a separator, another space, a flag's value
+/// (`--secret v`) or `Bearer`'s token follows. Most words are followed by
+/// a space and a letter, and stop here.
+#[inline]
+fn may_start_value(hay: &[u8], s: usize, e: usize) -> bool {
+    let next = hay.get(e).copied().unwrap_or(0);
+    match AFTER_KEY[usize::from(next)] {
+        ASSIGNED => true,
+        QUOTED => {
+            // A closing quote (`"key": v`), or `\"` in escaped JSON: a
+            // separator after at most three spaces.
+            let mut p = e + 1;
+            if next == b'\\' {
+                if !matches!(hay.get(p), Some(b'"' | b'\'')) {
+                    return false;
+                }
+                p += 1;
+            }
+            let stop = p + 3;
+            while p < stop && matches!(hay.get(p), Some(b' ' | b'\t')) {
+                p += 1;
+            }
+            matches!(hay.get(p), Some(b':' | b'=' | b','))
+        }
+        SPACED => {
+            let after = hay.get(e + 1).copied().unwrap_or(0);
+            let prev = if s == 0 { 0 } else { hay[s - 1] };
+            matches!(after, b':' | b'=' | b' ' | b'\t') | matches!(prev, b'-' | b'.') | (e - s == 6)
+        }
+        _ => false,
+    }
+}
+
+/// What the byte after a word says about a value after it (see
+/// [`may_start_value`]): most bytes rule one out with this one lookup.
+const ASSIGNED: u8 = 1;
+const QUOTED: u8 = 2;
+const SPACED: u8 = 3;
+const AFTER_KEY: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b':' as usize] = ASSIGNED;
+    t[b'=' as usize] = ASSIGNED;
+    t[b'"' as usize] = QUOTED;
+    t[b'\'' as usize] = QUOTED;
+    t[b'\\' as usize] = QUOTED;
+    t[b' ' as usize] = SPACED;
+    t[b'\t' as usize] = SPACED;
+    t
+};
 
 /// All findings in `text`: sorted, non-overlapping, on char boundaries
 /// (every reader starts and stops at ASCII bytes).
 pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
     let hay = text.as_bytes();
+    spans_until(hay, Resume::default(), Pause::NEVER, keys).0
+}
+
+/// How far any reader looks ahead of where it starts: a PEM key's end
+/// (64 KiB, `tokens::pem`) and its label line, a JWT's three segments of
+/// at most 16 KiB each; every other reader stops within 5 KiB. A piece of
+/// a longer text scanned with this much of the text after its last start
+/// finds what the whole scan finds there.
+pub(super) const MAX_REACH: usize = 96 * 1024;
+
+/// How far a reader looks back from where it starts: 64 bytes of an
+/// e-mail's local part or of a key, 48 bytes for "secret", the words
+/// before a card or phone number, a line's indentation.
+pub(super) const MAX_LOOKBACK: usize = 256;
+
+/// Where a scan of part of a text stopped, and the state that a scan of
+/// the rest starts from so that it finds what one scan of the whole would.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Resume {
+    /// The next byte to look at.
+    pub(super) at: usize,
+    /// Hex runs before this were read by the IPv6/MAC reader.
+    hex_done: usize,
+}
+
+impl Resume {
+    /// The state after skipping to `p` (the end of a value taken whole).
+    pub(super) fn skip_to(self, p: usize) -> Self {
+        Self {
+            at: self.at.max(p),
+            hex_done: self.hex_done.max(p),
+        }
+    }
+
+    /// The same state for the text with its first `n` bytes dropped
+    /// (`n <= at`).
+    pub(super) fn shifted(self, n: usize) -> Self {
+        Self {
+            at: self.at - n,
+            hex_done: self.hex_done.saturating_sub(n),
+        }
+    }
+}
+
+/// When a scan of part of a text may stop: at the first byte at or after
+/// `after` where no finding is open (every value found so far ends there)
+/// and none can start earlier (the byte before could not be in an e-mail
+/// address's local part or open a phone number); at `limit` if only the
+/// latter holds (a value is open: it is taken whole), and at
+/// `limit + (limit - after)` in any case (text built so that neither holds
+/// for that long: a finding may start before where the scan stopped).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pause {
+    pub(super) after: usize,
+    pub(super) limit: usize,
+}
+
+impl Pause {
+    /// Never stops before the end.
+    pub(super) const NEVER: Self = Self {
+        after: usize::MAX,
+        limit: usize::MAX,
+    };
+
+    #[inline]
+    fn now(&self, hay: &[u8], i: usize, quiet: bool) -> bool {
+        let clear = i == 0 || !(email_local(hay[i - 1]) || hay[i - 1] == b'(');
+        (clear && (quiet || i >= self.limit))
+            || i >= self.limit.saturating_add(self.limit - self.after)
+    }
+}
+
+/// The findings from `from.at` on, until the scan may pause (see [`Pause`]),
+/// and where it stopped. Offsets are into `hay`; bytes before `from.at` are
+/// only looked back at. The findings end at or before the returned `at`,
+/// unless the scan stopped at `limit` with a value still open (sorted,
+/// non-overlapping, on char boundaries, as [`spans`]).
+pub(super) fn spans_until(
+    hay: &[u8],
+    from: Resume,
+    pause: Pause,
+    keys: &PersonKeys,
+) -> (Vec<Span>, Resume) {
     let mut found: Vec<Span> = Vec::new();
     let mut names: Vec<Span> = Vec::new();
     let mut pem_ends = PemEnds::default();
     let mut value_ends = ValueEnds::default();
     // Hex runs already read by the IPv6/MAC reader.
-    let mut hex_done = 0usize;
+    let mut hex_done = from.hex_done;
+    // The end of the values found by their key so far (they do not move `i`).
+    let mut open_until = 0usize;
     let push =
         |v: &mut Vec<Span>, (start, end, kind): numeric::Hit| v.push(Span { start, end, kind });
     let n = hay.len();
-    let mut i = 0;
+    let mut i = from.at;
     while i < n {
+        if i >= pause.after && pause.now(hay, i, open_until <= i && hex_done <= i) {
+            break;
+        }
         let b = hay[i];
         if !is_word(b) {
+            // A trigger, or whatever byte a finding ended before.
             match b {
                 b'@' => {
                     if let Some(h) = email(hay, i) {
@@ -83,39 +308,46 @@ pub(super) fn spans(text: &str, keys: &PersonKeys) -> Vec<Span> {
                 }
                 _ => {}
             }
-            i += 1;
+            i = next_start(hay, i + 1);
             continue;
         }
         let s = i;
-        while i < n && is_word(hay[i]) {
-            i += 1;
-        }
-        let e = i;
+        let e = word_end(hay, i + 1);
         if let Some(h) = word(hay, s, e, &mut hex_done) {
             push(&mut found, h);
-            i = i.max(h.1);
+            i = e.max(h.1);
             continue;
         }
-        if let Some(h) = names::after_key(hay, e, keys) {
-            if h.2 == PiiKind::Name {
-                // The value is still read normally: anything more specific
-                // inside it (an email) wins over the name.
+        if keys.may_end_key(hay[e - 1]) && may_start_value(hay, s, e) {
+            if let Some(h) = names::after_key(hay, e, keys) {
+                if h.2 == PiiKind::Name {
+                    // The value is still read normally: anything more specific
+                    // inside it (an email) wins over the name.
+                    open_until = open_until.max(h.1);
+                    push(&mut names, h);
+                } else {
+                    push(&mut found, h);
+                    i = h.1;
+                    continue;
+                }
+            } else if keys::candidate(hay, s, e)
+                && let Some(h) = keys::after_key(hay, s, e, &mut value_ends)
+            {
+                // Likewise: a value after `token=` that is a GitHub token or a
+                // JWT is reported as such; the key only covers what is left.
+                open_until = open_until.max(h.1);
                 push(&mut names, h);
-            } else {
-                push(&mut found, h);
-                i = h.1;
             }
-        } else if keys::candidate(hay, s, e)
-            && let Some(h) = keys::after_key(hay, s, e, &mut value_ends)
-        {
-            // Likewise: a value after `token=` that is a GitHub token or a
-            // JWT is reported as such; the key only covers what is left.
-            push(&mut names, h);
         }
+        i = next_start(hay, e);
     }
     // Keys are met in order, so this is nearly always sorted already.
     names.sort_by_key(|s| s.start);
-    resolve(hay, found, names)
+    let stop = Resume {
+        at: i.min(n),
+        hex_done,
+    };
+    (resolve(hay, found, names), stop)
 }
 
 fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric::Hit> {
@@ -126,10 +358,13 @@ fn word(hay: &[u8], s: usize, e: usize, hex_done: &mut usize) -> Option<numeric:
     {
         return Some(h);
     }
-    if first.is_ascii_hexdigit()
+    // The byte after the word first: it rejects nearly every word.
+    let next = hay.get(e).copied().unwrap_or(0);
+    let len = e - s;
+    if (next == b':' || (next == b'-' && len == 2))
+        && len <= 4
+        && first.is_ascii_hexdigit()
         && s >= *hex_done
-        && e - s <= 4
-        && (hay.get(e) == Some(&b':') || (e - s == 2 && hay.get(e) == Some(&b'-')))
         && (s == 0 || !(is_word(hay[s - 1]) || matches!(hay[s - 1], b'.' | b'-')))
     {
         let (hit, end) = numeric::hex(hay, s);

@@ -23,50 +23,84 @@ fn prev_is(hay: &[u8], s: usize, class: impl Fn(u8) -> bool) -> bool {
     s > 0 && class(hay[s - 1])
 }
 
-/// Called at a word start `s` whose word (`[A-Za-z0-9_]+`) ends at `e`.
+/// First three bytes of the tokens read here: every vendor prefix, and
+/// `AKI`/`ASI`/`ABI`/`ACC`/`AIz` (AWS, Google), `SK` and a hex digit
+/// (Twilio), `xox` (Slack), `eyJ` (JWT). IBANs are told by their digits.
+const STARTS: vendors::Starts = {
+    let mut set = vendors::PREFIX_STARTS;
+    let fixed: [&[u8; 3]; 7] = [b"AKI", b"ASI", b"ABI", b"ACC", b"AIz", b"xox", b"eyJ"];
+    let mut i = 0;
+    while i < fixed.len() {
+        vendors::add_start(&mut set, fixed[i][0], fixed[i][1], fixed[i][2]);
+        i += 1;
+    }
+    let hex = b"0123456789abcdef";
+    let mut i = 0;
+    while i < hex.len() {
+        vendors::add_start(&mut set, b'S', b'K', hex[i]);
+        i += 1;
+    }
+    set
+};
+
+/// Called at a word start `s` whose word (`[A-Za-z0-9_]+`, starting with a
+/// letter) ends at `e`.
+#[inline]
 pub(super) fn at_word(hay: &[u8], s: usize, e: usize) -> Option<Hit> {
+    let at = |i: usize| hay.get(s + i).copied().unwrap_or(0);
+    // Most words start no token: one bit test on their first three bytes
+    // and a look at the IBAN check digits, with no call.
+    if !(vendors::may_start(&STARTS, hay, s) | (at(2).is_ascii_digit() & at(3).is_ascii_digit())) {
+        return None;
+    }
+    shaped(hay, s, e)
+}
+
+#[inline(never)]
+fn shaped(hay: &[u8], s: usize, e: usize) -> Option<Hit> {
     if let Some(hit) = vendors::at_word(hay, s) {
         return Some(hit);
     }
     let w = &hay[s..e];
-    match w[0] {
-        // Access key ids of users (AKIA), sessions (ASIA), bearer-token
-        // principals (ABIA) and CloudFront key pairs (ACCA).
-        b'A' if [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
+    // Access key ids of users (AKIA), sessions (ASIA), bearer-token
+    // principals (ABIA) and CloudFront key pairs (ACCA).
+    if w.len() == 20
+        && [b"AKIA", b"ASIA", b"ABIA", b"ACCA"]
             .iter()
             .any(|p| w.starts_with(*p))
-            && w.len() == 20 =>
-        {
-            w.iter()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                .then_some((s, e, PiiKind::AwsAccessKey))
-        }
-        b'A' if w.starts_with(b"AIza") && !prev_is(hay, s, is_b64url) => {
-            let n = run(hay, s, 40, is_b64url);
-            (n == 39).then_some((s, s + n, PiiKind::GoogleApiKey))
-        }
-        // Twilio API key SID: `SK` + 32 lowercase hex (account SIDs, `AC…`,
-        // are identifiers and stay).
-        b'S' if w.len() == 34
-            && w[1] == b'K'
-            && w[2..]
-                .iter()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) =>
-        {
-            Some((s, e, PiiKind::TwilioKey))
-        }
-        b'x' if w.len() == 4 && w.starts_with(b"xox") && hay.get(e) == Some(&b'-') => {
-            if !b"abeoprs".contains(&w[3]) || prev_is(hay, s, slack_char) {
-                return None;
-            }
-            let n = run(hay, s, 256, slack_char);
-            (15..256)
-                .contains(&n)
-                .then_some((s, s + n, PiiKind::SlackToken))
-        }
-        b'e' if w.starts_with(b"eyJ") => jwt(hay, s),
-        _ => iban(hay, s, e),
+    {
+        return w
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            .then_some((s, e, PiiKind::AwsAccessKey));
     }
+    if w.starts_with(b"AIza") && !prev_is(hay, s, is_b64url) {
+        let n = run(hay, s, 40, is_b64url);
+        return (n == 39).then_some((s, s + n, PiiKind::GoogleApiKey));
+    }
+    // Twilio API key SID: `SK` + 32 lowercase hex (account SIDs, `AC…`,
+    // are identifiers and stay).
+    if w.len() == 34
+        && w.starts_with(b"SK")
+        && w[2..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    {
+        return Some((s, e, PiiKind::TwilioKey));
+    }
+    if w.len() == 4 && w.starts_with(b"xox") && hay.get(e) == Some(&b'-') {
+        if !b"abeoprs".contains(&w[3]) || prev_is(hay, s, slack_char) {
+            return None;
+        }
+        let n = run(hay, s, 256, slack_char);
+        return (15..256)
+            .contains(&n)
+            .then_some((s, s + n, PiiKind::SlackToken));
+    }
+    if w.starts_with(b"eyJ") {
+        return jwt(hay, s);
+    }
+    iban(hay, s, e)
 }
 
 fn slack_char(b: u8) -> bool {

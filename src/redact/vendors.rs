@@ -14,8 +14,6 @@
 //! its alphabet, so two runs of one alphabet never overlap, and it reads at
 //! most `max + 1` bytes.
 
-use std::sync::OnceLock;
-
 use super::numeric::Hit;
 use super::patterns::PiiKind;
 
@@ -229,49 +227,105 @@ const RULES: &[Rule] = &[
     r(b"tk-us-", B64url, 48, 48, ApiKey),
 ];
 
-/// Which second bytes follow each first byte of a prefix: most words are
-/// rejected by this one bit test, with no other memory touched.
-const SECONDS: [u128; 128] = {
-    let mut t = [0u128; 128];
+/// A hash of a prefix's first three or four bytes into 4096 buckets.
+const fn gram(a: u8, b: u8, c: u8, d: u8) -> usize {
+    let x = (a as u32) | (b as u32) << 8 | (c as u32) << 16 | (d as u32) << 24;
+    (x.wrapping_mul(0x9E37_79B1) >> 20) as usize
+}
+
+/// Bucket of a rule: its first four prefix bytes, or its three and a zero
+/// (only seven prefixes are three bytes long: `sk-`, `SG.`, `hf_`, …).
+const fn rule_gram(p: &[u8]) -> usize {
+    gram(p[0], p[1], p[2], if p.len() > 3 { p[3] } else { 0 })
+}
+
+const NO_RULE: u8 = u8::MAX;
+
+/// Rules by bucket, chained: `HEADS[bucket]` is the first rule of the
+/// bucket and `CHAIN[rule]` the next, or [`NO_RULE`]. A word looks up its
+/// three- and four-byte buckets; most hit empty ones, and only the rules
+/// in a non-empty one are compared with the text.
+const BUCKETS: ([u8; 4096], [u8; RULES.len()]) = {
+    assert!(RULES.len() < NO_RULE as usize, "rule indices fit a byte");
+    let mut heads = [NO_RULE; 4096];
+    let mut chain = [NO_RULE; RULES.len()];
+    let mut i = RULES.len();
+    while i > 0 {
+        i -= 1;
+        let p = RULES[i].prefix;
+        assert!(p.len() >= 3, "the bucket needs three prefix bytes");
+        let h = rule_gram(p);
+        chain[i] = heads[h];
+        heads[h] = i as u8;
+    }
+    (heads, chain)
+};
+
+/// The buckets of the three and four bytes at `s` (rules may be in either).
+#[inline]
+fn buckets(hay: &[u8], s: usize) -> (u8, u8) {
+    let at = |i: usize| hay.get(s + i).copied().unwrap_or(0);
+    let (a, b, c, d) = (at(0), at(1), at(2), at(3));
+    let (heads, _) = &BUCKETS;
+    (heads[gram(a, b, c, d)], heads[gram(a, b, c, 0)])
+}
+
+/// A set of three-byte starts, hashed into 64 Kib (8 KiB): a start not in
+/// it is surely not one of those added; one in it may be (about one in
+/// four hundred others collides).
+pub(super) type Starts = [u64; 1024];
+
+const fn start_bit(a: u8, b: u8, c: u8) -> usize {
+    let x = (a as u32) | (b as u32) << 8 | (c as u32) << 16;
+    (x.wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+/// Adds the start `a b c` to `set`.
+pub(super) const fn add_start(set: &mut Starts, a: u8, b: u8, c: u8) {
+    let bit = start_bit(a, b, c);
+    set[bit >> 6] |= 1 << (bit & 63);
+}
+
+/// Whether the three bytes at `s` (zeros past the end) may be in `set`.
+#[inline]
+pub(super) fn may_start(set: &Starts, hay: &[u8], s: usize) -> bool {
+    let at = |i: usize| hay.get(s + i).copied().unwrap_or(0);
+    let bit = start_bit(at(0), at(1), at(2));
+    set[bit >> 6] >> (bit & 63) & 1 == 1
+}
+
+/// The first three bytes of every rule's prefix.
+pub(super) const PREFIX_STARTS: Starts = {
+    let mut set = [0u64; 1024];
     let mut i = 0;
     while i < RULES.len() {
         let p = RULES[i].prefix;
-        t[(p[0] & 0x7F) as usize] |= 1u128 << (p[1] & 0x7F);
+        add_start(&mut set, p[0], p[1], p[2]);
         i += 1;
     }
-    t
+    set
 };
 
-/// Rule indices by the first byte of their prefix.
-fn index() -> &'static [Vec<u8>; 128] {
-    static INDEX: OnceLock<[Vec<u8>; 128]> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut idx: [Vec<u8>; 128] = std::array::from_fn(|_| Vec::new());
-        for (i, rule) in RULES.iter().enumerate() {
-            let i = u8::try_from(i).expect("fewer than 256 rules");
-            idx[usize::from(rule.prefix[0] & 0x7F)].push(i);
-        }
-        idx
-    })
-}
-
 /// A documented token starting at the word start `s`, if any.
-#[inline]
 pub(super) fn at_word(hay: &[u8], s: usize) -> Option<Hit> {
-    let (&first, &second) = (hay.get(s)?, hay.get(s + 1)?);
-    if first >= 0x80 || second >= 0x80 || SECONDS[usize::from(first)] & (1u128 << second) == 0 {
+    let (four, three) = buckets(hay, s);
+    if four == NO_RULE && three == NO_RULE {
         return None;
     }
-    matching(hay, s, first, second)
+    matching(hay, s, four).or_else(|| (three != four).then(|| matching(hay, s, three))?)
 }
 
+/// The first rule of the bucket chain from `first` that matches at `s`.
 #[cold]
-fn matching(hay: &[u8], s: usize, first: u8, second: u8) -> Option<Hit> {
+fn matching(hay: &[u8], s: usize, first: u8) -> Option<Hit> {
     let prev = s.checked_sub(1).map(|p| hay[p]);
     let rest = &hay[s..];
-    for &i in &index()[usize::from(first)] {
+    let (_, chain) = &BUCKETS;
+    let mut i = first;
+    while i != NO_RULE {
         let rule = &RULES[usize::from(i)];
-        if rule.prefix[1] != second || !rest.starts_with(rule.prefix) {
+        i = chain[usize::from(i)];
+        if !rest.starts_with(rule.prefix) {
             continue;
         }
         // The previous byte must not continue a token of this alphabet (a

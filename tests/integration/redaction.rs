@@ -217,3 +217,90 @@ fn draco_redact_filters_stdin_and_reports_byte_spans() {
         ]
     );
 }
+
+/// Peak resident memory of the child `pid` in KiB, reaped with `wait4` (so
+/// no other process counts), and whether it exited with success.
+#[cfg(target_os = "linux")]
+fn wait_peak_kib(pid: u32) -> (i64, bool) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `status` and
+    // `usage` outlive the call.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (usage.ru_maxrss, ok)
+}
+
+/// Pipes `bytes` of generated log lines through `draco redact`; returns the
+/// child's peak RSS in KiB, and how many lines came out and how many of
+/// them still held a planted value.
+#[cfg(target_os = "linux")]
+// The child is reaped by `wait4` in `wait_peak_kib`, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn redact_lines_peak(bytes: usize) -> (i64, usize, usize, usize) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(crate::support::BIN)
+        .arg("redact")
+        .env("DRACO_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("draco runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let mut written = 0;
+        let mut lines = 0usize;
+        while written < bytes {
+            let line = format!(
+                "2026-12-05T10:00:{:02}Z user=user{lines}@example.com password: hunter{lines}x \
+                 token=ghp_{lines:036} from 10.1.{}.{} ok\n",
+                lines % 60,
+                lines / 256 % 256,
+                lines % 256
+            );
+            stdin.write_all(line.as_bytes()).expect("draco reads");
+            written += line.len();
+            lines += 1;
+        }
+        lines
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let (mut out_lines, mut leaks) = (0usize, 0usize);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("UTF-8 out");
+        out_lines += 1;
+        if line.contains("@example.com") || line.contains("hunter") || line.contains("ghp_") {
+            leaks += 1;
+        }
+    }
+    let lines = writer.join().expect("the writer ends");
+    let (peak_kib, ok) = wait_peak_kib(child.id());
+    assert!(ok, "draco redact failed");
+    (peak_kib, lines, out_lines, leaks)
+}
+
+/// `draco redact` used to hold its whole input and output (2 GB of memory
+/// for 1 GB in). It streams now: 64 MiB of log lines (some 2 million
+/// distinct values) pass through in a few MiB more than 64 KiB do, and
+/// each value in them is still replaced. The binary's own size (a debug
+/// build maps tens of MiB) is measured on the small input and taken off.
+#[cfg(target_os = "linux")]
+#[test]
+fn draco_redact_streams_in_bounded_memory() {
+    const INPUT: usize = 64 << 20;
+    const GROWTH_KIB: i64 = 24 << 10;
+    let (small_kib, ..) = redact_lines_peak(64 << 10);
+    let (peak_kib, lines, out_lines, leaks) = redact_lines_peak(INPUT);
+    assert_eq!(out_lines, lines);
+    assert_eq!(leaks, 0, "values survived redaction");
+    assert!(
+        peak_kib - small_kib < GROWTH_KIB,
+        "peak RSS {peak_kib} KiB for {} MiB in, {small_kib} KiB for 64 KiB",
+        INPUT >> 20
+    );
+}
