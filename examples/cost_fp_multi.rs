@@ -1,4 +1,6 @@
-//! Lists the scan's findings on `draco bench cost`'s several-events set that match no event.
+//! Lists the scan's findings on `draco bench cost`'s several-events set that
+//! match no event: `cargo run --release --example cost_fp_multi -- 12`; with
+//! `-- 12 svc-0193 2026-12-15` it prints that series' scores for three weeks.
 use chrono::Datelike;
 use draco::bench::cost::multi;
 use draco::detect::cost::{self as detector, CostConfig};
@@ -27,8 +29,11 @@ fn main() {
         for (i, v) in rows.iter().enumerate() {
             let d = first + chrono::Duration::days(i as i64);
             let s = model.push(d, *v);
-            if d >= from && d < from + chrono::Duration::days(21) {
-                if let Some(s) = s {
+            if d >= from
+                && d < from + chrono::Duration::days(21)
+                && let Some(s) = s
+            {
+                {
                     println!(
                         "{} {:?} act {:.0} exp {:.0} z {:.1} scale {:.0} anom {}",
                         d,

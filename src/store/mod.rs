@@ -35,7 +35,7 @@ pub enum StoreError {
     #[error("database {path} cannot be opened: {message}")]
     Open { path: String, message: String },
     #[error(
-        "database {path} is not a Draco database or is damaged ({message}); it was left untouched — move it aside or restore a backup"
+        "database {path} is not a Draco database or is damaged ({message}); Draco did not write to it — move it aside or restore a backup"
     )]
     Unusable { path: String, message: String },
     #[error("database migration failed: {0}")]

@@ -124,7 +124,7 @@ fn a_corrupted_database_is_reported_and_left_untouched() {
     let out = draco.run(&["demo"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
-        stderr(&out).contains("draco.db") && stderr(&out).contains("untouched"),
+        stderr(&out).contains("draco.db") && stderr(&out).contains("Draco did not write to it"),
         "{}",
         describe(&out)
     );

@@ -57,7 +57,10 @@ pub(super) async fn check_is_draco(path: &Path) -> Result<(), String> {
                 Failure::NeedsRecovery => {
                     "it still needs crash recovery after SQLite ran it".into()
                 }
-                Failure::Refused(message) => message,
+                // Say so: the file is not exactly as it was found.
+                Failure::Refused(message) => format!(
+                    "{message}; SQLite first rolled back a transaction a crashed writer had left in it, as any SQLite client opening it would"
+                ),
             })
         }
     }
