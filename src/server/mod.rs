@@ -8,9 +8,10 @@ pub mod config;
 mod error;
 mod health;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -56,6 +57,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections served at once from one IP address; more from it are
+    /// closed at once, so that one client cannot take every slot.
+    pub max_connections_per_client: usize,
     /// Longest any one connection is kept, however busy: hyper has no write
     /// timeout, so a client that sends requests and never reads the answers
     /// would otherwise hold its connection (and a slot) for ever. Clients
@@ -66,12 +70,14 @@ pub struct Limits {
 impl Default for Limits {
     /// 10 s for headers (hyper's own default is 30 s; every caller of these
     /// routes, a probe, Prometheus, a webhook sender, sends its headers at
-    /// once), 30 s per request, 256 connections, 60 s per connection.
+    /// once), 30 s per request, 256 connections (32 from one address), 60 s
+    /// per connection.
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 256,
+            max_connections_per_client: 32,
             connection_lifetime: Duration::from_secs(60),
         }
     }
@@ -157,13 +163,57 @@ pub async fn spawn_with(
     })
 }
 
+/// Connections open per client address.
+type PerClient = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its address while it lives.
+struct ClientSlot {
+    counts: PerClient,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    /// Counts a connection from `ip`, or `None` when it already holds
+    /// `limits.max_connections_per_client`.
+    fn take(counts: &PerClient, ip: IpAddr, limits: Limits) -> Option<Self> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let open = map.entry(ip).or_insert(0);
+        if *open >= limits.max_connections_per_client.max(1) {
+            return None;
+        }
+        *open += 1;
+        Some(ClientSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(open) = map.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and lets requests
 /// in flight finish (the caller bounds that with its grace period).
 ///
 /// The accept loop is this one rather than `axum::serve` because that sets
 /// no timer, so hyper would wait for a client's headers for ever: here every
-/// connection is HTTP/1.1 with [`Limits::header_read_timeout`], and at most
-/// [`Limits::max_connections`] are served at once.
+/// connection is HTTP/1.1 with [`Limits::header_read_timeout`], at most
+/// [`Limits::max_connections`] are served at once, and at most
+/// [`Limits::max_connections_per_client`] of them from one address.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<dyn Readiness>,
@@ -175,6 +225,7 @@ pub async fn serve(
     }
     let service = TowerToHyperService::new(router(app, limits));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_client = Arc::new(Mutex::new(HashMap::new()));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -190,11 +241,21 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, slot) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => match ClientSlot::take(&per_client, peer.ip(), limits) {
+                    Some(slot) => (stream, slot),
+                    None => {
+                        // One address holding its share already: closed at
+                        // once, so that it cannot take every slot (the
+                        // orchestrator's probes come from another address).
+                        tracing::debug!(client = %peer.ip(), "connection refused: too many from one address");
+                        drop(stream);
+                        continue;
+                    }
+                },
                 Err(error) => {
                     // Out of file descriptors or a connection reset before
                     // it was accepted: the listener itself is fine; back off
@@ -215,6 +276,7 @@ pub async fn serve(
                 Ok(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
                 Err(_) => tracing::debug!("connection closed at the end of its lifetime"),
             }
+            drop(slot);
             drop(permit);
         });
     }

@@ -338,3 +338,28 @@ async fn a_client_that_never_reads_its_answers_is_cut_off_at_the_connection_life
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let limits = draco::server::Limits {
+        header_read_timeout: Duration::from_secs(600),
+        max_connections_per_client: 2,
+        ..draco::server::Limits::default()
+    };
+    let app = spawn_app_with(&[], limits).await;
+    let first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Let the server accept both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // Closed at once (without the cap it would wait for its headers for
+    // the 600 s header timeout, and this would fail).
+    let (_, closed) = read_until_closed(&mut third, Duration::from_secs(20)).await;
+    assert!(closed, "a third connection from one address was kept");
+    // A slot freed is a slot for the same address again.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = reqwest::get(app.url("/healthz")).await.expect("answers");
+    assert_eq!(fresh.status(), 200);
+    app.stop().await;
+}
