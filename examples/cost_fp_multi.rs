@@ -33,18 +33,16 @@ fn main() {
                 && d < from + chrono::Duration::days(21)
                 && let Some(s) = s
             {
-                {
-                    println!(
-                        "{} {:?} act {:.0} exp {:.0} z {:.1} scale {:.0} anom {}",
-                        d,
-                        d.weekday(),
-                        s.actual,
-                        s.expected,
-                        s.z,
-                        s.scale,
-                        s.anomalous
-                    );
-                }
+                println!(
+                    "{} {:?} act {:.0} exp {:.0} z {:.1} scale {:.0} anom {}",
+                    d,
+                    d.weekday(),
+                    s.actual,
+                    s.expected,
+                    s.z,
+                    s.scale,
+                    s.anomalous
+                );
             }
         }
         for a in model.finish() {
