@@ -154,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Nab(args)) => return tools::nab_command(args),
         Command::Bench(BenchCommand::Cost(args)) => return tools::cost_bench_command(args),
         Command::Bench(BenchCommand::Redact(args)) => return tools::redact_bench_command(args),
+        Command::Bench(BenchCommand::Idle(args)) => return tools::idle_bench_command(args),
         _ => {}
     }
     let ctx = Context::new(&cli)?;

@@ -109,6 +109,23 @@ pub enum BenchCommand {
     Cost(CostBenchArgs),
     /// Precision and recall of the redactor per kind, its throughput, and its time on adversarial input.
     Redact(RedactBenchArgs),
+    /// Resident memory of an idle `draco run` between scans of the demo data (Linux).
+    Idle(IdleBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IdleBenchArgs {
+    /// Scans to wait for; memory is sampled after each.
+    #[arg(long, default_value_t = 20)]
+    pub scans: usize,
+    /// Seconds between scheduled scans (1 to 59).
+    #[arg(long, default_value_t = 3)]
+    pub interval_secs: u64,
+    /// Milliseconds after a scan finishes before memory is read.
+    #[arg(long, default_value_t = 1500)]
+    pub settle_ms: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

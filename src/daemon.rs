@@ -144,20 +144,25 @@ pub async fn run(
     tokio::pin!(stop);
     tokio::pin!(again);
     let mut forced = false;
-    tokio::select! {
-        () = &mut work => {}
+    // One grace period for everything in flight, scans and HTTP requests
+    // alike, counted from the signal: the process exits within
+    // `shutdown_grace_secs` of it (plus the time to close the store).
+    let deadline = tokio::select! {
+        () = &mut work => tokio::time::Instant::now() + grace,
         () = &mut stop => {
             let _ = stopping.send(true);
+            let deadline = tokio::time::Instant::now() + grace;
             tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new work; waiting for work in flight");
             tokio::select! {
                 () = &mut work => {}
-                () = tokio::time::sleep(grace) => {
+                () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!("grace period over: cancelling the scan in flight (it is marked interrupted)");
                 }
                 () = &mut again => forced = true,
             }
+            deadline
         }
-    }
+    };
     let _ = stopping.send(true);
     if forced {
         server.abort();
@@ -174,7 +179,7 @@ pub async fn run(
             Ok(served) => served?,
             Err(join) => tracing::error!(error = %join, "HTTP server task ended abnormally"),
         },
-        () = tokio::time::sleep(grace) => {
+        () = tokio::time::sleep_until(deadline) => {
             tracing::warn!("HTTP requests still in flight after the grace period: closing them");
             server.abort();
         }

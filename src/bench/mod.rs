@@ -1,7 +1,8 @@
-//! Benchmarks that measure quality and speed: `draco bench nab`, `draco
-//! bench cost`, `draco bench redact`.
+//! Benchmarks that measure quality, speed and memory: `draco bench nab`,
+//! `draco bench cost`, `draco bench redact`, `draco bench idle`.
 
 pub mod cost;
+pub mod idle;
 pub mod nab;
 pub mod redact;
 pub mod redact_corpus;

@@ -65,13 +65,25 @@ pub struct Limits {
     /// would otherwise hold its connection (and a slot) for ever. Clients
     /// that keep connections alive (Prometheus) simply reconnect.
     pub connection_lifetime: Duration,
+    /// Connections kept for the health routes when `max_connections` are
+    /// all taken (a flood of idle connections from many addresses), so the
+    /// orchestrator's probes and Prometheus are still answered: on these,
+    /// only `/healthz`, `/readyz` and `/metrics` are served (anything else
+    /// gets `503` with `Retry-After`), and a client gets
+    /// `reserve_header_read_timeout` to send its headers.
+    pub probe_reserve: usize,
+    /// The header timeout on reserve connections: a probe sends its request
+    /// at once, a flood's idle connection is cut quickly so the reserve
+    /// turns over.
+    pub reserve_header_read_timeout: Duration,
 }
 
 impl Default for Limits {
     /// 10 s for headers (hyper's own default is 30 s; every caller of these
     /// routes, a probe, Prometheus, a webhook sender, sends its headers at
     /// once), 30 s per request, 256 connections (32 from one address), 60 s
-    /// per connection.
+    /// per connection; 8 more for the health routes, with 1 s for headers
+    /// (Kubernetes' default probe timeout is 1 s).
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
@@ -79,6 +91,8 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_client: 32,
             connection_lifetime: Duration::from_secs(60),
+            probe_reserve: 8,
+            reserve_header_read_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -87,20 +101,44 @@ impl Default for Limits {
 /// approval links will add the narrow store traits they need); each request
 /// bounded by `request_timeout`.
 pub fn router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
-    let timeout = limits.request_timeout;
+    with_request_timeout(health_routes(), limits).with_state(app)
+}
+
+/// What reserve connections serve: the health routes, and `503` with
+/// `Retry-After` for everything else.
+fn reserve_router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
+    with_request_timeout(health_routes().fallback(server_busy), limits).with_state(app)
+}
+
+fn health_routes() -> Router<Arc<dyn Readiness>> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| async move {
-                match tokio::time::timeout(timeout, next.run(request)).await {
-                    Ok(response) => response,
-                    Err(_) => request_timed_out(),
-                }
-            },
-        ))
-        .with_state(app)
+}
+
+async fn server_busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "1")],
+        "server busy\n",
+    )
+        .into_response()
+}
+
+fn with_request_timeout(
+    routes: Router<Arc<dyn Readiness>>,
+    limits: Limits,
+) -> Router<Arc<dyn Readiness>> {
+    let timeout = limits.request_timeout;
+    routes.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| async move {
+            match tokio::time::timeout(timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => request_timed_out(),
+            }
+        },
+    ))
 }
 
 fn request_timed_out() -> Response {
@@ -212,8 +250,10 @@ impl Drop for ClientSlot {
 /// The accept loop is this one rather than `axum::serve` because that sets
 /// no timer, so hyper would wait for a client's headers for ever: here every
 /// connection is HTTP/1.1 with [`Limits::header_read_timeout`], at most
-/// [`Limits::max_connections`] are served at once, and at most
-/// [`Limits::max_connections_per_client`] of them from one address.
+/// [`Limits::max_connections`] are served at once (plus
+/// [`Limits::probe_reserve`] for the health routes when those are taken),
+/// and at most [`Limits::max_connections_per_client`] of them from one
+/// address.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<dyn Readiness>,
@@ -223,21 +263,31 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP server listening");
     }
-    let service = TowerToHyperService::new(router(app, limits));
+    let service = TowerToHyperService::new(router(Arc::clone(&app), limits));
+    let reserve_service = TowerToHyperService::new(reserve_router(app, limits));
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let reserve = Arc::new(Semaphore::new(limits.probe_reserve));
     let per_client = Arc::new(Mutex::new(HashMap::new()));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    let mut reserve_builder = builder.clone();
+    reserve_builder.header_read_timeout(limits.reserve_header_read_timeout);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
+        // A general slot when there is one; a reserve slot only when all
+        // general ones are taken.
+        let (mut permit, mut reserved) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             permit = Arc::clone(&connections).acquire_owned() => match permit {
-                Ok(permit) => permit,
+                Ok(permit) => (permit, false),
+                Err(_) => break,
+            },
+            permit = Arc::clone(&reserve).acquire_owned(), if limits.probe_reserve > 0 => match permit {
+                Ok(permit) => (permit, true),
                 Err(_) => break,
             },
         };
@@ -266,8 +316,18 @@ pub async fn serve(
                 }
             },
         };
-        let connection =
-            graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()));
+        // A general slot may have freed while this one waited to accept.
+        if reserved && let Ok(general) = Arc::clone(&connections).try_acquire_owned() {
+            (permit, reserved) = (general, false);
+        }
+        let connection = if reserved {
+            tracing::debug!("all connections taken: serving one on the health reserve");
+            graceful.watch(
+                reserve_builder.serve_connection(TokioIo::new(stream), reserve_service.clone()),
+            )
+        } else {
+            graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()))
+        };
         let lifetime = limits.connection_lifetime;
         tokio::spawn(async move {
             match tokio::time::timeout(lifetime, connection).await {

@@ -34,6 +34,14 @@ pub enum FixtureSet {
 }
 
 impl FixtureSet {
+    /// Writes the built-in demo set under `dir` (created if missing) in the
+    /// directory layout above, for a `fixtures` source that needs files on
+    /// disk (`draco bench idle` runs the daemon on it).
+    pub fn write_demo(dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        DEMO.extract(dir)
+    }
+
     fn label(&self) -> String {
         match self {
             FixtureSet::EmbeddedDemo => "fixtures:demo (built in)".to_owned(),

@@ -1,7 +1,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Draco, demo_fixtures, describe};
+use crate::support::{Draco, demo_fixtures, describe, free_port};
 
 #[test]
 fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
@@ -83,12 +83,20 @@ fn silent_model() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 fn daemon_waiting_on_a_silent_model(draco: &Draco, grace_secs: u32) -> std::process::Child {
+    daemon_on_a_silent_model_listening(draco, grace_secs, "127.0.0.1:0")
+}
+
+fn daemon_on_a_silent_model_listening(
+    draco: &Draco,
+    grace_secs: u32,
+    listen: &str,
+) -> std::process::Child {
     let (port, seen) = silent_model();
     let child = draco
         .command()
         .env("DRACO_SOURCE_KIND", "fixtures")
         .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
-        .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
+        .env("DRACO_SERVER_LISTEN", listen)
         .env("DRACO_SERVER_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
         .env("DRACO_LLM_PROVIDER", "openai")
         .env("DRACO_LLM_BASE_URL", format!("http://127.0.0.1:{port}/v1"))
@@ -149,6 +157,35 @@ fn sigterm_during_a_model_call_that_never_answers_exits_within_the_grace_period(
         serde_json::from_str(&draco.ok(&["scans", "--json"])).expect("json");
     assert_eq!(scans[0]["status"], "interrupted", "{scans}");
     draco.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn one_grace_period_covers_a_stuck_scan_and_a_client_that_never_reads() {
+    use std::io::Write;
+    let draco = Draco::new();
+    let port = free_port();
+    let mut child = daemon_on_a_silent_model_listening(&draco, 2, &format!("127.0.0.1:{port}"));
+    // A client that pipelines requests and never reads the answers: once
+    // both socket buffers are full the server is stuck writing an answer,
+    // so its connection stays busy until the server gives up on it. (Its
+    // own writes block too, hence a thread; they fail when it is closed.)
+    let mut reader_less = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let flood = std::thread::spawn(move || {
+        let requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+        while reader_less.write_all(&requests).is_ok() {}
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, "TERM");
+    let took = wait_at_most(&mut child, Duration::from_secs(15));
+    let out = child.wait_with_output().expect("output");
+    // The scan's wait and the connections' wait share one grace period
+    // (each with its own would take about twice as long).
+    assert!(
+        took <= Duration::from_secs(3),
+        "took {took:?}: {}",
+        describe(&out)
+    );
+    flood.join().expect("the flood ends with the connection");
 }
 
 #[test]

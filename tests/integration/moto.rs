@@ -2,11 +2,13 @@
 //! virtualenv on first use and started on a free loopback port per test.
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use crate::support::free_port;
 
 /// The moto release the tests were written against.
 const MOTO: &str = "moto[server]==5.2.5";
@@ -45,13 +47,6 @@ fn moto_server_binary() -> PathBuf {
             binary
         })
         .clone()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 pub struct Moto {

@@ -8,7 +8,7 @@ use chrono::Utc;
 use draco::store::ScanStore;
 
 use crate::harness::{spawn_app, spawn_app_with};
-use crate::support::{Draco, demo_fixtures, describe};
+use crate::support::{Draco, demo_fixtures, describe, free_port};
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_runs() {
@@ -130,14 +130,6 @@ async fn metrics_show_scans_findings_and_the_build_in_prometheus_text_format() {
     );
     assert_eq!(sample(&text, &series), Some(1.0), "{series} in {text}");
     app.stop().await;
-}
-
-/// A free loopback port for a child process to bind.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -285,6 +277,8 @@ async fn connections_beyond_the_limit_wait_and_are_served_when_one_frees() {
     let limits = draco::server::Limits {
         header_read_timeout: Duration::from_secs(2),
         max_connections: 1,
+        // No reserve: the health route would be served on it at once.
+        probe_reserve: 0,
         ..draco::server::Limits::default()
     };
     let app = spawn_app_with(&[], limits).await;
@@ -362,4 +356,58 @@ async fn one_address_cannot_hold_more_than_its_share_of_connections() {
     let fresh = reqwest::get(app.url("/healthz")).await.expect("answers");
     assert_eq!(fresh.status(), 200);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn probes_are_answered_on_the_reserve_when_a_flood_holds_every_connection() {
+    use tokio::io::AsyncWriteExt;
+    let limits = draco::server::Limits {
+        // The flood's idle connections would hold their slots for 600 s.
+        header_read_timeout: Duration::from_secs(600),
+        max_connections: 2,
+        probe_reserve: 1,
+        reserve_header_read_timeout: Duration::from_millis(500),
+        ..draco::server::Limits::default()
+    };
+    let app = spawn_app_with(&[], limits).await;
+    let _flood: Vec<_> = idle_connections(app.addr, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Every general slot is taken: a probe is still answered (without the
+    // reserve it would wait the 600 s header timeout and this would fail).
+    let probe = tokio::time::timeout(Duration::from_secs(20), reqwest::get(app.url("/healthz")))
+        .await
+        .expect("a probe is answered while the flood holds every slot")
+        .expect("answers");
+    assert_eq!(probe.status(), 200);
+    drop(probe);
+
+    // The reserve serves only the health routes...
+    let mut other = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    other
+        .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut other, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer:?}"
+    );
+    drop(other);
+
+    // ...and an idle connection on it is cut after its short header timeout.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(20)).await;
+    assert!(closed, "an idle connection kept its reserve slot");
+    app.stop().await;
+}
+
+/// `n` raw connections that send nothing.
+async fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        streams.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    streams
 }

@@ -252,3 +252,12 @@ pub fn run_with_stdin(args: &[&str], input: &str) -> String {
     assert!(out.status.success(), "{}", describe(&out));
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// A free loopback port for a child process to bind (taken by the kernel,
+/// then released for the child).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

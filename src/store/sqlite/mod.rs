@@ -77,6 +77,15 @@ impl SqliteStore {
             path: display.clone(),
             message,
         };
+        // A symbolic link would send the inspection, SQLite's crash recovery
+        // and every write to a file Draco did not create, past the checks
+        // that keep it from touching another program's database.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(StoreError::Open {
+                path: display.clone(),
+                message: "it is a symbolic link, and Draco follows none to its database: keep draco.db a regular file and set data_dir to where it should live".into(),
+            });
+        }
         let existed = path.exists();
         if existed {
             let header = read_header(path).map_err(|e| StoreError::Open {
@@ -314,6 +323,28 @@ mod tests {
         for opener in openers {
             opener.await.expect("task").expect("every opener succeeds");
         }
+    }
+
+    #[tokio::test]
+    async fn a_database_path_that_is_a_symbolic_link_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Another program's SQLite file, reached through a link at Draco's path.
+        let theirs = dir.path().join("theirs.db");
+        let bytes = b"SQLite format 3\0 and whatever else".to_vec();
+        std::fs::write(&theirs, &bytes).expect("write");
+        let link = dir.path().join("draco.db");
+        std::os::unix::fs::symlink(&theirs, &link).expect("symlink");
+        let error = match SqliteStore::open(&link).await {
+            Ok(_) => panic!("a symbolic link was opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read(&theirs).expect("read"), bytes);
+        // A link to nowhere is not followed to create a file either.
+        let dangling = dir.path().join("dangling.db");
+        std::os::unix::fs::symlink(dir.path().join("absent.db"), &dangling).expect("symlink");
+        assert!(SqliteStore::open(&dangling).await.is_err());
+        assert!(!dir.path().join("absent.db").exists());
     }
 
     #[tokio::test]
