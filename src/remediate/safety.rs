@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
+use regex_automata::{Input, meta};
 
 use super::templates::Template;
 use super::{Format, Proposal};
@@ -62,9 +63,22 @@ pub enum SafetyError {
     },
 }
 
+/// Whether `regex` matches anywhere in `haystack`, searched with a cache
+/// made for this one search and dropped after it. The `regex` crate's own
+/// methods keep their caches in the regex (one per thread that searched),
+/// so these rules and the template shapes, which live for the daemon's
+/// lifetime, would hold what the last scan's searches built (about 3 MB of
+/// lazy DFA states over the shipped templates) through hours of idling.
+fn is_match_uncached(regex: &meta::Regex, haystack: &str) -> bool {
+    let mut cache = regex.create_cache();
+    regex
+        .search_half_with(&mut cache, &Input::new(haystack).earliest(true))
+        .is_some()
+}
+
 /// Shell constructs no remediation needs, with the words the error uses.
-fn forbidden() -> &'static [(Regex, &'static str)] {
-    static RULES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+fn forbidden() -> &'static [(meta::Regex, &'static str)] {
+    static RULES: OnceLock<Vec<(meta::Regex, &'static str)>> = OnceLock::new();
     RULES.get_or_init(|| {
         [
             // Any flag with an r, in any position: `rm -R`, `rm -v -rf`, `rm --force --recursive`.
@@ -109,7 +123,7 @@ fn forbidden() -> &'static [(Regex, &'static str)] {
         .into_iter()
         .map(|(pattern, what)| {
             (
-                Regex::new(pattern).expect("the built-in safety patterns are valid regexes"),
+                meta::Regex::new(pattern).expect("the built-in safety patterns are valid regexes"),
                 what,
             )
         })
@@ -126,7 +140,7 @@ pub fn check_text(part: &'static str, text: &str) -> Result<(), SafetyError> {
 
 fn check_denylist(part: &'static str, text: &str) -> Result<(), SafetyError> {
     for (rule, what) in forbidden() {
-        if rule.is_match(text) {
+        if is_match_uncached(rule, text) {
             return Err(SafetyError::Forbidden {
                 part,
                 what: (*what).to_owned(),
@@ -565,11 +579,12 @@ pub struct LineShape {
     /// matches exactly what the Unicode class would, and every group starts
     /// and ends at an ASCII byte, so captures stay whole characters. Built
     /// with regex-automata's meta engine (the `regex` crate's, with its
-    /// options exposed) without the one-pass and full DFAs: a shape is
-    /// matched once per line of a proposal, and those automata, with
-    /// Unicode classes, made the shipped templates' shapes weigh about 5 MB
-    /// for the daemon's lifetime.
-    regex: regex_automata::meta::Regex,
+    /// options exposed) without the one-pass and full DFAs, and searched
+    /// with a cache of its own (see `is_match_uncached`): a shape is matched
+    /// once per line of a proposal, and those automata, with Unicode
+    /// classes, made the shipped templates' shapes weigh about 5 MB for the
+    /// daemon's lifetime.
+    regex: meta::Regex,
     placeholders: Vec<(String, Spelling)>,
 }
 
@@ -643,12 +658,8 @@ impl LineShape {
         }
         pattern.push_str(&literal_pattern(&source[last..]));
         pattern.push('$');
-        let regex = regex_automata::meta::Builder::new()
-            .configure(
-                regex_automata::meta::Config::new()
-                    .onepass(false)
-                    .dfa(false),
-            )
+        let regex = meta::Builder::new()
+            .configure(meta::Config::new().onepass(false).dfa(false))
             .syntax(
                 regex_automata::util::syntax::Config::new()
                     .unicode(false)
@@ -669,8 +680,11 @@ impl LineShape {
     }
 
     fn matches(&self, line: &str, types: &BTreeMap<String, ValueType>, format: Format) -> bool {
+        // A cache for this search only (see `is_match_uncached`).
+        let mut cache = self.regex.create_cache();
         let mut caps = self.regex.create_captures();
-        self.regex.captures(line.as_bytes(), &mut caps);
+        self.regex
+            .search_captures_with(&mut cache, &Input::new(line), &mut caps);
         if !caps.is_match() {
             return false;
         }

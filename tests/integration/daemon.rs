@@ -208,3 +208,39 @@ fn a_second_signal_exits_at_once() {
         describe(&out)
     );
 }
+
+#[test]
+fn bench_idle_runs_the_daemon_on_the_demo_data_and_reads_its_memory() {
+    if !cfg!(target_os = "linux") {
+        println!("skipped: `draco bench idle` reads /proc and needs Linux");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_draco"))
+        .args([
+            "bench",
+            "idle",
+            "--scans",
+            "2",
+            "--interval-secs",
+            "1",
+            "--settle-ms",
+            "300",
+            "--json",
+        ])
+        // An operator's settings must not reach the scratch daemon.
+        .env("DRACO_SOURCE_KIND", "aws")
+        .env("DRACO_LLM_PROVIDER", "openai")
+        .output()
+        .expect("draco runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let samples = report["samples"].as_array().expect("samples");
+    assert_eq!(samples.len(), 2, "{report}");
+    for sample in samples {
+        let rss = sample["rss_kib"].as_u64().expect("rss");
+        let peak = sample["peak_kib"].as_u64().expect("peak");
+        assert!(rss > 1000 && rss <= peak, "{report}");
+    }
+    assert_eq!(report["clean_exit"], true, "{report}");
+    assert_eq!(report["target_mb"], 30.0, "{report}");
+}
