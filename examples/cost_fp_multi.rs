@@ -113,7 +113,11 @@ fn main() {
         let vals: Vec<String> = data
             .points
             .iter()
-            .filter(|p| p.service == svc && p.day <= start && (start - p.day).num_days() < 15)
+            .filter(|p| {
+                p.service == svc
+                    && (start - p.day).num_days() < 15
+                    && (p.day - start).num_days() <= 7
+            })
             .map(|p| format!("{:.0}", p.amount_usd))
             .collect();
         println!(

@@ -5,6 +5,7 @@
 //! [`Approved`] decision, moved aside when rejected.
 
 pub mod document;
+pub mod github;
 pub mod local;
 
 use async_trait::async_trait;
