@@ -69,21 +69,35 @@ pub struct Limits {
     /// all taken (a flood of idle connections from many addresses), so the
     /// orchestrator's probes and Prometheus are still answered: on these,
     /// only `/healthz`, `/readyz` and `/metrics` are served (anything else
-    /// gets `503` with `Retry-After`), and a client gets
-    /// `reserve_header_read_timeout` to send its headers.
+    /// gets `503` with `Retry-After`), one request per connection, with
+    /// `reserve_header_read_timeout` to send it and
+    /// `reserve_connection_lifetime` in all, so that the reserve turns over
+    /// whatever clients do.
     pub probe_reserve: usize,
     /// The header timeout on reserve connections: a probe sends its request
-    /// at once, a flood's idle connection is cut quickly so the reserve
-    /// turns over.
+    /// at once, a flood's idle connection is cut quickly.
     pub reserve_header_read_timeout: Duration,
+    /// Longest a reserve connection is kept (a client that never reads its
+    /// one answer).
+    pub reserve_connection_lifetime: Duration,
+    /// Reserve connections from one IP address at once; more from it are
+    /// closed at once, so one address cannot hold the reserve.
+    pub reserve_connections_per_client: usize,
 }
+
+/// Pending connections the kernel keeps for the accept loop (Linux caps it
+/// at `net.core.somaxconn`, 4096 by default since 5.4). The usual 128 is
+/// full after a flood of a few hundred connections, and then a probe's
+/// connection is dropped and retried rather than queued.
+const LISTEN_BACKLOG: u32 = 4096;
 
 impl Default for Limits {
     /// 10 s for headers (hyper's own default is 30 s; every caller of these
     /// routes, a probe, Prometheus, a webhook sender, sends its headers at
     /// once), 30 s per request, 256 connections (32 from one address), 60 s
-    /// per connection; 8 more for the health routes, with 1 s for headers
-    /// (Kubernetes' default probe timeout is 1 s).
+    /// per connection; 64 more for the health routes (4 from one address),
+    /// one request each, with 1 s to send it (Kubernetes' default probe
+    /// timeout is 1 s) and 5 s in all.
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
@@ -91,8 +105,10 @@ impl Default for Limits {
             max_connections: 256,
             max_connections_per_client: 32,
             connection_lifetime: Duration::from_secs(60),
-            probe_reserve: 8,
+            probe_reserve: 64,
             reserve_header_read_timeout: Duration::from_secs(1),
+            reserve_connection_lifetime: Duration::from_secs(5),
+            reserve_connections_per_client: 4,
         }
     }
 }
@@ -149,8 +165,19 @@ fn request_timed_out() -> Response {
 /// Binds the listener (`127.0.0.1:0` picks a free port; read it back with
 /// `local_addr`).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|socket| {
+            // As `TcpListener::bind` does: a restarted daemon can listen
+            // while connections of the old one linger in TIME_WAIT.
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        })
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
@@ -211,14 +238,13 @@ struct ClientSlot {
 }
 
 impl ClientSlot {
-    /// Counts a connection from `ip`, or `None` when it already holds
-    /// `limits.max_connections_per_client`.
-    fn take(counts: &PerClient, ip: IpAddr, limits: Limits) -> Option<Self> {
+    /// Counts a connection from `ip`, or `None` when it already holds `cap`.
+    fn take(counts: &PerClient, ip: IpAddr, cap: usize) -> Option<Self> {
         let mut map = counts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let open = map.entry(ip).or_insert(0);
-        if *open >= limits.max_connections_per_client.max(1) {
+        if *open >= cap.max(1) {
             return None;
         }
         *open += 1;
@@ -268,13 +294,16 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let reserve = Arc::new(Semaphore::new(limits.probe_reserve));
     let per_client = Arc::new(Mutex::new(HashMap::new()));
+    let reserve_per_client = Arc::new(Mutex::new(HashMap::new()));
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let mut reserve_builder = builder.clone();
-    reserve_builder.header_read_timeout(limits.reserve_header_read_timeout);
+    reserve_builder
+        .header_read_timeout(limits.reserve_header_read_timeout)
+        .keep_alive(false);
     tokio::pin!(shutdown);
     loop {
         // A general slot when there is one; a reserve slot only when all
@@ -295,7 +324,7 @@ pub async fn serve(
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match ClientSlot::take(&per_client, peer.ip(), limits) {
+                Ok((stream, peer)) => match ClientSlot::take(&per_client, peer.ip(), limits.max_connections_per_client) {
                     Some(slot) => (stream, slot),
                     None => {
                         // One address holding its share already: closed at
@@ -320,6 +349,22 @@ pub async fn serve(
         if reserved && let Ok(general) = Arc::clone(&connections).try_acquire_owned() {
             (permit, reserved) = (general, false);
         }
+        let reserve_slot = if reserved {
+            let ip = slot.ip;
+            match ClientSlot::take(
+                &reserve_per_client,
+                ip,
+                limits.reserve_connections_per_client,
+            ) {
+                Some(reserve_slot) => Some(reserve_slot),
+                None => {
+                    tracing::debug!(client = %ip, "reserve connection refused: too many from one address");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let connection = if reserved {
             tracing::debug!("all connections taken: serving one on the health reserve");
             graceful.watch(
@@ -328,7 +373,11 @@ pub async fn serve(
         } else {
             graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()))
         };
-        let lifetime = limits.connection_lifetime;
+        let lifetime = if reserved {
+            limits.reserve_connection_lifetime
+        } else {
+            limits.connection_lifetime
+        };
         tokio::spawn(async move {
             match tokio::time::timeout(lifetime, connection).await {
                 Ok(Ok(())) => {}
@@ -336,6 +385,7 @@ pub async fn serve(
                 Ok(Err(error)) => tracing::debug!(%error, "connection ended with an error"),
                 Err(_) => tracing::debug!("connection closed at the end of its lifetime"),
             }
+            drop(reserve_slot);
             drop(slot);
             drop(permit);
         });

@@ -365,8 +365,9 @@ async fn probes_are_answered_on_the_reserve_when_a_flood_holds_every_connection(
         // The flood's idle connections would hold their slots for 600 s.
         header_read_timeout: Duration::from_secs(600),
         max_connections: 2,
-        probe_reserve: 1,
-        reserve_header_read_timeout: Duration::from_millis(500),
+        probe_reserve: 2,
+        reserve_connections_per_client: 1,
+        reserve_header_read_timeout: Duration::from_secs(3),
         ..draco::server::Limits::default()
     };
     let app = spawn_app_with(&[], limits).await;
@@ -374,21 +375,25 @@ async fn probes_are_answered_on_the_reserve_when_a_flood_holds_every_connection(
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Every general slot is taken: a probe is still answered (without the
-    // reserve it would wait the 600 s header timeout and this would fail).
-    let probe = tokio::time::timeout(Duration::from_secs(20), reqwest::get(app.url("/healthz")))
+    // reserve it would wait the 600 s header timeout and this would fail),
+    // once: a reserve connection serves one request, so a client that
+    // keeps it busy with more cannot hold it.
+    let mut probe = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    probe
+        .write_all(&b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2))
         .await
-        .expect("a probe is answered while the flood holds every slot")
-        .expect("answers");
-    assert_eq!(probe.status(), 200);
-    drop(probe);
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut probe, Duration::from_secs(20)).await;
+    assert!(closed, "the reserve connection stayed open: {answer:?}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 1, "{answer:?}");
 
-    // The reserve serves only the health routes...
+    // The reserve serves only the health routes.
     let mut other = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     other
         .write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         .await
         .unwrap();
-    let (answer, _) = read_until_closed(&mut other, Duration::from_secs(3)).await;
+    let (answer, _) = read_until_closed(&mut other, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     assert!(
         answer.to_ascii_lowercase().contains("retry-after: 1"),
@@ -396,8 +401,18 @@ async fn probes_are_answered_on_the_reserve_when_a_flood_holds_every_connection(
     );
     drop(other);
 
-    // ...and an idle connection on it is cut after its short header timeout.
+    // One address holds at most its share of the reserve: with one idle
+    // reserve connection open, its next one is closed at once (else it
+    // would wait the 3 s header timeout)...
     let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (_, closed) = read_until_closed(&mut second, Duration::from_millis(1500)).await;
+    assert!(
+        closed,
+        "a second reserve connection from one address was kept"
+    );
+    // ...and the idle one is cut after the reserve's header timeout.
     let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(20)).await;
     assert!(closed, "an idle connection kept its reserve slot");
     app.stop().await;
