@@ -370,6 +370,9 @@ async fn show_command(ctx: &Context, id: FindingId, output: &OutputArgs) -> Resu
     Ok(())
 }
 
+/// Longest `draco run` waits for the database connections to close at exit.
+const STORE_CLOSE: std::time::Duration = std::time::Duration::from_millis(300);
+
 async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
     let signals = daemon::Signals::install()?;
     let listen = app.loaded.config.server.listen;
@@ -378,7 +381,11 @@ async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
         .context("set server.listen (or DRACO_SERVER_LISTEN) to a free address")?;
     let (first, again) = signals.split();
     daemon::run(Arc::clone(&app), listener, scan_on_start, first, again).await?;
-    app.store.close().await;
+    // A connection of the cancelled scan may still wait on another
+    // process's lock (up to the busy timeout): closing does not wait for it.
+    if tokio::time::timeout(STORE_CLOSE, app.store.close()).await.is_err() {
+        tracing::warn!("database connections still busy at exit; SQLite's journal keeps every commit");
+    }
     Ok(())
 }
 

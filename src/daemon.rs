@@ -85,6 +85,12 @@ impl Signals {
     }
 }
 
+/// What marking a cancelled scan interrupted may take past the grace
+/// period (the target: exit within `shutdown_grace_secs` + 1 s).
+const REPAIR_AFTER_GRACE: Duration = Duration::from_millis(500);
+/// ...and after a second signal, which must end the process at once.
+const FORCED_REPAIR: Duration = Duration::from_millis(200);
+
 /// Runs scans on `app`'s schedule and serves HTTP on `listener` until
 /// `stop` resolves (the first signal), then shuts down as the module says.
 /// `again` resolving during the grace period (a second signal) returns
@@ -120,10 +126,13 @@ pub async fn run(
 
     let (ticks, due) = mpsc::channel::<()>(1);
     let mut scheduler = JobScheduler::new().await?;
+    let tick_stopped = stopped.clone();
     let job = Job::new_async(app.loaded.config.schedule.as_str(), move |_, _| {
         let ticks = ticks.clone();
+        let shutting_down = *tick_stopped.borrow();
         Box::pin(async move {
-            if ticks.try_send(()).is_err() {
+            // After a signal no scan starts: a tick then is not "skipped".
+            if !shutting_down && ticks.try_send(()).is_err() {
                 tracing::warn!("scheduled scan skipped: the previous one is still running");
             }
         })
@@ -164,15 +173,29 @@ pub async fn run(
         }
     };
     let _ = stopping.send(true);
+    // Cancels the scan if it is still running; its lock goes with it, so
+    // the repair below marks it interrupted.
+    drop(work);
     if forced {
         server.abort();
+        // Best effort, briefly: the next start repairs what this leaves.
+        let _ = tokio::time::timeout(FORCED_REPAIR, app.repair_abandoned_scans()).await;
         return Err(DaemonError::Forced);
     }
-    // Cancels the scan if it is still running; its lock goes with it, so
-    // this repair marks it interrupted.
-    drop(work);
-    if let Err(error) = app.repair_abandoned_scans().await {
-        tracing::error!(%error, "cannot mark the cancelled scan interrupted");
+    // Bounded too: another process may hold the database's write lock, and
+    // SIGTERM must still end the process about when the grace period does.
+    let repair_until = deadline.max(tokio::time::Instant::now()) + REPAIR_AFTER_GRACE;
+    tokio::select! {
+        repaired = app.repair_abandoned_scans() => if let Err(error) = repaired {
+            tracing::error!(%error, "cannot mark the cancelled scan interrupted");
+        },
+        () = tokio::time::sleep_until(repair_until) => {
+            tracing::warn!("the database did not answer in time to mark the cancelled scan interrupted; the next start does");
+        }
+        () = &mut again => {
+            server.abort();
+            return Err(DaemonError::Forced);
+        }
     }
     tokio::select! {
         result = &mut server => match result {

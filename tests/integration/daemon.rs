@@ -244,3 +244,32 @@ fn bench_idle_runs_the_daemon_on_the_demo_data_and_reads_its_memory() {
     assert_eq!(report["clean_exit"], true, "{report}");
     assert_eq!(report["target_mb"], 30.0, "{report}");
 }
+
+#[test]
+fn sigterm_ends_the_daemon_in_time_while_another_process_holds_the_database_lock() {
+    let draco = Draco::new();
+    let mut child = daemon_waiting_on_a_silent_model(&draco, 2);
+    // Another process takes SQLite's write lock and keeps it: marking the
+    // cancelled scan interrupted would wait the 10 s busy timeout.
+    let db = draco.data_dir().join("draco.db");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _locked = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("lock");
+        conn
+    });
+    signal(&child, "TERM");
+    let took = wait_at_most(&mut child, Duration::from_secs(20));
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        took <= Duration::from_secs(3),
+        "took {took:?}: {}",
+        describe(&out)
+    );
+}
