@@ -26,9 +26,16 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_env("DRACO_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
+        // A log reader that went away (a closed pipe) must not stop the
+        // daemon: tracing-subscriber would report the failed write with
+        // `eprintln!`, which panics on that same closed stderr.
+        .log_internal_errors(false)
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

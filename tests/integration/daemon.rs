@@ -273,3 +273,36 @@ fn sigterm_ends_the_daemon_in_time_while_another_process_holds_the_database_lock
         describe(&out)
     );
 }
+
+#[test]
+fn the_daemon_outlives_a_log_reader_that_goes_away() {
+    use std::io::Read;
+    let draco = Draco::new();
+    let mut child = draco
+        .command()
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
+        .env("DRACO_SCHEDULE", "*/1 * * * * *")
+        .env("DRACO_LOG", "info")
+        .args(["run", "--scan-on-start"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daemon starts");
+    // Read the first log bytes, then close the pipe: every later log line
+    // (a scan a second) is written to a closed pipe.
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut first = [0u8; 64];
+    let _ = stderr.read(&mut first).expect("a log line");
+    drop(stderr);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the daemon stopped when its log reader went away: {:?}",
+        child.try_wait()
+    );
+    signal(&child, "TERM");
+    wait_at_most(&mut child, Duration::from_secs(15));
+    assert_eq!(child.wait().expect("status").code(), Some(0));
+}
