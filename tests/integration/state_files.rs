@@ -245,3 +245,43 @@ fn a_foreign_database_with_a_hot_journal_is_rolled_back_refused_and_left_in_its_
         "the journal was rolled back"
     );
 }
+
+/// A rollback journal that is not the database's own (copied in beside a
+/// Draco database in WAL mode, which writes through none once it holds
+/// data): playing it back would overwrite Draco's pages with another file's.
+/// Refused with nothing changed; with the journal moved aside, all is there.
+#[test]
+fn a_stray_rollback_journal_beside_a_draco_database_is_refused_untouched() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let db = draco.data_dir().join("draco.db");
+    // Another database's hot journal.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = other_dir.path().join("other.db");
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             conn = sqlite3.connect(sys.argv[1])\n\
+             conn.execute('CREATE TABLE t (x)')\n\
+             conn.commit()\n",
+        )
+        .arg(&other)
+        .status()
+        .expect("python3 runs");
+    assert!(made.success());
+    killed_mid_transaction(&other, "");
+    std::fs::copy(beside(&other, "-journal"), beside(&db, "-journal")).unwrap();
+    let before = std::fs::read(&db).unwrap();
+
+    let out = draco.run(&["findings"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not its own"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the database is untouched");
+    assert!(beside(&db, "-journal").exists(), "the journal is left for the operator");
+
+    std::fs::remove_file(beside(&db, "-journal")).unwrap();
+    assert_eq!(draco.findings().len(), 8);
+    draco.ok(&["audit", "verify"]);
+}

@@ -19,10 +19,15 @@ use super::MIGRATOR;
 /// `SQLITE_READONLY_CANTINIT` (1288, a shared-memory file to initialise).
 const NEEDS_RECOVERY: [&str; 3] = ["264", "776", "1288"];
 
+/// `SQLITE_READONLY_ROLLBACK`: a hot rollback journal to play back.
+const HOT_JOURNAL: &str = "776";
+
 /// Why the read-only inspection stopped.
 enum Failure {
-    /// A process died mid-transaction and SQLite must recover the file first.
-    NeedsRecovery,
+    /// A process died mid-transaction and SQLite must recover the file
+    /// first; `journal` when that means playing a rollback journal back
+    /// into it (rather than rebuilding a WAL index).
+    NeedsRecovery { journal: bool },
     /// Not a Draco database, or not readable: the message says why.
     Refused(String),
 }
@@ -30,8 +35,10 @@ enum Failure {
 impl From<sqlx::Error> for Failure {
     fn from(e: sqlx::Error) -> Self {
         let code = e.as_database_error().and_then(|d| d.code());
-        if code.is_some_and(|c| NEEDS_RECOVERY.contains(&c.as_ref())) {
-            Self::NeedsRecovery
+        if let Some(code) = code.filter(|c| NEEDS_RECOVERY.contains(&c.as_ref())) {
+            Self::NeedsRecovery {
+                journal: code.as_ref() == HOT_JOURNAL,
+            }
         } else {
             Self::Refused(e.to_string())
         }
@@ -49,12 +56,18 @@ pub(super) async fn check_is_draco(path: &Path) -> Result<(), String> {
     match inspect(path).await {
         Ok(()) => Ok(()),
         Err(Failure::Refused(message)) => Err(message),
-        Err(Failure::NeedsRecovery) => {
+        Err(Failure::NeedsRecovery { journal }) => {
+            if journal && !journal_can_be_its_own(path) {
+                return Err(format!(
+                    "a rollback journal beside it ({}-journal) holds an unfinished transaction, but the database is in WAL mode with data, which writes through no rollback journal: the journal is not its own, and playing it back would corrupt it. Nothing was changed; move the journal aside",
+                    path.display()
+                ));
+            }
             recover(path)
                 .await
                 .map_err(|e| format!("its crash recovery failed: {e}"))?;
             inspect(path).await.map_err(|failure| match failure {
-                Failure::NeedsRecovery => {
+                Failure::NeedsRecovery { .. } => {
                     "it still needs crash recovery after SQLite ran it".into()
                 }
                 // Say so: the file is not exactly as it was found.
@@ -64,6 +77,31 @@ pub(super) async fn check_is_draco(path: &Path) -> Result<(), String> {
             })
         }
     }
+}
+
+/// Whether a hot rollback journal may belong to the database at `path`. A
+/// database in WAL mode (header bytes 18 and 19 are 2,
+/// <https://www.sqlite.org/fileformat.html#file_format_version_numbers>)
+/// writes through a rollback journal only when it is switched to WAL, while
+/// it is one page long (Draco's first open); beside a longer one, the
+/// journal came from elsewhere (a copy, another database's leftovers).
+fn journal_can_be_its_own(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut header = [0u8; 20];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return false;
+    };
+    if read.is_err() {
+        return true;
+    }
+    let wal = header[18] == 2 && header[19] == 2;
+    // Bytes 16–17: the page size, big-endian, 1 meaning 65536.
+    let page = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    !wal || metadata.len() <= page
 }
 
 async fn inspect(path: &Path) -> Result<(), Failure> {
