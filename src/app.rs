@@ -83,7 +83,7 @@ struct Context {
 
 impl Context {
     fn new(cli: &Cli) -> Result<Self> {
-        let env: HashMap<String, String> = std::env::vars().collect();
+        let env = config::process_environment()?;
         let loaded = config::load(cli.config.as_deref(), &env)?;
         let data_dir = cli
             .data_dir
@@ -383,8 +383,13 @@ async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
     daemon::run(Arc::clone(&app), listener, scan_on_start, first, again).await?;
     // A connection of the cancelled scan may still wait on another
     // process's lock (up to the busy timeout): closing does not wait for it.
-    if tokio::time::timeout(STORE_CLOSE, app.store.close()).await.is_err() {
-        tracing::warn!("database connections still busy at exit; SQLite's journal keeps every commit");
+    if tokio::time::timeout(STORE_CLOSE, app.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "database connections still busy at exit; SQLite's journal keeps every commit"
+        );
     }
     Ok(())
 }

@@ -278,6 +278,34 @@ impl Secrets {
 
 /// Environment variables read by the command line itself, not mapped to keys.
 pub const CLI_VARIABLES: [&str; 3] = ["DRACO_CONFIG", "DRACO_DATA_DIR", "DRACO_LOG"];
+/// Environment variables the test suite reads to find external corpora
+/// (see the README); the command line ignores them, so that a developer who
+/// exported one can still run `draco`.
+pub const TEST_VARIABLES: [&str; 2] = ["DRACO_NAB_DIR", "DRACO_REALWORLD_DIR"];
+
+/// The process environment as text. A variable whose name or value is not
+/// UTF-8 is left out, unless it is one of Draco's (`DRACO_*`): that is an
+/// error naming it, not a setting silently dropped (nor a panic, as
+/// `std::env::vars` gives).
+pub fn process_environment() -> Result<HashMap<String, String>, ConfigError> {
+    let mut env = HashMap::new();
+    for (name, value) in std::env::vars_os() {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => {
+                env.insert(name, value);
+            }
+            (Ok(name), Err(_)) if name.starts_with("DRACO_") => {
+                return Err(ConfigError::Env {
+                    name,
+                    message: "the value is not UTF-8 text".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(env)
+}
+
 /// Environment variables that hold secrets.
 pub const SECRET_VARIABLES: [&str; 1] = ["DRACO_LLM_API_KEY"];
 /// Keys that may hold secrets; refused in the file.
@@ -375,7 +403,10 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
     let mut names: Vec<&String> = env.keys().filter(|k| k.starts_with("DRACO_")).collect();
     names.sort();
     for name in names {
-        if CLI_VARIABLES.contains(&name.as_str()) || SECRET_VARIABLES.contains(&name.as_str()) {
+        if CLI_VARIABLES.contains(&name.as_str())
+            || SECRET_VARIABLES.contains(&name.as_str())
+            || TEST_VARIABLES.contains(&name.as_str())
+        {
             continue;
         }
         let Some((path, kind)) = keys.get(name.as_str()) else {

@@ -2,7 +2,6 @@
 //! read files or standard input and print; no data directory is touched
 //! (`bench idle` runs the daemon on a scratch one it removes).
 
-use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -266,7 +265,7 @@ fn two_fold_command(args: &NabArgs, timestamps: bool) -> Result<()> {
 /// bounded memory (`Redactor::redact_stream`); nothing is restored, so the
 /// vault keeps no values, only their numbering.
 pub fn redact_command(config_path: Option<&Path>, args: &RedactArgs) -> Result<()> {
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let env = config::process_environment()?;
     let loaded = config::load(config_path, &env)?;
     let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
     let what = if args.spans {

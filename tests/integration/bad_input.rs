@@ -510,3 +510,44 @@ fn credits_and_refunds_are_stored_negative_and_raise_no_finding_by_themselves() 
         .expect("python3 runs");
     assert_eq!(String::from_utf8_lossy(&sum.stdout).trim(), "(-900.0, 121)");
 }
+
+#[test]
+fn environment_variables_that_are_not_utf8_give_an_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let draco = Draco::new();
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    // Someone else's variable: ignored.
+    let out = draco
+        .command()
+        .env("SOMEONE_ELSES", not_utf8)
+        .args(["config", "check"])
+        .output()
+        .expect("draco runs");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // One of Draco's: a usage error naming it.
+    let out = draco
+        .command()
+        .env("DRACO_SCHEDULE", not_utf8)
+        .args(["config", "check"])
+        .output()
+        .expect("draco runs");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("DRACO_SCHEDULE") && err.contains("UTF-8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_test_suites_corpus_variables_do_not_stop_the_command_line() {
+    let draco = Draco::new();
+    let out = draco
+        .command()
+        .env("DRACO_NAB_DIR", "/somewhere/nab")
+        .env("DRACO_REALWORLD_DIR", "/somewhere/realworld")
+        .args(["config", "check"])
+        .output()
+        .expect("draco runs");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}

@@ -278,8 +278,15 @@ fn a_stray_rollback_journal_beside_a_draco_database_is_refused_untouched() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not its own"), "{err}");
-    assert_eq!(std::fs::read(&db).unwrap(), before, "the database is untouched");
-    assert!(beside(&db, "-journal").exists(), "the journal is left for the operator");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database is untouched"
+    );
+    assert!(
+        beside(&db, "-journal").exists(),
+        "the journal is left for the operator"
+    );
 
     std::fs::remove_file(beside(&db, "-journal")).unwrap();
     assert_eq!(draco.findings().len(), 8);
