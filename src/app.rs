@@ -255,7 +255,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             outln!("# advisor: {advisor}");
             if let Some(next) = next {
-                outln!("# next scheduled scan: {}", next.to_rfc3339());
+                outln!(
+                    "# next scheduled scan: {}",
+                    next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
             }
             outln!("# configuration is valid");
             Ok(())

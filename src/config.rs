@@ -332,7 +332,8 @@ const OPTIONAL_KEYS: [(&str, Kind); 8] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // The cause is the error's source, printed after it in the chain.
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -450,9 +451,15 @@ fn refuse_secrets(table: &toml::Table, prefix: &str, origin: &str) -> Result<(),
         };
         if SECRET_LOOKING_KEYS.contains(&key.as_str()) {
             let env_name = format!("DRACO_{}", path.replace('.', "_").to_uppercase());
+            // Only a variable Draco reads is worth naming.
+            let hint = if SECRET_VARIABLES.contains(&env_name.as_str()) {
+                format!("{env_name} or `{path}_file` (a file holding it)")
+            } else {
+                "the secret where Draco reads it: DRACO_LLM_API_KEY or `llm.api_key_file` for a model key".to_owned()
+            };
             return Err(ConfigError::SecretInFile {
                 path: origin.to_owned(),
-                hint: format!("{env_name} or `{path}_file` (a file holding it)"),
+                hint,
                 key: path,
             });
         }

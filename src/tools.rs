@@ -419,10 +419,17 @@ pub fn idle_bench_command(args: &IdleBenchArgs) -> Result<()> {
             "NOT met"
         }
     );
-    println!(
-        "Growth after the first scan: {:+.1} KiB per scan; peak while scanning {:.1} MB",
-        report.slope_kib_per_scan, report.peak_mb
-    );
+    if report.scans >= 4 {
+        println!(
+            "Growth after the first scan: {:+.1} KiB per scan; peak while scanning {:.1} MB",
+            report.slope_kib_per_scan, report.peak_mb
+        );
+    } else {
+        println!(
+            "Growth: too few scans to tell (--scans 20 or more); peak while scanning {:.1} MB",
+            report.peak_mb
+        );
+    }
     println!(
         "SIGTERM to exit: {:.2} s ({})",
         report.shutdown_secs,
