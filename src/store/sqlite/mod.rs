@@ -80,11 +80,23 @@ impl SqliteStore {
         // A symbolic link would send the inspection, SQLite's crash recovery
         // and every write to a file Draco did not create, past the checks
         // that keep it from touching another program's database.
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(StoreError::Open {
-                path: display.clone(),
-                message: "it is a symbolic link, and Draco follows none to its database: keep draco.db a regular file and set data_dir to where it should live".into(),
-            });
+        if let Ok(metadata) = std::fs::symlink_metadata(path) {
+            let message = if metadata.file_type().is_symlink() {
+                Some(
+                    "it is a symbolic link, and Draco follows none to its database: keep draco.db a regular file and set data_dir to where it should live",
+                )
+            } else if !metadata.is_file() {
+                // A FIFO would block the header read for ever.
+                Some("it is not a regular file (a directory, a pipe or a device)")
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                return Err(StoreError::Open {
+                    path: display.clone(),
+                    message: message.into(),
+                });
+            }
         }
         let existed = path.exists();
         if existed {
@@ -215,7 +227,9 @@ impl Readiness for SqliteStore {
 }
 
 /// Opens `path` for writing, creating it 0600 (owner only) if absent; an
-/// existing file keeps its content and mode.
+/// existing file keeps its content and mode. A symbolic link is not
+/// followed (`O_NOFOLLOW`: the open fails), so the lock files cannot be
+/// turned into a way to create files elsewhere.
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -223,6 +237,7 @@ fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -345,6 +360,31 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("absent.db"), &dangling).expect("symlink");
         assert!(SqliteStore::open(&dangling).await.is_err());
         assert!(!dir.path().join("absent.db").exists());
+        // Nor is a lock file that is a link.
+        let fresh = dir.path().join("fresh.db");
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("fresh.db.lock")).expect("symlink");
+        assert!(SqliteStore::open(&fresh).await.is_err());
+        assert!(!elsewhere.exists(), "a file was created through the link");
+    }
+
+    #[tokio::test]
+    async fn a_database_path_that_is_a_pipe_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("draco.db");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // Without the check the header read blocks for ever (no writer).
+        let opened =
+            tokio::time::timeout(std::time::Duration::from_secs(10), SqliteStore::open(&fifo))
+                .await
+                .expect("answered at once");
+        let error = match opened {
+            Ok(_) => panic!("a pipe was opened as a database"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("not a regular file"), "{error}");
     }
 
     #[tokio::test]
