@@ -116,18 +116,31 @@ async fn inspect(path: &Path) -> Result<(), Failure> {
 }
 
 async fn verdict(conn: &mut SqliteConnection) -> Result<(), Failure> {
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&mut *conn)
-            .await?;
-    if tables.is_empty() {
+    // Every schema object, not only tables: a file holding only a view or
+    // a trigger is somebody's too.
+    let objects: Vec<(String, String)> = sqlx::query_as(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if objects.is_empty() {
         return Ok(());
     }
-    if !tables.iter().any(|t| t == "_sqlx_migrations") {
-        return Err(Failure::Refused(format!(
-            "it holds other tables ({})",
-            tables.join(", ")
-        )));
+    if !objects
+        .iter()
+        .any(|(kind, name)| kind == "table" && name == "_sqlx_migrations")
+    {
+        let tables: Vec<&str> = objects
+            .iter()
+            .filter(|(kind, _)| kind == "table")
+            .map(|(_, name)| name.as_str())
+            .collect();
+        return Err(Failure::Refused(if tables.is_empty() {
+            let others: Vec<String> = objects.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            format!("it holds other objects ({})", others.join(", "))
+        } else {
+            format!("it holds other tables ({})", tables.join(", "))
+        }));
     }
     // Another program built on sqlx has a `_sqlx_migrations` table too:
     // every migration applied must be one of Draco's, byte for byte.

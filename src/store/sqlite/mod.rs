@@ -369,6 +369,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_file_holding_only_a_view_is_somebody_elses_and_left_alone() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("draco.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("create");
+        sqlx::query("CREATE VIEW answers AS SELECT 42 AS answer")
+            .execute(&mut conn)
+            .await
+            .expect("view");
+        conn.close().await.expect("close");
+        let before = std::fs::read(&path).expect("read");
+        let error = match SqliteStore::open(&path).await {
+            Ok(_) => panic!("a file with another program's view was taken over"),
+            Err(e) => e.to_string(),
+        };
+        assert!(error.contains("other objects (view answers)"), "{error}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+    }
+
+    #[tokio::test]
     async fn a_database_path_that_is_a_pipe_is_refused_at_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fifo = dir.path().join("draco.db");
