@@ -16,6 +16,7 @@
 mod audit_log;
 mod change_requests;
 mod decisions;
+pub mod deliveries;
 mod model_ledger;
 mod scans;
 pub mod sqlite;
@@ -26,6 +27,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 pub use audit_log::AuditLog;
 pub use change_requests::{ChangeRequestStore, StoredChangeRequest};
 pub use decisions::{DecisionStore, DecisionSubject};
+pub use deliveries::{Delivery, DeliveryStore, Recorded};
 pub use model_ledger::ModelLedger;
 pub use scans::{Coverage, RecordOutcome, ScanRecord, ScanStatus, ScanStore, StoredFinding};
 pub use sqlite::SqliteStore;

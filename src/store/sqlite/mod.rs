@@ -7,6 +7,7 @@
 mod audit_log;
 mod change_requests;
 mod decisions;
+mod deliveries;
 mod inspect;
 mod model_ledger;
 mod scans;
