@@ -10,6 +10,7 @@ pub mod app;
 pub mod approve;
 pub mod audit;
 pub mod bench;
+pub mod chart;
 pub mod cli;
 pub mod compose;
 pub mod config;
