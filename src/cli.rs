@@ -226,6 +226,11 @@ pub struct FindingsArgs {
 pub struct ShowArgs {
     /// Finding id, as listed by `draco findings`.
     pub id: FindingId,
+    /// Also write the cost finding's chart (its series over the last 90 days,
+    /// the band the model took for normal, the anomalous days marked) to
+    /// this file as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -3,7 +3,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{Draco, PLANTED, demo_without_network, describe, git, kinds_and_resources};
+use crate::support::{
+    Draco, PLANTED, demo_without_network, describe, git, kinds_and_resources, stderr,
+};
 
 #[test]
 fn demo_yields_exactly_the_planted_findings() {
@@ -200,4 +202,25 @@ fn show_prints_evidence_proposal_and_audit_trail() {
     let json: Value = serde_json::from_str(&draco.ok(&["show", &id, "--json"])).expect("json");
     assert_eq!(json["proposal"]["template_id"], "snapshot_public");
     assert_eq!(json["evidence"]["snapshot_id"], "snap-0f9e8d7c6b5a49382");
+}
+
+#[test]
+fn a_cost_finding_has_a_chart_and_another_finding_does_not() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let spike = draco.finding_id("cost_spike").to_string();
+    let path = draco.path("spike.svg");
+    let path_arg = path.to_str().expect("utf-8 path");
+    draco.ok(&["show", &spike, "--chart", path_arg]);
+    let svg = std::fs::read_to_string(&path).expect("chart written");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("AWS Lambda"), "the finding's title");
+    // The spike's day, and only it, is marked.
+    assert_eq!(svg.matches("<circle").count(), 1, "{svg}");
+    assert!(!svg.contains("<script"));
+
+    let group = draco.finding_id("sg_open_admin_port").to_string();
+    let out = draco.run(&["show", &group, "--chart", path_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(stderr(&out).contains("only cost findings have a chart"));
 }

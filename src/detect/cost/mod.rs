@@ -198,12 +198,76 @@ fn rounded(value: f64, places: i32) -> f64 {
 /// one service alone, must carry for the aggregate to be left out.
 const EXPLAINED_SHARE: f64 = 0.5;
 
-/// Finds spikes, level shifts and new services across all series.
-pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
-    let Some(table) = Table::build(points, |account, service| {
+/// One day of a series as the scan's model saw it (dollars a day), for
+/// the finding's chart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesDay {
+    pub day: NaiveDate,
+    pub actual_usd: f64,
+    /// The model's expectation, once it had enough history.
+    pub expected_usd: Option<f64>,
+    /// The spread (one deviation) the day's z was measured in.
+    pub spread_usd: Option<f64>,
+    /// Part of an anomaly the scan reports.
+    pub anomalous: bool,
+}
+
+fn table(points: &[CostPoint], config: &CostConfig) -> Option<Table> {
+    Table::build(points, |account, service| {
         !config.ignore_services.iter().any(|s| s == service)
             && !config.ignore_accounts.iter().any(|a| a == account.as_str())
-    }) else {
+    })
+}
+
+/// The series a cost finding names (its evidence's `series`: `account`,
+/// `None` for the organization total, and `service`, which is also
+/// `(account total)` or `tag:KEY=VALUE`), scored as a scan scores it, from
+/// its first billed day; `None` when `points` hold no such series.
+pub fn series_history(
+    points: &[CostPoint],
+    config: &CostConfig,
+    account: Option<&str>,
+    service: &str,
+) -> Option<Vec<SeriesDay>> {
+    let table = table(points, config)?;
+    let series = table
+        .series
+        .iter()
+        .find(|s| s.name == service && s.owner().map(AccountId::as_str) == account)?;
+    let appeared = series.first_billed()?;
+    let thresholds = config.thresholds_for(series.owner(), &series.name);
+    let (scores, anomalies) = score_series(
+        table.day(appeared),
+        &series.values[appeared..],
+        config,
+        &thresholds,
+    );
+    let anomalous: std::collections::HashSet<NaiveDate> = anomalies
+        .iter()
+        .flat_map(|a| a.days.iter().map(|d| d.day))
+        .collect();
+    let scored: std::collections::HashMap<NaiveDate, &model::DayScore> =
+        scores.iter().map(|s| (s.day, s)).collect();
+    Some(
+        (appeared..series.values.len())
+            .map(|i| {
+                let day = table.day(i);
+                let score = scored.get(&day);
+                SeriesDay {
+                    day,
+                    actual_usd: series.values[i],
+                    expected_usd: score.map(|s| s.expected),
+                    spread_usd: score.map(|s| s.scale),
+                    anomalous: anomalous.contains(&day),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Finds spikes, level shifts and new services across all series.
+pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
+    let Some(table) = table(points, config) else {
         return Vec::new();
     };
     let scored: Vec<Scored> = table
