@@ -225,16 +225,23 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
                 .iter()
                 .filter(|(f, _)| report.outcome.new.contains(&f.id))
                 .count();
-            // Start from +0.0: an empty float sum is -0.0, which prints as "$-0.00".
-            let impact: f64 = 0.0
-                + of.iter()
-                    .filter_map(|(f, _)| f.finding.impact_usd_monthly)
-                    .sum::<f64>();
+            let impacts: Vec<f64> = of
+                .iter()
+                .filter_map(|(f, _)| f.finding.impact_usd_monthly)
+                .collect();
+            // "-" as in the rows when no finding has a dollar impact (an
+            // open port costs nothing a month, and is not $0.00 of risk).
+            // Start from +0.0: an empty float sum is -0.0, "$-0.00".
+            let impact = if impacts.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("${:.2}", 0.0 + impacts.iter().sum::<f64>())
+            };
             vec![
                 sev.to_string(),
                 of.len().to_string(),
                 new.to_string(),
-                format!("${impact:.2}"),
+                impact,
             ]
         })
         .collect();

@@ -224,3 +224,21 @@ fn a_cost_finding_has_a_chart_and_another_finding_does_not() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(stderr(&out).contains("only cost findings have a chart"));
 }
+
+#[test]
+fn the_summary_shows_no_dollar_impact_where_no_finding_has_one() {
+    let draco = Draco::new();
+    let out = draco.ok(&["demo"]);
+    // The two critical findings (an open port, a public snapshot) have no
+    // monthly dollar impact: "-", as in their rows, not "$0.00".
+    let critical = out
+        .lines()
+        .find(|l| l.starts_with("critical  2"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(critical.trim_end().ends_with('-'), "{critical}");
+    let high = out
+        .lines()
+        .find(|l| l.starts_with("high  "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(high.contains('$'), "{high}");
+}
