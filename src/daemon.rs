@@ -254,6 +254,12 @@ async fn scan(app: &App) {
         Err(error) => tracing::error!(error = %error, "scan failed"),
     }
     release_freed_memory();
+    // Once the pool has closed the scan's idle connections (their threads
+    // and page caches), what they held is free too: hand it back as well.
+    tokio::spawn(async {
+        tokio::time::sleep(crate::store::sqlite::IDLE_CONNECTION + Duration::from_secs(2)).await;
+        release_freed_memory();
+    });
 }
 
 /// Gives the memory a scan freed back to the operating system. The daemon

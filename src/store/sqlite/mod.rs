@@ -131,9 +131,10 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // The daemon is idle for hours between scans: connections (and
-            // their page caches) idle for a minute are closed, and reopened
-            // on demand (opening an SQLite file takes well under a millisecond).
-            .idle_timeout(Some(Duration::from_secs(60)))
+            // their page caches and threads) idle for IDLE_CONNECTION are
+            // closed, and reopened on demand (opening an SQLite file takes
+            // well under a millisecond).
+            .idle_timeout(Some(IDLE_CONNECTION))
             .connect_with(options)
             .await
             .map_err(|e| {
@@ -231,6 +232,11 @@ impl Readiness for SqliteStore {
 /// existing file keeps its content and mode. A symbolic link is not
 /// followed (`O_NOFOLLOW`: the open fails), so the lock files cannot be
 /// turned into a way to create files elsewhere.
+/// How long a database connection may stay idle before it is closed; the
+/// daemon gives the memory back to the system after that too
+/// (`daemon::release_freed_memory`).
+pub const IDLE_CONNECTION: Duration = Duration::from_secs(10);
+
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
