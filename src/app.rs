@@ -449,7 +449,21 @@ async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
         .await
         .context("set server.listen (or DRACO_SERVER_LISTEN) to a free address")?;
     let (first, again) = signals.split();
-    daemon::run(Arc::clone(&app), listener, scan_on_start, first, again).await?;
+    let health = match app.loaded.config.server.health_listen {
+        Some(addr) => Some(server::bind(addr).await.context(
+            "set server.health_listen (or DRACO_SERVER_HEALTH_LISTEN) to a free address",
+        )?),
+        None => None,
+    };
+    daemon::run(
+        Arc::clone(&app),
+        listener,
+        health,
+        scan_on_start,
+        first,
+        again,
+    )
+    .await?;
     // A connection of the cancelled scan may still wait on another
     // process's lock (up to the busy timeout): closing does not wait for it.
     if tokio::time::timeout(STORE_CLOSE, app.store.close())

@@ -319,8 +319,9 @@ const SECRET_LOOKING_KEYS: [&str; 7] = [
     "client_secret",
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 8] = [
+const OPTIONAL_KEYS: [(&str, Kind); 9] = [
     ("server.public_url", Kind::String),
+    ("server.health_listen", Kind::String),
     ("data_dir", Kind::String),
     ("source.kind", Kind::String),
     ("source.fixtures_dir", Kind::String),

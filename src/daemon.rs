@@ -98,6 +98,7 @@ const FORCED_REPAIR: Duration = Duration::from_millis(200);
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
+    health: Option<TcpListener>,
     scan_on_start: bool,
     stop: impl Future<Output = ()>,
     again: impl Future<Output = ()>,
@@ -122,6 +123,19 @@ pub async fn run(
             },
         )
         .await
+    });
+
+    // The health listener stops with the main one and needs no grace: its
+    // requests take milliseconds.
+    let health_task = health.map(|listener| {
+        let mut health_stop = stopped.clone();
+        let health_app = Arc::clone(&app);
+        tokio::spawn(async move {
+            server::serve_health(listener, health_app, async move {
+                let _ = health_stop.wait_for(|s| *s).await;
+            })
+            .await
+        })
     });
 
     let (ticks, due) = mpsc::channel::<()>(1);
@@ -210,6 +224,9 @@ pub async fn run(
             server.abort();
             return Err(DaemonError::Forced);
         }
+    }
+    if let Some(task) = health_task {
+        task.abort();
     }
     scheduler.shutdown().await?;
     tracing::info!("stopped");

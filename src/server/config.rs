@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 /// listen = "127.0.0.1:8080"                  # DRACO_SERVER_LISTEN
 /// public_url = "https://draco.example.com"   # optional for now
 /// shutdown_grace_secs = 10
+/// # health_listen = "0.0.0.0:8081"         # probes and metrics only
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +27,11 @@ pub struct ServerConfig {
     /// Seconds that in-flight work (a scan, a request) gets after SIGTERM
     /// before it is cancelled.
     pub shutdown_grace_secs: u64,
+    /// A second address serving only `/healthz`, `/readyz` and `/metrics`
+    /// (`DRACO_SERVER_HEALTH_LISTEN`), for the orchestrator's probes and
+    /// Prometheus: they then never wait behind whatever floods `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +40,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             shutdown_grace_secs: 10,
+            health_listen: None,
         }
     }
 }

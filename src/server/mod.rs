@@ -121,6 +121,12 @@ pub fn router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
     with_request_timeout(health_routes(), limits).with_state(app)
 }
 
+/// The health routes alone (the health listener: anything else is `404`;
+/// webhooks and pages are never served there).
+fn health_router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
+    with_request_timeout(health_routes(), limits).with_state(app)
+}
+
 /// What reserve connections serve: the health routes, and `503` with
 /// `Retry-After` for everything else.
 fn reserve_router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
@@ -290,8 +296,81 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP server listening");
     }
-    let service = TowerToHyperService::new(router(Arc::clone(&app), limits));
-    let reserve_service = TowerToHyperService::new(reserve_router(app, limits));
+    let main = router(Arc::clone(&app), limits);
+    serve_routers(
+        listener,
+        main,
+        reserve_router(app, limits),
+        limits,
+        shutdown,
+    )
+    .await
+}
+
+/// What the health listener (`server.health_listen`) allows: probes and
+/// Prometheus send a request at once and need few connections.
+pub const HEALTH_LIMITS: Limits = Limits {
+    header_read_timeout: Duration::from_secs(1),
+    request_timeout: Duration::from_secs(5),
+    max_connections: 32,
+    max_connections_per_client: 8,
+    connection_lifetime: Duration::from_secs(60),
+    probe_reserve: 0,
+    reserve_header_read_timeout: Duration::from_secs(1),
+    reserve_connection_lifetime: Duration::from_secs(5),
+    reserve_connections_per_client: 0,
+};
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` (anything else: `404`)
+/// on a listener of their own, with [`HEALTH_LIMITS`]: the orchestrator's
+/// probes and Prometheus then never queue behind what reaches the main
+/// listener (a flood of connections from many addresses), and a network
+/// policy can open this port to the node alone.
+pub async fn serve_health(
+    listener: TcpListener,
+    app: Arc<dyn Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "health listener (probes and metrics only)");
+    }
+    let health = health_router(app, HEALTH_LIMITS);
+    // No reserve here (`probe_reserve` is 0): the router is never used twice.
+    serve_routers(listener, health.clone(), health, HEALTH_LIMITS, shutdown).await
+}
+
+/// [`serve_health`] on a background task, bound to `addr` (tests: port 0).
+pub async fn spawn_health(
+    app: Arc<dyn Readiness>,
+    addr: SocketAddr,
+) -> Result<Running, ServerError> {
+    let listener = bind(addr).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_health(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        addr,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// The accept loop behind [`serve`] and [`serve_health`]: `main` on general
+/// connections, `reserve` on reserve ones (none when `limits.probe_reserve`
+/// is 0).
+async fn serve_routers(
+    listener: TcpListener,
+    main: Router,
+    reserve: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let service = TowerToHyperService::new(main);
+    let reserve_service = TowerToHyperService::new(reserve);
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let reserve = Arc::new(Semaphore::new(limits.probe_reserve));
     let per_client = Arc::new(Mutex::new(HashMap::new()));

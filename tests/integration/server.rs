@@ -426,3 +426,77 @@ async fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::ne
     }
     streams
 }
+
+#[tokio::test]
+async fn the_health_listener_answers_probes_while_the_main_one_is_flooded() {
+    let limits = draco::server::Limits {
+        header_read_timeout: Duration::from_secs(600),
+        max_connections: 2,
+        probe_reserve: 0,
+        ..draco::server::Limits::default()
+    };
+    let app = spawn_app_with(&[], limits).await;
+    let health = draco::server::spawn_health(app.app.clone(), ([127, 0, 0, 1], 0).into())
+        .await
+        .expect("health listener");
+    // The main listener is full (and has no reserve here)...
+    let _flood = idle_connections(app.addr, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...and the health listener answers at once.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            reqwest::get(format!("http://{}{path}", health.addr)),
+        )
+        .await
+        .expect("answered while the main listener is flooded")
+        .expect("answers");
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    // It serves nothing else, now or when webhooks and pages join the main router.
+    let other = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/github", health.addr))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(other.status(), 404);
+    health.shutdown().await.expect("stops");
+    app.stop().await;
+}
+
+#[test]
+fn draco_run_serves_the_health_routes_on_server_health_listen() {
+    let draco = Draco::new();
+    let (main, health) = (free_port(), free_port());
+    let mut child = draco
+        .command()
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{main}"))
+        .env("DRACO_SERVER_HEALTH_LISTEN", format!("127.0.0.1:{health}"))
+        .args(["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        if let Some(answer) = http_get(health, "/readyz") {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the health listener never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer.0, 200, "{answer:?}");
+    assert_eq!(http_get(health, "/metrics").map(|a| a.0), Some(200));
+    assert_eq!(http_get(health, "/nothing").map(|a| a.0), Some(404));
+    assert_eq!(http_get(main, "/healthz").map(|a| a.0), Some(200));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("exits");
+    assert_eq!(status.code(), Some(0));
+}
