@@ -53,7 +53,7 @@ pub enum IdleError {
     Interrupted,
 }
 
-/// Set by SIGINT or SIGTERM while the benchmark runs, so that it stops its
+/// Set by SIGINT, SIGTERM or SIGHUP (a closed terminal) while the benchmark runs, so that it stops its
 /// daemon and removes its scratch directory instead of dying with both left.
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -66,8 +66,9 @@ fn catch_interrupts() {
     // SAFETY: `on_signal` only stores to an atomic, which is
     // async-signal-safe; the handler stays valid for the process lifetime.
     unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::signal(signal, on_signal as *const () as libc::sighandler_t);
+        }
     }
 }
 
