@@ -84,6 +84,10 @@ pub struct Limits {
     /// Reserve connections from one IP address at once; more from it are
     /// closed at once, so one address cannot hold the reserve.
     pub reserve_connections_per_client: usize,
+    /// Whether a connection may carry more than one request (HTTP/1.1
+    /// keep-alive). Off on the health listener, so no client holds a slot
+    /// past its one answer.
+    pub keep_alive: bool,
 }
 
 /// Pending connections the kernel keeps for the accept loop (Linux caps it
@@ -110,6 +114,7 @@ impl Default for Limits {
             reserve_header_read_timeout: Duration::from_secs(1),
             reserve_connection_lifetime: Duration::from_secs(5),
             reserve_connections_per_client: 4,
+            keep_alive: true,
         }
     }
 }
@@ -314,11 +319,15 @@ pub const HEALTH_LIMITS: Limits = Limits {
     request_timeout: Duration::from_secs(5),
     max_connections: 32,
     max_connections_per_client: 8,
-    connection_lifetime: Duration::from_secs(60),
+    // One request per connection, 5 s in all: a client that keeps its
+    // connection busy (keep-alive, or never reading the answer) holds a slot
+    // for seconds, not a minute.
+    connection_lifetime: Duration::from_secs(5),
     probe_reserve: 0,
     reserve_header_read_timeout: Duration::from_secs(1),
     reserve_connection_lifetime: Duration::from_secs(5),
     reserve_connections_per_client: 0,
+    keep_alive: false,
 };
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` (anything else: `404`)
@@ -379,7 +388,8 @@ async fn serve_routers(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(limits.keep_alive);
     let mut reserve_builder = builder.clone();
     reserve_builder
         .header_read_timeout(limits.reserve_header_read_timeout)

@@ -453,6 +453,17 @@ async fn the_health_listener_answers_probes_while_the_main_one_is_flooded() {
         .expect("answers");
         assert_eq!(answer.status(), 200, "{path}");
     }
+    // One request per connection: a client cannot keep a slot busy.
+    let mut busy = tokio::net::TcpStream::connect(health.addr).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        busy.write_all(&b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3))
+            .await
+            .unwrap();
+    }
+    let (answer, closed) = read_until_closed(&mut busy, Duration::from_secs(10)).await;
+    assert!(closed, "{answer:?}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 1, "{answer:?}");
     // It serves nothing else, now or when webhooks and pages join the main router.
     let other = reqwest::Client::new()
         .post(format!("http://{}/webhooks/github", health.addr))
