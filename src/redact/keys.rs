@@ -323,12 +323,15 @@ fn value_ok(v: &[u8], class: Class, spaces_allowed: bool) -> bool {
     }
     match class {
         Class::Password => true,
-        // A lower-case word names a mode or a resource (`required`, `my-db-creds`).
+        // A lower-case word names a mode or a resource (`required`,
+        // `my-db-creds`). An underscore is not taken for one: `pil_brhg`
+        // under `client_secret` is a password (found by a property test),
+        // and a kept value must be plainly not one.
         Class::Strong | Class::Authorization => {
             v.len() >= 16
                 || !v
                     .iter()
-                    .all(|b| b.is_ascii_lowercase() || matches!(b, b'-' | b'_' | b' '))
+                    .all(|b| b.is_ascii_lowercase() || matches!(b, b'-' | b' '))
         }
         Class::Weak => looks_random(v),
     }

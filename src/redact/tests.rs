@@ -164,3 +164,18 @@ fn json_values_under_secret_keys_are_redacted_whole() {
         })
     );
 }
+
+#[test]
+fn a_short_lower_case_value_with_an_underscore_under_a_secret_key_is_a_secret() {
+    let r = Redactor::default();
+    // Found by the property test: a password that happens to be lower case.
+    let (out, _) = r
+        .redact(&json!({"client_secret": "pil_brhg"}))
+        .expect("redact");
+    assert_ne!(out.get()["client_secret"], "pil_brhg", "{:?}", out.get());
+    // A mode or a resource name stays readable.
+    for kept in ["required", "my-db-creds"] {
+        let (out, _) = r.redact(&json!({"client_secret": kept})).expect("redact");
+        assert_eq!(out.get()["client_secret"], kept);
+    }
+}
