@@ -225,14 +225,33 @@ pub async fn spawn_with(
     addr: SocketAddr,
     limits: Limits,
 ) -> Result<Running, ServerError> {
+    spawn_on(addr, |listener, stop| serve(listener, app, limits, stop)).await
+}
+
+/// What tells a server spawned by [`spawn_on`] to stop.
+type StopSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Binds `addr` and runs `run` on the listener in a background task until
+/// [`Running::shutdown`]: the one way [`spawn_with`] and [`spawn_health`]
+/// start a server.
+async fn spawn_on<F>(
+    addr: SocketAddr,
+    run: impl FnOnce(TcpListener, StopSignal) -> F,
+) -> Result<Running, ServerError>
+where
+    F: Future<Output = Result<(), ServerError>> + Send + 'static,
+{
     let listener = bind(addr).await?;
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, app, limits, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(run(
+        listener,
+        Box::pin(async move {
+            let _ = stopped.await;
+        }),
+    ));
     Ok(Running {
         addr,
         stop: Some(stop),
@@ -353,19 +372,7 @@ pub async fn spawn_health(
     app: Arc<dyn Readiness>,
     addr: SocketAddr,
 ) -> Result<Running, ServerError> {
-    let listener = bind(addr).await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve_health(listener, app, async move {
-        let _ = stopped.await;
-    }));
-    Ok(Running {
-        addr,
-        stop: Some(stop),
-        task,
-    })
+    spawn_on(addr, |listener, stop| serve_health(listener, app, stop)).await
 }
 
 /// The accept loop behind [`serve`] and [`serve_health`]: `main` on general
