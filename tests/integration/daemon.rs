@@ -1,17 +1,15 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Draco, demo_fixtures, describe, free_port};
+use crate::support::{Draco, describe, free_port};
 
 #[test]
 fn daemon_scans_on_schedule_and_stops_cleanly_on_sigterm() {
     let draco = Draco::new();
     let mut child = draco
-        .command()
+        .command_on_demo_fixtures()
         .env("DRACO_SCHEDULE", "* * * * * *")
         .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
-        .env("DRACO_SOURCE_KIND", "fixtures")
-        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .env("DRACO_LOG", "info")
         .arg("run")
         .stdout(Stdio::piped())
@@ -93,9 +91,7 @@ fn daemon_on_a_silent_model_listening(
 ) -> std::process::Child {
     let (port, seen) = silent_model();
     let child = draco
-        .command()
-        .env("DRACO_SOURCE_KIND", "fixtures")
-        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .command_on_demo_fixtures()
         .env("DRACO_SERVER_LISTEN", listen)
         .env("DRACO_SERVER_SHUTDOWN_GRACE_SECS", grace_secs.to_string())
         .env("DRACO_LLM_PROVIDER", "openai")
@@ -279,9 +275,7 @@ fn the_daemon_outlives_a_log_reader_that_goes_away() {
     use std::io::Read;
     let draco = Draco::new();
     let mut child = draco
-        .command()
-        .env("DRACO_SOURCE_KIND", "fixtures")
-        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .command_on_demo_fixtures()
         .env("DRACO_SERVER_LISTEN", "127.0.0.1:0")
         .env("DRACO_SCHEDULE", "*/1 * * * * *")
         .env("DRACO_LOG", "info")

@@ -8,7 +8,7 @@ use chrono::Utc;
 use draco::store::ScanStore;
 
 use crate::harness::{spawn_app, spawn_app_with};
-use crate::support::{Draco, demo_fixtures, describe, free_port};
+use crate::support::{Draco, describe, free_port};
 
 #[tokio::test]
 async fn healthz_answers_while_the_process_runs() {
@@ -153,10 +153,8 @@ fn draco_run_serves_health_readiness_and_metrics_while_it_scans() {
     let draco = Draco::new();
     let port = free_port();
     let mut child = draco
-        .command()
+        .command_on_demo_fixtures()
         .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DRACO_SOURCE_KIND", "fixtures")
-        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .env("DRACO_LOG", "info")
         .args(["run", "--scan-on-start"])
         .stdout(Stdio::piped())
@@ -203,10 +201,8 @@ fn a_second_daemon_on_a_taken_port_says_which_setting_to_change() {
     let port = holder.local_addr().unwrap().port();
     let draco = Draco::new();
     let out = draco
-        .command()
+        .command_on_demo_fixtures()
         .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DRACO_SOURCE_KIND", "fixtures")
-        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
         .arg("run")
         .output()
         .expect("draco runs");
@@ -480,9 +476,7 @@ fn draco_run_serves_the_health_routes_on_server_health_listen() {
     let draco = Draco::new();
     let (main, health) = (free_port(), free_port());
     let mut child = draco
-        .command()
-        .env("DRACO_SOURCE_KIND", "fixtures")
-        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .command_on_demo_fixtures()
         .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{main}"))
         .env("DRACO_SERVER_HEALTH_LISTEN", format!("127.0.0.1:{health}"))
         .args(["run"])

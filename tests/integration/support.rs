@@ -59,6 +59,15 @@ impl Draco {
         cmd
     }
 
+    /// [`Draco::command`] with the built-in demo fixtures as the configured
+    /// source, as `scan` and `run` need one.
+    pub fn command_on_demo_fixtures(&self) -> Command {
+        let mut cmd = self.command();
+        cmd.env("DRACO_SOURCE_KIND", "fixtures")
+            .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures());
+        cmd
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("draco runs")
     }
