@@ -580,48 +580,12 @@ pub fn score_series(
     thresholds: &Thresholds,
 ) -> (Vec<DayScore>, Vec<Anomaly>) {
     let mut model = SeriesModel::new(config, *thresholds);
-    let scores: Vec<DayScore> = values
+    let scores = values
         .iter()
         .enumerate()
         .filter_map(|(i, &v)| model.push(first_day + Duration::days(i as i64), v))
         .collect();
-    let anomalies = resume_interrupted(model.finish(), &scores);
-    (scores, anomalies)
-}
-
-/// Anomalies of at most this many days may be resumed by a later one.
-const RESUMABLE_DAYS: usize = 2;
-
-/// Joins a short anomaly that ended to the next one when that one starts
-/// within [`REBASELINE_STEADY_DAYS`] of its end and every day between was
-/// above its expectation: the series never went back to normal, so it is
-/// one event (the first, noisy days of a ramp or of a shift that stood out
-/// on their own), not a spike and then a shift. The joined anomaly starts
-/// at the first one's start, which keeps its finding (the fingerprint is
-/// made from the start) as the spike turns out to be the start of a shift.
-/// The days between hold it together without being listed, as in an
-/// established shift.
-fn resume_interrupted(anomalies: Vec<Anomaly>, scores: &[DayScore]) -> Vec<Anomaly> {
-    let mut joined: Vec<Anomaly> = Vec::with_capacity(anomalies.len());
-    for next in anomalies {
-        if let Some(previous) = joined.last_mut() {
-            let gap_days = (next.start() - previous.end()).num_days() - 1;
-            let resumable = previous.state == AnomalyState::Ended
-                && previous.days.len() <= RESUMABLE_DAYS
-                && (0..REBASELINE_STEADY_DAYS as i64).contains(&gap_days)
-                && scores
-                    .iter()
-                    .filter(|d| d.day > previous.end() && d.day < next.start())
-                    .all(|d| d.actual > d.expected);
-            if resumable {
-                previous.days.extend(next.days);
-                previous.state = next.state;
-                continue;
-            }
-        }
-        joined.push(next);
-    }
-    joined
+    (scores, model.finish())
 }
 
 fn weekly_expectation(history: &VecDeque<HistoryDay>, weekday: u32) -> (f64, f64) {
@@ -738,105 +702,6 @@ mod tests {
                 base * (1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0)
             })
             .collect()
-    }
-
-    fn scored(day: NaiveDate, actual: f64, expected: f64, anomalous: bool) -> DayScore {
-        DayScore {
-            day,
-            actual,
-            expected,
-            z: (actual - expected) / 10.0,
-            scale: 10.0,
-            anomalous,
-            history_days: 28,
-        }
-    }
-
-    /// Days `from..from + n` at `actual` against 100 expected, anomalous from
-    /// the indices listed.
-    fn days(from: NaiveDate, actuals: &[f64], anomalous: &[usize]) -> Vec<DayScore> {
-        actuals
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| {
-                scored(
-                    from + Duration::days(i as i64),
-                    a,
-                    100.0,
-                    anomalous.contains(&i),
-                )
-            })
-            .collect()
-    }
-
-    fn anomaly(scores: &[DayScore], state: AnomalyState) -> Anomaly {
-        Anomaly {
-            days: scores.iter().copied().filter(|d| d.anomalous).collect(),
-            state,
-        }
-    }
-
-    #[test]
-    fn a_short_anomaly_resumed_before_the_series_went_back_is_one_event() {
-        let start = day("2026-10-10");
-        // One day far up, two days merely up (never back to normal), then
-        // a lasting rise: the first, noisy days of a ramp.
-        let all = days(
-            start,
-            &[200.0, 120.0, 115.0, 170.0, 180.0, 190.0],
-            &[0, 3, 4, 5],
-        );
-        let first = anomaly(&all[..1], AnomalyState::Ended);
-        let rebaselined = AnomalyState::Rebaselined {
-            from: start + Duration::days(10),
-        };
-        let second = anomaly(&all[3..], rebaselined);
-        let joined = resume_interrupted(vec![first.clone(), second.clone()], &all);
-        assert_eq!(joined.len(), 1, "{joined:?}");
-        assert_eq!(joined[0].start(), start);
-        assert_eq!(joined[0].days.len(), 4);
-        assert_eq!(joined[0].state, rebaselined);
-
-        // A day back at or below normal between them: two events.
-        let dipped = days(
-            start,
-            &[200.0, 120.0, 95.0, 170.0, 180.0, 190.0],
-            &[0, 3, 4, 5],
-        );
-        let kept = resume_interrupted(
-            vec![
-                anomaly(&dipped[..1], AnomalyState::Ended),
-                anomaly(&dipped[3..], rebaselined),
-            ],
-            &dipped,
-        );
-        assert_eq!(kept.len(), 2, "{kept:?}");
-
-        // A week or more apart, or a first anomaly that already lasted: two.
-        let far = days(
-            start,
-            &[
-                200.0, 120.0, 115.0, 120.0, 115.0, 120.0, 115.0, 120.0, 170.0,
-            ],
-            &[0, 8],
-        );
-        let kept = resume_interrupted(
-            vec![
-                anomaly(&far[..1], AnomalyState::Ended),
-                anomaly(&far[8..], AnomalyState::Ongoing),
-            ],
-            &far,
-        );
-        assert_eq!(kept.len(), 2, "{kept:?}");
-        let long = days(start, &[200.0, 200.0, 200.0, 120.0, 170.0], &[0, 1, 2, 4]);
-        let kept = resume_interrupted(
-            vec![
-                anomaly(&long[..3], AnomalyState::Ended),
-                anomaly(&long[4..], AnomalyState::Ongoing),
-            ],
-            &long,
-        );
-        assert_eq!(kept.len(), 2, "{kept:?}");
     }
 
     #[test]
