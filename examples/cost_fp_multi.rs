@@ -78,32 +78,6 @@ fn main() {
         if matched {
             continue;
         }
-        if !f.resource.starts_with("service:") {
-            // An aggregate: what its own drill-down names, and the events
-            // planted in its account's services around its start.
-            println!(
-                "{} {} {} drill_down.services={}\n   excess={} account events near: {}",
-                f.kind,
-                f.resource,
-                start,
-                f.evidence["drill_down"]["services"],
-                f.evidence["excess_usd"],
-                data.events
-                    .iter()
-                    .filter(|e| f.title.contains(e.account.as_str())
-                        && (e.start - start).num_days().abs() <= 30)
-                    .map(|e| format!(
-                        "{}:{}@{:+}(${:.0}/d)",
-                        e.service,
-                        e.kind.as_str(),
-                        (e.start - start).num_days(),
-                        e.dollars
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            continue;
-        }
         let near: Vec<String> = data
             .events
             .iter()

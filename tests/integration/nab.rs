@@ -260,33 +260,3 @@ fn bench_cost_meets_its_targets_for_a_fixed_seed() {
         );
     }
 }
-
-/// The target on the several-events set, on a seed no setting was
-/// tuned on (12: before aggregates stopped re-reporting shifts their
-/// services had already reported and made their baseline, it gave 1.03
-/// false alarms per 100 series-months): F1 ≥ 0.95, ≤ 1 false alarm per 100
-/// series-months, every reported event type's recall ≥ 0.9.
-#[test]
-fn bench_cost_several_events_meets_the_targets_on_a_held_out_seed() {
-    let out = std::process::Command::new(BIN)
-        .args(["bench", "cost", "--seed", "12", "--json"])
-        .output()
-        .expect("draco runs");
-    assert!(out.status.success(), "{}", describe(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let scan = &report["several_events"]["scan"];
-    assert!(scan["f1"].as_f64().unwrap_or(0.0) >= 0.95, "{scan:#}");
-    assert!(
-        scan["false_alarms_per_100_series_months"]
-            .as_f64()
-            .unwrap_or(99.0)
-            <= 1.0,
-        "{scan:#}"
-    );
-    for t in scan["by_type"].as_array().into_iter().flatten() {
-        if t["kind"] == "shift down" {
-            continue; // not a finding: spend going down pages no one
-        }
-        assert!(t["recall"].as_f64().unwrap_or(0.0) >= 0.9, "{t}");
-    }
-}

@@ -291,8 +291,9 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
         })
         .collect();
 
-    // What service findings already say: aggregates are weighed against it.
-    let mut told: Vec<Told> = Vec::new();
+    // What service findings already say, as (series, table days): aggregates
+    // are weighed against it.
+    let mut told: Vec<(&Scored, Vec<usize>)> = Vec::new();
     let mut findings = Vec::new();
     for s in scored
         .iter()
@@ -307,11 +308,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
             && !config.suppressed(s.series.owner(), &s.series.name, appeared)
         {
             findings.extend(finding::new_service(s.series, appeared, table.last_day));
-            told.push(Told {
-                scored: s,
-                days: (s.appeared..s.series.values.len()).collect(),
-                kept: None,
-            });
+            told.push((s, (s.appeared..s.series.values.len()).collect()));
         }
     }
 
@@ -350,11 +347,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
                 }
                 findings.push(finding::anomaly(s, anomaly, config, drill_down));
                 if matches!(level, Level::Service | Level::AccountTotal) {
-                    told.push(Told {
-                        scored: s,
-                        kept: kept_level(anomaly, &days, config.window_days),
-                        days,
-                    });
+                    told.push((s, days));
                 }
             }
         }
@@ -367,47 +360,8 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
 /// carry most of its excess, or one service or one account alone does (then
 /// that series' own thresholds, overrides and ignore rules decide, and an
 /// aggregate must not page for what they chose to silence).
-/// One reported anomaly, as aggregates above it see it.
-struct Told<'a> {
-    scored: &'a Scored<'a>,
-    /// Its days (table indices, sorted).
-    days: Vec<usize>,
-    /// A level shift that became its series' baseline: the new level stays
-    /// in every aggregate above it, whose own model has not moved yet.
-    kept: Option<KeptLevel>,
-}
-
-/// The dollars a day a re-baselined shift added, carried after its last
-/// anomalous day until `until` (a table index).
-struct KeptLevel {
-    after: usize,
-    until: usize,
-    usd_per_day: f64,
-}
-
-/// What a re-baselined anomaly keeps adding to aggregates after its last
-/// day: its mean excess over its last week (the level it settled at, also
-/// at the top of a ramp), until the aggregates' windows have seen the new
-/// level for a whole `window_days` since it began. Without this, an account
-/// total whose model lags behind a service's shift reports the same shift
-/// again, once the service has made it its baseline and carries no excess.
-fn kept_level(anomaly: &model::Anomaly, days: &[usize], window_days: usize) -> Option<KeptLevel> {
-    if !matches!(anomaly.state, model::AnomalyState::Rebaselined { .. }) {
-        return None;
-    }
-    let (&first, &last) = (days.first()?, days.last()?);
-    let settled = &anomaly.days[anomaly.days.len().saturating_sub(7)..];
-    let usd_per_day =
-        settled.iter().map(|d| d.actual - d.expected).sum::<f64>() / settled.len().max(1) as f64;
-    (usd_per_day > 0.0).then_some(KeptLevel {
-        after: last,
-        until: first + window_days,
-        usd_per_day,
-    })
-}
-
 fn is_told(
-    told: &[Told],
+    told: &[(&Scored, Vec<usize>)],
     aggregate: &Scored,
     days: &[usize],
     drill_down: &finding::DrillDown,
@@ -424,24 +378,18 @@ fn is_told(
 
 /// Excess on `days` that reported findings of the same account (of any
 /// account, for the organization total) carry.
-fn explained_by(told: &[Told], aggregate: &Scored, days: &[usize]) -> f64 {
+fn explained_by(told: &[(&Scored, Vec<usize>)], aggregate: &Scored, days: &[usize]) -> f64 {
     told.iter()
-        .filter(|t| {
-            aggregate.series.owner().is_none()
-                || t.scored.series.owner() == aggregate.series.owner()
+        .filter(|(s, _)| {
+            aggregate.series.owner().is_none() || s.series.owner() == aggregate.series.owner()
         })
-        .map(|t| {
-            let shared: Vec<usize> = t
-                .days
+        .map(|(s, told_days)| {
+            let shared: Vec<usize> = told_days
                 .iter()
                 .copied()
                 .filter(|i| days.binary_search(i).is_ok())
                 .collect();
-            let kept = t.kept.as_ref().map_or(0.0, |k| {
-                let carried = days.iter().filter(|&&i| i > k.after && i <= k.until);
-                carried.count() as f64 * k.usd_per_day
-            });
-            t.scored.excess_on(&shared) + kept
+            s.excess_on(&shared)
         })
         .sum()
 }
