@@ -17,7 +17,7 @@ use crate::compose::{self, App, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceSelection};
 use crate::daemon;
 use crate::domain::{FindingId, FindingStatus};
-use crate::gitops::local::LocalGit;
+use crate::gitops::ChangeRequests;
 use crate::remediate::templates::Catalog;
 use crate::report::{self, Row};
 use crate::server;
@@ -114,14 +114,9 @@ impl Context {
         Ok(SqliteStore::open(&path).await?)
     }
 
-    async fn open_repository(&self) -> Result<LocalGit> {
-        let path = self.data_dir.join(compose::REPOSITORY_DIR);
-        LocalGit::open_or_init(&path).await.with_context(|| {
-            format!(
-                "cannot prepare the change-request repository {}",
-                path.display()
-            )
-        })
+    /// The configured change-request backend (the local repository, or GitHub).
+    async fn open_repository(&self) -> Result<Arc<dyn ChangeRequests>> {
+        Ok(compose::change_requests(&self.loaded, &self.data_dir).await?)
     }
 
     fn catalog(&self) -> Result<Catalog> {
@@ -193,9 +188,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             let approver = Approver::parse(&args.approver)?;
             let store = ctx.open_existing_store().await?;
             let git = ctx.open_repository().await?;
-            let outcome =
-                approve::approve(&store, &git, args.id, &approver, Channel::Cli, Utc::now())
-                    .await?;
+            let outcome = approve::approve(
+                &store,
+                git.as_ref(),
+                args.id,
+                &approver,
+                Channel::Cli,
+                Utc::now(),
+            )
+            .await?;
             let cr = &outcome.change_request;
             let resumed = if outcome.resumed {
                 " (completing an approval recorded earlier)"
@@ -217,7 +218,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let git = ctx.open_repository().await?;
             let outcome = approve::reject(
                 &store,
-                &git,
+                git.as_ref(),
                 args.id,
                 &approver,
                 &args.reason,
@@ -259,6 +260,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 catalog.len()
             );
             outln!("# advisor: {advisor}");
+            outln!("# change requests: {}", describe_gitops(&ctx.loaded));
             if let Some(next) = next {
                 outln!(
                     "# next scheduled scan: {}",
@@ -279,6 +281,43 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// Reads the whole audit log and checks its hash chain; returns how many
 /// events it holds.
+/// `draco config check`'s line on change requests: the backend, and for
+/// GitHub the repository, the kind of credentials (never a secret) and what
+/// is kept off GitHub.
+fn describe_gitops(loaded: &config::Loaded) -> String {
+    let gitops = &loaded.config.gitops;
+    let github = &gitops.github;
+    let common = format!(
+        "at most {} new per scan, one per {}",
+        gitops.max_new_per_scan,
+        match gitops.group {
+            crate::gitops::config::Grouping::Finding => "finding",
+            crate::gitops::config::Grouping::KindAccountRegion =>
+                "finding kind, account and region",
+        }
+    );
+    match gitops.backend {
+        crate::gitops::config::Backend::Local => {
+            format!("local git repository under the data dir ({common})")
+        }
+        crate::gitops::config::Backend::Github => {
+            let auth = match (github.app_id, github.installation_id) {
+                (Some(app), Some(installation)) => {
+                    format!("GitHub App {app}, installation {installation}")
+                }
+                _ => "fine-grained token".to_owned(),
+            };
+            let kept: Vec<&str> = github.publish_redact.iter().map(|k| k.label()).collect();
+            format!(
+                "GitHub pull requests in {} at {} ({auth}; {common}); never published: {}",
+                github.repository.as_deref().unwrap_or("?"),
+                github.api_url,
+                kept.join(", ").to_lowercase()
+            )
+        }
+    }
+}
+
 async fn verify_audit_log(log: &dyn AuditLog) -> Result<usize> {
     let events = log.audit_events(None).await?;
     crate::audit::verify(&events).context("the audit log does not verify")?;

@@ -16,15 +16,19 @@ use chrono::{DateTime, Utc};
 use crate::advice::Advisors;
 use crate::config::{ConfigError, Loaded};
 use crate::exposition;
+use crate::gitops::config::{Backend, parse_repository};
+use crate::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
+use crate::gitops::github::backend::GitHubChangeRequests;
 use crate::gitops::local::LocalGit;
 use crate::gitops::{ChangeRequests, GitOpsError};
 use crate::pipeline::{Pipeline, PipelineError, ScanReport};
 use crate::redact::Redactor;
 use crate::remediate::templates::{Catalog, CatalogError};
+use crate::server::webhooks::{GitHubReceiver, Webhooks};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
-use crate::store::{Readiness, ScanStore, SqliteStore, Store, StoreError};
+use crate::store::{DeliveryStore, Readiness, ScanStore, SqliteStore, Store, StoreError};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "draco.db";
@@ -53,6 +57,8 @@ pub enum ComposeError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    GitHub(GitOpsError),
 }
 
 /// A source that serves both cost and posture (both of ours do).
@@ -87,6 +93,10 @@ pub struct App {
     pub advisors: Advisors,
     pub redactor: Redactor,
     pub source: SourceChoice,
+    /// Set when the GitHub backend is configured: what `POST /webhooks/github` checks.
+    pub github_receiver: Option<GitHubReceiver>,
+    /// Woken when a webhook delivery was stored, so it is processed at once.
+    pub deliveries_waiting: tokio::sync::Notify,
 }
 
 impl App {
@@ -106,26 +116,23 @@ impl App {
             source,
         })?;
         let store = SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?;
-        let repository = data_dir.join(REPOSITORY_DIR);
-        let git = LocalGit::open_or_init(&repository)
-            .await
-            .map_err(|source| ComposeError::Repository {
-                path: repository,
-                source,
-            })?;
+        let change_requests = change_requests(&loaded, &data_dir).await?;
         let catalog = catalog(&loaded)?;
         // The recorder first: the advisors' counters are set as they are built.
         exposition::handle();
         let advisors = Advisors::with_store_budget(catalog, &loaded, store.clone())?;
         let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
+        let github_receiver = github_receiver(&loaded);
         Ok(Arc::new(Self {
             loaded,
             data_dir,
             store,
-            change_requests: Arc::new(git),
+            change_requests,
             advisors,
             redactor,
             source,
+            github_receiver,
+            deliveries_waiting: tokio::sync::Notify::new(),
         }))
     }
 
@@ -218,6 +225,79 @@ impl App {
 impl Readiness for App {
     async fn check_ready(&self) -> Result<(), StoreError> {
         self.store.check_ready().await
+    }
+}
+
+/// The configured change-request backend: the local repository under the
+/// data dir, or pull requests on GitHub.
+pub async fn change_requests(
+    loaded: &Loaded,
+    data_dir: &Path,
+) -> Result<Arc<dyn ChangeRequests>, ComposeError> {
+    let gitops = &loaded.config.gitops;
+    if gitops.backend == Backend::Github {
+        let github = &gitops.github;
+        let secrets = &loaded.secrets;
+        let auth = match (
+            &secrets.github_token,
+            github.app_id,
+            github.installation_id,
+            &secrets.github_app_private_key,
+        ) {
+            (Some(token), ..) => Auth::Token(token.value.clone()),
+            (None, Some(app_id), Some(installation_id), Some(key)) => Auth::App {
+                app_id,
+                installation_id,
+                private_key: key.value.clone(),
+            },
+            // The configuration was validated; this is a caller's bug.
+            _ => {
+                return Err(ComposeError::GitHub(GitOpsError::Setup(
+                    "no GitHub credentials".into(),
+                )));
+            }
+        };
+        let repository =
+            parse_repository(github.repository.as_deref().unwrap_or("")).map_err(|m| {
+                ComposeError::GitHub(GitOpsError::Setup(format!("gitops.github.repository {m}")))
+            })?;
+        let api = GitHubApi::new(&github.api_url, repository, &auth, RetryPolicy::default())
+            .map_err(ComposeError::GitHub)?;
+        return Ok(Arc::new(GitHubChangeRequests::new(api, github)));
+    }
+    let repository = data_dir.join(REPOSITORY_DIR);
+    let git = LocalGit::open_or_init(&repository)
+        .await
+        .map_err(|source| ComposeError::Repository {
+            path: repository,
+            source,
+        })?;
+    Ok(Arc::new(git))
+}
+
+/// The webhook receiver's settings when the GitHub backend is on (the
+/// configuration was validated: it has a repository and a webhook secret).
+fn github_receiver(loaded: &Loaded) -> Option<GitHubReceiver> {
+    let gitops = &loaded.config.gitops;
+    if gitops.backend != Backend::Github {
+        return None;
+    }
+    Some(GitHubReceiver {
+        secret: loaded.secrets.github_webhook_secret.as_ref()?.value.clone(),
+        repository: gitops.github.repository.clone()?,
+    })
+}
+
+impl Webhooks for App {
+    fn github_receiver(&self) -> Option<&GitHubReceiver> {
+        self.github_receiver.as_ref()
+    }
+    fn deliveries(&self) -> &dyn DeliveryStore {
+        &self.store
+    }
+    fn delivery_recorded(&self) {
+        // A permit is kept when no one waits yet: the wake-up is never lost.
+        self.deliveries_waiting.notify_one();
     }
 }
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectConfig;
 use crate::domain::AccountId;
+use crate::gitops::config::{Backend, GitOpsConfig};
 use crate::server::ServerConfig;
 use crate::sources::aws::AwsConfig;
 
@@ -34,6 +35,7 @@ pub struct Config {
     pub aws: AwsConfig,
     pub server: ServerConfig,
     pub scan: ScanConfig,
+    pub gitops: GitOpsConfig,
 }
 
 /// How scans share one database.
@@ -66,6 +68,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             server: ServerConfig::default(),
             scan: ScanConfig::default(),
+            gitops: GitOpsConfig::default(),
         }
     }
 }
@@ -261,18 +264,40 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Every secret Draco was given, each from its environment variable or the
+/// file its `*_file` key names.
 #[derive(Debug, Default)]
 pub struct Secrets {
+    /// `DRACO_LLM_API_KEY` / `llm.api_key_file`.
     pub llm_api_key: Option<Secret>,
+    /// A fine-grained personal access token: `DRACO_GITHUB_TOKEN`.
+    pub github_token: Option<Secret>,
+    /// The GitHub App's private key (PEM): `DRACO_GITHUB_APP_PRIVATE_KEY` /
+    /// `gitops.github.app_private_key_file`.
+    pub github_app_private_key: Option<Secret>,
+    /// The secret GitHub signs webhook deliveries with:
+    /// `DRACO_GITHUB_WEBHOOK_SECRET` / `gitops.github.webhook_secret_file`.
+    pub github_webhook_secret: Option<Secret>,
 }
 
 impl Secrets {
     /// `(name, where it came from)` for display; values are never exposed here.
     pub fn describe(&self) -> Vec<(&'static str, Option<&str>)> {
-        vec![(
-            "llm.api_key",
-            self.llm_api_key.as_ref().map(|s| s.origin.as_str()),
-        )]
+        fn origin(secret: &Option<Secret>) -> Option<&str> {
+            secret.as_ref().map(|s| s.origin.as_str())
+        }
+        vec![
+            ("llm.api_key", origin(&self.llm_api_key)),
+            ("gitops.github.token", origin(&self.github_token)),
+            (
+                "gitops.github.app_private_key",
+                origin(&self.github_app_private_key),
+            ),
+            (
+                "gitops.github.webhook_secret",
+                origin(&self.github_webhook_secret),
+            ),
+        ]
     }
 }
 
@@ -307,9 +332,14 @@ pub fn process_environment() -> Result<HashMap<String, String>, ConfigError> {
 }
 
 /// Environment variables that hold secrets.
-pub const SECRET_VARIABLES: [&str; 1] = ["DRACO_LLM_API_KEY"];
+pub const SECRET_VARIABLES: [&str; 4] = [
+    "DRACO_LLM_API_KEY",
+    "DRACO_GITHUB_TOKEN",
+    "DRACO_GITHUB_APP_PRIVATE_KEY",
+    "DRACO_GITHUB_WEBHOOK_SECRET",
+];
 /// Keys that may hold secrets; refused in the file.
-const SECRET_LOOKING_KEYS: [&str; 7] = [
+const SECRET_LOOKING_KEYS: [&str; 9] = [
     "api_key",
     "token",
     "password",
@@ -317,9 +347,24 @@ const SECRET_LOOKING_KEYS: [&str; 7] = [
     "auth_token",
     "private_key",
     "client_secret",
+    "app_private_key",
+    "webhook_secret",
+];
+/// Where each secret-looking key in the file should go instead.
+const SECRET_HINTS: [(&str, &str); 4] = [
+    ("llm.", "DRACO_LLM_API_KEY or `llm.api_key_file`"),
+    (
+        "gitops.github.app_private_key",
+        "DRACO_GITHUB_APP_PRIVATE_KEY or `gitops.github.app_private_key_file`",
+    ),
+    (
+        "gitops.github.webhook_secret",
+        "DRACO_GITHUB_WEBHOOK_SECRET or `gitops.github.webhook_secret_file`",
+    ),
+    ("gitops.", "DRACO_GITHUB_TOKEN (a fine-grained token)"),
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 9] = [
+const OPTIONAL_KEYS: [(&str, Kind); 15] = [
     ("server.public_url", Kind::String),
     ("server.health_listen", Kind::String),
     ("data_dir", Kind::String),
@@ -329,6 +374,12 @@ const OPTIONAL_KEYS: [(&str, Kind); 9] = [
     ("llm.api_key_file", Kind::String),
     ("llm.base_url", Kind::String),
     ("llm.model", Kind::String),
+    ("gitops.github.repository", Kind::String),
+    ("gitops.github.base_branch", Kind::String),
+    ("gitops.github.app_id", Kind::Integer),
+    ("gitops.github.installation_id", Kind::Integer),
+    ("gitops.github.app_private_key_file", Kind::String),
+    ("gitops.github.webhook_secret_file", Kind::String),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -434,6 +485,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
         .map_err(|e| invalid(hide_values(e.message())))?;
     validate(&config)?;
     let secrets = load_secrets(&config, env)?;
+    validate_gitops(&config.gitops, &secrets)?;
     Ok(Loaded {
         config,
         secrets,
@@ -451,13 +503,14 @@ fn refuse_secrets(table: &toml::Table, prefix: &str, origin: &str) -> Result<(),
             format!("{prefix}.{key}")
         };
         if SECRET_LOOKING_KEYS.contains(&key.as_str()) {
-            let env_name = format!("DRACO_{}", path.replace('.', "_").to_uppercase());
             // Only a variable Draco reads is worth naming.
-            let hint = if SECRET_VARIABLES.contains(&env_name.as_str()) {
-                format!("{env_name} or `{path}_file` (a file holding it)")
-            } else {
-                "the secret where Draco reads it: DRACO_LLM_API_KEY or `llm.api_key_file` for a model key".to_owned()
-            };
+            let hint = SECRET_HINTS
+                .iter()
+                .find(|(prefix, _)| path.starts_with(prefix))
+                .map_or_else(
+                    || "the secret where Draco reads it: DRACO_LLM_API_KEY or `llm.api_key_file` for a model key, DRACO_GITHUB_TOKEN for GitHub".to_owned(),
+                    |(_, hint)| (*hint).to_owned(),
+                );
             return Err(ConfigError::SecretInFile {
                 path: origin.to_owned(),
                 hint,
@@ -882,7 +935,121 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
         config.llm.api_key_file.as_deref(),
         env,
     )?;
-    Ok(Secrets { llm_api_key })
+    let github = &config.gitops.github;
+    Ok(Secrets {
+        llm_api_key,
+        github_token: secret("gitops.github.token", "DRACO_GITHUB_TOKEN", None, env)?,
+        github_app_private_key: secret(
+            "gitops.github.app_private_key",
+            "DRACO_GITHUB_APP_PRIVATE_KEY",
+            github.app_private_key_file.as_deref(),
+            env,
+        )?,
+        github_webhook_secret: secret(
+            "gitops.github.webhook_secret",
+            "DRACO_GITHUB_WEBHOOK_SECRET",
+            github.webhook_secret_file.as_deref(),
+            env,
+        )?,
+    })
+}
+
+/// `[gitops]` on its own and with the secrets it needs: the GitHub backend
+/// needs a repository, one way to authenticate (a token, or an App's id,
+/// installation id and private key) and a webhook secret (an unsigned
+/// webhook could close or "merge" a change request).
+fn validate_gitops(gitops: &GitOpsConfig, secrets: &Secrets) -> Result<(), ConfigError> {
+    use crate::gitops::config as g;
+    let bad = |key: &str, message: String| ConfigError::Value {
+        key: format!("gitops.{key}"),
+        message,
+    };
+    if gitops.max_new_per_scan == 0 {
+        return Err(bad(
+            "max_new_per_scan",
+            "must be at least 1 (0 would queue every change request for ever)".into(),
+        ));
+    }
+    let github = &gitops.github;
+    g::check_api_url(&github.api_url).map_err(|m| bad("github.api_url", m))?;
+    if let Some(repository) = &github.repository {
+        g::parse_repository(repository).map_err(|m| bad("github.repository", m))?;
+    }
+    for reviewer in &github.reviewers {
+        g::check_reviewer(reviewer).map_err(|m| bad("github.reviewers", m))?;
+    }
+    if let Some(label) = github
+        .labels
+        .iter()
+        .find(|l| l.trim().is_empty() || l.chars().count() > 50)
+    {
+        return Err(bad(
+            "github.labels",
+            format!(
+                "a label must be 1 to 50 characters (GitHub's limit), got {} characters",
+                label.chars().count()
+            ),
+        ));
+    }
+    let missing = g::missing_credential_kinds(&github.publish_redact);
+    if !missing.is_empty() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect();
+        return Err(bad(
+            "github.publish_redact",
+            format!("credentials are never published; add {}", names.join(", ")),
+        ));
+    }
+    if gitops.backend != Backend::Github {
+        return Ok(());
+    }
+    if github.repository.is_none() {
+        return Err(bad(
+            "github.repository",
+            "the GitHub backend needs the repository pull requests go to, as `owner/name` (DRACO_GITOPS_GITHUB_REPOSITORY)".into(),
+        ));
+    }
+    let app = [
+        github.app_id.is_some(),
+        github.installation_id.is_some(),
+        secrets.github_app_private_key.is_some(),
+    ];
+    match (secrets.github_token.is_some(), app) {
+        (true, [false, false, false]) | (false, [true, true, true]) => {}
+        (true, _) => {
+            return Err(bad(
+                "github",
+                "both a token (DRACO_GITHUB_TOKEN) and GitHub App settings are set: keep one"
+                    .into(),
+            ));
+        }
+        (false, [false, false, false]) => {
+            return Err(bad(
+                "github",
+                "the GitHub backend needs credentials: a GitHub App (app_id, installation_id and DRACO_GITHUB_APP_PRIVATE_KEY or app_private_key_file) or a fine-grained token in DRACO_GITHUB_TOKEN".into(),
+            ));
+        }
+        (false, _) => {
+            return Err(bad(
+                "github",
+                "a GitHub App needs all three of app_id, installation_id and its private key (DRACO_GITHUB_APP_PRIVATE_KEY or app_private_key_file)".into(),
+            ));
+        }
+    }
+    if secrets.github_webhook_secret.is_none() {
+        return Err(bad(
+            "github",
+            "the GitHub backend refuses to start without a webhook secret: set DRACO_GITHUB_WEBHOOK_SECRET or gitops.github.webhook_secret_file (the same secret as in the repository's webhook settings)".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn secret(
@@ -1231,6 +1398,79 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("DRACO_LLM_API_KEY"), "{msg}");
         assert!(!msg.contains("sk-live-123"), "{msg}");
+    }
+
+    #[test]
+    fn the_github_backend_needs_a_repository_credentials_and_a_webhook_secret() {
+        let github = "[gitops]\nbackend = \"github\"\n[gitops.github]\nrepository = \"acme/cloud-remediations\"\n";
+        let token = ("DRACO_GITHUB_TOKEN", "github_pat_11AAAA-token-value");
+        let hook = ("DRACO_GITHUB_WEBHOOK_SECRET", "hook-secret-value");
+        let error = |text: &str, vars: &[(&str, &str)]| {
+            load_text(text, vars).expect_err("refused").to_string()
+        };
+
+        let e = error(github, &[token]);
+        assert!(e.contains("DRACO_GITHUB_WEBHOOK_SECRET"), "{e}");
+        let e = error(github, &[hook]);
+        assert!(e.contains("DRACO_GITHUB_TOKEN"), "{e}");
+        let e = error("[gitops]\nbackend = \"github\"\n", &[token, hook]);
+        assert!(e.contains("gitops.github.repository"), "{e}");
+        let e = error(&format!("{github}app_id = 1\n"), &[token, hook]);
+        assert!(e.contains("keep one"), "{e}");
+        let e = error(&format!("{github}app_id = 1\n"), &[hook]);
+        assert!(e.contains("all three"), "{e}");
+        let e = error(
+            &format!("{github}publish_redact = [\"email\"]\n"),
+            &[token, hook],
+        );
+        assert!(e.contains("github_token"), "{e}");
+        let e = error(
+            &format!("{github}reviewers = [\"ada l\"]\n"),
+            &[token, hook],
+        );
+        assert!(e.contains("gitops.github.reviewers"), "{e}");
+        let e = error(
+            "[gitops.github]\napi_url = \"http://ghe.example.com/api/v3\"\n",
+            &[],
+        );
+        assert!(e.contains("https"), "{e}");
+
+        let loaded = load_text(github, &[token, hook]).expect("complete");
+        let shown = render(&loaded);
+        for secret in ["github_pat_11AAAA-token-value", "hook-secret-value"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!format!("{:?}", loaded.secrets).contains(secret));
+        }
+        assert!(shown.contains("gitops.github.token = \"******** (set, from environment variable DRACO_GITHUB_TOKEN)\""), "{shown}");
+
+        // An App instead of a token, its key from a file.
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("app.pem");
+        std::fs::write(&key, "-----BEGIN RSA PRIVATE KEY-----\n").unwrap();
+        let app = format!(
+            "{github}app_id = 12345\ninstallation_id = 678\napp_private_key_file = {:?}\n",
+            key.display().to_string()
+        );
+        let loaded = load_text(&app, &[hook]).expect("an App");
+        assert!(loaded.secrets.github_app_private_key.is_some());
+    }
+
+    #[test]
+    fn github_secrets_in_the_file_are_refused_naming_where_they_go() {
+        for (text, hint) in [
+            ("[gitops.github]\ntoken = \"x\"\n", "DRACO_GITHUB_TOKEN"),
+            (
+                "[gitops.github]\nwebhook_secret = \"x\"\n",
+                "DRACO_GITHUB_WEBHOOK_SECRET",
+            ),
+            (
+                "[gitops.github]\napp_private_key = \"x\"\n",
+                "app_private_key_file",
+            ),
+        ] {
+            let e = load_text(text, &[]).expect_err("refused").to_string();
+            assert!(e.contains(hint), "{e}");
+        }
     }
 
     #[test]

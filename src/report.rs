@@ -45,6 +45,8 @@ pub fn finding_json(
             "state": cr.state,
             "backend": cr.backend,
             "branch": cr.branch,
+            // The exact commit an approval is for.
+            "head_commit": cr.head_commit,
             "location": cr.location,
             "decided_by": cr.decided_by,
             "merge_commit": cr.merge_commit,

@@ -81,6 +81,16 @@ pub enum ApproveError {
     InvalidApprover(String),
     #[error("a rejection needs a reason")]
     MissingReason,
+    /// The change request was opened on another backend than the one
+    /// configured now: deciding here would act on the wrong repository.
+    #[error(
+        "finding {finding}: its change request was opened on the {recorded} backend, but gitops.backend is now {configured}; decide it with the backend it was opened on"
+    )]
+    OtherBackend {
+        finding: FindingId,
+        recorded: String,
+        configured: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -118,6 +128,23 @@ async fn change_request(
     }
 }
 
+/// The change request, when `change_requests` is the backend it was opened on.
+async fn change_request_on(
+    store: &dyn DecisionStore,
+    change_requests: &dyn ChangeRequests,
+    finding_id: FindingId,
+) -> Result<StoredChangeRequest, ApproveError> {
+    let cr = change_request(store, finding_id).await?;
+    if cr.backend != change_requests.backend() {
+        return Err(ApproveError::OtherBackend {
+            finding: finding_id,
+            recorded: cr.backend,
+            configured: change_requests.backend(),
+        });
+    }
+    Ok(cr)
+}
+
 fn already_decided(finding_id: FindingId, cr: &StoredChangeRequest) -> ApproveError {
     ApproveError::AlreadyDecided {
         finding: finding_id,
@@ -148,7 +175,7 @@ pub async fn approve(
     channel: Channel,
     now: DateTime<Utc>,
 ) -> Result<Outcome, ApproveError> {
-    let cr = change_request(store, finding_id).await?;
+    let cr = change_request_on(store, change_requests, finding_id).await?;
     if matches!(
         cr.state,
         ChangeRequestState::Open | ChangeRequestState::Failed
@@ -250,7 +277,7 @@ pub async fn reject(
     if reason.is_empty() {
         return Err(ApproveError::MissingReason);
     }
-    let cr = change_request(store, finding_id).await?;
+    let cr = change_request_on(store, change_requests, finding_id).await?;
     let resumed = match cr.state {
         ChangeRequestState::Open | ChangeRequestState::Failed => {
             let decision = DecisionRecord {

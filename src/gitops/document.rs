@@ -46,6 +46,7 @@ pub fn change_request(finding: &Finding, proposal: &Proposal) -> NewChangeReques
             },
         ],
         body,
+        labels: vec![format!("draco:{}", finding.severity.as_str())],
     }
 }
 

@@ -4,6 +4,7 @@
 //! in for GitHub: one branch per finding, merged into `main` only with an
 //! [`Approved`] decision, moved aside when rejected.
 
+pub mod config;
 pub mod document;
 pub mod github;
 pub mod local;
@@ -20,6 +21,9 @@ pub struct NewChangeRequest {
     /// Markdown: the pull request description, or the commit message body.
     pub body: String,
     pub files: Vec<ChangeFile>,
+    /// Labels for this change request alone (the severity label,
+    /// `draco:critical` … `draco:low`), beside the backend's configured ones.
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +62,31 @@ pub enum GitOpsError {
     NoBranch(String),
     #[error("cannot merge {branch}: it conflicts with main")]
     Conflict { branch: String },
+    /// The backend cannot be used as configured (no secret is named).
+    #[error("GitHub backend: {0}")]
+    Setup(String),
+    #[error(
+        "GitHub refused to {operation}: the token or GitHub App lacks the `{permission}` permission on the repository"
+    )]
+    Permission {
+        operation: &'static str,
+        permission: &'static str,
+    },
+    #[error(
+        "GitHub rate limit: cannot {operation} for another {wait_secs} s; the next scan tries again"
+    )]
+    RateLimited {
+        operation: &'static str,
+        wait_secs: u64,
+    },
+    #[error("GitHub could not {operation} (HTTP {}): {message}", status.map_or_else(|| "no answer".to_owned(), |s| s.to_string()))]
+    GitHub {
+        operation: &'static str,
+        status: Option<u16>,
+        message: String,
+    },
+    #[error("GitHub will not merge {branch}: {reason}")]
+    NotMergeable { branch: String, reason: String },
 }
 
 #[async_trait]

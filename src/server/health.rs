@@ -6,9 +6,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use super::ServerApp;
 use super::error::ApiError;
 use crate::exposition;
-use crate::store::{Readiness, StoreError};
+use crate::store::StoreError;
 
 /// `GET /healthz`: 200 while the process runs and serves requests.
 pub async fn healthz() -> &'static str {
@@ -17,7 +18,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 200 when the database answers and is migrated; 503 with
 /// the reason otherwise (`database unreachable`, `database not migrated`).
-pub async fn readyz(State(app): State<Arc<dyn Readiness>>) -> Result<&'static str, ApiError> {
+pub async fn readyz(State(app): State<Arc<dyn ServerApp>>) -> Result<&'static str, ApiError> {
     match app.check_ready().await {
         Ok(()) => Ok("ready\n"),
         Err(StoreError::Migrate(detail)) => Err(ApiError::Unavailable {

@@ -7,6 +7,7 @@
 pub mod config;
 mod error;
 mod health;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,11 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -30,6 +32,11 @@ pub use config::ServerConfig;
 pub use error::ApiError;
 
 use crate::store::Readiness;
+
+/// What the server serves from: readiness for the probes, deliveries and
+/// secrets for the webhooks.
+pub trait ServerApp: Readiness + webhooks::Webhooks {}
+impl<T: Readiness + webhooks::Webhooks> ServerApp for T {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -119,26 +126,29 @@ impl Default for Limits {
     }
 }
 
-/// Every route, over what they read (readiness only, so far: webhooks and
-/// approval links will add the narrow store traits they need); each request
-/// bounded by `request_timeout`.
-pub fn router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
-    with_request_timeout(health_routes(), limits).with_state(app)
+/// Every route: the health routes and the webhooks; each request bounded
+/// by `request_timeout`.
+pub fn router(app: Arc<dyn ServerApp>, limits: Limits) -> Router {
+    let webhooks = Router::new().route(
+        "/webhooks/github",
+        post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES)),
+    );
+    with_request_timeout(health_routes().merge(webhooks), limits).with_state(app)
 }
 
 /// The health routes alone (the health listener: anything else is `404`;
 /// webhooks and pages are never served there).
-fn health_router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
+fn health_router(app: Arc<dyn ServerApp>, limits: Limits) -> Router {
     with_request_timeout(health_routes(), limits).with_state(app)
 }
 
 /// What reserve connections serve: the health routes, and `503` with
 /// `Retry-After` for everything else.
-fn reserve_router(app: Arc<dyn Readiness>, limits: Limits) -> Router {
+fn reserve_router(app: Arc<dyn ServerApp>, limits: Limits) -> Router {
     with_request_timeout(health_routes().fallback(server_busy), limits).with_state(app)
 }
 
-fn health_routes() -> Router<Arc<dyn Readiness>> {
+fn health_routes() -> Router<Arc<dyn ServerApp>> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -155,9 +165,9 @@ async fn server_busy() -> Response {
 }
 
 fn with_request_timeout(
-    routes: Router<Arc<dyn Readiness>>,
+    routes: Router<Arc<dyn ServerApp>>,
     limits: Limits,
-) -> Router<Arc<dyn Readiness>> {
+) -> Router<Arc<dyn ServerApp>> {
     let timeout = limits.request_timeout;
     routes.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| async move {
@@ -215,13 +225,13 @@ impl Running {
 
 /// Binds `addr` and serves `app` on a background task: the entry point for
 /// tests (`127.0.0.1:0`, then read [`Running::addr`]).
-pub async fn spawn(app: Arc<dyn Readiness>, addr: SocketAddr) -> Result<Running, ServerError> {
+pub async fn spawn(app: Arc<dyn ServerApp>, addr: SocketAddr) -> Result<Running, ServerError> {
     spawn_with(app, addr, Limits::default()).await
 }
 
 /// [`spawn`] with other [`Limits`] (tests shorten the timeouts).
 pub async fn spawn_with(
-    app: Arc<dyn Readiness>,
+    app: Arc<dyn ServerApp>,
     addr: SocketAddr,
     limits: Limits,
 ) -> Result<Running, ServerError> {
@@ -313,7 +323,7 @@ impl Drop for ClientSlot {
 /// address.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<dyn Readiness>,
+    app: Arc<dyn ServerApp>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -356,7 +366,7 @@ pub const HEALTH_LIMITS: Limits = Limits {
 /// policy can open this port to the node alone.
 pub async fn serve_health(
     listener: TcpListener,
-    app: Arc<dyn Readiness>,
+    app: Arc<dyn ServerApp>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     if let Ok(addr) = listener.local_addr() {
@@ -369,7 +379,7 @@ pub async fn serve_health(
 
 /// [`serve_health`] on a background task, bound to `addr` (tests: port 0).
 pub async fn spawn_health(
-    app: Arc<dyn Readiness>,
+    app: Arc<dyn ServerApp>,
     addr: SocketAddr,
 ) -> Result<Running, ServerError> {
     spawn_on(addr, |listener, stop| serve_health(listener, app, stop)).await

@@ -9,6 +9,8 @@ mod credentials;
 mod daemon;
 mod demo;
 mod detect;
+mod github;
+mod github_standin;
 mod harness;
 mod llm_providers;
 mod llm_resilience;

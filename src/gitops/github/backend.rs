@@ -1,0 +1,254 @@
+//! [`ChangeRequests`] as GitHub pull requests: one branch
+//! `draco/<kind>-<short fingerprint>` per finding, its files committed
+//! through the git data API (blobs, a tree on the base branch's tree, a
+//! commit, a ref), and one pull request from it.
+//!
+//! Nothing is opened twice: before creating, Draco looks. A pull request
+//! already open from the branch is the change request (a re-run after a
+//! crash between "created" and "recorded"); a branch left without one (a
+//! crash before the pull request) is reused when it holds the same files,
+//! and moved to a fresh commit otherwise.
+
+use async_trait::async_trait;
+
+use super::api::{GitHubApi, Pull, TreeEntry};
+use crate::domain::{Approved, Rejected};
+use crate::gitops::config::{GitHubConfig, MergeMethod};
+use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
+
+/// Pull requests on one GitHub repository.
+pub struct GitHubChangeRequests {
+    api: GitHubApi,
+    base_branch: Option<String>,
+    merge_method: MergeMethod,
+    labels: Vec<String>,
+    reviewers: Vec<String>,
+}
+
+impl GitHubChangeRequests {
+    pub fn new(api: GitHubApi, config: &GitHubConfig) -> Self {
+        Self {
+            api,
+            base_branch: config.base_branch.clone(),
+            merge_method: config.merge_method,
+            labels: config.labels.clone(),
+            reviewers: config.reviewers.clone(),
+        }
+    }
+
+    pub fn api(&self) -> &GitHubApi {
+        &self.api
+    }
+
+    /// The configured base branch, or the repository's default branch.
+    async fn base(&self) -> Result<String, GitOpsError> {
+        match &self.base_branch {
+            Some(base) => Ok(base.clone()),
+            None => Ok(self.api.repository_info().await?.default_branch),
+        }
+    }
+
+    /// The newest pull request from `branch`, open or closed.
+    async fn latest_pull(&self, branch: &str) -> Result<Option<Pull>, GitOpsError> {
+        Ok(self.api.pulls_for_branch(branch).await?.into_iter().next())
+    }
+
+    /// The tree holding `files` on top of `base_tree`.
+    async fn tree(
+        &self,
+        base_tree: &str,
+        request: &NewChangeRequest,
+    ) -> Result<String, GitOpsError> {
+        let mut entries = Vec::with_capacity(request.files.len());
+        for file in &request.files {
+            let sha = self.api.create_blob(&file.contents).await?;
+            entries.push(TreeEntry {
+                path: file.path.clone(),
+                mode: if file.executable { "100755" } else { "100644" },
+                kind: "blob",
+                sha,
+            });
+        }
+        self.api.create_tree(base_tree, &entries).await
+    }
+
+    /// Labels (the configured ones and the severity label the caller put in
+    /// `request`) and reviewers. A failure here leaves a usable pull request,
+    /// so it is logged, not returned.
+    async fn decorate(&self, number: u64, labels: &[String]) {
+        let labels: Vec<String> = self.labels.iter().chain(labels).cloned().collect();
+        if !labels.is_empty()
+            && let Err(error) = self.api.add_labels(number, &labels).await
+        {
+            tracing::warn!(%error, number, "cannot label the pull request");
+        }
+        if !self.reviewers.is_empty()
+            && let Err(error) = self.api.request_reviewers(number, &self.reviewers).await
+        {
+            tracing::warn!(%error, number, "cannot request reviewers on the pull request");
+        }
+    }
+}
+
+#[async_trait]
+impl ChangeRequests for GitHubChangeRequests {
+    fn backend(&self) -> &'static str {
+        "github"
+    }
+
+    async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError> {
+        if let Some(pull) = self.latest_pull(&request.branch).await?
+            && pull.state == "open"
+        {
+            return Ok(OpenedChangeRequest {
+                branch: request.branch.clone(),
+                head_commit: pull.head.sha,
+                location: pull.html_url,
+                created: false,
+            });
+        }
+        let base = self.base().await?;
+        let base_head = self
+            .api
+            .branch_head(&base)
+            .await?
+            .ok_or_else(|| GitOpsError::NoBranch(base.clone()))?;
+        let base_tree = self.api.commit_tree(&base_head).await?;
+        let tree = self.tree(&base_tree, request).await?;
+        let head = match self.api.branch_head(&request.branch).await? {
+            Some(existing) if self.api.commit_tree(&existing).await? == tree => existing,
+            existing => {
+                let message = format!("{}\n\n{}", request.title, request.body);
+                let commit = self.api.create_commit(&message, &tree, &base_head).await?;
+                if existing.is_some() {
+                    self.api.move_branch(&request.branch, &commit).await?;
+                } else {
+                    self.api.create_branch(&request.branch, &commit).await?;
+                }
+                commit
+            }
+        };
+        let pull = match self
+            .api
+            .create_pull(&request.title, &request.branch, &base, &request.body)
+            .await
+        {
+            Ok(pull) => pull,
+            // 422 "A pull request already exists": a racing copy opened it.
+            Err(GitOpsError::GitHub {
+                status: Some(422), ..
+            }) => match self.latest_pull(&request.branch).await? {
+                Some(pull) if pull.state == "open" => pull,
+                _ => {
+                    return Err(GitOpsError::GitHub {
+                        operation: "open a pull request",
+                        status: Some(422),
+                        message: "refused, and no open pull request from the branch".into(),
+                    });
+                }
+            },
+            Err(other) => return Err(other),
+        };
+        self.decorate(pull.number, &request.labels).await;
+        Ok(OpenedChangeRequest {
+            branch: request.branch.clone(),
+            head_commit: head,
+            location: pull.html_url,
+            created: true,
+        })
+    }
+
+    async fn verify(&self, branch: &str, head_commit: &str) -> Result<(), GitOpsError> {
+        match self.api.branch_head(branch).await? {
+            None => Err(GitOpsError::NoBranch(branch.to_owned())),
+            Some(actual) if actual != head_commit => Err(GitOpsError::BranchMoved {
+                branch: branch.to_owned(),
+                approved: head_commit.to_owned(),
+                actual,
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn merge(&self, approved: &Approved) -> Result<String, GitOpsError> {
+        let branch = approved.branch();
+        let pull = self
+            .latest_pull(branch)
+            .await?
+            .ok_or_else(|| GitOpsError::NoBranch(branch.to_owned()))?;
+        if pull.merged_at.is_some() {
+            // Merged before (a retry after a crash): the merge that took it,
+            // if it took the approved commit.
+            if pull.head.sha != approved.head_commit() {
+                return Err(GitOpsError::BranchMoved {
+                    branch: branch.to_owned(),
+                    approved: approved.head_commit().to_owned(),
+                    actual: pull.head.sha,
+                });
+            }
+            return pull.merge_commit_sha.ok_or_else(|| GitOpsError::GitHub {
+                operation: "read a merged pull request",
+                status: None,
+                message: "merged, but GitHub gives no merge commit".into(),
+            });
+        }
+        match self
+            .api
+            .merge_pull(pull.number, approved.head_commit(), self.merge_method)
+            .await
+        {
+            Ok(sha) => Ok(sha),
+            // "Head branch was modified. Review and try the merge again."
+            Err(GitOpsError::GitHub {
+                status: Some(409), ..
+            }) => Err(GitOpsError::BranchMoved {
+                branch: branch.to_owned(),
+                approved: approved.head_commit().to_owned(),
+                actual: self
+                    .api
+                    .branch_head(branch)
+                    .await?
+                    .unwrap_or_else(|| "(deleted)".to_owned()),
+            }),
+            Err(GitOpsError::GitHub {
+                status: Some(405 | 422),
+                message,
+                ..
+            }) => Err(GitOpsError::NotMergeable {
+                branch: branch.to_owned(),
+                reason: message,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn retire(&self, branch: &str) -> Result<(), GitOpsError> {
+        // The closed pull request keeps the commits for the record; the
+        // branch goes, so that the next proposal starts from the base.
+        if let Some(pull) = self.latest_pull(branch).await?
+            && pull.state == "open"
+        {
+            self.api
+                .update_pull(pull.number, &serde_json::json!({ "state": "closed" }))
+                .await?;
+        }
+        self.api.delete_branch(branch).await
+    }
+
+    async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {
+        let branch = rejected.branch();
+        let pull = self
+            .latest_pull(branch)
+            .await?
+            .ok_or_else(|| GitOpsError::NoBranch(branch.to_owned()))?;
+        if pull.state == "open" {
+            self.api
+                .comment(pull.number, "Rejected in Draco: closed without merging.")
+                .await?;
+            self.api
+                .update_pull(pull.number, &serde_json::json!({ "state": "closed" }))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,553 @@
+//! The GitHub backend against a loopback stand-in of GitHub's REST API
+//! (`github_standin`), and the webhook receiver on the daemon's server.
+
+use std::process::Output;
+use std::time::Duration;
+
+use draco::gitops::config::{GitHubConfig, parse_repository};
+use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
+use draco::gitops::github::backend::GitHubChangeRequests;
+use draco::gitops::github::signature;
+use draco::gitops::{ChangeFile, ChangeRequests, GitOpsError, NewChangeRequest};
+use draco::store::DeliveryStore;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::github_standin::{REPOSITORY, StandIn};
+use crate::harness::spawn_app;
+use crate::support::{Draco, describe};
+
+const TOKEN: &str = "github_pat_11AAAAAAA0standin0token0for0tests";
+const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
+
+/// The environment that selects the GitHub backend on `standin`.
+fn github_env(standin: &StandIn) -> Vec<(&'static str, String)> {
+    vec![
+        ("DRACO_GITOPS_BACKEND", "github".to_owned()),
+        ("DRACO_GITOPS_GITHUB_API_URL", standin.url()),
+        ("DRACO_GITOPS_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
+        (
+            "DRACO_GITOPS_GITHUB_REVIEWERS",
+            "ada-l,acme/platform".to_owned(),
+        ),
+        ("DRACO_GITHUB_TOKEN", TOKEN.to_owned()),
+        ("DRACO_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+    ]
+}
+
+/// Runs the binary off the async runtime, so the stand-in keeps answering.
+async fn draco_run(draco: &Draco, env: &[(&'static str, String)], args: &[&str]) -> Output {
+    let mut cmd = draco.command();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("draco runs"))
+        .await
+        .expect("the command thread")
+}
+
+async fn findings(draco: &Draco, env: &[(&'static str, String)]) -> Vec<Value> {
+    let out = draco_run(draco, env, &["findings", "--json"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("findings --json is an array")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_opens_one_pull_request_per_finding_and_approval_merges_the_approved_commit() {
+    let standin = StandIn::start(TOKEN).await;
+    let env = github_env(&standin);
+    let draco = Draco::new();
+    let out = draco_run(&draco, &env, &["demo"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let findings = findings(&draco, &env).await;
+    let with_cr: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["change_request"].is_object())
+        .collect();
+    assert!(with_cr.len() >= 3, "{findings:?}");
+    let pulls = standin.pulls();
+    assert_eq!(pulls.len(), with_cr.len(), "one pull request per finding");
+    for f in &with_cr {
+        let cr = &f["change_request"];
+        assert_eq!(cr["backend"], "github");
+        let branch = cr["branch"].as_str().expect("branch");
+        let pull = pulls
+            .iter()
+            .find(|p| p.head == branch)
+            .unwrap_or_else(|| panic!("no pull request from {branch}"));
+        assert_eq!(
+            cr["location"].as_str(),
+            Some(format!("https://github.com/{REPOSITORY}/pull/{}", pull.number).as_str())
+        );
+        assert_eq!(
+            cr["head_commit"].as_str(),
+            standin.branch_head(branch).as_deref()
+        );
+        assert_eq!(pull.base, "main", "the repository's default branch");
+        let severity = f["severity"].as_str().expect("severity");
+        assert!(
+            pull.labels.contains(&"draco".to_owned()),
+            "{:?}",
+            pull.labels
+        );
+        assert!(
+            pull.labels.contains(&format!("draco:{severity}")),
+            "{:?}",
+            pull.labels
+        );
+        assert_eq!(pull.reviewers, ["ada-l", "team:platform"]);
+        let files = standin.files(branch);
+        assert!(files.contains_key("README.md"), "built on the base tree");
+        let names: Vec<&String> = files.keys().collect();
+        assert!(
+            names.iter().any(|p| p.ends_with("/EVIDENCE.md"))
+                && names.iter().any(|p| p.contains("/remediation."))
+                && names.iter().any(|p| p.contains("/rollback.")),
+            "{names:?}"
+        );
+    }
+
+    // The webhook secret never travels to GitHub, in a header or a body.
+    for r in standin.requests() {
+        assert!(
+            r.headers.iter().all(|(_, v)| !v.contains(WEBHOOK_SECRET))
+                && !String::from_utf8_lossy(&r.body).contains(WEBHOOK_SECRET),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+
+    // A second scan opens nothing new.
+    let posts_before = count(&standin, "POST", "/pulls");
+    let out = draco_run(&draco, &env, &["demo"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(standin.pulls().len(), pulls.len());
+    assert_eq!(count(&standin, "POST", "/pulls"), posts_before);
+
+    // Approval merges exactly the proposed commit.
+    let first = with_cr[0];
+    let id = first["id"].as_i64().expect("id").to_string();
+    let branch = first["change_request"]["branch"].as_str().expect("branch");
+    let out = draco_run(&draco, &env, &["approve", &id, "--as", "Ada Lovelace"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let merged = standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == branch)
+        .expect("pull");
+    assert!(merged.merged, "merged on GitHub");
+    let merge_put = standin
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+        .expect("a merge request");
+    let body: Value = serde_json::from_slice(&merge_put.body).expect("json");
+    assert_eq!(body["sha"], first["change_request"]["head_commit"]);
+    assert_eq!(body["merge_method"], "squash");
+
+    // A branch someone else pushed to is not merged: the approval was for
+    // another commit.
+    let second = with_cr[1];
+    let branch = second["change_request"]["branch"].as_str().expect("branch");
+    standin.push_foreign_commit(branch);
+    let id = second["id"].as_i64().expect("id").to_string();
+    let out = draco_run(&draco, &env, &["approve", &id, "--as", "Ada Lovelace"]).await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        !standin
+            .pulls()
+            .into_iter()
+            .find(|p| p.head == branch)
+            .expect("pull")
+            .merged
+    );
+}
+
+fn count(standin: &StandIn, method: &str, suffix: &str) -> usize {
+    standin
+        .requests()
+        .iter()
+        .filter(|r| r.method == method && r.path.split('?').next().unwrap_or("").ends_with(suffix))
+        .count()
+}
+
+fn api(standin: &StandIn, policy: RetryPolicy) -> GitHubApi {
+    GitHubApi::new(
+        &standin.url(),
+        parse_repository(REPOSITORY).expect("repository"),
+        &Auth::Token(SecretString::from(TOKEN.to_owned())),
+        policy,
+    )
+    .expect("client")
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        secondary_wait: Duration::from_millis(50),
+        max_wait: Duration::from_secs(5),
+        max_attempts: 3,
+        transient_wait: Duration::from_millis(10),
+    }
+}
+
+fn request(branch: &str) -> NewChangeRequest {
+    NewChangeRequest {
+        branch: branch.to_owned(),
+        title: "[draco] close port 22".to_owned(),
+        body: "what and why".to_owned(),
+        files: vec![ChangeFile {
+            path: "remediations/x/remediation.sh".to_owned(),
+            contents: "#!/bin/sh\necho fix\n".to_owned(),
+            executable: true,
+        }],
+        labels: vec!["draco:high".to_owned()],
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_opening_and_recording_finds_the_pull_request_instead_of_opening_another() {
+    let standin = StandIn::start(TOKEN).await;
+    let backend = GitHubChangeRequests::new(api(&standin, quick()), &GitHubConfig::default());
+    let first = backend
+        .open(&request("draco/sg-open-abc123"))
+        .await
+        .expect("open");
+    assert!(first.created);
+    // The process died before the store recorded `first`: the next scan asks again.
+    let again = backend
+        .open(&request("draco/sg-open-abc123"))
+        .await
+        .expect("open");
+    assert!(!again.created);
+    assert_eq!(again.head_commit, first.head_commit);
+    assert_eq!(again.location, first.location);
+    assert_eq!(standin.pulls().len(), 1);
+
+    // A branch left without a pull request (a crash before it was opened)
+    // is reused, not refused.
+    let api = api(&standin, quick());
+    let base = api.branch_head("main").await.expect("read").expect("main");
+    api.create_branch("draco/sg-open-def456", &base)
+        .await
+        .expect("branch");
+    let opened = backend
+        .open(&request("draco/sg-open-def456"))
+        .await
+        .expect("open");
+    assert!(opened.created);
+    assert_eq!(
+        standin.branch_head("draco/sg-open-def456").as_deref(),
+        Some(opened.head_commit.as_str())
+    );
+    assert_eq!(standin.pulls().len(), 2);
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_and_unknown_outcomes_of_creations_are_not_replayed() {
+    let standin = StandIn::start(TOKEN).await;
+    let api = api(&standin, quick());
+    // Primary limit: remaining 0, reset in a second.
+    let reset = (chrono::Utc::now().timestamp() + 1).to_string();
+    standin.fail_next(
+        "POST",
+        "/git/blobs",
+        403,
+        &[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &reset),
+        ],
+        "API rate limit exceeded",
+    );
+    // Secondary limit with retry-after.
+    standin.fail_next(
+        "POST",
+        "/git/blobs",
+        429,
+        &[("retry-after", "1")],
+        "You have exceeded a secondary rate limit",
+    );
+    let started = std::time::Instant::now();
+    api.create_blob("hello")
+        .await
+        .expect("created after waiting");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for the reset"
+    );
+    assert_eq!(count(&standin, "POST", "/git/blobs"), 3);
+
+    // A refusal that is not a rate limit names the missing permission.
+    standin.fail_next(
+        "POST",
+        "/git/refs",
+        403,
+        &[],
+        "Resource not accessible by personal access token",
+    );
+    let error = api
+        .create_branch("draco/x", "0123")
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            error,
+            GitOpsError::Permission {
+                permission: "contents: write",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("`contents: write`"), "{error}");
+
+    // A pull request whose creation failed with an unknown outcome is not
+    // created again blindly.
+    let base = api.branch_head("main").await.expect("read").expect("main");
+    api.create_branch("draco/y", &base).await.expect("branch");
+    standin.fail_next("POST", "/pulls", 502, &[], "Bad Gateway");
+    let error = api
+        .create_pull("t", "draco/y", "main", "b")
+        .await
+        .expect_err("failed");
+    assert!(
+        matches!(
+            error,
+            GitOpsError::GitHub {
+                status: Some(502),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(count(&standin, "POST", "/pulls"), 1, "not replayed");
+    // Not a word of the token in any error.
+    assert!(!error.to_string().contains(TOKEN));
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_one_clear_error() {
+    let standin = StandIn::start("another-token").await;
+    let api = api(&standin, quick());
+    let error = api.repository_info().await.expect_err("refused");
+    assert!(error.to_string().contains("401"), "{error}");
+    assert!(!error.to_string().contains(TOKEN), "{error}");
+}
+
+// ---- the webhook receiver ----
+
+async fn webhook_app() -> (crate::harness::TestApp, StandIn) {
+    let standin = StandIn::start(TOKEN).await;
+    let env = github_env(&standin);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (spawn_app(&env).await, standin)
+}
+
+async fn deliver(
+    app: &crate::harness::TestApp,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    signature: Option<String>,
+) -> reqwest::StatusCode {
+    let mut request = app
+        .http
+        .post(app.url("/webhooks/github"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("X-Hub-Signature-256", signature);
+    }
+    request.send().await.expect("the server answers").status()
+}
+
+fn signed(body: &[u8]) -> Option<String> {
+    Some(signature::sign(
+        &SecretString::from(WEBHOOK_SECRET.to_owned()),
+        body,
+    ))
+}
+
+fn pull_request_event(repository: &str, branch: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": "synchronize",
+        "number": 1,
+        "pull_request": { "number": 1, "state": "open", "merged": false,
+                          "head": { "ref": branch, "sha": "abc" } },
+        "repository": { "full_name": repository },
+        "sender": { "login": "mallory" },
+    }))
+    .expect("json")
+}
+
+#[tokio::test]
+async fn webhook_deliveries_are_authenticated_before_anything_is_read_and_stored_once() {
+    let (app, _standin) = webhook_app().await;
+    let event = pull_request_event(REPOSITORY, "draco/sg-open-admin-port-abc123");
+
+    // Missing, malformed, forged, or signed with a stale secret: 401.
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &event, None).await,
+        401
+    );
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "d-1",
+            &event,
+            Some("sha256=zz".into())
+        )
+        .await,
+        401
+    );
+    let mut forged = signed(&event).expect("signature");
+    forged.replace_range(forged.len() - 2.., "00");
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &event, Some(forged)).await,
+        401
+    );
+    let stale = signature::sign(&SecretString::from("the old secret".to_owned()), &event);
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &event, Some(stale)).await,
+        401
+    );
+    // A signature over other bytes (the body changed in transit).
+    let mut altered = event.clone();
+    altered.push(b' ');
+    assert_eq!(
+        deliver(&app, "pull_request", "d-1", &altered, signed(&event)).await,
+        401
+    );
+    assert!(
+        app.app
+            .store
+            .pending_deliveries(10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    // Signed but not JSON: 400.
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "d-2",
+            b"{not json",
+            signed(b"{not json")
+        )
+        .await,
+        400
+    );
+    // ping: 200; an event Draco does not act on: 204; another repository
+    // or a branch Draco did not open: 204. None of them stored.
+    let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    assert_eq!(deliver(&app, "ping", "d-3", ping, signed(ping)).await, 200);
+    let issues = br#"{"action":"opened"}"#;
+    assert_eq!(
+        deliver(&app, "issues", "d-4", issues, signed(issues)).await,
+        204
+    );
+    let other = pull_request_event("acme/other-repo", "draco/sg-open-admin-port-abc123");
+    assert_eq!(
+        deliver(&app, "pull_request", "d-5", &other, signed(&other)).await,
+        204
+    );
+    let foreign_branch = pull_request_event(REPOSITORY, "feature/login");
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "d-6",
+            &foreign_branch,
+            signed(&foreign_branch)
+        )
+        .await,
+        204
+    );
+    assert!(
+        app.app
+            .store
+            .pending_deliveries(10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    // A genuine delivery is stored before the answer; a redelivery changes nothing.
+    assert_eq!(
+        deliver(&app, "pull_request", "d-7", &event, signed(&event)).await,
+        202
+    );
+    assert_eq!(
+        deliver(&app, "pull_request", "d-7", &event, signed(&event)).await,
+        200
+    );
+    let pending = app.app.store.pending_deliveries(10).await.expect("read");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].delivery_id, "d-7");
+    assert_eq!(pending[0].body, event, "stored exactly as received");
+
+    // Larger than any pull_request event: refused before it is buffered whole.
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    assert_eq!(
+        deliver(&app, "pull_request", "d-8", &huge, signed(&huge)).await,
+        413
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn githubs_published_signature_vector_passes_the_check() {
+    // GitHub Docs, "Validating webhook deliveries": secret "It's a Secret to
+    // Everybody", payload "Hello, World!". The payload is not a JSON event,
+    // so a receiver configured with that secret answers 400, not 401: the
+    // signature itself was accepted.
+    let standin = StandIn::start(TOKEN).await;
+    let mut env = github_env(&standin);
+    for (k, v) in env.iter_mut() {
+        if *k == "DRACO_GITHUB_WEBHOOK_SECRET" {
+            *v = "It's a Secret to Everybody".to_owned();
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app(&env).await;
+    let published =
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".to_owned();
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "v-1",
+            b"Hello, World!",
+            Some(published.clone())
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        deliver(
+            &app,
+            "pull_request",
+            "v-2",
+            b"Hello, World?",
+            Some(published)
+        )
+        .await,
+        401
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_github_backend_the_route_does_not_exist() {
+    let app = spawn_app(&[]).await;
+    let body = br#"{}"#;
+    assert_eq!(deliver(&app, "ping", "x", body, signed(body)).await, 404);
+    app.stop().await;
+}
