@@ -22,7 +22,7 @@ use crate::gitops::github::backend::GitHubChangeRequests;
 use crate::gitops::local::LocalGit;
 use crate::gitops::{ChangeRequests, GitOpsError};
 use crate::pipeline::{Pipeline, PipelineError, ScanReport};
-use crate::redact::Redactor;
+use crate::redact::{PiiKind, Redactor};
 use crate::remediate::templates::{Catalog, CatalogError};
 use crate::server::webhooks::{GitHubReceiver, Webhooks};
 use crate::sources::aws::AwsSource;
@@ -136,6 +136,16 @@ impl App {
         }))
     }
 
+    /// The kinds kept out of change requests: the GitHub policy, or none
+    /// for the local repository (it stays on the host).
+    pub fn publish_redact(&self) -> &[PiiKind] {
+        let gitops = &self.loaded.config.gitops;
+        match gitops.backend {
+            Backend::Github => &gitops.github.publish_redact,
+            Backend::Local => &[],
+        }
+    }
+
     /// One scan of the configured source, end to end, with its metrics.
     ///
     /// Scans on one database run one at a time: this waits for the scan lock
@@ -160,6 +170,7 @@ impl App {
             fallback,
             catalog: self.advisors.template.catalog(),
             change_requests: self.change_requests.as_ref(),
+            publish_redact: self.publish_redact(),
             store: &self.store,
         };
         let result = pipeline.scan(now).await;

@@ -85,6 +85,10 @@ impl Signals {
     }
 }
 
+/// How often stored webhook deliveries are looked for without a wake-up
+/// (one stored by another replica, or left by a failed round).
+const EVENTS_POLL: Duration = Duration::from_secs(60);
+
 /// What marking a cancelled scan interrupted may take past the grace
 /// period (the target: exit within `shutdown_grace_secs` + 1 s).
 const REPAIR_AFTER_GRACE: Duration = Duration::from_millis(500);
@@ -135,6 +139,26 @@ pub async fn run(
                 let _ = health_stop.wait_for(|s| *s).await;
             })
             .await
+        })
+    });
+
+    // Webhook deliveries are processed from the store: at start (what a
+    // crash left), when the receiver stores one, and every minute.
+    let events_task = app.github_receiver.is_some().then(|| {
+        let app = Arc::clone(&app);
+        let mut stop = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = crate::events::process_pending(&app.store, Utc::now()).await {
+                    tracing::error!(%error, "cannot process webhook deliveries; retrying later");
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    () = app.deliveries_waiting.notified() => {}
+                    () = tokio::time::sleep(EVENTS_POLL) => {}
+                }
+            }
         })
     });
 
@@ -226,6 +250,10 @@ pub async fn run(
         }
     }
     if let Some(task) = health_task {
+        task.abort();
+    }
+    if let Some(task) = events_task {
+        // Processing is idempotent: whatever this cuts short is redone.
         task.abort();
     }
     scheduler.shutdown().await?;

@@ -17,6 +17,8 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod domain;
+pub mod endpoint;
+pub mod events;
 pub mod exposition;
 pub mod gitops;
 pub mod pipeline;

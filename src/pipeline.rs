@@ -17,7 +17,7 @@ use crate::advice::{Advice, AdviceStore, ProposeError};
 use crate::detect::{self, DetectConfig};
 use crate::domain::{ChangeRequestState, FindingId, ScanId};
 use crate::gitops::{ChangeRequests, GitOpsError, document};
-use crate::redact::Redactor;
+use crate::redact::{PiiKind, RedactError, Redactor};
 use crate::remediate::Advisor;
 use crate::remediate::templates::Catalog;
 use crate::sources::{
@@ -49,6 +49,9 @@ pub struct Pipeline<'a> {
     /// Renders the advisor's choice locally, from the real finding.
     pub catalog: &'a Catalog,
     pub change_requests: &'a dyn ChangeRequests,
+    /// What never goes into a change request (`gitops.github.publish_redact`
+    /// for GitHub; nothing for the local repository, which stays on the host).
+    pub publish_redact: &'a [PiiKind],
     pub store: &'a dyn PipelineStore,
 }
 
@@ -71,6 +74,8 @@ pub enum RemediationError {
     Propose(#[from] ProposeError),
     #[error("change request: {0}")]
     GitOps(#[from] GitOpsError),
+    #[error("change request: {0}")]
+    Publish(#[from] RedactError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// A bug met while handling this finding (a panic in the redactor, a
@@ -279,7 +284,24 @@ impl Pipeline<'_> {
         };
         let proposal = advice.propose(stored.id, &stored.finding, now).await?;
         self.store.save_proposal(stored.id, &proposal, now).await?;
-        let change = document::change_request(&stored.finding, &proposal);
+        // Built from the finding and proposal as they may be published
+        // (structure-aware: an `Owner` tag's value is a name), then the
+        // whole document once more (free text the template wrote).
+        let removed = self.publish_redact;
+        let mut finding = stored.finding.clone();
+        finding.title = self
+            .redactor
+            .publishable(&finding.title, removed)?
+            .get()
+            .clone();
+        finding.evidence = self
+            .redactor
+            .publishable(&finding.evidence, removed)?
+            .get()
+            .clone();
+        let published = self.redactor.publishable(&proposal, removed)?;
+        let change = document::change_request(&finding, published.get());
+        let change = self.redactor.publishable(&change, removed)?;
         // Re-proposing a failed change request: its branch may hold what
         // someone else pushed; set it aside so the proposal is Draco's own.
         if let Some(previous) = self.store.change_request_for_finding(stored.id).await?

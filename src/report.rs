@@ -51,6 +51,8 @@ pub fn finding_json(
             "decided_by": cr.decided_by,
             "merge_commit": cr.merge_commit,
             "failure": cr.failure,
+            // pushed | merged | closed: done on GitHub, not by Draco.
+            "outside_change": cr.outside_change,
         })),
     })
 }

@@ -237,7 +237,7 @@ pub fn check_reviewer(raw: &str) -> Result<(), String> {
 /// Checks `api_url`: `https://`, or `http://` on loopback (a stand-in in
 /// tests); no credentials, query or fragment.
 pub fn check_api_url(raw: &str) -> Result<(), String> {
-    crate::server::config::check_https_url(raw).map(|_| ())
+    crate::endpoint::check_https_url(raw).map(|_| ())
 }
 
 /// The kinds that must be in `publish_redact` whatever the operator says:

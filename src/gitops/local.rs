@@ -14,6 +14,7 @@ use tokio::process::Command;
 
 use super::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
 use crate::domain::{Approved, Rejected};
+use crate::redact::Redacted;
 
 const MAIN: &str = "refs/heads/main";
 
@@ -242,7 +243,11 @@ impl ChangeRequests for LocalGit {
         "local-git"
     }
 
-    async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError> {
+    async fn open(
+        &self,
+        request: &Redacted<NewChangeRequest>,
+    ) -> Result<OpenedChangeRequest, GitOpsError> {
+        let request = request.get();
         let branch_ref = format!("refs/heads/{}", request.branch);
         let existing = |head_commit: String| OpenedChangeRequest {
             branch: request.branch.clone(),

@@ -11,10 +11,15 @@ pub mod local;
 
 use async_trait::async_trait;
 
-use crate::domain::{Approved, Rejected};
+use serde::{Deserialize, Serialize};
 
-/// Everything a backend needs to open one change request.
-#[derive(Debug, Clone, PartialEq)]
+use crate::domain::{Approved, Rejected};
+use crate::redact::Redacted;
+
+/// Everything a backend needs to open one change request. Backends take
+/// it as a [`Redacted`] value: passed through the redactor under the
+/// backend's publication policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewChangeRequest {
     pub branch: String,
     pub title: String,
@@ -26,7 +31,7 @@ pub struct NewChangeRequest {
     pub labels: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeFile {
     pub path: String,
     pub contents: String,
@@ -94,7 +99,10 @@ pub trait ChangeRequests: Send + Sync {
     /// `local-git` or `github`.
     fn backend(&self) -> &'static str;
     /// Opens the change request, or returns the one already open on that branch.
-    async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError>;
+    async fn open(
+        &self,
+        request: &Redacted<NewChangeRequest>,
+    ) -> Result<OpenedChangeRequest, GitOpsError>;
     /// Checks, before a decision is claimed, that the change request still
     /// holds what Draco proposed: the repository answers and `branch` is at
     /// `head_commit`. Errors: [`GitOpsError::NoBranch`],

@@ -127,6 +127,22 @@ impl Redactor {
         Ok((Redacted { inner }, vault))
     }
 
+    /// `value` as it may be published (a pull request, its files and
+    /// comments): every string passed through the redactor, replacing only
+    /// the `removed` kinds; placeholders are never restored (publication
+    /// leaves the host for good), so no value is kept.
+    pub fn publishable<T: Serialize + DeserializeOwned>(
+        &self,
+        value: &T,
+        removed: &[PiiKind],
+    ) -> Result<Redacted<T>, RedactError> {
+        let mut vault = Vault::publishing(removed);
+        let mut json = serde_json::to_value(value).map_err(RedactError::Serialize)?;
+        self.walk(&mut json, &mut vault);
+        let inner = serde_json::from_value(json).map_err(RedactError::Deserialize)?;
+        Ok(Redacted { inner })
+    }
+
     /// Redacts free text.
     pub fn redact_text(&self, text: &str) -> (Redacted<String>, Vault) {
         let mut vault = Vault::default();

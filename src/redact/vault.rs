@@ -31,6 +31,9 @@ pub struct Vault {
     digests: Option<Digests>,
     /// Digests remembered, all kinds together.
     remembered: usize,
+    /// Kinds left as they are (bit `kind as usize`): a publishing vault
+    /// replaces only what its policy removes.
+    kept: u32,
 }
 
 /// What one kind's placeholders stand for: value `n - 1` is `<KIND_n>`.
@@ -80,7 +83,20 @@ impl Vault {
             kinds: Vec::new(),
             digests: Some(Digests(RandomState::new())),
             remembered: 0,
+            kept: 0,
         }
+    }
+
+    /// A numbering-only vault that replaces only values of the `removed`
+    /// kinds and leaves every other kind as it is: what a publication
+    /// policy (`gitops.github.publish_redact`) asks for.
+    pub fn publishing(removed: &[PiiKind]) -> Self {
+        let mut vault = Self::numbering_only();
+        vault.kept = PiiKind::ALL
+            .iter()
+            .filter(|k| !removed.contains(k))
+            .fold(0, |bits, k| bits | (1 << (*k as u32)));
+        vault
     }
 
     fn issued(&mut self, kind: PiiKind) -> &mut Issued {
@@ -122,6 +138,10 @@ impl Vault {
 
     /// Appends the placeholder of `value` (a `kind`) to `out`.
     pub(super) fn push_placeholder(&mut self, out: &mut String, kind: PiiKind, value: &str) {
+        if self.kept & (1 << (kind as u32)) != 0 {
+            out.push_str(value);
+            return;
+        }
         let n = self.number(kind, value);
         write_placeholder(out, kind, n);
     }

@@ -30,6 +30,49 @@ pub struct StoredChangeRequest {
     pub merge_commit: Option<String>,
     /// Why it is `failed`.
     pub failure: Option<String>,
+    /// What was done to it outside Draco, if anything (`pushed`, `merged`,
+    /// `closed`); cleared when Draco re-proposes it.
+    pub outside_change: Option<OutsideChangeKind>,
+}
+
+/// What someone did to a change request outside Draco.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum OutsideChange {
+    /// A commit Draco did not make is now the branch's head: the change
+    /// request fails (nothing on it may be approved) until Draco proposes
+    /// it again.
+    Pushed { head: String },
+    /// Merged without Draco, as `merge_commit`.
+    Merged { merge_commit: Option<String> },
+    /// Closed without merging, not by Draco.
+    Closed,
+}
+
+impl OutsideChange {
+    pub fn kind(&self) -> OutsideChangeKind {
+        match self {
+            OutsideChange::Pushed { .. } => OutsideChangeKind::Pushed,
+            OutsideChange::Merged { .. } => OutsideChangeKind::Merged,
+            OutsideChange::Closed => OutsideChangeKind::Closed,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutsideChange::Pushed { .. } => "pushed",
+            OutsideChange::Merged { .. } => "merged",
+            OutsideChange::Closed => "closed",
+        }
+    }
+}
+
+/// `change_request.outside_change` in `draco findings --json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutsideChangeKind {
+    Pushed,
+    Merged,
+    Closed,
 }
 
 impl StoredChangeRequest {
@@ -73,4 +116,18 @@ pub trait ChangeRequestStore: Send + Sync {
         finding_id: FindingId,
     ) -> Result<Option<StoredChangeRequest>, StoreError>;
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
+    /// Records `change` to the change request on `branch` of `backend`, in
+    /// one transaction with its audit event (`change_request.outside_pushed`
+    /// …, by `actor`, the GitHub login that did it). Only where Draco's
+    /// record disagrees: a push of the head Draco recorded, or a change to a
+    /// change request Draco already merged, rejected or closed, changes
+    /// nothing. Returns the finding whose change request changed.
+    async fn record_outside_change(
+        &self,
+        backend: &str,
+        branch: &str,
+        change: &OutsideChange,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<FindingId>, StoreError>;
 }

@@ -25,7 +25,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 pub use audit_log::AuditLog;
-pub use change_requests::{ChangeRequestStore, StoredChangeRequest};
+pub use change_requests::{
+    ChangeRequestStore, OutsideChange, OutsideChangeKind, StoredChangeRequest,
+};
 pub use decisions::{DecisionStore, DecisionSubject};
 pub use deliveries::{Delivery, DeliveryStore, Recorded};
 pub use model_ledger::ModelLedger;

@@ -9,6 +9,7 @@ use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
 use draco::gitops::github::backend::GitHubChangeRequests;
 use draco::gitops::github::signature;
 use draco::gitops::{ChangeFile, ChangeRequests, GitOpsError, NewChangeRequest};
+use draco::redact::{Redacted, Redactor};
 use draco::store::DeliveryStore;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -193,8 +194,8 @@ fn quick() -> RetryPolicy {
     }
 }
 
-fn request(branch: &str) -> NewChangeRequest {
-    NewChangeRequest {
+fn request(branch: &str) -> Redacted<NewChangeRequest> {
+    let request = NewChangeRequest {
         branch: branch.to_owned(),
         title: "[draco] close port 22".to_owned(),
         body: "what and why".to_owned(),
@@ -204,7 +205,10 @@ fn request(branch: &str) -> NewChangeRequest {
             executable: true,
         }],
         labels: vec!["draco:high".to_owned()],
-    }
+    };
+    Redactor::default()
+        .publishable(&request, &GitHubConfig::default().publish_redact)
+        .expect("publishable")
 }
 
 #[tokio::test]
@@ -550,4 +554,225 @@ async fn without_the_github_backend_the_route_does_not_exist() {
     let body = br#"{}"#;
     assert_eq!(deliver(&app, "ping", "x", body, signed(body)).await, 404);
     app.stop().await;
+}
+
+fn event(action: &str, branch: &str, head: &str, merged: Option<&str>, sender: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": action,
+        "number": 1,
+        "pull_request": {
+            "number": 1, "state": if action == "closed" { "closed" } else { "open" },
+            "merged": merged.is_some(), "merge_commit_sha": merged,
+            "head": { "ref": branch, "sha": head },
+        },
+        "repository": { "full_name": REPOSITORY },
+        "sender": { "login": sender },
+    }))
+    .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is_proposed_again() {
+    use draco::domain::ChangeRequestState;
+    use draco::store::{ChangeRequestStore, OutsideChangeKind};
+
+    let (app, standin) = webhook_app().await;
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.app.store.change_requests().await.expect("read");
+    assert!(crs.len() >= 3, "{crs:?}");
+    let (pushed, closed, merged) = (&crs[0], &crs[1], &crs[2]);
+
+    // Draco's own head in a synchronize changes nothing.
+    let own = event(
+        "synchronize",
+        &pushed.branch,
+        &pushed.head_commit,
+        None,
+        "draco-bot",
+    );
+    assert_eq!(
+        deliver(&app, "pull_request", "e-0", &own, signed(&own)).await,
+        202
+    );
+    // Someone else pushes, closes, merges.
+    let foreign = standin.push_foreign_commit(&pushed.branch);
+    let push = event("synchronize", &pushed.branch, &foreign, None, "mallory");
+    let close = event("closed", &closed.branch, &closed.head_commit, None, "bob");
+    let merge = event(
+        "closed",
+        &merged.branch,
+        &merged.head_commit,
+        Some("feedface"),
+        "carol",
+    );
+    for (i, body) in [push, close, merge].iter().enumerate() {
+        assert_eq!(
+            deliver(
+                &app,
+                "pull_request",
+                &format!("e-{}", i + 1),
+                body,
+                signed(body)
+            )
+            .await,
+            202
+        );
+    }
+    let processed = draco::events::process_pending(&app.app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    assert_eq!(processed, 4);
+    // Processing again finds nothing to do.
+    assert_eq!(
+        draco::events::process_pending(&app.app.store, chrono::Utc::now())
+            .await
+            .expect("process"),
+        0
+    );
+
+    let by_branch = |crs: &[draco::store::StoredChangeRequest], b: &str| {
+        crs.iter().find(|c| c.branch == b).cloned().expect("cr")
+    };
+    let crs = app.app.store.change_requests().await.expect("read");
+    let p = by_branch(&crs, &pushed.branch);
+    assert_eq!(p.state, ChangeRequestState::Failed);
+    assert_eq!(p.outside_change, Some(OutsideChangeKind::Pushed));
+    let c = by_branch(&crs, &closed.branch);
+    assert_eq!(c.state, ChangeRequestState::Closed);
+    assert_eq!(c.outside_change, Some(OutsideChangeKind::Closed));
+    let m = by_branch(&crs, &merged.branch);
+    assert_eq!(m.state, ChangeRequestState::Merged);
+    assert_eq!(m.outside_change, Some(OutsideChangeKind::Merged));
+    assert_eq!(m.merge_commit.as_deref(), Some("feedface"));
+
+    // Audited, with who did it.
+    let events = draco::store::AuditLog::audit_events(&app.app.store, None)
+        .await
+        .expect("audit");
+    let actions: Vec<String> = events
+        .iter()
+        .map(|e| format!("{} {}", e.actor, e.action))
+        .collect();
+    for expected in [
+        "github:mallory change_request.outside_pushed",
+        "github:bob change_request.outside_closed",
+        "github:carol change_request.outside_merged",
+    ] {
+        assert!(actions.iter().any(|a| a == expected), "{actions:?}");
+    }
+
+    // The next scan proposes the pushed one again: a fresh commit of
+    // Draco's on the same branch and pull request, said in a comment.
+    let pulls_before = standin.pulls().len();
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.app.store.change_requests().await.expect("read");
+    let p = by_branch(&crs, &pushed.branch);
+    assert_eq!(p.state, ChangeRequestState::Open);
+    assert_eq!(p.outside_change, None);
+    assert_ne!(p.head_commit, foreign);
+    assert_eq!(
+        standin.branch_head(&pushed.branch).as_deref(),
+        Some(p.head_commit.as_str())
+    );
+    assert_eq!(standin.pulls().len(), pulls_before, "the same pull request");
+    let pull = standin
+        .pulls()
+        .into_iter()
+        .find(|x| x.head == pushed.branch)
+        .expect("pull");
+    assert!(
+        pull.comments.iter().any(|c| c.contains("re-proposed")),
+        "{:?}",
+        pull.comments
+    );
+    app.stop().await;
+}
+
+/// Personal values planted in the fixtures' tags and descriptions: none of
+/// them may reach GitHub, in any path, header or body.
+const PLANTED: [&str; 8] = [
+    "priya.raman@northwind-example.com",
+    "Priya Raman",
+    "Ada Lovelace",
+    "+1 415 555 0134",
+    "4111 1111 1111 1111",
+    "203.0.113.77",
+    "ghp_R8sPq2LmN4xV7tY1wZ3kB6cD9fG0hJ2aK5eM",
+    "AKIAIOSFODNN7EXAMPLE",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_personal_or_secret_reaches_github() {
+    use draco::compose::{App, SourceChoice};
+    use draco::sources::fixtures::FixtureSet;
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixtures = dir.path().join("fixtures");
+    crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
+    // Plant more: a person in an Owner tag, a phone, a card, a home IP and
+    // credentials in descriptions a finding's evidence shows.
+    let file = fixtures.join("ec2/402917364518/us-east-1.json");
+    let mut ec2: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    let groups = ec2["SecurityGroups"].as_array_mut().expect("groups");
+    for group in groups.iter_mut() {
+        group["Tags"]
+            .as_array_mut()
+            .expect("tags")
+            .push(json!({"Key": "Contact", "Value": "Ada Lovelace, +1 415 555 0134"}));
+        group["Description"] = json!(
+            "card 4111 1111 1111 1111; token ghp_R8sPq2LmN4xV7tY1wZ3kB6cD9fG0hJ2aK5eM; key AKIAIOSFODNN7EXAMPLE"
+        );
+        for permission in group["IpPermissions"].as_array_mut().expect("perms") {
+            permission["IpRanges"]
+                .as_array_mut()
+                .expect("ranges")
+                .push(json!({"CidrIp": "203.0.113.77/32", "Description": "Ada Lovelace at home"}));
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+
+    let env: std::collections::HashMap<String, String> = github_env(&standin)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let loaded = draco::config::load(None, &env).expect("config");
+    let app = App::build(
+        loaded,
+        dir.path().join("data"),
+        SourceChoice::Fixtures(FixtureSet::Directory(fixtures)),
+    )
+    .await
+    .expect("app");
+    let report = app.scan(chrono::Utc::now()).await.expect("scan");
+    assert!(report.change_requests_opened.len() >= 3, "{report:?}");
+
+    let requests = standin.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/pulls"))
+    );
+    let mut sent = String::new();
+    for r in &requests {
+        sent.push_str(&r.path);
+        for (k, v) in &r.headers {
+            sent.push_str(&format!("\n{k}: {v}"));
+        }
+        sent.push('\n');
+        // JSON bodies escape nothing in these values; decode anyway so an
+        // escaped form cannot hide one.
+        match serde_json::from_slice::<Value>(&r.body) {
+            Ok(v) => sent.push_str(&v.to_string()),
+            Err(_) => sent.push_str(&String::from_utf8_lossy(&r.body)),
+        }
+        sent.push('\n');
+    }
+    for value in PLANTED {
+        assert!(!sent.contains(value), "{value} was sent to GitHub");
+    }
+    // Identifiers the change needs do go: the resource, the account.
+    assert!(sent.contains("sg-0a1f3c5e7b9d24680"));
+    assert!(sent.contains("402917364518"));
 }

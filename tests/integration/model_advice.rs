@@ -437,7 +437,10 @@ impl ChangeRequests for Unreachable {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
-    async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError> {
+    async fn open(
+        &self,
+        request: &draco::redact::Redacted<NewChangeRequest>,
+    ) -> Result<OpenedChangeRequest, GitOpsError> {
         if !self.working.load(Ordering::SeqCst) {
             return Err(GitOpsError::Git {
                 args: "push".into(),
@@ -503,6 +506,7 @@ async fn an_unchanged_finding_is_not_asked_about_twice() {
         fallback: Some(&template),
         catalog: template.catalog(),
         change_requests: &git,
+        publish_redact: &[],
         store: &store,
     };
     let first = pipeline.scan(Utc::now()).await.expect("scan");

@@ -59,6 +59,7 @@ async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
         fallback: Some(&fallback),
         catalog: &catalog,
         change_requests: &git,
+        publish_redact: &[],
         store: &store,
     };
 

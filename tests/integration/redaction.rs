@@ -112,6 +112,7 @@ async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
         fallback: None,
         catalog: advisor.inner.catalog(),
         change_requests: &git,
+        publish_redact: &[],
         store: &store,
     };
     let report = pipeline.scan(Utc::now()).await.expect("scan");

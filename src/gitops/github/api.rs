@@ -103,6 +103,15 @@ struct Created {
 #[derive(Debug, Clone, Deserialize)]
 struct CommitInfo {
     tree: GitObject,
+    #[serde(default)]
+    parents: Vec<GitObject>,
+}
+
+/// A commit's tree and parents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitShape {
+    pub tree: String,
+    pub parents: Vec<String>,
 }
 
 /// A tree entry to create: a file at `path`.
@@ -301,15 +310,18 @@ impl GitHubApi {
         Ok(found)
     }
 
-    /// The tree of `commit` (`GET …/git/commits/{sha}`).
-    pub async fn commit_tree(&self, commit: &str) -> Result<String, GitOpsError> {
+    /// The tree and parents of `commit` (`GET …/git/commits/{sha}`).
+    pub async fn commit(&self, commit: &str) -> Result<CommitShape, GitOpsError> {
         let route = self.route(&format!("/git/commits/{commit}"));
         let info: CommitInfo = self
             .call("read a commit", "contents: read", true, || {
                 self.crab.get(&route, None::<&()>)
             })
             .await?;
-        Ok(info.tree.sha)
+        Ok(CommitShape {
+            tree: info.tree.sha,
+            parents: info.parents.into_iter().map(|p| p.sha).collect(),
+        })
     }
 
     /// Stores `contents` as a blob (`POST …/git/blobs`); returns its sha.

@@ -3,11 +3,13 @@
 //! through the git data API (blobs, a tree on the base branch's tree, a
 //! commit, a ref), and one pull request from it.
 //!
-//! Nothing is opened twice: before creating, Draco looks. A pull request
-//! already open from the branch is the change request (a re-run after a
-//! crash between "created" and "recorded"); a branch left without one (a
-//! crash before the pull request) is reused when it holds the same files,
-//! and moved to a fresh commit otherwise.
+//! Nothing is opened twice: before creating, Draco looks. A branch holding
+//! Draco's commit of the same files on the current base is reused (a re-run
+//! after a crash), and a pull request already open from it is the change
+//! request (a crash between "created" and "recorded"). A branch holding
+//! anything else (someone pushed to it, or the proposal changed) gets a
+//! fresh commit of Draco's, force-moved, and its open pull request is
+//! edited to match, with a comment saying so.
 
 use async_trait::async_trait;
 
@@ -15,6 +17,7 @@ use super::api::{GitHubApi, Pull, TreeEntry};
 use crate::domain::{Approved, Rejected};
 use crate::gitops::config::{GitHubConfig, MergeMethod};
 use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
+use crate::redact::Redacted;
 
 /// Pull requests on one GitHub repository.
 pub struct GitHubChangeRequests {
@@ -96,27 +99,38 @@ impl ChangeRequests for GitHubChangeRequests {
         "github"
     }
 
-    async fn open(&self, request: &NewChangeRequest) -> Result<OpenedChangeRequest, GitOpsError> {
-        if let Some(pull) = self.latest_pull(&request.branch).await?
-            && pull.state == "open"
-        {
-            return Ok(OpenedChangeRequest {
-                branch: request.branch.clone(),
-                head_commit: pull.head.sha,
-                location: pull.html_url,
-                created: false,
-            });
-        }
+    async fn open(
+        &self,
+        request: &Redacted<NewChangeRequest>,
+    ) -> Result<OpenedChangeRequest, GitOpsError> {
+        let request = request.get();
+        let open_pull = self
+            .latest_pull(&request.branch)
+            .await?
+            .filter(|p| p.state == "open");
         let base = self.base().await?;
         let base_head = self
             .api
             .branch_head(&base)
             .await?
             .ok_or_else(|| GitOpsError::NoBranch(base.clone()))?;
-        let base_tree = self.api.commit_tree(&base_head).await?;
+        let base_tree = self.api.commit(&base_head).await?.tree;
+        // Blobs and trees are addressed by their content: making them again
+        // creates nothing new, and says whether the branch holds this proposal.
         let tree = self.tree(&base_tree, request).await?;
-        let head = match self.api.branch_head(&request.branch).await? {
-            Some(existing) if self.api.commit_tree(&existing).await? == tree => existing,
+        let existing = self.api.branch_head(&request.branch).await?;
+        let reusable = match &existing {
+            // Draco's own commit of these files on the current base (a re-run
+            // after a crash). A commit pushed on top of it by someone else has
+            // another parent, so it is never taken for Draco's.
+            Some(head) => {
+                let shape = self.api.commit(head).await?;
+                shape.tree == tree && shape.parents == [base_head.clone()]
+            }
+            None => false,
+        };
+        let head = match existing {
+            Some(head) if reusable => head,
             existing => {
                 let message = format!("{}\n\n{}", request.title, request.body);
                 let commit = self.api.create_commit(&message, &tree, &base_head).await?;
@@ -128,6 +142,32 @@ impl ChangeRequests for GitHubChangeRequests {
                 commit
             }
         };
+        if let Some(pull) = open_pull {
+            if pull.head.sha != head {
+                // The branch changed outside Draco, or the proposal did:
+                // the pull request now shows Draco's proposal again.
+                self.api
+                    .update_pull(
+                        pull.number,
+                        &serde_json::json!({ "title": request.title, "body": request.body }),
+                    )
+                    .await?;
+                self.api
+                    .comment(
+                        pull.number,
+                        &format!(
+                            "Draco re-proposed this change as {head}: the branch no longer held what Draco proposed. Approvals given before are void."
+                        ),
+                    )
+                    .await?;
+            }
+            return Ok(OpenedChangeRequest {
+                branch: request.branch.clone(),
+                head_commit: head,
+                location: pull.html_url,
+                created: false,
+            });
+        }
         let pull = match self
             .api
             .create_pull(&request.title, &request.branch, &base, &request.body)
@@ -222,17 +262,11 @@ impl ChangeRequests for GitHubChangeRequests {
         }
     }
 
-    async fn retire(&self, branch: &str) -> Result<(), GitOpsError> {
-        // The closed pull request keeps the commits for the record; the
-        // branch goes, so that the next proposal starts from the base.
-        if let Some(pull) = self.latest_pull(branch).await?
-            && pull.state == "open"
-        {
-            self.api
-                .update_pull(pull.number, &serde_json::json!({ "state": "closed" }))
-                .await?;
-        }
-        self.api.delete_branch(branch).await
+    async fn retire(&self, _branch: &str) -> Result<(), GitOpsError> {
+        // Nothing to move aside: `open` puts a fresh commit of Draco's on the
+        // same branch and pull request (the pull request keeps the history),
+        // so one finding keeps one pull request.
+        Ok(())
     }
 
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {

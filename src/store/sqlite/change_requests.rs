@@ -11,7 +11,7 @@ use crate::domain::{ChangeRequestId, ChangeRequestState, FindingId};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::{Format, Proposal, Risk};
 use crate::store::{
-    ChangeRequestStore, StoreError, StoredChangeRequest, parse_timestamp, timestamp,
+    ChangeRequestStore, OutsideChange, StoreError, StoredChangeRequest, parse_timestamp, timestamp,
 };
 
 /// A stored state name; an unknown one means the row is not what this build wrote.
@@ -41,6 +41,10 @@ pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeReq
         reason: row.try_get("reason")?,
         merge_commit: row.try_get("merge_commit")?,
         failure: row.try_get("failure")?,
+        outside_change: row
+            .try_get::<Option<String>, _>("outside_change")?
+            .map(|name| enum_from_str("outside change", &name))
+            .transpose()?,
     })
 }
 
@@ -143,7 +147,8 @@ impl ChangeRequestStore for SqliteStore {
              ON CONFLICT (finding_id) DO UPDATE SET backend = excluded.backend, branch = excluded.branch,
                  head_commit = excluded.head_commit, location = excluded.location, state = 'open',
                  opened_at = excluded.opened_at, decided_by = NULL, decision_channel = NULL,
-                 decided_at = NULL, reason = NULL, merge_commit = NULL, completed_at = NULL, failure = NULL
+                 decided_at = NULL, reason = NULL, merge_commit = NULL, completed_at = NULL, failure = NULL,
+                 outside_change = NULL
              WHERE change_requests.state = 'failed'
              RETURNING id",
         )
@@ -188,5 +193,85 @@ impl ChangeRequestStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(change_request_from_row).collect()
+    }
+
+    async fn record_outside_change(
+        &self,
+        backend: &str,
+        branch: &str,
+        change: &OutsideChange,
+        actor: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<FindingId>, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        // Each statement acts only where Draco's own record disagrees with
+        // GitHub: a push of Draco's own head, a merge of Draco's own, a close
+        // after Draco's own rejection change nothing.
+        let finding_id: Option<FindingId> = match change {
+            OutsideChange::Pushed { head } => {
+                sqlx::query_scalar(
+                    "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
+                         failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
+                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed') AND head_commit <> ?
+                     RETURNING finding_id",
+                )
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .bind(head.clone())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            OutsideChange::Merged { merge_commit } => {
+                sqlx::query_scalar(
+                    "UPDATE change_requests SET state = 'merged', outside_change = 'merged',
+                         merge_commit = ?, completed_at = ?
+                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed')
+                     RETURNING finding_id",
+                )
+                .bind(merge_commit.clone())
+                .bind(timestamp(at))
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            OutsideChange::Closed => {
+                sqlx::query_scalar(
+                    "UPDATE change_requests SET state = 'closed', outside_change = 'closed',
+                         reason = 'closed without merging outside Draco', completed_at = ?
+                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed')
+                     RETURNING finding_id",
+                )
+                .bind(timestamp(at))
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
+        let Some(finding_id) = finding_id else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        if !matches!(change, OutsideChange::Merged { .. }) {
+            // Nothing waits for approval any more.
+            sqlx::query(
+                "UPDATE findings SET status = 'open' WHERE id = ? AND status = 'awaiting_approval'",
+            )
+            .bind(finding_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_audit(
+            &mut tx,
+            actor,
+            &format!("change_request.outside_{}", change.as_str()),
+            &finding_subject(finding_id),
+            &json!({ "branch": branch, "change": change }),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(finding_id))
     }
 }
