@@ -420,63 +420,35 @@ async fn show_command(ctx: &Context, id: FindingId, output: &OutputArgs) -> Resu
 /// Longest `draco run` waits for the database connections to close at exit.
 const STORE_CLOSE: std::time::Duration = std::time::Duration::from_millis(300);
 
-/// Days of history a chart's series is scored from (the model needs its
-/// window before the 90 days shown), and days shown.
-const CHART_HISTORY_DAYS: i64 = 180;
-const CHART_DAYS: usize = 90;
-
 /// `draco show ID --chart FILE`: re-scores the finding's series from the
 /// stored cost points, as the scan did, and writes the chart.
 async fn chart_command(ctx: &Context, id: FindingId, path: &Path) -> Result<()> {
-    use crate::domain::FindingKind;
     let store = ctx.open_existing_store().await?;
     let finding = store
         .finding(id)
         .await?
         .ok_or_else(|| UsageError(format!("there is no finding {id} (see `draco findings`)")))?
         .finding;
-    if !matches!(
-        finding.kind,
-        FindingKind::CostSpike | FindingKind::CostLevelShift | FindingKind::CostNewService
-    ) {
+    if !crate::chart::has_chart(finding.kind) {
         return Err(UsageError(format!(
             "finding {id} is a {} finding; only cost findings have a chart",
             finding.kind.as_str()
         ))
         .into());
     }
-    let series = &finding.evidence["series"];
-    let service = series["service"]
-        .as_str()
-        .ok_or_else(|| anyhow!("finding {id} names no cost series in its evidence"))?;
-    let account = series["account"].as_str();
     let last = store
         .last_cost_day()
         .await?
         .ok_or_else(|| anyhow!("no cost data is stored"))?;
     let points = store
-        .cost_points_since(last - chrono::Duration::days(CHART_HISTORY_DAYS))
+        .cost_points_since(last - chrono::Duration::days(crate::chart::HISTORY_DAYS))
         .await?;
-    let history = crate::detect::cost::series_history(
-        &points,
-        &ctx.loaded.config.detect.cost,
-        account,
-        service,
-    )
-    .ok_or_else(|| anyhow!("the stored cost data no longer holds the series of finding {id}"))?;
-    let shown: Vec<crate::chart::ChartDay> = history[history.len().saturating_sub(CHART_DAYS)..]
-        .iter()
-        .map(|d| crate::chart::ChartDay {
-            day: d.day,
-            actual_usd: d.actual_usd,
-            expected_usd: d.expected_usd,
-            // Two deviations: within them a day is noise (the model's own
-            // line for "back to normal").
-            band_usd: d.spread_usd.map(|s| 2.0 * s),
-            anomalous: d.anomalous,
-        })
-        .collect();
-    let svg = crate::chart::cost_chart(&crate::domain::neutralise(&finding.title), &shown)?;
+    let title = crate::domain::neutralise(&finding.title);
+    let svg =
+        crate::chart::finding_chart(&finding, &title, &points, &ctx.loaded.config.detect.cost)?
+            .ok_or_else(|| {
+                anyhow!("the stored cost data no longer holds the series of finding {id}")
+            })?;
     std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

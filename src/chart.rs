@@ -6,6 +6,10 @@
 use chrono::NaiveDate;
 use plotters::prelude::*;
 
+use crate::detect::cost::{CostConfig, series_history};
+use crate::domain::{Finding, FindingKind};
+use crate::sources::CostPoint;
+
 /// Width and height of the chart, in SVG user units (pixels).
 pub const SIZE: (u32, u32) = (800, 300);
 
@@ -19,6 +23,57 @@ pub struct ChartDay {
     /// Half-width of the normal band around the expectation.
     pub band_usd: Option<f64>,
     pub anomalous: bool,
+}
+
+/// Days of stored cost history read to chart a finding: the model needs its
+/// window of history before the first day shown.
+pub const HISTORY_DAYS: i64 = 180;
+/// Days shown: the last 90 (issue 12: "the last 90 days").
+pub const SHOWN_DAYS: usize = 90;
+
+/// Whether findings of `kind` have a cost chart.
+pub fn has_chart(kind: FindingKind) -> bool {
+    matches!(
+        kind,
+        FindingKind::CostSpike | FindingKind::CostLevelShift | FindingKind::CostNewService
+    )
+}
+
+/// The chart of a cost finding's series from `points` (at least
+/// [`HISTORY_DAYS`] of them, for the series' model), re-scored with
+/// `config`: the last [`SHOWN_DAYS`] days, the expected band at two
+/// deviations (within them a day is noise: the model's own line for "back
+/// to normal"), anomalous days marked. `title` must be publishable text.
+///
+/// `Ok(None)` when the finding is not a cost finding, names no series, or
+/// the points no longer hold its series.
+pub fn finding_chart(
+    finding: &Finding,
+    title: &str,
+    points: &[CostPoint],
+    config: &CostConfig,
+) -> Result<Option<String>, ChartError> {
+    if !has_chart(finding.kind) {
+        return Ok(None);
+    }
+    let series = &finding.evidence["series"];
+    let Some(service) = series["service"].as_str() else {
+        return Ok(None);
+    };
+    let Some(history) = series_history(points, config, series["account"].as_str(), service) else {
+        return Ok(None);
+    };
+    let shown: Vec<ChartDay> = history[history.len().saturating_sub(SHOWN_DAYS)..]
+        .iter()
+        .map(|d| ChartDay {
+            day: d.day,
+            actual_usd: d.actual_usd,
+            expected_usd: d.expected_usd,
+            band_usd: d.spread_usd.map(|s| 2.0 * s),
+            anomalous: d.anomalous,
+        })
+        .collect();
+    cost_chart(title, &shown).map(Some)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::advice::{Advice, AdviceStore, ProposeError};
+use crate::chart;
 use crate::detect::{self, DetectConfig};
-use crate::domain::{ChangeRequestState, FindingId, ScanId};
+use crate::domain::{ChangeRequestState, Finding, FindingId, ScanId};
 use crate::gitops::{ChangeRequests, GitOpsError, document};
 use crate::redact::{PiiKind, RedactError, Redactor};
 use crate::remediate::Advisor;
@@ -300,7 +301,8 @@ impl Pipeline<'_> {
             .get()
             .clone();
         let published = self.redactor.publishable(&proposal, removed)?;
-        let change = document::change_request(&finding, published.get());
+        let chart = self.chart(&finding).await;
+        let change = document::change_request(&finding, stored.id, published.get(), chart);
         let change = self.redactor.publishable(&change, removed)?;
         // Re-proposing a failed change request: its branch may hold what
         // someone else pushed; set it aside so the proposal is Draco's own.
@@ -319,6 +321,37 @@ impl Pipeline<'_> {
             location: opened.location,
             recovered: !opened.created,
         })
+    }
+}
+
+impl Pipeline<'_> {
+    /// The chart of a cost finding (`finding` is the publishable copy: its
+    /// title goes into the SVG). A chart that cannot be drawn is logged and
+    /// left out: the change request does not depend on it.
+    async fn chart(&self, finding: &Finding) -> Option<String> {
+        if !chart::has_chart(finding.kind) {
+            return None;
+        }
+        let points = match self.store.last_cost_day().await {
+            Ok(Some(last)) => {
+                self.store
+                    .cost_points_since(last - chrono::Duration::days(chart::HISTORY_DAYS))
+                    .await
+            }
+            Ok(None) => return None,
+            Err(e) => Err(e),
+        };
+        let drawn = points.map_err(|e| e.to_string()).and_then(|points| {
+            chart::finding_chart(finding, &finding.title, &points, &self.detect.cost)
+                .map_err(|e| e.to_string())
+        });
+        match drawn {
+            Ok(svg) => svg,
+            Err(error) => {
+                tracing::warn!(%error, "cannot draw the cost chart; the change request goes without it");
+                None
+            }
+        }
     }
 }
 

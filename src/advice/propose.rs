@@ -90,6 +90,7 @@ impl Advice<'_> {
                     fallback_reason: Some(reason),
                     usage,
                     notes: None,
+                    redacted: vault.counts(),
                 });
                 Ok(proposal)
             }
@@ -170,6 +171,7 @@ impl Advice<'_> {
                 fallback_reason: None,
                 usage: usage.clone(),
                 notes: restored.notes.clone(),
+                redacted: attempt.vault.counts(),
             });
             Ok::<_, ProposeError>(proposal)
         };

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{ChangeFile, NewChangeRequest};
-use crate::domain::{Finding, Neutral, neutralise, neutralise_json};
+use crate::domain::{Finding, FindingId, Neutral, neutralise, neutralise_json};
 use crate::remediate::Proposal;
 
 pub fn branch_name(finding: &Finding) -> String {
@@ -15,7 +15,16 @@ pub fn branch_name(finding: &Finding) -> String {
     )
 }
 
-pub fn change_request(finding: &Finding, proposal: &Proposal) -> NewChangeRequest {
+/// The change request for `finding` (stored as `finding_id`), from
+/// publishable inputs: the finding and proposal as they may leave the host,
+/// and for a cost finding the chart of its series (an SVG, committed beside
+/// the remediation and shown in the description).
+pub fn change_request(
+    finding: &Finding,
+    finding_id: FindingId,
+    proposal: &Proposal,
+    chart: Option<String>,
+) -> NewChangeRequest {
     let dir = format!(
         "remediations/{}-{}",
         finding.kind,
@@ -23,30 +32,40 @@ pub fn change_request(finding: &Finding, proposal: &Proposal) -> NewChangeReques
     );
     let ext = proposal.format.file_extension();
     let executable = ext == "sh";
-    let body = description(finding, proposal);
+    let chart_path = chart.as_ref().map(|_| format!("{dir}/chart.svg"));
+    let body = description(finding, finding_id, proposal, chart_path.as_deref());
+    let mut files = vec![
+        ChangeFile {
+            path: format!("{dir}/remediation.{ext}"),
+            contents: proposal.body.clone(),
+            executable,
+        },
+        ChangeFile {
+            path: format!("{dir}/rollback.{ext}"),
+            contents: proposal.rollback.clone(),
+            executable,
+        },
+        ChangeFile {
+            path: format!("{dir}/EVIDENCE.md"),
+            contents: evidence(finding),
+            executable: false,
+        },
+    ];
+    if let (Some(svg), Some(path)) = (chart, &chart_path) {
+        files.push(ChangeFile {
+            path: path.clone(),
+            contents: svg,
+            executable: false,
+        });
+    }
     NewChangeRequest {
         branch: branch_name(finding),
         // The title is the commit message's first line: one line, always.
         title: format!("[draco] {}", Neutral(&proposal.summary)),
-        files: vec![
-            ChangeFile {
-                path: format!("{dir}/remediation.{ext}"),
-                contents: proposal.body.clone(),
-                executable,
-            },
-            ChangeFile {
-                path: format!("{dir}/rollback.{ext}"),
-                contents: proposal.rollback.clone(),
-                executable,
-            },
-            ChangeFile {
-                path: format!("{dir}/EVIDENCE.md"),
-                contents: evidence(finding),
-                executable: false,
-            },
-        ],
+        files,
         body,
         labels: vec![format!("draco:{}", finding.severity.as_str())],
+        chart: chart_path,
     }
 }
 
@@ -100,7 +119,12 @@ fn money(usd: Option<f64>) -> String {
     usd.map_or_else(|| "—".to_owned(), |v| format!("${v:.2}"))
 }
 
-fn description(finding: &Finding, proposal: &Proposal) -> String {
+fn description(
+    finding: &Finding,
+    finding_id: FindingId,
+    proposal: &Proposal,
+    chart: Option<&str>,
+) -> String {
     let mut md = String::new();
     // Outside text (the finding's, a model's) is neutralised again here:
     // stored rows may predate neutralising, and a description or commit
@@ -132,8 +156,21 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
         Md(&proposal.template_id)
     );
     let _ = writeln!(md, "| Fingerprint | `{}` |\n", finding.fingerprint);
+    evidence_table(&mut md, &finding.evidence);
+    if let Some(chart) = chart {
+        let _ = writeln!(
+            md,
+            "**Cost chart.** The last 90 days of the series, the band the model took for normal and the anomalous days: `{chart}` on this branch.\n"
+        );
+    }
     let _ = writeln!(md, "**What it changes.** {}\n", proposal.changes);
     let _ = writeln!(md, "**Blast radius.** {}\n", proposal.blast_radius);
+    let _ = writeln!(
+        md,
+        "**Rollback.** If the change must be undone:\n\n{}\n",
+        fenced("", proposal.rollback.trim_end())
+    );
+    let _ = writeln!(md, "{}\n", privacy_note(proposal));
     if let Some(advice) = &proposal.advice {
         if let Some(reason) = &advice.fallback_reason {
             let _ = writeln!(
@@ -158,10 +195,66 @@ fn description(finding: &Finding, proposal: &Proposal) -> String {
     }
     let _ = writeln!(
         md,
-        "Nothing is applied until a human approves this change request."
+        "**How to approve.** Nothing is applied until a human approves. On the Draco host: `draco approve {finding_id} --as \"<your name>\"`, or `draco reject {finding_id} --as \"<your name>\" --reason \"…\"`. An approval holds for this exact commit only: a push to this branch voids it, and Draco proposes the change again."
     );
     md
 }
+
+/// What was kept from the advisor: nothing left the host, or what the
+/// redactor replaced before a model saw the finding (kinds and counts,
+/// never values).
+fn privacy_note(proposal: &Proposal) -> String {
+    let Some(advice) = proposal.advice.as_ref() else {
+        return "**Privacy.** No model was asked: the built-in template advisor answered on the Draco host.".to_owned();
+    };
+    if advice.advisor == "template" && advice.fallback_reason.is_none() {
+        return "**Privacy.** No model was asked: the built-in template advisor answered on the Draco host.".to_owned();
+    }
+    if advice.redacted.is_empty() {
+        return "**Privacy.** A model was asked; the redactor found nothing personal or secret to keep back.".to_owned();
+    }
+    let kept: Vec<String> = advice
+        .redacted
+        .iter()
+        .map(|(kind, n)| format!("{n} {}", kind.to_lowercase().replace('_', " ")))
+        .collect();
+    format!(
+        "**Privacy.** Before a model was asked, the redactor replaced {} with placeholders; the values never left the Draco host.",
+        kept.join(", ")
+    )
+}
+
+/// The evidence's top-level facts as a table (nested ones are in
+/// `EVIDENCE.md`), at most [`EVIDENCE_ROWS`] rows.
+fn evidence_table(md: &mut String, evidence: &serde_json::Value) {
+    let Some(map) = evidence.as_object() else {
+        return;
+    };
+    let rows: Vec<(&String, String)> = map
+        .iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s.clone())),
+            serde_json::Value::Number(n) => Some((k, n.to_string())),
+            serde_json::Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        })
+        .take(EVIDENCE_ROWS)
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Evidence** (all of it in `EVIDENCE.md`):\n\n| | |\n|---|---|"
+    );
+    for (key, value) in rows {
+        let _ = writeln!(md, "| {} | {} |", Md(key), Md(&value));
+    }
+    md.push('\n');
+}
+
+/// Rows of the evidence table in a description.
+const EVIDENCE_ROWS: usize = 15;
 
 fn evidence(finding: &Finding) -> String {
     let mut md = String::new();
@@ -228,7 +321,7 @@ mod tests {
     #[test]
     fn outside_text_adds_no_line_and_no_markup_to_the_change_request() {
         let (finding, proposal) = hostile();
-        let request = change_request(&finding, &proposal);
+        let request = change_request(&finding, FindingId::new(7), &proposal, None);
         assert_eq!(request.title, "[draco] Revoke\\r\\nSigned-off-by: attacker");
         assert!(
             !request.body.contains("\nSigned-off-by"),

@@ -29,6 +29,9 @@ pub struct NewChangeRequest {
     /// Labels for this change request alone (the severity label,
     /// `draco:critical` … `draco:low`), beside the backend's configured ones.
     pub labels: Vec<String>,
+    /// The path of the cost chart among `files`, if there is one: shown in
+    /// the description where the backend can show images.
+    pub chart: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -152,6 +152,17 @@ impl Vault {
         out
     }
 
+    /// Placeholders issued per kind (`EMAIL` → 2), kinds with none left out:
+    /// what was kept back, without a single value.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u32> {
+        PiiKind::ALL
+            .iter()
+            .zip(&self.kinds)
+            .filter(|(_, issued)| issued.count > 0)
+            .map(|(kind, issued)| (kind.label().to_owned(), issued.count))
+            .collect()
+    }
+
     /// Placeholders issued.
     pub fn len(&self) -> usize {
         self.kinds.iter().map(|k| k.count as usize).sum()

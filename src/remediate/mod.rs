@@ -147,6 +147,10 @@ pub struct AdviceRecord {
     /// Usage of the model call, also when its answer was then refused.
     pub usage: Option<AdviceUsage>,
     pub notes: Option<ModelNotes>,
+    /// What the redactor replaced in the request before any advisor saw it,
+    /// per kind (`EMAIL` → 2); never the values.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub redacted: std::collections::BTreeMap<String, u32>,
 }
 
 /// An advisor's answer: which template to use, with which parameters. It is

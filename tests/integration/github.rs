@@ -70,6 +70,7 @@ async fn a_scan_opens_one_pull_request_per_finding_and_approval_merges_the_appro
     assert!(with_cr.len() >= 3, "{findings:?}");
     let pulls = standin.pulls();
     assert_eq!(pulls.len(), with_cr.len(), "one pull request per finding");
+    let mut charts = 0;
     for f in &with_cr {
         let cr = &f["change_request"];
         assert_eq!(cr["backend"], "github");
@@ -99,7 +100,43 @@ async fn a_scan_opens_one_pull_request_per_finding_and_approval_merges_the_appro
             pull.labels
         );
         assert_eq!(pull.reviewers, ["ada-l", "team:platform"]);
+        let id = f["id"].as_i64().expect("id");
+        for part in [
+            format!("draco approve {id} --as"),
+            "**Rollback.**".to_owned(),
+            "**Blast radius.**".to_owned(),
+            "**Privacy.** No model was asked".to_owned(),
+        ] {
+            assert!(
+                pull.body.contains(&part),
+                "{part} missing from {}",
+                pull.body
+            );
+        }
         let files = standin.files(branch);
+        if f["kind"].as_str().is_some_and(|k| k.starts_with("cost_")) {
+            charts += 1;
+            let chart = files
+                .iter()
+                .find(|(p, _)| p.ends_with("/chart.svg"))
+                .map(|(p, svg)| (p.clone(), svg.clone()))
+                .unwrap_or_else(|| panic!("no chart on {branch}: {:?}", files.keys()));
+            assert!(
+                chart.1.starts_with("<svg") && chart.1.contains("</svg>"),
+                "{}",
+                chart.1
+            );
+            let image = format!(
+                "]({}/{REPOSITORY}/blob/{branch}/{}?raw=true)",
+                standin.url(),
+                chart.0
+            );
+            assert!(
+                pull.body.contains(&image),
+                "{image} missing from {}",
+                pull.body
+            );
+        }
         assert!(files.contains_key("README.md"), "built on the base tree");
         let names: Vec<&String> = files.keys().collect();
         assert!(
@@ -109,6 +146,8 @@ async fn a_scan_opens_one_pull_request_per_finding_and_approval_merges_the_appro
             "{names:?}"
         );
     }
+
+    assert!(charts >= 1, "the demo has a cost finding with a chart");
 
     // The webhook secret never travels to GitHub, in a header or a body.
     for r in standin.requests() {
@@ -205,6 +244,7 @@ fn request(branch: &str) -> Redacted<NewChangeRequest> {
             executable: true,
         }],
         labels: vec!["draco:high".to_owned()],
+        chart: None,
     };
     Redactor::default()
         .publishable(&request, &GitHubConfig::default().publish_redact)

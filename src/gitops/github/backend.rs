@@ -22,6 +22,8 @@ use crate::redact::Redacted;
 /// Pull requests on one GitHub repository.
 pub struct GitHubChangeRequests {
     api: GitHubApi,
+    /// The web root pages and files are shown at (`https://github.com`).
+    web_root: String,
     base_branch: Option<String>,
     merge_method: MergeMethod,
     labels: Vec<String>,
@@ -32,6 +34,7 @@ impl GitHubChangeRequests {
     pub fn new(api: GitHubApi, config: &GitHubConfig) -> Self {
         Self {
             api,
+            web_root: web_root(&config.api_url),
             base_branch: config.base_branch.clone(),
             merge_method: config.merge_method,
             labels: config.labels.clone(),
@@ -41,6 +44,23 @@ impl GitHubChangeRequests {
 
     pub fn api(&self) -> &GitHubApi {
         &self.api
+    }
+
+    /// The description as GitHub shows it: the cost chart on the branch,
+    /// as an image, after the first paragraph (the summary).
+    fn body(&self, request: &NewChangeRequest) -> String {
+        let Some(chart) = &request.chart else {
+            return request.body.clone();
+        };
+        let repository = self.api.repository();
+        let image = format!(
+            "![Cost chart: the last 90 days, the expected band, the anomalous days marked]({}/{}/{}/blob/{}/{chart}?raw=true)",
+            self.web_root, repository.owner, repository.name, request.branch
+        );
+        match request.body.split_once("\n\n") {
+            Some((first, rest)) => format!("{first}\n\n{image}\n\n{rest}"),
+            None => format!("{}\n\n{image}\n", request.body),
+        }
     }
 
     /// The configured base branch, or the repository's default branch.
@@ -149,7 +169,7 @@ impl ChangeRequests for GitHubChangeRequests {
                 self.api
                     .update_pull(
                         pull.number,
-                        &serde_json::json!({ "title": request.title, "body": request.body }),
+                        &serde_json::json!({ "title": request.title, "body": self.body(request) }),
                     )
                     .await?;
                 self.api
@@ -170,7 +190,7 @@ impl ChangeRequests for GitHubChangeRequests {
         }
         let pull = match self
             .api
-            .create_pull(&request.title, &request.branch, &base, &request.body)
+            .create_pull(&request.title, &request.branch, &base, &self.body(request))
             .await
         {
             Ok(pull) => pull,
@@ -284,5 +304,35 @@ impl ChangeRequests for GitHubChangeRequests {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Where GitHub shows pages for an API root: `https://api.github.com` →
+/// `https://github.com`; GitHub Enterprise Server's `https://HOST/api/v3`
+/// → `https://HOST`; anything else (a stand-in) as it is.
+fn web_root(api_url: &str) -> String {
+    let trimmed = api_url.trim_end_matches('/');
+    if let Some(rest) = trimmed.strip_prefix("https://api.github.com") {
+        return format!("https://github.com{rest}");
+    }
+    trimmed
+        .strip_suffix("/api/v3")
+        .unwrap_or(trimmed)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::web_root;
+
+    #[test]
+    fn the_web_root_of_github_and_of_enterprise_server() {
+        assert_eq!(web_root("https://api.github.com"), "https://github.com");
+        assert_eq!(web_root("https://api.github.com/"), "https://github.com");
+        assert_eq!(
+            web_root("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com"
+        );
+        assert_eq!(web_root("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
     }
 }
