@@ -234,7 +234,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Config(ConfigCommand::Check) => {
+        Command::Config(ConfigCommand::Check { online }) => {
             let catalog = ctx.catalog()?;
             catalog.check_covers(&crate::domain::FindingKind::ALL)?;
             // Refusals first: nothing is printed from a configuration that
@@ -267,6 +267,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 );
             }
+            if online {
+                check_online(&ctx).await?;
+            }
             outln!("# configuration is valid");
             Ok(())
         }
@@ -281,6 +284,39 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// Reads the whole audit log and checks its hash chain; returns how many
 /// events it holds.
+/// `draco config check --online`: one read call to each configured service
+/// (GitHub: `GET /repos/{owner}/{repo}`), so a wrong token, App or
+/// repository shows before the first scan does. Errors name what is wrong,
+/// never a secret.
+async fn check_online(ctx: &Context) -> Result<()> {
+    let gitops = &ctx.loaded.config.gitops;
+    if gitops.backend != crate::gitops::config::Backend::Github {
+        outln!("# online: nothing to check (no remote service configured)");
+        return Ok(());
+    }
+    let github = &gitops.github;
+    let repository =
+        crate::gitops::config::parse_repository(github.repository.as_deref().unwrap_or(""))
+            .map_err(|m| anyhow!("gitops.github.repository {m}"))?;
+    let auth = crate::compose::github_auth(&ctx.loaded)?;
+    let api = crate::gitops::github::api::GitHubApi::new(
+        &github.api_url,
+        repository,
+        &auth,
+        crate::gitops::github::api::RetryPolicy::default(),
+    )?;
+    let info = api
+        .repository_info()
+        .await
+        .context("GitHub access check failed")?;
+    outln!(
+        "# online: GitHub answers; {} is readable (default branch {})",
+        crate::domain::neutralise(&info.full_name),
+        crate::domain::neutralise(&info.default_branch)
+    );
+    Ok(())
+}
+
 /// `draco config check`'s line on change requests: the backend, and for
 /// GitHub the repository, the kind of credentials (never a secret) and what
 /// is kept off GitHub.

@@ -259,7 +259,12 @@ pub struct RejectArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration and print it resolved, secrets masked.
-    Check,
+    Check {
+        /// Also check access to the configured services with one read call
+        /// each (GitHub: the repository). Offline by default.
+        #[arg(long)]
+        online: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

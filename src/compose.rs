@@ -248,26 +248,7 @@ pub async fn change_requests(
     let gitops = &loaded.config.gitops;
     if gitops.backend == Backend::Github {
         let github = &gitops.github;
-        let secrets = &loaded.secrets;
-        let auth = match (
-            &secrets.github_token,
-            github.app_id,
-            github.installation_id,
-            &secrets.github_app_private_key,
-        ) {
-            (Some(token), ..) => Auth::Token(token.value.clone()),
-            (None, Some(app_id), Some(installation_id), Some(key)) => Auth::App {
-                app_id,
-                installation_id,
-                private_key: key.value.clone(),
-            },
-            // The configuration was validated; this is a caller's bug.
-            _ => {
-                return Err(ComposeError::GitHub(GitOpsError::Setup(
-                    "no GitHub credentials".into(),
-                )));
-            }
-        };
+        let auth = github_auth(loaded)?;
         let repository =
             parse_repository(github.repository.as_deref().unwrap_or("")).map_err(|m| {
                 ComposeError::GitHub(GitOpsError::Setup(format!("gitops.github.repository {m}")))
@@ -284,6 +265,30 @@ pub async fn change_requests(
             source,
         })?;
     Ok(Arc::new(git))
+}
+
+/// How the GitHub backend authenticates, from the validated configuration.
+///
+/// Errors: no credentials (the configuration was not validated for GitHub).
+pub fn github_auth(loaded: &Loaded) -> Result<Auth, ComposeError> {
+    let github = &loaded.config.gitops.github;
+    let secrets = &loaded.secrets;
+    match (
+        &secrets.github_token,
+        github.app_id,
+        github.installation_id,
+        &secrets.github_app_private_key,
+    ) {
+        (Some(token), ..) => Ok(Auth::Token(token.value.clone())),
+        (None, Some(app_id), Some(installation_id), Some(key)) => Ok(Auth::App {
+            app_id,
+            installation_id,
+            private_key: key.value.clone(),
+        }),
+        _ => Err(ComposeError::GitHub(GitOpsError::Setup(
+            "no GitHub credentials: set DRACO_GITHUB_TOKEN, or a GitHub App's app_id, installation_id and private key".into(),
+        ))),
+    }
 }
 
 /// The webhook receiver's settings when the GitHub backend is on (the

@@ -816,3 +816,48 @@ async fn nothing_personal_or_secret_reaches_github() {
     assert!(sent.contains("sg-0a1f3c5e7b9d24680"));
     assert!(sent.contains("402917364518"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_shows_the_backend_without_secrets_and_checks_access_when_asked() {
+    let standin = StandIn::start(TOKEN).await;
+    let env = github_env(&standin);
+    let draco = Draco::new();
+    let out = draco_run(&draco, &env, &["config", "check"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("GitHub pull requests in acme/cloud-remediations"),
+        "{text}"
+    );
+    assert!(text.contains("fine-grained token"), "{text}");
+    assert!(text.contains("never published: email"), "{text}");
+    assert!(
+        !text.contains(TOKEN) && !text.contains(WEBHOOK_SECRET),
+        "{text}"
+    );
+    assert!(
+        standin.requests().is_empty(),
+        "offline by default: no call to GitHub"
+    );
+
+    let out = draco_run(&draco, &env, &["config", "check", "--online"]).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("acme/cloud-remediations is readable"),
+        "{text}"
+    );
+    assert_eq!(standin.requests().len(), 1, "one read call");
+
+    let mut wrong = env.clone();
+    for (k, v) in wrong.iter_mut() {
+        if *k == "DRACO_GITHUB_TOKEN" {
+            *v = "github_pat_wrong_token_value".to_owned();
+        }
+    }
+    let out = draco_run(&draco, &wrong, &["config", "check", "--online"]).await;
+    assert!(!out.status.success());
+    let all = describe(&out);
+    assert!(all.contains("401"), "{all}");
+    assert!(!all.contains("github_pat_wrong_token_value"), "{all}");
+}
