@@ -171,6 +171,7 @@ impl App {
             catalog: self.advisors.template.catalog(),
             change_requests: self.change_requests.as_ref(),
             publish_redact: self.publish_redact(),
+            max_new_per_scan: self.loaded.config.gitops.max_new_per_scan as usize,
             store: &self.store,
         };
         let result = pipeline.scan(now).await;

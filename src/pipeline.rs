@@ -17,7 +17,7 @@ use crate::advice::{Advice, AdviceStore, ProposeError};
 use crate::chart;
 use crate::detect::{self, DetectConfig};
 use crate::domain::{ChangeRequestState, Finding, FindingId, ScanId};
-use crate::gitops::{ChangeRequests, GitOpsError, document};
+use crate::gitops::{ChangeRequests, GitOpsError, Observed, document};
 use crate::redact::{PiiKind, RedactError, Redactor};
 use crate::remediate::Advisor;
 use crate::remediate::templates::Catalog;
@@ -25,7 +25,8 @@ use crate::sources::{
     CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
 };
 use crate::store::{
-    ChangeRequestStore, Coverage, RecordOutcome, ScanStatus, ScanStore, StoreError, StoredFinding,
+    ChangeRequestStore, Coverage, OutsideChange, RecordOutcome, ScanStatus, ScanStore, StoreError,
+    StoredFinding,
 };
 
 /// What a scan reads and writes: scans and findings, proposals and change
@@ -53,6 +54,8 @@ pub struct Pipeline<'a> {
     /// What never goes into a change request (`gitops.github.publish_redact`
     /// for GitHub; nothing for the local repository, which stays on the host).
     pub publish_redact: &'a [PiiKind],
+    /// Change requests opened per scan at most (`gitops.max_new_per_scan`).
+    pub max_new_per_scan: usize,
     pub store: &'a dyn PipelineStore,
 }
 
@@ -113,6 +116,10 @@ pub struct ScanReport {
     pub findings_detected: usize,
     pub outcome: RecordOutcome,
     pub change_requests_opened: Vec<OpenedRequest>,
+    /// Findings waiting for a change request because this scan opened its
+    /// `gitops.max_new_per_scan` already: the next scans open them,
+    /// highest severity × dollar impact first.
+    pub change_requests_queued: Vec<FindingId>,
     pub failures: Vec<FindingFailure>,
     /// Accounts, regions or services that could not be read.
     pub scan_errors: Vec<ScanError>,
@@ -210,9 +217,37 @@ impl Pipeline<'_> {
             "findings recorded"
         );
 
+        self.reconcile(now).await?;
+
         let mut opened = Vec::new();
         let mut failures = Vec::new();
-        for stored in self.store.findings_without_change_request().await? {
+        let mut pending = self.store.findings_without_change_request().await?;
+        // Highest severity first, then the larger dollar impact, then the
+        // older finding: what a human should see first is opened first.
+        pending.sort_by(|a, b| {
+            let (a, b) = ((&a.finding, a.id), (&b.finding, b.id));
+            b.0.severity
+                .cmp(&a.0.severity)
+                .then_with(|| {
+                    let impact = |f: &Finding| f.impact_usd_monthly.unwrap_or(0.0);
+                    impact(b.0).total_cmp(&impact(a.0))
+                })
+                .then_with(|| a.1.cmp(&b.1))
+        });
+        let queued: Vec<FindingId> = pending
+            .iter()
+            .skip(self.max_new_per_scan)
+            .map(|f| f.id)
+            .collect();
+        if !queued.is_empty() {
+            tracing::info!(
+                queued = queued.len(),
+                limit = self.max_new_per_scan,
+                "more findings need a change request than one scan opens; the rest wait for the next scans"
+            );
+        }
+        pending.truncate(self.max_new_per_scan);
+        for stored in pending {
             // A panic is a bug, but one finding's bug must not stop the scan
             // nor the daemon: it fails that finding like any other error.
             // Nothing here is shared mutable state a panic could leave broken.
@@ -255,6 +290,7 @@ impl Pipeline<'_> {
             findings_detected: findings.len(),
             outcome,
             change_requests_opened: opened,
+            change_requests_queued: queued,
             status: if failures.is_empty() && scan_errors.is_empty() {
                 ScanStatus::Ok
             } else {
@@ -325,6 +361,57 @@ impl Pipeline<'_> {
 }
 
 impl Pipeline<'_> {
+    /// Brings the store in step with the backend before anything new is
+    /// proposed: each open change request is read back (a push, a merge or
+    /// a close made outside Draco whose webhook was missed is recorded now),
+    /// and the change requests of findings that resolved themselves are
+    /// withdrawn with a note. A backend error leaves that change request for
+    /// the next scan; only a store error fails the scan.
+    async fn reconcile(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let backend = self.change_requests.backend();
+        let observed = if self.change_requests.changed_outside_draco() {
+            self.store.change_requests().await?
+        } else {
+            Vec::new()
+        };
+        for cr in observed {
+            if cr.backend != backend || cr.state != ChangeRequestState::Open {
+                continue;
+            }
+            let change = match self.change_requests.observe(&cr.branch).await {
+                Ok(Observed::Open { head }) if head == cr.head_commit => continue,
+                Ok(Observed::Open { head }) => OutsideChange::Pushed { head },
+                Ok(Observed::Merged { merge_commit }) => OutsideChange::Merged { merge_commit },
+                Ok(Observed::Closed) => OutsideChange::Closed,
+                Ok(Observed::Missing) => OutsideChange::Deleted,
+                Err(error) => {
+                    tracing::warn!(%error, branch = cr.branch, "cannot read a change request back; the next scan tries again");
+                    continue;
+                }
+            };
+            self.store
+                .record_outside_change(backend, &cr.branch, &change, backend, now)
+                .await?;
+        }
+        for cr in self.store.change_requests_of_resolved_findings().await? {
+            if cr.backend != backend {
+                continue;
+            }
+            let note = "Draco no longer sees this problem: its finding resolved itself, so this change request is closed without merging.";
+            match self.change_requests.withdraw(&cr.branch, note).await {
+                Ok(()) => {
+                    self.store
+                        .withdraw_change_request(cr.finding_id, "the finding resolved itself", now)
+                        .await?;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, branch = cr.branch, "cannot withdraw a change request; the next scan tries again");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The chart of a cost finding (`finding` is the publishable copy: its
     /// title goes into the SVG). A chart that cannot be drawn is logged and
     /// left out: the change request does not depend on it.

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::audit::AuditEvent;
-use crate::domain::{Neutral, Severity, neutralise, neutralise_json};
+use crate::domain::{FindingStatus, Neutral, Severity, neutralise, neutralise_json};
 use crate::pipeline::ScanReport;
 use crate::remediate::Proposal;
 use crate::store::{StoredChangeRequest, StoredFinding, timestamp};
@@ -41,7 +41,11 @@ pub fn finding_json(
         "first_seen_at": timestamp(finding.first_seen_at),
         "last_seen_at": timestamp(finding.last_seen_at),
         "resolved_at": finding.resolved_at.map(timestamp),
-        "change_request": change_request.map(|cr| json!({
+        // An open finding without one waits for it (a later scan opens it:
+        // `gitops.max_new_per_scan`, or a failed attempt).
+        "change_request": change_request.map_or_else(
+            || (finding.status == FindingStatus::Open).then(|| json!({ "state": "queued" })),
+            |cr| Some(json!({
             "state": cr.state,
             "backend": cr.backend,
             "branch": cr.branch,
@@ -53,7 +57,7 @@ pub fn finding_json(
             "failure": cr.failure,
             // pushed | merged | closed: done on GitHub, not by Draco.
             "outside_change": cr.outside_change,
-        })),
+        }))),
     })
 }
 
@@ -266,26 +270,45 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
         o.reopened.len(),
         o.resolved.len()
     );
-    if report.change_requests_opened.is_empty() {
+    let opened = &report.change_requests_opened;
+    if opened.is_empty() && report.change_requests_queued.is_empty() {
         let _ = writeln!(
             out,
             "No change request opened: every current finding already has one."
         );
-    } else {
-        let _ = writeln!(
-            out,
-            "{} change request(s) opened in {}:",
-            report.change_requests_opened.len(),
-            report.change_requests_opened[0].location
-        );
-        for cr in &report.change_requests_opened {
-            let recovered = if cr.recovered { " (recovered)" } else { "" };
+    } else if !opened.is_empty() {
+        // One repository (local) is named once; pull requests each.
+        let one_place = opened.iter().all(|cr| cr.location == opened[0].location);
+        if one_place {
             let _ = writeln!(
                 out,
-                "  finding {:>3}  {}{recovered}",
+                "{} change request(s) opened in {}:",
+                opened.len(),
+                opened[0].location
+            );
+        } else {
+            let _ = writeln!(out, "{} change request(s) opened:", opened.len());
+        }
+        for cr in opened {
+            let recovered = if cr.recovered { " (recovered)" } else { "" };
+            let location = if one_place {
+                String::new()
+            } else {
+                format!("  {}", cr.location)
+            };
+            let _ = writeln!(
+                out,
+                "  finding {:>3}  {}{recovered}{location}",
                 cr.finding_id, cr.branch
             );
         }
+    }
+    if !report.change_requests_queued.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} finding(s) queued for the next scans (gitops.max_new_per_scan reached).",
+            report.change_requests_queued.len()
+        );
     }
     for failure in &report.failures {
         let _ = writeln!(

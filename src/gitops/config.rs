@@ -4,7 +4,7 @@
 //! [gitops]
 //! backend = "github"              # or "local" (the default): a git repository under the data dir
 //! max_new_per_scan = 20           # new change requests per scan; the rest wait as `queued`
-//! group = "finding"               # or "kind-account-region"
+//! group = "finding"               # "kind-account-region" is refused for now
 //! [gitops.github]
 //! api_url = "https://api.github.com"      # GitHub Enterprise Server: https://HOST/api/v3
 //! repository = "acme/cloud-remediations"

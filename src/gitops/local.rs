@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
+use super::{ChangeRequests, GitOpsError, NewChangeRequest, Observed, OpenedChangeRequest};
 use crate::domain::{Approved, Rejected};
 use crate::redact::Redacted;
 
@@ -224,6 +224,20 @@ impl LocalGit {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// Moves `branch` under `refs/{namespace}/{branch}/{head}`: out of the
+    /// branch list, kept for the record; idempotent.
+    async fn set_aside(&self, branch: &str, namespace: &str) -> Result<(), GitOpsError> {
+        let branch_ref = format!("refs/heads/{branch}");
+        let Some(head) = self.resolve(&branch_ref).await? else {
+            return Ok(());
+        };
+        let aside = format!("refs/{namespace}/{branch}/{head}");
+        self.run_git(&["update-ref", &aside, &head], None).await?;
+        self.run_git(&["update-ref", "-d", &branch_ref, &head], None)
+            .await?;
+        Ok(())
+    }
+
     async fn require_branch_at(&self, branch: &str, commit: &str) -> Result<(), GitOpsError> {
         match self.resolve(&format!("refs/heads/{branch}")).await? {
             None => Err(GitOpsError::NoBranch(branch.to_owned())),
@@ -378,15 +392,25 @@ impl ChangeRequests for LocalGit {
     }
 
     async fn retire(&self, branch: &str) -> Result<(), GitOpsError> {
-        let branch_ref = format!("refs/heads/{branch}");
-        let Some(head) = self.resolve(&branch_ref).await? else {
-            return Ok(());
-        };
-        let retired = format!("refs/failed/{branch}/{head}");
-        self.run_git(&["update-ref", &retired, &head], None).await?;
-        self.run_git(&["update-ref", "-d", &branch_ref, &head], None)
-            .await?;
-        Ok(())
+        self.set_aside(branch, "failed").await
+    }
+
+    async fn withdraw(&self, branch: &str, _note: &str) -> Result<(), GitOpsError> {
+        // The audit log says why; the repository keeps the commit.
+        self.set_aside(branch, "withdrawn").await
+    }
+
+    fn changed_outside_draco(&self) -> bool {
+        false
+    }
+
+    async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError> {
+        // Only Draco merges and closes here: what can change outside it is
+        // the branch itself.
+        Ok(match self.resolve(&format!("refs/heads/{branch}")).await? {
+            Some(head) => Observed::Open { head },
+            None => Observed::Missing,
+        })
     }
 
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {

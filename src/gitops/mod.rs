@@ -52,6 +52,19 @@ pub struct OpenedChangeRequest {
     pub created: bool,
 }
 
+/// A change request as its backend shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// Open, its branch at `head`.
+    Open { head: String },
+    /// Merged, as `merge_commit` when the backend says.
+    Merged { merge_commit: Option<String> },
+    /// Closed without merging.
+    Closed,
+    /// Neither a branch nor a pull request: deleted by hand.
+    Missing,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitOpsError {
     #[error("cannot run git: {0} (is git installed and on PATH?)")]
@@ -120,4 +133,19 @@ pub trait ChangeRequests: Send + Sync {
     async fn retire(&self, branch: &str) -> Result<(), GitOpsError>;
     /// Closes the change request without merging; idempotent.
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError>;
+    /// Closes the change request without merging because it is no longer
+    /// needed (its finding resolved itself), saying `note` where the backend
+    /// can (a pull request comment); idempotent.
+    async fn withdraw(&self, branch: &str, note: &str) -> Result<(), GitOpsError>;
+    /// Whether people change change requests on this backend outside
+    /// Draco (GitHub: yes), so each scan must read them back with
+    /// [`ChangeRequests::observe`]. The local repository says no: only
+    /// Draco writes to it, and a decision checks the branch anyway.
+    fn changed_outside_draco(&self) -> bool {
+        true
+    }
+    /// How the change request on `branch` stands on the backend now: each
+    /// scan compares it with the store, so a missed webhook never leaves the
+    /// store wrong for longer than one scan.
+    async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError>;
 }

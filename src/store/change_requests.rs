@@ -47,6 +47,9 @@ pub enum OutsideChange {
     Merged { merge_commit: Option<String> },
     /// Closed without merging, not by Draco.
     Closed,
+    /// The branch and its pull request are gone: the change request fails
+    /// (shown as `closed` outside Draco) and the next scan proposes it again.
+    Deleted,
 }
 
 impl OutsideChange {
@@ -54,7 +57,7 @@ impl OutsideChange {
         match self {
             OutsideChange::Pushed { .. } => OutsideChangeKind::Pushed,
             OutsideChange::Merged { .. } => OutsideChangeKind::Merged,
-            OutsideChange::Closed => OutsideChangeKind::Closed,
+            OutsideChange::Closed | OutsideChange::Deleted => OutsideChangeKind::Closed,
         }
     }
     pub fn as_str(&self) -> &'static str {
@@ -62,6 +65,7 @@ impl OutsideChange {
             OutsideChange::Pushed { .. } => "pushed",
             OutsideChange::Merged { .. } => "merged",
             OutsideChange::Closed => "closed",
+            OutsideChange::Deleted => "deleted",
         }
     }
 }
@@ -130,4 +134,18 @@ pub trait ChangeRequestStore: Send + Sync {
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<FindingId>, StoreError>;
+    /// Closes the change request of a finding that resolved itself (`open`
+    /// or `failed` → `closed`, with `reason`), with its audit event
+    /// (`change_request.withdrawn`). `false` when there was none to close.
+    async fn withdraw_change_request(
+        &self,
+        finding_id: FindingId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Change requests still `open` or `failed` whose finding is resolved:
+    /// to withdraw (also those a failed withdrawal left behind).
+    async fn change_requests_of_resolved_findings(
+        &self,
+    ) -> Result<Vec<StoredChangeRequest>, StoreError>;
 }

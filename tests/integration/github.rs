@@ -861,3 +861,150 @@ async fn config_check_shows_the_backend_without_secrets_and_checks_access_when_a
     assert!(all.contains("401"), "{all}");
     assert!(!all.contains("github_pat_wrong_token_value"), "{all}");
 }
+
+/// The application on a copy of the demo fixtures (returned, to change
+/// between scans) with the GitHub backend on `standin`.
+async fn github_app_on_fixtures(
+    standin: &StandIn,
+    dir: &std::path::Path,
+) -> (std::sync::Arc<draco::compose::App>, std::path::PathBuf) {
+    use draco::compose::{App, SourceChoice};
+    use draco::sources::fixtures::FixtureSet;
+    let fixtures = dir.join("fixtures");
+    crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
+    let env: std::collections::HashMap<String, String> = github_env(standin)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let loaded = draco::config::load(None, &env).expect("config");
+    let app = App::build(
+        loaded,
+        dir.join("data"),
+        SourceChoice::Fixtures(FixtureSet::Directory(fixtures.clone())),
+    )
+    .await
+    .expect("app");
+    (app, fixtures)
+}
+
+/// Opens or closes port 22 to the world on the demo's bastion group.
+fn set_bastion_open(fixtures: &std::path::Path, open: bool) {
+    let file = fixtures.join("ec2/402917364518/us-east-1.json");
+    let mut ec2: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    for group in ec2["SecurityGroups"].as_array_mut().expect("groups") {
+        if group["GroupId"] == "sg-0a1f3c5e7b9d24680" {
+            group["IpPermissions"][0]["IpRanges"] = if open {
+                json!([{"CidrIp": "0.0.0.0/0"}])
+            } else {
+                json!([{"CidrIp": "10.0.0.0/8"}])
+            };
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scan_reconciles_with_github_withdraws_resolved_findings_and_reproposes_returning_ones()
+ {
+    use draco::domain::ChangeRequestState;
+    use draco::store::{ChangeRequestStore, OutsideChangeKind};
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, fixtures) = github_app_on_fixtures(&standin, dir.path()).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let branch_of = |kind: &str| {
+        crs.iter()
+            .find(|c| c.branch.starts_with(&format!("draco/{kind}-")))
+            .map(|c| c.branch.clone())
+            .unwrap_or_else(|| panic!("no {kind} change request"))
+    };
+    let (bastion, closed, merged, pushed, deleted) = (
+        branch_of("sg-open-admin-port"),
+        branch_of("snapshot-public"),
+        branch_of("ebs-unencrypted"),
+        branch_of("ebs-unattached"),
+        branch_of("eip-unassociated"),
+    );
+
+    // On GitHub, with every webhook lost: closed, merged, pushed to,
+    // closed with its branch deleted.
+    standin.close_by_hand(&closed, false);
+    let merge_commit = standin.merge_by_hand(&merged);
+    let foreign = standin.push_foreign_commit(&pushed);
+    standin.close_by_hand(&deleted, true);
+    // And the bastion's port is closed in the cloud.
+    set_bastion_open(&fixtures, false);
+    let pulls_before = standin.pulls().len();
+    app.scan(chrono::Utc::now()).await.expect("scan");
+
+    let crs = app.store.change_requests().await.expect("read");
+    let cr = |b: &str| crs.iter().find(|c| c.branch == b).cloned().expect("cr");
+    assert_eq!(cr(&closed).state, ChangeRequestState::Closed);
+    assert_eq!(cr(&closed).outside_change, Some(OutsideChangeKind::Closed));
+    assert_eq!(cr(&merged).state, ChangeRequestState::Merged);
+    assert_eq!(
+        cr(&merged).merge_commit.as_deref(),
+        Some(merge_commit.as_str())
+    );
+    // Pushed to: Draco's proposal is back on the branch, as a new commit.
+    assert_eq!(cr(&pushed).state, ChangeRequestState::Open);
+    assert_ne!(cr(&pushed).head_commit, foreign);
+    assert_eq!(
+        standin.branch_head(&pushed).as_deref(),
+        Some(cr(&pushed).head_commit.as_str())
+    );
+    // Deleted: recreated, as a new pull request.
+    assert_eq!(cr(&deleted).state, ChangeRequestState::Open);
+    assert!(standin.branch_head(&deleted).is_some());
+    // The bastion finding resolved itself: its pull request is closed with a note.
+    assert_eq!(cr(&bastion).state, ChangeRequestState::Closed);
+    assert_eq!(
+        cr(&bastion).reason.as_deref(),
+        Some("the finding resolved itself")
+    );
+    let pull = |b: &str| {
+        standin
+            .pulls()
+            .into_iter()
+            .rfind(|p| p.head == b)
+            .expect("pull")
+    };
+    assert_eq!(pull(&bastion).state, "closed");
+    assert!(
+        pull(&bastion)
+            .comments
+            .iter()
+            .any(|c| c.contains("resolved itself"))
+    );
+    assert_eq!(
+        standin.pulls().len(),
+        pulls_before + 1,
+        "only the deleted one is opened again"
+    );
+
+    // The port is opened again: the finding comes back, and with it a new pull request.
+    set_bastion_open(&fixtures, true);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let again = crs.iter().find(|c| c.branch == bastion).expect("cr");
+    assert_eq!(again.state, ChangeRequestState::Open);
+    let bastion_pulls: Vec<_> = standin
+        .pulls()
+        .into_iter()
+        .filter(|p| p.head == bastion)
+        .collect();
+    assert_eq!(
+        bastion_pulls.len(),
+        2,
+        "a new pull request for the returning finding"
+    );
+    assert_eq!(bastion_pulls[1].state, "open");
+    assert!(
+        again
+            .location
+            .ends_with(&format!("/pull/{}", bastion_pulls[1].number))
+    );
+}

@@ -162,6 +162,40 @@ impl StandIn {
         ));
     }
 
+    /// Someone closes the pull request from `branch` on GitHub, unmerged
+    /// (`delete_branch`: and deletes the branch too).
+    pub fn close_by_hand(&self, branch: &str, delete_branch: bool) {
+        let mut repo = self.repo.lock().expect("lock");
+        for pull in repo.pulls.iter_mut().filter(|p| p.head == branch) {
+            pull.state = "closed".into();
+        }
+        if delete_branch {
+            repo.refs.remove(branch);
+        }
+    }
+
+    /// Someone merges the pull request from `branch` on GitHub; returns the merge commit.
+    pub fn merge_by_hand(&self, branch: &str) -> String {
+        let mut repo = self.repo.lock().expect("lock");
+        let head = repo.refs[branch].clone();
+        let merge = sha("commit", &format!("merged by hand {head}"));
+        let tree = repo.commits[&head].0.clone();
+        let parent = repo.refs["main"].clone();
+        repo.commits
+            .insert(merge.clone(), (tree, vec![parent], "merge".into()));
+        repo.refs.insert("main".into(), merge.clone());
+        for pull in repo
+            .pulls
+            .iter_mut()
+            .filter(|p| p.head == branch && p.state == "open")
+        {
+            pull.state = "closed".into();
+            pull.merged = true;
+            pull.merge_commit = Some(merge.clone());
+        }
+        merge
+    }
+
     /// Someone else pushes a commit to `branch`; returns it.
     pub fn push_foreign_commit(&self, branch: &str) -> String {
         let mut repo = self.repo.lock().expect("lock");

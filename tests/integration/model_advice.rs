@@ -461,6 +461,15 @@ impl ChangeRequests for Unreachable {
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {
         self.inner.close(rejected).await
     }
+    async fn withdraw(&self, branch: &str, note: &str) -> Result<(), GitOpsError> {
+        self.inner.withdraw(branch, note).await
+    }
+    fn changed_outside_draco(&self) -> bool {
+        self.inner.changed_outside_draco()
+    }
+    async fn observe(&self, branch: &str) -> Result<draco::gitops::Observed, GitOpsError> {
+        self.inner.observe(branch).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -507,6 +516,7 @@ async fn an_unchanged_finding_is_not_asked_about_twice() {
         catalog: template.catalog(),
         change_requests: &git,
         publish_redact: &[],
+        max_new_per_scan: 20,
         store: &store,
     };
     let first = pipeline.scan(Utc::now()).await.expect("scan");

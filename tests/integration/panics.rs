@@ -60,6 +60,7 @@ async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
         catalog: &catalog,
         change_requests: &git,
         publish_redact: &[],
+        max_new_per_scan: 20,
         store: &store,
     };
 

@@ -113,6 +113,7 @@ async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
         catalog: advisor.inner.catalog(),
         change_requests: &git,
         publish_redact: &[],
+        max_new_per_scan: 20,
         store: &store,
     };
     let report = pipeline.scan(Utc::now()).await.expect("scan");

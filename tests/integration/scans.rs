@@ -159,3 +159,58 @@ fn twenty_kill_nines_on_one_data_dir_leave_nothing_running_or_twice() {
     assert!(second.contains("0 new, 8 unchanged"), "{second}");
     draco.ok(&["audit", "verify"]);
 }
+
+/// `gitops.max_new_per_scan`: a scan opens at most that many change
+/// requests, most severe and costly first; the others wait as `queued` and
+/// the next scans open them.
+#[test]
+fn change_requests_beyond_the_per_scan_limit_wait_for_the_next_scans() {
+    let draco = crate::support::Draco::new();
+    let run = |args: &[&str]| {
+        let out = draco
+            .command()
+            .env("DRACO_GITOPS_MAX_NEW_PER_SCAN", "3")
+            .args(args)
+            .output()
+            .expect("draco runs");
+        assert!(out.status.success(), "{}", crate::support::describe(&out));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let text = run(&["demo"]);
+    assert!(text.contains("queued for the next scans"), "{text}");
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_str(&run(&["findings", "--json"])).expect("json");
+    let state = |f: &serde_json::Value| f["change_request"]["state"].as_str().map(str::to_owned);
+    let opened: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| state(f).as_deref() == Some("open"))
+        .collect();
+    let queued: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| state(f).as_deref() == Some("queued"))
+        .collect();
+    assert_eq!(opened.len(), 3, "{findings:?}");
+    assert_eq!(queued.len(), findings.len() - 3, "{findings:?}");
+    let rank = |f: &serde_json::Value| match f["severity"].as_str() {
+        Some("critical") => 3,
+        Some("high") => 2,
+        Some("medium") => 1,
+        _ => 0,
+    };
+    let least_opened = opened.iter().map(|f| rank(f)).min().unwrap_or(0);
+    let most_queued = queued.iter().map(|f| rank(f)).max().unwrap_or(0);
+    assert!(
+        least_opened >= most_queued,
+        "most severe first: {findings:?}"
+    );
+
+    // The next scans open the rest, three at a time.
+    run(&["demo"]);
+    run(&["demo"]);
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_str(&run(&["findings", "--json"])).expect("json");
+    assert!(
+        findings.iter().all(|f| state(f).as_deref() == Some("open")),
+        "{findings:?}"
+    );
+}

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use super::api::{GitHubApi, Pull, TreeEntry};
 use crate::domain::{Approved, Rejected};
 use crate::gitops::config::{GitHubConfig, MergeMethod};
-use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, OpenedChangeRequest};
+use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, Observed, OpenedChangeRequest};
 use crate::redact::Redacted;
 
 /// Pull requests on one GitHub repository.
@@ -287,6 +287,36 @@ impl ChangeRequests for GitHubChangeRequests {
         // same branch and pull request (the pull request keeps the history),
         // so one finding keeps one pull request.
         Ok(())
+    }
+
+    async fn withdraw(&self, branch: &str, note: &str) -> Result<(), GitOpsError> {
+        if let Some(pull) = self.latest_pull(branch).await?
+            && pull.state == "open"
+        {
+            self.api.comment(pull.number, note).await?;
+            self.api
+                .update_pull(pull.number, &serde_json::json!({ "state": "closed" }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError> {
+        Ok(match self.latest_pull(branch).await? {
+            Some(pull) if pull.merged_at.is_some() => Observed::Merged {
+                merge_commit: pull.merge_commit_sha,
+            },
+            Some(pull) if pull.state == "open" => Observed::Open {
+                head: pull.head.sha,
+            },
+            // Closed: by hand if the branch is still there; with the branch
+            // deleted (GitHub closes a pull request whose branch goes), it
+            // is gone, and the next scan recreates it.
+            _ => match self.api.branch_head(branch).await? {
+                Some(_) => Observed::Closed,
+                None => Observed::Missing,
+            },
+        })
     }
 
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {

@@ -235,6 +235,18 @@ impl ChangeRequestStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?
             }
+            OutsideChange::Deleted => {
+                sqlx::query_scalar(
+                    "UPDATE change_requests SET state = 'failed', outside_change = 'closed',
+                         failure = 'the branch was deleted outside Draco; the next scan proposes it again'
+                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed')
+                     RETURNING finding_id",
+                )
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
             OutsideChange::Closed => {
                 sqlx::query_scalar(
                     "UPDATE change_requests SET state = 'closed', outside_change = 'closed',
@@ -273,5 +285,50 @@ impl ChangeRequestStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(Some(finding_id))
+    }
+
+    async fn withdraw_change_request(
+        &self,
+        finding_id: FindingId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let id: Option<ChangeRequestId> = sqlx::query_scalar(
+            "UPDATE change_requests SET state = 'closed', reason = ?, completed_at = ?
+             WHERE finding_id = ? AND state IN ('open', 'failed') RETURNING id",
+        )
+        .bind(reason.to_owned())
+        .bind(timestamp(at))
+        .bind(finding_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        append_audit(
+            &mut tx,
+            "draco",
+            "change_request.withdrawn",
+            &finding_subject(finding_id),
+            &json!({ "change_request": id, "reason": reason }),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn change_requests_of_resolved_findings(
+        &self,
+    ) -> Result<Vec<StoredChangeRequest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.* FROM change_requests c JOIN findings f ON f.id = c.finding_id
+             WHERE f.status = 'resolved' AND c.state IN ('open', 'failed') ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_request_from_row).collect()
     }
 }

@@ -316,6 +316,17 @@ impl ScanStore for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                     if reopened {
+                        // The problem is back after its change request was
+                        // merged or closed: it fails, so this scan proposes
+                        // the change again (a new pull request).
+                        sqlx::query(
+                            "UPDATE change_requests SET state = 'failed',
+                                 failure = 'the finding came back after its change request was ' || state
+                             WHERE finding_id = ? AND state IN ('merged', 'closed')",
+                        )
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                         append_audit(
                             &mut tx,
                             "draco",
