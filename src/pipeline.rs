@@ -17,8 +17,8 @@ use crate::advice::{Advice, AdviceStore, ProposeError};
 use crate::chart;
 use crate::detect::{self, DetectConfig};
 use crate::domain::{ChangeRequestState, Finding, FindingId, ScanId};
-use crate::gitops::{ChangeRequests, GitOpsError, Observed, document};
-use crate::redact::{PiiKind, RedactError, Redactor};
+use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, Observed, document};
+use crate::redact::{PiiKind, RedactError, Redacted, Redactor};
 use crate::remediate::Advisor;
 use crate::remediate::templates::Catalog;
 use crate::sources::{
@@ -218,9 +218,9 @@ impl Pipeline<'_> {
         );
 
         self.reconcile(now).await?;
+        let mut failures = self.update_changed(&outcome.changed, now).await?;
 
         let mut opened = Vec::new();
-        let mut failures = Vec::new();
         let mut pending = self.store.findings_without_change_request().await?;
         // Highest severity first, then the larger dollar impact, then the
         // older finding: what a human should see first is opened first.
@@ -312,34 +312,7 @@ impl Pipeline<'_> {
         stored: &StoredFinding,
         now: DateTime<Utc>,
     ) -> Result<OpenedRequest, RemediationError> {
-        let advice = Advice {
-            redactor: self.redactor,
-            advisor: self.advisor,
-            fallback: self.fallback,
-            catalog: self.catalog,
-            store: self.store,
-        };
-        let proposal = advice.propose(stored.id, &stored.finding, now).await?;
-        self.store.save_proposal(stored.id, &proposal, now).await?;
-        // Built from the finding and proposal as they may be published
-        // (structure-aware: an `Owner` tag's value is a name), then the
-        // whole document once more (free text the template wrote).
-        let removed = self.publish_redact;
-        let mut finding = stored.finding.clone();
-        finding.title = self
-            .redactor
-            .publishable(&finding.title, removed)?
-            .get()
-            .clone();
-        finding.evidence = self
-            .redactor
-            .publishable(&finding.evidence, removed)?
-            .get()
-            .clone();
-        let published = self.redactor.publishable(&proposal, removed)?;
-        let chart = self.chart(&finding).await;
-        let change = document::change_request(&finding, stored.id, published.get(), chart);
-        let change = self.redactor.publishable(&change, removed)?;
+        let change = self.propose(stored, now).await?;
         // Re-proposing a failed change request: its branch may hold what
         // someone else pushed; set it aside so the proposal is Draco's own.
         if let Some(previous) = self.store.change_request_for_finding(stored.id).await?
@@ -361,6 +334,99 @@ impl Pipeline<'_> {
 }
 
 impl Pipeline<'_> {
+    /// The proposal for `stored` (saved), and the change request as it may
+    /// be published: built from the finding and proposal as they may leave
+    /// the host (structure-aware: an `Owner` tag's value is a name), then
+    /// the whole document once more (free text the template wrote).
+    async fn propose(
+        &self,
+        stored: &StoredFinding,
+        now: DateTime<Utc>,
+    ) -> Result<Redacted<NewChangeRequest>, RemediationError> {
+        let advice = Advice {
+            redactor: self.redactor,
+            advisor: self.advisor,
+            fallback: self.fallback,
+            catalog: self.catalog,
+            store: self.store,
+        };
+        let proposal = advice.propose(stored.id, &stored.finding, now).await?;
+        self.store.save_proposal(stored.id, &proposal, now).await?;
+        let removed = self.publish_redact;
+        let mut finding = stored.finding.clone();
+        finding.title = self
+            .redactor
+            .publishable(&finding.title, removed)?
+            .get()
+            .clone();
+        finding.evidence = self
+            .redactor
+            .publishable(&finding.evidence, removed)?
+            .get()
+            .clone();
+        let published = self.redactor.publishable(&proposal, removed)?;
+        let chart = self.chart(&finding).await;
+        let change = document::change_request(&finding, stored.id, published.get(), chart);
+        Ok(self.redactor.publishable(&change, removed)?)
+    }
+
+    /// Brings the open change requests of findings that changed (another
+    /// severity, or a dollar impact a quarter off) up to date: proposed
+    /// again (a model's advice comes from its cache), a new commit on the
+    /// same branch and pull request, which voids the approvals given.
+    async fn update_changed(
+        &self,
+        changed: &[FindingId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<FindingFailure>, StoreError> {
+        let mut failures = Vec::new();
+        for &id in changed {
+            let (Some(stored), Some(cr)) = (
+                self.store.finding(id).await?,
+                self.store.change_request_for_finding(id).await?,
+            ) else {
+                continue;
+            };
+            if cr.state != ChangeRequestState::Open || cr.backend != self.change_requests.backend()
+            {
+                continue;
+            }
+            let note = format!(
+                "Draco updated this change: the finding changed (now {}, {} a month).",
+                stored.finding.severity.as_str(),
+                stored
+                    .finding
+                    .impact_usd_monthly
+                    .map_or_else(|| "no dollar impact".to_owned(), |v| format!("${v:.2}"))
+            );
+            let updated = async {
+                let change = self.propose(&stored, now).await?;
+                let head = self
+                    .change_requests
+                    .update(&change, &cr.head_commit, &note)
+                    .await?;
+                if head != cr.head_commit {
+                    self.store
+                        .update_change_request(id, &cr.head_commit, &head, now)
+                        .await?;
+                }
+                Ok::<_, RemediationError>(())
+            };
+            if let Err(error) = AssertUnwindSafe(updated)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(RemediationError::Panic(panic_message(&*panic))))
+            {
+                tracing::warn!(finding = id.get(), %error, "cannot bring the change request up to date; the next scan tries again");
+                failures.push(FindingFailure {
+                    finding_id: id,
+                    error: error.to_string(),
+                });
+            }
+        }
+        Ok(failures)
+    }
+
     /// Brings the store in step with the backend before anything new is
     /// proposed: each open change request is read back (a push, a merge or
     /// a close made outside Draco whose webhook was missed is recorded now),

@@ -11,7 +11,7 @@ use crate::audit::AuditEvent;
 use crate::domain::{FindingStatus, Neutral, Severity, neutralise, neutralise_json};
 use crate::pipeline::ScanReport;
 use crate::remediate::Proposal;
-use crate::store::{StoredChangeRequest, StoredFinding, timestamp};
+use crate::store::{OutsideChangeKind, StoredChangeRequest, StoredFinding, timestamp};
 
 /// A finding with its change request, if any.
 pub type Row = (StoredFinding, Option<StoredChangeRequest>);
@@ -264,9 +264,10 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
     let o = &report.outcome;
     let _ = writeln!(
         out,
-        "{} new, {} unchanged, {} reopened, {} resolved finding(s).",
+        "{} new, {} unchanged, {} changed, {} reopened, {} resolved finding(s).",
         o.new.len(),
         o.unchanged.len(),
+        o.changed.len(),
         o.reopened.len(),
         o.resolved.len()
     );
@@ -463,7 +464,19 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             );
         }
         if let Some(commit) = &cr.merge_commit {
-            let _ = writeln!(out, "  merged as {commit}");
+            let _ = writeln!(out, "  merged as {}", Neutral(commit));
+        }
+        if let Some(outside) = cr.outside_change {
+            let what = match outside {
+                OutsideChangeKind::Pushed => {
+                    "PUSHED TO outside Draco: what is on the branch is not what Draco proposed"
+                }
+                OutsideChangeKind::Merged => {
+                    "MERGED outside Draco, without an approval recorded here"
+                }
+                OutsideChangeKind::Closed => "CLOSED outside Draco",
+            };
+            let _ = writeln!(out, "  {what} (see the audit trail)");
         }
     }
     if !audit.is_empty() {

@@ -224,6 +224,51 @@ impl LocalGit {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// Commits `request`'s files on top of main (not on any branch yet);
+    /// returns the tree and the commit.
+    async fn commit_on_main(
+        &self,
+        request: &NewChangeRequest,
+    ) -> Result<(String, String), GitOpsError> {
+        let base = self
+            .resolve(MAIN)
+            .await?
+            .ok_or_else(|| GitOpsError::NoBranch("main".into()))?;
+
+        let scratch = tempfile::Builder::new()
+            .prefix("draco-index-")
+            .tempdir()
+            .map_err(GitOpsError::Spawn)?;
+        let index = scratch.path().join("index");
+        self.run(&["read-tree", &base], None, Some(&index), false)
+            .await?;
+        for file in &request.files {
+            let blob = self.hash_blob(file.contents.as_bytes()).await?;
+            let mode = if file.executable { "100755" } else { "100644" };
+            self.run(
+                &[
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    &format!("{mode},{blob},{}", file.path),
+                ],
+                None,
+                Some(&index),
+                false,
+            )
+            .await?;
+        }
+        let tree = self.run(&["write-tree"], None, Some(&index), false).await?;
+        let message = format!("{}\n\n{}", request.title, request.body);
+        let commit = self
+            .run_git(
+                &["commit-tree", &tree, "-p", &base, "-F", "-"],
+                Some(message.as_bytes()),
+            )
+            .await?;
+        Ok((tree, commit))
+    }
+
     /// Moves `branch` under `refs/{namespace}/{branch}/{head}`: out of the
     /// branch list, kept for the record; idempotent.
     async fn set_aside(&self, branch: &str, namespace: &str) -> Result<(), GitOpsError> {
@@ -272,42 +317,7 @@ impl ChangeRequests for LocalGit {
         if let Some(head) = self.resolve(&branch_ref).await? {
             return Ok(existing(head));
         }
-        let base = self
-            .resolve(MAIN)
-            .await?
-            .ok_or_else(|| GitOpsError::NoBranch("main".into()))?;
-
-        let scratch = tempfile::Builder::new()
-            .prefix("draco-index-")
-            .tempdir()
-            .map_err(GitOpsError::Spawn)?;
-        let index = scratch.path().join("index");
-        self.run(&["read-tree", &base], None, Some(&index), false)
-            .await?;
-        for file in &request.files {
-            let blob = self.hash_blob(file.contents.as_bytes()).await?;
-            let mode = if file.executable { "100755" } else { "100644" };
-            self.run(
-                &[
-                    "update-index",
-                    "--add",
-                    "--cacheinfo",
-                    &format!("{mode},{blob},{}", file.path),
-                ],
-                None,
-                Some(&index),
-                false,
-            )
-            .await?;
-        }
-        let tree = self.run(&["write-tree"], None, Some(&index), false).await?;
-        let message = format!("{}\n\n{}", request.title, request.body);
-        let commit = self
-            .run_git(
-                &["commit-tree", &tree, "-p", &base, "-F", "-"],
-                Some(message.as_bytes()),
-            )
-            .await?;
+        let (_, commit) = self.commit_on_main(request).await?;
         match self
             .run_git(&["update-ref", &branch_ref, &commit, ""], None)
             .await
@@ -389,6 +399,28 @@ impl ChangeRequests for LocalGit {
             return Ok(());
         }
         self.require_branch_at(branch, head_commit).await
+    }
+
+    async fn update(
+        &self,
+        request: &Redacted<NewChangeRequest>,
+        head_commit: &str,
+        _note: &str,
+    ) -> Result<String, GitOpsError> {
+        let request = request.get();
+        self.require_branch_at(&request.branch, head_commit).await?;
+        let (tree, commit) = self.commit_on_main(request).await?;
+        let current_tree = self
+            .run_git(&["rev-parse", &format!("{head_commit}^{{tree}}")], None)
+            .await?;
+        if current_tree == tree {
+            return Ok(head_commit.to_owned());
+        }
+        // Only from the head Draco recorded: a concurrent move loses cleanly.
+        let branch_ref = format!("refs/heads/{}", request.branch);
+        self.run_git(&["update-ref", &branch_ref, &commit, head_commit], None)
+            .await?;
+        Ok(commit)
     }
 
     async fn retire(&self, branch: &str) -> Result<(), GitOpsError> {

@@ -119,6 +119,19 @@ pub trait ChangeRequests: Send + Sync {
         &self,
         request: &Redacted<NewChangeRequest>,
     ) -> Result<OpenedChangeRequest, GitOpsError>;
+    /// Brings the open change request on `request.branch`, proposed at
+    /// `head_commit`, up to date with `request` (its finding changed): a
+    /// new commit of Draco's from the base on the same branch, the
+    /// description edited, and `note` said where the backend can (a pull
+    /// request comment). Returns the new head, or `head_commit` when the
+    /// files are the same. Errors: [`GitOpsError::BranchMoved`] when the
+    /// branch is no longer at `head_commit`, [`GitOpsError::NoBranch`].
+    async fn update(
+        &self,
+        request: &Redacted<NewChangeRequest>,
+        head_commit: &str,
+        note: &str,
+    ) -> Result<String, GitOpsError>;
     /// Checks, before a decision is claimed, that the change request still
     /// holds what Draco proposed: the repository answers and `branch` is at
     /// `head_commit`. Errors: [`GitOpsError::NoBranch`],

@@ -143,6 +143,17 @@ pub trait ChangeRequestStore: Send + Sync {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Records that the open change request of `finding_id`, proposed at
+    /// `old_head`, now holds `new_head` (Draco brought it up to date), with
+    /// its audit event (`change_request.updated`). `false` when it is no
+    /// longer open at `old_head` (decided or moved meanwhile).
+    async fn update_change_request(
+        &self,
+        finding_id: FindingId,
+        old_head: &str,
+        new_head: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Change requests still `open` or `failed` whose finding is resolved:
     /// to withdraw (also those a failed withdrawal left behind).
     async fn change_requests_of_resolved_findings(

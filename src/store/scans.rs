@@ -98,6 +98,9 @@ pub struct ScanRecord {
 pub struct RecordOutcome {
     pub new: Vec<FindingId>,
     pub unchanged: Vec<FindingId>,
+    /// Seen again with another severity or a dollar impact a quarter
+    /// higher or lower: an open change request is brought up to date.
+    pub changed: Vec<FindingId>,
     pub reopened: Vec<FindingId>,
     pub resolved: Vec<FindingId>,
 }

@@ -1008,3 +1008,82 @@ async fn each_scan_reconciles_with_github_withdraws_resolved_findings_and_reprop
             .ends_with(&format!("/pull/{}", bastion_pulls[1].number))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_finding_updates_its_pull_request_in_place_and_voids_the_old_head() {
+    use draco::domain::ChangeRequestState;
+    use draco::store::ChangeRequestStore;
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (app, fixtures) = github_app_on_fixtures(&standin, dir.path()).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let before = app
+        .store
+        .change_requests()
+        .await
+        .expect("read")
+        .into_iter()
+        .find(|c| c.branch.starts_with("draco/ebs-unattached-"))
+        .expect("the unattached volume's change request");
+    let pulls_before = standin.pulls().len();
+
+    // The unattached volume grows from 500 to 2000 GiB: four times the cost.
+    let file = fixtures.join("ec2/402917364518/eu-west-1.json");
+    let mut ec2: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    for volume in ec2["Volumes"].as_array_mut().expect("volumes") {
+        if volume["VolumeId"] == "vol-0e4f6a8b0c2d4e6f8" {
+            volume["Size"] = json!(2000);
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+    let report = app.scan(chrono::Utc::now()).await.expect("scan");
+    assert_eq!(
+        report.outcome.changed,
+        vec![before.finding_id],
+        "{report:?}"
+    );
+
+    let after = app
+        .store
+        .change_request_for_finding(before.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(after.state, ChangeRequestState::Open);
+    assert_ne!(after.head_commit, before.head_commit, "a new commit");
+    assert_eq!(
+        standin.branch_head(&before.branch).as_deref(),
+        Some(after.head_commit.as_str())
+    );
+    assert_eq!(after.location, before.location, "the same pull request");
+    assert_eq!(standin.pulls().len(), pulls_before, "no new pull request");
+    let pull = standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == before.branch)
+        .expect("pull");
+    assert!(
+        pull.comments
+            .iter()
+            .any(|c| c.contains("the finding changed")),
+        "{:?}",
+        pull.comments
+    );
+    let evidence = standin
+        .files(&before.branch)
+        .into_iter()
+        .find(|(p, _)| p.ends_with("EVIDENCE.md"))
+        .expect("evidence")
+        .1;
+    assert!(evidence.contains("2000"), "{evidence}");
+
+    // A scan with nothing new changes nothing.
+    let report = app.scan(chrono::Utc::now()).await.expect("scan");
+    assert!(report.outcome.changed.is_empty());
+    assert_eq!(
+        standin.branch_head(&before.branch).as_deref(),
+        Some(after.head_commit.as_str())
+    );
+}

@@ -461,6 +461,14 @@ impl ChangeRequests for Unreachable {
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {
         self.inner.close(rejected).await
     }
+    async fn update(
+        &self,
+        request: &draco::redact::Redacted<NewChangeRequest>,
+        head_commit: &str,
+        note: &str,
+    ) -> Result<String, GitOpsError> {
+        self.inner.update(request, head_commit, note).await
+    }
     async fn withdraw(&self, branch: &str, note: &str) -> Result<(), GitOpsError> {
         self.inner.withdraw(branch, note).await
     }

@@ -214,3 +214,51 @@ fn change_requests_beyond_the_per_scan_limit_wait_for_the_next_scans() {
         "{findings:?}"
     );
 }
+
+/// A finding whose dollar impact moved by more than a quarter gets its local
+/// change request brought up to date: a new commit on the same branch.
+#[test]
+fn a_changed_finding_moves_its_local_branch_to_a_new_commit() {
+    let draco = crate::support::Draco::new();
+    let fixtures = draco.path("fixtures");
+    crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
+    let scan = || {
+        let out = draco
+            .command()
+            .env("DRACO_SOURCE_KIND", "fixtures")
+            .env("DRACO_SOURCE_FIXTURES_DIR", &fixtures)
+            .args(["scan", "--once"])
+            .output()
+            .expect("draco runs");
+        assert!(out.status.success(), "{}", crate::support::describe(&out));
+    };
+    scan();
+    let id = draco.finding_id("ebs_unattached");
+    let branch = draco.finding(id)["change_request"]["branch"]
+        .as_str()
+        .expect("branch")
+        .to_owned();
+    let before = crate::support::git(&draco.repository(), &["rev-parse", &branch]);
+
+    let file = fixtures.join("ec2/402917364518/eu-west-1.json");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replacen("\"Size\": 500", "\"Size\": 2000", 1)).expect("write");
+    scan();
+    let after = crate::support::git(&draco.repository(), &["rev-parse", &branch]);
+    assert_ne!(before, after, "a new commit");
+    assert_eq!(
+        draco.finding(id)["change_request"]["head_commit"].as_str(),
+        Some(after.as_str())
+    );
+    let evidence = crate::support::git(
+        &draco.repository(),
+        &[
+            "show",
+            &format!(
+                "{after}:remediations/ebs_unattached-{}/EVIDENCE.md",
+                &branch["draco/ebs-unattached-".len()..]
+            ),
+        ],
+    );
+    assert!(evidence.contains("2000"), "{evidence}");
+}

@@ -218,6 +218,48 @@ impl ChangeRequests for GitHubChangeRequests {
         })
     }
 
+    async fn update(
+        &self,
+        request: &Redacted<NewChangeRequest>,
+        head_commit: &str,
+        note: &str,
+    ) -> Result<String, GitOpsError> {
+        let request = request.get();
+        let pull = self
+            .latest_pull(&request.branch)
+            .await?
+            .filter(|p| p.state == "open")
+            .ok_or_else(|| GitOpsError::NoBranch(request.branch.clone()))?;
+        self.verify(&request.branch, head_commit).await?;
+        let base = self.base().await?;
+        let base_head = self
+            .api
+            .branch_head(&base)
+            .await?
+            .ok_or_else(|| GitOpsError::NoBranch(base.clone()))?;
+        let base_tree = self.api.commit(&base_head).await?.tree;
+        let tree = self.tree(&base_tree, request).await?;
+        if self.api.commit(head_commit).await?.tree == tree {
+            return Ok(head_commit.to_owned());
+        }
+        let message = format!("{}\n\n{}", request.title, request.body);
+        let commit = self.api.create_commit(&message, &tree, &base_head).await?;
+        self.api.move_branch(&request.branch, &commit).await?;
+        self.api
+            .update_pull(
+                pull.number,
+                &serde_json::json!({ "title": request.title, "body": self.body(request) }),
+            )
+            .await?;
+        self.api
+            .comment(
+                pull.number,
+                &format!("{note}\n\nNew head: {commit}. Approvals given before are void."),
+            )
+            .await?;
+        Ok(commit)
+    }
+
     async fn verify(&self, branch: &str, head_commit: &str) -> Result<(), GitOpsError> {
         match self.api.branch_head(branch).await? {
             None => Err(GitOpsError::NoBranch(branch.to_owned())),

@@ -320,6 +320,40 @@ impl ChangeRequestStore for SqliteStore {
         Ok(true)
     }
 
+    async fn update_change_request(
+        &self,
+        finding_id: FindingId,
+        old_head: &str,
+        new_head: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let id: Option<ChangeRequestId> = sqlx::query_scalar(
+            "UPDATE change_requests SET head_commit = ?
+             WHERE finding_id = ? AND state = 'open' AND head_commit = ? RETURNING id",
+        )
+        .bind(new_head.to_owned())
+        .bind(finding_id)
+        .bind(old_head.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        append_audit(
+            &mut tx,
+            "draco",
+            "change_request.updated",
+            &finding_subject(finding_id),
+            &json!({ "change_request": id, "from": old_head, "to": new_head }),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn change_requests_of_resolved_findings(
         &self,
     ) -> Result<Vec<StoredChangeRequest>, StoreError> {

@@ -261,11 +261,12 @@ impl ScanStore for SqliteStore {
         let mut seen = HashSet::new();
         for f in findings {
             seen.insert(f.fingerprint.as_str().to_owned());
-            let existing: Option<(FindingId, String)> =
-                sqlx::query_as("SELECT id, status FROM findings WHERE fingerprint = ?")
-                    .bind(f.fingerprint.as_str().to_owned())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let existing: Option<(FindingId, String, String, Option<f64>)> = sqlx::query_as(
+                "SELECT id, status, severity, impact_usd_monthly FROM findings WHERE fingerprint = ?",
+            )
+            .bind(f.fingerprint.as_str().to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
             match existing {
                 None => {
                     let id: FindingId = sqlx::query_scalar(
@@ -293,8 +294,15 @@ impl ScanStore for SqliteStore {
                         &json!({ "kind": f.kind, "severity": f.severity, "fingerprint": f.fingerprint, "scan": scan_id }), at).await?;
                     outcome.new.push(id);
                 }
-                Some((id, status)) => {
+                Some((id, status, severity, impact)) => {
                     let reopened = status == FindingStatus::Resolved.as_str();
+                    let changed = !reopened
+                        && materially_changed(
+                            &severity,
+                            impact,
+                            f.severity.as_str(),
+                            f.impact_usd_monthly,
+                        );
                     sqlx::query(
                         "UPDATE findings SET kind = ?, severity = ?, title = ?, resource = ?, region = ?, expected = ?, actual = ?, impact_usd_monthly = ?, evidence = ?,
                          last_seen_at = ?, last_scan_id = ?, resolved_at = NULL,
@@ -337,6 +345,18 @@ impl ScanStore for SqliteStore {
                         )
                         .await?;
                         outcome.reopened.push(id);
+                    } else if changed {
+                        append_audit(
+                            &mut tx,
+                            "draco",
+                            "finding.changed",
+                            &finding_subject(id),
+                            &json!({ "scan": scan_id, "severity": [severity, f.severity],
+                                     "impact_usd_monthly": [impact, f.impact_usd_monthly] }),
+                            at,
+                        )
+                        .await?;
+                        outcome.changed.push(id);
                     } else {
                         outcome.unchanged.push(id);
                     }
@@ -400,5 +420,25 @@ impl ScanStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(finding_from_row).collect()
+    }
+}
+
+/// Whether a finding seen again changed enough for its change request to
+/// be brought up to date: another severity, or a dollar impact a quarter
+/// higher or lower (or newly known). Smaller moves (a cost anomaly's daily
+/// figures) leave it alone: every update voids the approvals given.
+fn materially_changed(
+    old_severity: &str,
+    old_impact: Option<f64>,
+    new_severity: &str,
+    new_impact: Option<f64>,
+) -> bool {
+    if old_severity != new_severity {
+        return true;
+    }
+    match (old_impact, new_impact) {
+        (None, None) => false,
+        (Some(old), Some(new)) => (new - old).abs() > 0.25 * old.abs().max(1.0),
+        _ => true,
     }
 }
