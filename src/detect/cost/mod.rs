@@ -9,6 +9,8 @@
 //! excess ([`drill`]), a confidence and a severity weighted by it ([`finding`]).
 
 pub mod billing;
+#[cfg(test)]
+mod break_cases;
 mod daily;
 mod drill;
 mod finding;
