@@ -206,6 +206,9 @@ pub struct SeriesModel {
     /// The last scored days outside any anomaly, for the sustained test.
     quiet: VecDeque<(usize, DayScore)>,
     anomalies: Vec<Anomaly>,
+    /// After a re-baselining, until the input position given: the noise
+    /// of the new level as its steady week showed it (see `rebaseline`).
+    settled_noise: Option<(usize, f64)>,
 }
 
 impl SeriesModel {
@@ -226,6 +229,7 @@ impl SeriesModel {
             recent_single: VecDeque::with_capacity(9),
             quiet: VecDeque::with_capacity(SUSTAINED_DAYS + 1),
             anomalies: Vec::new(),
+            settled_noise: None,
         }
     }
 
@@ -466,6 +470,10 @@ impl SeriesModel {
 
     fn score(&self, day: NaiveDate, weekday: u32, is_month_start: bool, actual: f64) -> DayScore {
         let (expected, scale) = weekly_expectation(&self.history, weekday);
+        let scale = match self.settled_noise {
+            Some((until, noise)) if self.index <= until => scale.max(noise),
+            _ => scale,
+        };
         let mut z = (actual - expected) / scale;
         let mut expected_used = expected;
         let mut scale_used = scale;
@@ -505,9 +513,25 @@ impl SeriesModel {
     /// starts move by the change in level.
     fn rebaseline(&mut self, fit: Fit, tail: &[(usize, DayScore)], first: usize) {
         let mut correction = [0.0; 7];
+        // Far off against the noise the week itself shows: the spread the
+        // days were scored in shrank while the anomaly entered the history
+        // as its expectation, so against it alone one noisy day would set
+        // its weekday's expectation for weeks.
+        let off_fit: Vec<f64> = tail
+            .iter()
+            .filter(|(_, s)| s.day.day() != 1)
+            .map(|(_, s)| s.actual - fit.apply(s.expected))
+            .collect();
+        let noise = spread(off_fit, 0.0);
+        // Most of the window is the old history moved to the new level: it
+        // carries the old level's noise (on a series whose noise grows with
+        // its level, too little) and any error of the fit on a weekday, so
+        // until the window has turned over, days are measured in at least
+        // the noise the steady week showed around the fit.
+        self.settled_noise = Some((self.index + self.window_days, noise));
         for (_, s) in tail.iter().filter(|(_, s)| s.day.day() != 1) {
             let off = s.actual - fit.apply(s.expected);
-            if off.abs() > WEEKDAY_OFF_SCALES * s.scale {
+            if off.abs() > WEEKDAY_OFF_SCALES * s.scale.max(noise) {
                 correction[s.day.weekday().num_days_from_monday() as usize] = off;
             }
         }
