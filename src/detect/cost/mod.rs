@@ -9,11 +9,14 @@
 //! excess ([`drill`]), a confidence and a severity weighted by it ([`finding`]).
 
 pub mod billing;
+#[cfg(test)]
+mod break_cases;
 mod daily;
 mod drill;
 mod finding;
 mod model;
 mod series;
+mod told;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,7 @@ use crate::domain::{AccountId, Finding};
 use crate::sources::CostPoint;
 use drill::Scored;
 use series::{Level, Table};
+use told::{Remainder, Told};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -194,10 +198,6 @@ fn rounded(value: f64, places: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-/// Share of an aggregate anomaly's excess that reported service findings, or
-/// one service alone, must carry for the aggregate to be left out.
-const EXPLAINED_SHARE: f64 = 0.5;
-
 /// One day of a series as the scan's model saw it (dollars a day), for
 /// the finding's chart.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -293,7 +293,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
 
     // What service findings already say, as (series, table days): aggregates
     // are weighed against it.
-    let mut told: Vec<(&Scored, Vec<usize>)> = Vec::new();
+    let mut told: Vec<Told> = Vec::new();
     let mut findings = Vec::new();
     for s in scored
         .iter()
@@ -308,7 +308,7 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
             && !config.suppressed(s.series.owner(), &s.series.name, appeared)
         {
             findings.extend(finding::new_service(s.series, appeared, table.last_day));
-            told.push((s, (s.appeared..s.series.values.len()).collect()));
+            told.push(Told::new_service(s));
         }
     }
 
@@ -321,6 +321,8 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
     ];
     for level in levels {
         for s in scored.iter().filter(|s| s.series.level == level) {
+            // The aggregate without what its services reported, scored when needed.
+            let mut remainder: Option<Remainder> = None;
             for anomaly in &s.anomalies {
                 if config.suppressed(s.series.owner(), &s.series.name, anomaly.start()) {
                     continue;
@@ -342,56 +344,29 @@ pub fn detect(points: &[CostPoint], config: &CostConfig) -> Vec<Finding> {
                         _ => drill(Level::Tag),
                     },
                 };
-                if level != Level::Service && is_told(&told, s, &days, &drill_down, excess) {
-                    continue;
+                if level != Level::Service {
+                    if told::is_told(&told, s, &days, &drill_down, excess) {
+                        continue;
+                    }
+                    let (first, last) = (table.index(anomaly.start()), table.index(anomaly.end()));
+                    if told::lingering(&told, s, first, last, config.window_days)
+                        && !remainder
+                            .get_or_insert_with(|| {
+                                Remainder::of(&told, s, table.day(s.appeared), config)
+                            })
+                            .overlaps(first, last)
+                    {
+                        continue;
+                    }
                 }
                 findings.push(finding::anomaly(s, anomaly, config, drill_down));
                 if matches!(level, Level::Service | Level::AccountTotal) {
-                    told.push((s, days));
+                    told.push(Told::anomaly(s, anomaly, days));
                 }
             }
         }
     }
     findings
-}
-
-/// Whether an aggregate anomaly (tag value, account total, organization
-/// total) adds nothing to what is already reported: the findings below it
-/// carry most of its excess, or one service or one account alone does (then
-/// that series' own thresholds, overrides and ignore rules decide, and an
-/// aggregate must not page for what they chose to silence).
-fn is_told(
-    told: &[(&Scored, Vec<usize>)],
-    aggregate: &Scored,
-    days: &[usize],
-    drill_down: &finding::DrillDown,
-    excess: f64,
-) -> bool {
-    let carried_by_one = |list: &[drill::Contributor]| {
-        list.first()
-            .is_some_and(|top| top.excess_usd >= EXPLAINED_SHARE * excess)
-    };
-    carried_by_one(&drill_down.services)
-        || carried_by_one(&drill_down.accounts)
-        || explained_by(told, aggregate, days) >= EXPLAINED_SHARE * excess
-}
-
-/// Excess on `days` that reported findings of the same account (of any
-/// account, for the organization total) carry.
-fn explained_by(told: &[(&Scored, Vec<usize>)], aggregate: &Scored, days: &[usize]) -> f64 {
-    told.iter()
-        .filter(|(s, _)| {
-            aggregate.series.owner().is_none() || s.series.owner() == aggregate.series.owner()
-        })
-        .map(|(s, told_days)| {
-            let shared: Vec<usize> = told_days
-                .iter()
-                .copied()
-                .filter(|i| days.binary_search(i).is_ok())
-                .collect();
-            s.excess_on(&shared)
-        })
-        .sum()
 }
 
 #[cfg(test)]

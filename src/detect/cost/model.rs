@@ -68,7 +68,11 @@ const STEADY_TREND_SHARE: f64 = 0.25;
 const SUSTAINED_DAYS: usize = 5;
 /// In a steady week, a weekday further than this many spreads from the fit
 /// shows a new weekly pattern, and the older history is corrected for it.
-const WEEKDAY_OFF_SCALES: f64 = 3.0;
+/// One day is all the evidence for its weekday, and the spread is taken
+/// from seven days (uncertain by about a third): at 3, one noisy day set its
+/// weekday's expectation for weeks, and the next ordinary day on that
+/// weekday was a "spike".
+const WEEKDAY_OFF_SCALES: f64 = 5.0;
 /// A day still this share of the z threshold above its expectation (2
 /// deviations at the default 6) right after an anomalous day is not back to
 /// normal: it continues the anomaly (see `SeriesModel::push`). Below 2
@@ -206,6 +210,9 @@ pub struct SeriesModel {
     /// The last scored days outside any anomaly, for the sustained test.
     quiet: VecDeque<(usize, DayScore)>,
     anomalies: Vec<Anomaly>,
+    /// After a re-baselining, until the input position given: the noise
+    /// of the new level as its steady week showed it (see `rebaseline`).
+    settled_noise: Option<(usize, f64)>,
 }
 
 impl SeriesModel {
@@ -226,6 +233,7 @@ impl SeriesModel {
             recent_single: VecDeque::with_capacity(9),
             quiet: VecDeque::with_capacity(SUSTAINED_DAYS + 1),
             anomalies: Vec::new(),
+            settled_noise: None,
         }
     }
 
@@ -279,19 +287,30 @@ impl SeriesModel {
         // shift. Such days hold the anomaly open but do not count as its
         // anomalous days, so a spike with a short tail stays a spike.
         let run_level = median(self.run.iter().map(|d| d.actual - d.expected).collect());
+        // Whether a day continues an anomaly is a question about the daily
+        // pattern. A 1st is flagged only if the model of earlier month
+        // starts agrees too, whose wide spread makes almost any 1st look
+        // ordinary; on a series without month-start charges that ended
+        // young anomalies (a ramp's first days) on the 1st for nothing.
+        let judged = match scored {
+            Some(s) if is_month_start && !s.anomalous && !self.run.is_empty() => {
+                Some(self.daily_view(s, weekday))
+            }
+            _ => scored,
+        };
         let continuing = !in_shift
             && !echo
             && !self.run.is_empty()
             && self.gap == 0
             && self.since_run.len() < REBASELINE_STEADY_DAYS
-            && scored.is_some_and(|s| {
+            && judged.is_some_and(|s| {
                 !s.anomalous
                     && s.z >= HOLD_Z_SHARE * self.thresholds.z
                     && s.actual - s.expected >= PERSIST_LEVEL_SHARE * run_level
                     && super::billing::is_billed(s.actual)
             });
         let elevated = !self.run.is_empty()
-            && scored.is_some_and(|s| s.actual - s.expected >= 0.5 * run_level);
+            && judged.is_some_and(|s| s.actual - s.expected >= 0.5 * run_level);
         if scored.is_some() {
             self.gap = if anomalous || continuing || (in_shift && elevated) || self.run.is_empty() {
                 0
@@ -464,8 +483,37 @@ impl SeriesModel {
         });
     }
 
-    fn score(&self, day: NaiveDate, weekday: u32, is_month_start: bool, actual: f64) -> DayScore {
+    /// The weekly model's expectation and spread for `weekday` (at least
+    /// the settled noise, for a window after a re-baselining).
+    fn weekly(&self, weekday: u32) -> (f64, f64) {
         let (expected, scale) = weekly_expectation(&self.history, weekday);
+        match self.settled_noise {
+            Some((until, noise)) if self.index <= until => (expected, scale.max(noise)),
+            _ => (expected, scale),
+        }
+    }
+
+    /// A 1st as the weekly model alone sees it, on a series whose month
+    /// starts carry no charge (earlier 1sts within the hold threshold of a
+    /// normal day); otherwise as scored.
+    fn daily_view(&self, s: DayScore, weekday: u32) -> DayScore {
+        let (expected, scale) = self.weekly(weekday);
+        let charged = !self.month_starts.is_empty()
+            && month_start_expectation(&self.month_starts).0 - expected
+                > HOLD_Z_SHARE * self.thresholds.z * scale;
+        if charged {
+            return s;
+        }
+        DayScore {
+            expected,
+            scale,
+            z: (s.actual - expected) / scale,
+            ..s
+        }
+    }
+
+    fn score(&self, day: NaiveDate, weekday: u32, is_month_start: bool, actual: f64) -> DayScore {
+        let (expected, scale) = self.weekly(weekday);
         let mut z = (actual - expected) / scale;
         let mut expected_used = expected;
         let mut scale_used = scale;
@@ -505,9 +553,25 @@ impl SeriesModel {
     /// starts move by the change in level.
     fn rebaseline(&mut self, fit: Fit, tail: &[(usize, DayScore)], first: usize) {
         let mut correction = [0.0; 7];
+        // Far off against the noise the week itself shows: the spread the
+        // days were scored in shrank while the anomaly entered the history
+        // as its expectation, so against it alone one noisy day would set
+        // its weekday's expectation for weeks.
+        let off_fit: Vec<f64> = tail
+            .iter()
+            .filter(|(_, s)| s.day.day() != 1)
+            .map(|(_, s)| s.actual - fit.apply(s.expected))
+            .collect();
+        let noise = spread(off_fit, 0.0);
+        // Most of the window is the old history moved to the new level: it
+        // carries the old level's noise (on a series whose noise grows with
+        // its level, too little) and any error of the fit on a weekday, so
+        // until the window has turned over, days are measured in at least
+        // the noise the steady week showed around the fit.
+        self.settled_noise = Some((self.index + self.window_days, noise));
         for (_, s) in tail.iter().filter(|(_, s)| s.day.day() != 1) {
             let off = s.actual - fit.apply(s.expected);
-            if off.abs() > WEEKDAY_OFF_SCALES * s.scale {
+            if off.abs() > WEEKDAY_OFF_SCALES * s.scale.max(noise) {
                 correction[s.day.weekday().num_days_from_monday() as usize] = off;
             }
         }
