@@ -1,0 +1,538 @@
+//! Attacks on the GitHub backend and its webhook receiver (review of issue
+//! 12). Each test states the behaviour that should hold; a failing one is a
+//! confirmed defect.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use draco::compose::{App, SourceChoice};
+use draco::domain::ChangeRequestState;
+use draco::gitops::config::parse_repository;
+use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
+use draco::gitops::github::signature;
+use draco::sources::fixtures::FixtureSet;
+use draco::store::ChangeRequestStore;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::github_standin::{PullState, REPOSITORY, StandIn};
+use crate::harness::{TestApp, spawn_app};
+use crate::support::{Draco, describe};
+
+const TOKEN: &str = "github_pat_11AAAAAAA0standin0token0for0tests";
+const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
+
+fn github_env(standin: &StandIn) -> Vec<(&'static str, String)> {
+    vec![
+        ("DRACO_GITOPS_BACKEND", "github".to_owned()),
+        ("DRACO_GITOPS_GITHUB_API_URL", standin.url()),
+        ("DRACO_GITOPS_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
+        ("DRACO_GITHUB_TOKEN", TOKEN.to_owned()),
+        ("DRACO_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+    ]
+}
+
+async fn webhook_app() -> (TestApp, StandIn) {
+    let standin = StandIn::start(TOKEN).await;
+    let env = github_env(&standin);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (spawn_app(&env).await, standin)
+}
+
+fn signed(body: &[u8]) -> String {
+    signature::sign(&SecretString::from(WEBHOOK_SECRET.to_owned()), body)
+}
+
+async fn deliver(app: &TestApp, event: &str, delivery: &str, body: &[u8]) -> u16 {
+    app.http
+        .post(app.url("/webhooks/github"))
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", signed(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("the server answers")
+        .status()
+        .as_u16()
+}
+
+/// The application on a copy of the demo fixtures with the GitHub backend
+/// on `standin`, `extra` added to the environment.
+async fn app_on_fixtures(
+    standin: &StandIn,
+    dir: &Path,
+    extra: &[(&str, &str)],
+    edit: impl FnOnce(&Path),
+) -> Arc<App> {
+    let fixtures = dir.join("fixtures");
+    if !fixtures.exists() {
+        crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
+        edit(&fixtures);
+    }
+    let mut env: HashMap<String, String> = github_env(standin)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let loaded = draco::config::load(None, &env).expect("config");
+    App::build(
+        loaded,
+        dir.join("data"),
+        SourceChoice::Fixtures(FixtureSet::Directory(fixtures)),
+    )
+    .await
+    .expect("app")
+}
+
+// ---- webhooks: events are matched to a change request by branch name only ----
+
+/// Anyone who can open a pull request on the repository (on a public
+/// repository: anyone) can open one from a fork whose branch is named like
+/// Draco's (`draco/...` is visible in Draco's own pull requests) and close
+/// it. GitHub signs that delivery like any other; its `repository` is the
+/// managed one and its `head.ref` is Draco's branch name, but `head.repo` is
+/// the fork and the pull request is not Draco's. Draco's change request must
+/// stay open (and a scan, which reads GitHub back, must not leave it closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_pull_request_named_like_a_draco_branch_does_not_close_or_fail_dracos_change_request()
+ {
+    let (app, standin) = webhook_app().await;
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.app.store.change_requests().await.expect("read");
+    let (closed_target, pushed_target) = (crs[0].clone(), crs[1].clone());
+    let pulls_before = standin.pulls();
+
+    let fork_event = |action: &str, branch: &str, number: u64| {
+        serde_json::to_vec(&json!({
+            "action": action,
+            "number": number,
+            "pull_request": {
+                "number": number,
+                "html_url": format!("https://github.com/{REPOSITORY}/pull/{number}"),
+                "state": if action == "closed" { "closed" } else { "open" },
+                "merged": false, "merge_commit_sha": null,
+                "head": { "ref": branch, "sha": "badc0ffee0ddf00dbadc0ffee0ddf00dbadc0ffe",
+                          "label": format!("mallory:{branch}"),
+                          "repo": { "full_name": "mallory/cloud-remediations" } },
+                "base": { "ref": "main", "repo": { "full_name": REPOSITORY } },
+            },
+            "repository": { "full_name": REPOSITORY },
+            "sender": { "login": "mallory" },
+        }))
+        .expect("json")
+    };
+    // Mallory's pull request #900 from her fork: closed by her.
+    let close = fork_event("closed", &closed_target.branch, 900);
+    let status = deliver(&app, "pull_request", "fork-1", &close).await;
+    assert!(matches!(status, 202 | 204), "{status}");
+    // Mallory's pull request #901 from her fork: she pushes to it.
+    let push = fork_event("synchronize", &pushed_target.branch, 901);
+    let status = deliver(&app, "pull_request", "fork-2", &push).await;
+    assert!(matches!(status, 202 | 204), "{status}");
+    draco::events::process_pending(&app.app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    // Draco's own pull requests were not touched on GitHub.
+    assert_eq!(standin.pulls().len(), pulls_before.len());
+    assert!(standin.pulls().iter().all(|p| p.state == "open"));
+
+    // The next scan reads GitHub back.
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.app.store.change_requests().await.expect("read");
+    let find = |b: &str| crs.iter().find(|c| c.branch == b).cloned().expect("cr");
+    assert_eq!(
+        find(&closed_target.branch).state,
+        ChangeRequestState::Open,
+        "a fork's pull request closed Draco's change request: {:?}",
+        find(&closed_target.branch)
+    );
+    assert_eq!(
+        find(&pushed_target.branch).outside_change,
+        None,
+        "a push to a fork's branch was taken for a push to Draco's: {:?}",
+        find(&pushed_target.branch)
+    );
+    app.stop().await;
+}
+
+// ---- the backend: "the newest pull request from the branch" is taken for Draco's ----
+
+/// Someone with write access opens a second pull request from Draco's branch
+/// (GitHub allows several from one head, to different bases), e.g. into a
+/// `legacy` branch, and closes it. Draco's own pull request is still open,
+/// but the scan reads back the newest pull request from the branch and
+/// records Draco's change request as closed by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_pull_request_from_a_draco_branch_is_not_taken_for_dracos_when_reading_back() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let target = crs[0].clone();
+    add_pull(&standin, &target.branch, "legacy", "closed");
+
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let cr = app
+        .store
+        .change_request_for_finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    let own = standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == target.branch && p.base == "main")
+        .expect("Draco's pull request");
+    assert_eq!(own.state, "open", "Draco's pull request is still open");
+    assert_eq!(
+        cr.state,
+        ChangeRequestState::Open,
+        "recorded closed because another pull request from the branch was closed: {cr:?}"
+    );
+}
+
+/// The same second pull request, left open: approving Draco's change request
+/// must merge Draco's pull request into the base it was proposed on, not
+/// the newest pull request from the branch (into `legacy`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_merges_dracos_own_pull_request_not_the_newest_one_from_its_branch() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let target = crs[0].clone();
+    {
+        let mut repo = standin.repo.lock().expect("lock");
+        let legacy = repo.refs["main"].clone();
+        repo.refs.insert("legacy".into(), legacy);
+    }
+    add_pull(&standin, &target.branch, "legacy", "open");
+
+    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
+    let outcome = draco::approve::approve(
+        &app.store,
+        &*app.change_requests,
+        target.finding_id,
+        &approver,
+        draco::approve::Channel::Cli,
+        chrono::Utc::now(),
+    )
+    .await;
+    let pulls = standin.pulls();
+    let own = pulls
+        .iter()
+        .find(|p| p.head == target.branch && p.base == "main")
+        .expect("Draco's pull request");
+    let other = pulls
+        .iter()
+        .find(|p| p.head == target.branch && p.base == "legacy")
+        .expect("the other pull request");
+    assert!(
+        !other.merged,
+        "Draco merged someone else's pull request into `legacy` (outcome {outcome:?})"
+    );
+    assert!(own.merged, "Draco's own pull request was not merged");
+}
+
+/// Adds a pull request from `head` into `base`, by someone else, as the newest.
+fn add_pull(standin: &StandIn, head: &str, base: &str, state: &str) {
+    let mut repo = standin.repo.lock().expect("lock");
+    let number = repo.pulls.len() as u64 + 1;
+    repo.pulls.push(PullState {
+        number,
+        title: "mine now".into(),
+        body: String::new(),
+        head: head.to_owned(),
+        base: base.to_owned(),
+        state: state.to_owned(),
+        merged: false,
+        merge_commit: None,
+        labels: vec![],
+        reviewers: vec![],
+        comments: vec![],
+    });
+}
+
+// ---- rate limits: a malformed header from GitHub ----
+
+/// `x-ratelimit-reset` is read as an `i64` and the current time subtracted
+/// unchecked: a value near `i64::MIN` panics (debug builds, the test
+/// profile) or wraps (release). A garbled header must be an error, never a
+/// panic: `reconcile` is not under the scan's `catch_unwind`.
+#[tokio::test]
+async fn an_absurd_rate_limit_reset_is_an_error_not_a_panic() {
+    let standin = StandIn::start(TOKEN).await;
+    let api = GitHubApi::new(
+        &standin.url(),
+        parse_repository(REPOSITORY).expect("repository"),
+        &Auth::Token(SecretString::from(TOKEN.to_owned())),
+        RetryPolicy {
+            secondary_wait: Duration::from_millis(50),
+            max_wait: Duration::from_secs(5),
+            max_attempts: 3,
+            transient_wait: Duration::from_millis(10),
+        },
+    )
+    .expect("client");
+    standin.fail_next(
+        "GET",
+        "/git/ref/heads/main",
+        403,
+        &[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "-9223372036854775808"),
+        ],
+        "API rate limit exceeded",
+    );
+    let handle = tokio::spawn(async move { api.branch_head("main").await.map(|_| ()) });
+    let joined = handle.await;
+    assert!(
+        joined.is_ok(),
+        "reading a branch panicked on x-ratelimit-reset: {:?}",
+        joined.err()
+    );
+}
+
+// ---- the per-scan limit ----
+
+/// With `max_new_per_scan = 1`, a finding whose change request fails every
+/// scan (here GitHub refuses one request on its branch each time) is tried
+/// first every scan, because a failure uses up the scan's one slot: no
+/// other finding ever gets a change request. The queue must move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finding_that_always_fails_does_not_starve_the_queue() {
+    let limit = [("DRACO_GITOPS_MAX_NEW_PER_SCAN", "1")];
+    // Which finding comes first: learnt on a throw-away copy.
+    let first_branch = {
+        let standin = StandIn::start(TOKEN).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = app_on_fixtures(&standin, dir.path(), &limit, |_| {}).await;
+        let report = app.scan(chrono::Utc::now()).await.expect("scan");
+        report.change_requests_opened[0].branch.clone()
+    };
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &limit, |_| {}).await;
+    let mut opened = 0;
+    let mut queued = 0;
+    for _ in 0..4 {
+        standin.fail_next(
+            "GET",
+            &format!("/git/ref/heads/{first_branch}"),
+            422,
+            &[],
+            "Validation Failed",
+        );
+        let report = app.scan(chrono::Utc::now()).await.expect("scan");
+        opened += report.change_requests_opened.len();
+        queued = report.change_requests_queued.len();
+        assert_eq!(report.failures.len(), 1, "{report:?}");
+    }
+    assert!(
+        opened > 0,
+        "four scans opened no change request: one failing finding holds the only slot, {queued} findings wait behind it forever"
+    );
+}
+
+// ---- what is published ----
+
+/// A person's name in free text that the evidence carries (the description
+/// of the world-open range of a security group rule, a snapshot's
+/// description) is published: names are only found after person keys, but
+/// `publish_redact` includes `name` and the README says nothing of those
+/// kinds is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_in_a_free_text_description_does_not_reach_github() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], plant_names).await;
+    let report = app.scan(chrono::Utc::now()).await.expect("scan");
+    assert!(!report.change_requests_opened.is_empty(), "{report:?}");
+    let sent = sent_to(&standin);
+    for name in ["Priya Raman", "Ada Lovelace"] {
+        assert!(
+            !sent.contains(name),
+            "{name} was sent to GitHub: {}",
+            excerpt(&sent, name)
+        );
+    }
+}
+
+fn plant_names(fixtures: &Path) {
+    let file = fixtures.join("ec2/402917364518/us-east-1.json");
+    let mut ec2: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    for group in ec2["SecurityGroups"].as_array_mut().expect("groups") {
+        for permission in group["IpPermissions"].as_array_mut().expect("perms") {
+            for range in permission["IpRanges"].as_array_mut().expect("ranges") {
+                if range["CidrIp"] == "0.0.0.0/0" {
+                    range["Description"] = json!("temporary: Ada Lovelace working from home");
+                }
+            }
+        }
+    }
+    if let Some(snapshots) = ec2["Snapshots"].as_array_mut() {
+        for snapshot in snapshots {
+            snapshot["Description"] = json!("backup of Priya Raman's laptop before re-imaging");
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+    // Snapshots may live in their own file.
+    for entry in walk(fixtures) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        if entry != file && text.contains("\"SnapshotId\"") {
+            let mut v: Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            if let Some(snapshots) = v["Snapshots"].as_array_mut() {
+                for snapshot in snapshots {
+                    snapshot["Description"] =
+                        json!("backup of Priya Raman's laptop before re-imaging");
+                }
+            }
+            std::fs::write(&entry, serde_json::to_vec_pretty(&v).expect("json")).expect("write");
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn sent_to(standin: &StandIn) -> String {
+    let mut sent = String::new();
+    for r in standin.requests() {
+        sent.push_str(&r.path);
+        for (k, v) in &r.headers {
+            sent.push_str(&format!("\n{k}: {v}"));
+        }
+        sent.push('\n');
+        match serde_json::from_slice::<Value>(&r.body) {
+            Ok(v) => sent.push_str(&v.to_string()),
+            Err(_) => sent.push_str(&String::from_utf8_lossy(&r.body)),
+        }
+        sent.push('\n');
+    }
+    sent
+}
+
+fn excerpt(text: &str, needle: &str) -> String {
+    let at = text.find(needle).unwrap_or(0);
+    let start = text[..at]
+        .char_indices()
+        .rev()
+        .nth(80)
+        .map_or(0, |(i, _)| i);
+    text[start..].chars().take(200).collect()
+}
+
+// ---- secrets in logs ----
+
+/// Trace logs of a scan against GitHub, including failed calls, never hold
+/// the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_reaches_trace_logs() {
+    let standin = StandIn::start(TOKEN).await;
+    standin.fail_next("POST", "/pulls", 422, &[], "Validation Failed");
+    standin.fail_next("GET", "/git/commits", 500, &[], "oops");
+    let draco = Draco::new();
+    let mut cmd = draco.command();
+    for (k, v) in github_env(&standin) {
+        cmd.env(k, v);
+    }
+    cmd.env("DRACO_LOG", "trace").args(["demo"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("draco runs"))
+        .await
+        .expect("thread");
+    let all = describe(&out);
+    assert!(all.len() > 1000, "trace logs were written: {all}");
+    assert!(!all.contains(TOKEN), "the token is in the logs");
+    assert!(
+        !all.contains(WEBHOOK_SECRET),
+        "the webhook secret is in the logs"
+    );
+}
+
+// ---- reading back: only `open` change requests are read back ----
+
+/// Someone pushes to a Draco branch (its webhook arrives: the change
+/// request is `failed`, to be proposed again at the next scan); before that
+/// scan, the pull request, foreign commit included, is merged by hand and
+/// that webhook is lost. The README promises a missed webhook leaves the
+/// store wrong for one scan at most, but `reconcile` reads back only `open`
+/// change requests: the merge of a commit nobody approved is never
+/// recorded nor audited, and the scan proposes the change again on the
+/// merged branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_by_hand_of_a_failed_change_request_is_read_back_when_its_webhook_was_missed() {
+    use draco::store::OutsideChangeKind;
+
+    let (app, standin) = webhook_app().await;
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.app.store.change_requests().await.expect("read");
+    let target = crs[0].clone();
+    let foreign = standin.push_foreign_commit(&target.branch);
+    let push = serde_json::to_vec(&json!({
+        "action": "synchronize",
+        "number": 1,
+        "pull_request": { "number": 1, "state": "open", "merged": false,
+                          "head": { "ref": target.branch, "sha": foreign } },
+        "repository": { "full_name": REPOSITORY },
+        "sender": { "login": "mallory" },
+    }))
+    .expect("json");
+    assert_eq!(deliver(&app, "pull_request", "p-1", &push).await, 202);
+    draco::events::process_pending(&app.app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    let cr = app
+        .app
+        .store
+        .change_request_for_finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(cr.state, ChangeRequestState::Failed);
+    // Merged by hand, webhook lost.
+    let merge_commit = standin.merge_by_hand(&target.branch);
+    let pulls_before = standin.pulls().len();
+
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let cr = app
+        .app
+        .store
+        .change_request_for_finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(
+        (cr.state, cr.outside_change, cr.merge_commit.as_deref()),
+        (
+            ChangeRequestState::Merged,
+            Some(OutsideChangeKind::Merged),
+            Some(merge_commit.as_str())
+        ),
+        "the merge by hand was not read back ({} pull requests before the scan, {} after): {cr:?}",
+        pulls_before,
+        standin.pulls().len()
+    );
+    app.stop().await;
+}
