@@ -536,3 +536,49 @@ async fn a_merge_by_hand_of_a_failed_change_request_is_read_back_when_its_webhoo
     );
     app.stop().await;
 }
+
+/// A world-open rule that also lists a specific public address (an
+/// office, someone's home, `::/0` beside an IPv6 /128): the remediation
+/// revokes every CIDR of the rule, so the address is in the remediation
+/// script. Publication replaces it with a placeholder, and the script that
+/// is committed, reviewed and merged revokes `<IPV4_1>/32`: it cannot run
+/// as approved. A published remediation must be runnable as published (or
+/// the change request refused), never carry placeholders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_remediation_never_carries_redaction_placeholders() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |fixtures| {
+        let file = fixtures.join("ec2/402917364518/us-east-1.json");
+        let mut ec2: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        for group in ec2["SecurityGroups"].as_array_mut().expect("groups") {
+            if group["GroupId"] == "sg-0a1f3c5e7b9d24680" {
+                group["IpPermissions"][0]["IpRanges"]
+                    .as_array_mut()
+                    .expect("ranges")
+                    .push(json!({"CidrIp": "81.2.69.142/32"}));
+                group["IpPermissions"][0]["Ipv6Ranges"] = json!([
+                    {"CidrIpv6": "::/0"},
+                    {"CidrIpv6": "2a02:8070:abcd:1::1234/128"}
+                ]);
+            }
+        }
+        std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+    })
+    .await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let bastion = crs
+        .iter()
+        .find(|c| c.branch.starts_with("draco/sg-open-admin-port-"))
+        .expect("the bastion's change request");
+    for (path, contents) in standin.files(&bastion.branch) {
+        if path.contains("/remediation.") || path.contains("/rollback.") {
+            assert!(
+                !contents.contains("<IPV4_") && !contents.contains("<IPV6_"),
+                "{path} carries a placeholder:\n{contents}"
+            );
+        }
+    }
+}
