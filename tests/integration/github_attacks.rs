@@ -582,3 +582,30 @@ async fn a_published_remediation_never_carries_redaction_placeholders() {
         }
     }
 }
+
+/// GitHub unreachable (connection refused) at the next scan: the scan goes
+/// on (findings recorded, change requests left as they were), and reading
+/// every open change request back does not hold it for long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_with_github_down_does_not_wait_on_every_open_change_request() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let before = app.store.change_requests().await.expect("read");
+    drop(standin);
+    let started = std::time::Instant::now();
+    let report = app.scan(chrono::Utc::now()).await.expect("scan");
+    let took = started.elapsed();
+    println!(
+        "scan with GitHub down: {took:?}, {} open change requests",
+        before.len()
+    );
+    assert!(report.findings_detected > 0);
+    let after = app.store.change_requests().await.expect("read");
+    assert_eq!(
+        before.iter().map(|c| c.state).collect::<Vec<_>>(),
+        after.iter().map(|c| c.state).collect::<Vec<_>>()
+    );
+    assert!(took < Duration::from_secs(30), "the scan took {took:?}");
+}
