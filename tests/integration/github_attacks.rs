@@ -609,3 +609,92 @@ async fn a_scan_with_github_down_does_not_wait_on_every_open_change_request() {
     );
     assert!(took < Duration::from_secs(30), "the scan took {took:?}");
 }
+
+/// A finding resolves itself: the scan closes its pull request on GitHub,
+/// then records the withdrawal. GitHub's `closed` webhook for Draco's own
+/// close is stored and processed at once by the daemon (the receiver wakes
+/// the events task), so it can land between the two: the store then says
+/// "closed without merging outside Draco", audited as the bot's outside
+/// close, and the withdrawal is never recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dracos_own_withdrawal_is_not_recorded_as_a_close_outside_draco_when_its_webhook_is_quick()
+{
+    use draco::store::DeliveryStore;
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let bastion = crs
+        .iter()
+        .find(|c| c.branch.starts_with("draco/sg-open-admin-port-"))
+        .cloned()
+        .expect("the bastion's change request");
+
+    // GitHub, like the real one, sends `closed` as soon as the pull request
+    // is closed; the daemon stores and processes it at once.
+    let hook_app = Arc::clone(&app);
+    let repo = Arc::clone(&standin.repo);
+    standin.on_close(Arc::new(move |number| {
+        let app = Arc::clone(&hook_app);
+        let (branch, sha) = {
+            let repo = repo.lock().expect("lock");
+            let pull = &repo.pulls[number as usize - 1];
+            (
+                pull.head.clone(),
+                repo.refs.get(&pull.head).cloned().unwrap_or_default(),
+            )
+        };
+        Box::pin(async move {
+            let body = serde_json::to_vec(&json!({
+                "action": "closed", "number": number,
+                "pull_request": { "number": number, "state": "closed", "merged": false,
+                                  "merge_commit_sha": null,
+                                  "head": { "ref": branch, "sha": sha } },
+                "repository": { "full_name": REPOSITORY },
+                "sender": { "login": "draco-bot" },
+            }))
+            .expect("json");
+            app.store
+                .record_delivery(
+                    "github",
+                    &format!("close-{number}"),
+                    "pull_request",
+                    &body,
+                    chrono::Utc::now(),
+                )
+                .await
+                .expect("stored");
+            draco::events::process_pending(&app.store, chrono::Utc::now())
+                .await
+                .expect("processed");
+        })
+    }));
+
+    // The bastion's port is closed in the cloud: the finding resolves.
+    let fixtures = dir.path().join("fixtures");
+    let file = fixtures.join("ec2/402917364518/us-east-1.json");
+    let mut ec2: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    for group in ec2["SecurityGroups"].as_array_mut().expect("groups") {
+        if group["GroupId"] == "sg-0a1f3c5e7b9d24680" {
+            group["IpPermissions"][0]["IpRanges"] = json!([{"CidrIp": "10.0.0.0/8"}]);
+        }
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+    app.scan(chrono::Utc::now()).await.expect("scan");
+
+    let cr = app
+        .store
+        .change_request_for_finding(bastion.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(cr.state, ChangeRequestState::Closed);
+    assert_eq!(
+        (cr.reason.as_deref(), cr.outside_change),
+        (Some("the finding resolved itself"), None),
+        "Draco's own withdrawal recorded as a close outside Draco: {cr:?}"
+    );
+}
