@@ -698,3 +698,30 @@ async fn dracos_own_withdrawal_is_not_recorded_as_a_close_outside_draco_when_its
         "Draco's own withdrawal recorded as a close outside Draco: {cr:?}"
     );
 }
+
+/// The demo as it is, nothing planted: an unassociated Elastic IP's
+/// rollback re-allocates its address (`allocate-address --address`), an
+/// AWS-owned public address, not personal data; publication replaces it
+/// with `<IPV4_1>`, so the committed rollback cannot run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_published_remediations_and_rollbacks_carry_no_placeholders() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let mut broken = Vec::new();
+    for cr in app.store.change_requests().await.expect("read") {
+        for (path, contents) in standin.files(&cr.branch) {
+            if path.contains("/remediation.") || path.contains("/rollback.") {
+                for line in contents.lines().filter(|l| l.contains("<IPV")) {
+                    broken.push(format!("{path}: {line}"));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "placeholders in published scripts:\n{}",
+        broken.join("\n")
+    );
+}
