@@ -725,3 +725,85 @@ async fn the_demos_published_remediations_and_rollbacks_carry_no_placeholders() 
         broken.join("\n")
     );
 }
+
+/// Draco merges an approved change request; GitHub merges it, but the
+/// answer is lost (a 502 from a proxy, a reset connection). `approve`
+/// marks the change request `failed` ("will be proposed again by the next
+/// scan"), and the next scan, which does not read failed change requests
+/// back, proposes the already merged change again as a new pull request
+/// instead of recording the merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_whose_answer_was_lost_is_recorded_as_merged_not_proposed_again() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let target = app.store.change_requests().await.expect("read")[0].clone();
+    standin.lose_next_answer("PUT", "/merge");
+    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
+    let outcome = draco::approve::approve(
+        &app.store,
+        &*app.change_requests,
+        target.finding_id,
+        &approver,
+        draco::approve::Channel::Cli,
+        chrono::Utc::now(),
+    )
+    .await;
+    assert!(outcome.is_err(), "the answer was lost: {outcome:?}");
+    assert!(
+        standin
+            .pulls()
+            .iter()
+            .any(|p| p.head == target.branch && p.merged),
+        "merged on GitHub"
+    );
+    let pulls_before = standin.pulls().len();
+
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let cr = app
+        .store
+        .change_request_for_finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(
+        (cr.state, standin.pulls().len()),
+        (ChangeRequestState::Merged, pulls_before),
+        "the merged change was proposed again: {cr:?}"
+    );
+}
+
+/// A pull request merged on GitHub by someone else is recorded `merged`,
+/// but its finding keeps saying `awaiting_approval`, though nothing awaits
+/// an approval any more (Draco's own merge sets `approved`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_outside_draco_does_not_leave_its_finding_awaiting_approval() {
+    use draco::store::ScanStore;
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let target = app.store.change_requests().await.expect("read")[0].clone();
+    standin.merge_by_hand(&target.branch);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let cr = app
+        .store
+        .change_request_for_finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(cr.state, ChangeRequestState::Merged);
+    let finding = app
+        .store
+        .finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("finding");
+    assert_ne!(
+        finding.status.as_str(),
+        "awaiting_approval",
+        "the finding of a merged change request still awaits approval"
+    );
+}

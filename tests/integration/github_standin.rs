@@ -61,6 +61,9 @@ pub struct Repo {
     pub requests: Vec<Recorded>,
     /// Answered (and removed) instead of the next matching request.
     pub failures: VecDeque<Failure>,
+    /// Carried out, but answered `502` (the answer lost on the way back):
+    /// method and path suffix, removed when used.
+    pub lost_answers: Vec<(String, String)>,
 }
 
 /// Called after the stand-in closed pull request `number` on a `PATCH`
@@ -128,6 +131,16 @@ impl StandIn {
             on_close,
             task,
         }
+    }
+
+    /// Carries out the next `method` request whose path ends with `suffix`,
+    /// but answers it `502`, as when the answer is lost.
+    pub fn lose_next_answer(&self, method: &str, suffix: &str) {
+        self.repo
+            .lock()
+            .expect("lock")
+            .lost_answers
+            .push((method.to_owned(), suffix.to_owned()));
     }
 
     /// Runs `hook` whenever a `PATCH` closes a pull request, before answering it.
@@ -280,12 +293,33 @@ async fn handle_and_notify(
         .rsplit('/')
         .next()
         .and_then(|n| n.parse::<u64>().ok());
-    let response = handle(State((repo, token)), method, uri, query, headers, body).await;
+    let path = uri.path().to_owned();
+    let method_name = method.to_string();
+    let response = handle(
+        State((Arc::clone(&repo), token)),
+        method,
+        uri,
+        query,
+        headers,
+        body,
+    )
+    .await;
+    let lost = {
+        let mut repo = repo.lock().expect("lock");
+        let found = repo
+            .lost_answers
+            .iter()
+            .position(|(m, suffix)| *m == method_name && path.ends_with(suffix.as_str()));
+        found.map(|i| repo.lost_answers.remove(i)).is_some()
+    };
     let hook = on_close.lock().expect("lock").clone();
     if let (true, Some(number), Some(hook)) = (closing, number, hook)
         && response.status().is_success()
     {
         hook(number).await;
+    }
+    if lost && response.status().is_success() {
+        return error(StatusCode::BAD_GATEWAY, "Bad Gateway");
     }
     response
 }
