@@ -807,3 +807,41 @@ async fn a_merge_outside_draco_does_not_leave_its_finding_awaiting_approval() {
         "the finding of a merged change request still awaits approval"
     );
 }
+
+/// GitHub opens the pull request but the answer is lost: the scan fails
+/// that finding, and the next one finds the open pull request and records
+/// it (`created: false`). Labels and reviewers are only added to a pull
+/// request Draco saw itself create, so this one never gets them: nobody is
+/// asked to review it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_whose_creation_answer_was_lost_still_gets_its_labels_and_reviewers() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(
+        &standin,
+        dir.path(),
+        &[("DRACO_GITOPS_GITHUB_REVIEWERS", "ada-l")],
+        |_| {},
+    )
+    .await;
+    standin.lose_next_answer("POST", "/pulls");
+    let first = app.scan(chrono::Utc::now()).await.expect("scan");
+    assert_eq!(first.failures.len(), 1, "{first:?}");
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let pulls = standin.pulls();
+    assert_eq!(
+        pulls.len(),
+        app.store.change_requests().await.expect("read").len(),
+        "no pull request opened twice"
+    );
+    for pull in pulls {
+        assert!(
+            pull.labels.iter().any(|l| l == "draco") && pull.reviewers == ["ada-l"],
+            "pull request #{} ({}) has labels {:?} and reviewers {:?}",
+            pull.number,
+            pull.head,
+            pull.labels,
+            pull.reviewers
+        );
+    }
+}
