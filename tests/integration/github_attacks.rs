@@ -845,3 +845,109 @@ async fn a_pull_request_whose_creation_answer_was_lost_still_gets_its_labels_and
         );
     }
 }
+
+// ---- what held ----
+
+/// Checks that held: odd webhook input and absurd rate-limit waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_webhook_input_and_absurd_rate_limit_waits_are_handled() {
+    let (app, standin) = webhook_app().await;
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let target = app.app.store.change_requests().await.expect("read")[0].clone();
+
+    // Deeply nested JSON, signed: refused as not an event, no stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(
+        deliver(&app, "pull_request", "deep", deep.as_bytes()).await,
+        400
+    );
+    let deep_field = format!(
+        r#"{{"repository":{{"full_name":"{REPOSITORY}"}},"x":{}{}}}"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    // Skipped without recursion (serde_json ignores values iteratively):
+    // no pull request in it, so not Draco's, not stored.
+    assert_eq!(
+        deliver(&app, "pull_request", "deep2", deep_field.as_bytes()).await,
+        204
+    );
+
+    // Two signature headers, the first forged: refused.
+    let body = br#"{"zen":"z"}"#;
+    let status = app
+        .http
+        .post(app.url("/webhooks/github"))
+        .header("X-GitHub-Event", "ping")
+        .header("X-GitHub-Delivery", "two")
+        .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
+        .header("x-hub-signature-256", signed(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("answer")
+        .status();
+    assert_eq!(status, 401);
+
+    // Control characters and bidi in the login: neutralised in the audit log.
+    let evil = serde_json::to_vec(&json!({
+        "action": "closed",
+        "pull_request": { "merged": false, "head": { "ref": target.branch, "sha": "x" } },
+        "repository": { "full_name": REPOSITORY },
+        "sender": { "login": "mal\u{1b}[2J\u{202e}lory\nfake line" },
+    }))
+    .expect("json");
+    assert_eq!(deliver(&app, "pull_request", "evil", &evil).await, 202);
+    // The same delivery id with another body: a redelivery, changes nothing.
+    let other = pull_body("synchronize", &target.branch);
+    assert_eq!(deliver(&app, "pull_request", "evil", &other).await, 200);
+    draco::events::process_pending(&app.app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    let events = draco::store::AuditLog::audit_events(&app.app.store, None)
+        .await
+        .expect("audit");
+    let actor = events
+        .iter()
+        .find(|e| e.action == "change_request.outside_closed")
+        .map(|e| e.actor.clone())
+        .expect("audited");
+    assert!(
+        !actor.contains('\u{1b}') && !actor.contains('\u{202e}') && !actor.contains('\n'),
+        "{actor:?}"
+    );
+
+    // Absurd waits fail fast.
+    let api = GitHubApi::new(
+        &standin.url(),
+        parse_repository(REPOSITORY).expect("repository"),
+        &Auth::Token(SecretString::from(TOKEN.to_owned())),
+        RetryPolicy::default(),
+    )
+    .expect("client");
+    for headers in [
+        vec![("retry-after", "999999999")],
+        vec![
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "9223372036854775807"),
+        ],
+    ] {
+        standin.fail_next("GET", "/git/ref/heads/main", 429, &headers, "limited");
+        let started = std::time::Instant::now();
+        let error = api.branch_head("main").await.expect_err("limited");
+        assert!(started.elapsed() < Duration::from_secs(2), "{error}");
+        assert!(error.to_string().contains("rate limit"), "{error}");
+        assert!(!error.to_string().contains(TOKEN));
+    }
+    app.stop().await;
+}
+
+fn pull_body(action: &str, branch: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": action,
+        "pull_request": { "merged": false, "head": { "ref": branch, "sha": "y" } },
+        "repository": { "full_name": REPOSITORY },
+        "sender": { "login": "bob" },
+    }))
+    .expect("json")
+}
