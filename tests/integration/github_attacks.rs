@@ -951,3 +951,98 @@ fn pull_body(action: &str, branch: &str) -> Vec<u8> {
     }))
     .expect("json")
 }
+
+/// A finding resolves (its pull request #n is withdrawn), comes back, and
+/// gets a new pull request on the same branch. A late `closed` delivery of
+/// the old pull request #n (GitHub does not promise order; a failed
+/// delivery redelivered by hand later) is matched by branch name alone and
+/// closes the new change request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_delivery_about_an_older_pull_request_on_the_same_branch_does_not_close_the_new_one()
+{
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let bastion = app
+        .store
+        .change_requests()
+        .await
+        .expect("read")
+        .into_iter()
+        .find(|c| c.branch.starts_with("draco/sg-open-admin-port-"))
+        .expect("the bastion's change request");
+    let old_number: u64 = bastion
+        .location
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("number");
+    let file = dir.path().join("fixtures/ec2/402917364518/us-east-1.json");
+    let set_open = |open: bool| {
+        let mut ec2: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+        for group in ec2["SecurityGroups"].as_array_mut().expect("groups") {
+            if group["GroupId"] == "sg-0a1f3c5e7b9d24680" {
+                group["IpPermissions"][0]["IpRanges"] = if open {
+                    json!([{"CidrIp": "0.0.0.0/0"}])
+                } else {
+                    json!([{"CidrIp": "10.0.0.0/8"}])
+                };
+            }
+        }
+        std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+    };
+    set_open(false);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    set_open(true);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let renewed = app
+        .store
+        .change_request_for_finding(bastion.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(renewed.state, ChangeRequestState::Open);
+    assert_ne!(renewed.location, bastion.location, "a new pull request");
+
+    // The old pull request's `closed`, delivered late.
+    let late = serde_json::to_vec(&json!({
+        "action": "closed",
+        "number": old_number,
+        "pull_request": {
+            "number": old_number,
+            "html_url": bastion.location,
+            "state": "closed", "merged": false, "merge_commit_sha": null,
+            "head": { "ref": bastion.branch, "sha": bastion.head_commit },
+        },
+        "repository": { "full_name": REPOSITORY },
+        "sender": { "login": "draco-bot" },
+    }))
+    .expect("json");
+    use draco::store::DeliveryStore;
+    app.store
+        .record_delivery(
+            "github",
+            "late-1",
+            "pull_request",
+            &late,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("stored");
+    draco::events::process_pending(&app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    let cr = app
+        .store
+        .change_request_for_finding(bastion.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    assert_eq!(
+        cr.state,
+        ChangeRequestState::Open,
+        "closed by a late delivery about pull request #{old_number}: {cr:?}"
+    );
+}
