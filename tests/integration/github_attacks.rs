@@ -1046,3 +1046,39 @@ async fn a_late_delivery_about_an_older_pull_request_on_the_same_branch_does_not
         "closed by a late delivery about pull request #{old_number}: {cr:?}"
     );
 }
+
+/// Someone with write access changes the base of Draco's pull request to
+/// another branch (`legacy`). Approving then merges the approved commit
+/// into `legacy` and records the change request merged, though the base
+/// branch Draco proposed on never got it; `verify` checks only the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_refuses_a_pull_request_whose_base_was_changed() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let target = app.store.change_requests().await.expect("read")[0].clone();
+    let main_before = standin.branch_head("main").expect("main");
+    {
+        let mut repo = standin.repo.lock().expect("lock");
+        repo.refs.insert("legacy".into(), main_before.clone());
+        for pull in repo.pulls.iter_mut().filter(|p| p.head == target.branch) {
+            pull.base = "legacy".into();
+        }
+    }
+    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
+    let outcome = draco::approve::approve(
+        &app.store,
+        &*app.change_requests,
+        target.finding_id,
+        &approver,
+        draco::approve::Channel::Cli,
+        chrono::Utc::now(),
+    )
+    .await;
+    let main_after = standin.branch_head("main").expect("main");
+    assert!(
+        outcome.is_err() || main_after != main_before,
+        "recorded merged, but main did not get the change (merged into `legacy`): {outcome:?}"
+    );
+}
