@@ -8,7 +8,9 @@
 //! (blobs, trees, commits, references) and "… for pull requests".
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -59,11 +61,21 @@ pub struct Repo {
     pub requests: Vec<Recorded>,
     /// Answered (and removed) instead of the next matching request.
     pub failures: VecDeque<Failure>,
+    /// Carried out, but answered `502` (the answer lost on the way back):
+    /// method and path suffix, removed when used.
+    pub lost_answers: Vec<(String, String)>,
 }
+
+/// Called after the stand-in closed pull request `number` on a `PATCH`
+/// (as GitHub sends its webhook), before the `PATCH` is answered.
+pub type OnClose = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+type Shared = (Arc<Mutex<Repo>>, String, Arc<Mutex<Option<OnClose>>>);
 
 pub struct StandIn {
     pub addr: SocketAddr,
     pub repo: Arc<Mutex<Repo>>,
+    on_close: Arc<Mutex<Option<OnClose>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -101,9 +113,10 @@ impl StandIn {
             .insert(commit.clone(), (tree_sha, vec![], "init".into()));
         repo.refs.insert("main".into(), commit);
         let repo = Arc::new(Mutex::new(repo));
-        let state = (Arc::clone(&repo), token.to_owned());
+        let on_close: Arc<Mutex<Option<OnClose>>> = Arc::default();
+        let state: Shared = (Arc::clone(&repo), token.to_owned(), Arc::clone(&on_close));
         let app = Router::new()
-            .route("/{*rest}", any(handle))
+            .route("/{*rest}", any(handle_and_notify))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -112,7 +125,27 @@ impl StandIn {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        StandIn { addr, repo, task }
+        StandIn {
+            addr,
+            repo,
+            on_close,
+            task,
+        }
+    }
+
+    /// Carries out the next `method` request whose path ends with `suffix`,
+    /// but answers it `502`, as when the answer is lost.
+    pub fn lose_next_answer(&self, method: &str, suffix: &str) {
+        self.repo
+            .lock()
+            .expect("lock")
+            .lost_answers
+            .push((method.to_owned(), suffix.to_owned()));
+    }
+
+    /// Runs `hook` whenever a `PATCH` closes a pull request, before answering it.
+    pub fn on_close(&self, hook: OnClose) {
+        *self.on_close.lock().expect("lock") = Some(hook);
     }
 
     pub fn url(&self) -> String {
@@ -242,6 +275,53 @@ fn pull_index(repo: &Repo, n: &str) -> Option<usize> {
         .ok()
         .and_then(|n| n.checked_sub(1))
         .filter(|i| *i < repo.pulls.len())
+}
+
+async fn handle_and_notify(
+    State((repo, token, on_close)): State<Shared>,
+    method: Method,
+    uri: Uri,
+    query: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let closing = method == Method::PATCH
+        && serde_json::from_slice::<Value>(&body)
+            .is_ok_and(|v| v["state"].as_str() == Some("closed"));
+    let number = uri
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok());
+    let path = uri.path().to_owned();
+    let method_name = method.to_string();
+    let response = handle(
+        State((Arc::clone(&repo), token)),
+        method,
+        uri,
+        query,
+        headers,
+        body,
+    )
+    .await;
+    let lost = {
+        let mut repo = repo.lock().expect("lock");
+        let found = repo
+            .lost_answers
+            .iter()
+            .position(|(m, suffix)| *m == method_name && path.ends_with(suffix.as_str()));
+        found.map(|i| repo.lost_answers.remove(i)).is_some()
+    };
+    let hook = on_close.lock().expect("lock").clone();
+    if let (true, Some(number), Some(hook)) = (closing, number, hook)
+        && response.status().is_success()
+    {
+        hook(number).await;
+    }
+    if lost && response.status().is_success() {
+        return error(StatusCode::BAD_GATEWAY, "Bad Gateway");
+    }
+    response
 }
 
 async fn handle(

@@ -10,6 +10,7 @@ mod daemon;
 mod demo;
 mod detect;
 mod github;
+mod github_attacks;
 mod github_standin;
 mod harness;
 mod llm_providers;
