@@ -32,6 +32,9 @@ struct PullRequestEvent {
 
 #[derive(Deserialize)]
 struct PullRequest {
+    /// Which pull request: only the one Draco recorded is Draco's (not an
+    /// older one from the same branch, nor another from it into elsewhere).
+    number: u64,
     #[serde(default)]
     merged: bool,
     #[serde(default)]
@@ -114,7 +117,14 @@ where
         |s| format!("github:{}", neutralise(&s.login)),
     );
     let changed = store
-        .record_outside_change("github", &pull.head.branch, &change, &actor, now)
+        .record_outside_change(
+            "github",
+            &pull.head.branch,
+            Some(pull.number),
+            &change,
+            &actor,
+            now,
+        )
         .await?;
     Ok(match changed {
         Some(finding) => format!(

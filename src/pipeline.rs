@@ -80,6 +80,12 @@ pub enum RemediationError {
     GitOps(#[from] GitOpsError),
     #[error("change request: {0}")]
     Publish(#[from] RedactError),
+    /// The script's commands carry values the publication policy keeps on
+    /// the host: published, it would not do what was reviewed.
+    #[error(
+        "change request not published: its {which} script needs values that gitops.github.publish_redact keeps on the host ({kinds}); review it locally, or take those kinds out of the policy"
+    )]
+    Unpublishable { which: &'static str, kinds: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     /// A bug met while handling this finding (a panic in the redactor, a
@@ -234,20 +240,16 @@ impl Pipeline<'_> {
                 })
                 .then_with(|| a.1.cmp(&b.1))
         });
-        let queued: Vec<FindingId> = pending
-            .iter()
-            .skip(self.max_new_per_scan)
-            .map(|f| f.id)
-            .collect();
-        if !queued.is_empty() {
-            tracing::info!(
-                queued = queued.len(),
-                limit = self.max_new_per_scan,
-                "more findings need a change request than one scan opens; the rest wait for the next scans"
-            );
-        }
-        pending.truncate(self.max_new_per_scan);
-        for stored in pending {
+        // Up to the limit opened; a finding that fails does not take a slot
+        // (one that always fails would starve the queue), but as many
+        // failures as the limit end the round: the backend is likely down,
+        // and the next scan tries again.
+        let limit = self.max_new_per_scan;
+        let mut pending = pending.into_iter();
+        let mut failed_here = 0;
+        while opened.len() < limit && failed_here < limit.max(FAILURES_PER_ROUND) {
+            let Some(stored) = pending.next() else { break };
+            let failures_before = failures.len();
             // A panic is a bug, but one finding's bug must not stop the scan
             // nor the daemon: it fails that finding like any other error.
             // Nothing here is shared mutable state a panic could leave broken.
@@ -274,6 +276,15 @@ impl Pipeline<'_> {
                     });
                 }
             }
+            failed_here += failures.len() - failures_before;
+        }
+        let queued: Vec<FindingId> = pending.map(|f| f.id).collect();
+        if !queued.is_empty() {
+            tracing::info!(
+                queued = queued.len(),
+                limit,
+                "more findings need a change request than one scan opens; the rest wait for the next scans"
+            );
         }
 
         let scan_errors: Vec<ScanError> = costs.errors.into_iter().chain(posture.errors).collect();
@@ -354,6 +365,9 @@ impl Pipeline<'_> {
         self.store.save_proposal(stored.id, &proposal, now).await?;
         let removed = self.publish_redact;
         let mut finding = stored.finding.clone();
+        if removed.contains(&PiiKind::Name) {
+            withhold_free_text(&mut finding.evidence);
+        }
         finding.title = self
             .redactor
             .publishable(&finding.title, removed)?
@@ -364,10 +378,21 @@ impl Pipeline<'_> {
             .publishable(&finding.evidence, removed)?
             .get()
             .clone();
-        let published = self.redactor.publishable(&proposal, removed)?;
+        // The change itself (its scripts, summary and description) keeps the
+        // network addresses it operates on (a rule's CIDR, an Elastic IP):
+        // a script with a placeholder where its address was cannot run, and
+        // one revoking several ranges under `set -e` would stop half-way.
+        let change_policy: Vec<PiiKind> = removed
+            .iter()
+            .filter(|k| !CHANGE_KEEPS.contains(k))
+            .copied()
+            .collect();
+        let published = self.redactor.publishable(&proposal, &change_policy)?;
+        check_script("remediation", &proposal.body, &published.get().body)?;
+        check_script("rollback", &proposal.rollback, &published.get().rollback)?;
         let chart = self.chart(&finding).await;
         let change = document::change_request(&finding, stored.id, published.get(), chart);
-        Ok(self.redactor.publishable(&change, removed)?)
+        Ok(self.redactor.publishable(&change, &change_policy)?)
     }
 
     /// Brings the open change requests of findings that changed (another
@@ -441,22 +466,30 @@ impl Pipeline<'_> {
             Vec::new()
         };
         for cr in observed {
-            if cr.backend != backend || cr.state != ChangeRequestState::Open {
+            let failed = cr.state == ChangeRequestState::Failed;
+            if cr.backend != backend || !(cr.state == ChangeRequestState::Open || failed) {
                 continue;
             }
+            // A failed one matters only if it was merged or closed meanwhile
+            // (by hand, or Draco's merge whose answer was lost): otherwise
+            // this scan proposes it again anyway.
             let change = match self.change_requests.observe(&cr.branch).await {
-                Ok(Observed::Open { head }) if head == cr.head_commit => continue,
-                Ok(Observed::Open { head }) => OutsideChange::Pushed { head },
                 Ok(Observed::Merged { merge_commit }) => OutsideChange::Merged { merge_commit },
-                Ok(Observed::Closed) => OutsideChange::Closed,
-                Ok(Observed::Missing) => OutsideChange::Deleted,
+                Ok(Observed::Closed) if !failed => OutsideChange::Closed,
+                Ok(Observed::Open { head }) if !failed && head != cr.head_commit => {
+                    OutsideChange::Pushed { head }
+                }
+                Ok(Observed::Missing) if !failed => OutsideChange::Deleted,
+                Ok(_) => continue,
                 Err(error) => {
-                    tracing::warn!(%error, branch = cr.branch, "cannot read a change request back; the next scan tries again");
-                    continue;
+                    // One answer is enough to know the backend is down: the
+                    // next scan reads everything back, and this one goes on.
+                    tracing::warn!(%error, branch = cr.branch, "cannot read change requests back; the next scan tries again");
+                    break;
                 }
             };
             self.store
-                .record_outside_change(backend, &cr.branch, &change, backend, now)
+                .record_outside_change(backend, &cr.branch, None, &change, backend, now)
                 .await?;
         }
         for cr in self.store.change_requests_of_resolved_findings().await? {
@@ -471,7 +504,8 @@ impl Pipeline<'_> {
                         .await?;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, branch = cr.branch, "cannot withdraw a change request; the next scan tries again");
+                    tracing::warn!(%error, branch = cr.branch, "cannot withdraw change requests; the next scan tries again");
+                    break;
                 }
             }
         }
@@ -506,6 +540,83 @@ impl Pipeline<'_> {
             }
         }
     }
+}
+
+/// What a published change request shows in place of a free-text field.
+const WITHHELD: &str = "(free text, not published)";
+
+/// Replaces the values of free-text fields in `evidence` (AWS's
+/// `Description` of a rule or a snapshot: whatever someone typed) with
+/// [`WITHHELD`]: the redactor finds a name after a person key (`Owner`),
+/// not in a sentence ("backup of Priya's laptop"), so a policy that keeps
+/// names on the host keeps these fields there whole. The change needs none
+/// of them.
+fn withhold_free_text(evidence: &mut serde_json::Value) {
+    match evidence {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if key == "description" || key == "descriptions" {
+                    withhold_strings(value);
+                } else {
+                    withhold_free_text(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(withhold_free_text),
+        _ => {}
+    }
+}
+
+fn withhold_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = WITHHELD.to_owned(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(withhold_strings),
+        serde_json::Value::Object(map) => map.values_mut().for_each(withhold_strings),
+        _ => {}
+    }
+}
+
+/// Failures that end a scan's round of new change requests (or the limit,
+/// if higher): a few findings that always fail do not hold every slot, and a
+/// backend that is down is not tried for each of thousands of findings.
+const FAILURES_PER_ROUND: usize = 5;
+
+/// Kinds a change keeps when it is published, whatever the policy: the
+/// addresses its commands operate on. Elsewhere (the finding's title and
+/// evidence) they are removed as the policy says.
+const CHANGE_KEEPS: [PiiKind; 2] = [PiiKind::Ipv4, PiiKind::Ipv6];
+
+/// Refuses a script whose commands the publication policy changed: only
+/// comments may lose a value (a title naming a person); a command with a
+/// placeholder would not do what was reviewed.
+fn check_script(
+    which: &'static str,
+    original: &str,
+    published: &str,
+) -> Result<(), RemediationError> {
+    let original_lines: Vec<&str> = original.lines().collect();
+    let published_lines: Vec<&str> = published.lines().collect();
+    let changed_command = original_lines.len() != published_lines.len()
+        || original_lines
+            .iter()
+            .zip(&published_lines)
+            .any(|(o, p)| o != p && !o.trim_start().starts_with('#'));
+    if !changed_command {
+        return Ok(());
+    }
+    let mut kinds: Vec<String> = published_lines
+        .iter()
+        .flat_map(|line| line.split('<').skip(1))
+        .filter_map(|rest| rest.split_once('>').map(|(inside, _)| inside))
+        .filter_map(|inside| inside.rsplit_once('_').map(|(kind, _)| kind.to_lowercase()))
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    Err(RemediationError::Unpublishable {
+        which,
+        kinds: kinds.join(", "),
+    })
 }
 
 /// The text of a panic payload (`panic!` with a message gives a `&str` or a

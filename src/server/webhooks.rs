@@ -81,6 +81,10 @@ struct PullRequestHead {
 struct HeadRef {
     #[serde(rename = "ref")]
     name: String,
+    /// The repository the head branch lives in: a fork's pull request
+    /// named like a Draco branch is not Draco's (`null` when the fork is gone).
+    #[serde(default)]
+    repo: Option<NamedRepository>,
 }
 
 fn answer(status: StatusCode, text: &'static str) -> Response {
@@ -127,12 +131,11 @@ pub async fn github(
     if !HANDLED_EVENTS.contains(&event) {
         return answer(StatusCode::NO_CONTENT, "");
     }
-    let ours = envelope
-        .repository
-        .is_some_and(|r| r.full_name.eq_ignore_ascii_case(&receiver.repository))
-        && envelope
-            .pull_request
-            .is_some_and(|pr| pr.head.name.starts_with(BRANCH_PREFIX));
+    let managed = |r: &NamedRepository| r.full_name.eq_ignore_ascii_case(&receiver.repository);
+    let ours = envelope.repository.as_ref().is_some_and(managed)
+        && envelope.pull_request.as_ref().is_some_and(|pr| {
+            pr.head.name.starts_with(BRANCH_PREFIX) && pr.head.repo.as_ref().is_some_and(managed)
+        });
     if !ours {
         tracing::debug!(
             event,

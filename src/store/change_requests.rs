@@ -122,7 +122,9 @@ pub trait ChangeRequestStore: Send + Sync {
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
     /// Records `change` to the change request on `branch` of `backend`, in
     /// one transaction with its audit event (`change_request.outside_pushed`
-    /// …, by `actor`, the GitHub login that did it). Only where Draco's
+    /// …, by `actor`, the GitHub login that did it). With `pull_number`,
+    /// only the change request whose location is that pull request
+    /// (`…/pull/<n>`). Only where Draco's
     /// record disagrees: a push of the head Draco recorded, or a change to a
     /// change request Draco already merged, rejected or closed, changes
     /// nothing. Returns the finding whose change request changed.
@@ -130,6 +132,7 @@ pub trait ChangeRequestStore: Send + Sync {
         &self,
         backend: &str,
         branch: &str,
+        pull_number: Option<u64>,
         change: &OutsideChange,
         actor: &str,
         at: DateTime<Utc>,

@@ -421,7 +421,8 @@ fn pull_request_event(repository: &str, branch: &str) -> Vec<u8> {
         "action": "synchronize",
         "number": 1,
         "pull_request": { "number": 1, "state": "open", "merged": false,
-                          "head": { "ref": branch, "sha": "abc" } },
+                          "head": { "ref": branch, "sha": "abc",
+                                    "repo": { "full_name": repository } } },
         "repository": { "full_name": repository },
         "sender": { "login": "mallory" },
     }))
@@ -596,14 +597,24 @@ async fn without_the_github_backend_the_route_does_not_exist() {
     app.stop().await;
 }
 
-fn event(action: &str, branch: &str, head: &str, merged: Option<&str>, sender: &str) -> Vec<u8> {
+/// A `pull_request` event about the change request `cr` (its pull request
+/// number read from its location).
+fn event(
+    action: &str,
+    cr: &draco::store::StoredChangeRequest,
+    head: &str,
+    merged: Option<&str>,
+    sender: &str,
+) -> Vec<u8> {
+    let number = crate::github_standin::pull_number(&cr.location);
     serde_json::to_vec(&json!({
         "action": action,
-        "number": 1,
+        "number": number,
         "pull_request": {
-            "number": 1, "state": if action == "closed" { "closed" } else { "open" },
+            "number": number, "state": if action == "closed" { "closed" } else { "open" },
             "merged": merged.is_some(), "merge_commit_sha": merged,
-            "head": { "ref": branch, "sha": head },
+            "head": { "ref": cr.branch, "sha": head, "repo": { "full_name": REPOSITORY } },
+            "base": { "ref": "main" },
         },
         "repository": { "full_name": REPOSITORY },
         "sender": { "login": sender },
@@ -625,7 +636,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
     // Draco's own head in a synchronize changes nothing.
     let own = event(
         "synchronize",
-        &pushed.branch,
+        pushed,
         &pushed.head_commit,
         None,
         "draco-bot",
@@ -636,11 +647,11 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
     );
     // Someone else pushes, closes, merges.
     let foreign = standin.push_foreign_commit(&pushed.branch);
-    let push = event("synchronize", &pushed.branch, &foreign, None, "mallory");
-    let close = event("closed", &closed.branch, &closed.head_commit, None, "bob");
+    let push = event("synchronize", pushed, &foreign, None, "mallory");
+    let close = event("closed", closed, &closed.head_commit, None, "bob");
     let merge = event(
         "closed",
-        &merged.branch,
+        merged,
         &merged.head_commit,
         Some("feedface"),
         "carol",
@@ -762,13 +773,13 @@ async fn nothing_personal_or_secret_reaches_github() {
             .expect("tags")
             .push(json!({"Key": "Contact", "Value": "Ada Lovelace, +1 415 555 0134"}));
         group["Description"] = json!(
-            "card 4111 1111 1111 1111; token ghp_R8sPq2LmN4xV7tY1wZ3kB6cD9fG0hJ2aK5eM; key AKIAIOSFODNN7EXAMPLE"
+            "card 4111 1111 1111 1111; token ghp_R8sPq2LmN4xV7tY1wZ3kB6cD9fG0hJ2aK5eM; key AKIAIOSFODNN7EXAMPLE; admin at home on 203.0.113.77"
         );
         for permission in group["IpPermissions"].as_array_mut().expect("perms") {
             permission["IpRanges"]
                 .as_array_mut()
                 .expect("ranges")
-                .push(json!({"CidrIp": "203.0.113.77/32", "Description": "Ada Lovelace at home"}));
+                .push(json!({"CidrIp": "198.51.100.0/24", "Description": "Ada Lovelace's office"}));
         }
     }
     std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");

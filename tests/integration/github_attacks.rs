@@ -490,11 +490,13 @@ async fn a_merge_by_hand_of_a_failed_change_request_is_read_back_when_its_webhoo
     let crs = app.app.store.change_requests().await.expect("read");
     let target = crs[0].clone();
     let foreign = standin.push_foreign_commit(&target.branch);
+    let number = crate::github_standin::pull_number(&target.location);
     let push = serde_json::to_vec(&json!({
         "action": "synchronize",
-        "number": 1,
-        "pull_request": { "number": 1, "state": "open", "merged": false,
-                          "head": { "ref": target.branch, "sha": foreign } },
+        "number": number,
+        "pull_request": { "number": number, "state": "open", "merged": false,
+                          "head": { "ref": target.branch, "sha": foreign,
+                                    "repo": { "full_name": REPOSITORY } } },
         "repository": { "full_name": REPOSITORY },
         "sender": { "login": "mallory" },
     }))
@@ -890,9 +892,12 @@ async fn odd_webhook_input_and_absurd_rate_limit_waits_are_handled() {
     assert_eq!(status, 401);
 
     // Control characters and bidi in the login: neutralised in the audit log.
+    let number = crate::github_standin::pull_number(&target.location);
     let evil = serde_json::to_vec(&json!({
         "action": "closed",
-        "pull_request": { "merged": false, "head": { "ref": target.branch, "sha": "x" } },
+        "pull_request": { "number": number, "merged": false,
+                          "head": { "ref": target.branch, "sha": "x",
+                                    "repo": { "full_name": REPOSITORY } } },
         "repository": { "full_name": REPOSITORY },
         "sender": { "login": "mal\u{1b}[2J\u{202e}lory\nfake line" },
     }))
@@ -945,7 +950,8 @@ async fn odd_webhook_input_and_absurd_rate_limit_waits_are_handled() {
 fn pull_body(action: &str, branch: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "action": action,
-        "pull_request": { "merged": false, "head": { "ref": branch, "sha": "y" } },
+        "pull_request": { "number": 1, "merged": false,
+                          "head": { "ref": branch, "sha": "y", "repo": { "full_name": REPOSITORY } } },
         "repository": { "full_name": REPOSITORY },
         "sender": { "login": "bob" },
     }))

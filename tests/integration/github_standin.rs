@@ -650,3 +650,13 @@ async fn handle(
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
+
+/// The pull request number at the end of a change request's location
+/// (`…/pull/<n>`).
+pub fn pull_number(location: &str) -> u64 {
+    location
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a pull request URL")
+}

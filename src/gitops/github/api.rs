@@ -137,6 +137,13 @@ pub struct Pull {
     #[serde(default)]
     pub merge_commit_sha: Option<String>,
     pub head: PullHead,
+    pub base: PullBase,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullBase {
+    #[serde(rename = "ref")]
+    pub branch: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -566,7 +573,11 @@ fn failure(error: octocrab::Error) -> Failure {
         let reset = header("x-ratelimit-reset")
             .and_then(|v| v.trim().parse::<i64>().ok())
             .unwrap_or(0);
-        let secs = (reset - Utc::now().timestamp()).max(0) as u64 + 1;
+        // Saturating: the header is the server's word, not a trusted number.
+        let secs = reset
+            .saturating_sub(Utc::now().timestamp())
+            .clamp(0, i64::MAX - 1) as u64
+            + 1;
         Some(Duration::from_secs(secs))
     } else if source
         .message

@@ -24,6 +24,8 @@ pub struct GitHubChangeRequests {
     api: GitHubApi,
     /// The web root pages and files are shown at (`https://github.com`).
     web_root: String,
+    /// The repository's default branch, once read (when `base_branch` is unset).
+    default_branch: tokio::sync::OnceCell<String>,
     base_branch: Option<String>,
     merge_method: MergeMethod,
     labels: Vec<String>,
@@ -35,6 +37,7 @@ impl GitHubChangeRequests {
         Self {
             api,
             web_root: web_root(&config.api_url),
+            default_branch: tokio::sync::OnceCell::new(),
             base_branch: config.base_branch.clone(),
             merge_method: config.merge_method,
             labels: config.labels.clone(),
@@ -63,17 +66,31 @@ impl GitHubChangeRequests {
         }
     }
 
-    /// The configured base branch, or the repository's default branch.
+    /// The configured base branch, or the repository's default branch
+    /// (read once).
     async fn base(&self) -> Result<String, GitOpsError> {
-        match &self.base_branch {
-            Some(base) => Ok(base.clone()),
-            None => Ok(self.api.repository_info().await?.default_branch),
+        if let Some(base) = &self.base_branch {
+            return Ok(base.clone());
         }
+        self.default_branch
+            .get_or_try_init(|| async { Ok(self.api.repository_info().await?.default_branch) })
+            .await
+            .cloned()
     }
 
-    /// The newest pull request from `branch`, open or closed.
+    /// Draco's newest pull request from `branch`, open or closed: one into
+    /// the base branch. Another pull request from the same branch (someone
+    /// opened one into another base, or retargeted Draco's) is not Draco's
+    /// change request; the API's `head=owner:branch` already leaves out
+    /// forks.
     async fn latest_pull(&self, branch: &str) -> Result<Option<Pull>, GitOpsError> {
-        Ok(self.api.pulls_for_branch(branch).await?.into_iter().next())
+        let base = self.base().await?;
+        Ok(self
+            .api
+            .pulls_for_branch(branch)
+            .await?
+            .into_iter()
+            .find(|p| p.base.branch == base))
     }
 
     /// The tree holding `files` on top of `base_tree`.
@@ -163,6 +180,9 @@ impl ChangeRequests for GitHubChangeRequests {
             }
         };
         if let Some(pull) = open_pull {
+            // Found again after a crash: what was lost with the answer may
+            // include the labels and reviewers (both idempotent on GitHub).
+            self.decorate(pull.number, &request.labels).await;
             if pull.head.sha != head {
                 // The branch changed outside Draco, or the proposal did:
                 // the pull request now shows Draco's proposal again.

@@ -199,10 +199,14 @@ impl ChangeRequestStore for SqliteStore {
         &self,
         backend: &str,
         branch: &str,
+        pull_number: Option<u64>,
         change: &OutsideChange,
         actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<FindingId>, StoreError> {
+        // `%` alone matches any location; `%/pull/7` only pull request 7
+        // (not 17: LIKE matches the whole text).
+        let location = pull_number.map_or_else(|| "%".to_owned(), |n| format!("%/pull/{n}"));
         let mut tx = self.begin_immediate().await?;
         // Each statement acts only where Draco's own record disagrees with
         // GitHub: a push of Draco's own head, a merge of Draco's own, a close
@@ -212,26 +216,32 @@ impl ChangeRequestStore for SqliteStore {
                 sqlx::query_scalar(
                     "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
                          failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed') AND head_commit <> ?
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed') AND head_commit <> ?
                      RETURNING finding_id",
                 )
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
+                .bind(location.clone())
                 .bind(head.clone())
                 .fetch_optional(&mut *tx)
                 .await?
             }
             OutsideChange::Merged { merge_commit } => {
                 sqlx::query_scalar(
-                    "UPDATE change_requests SET state = 'merged', outside_change = 'merged',
+                    // With an approval recorded, this is Draco's own merge
+                    // whose answer was lost (the change request failed):
+                    // merged, not outside Draco.
+                    "UPDATE change_requests SET state = 'merged',
+                         outside_change = CASE WHEN decided_by IS NULL THEN 'merged' ELSE NULL END,
                          merge_commit = ?, completed_at = ?
-                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed')
                      RETURNING finding_id",
                 )
                 .bind(merge_commit.clone())
                 .bind(timestamp(at))
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
+                .bind(location.clone())
                 .fetch_optional(&mut *tx)
                 .await?
             }
@@ -239,24 +249,33 @@ impl ChangeRequestStore for SqliteStore {
                 sqlx::query_scalar(
                     "UPDATE change_requests SET state = 'failed', outside_change = 'closed',
                          failure = 'the branch was deleted outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed')
                      RETURNING finding_id",
                 )
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
+                .bind(location.clone())
                 .fetch_optional(&mut *tx)
                 .await?
             }
             OutsideChange::Closed => {
                 sqlx::query_scalar(
-                    "UPDATE change_requests SET state = 'closed', outside_change = 'closed',
-                         reason = 'closed without merging outside Draco', completed_at = ?
-                     WHERE backend = ? AND branch = ? AND state IN ('open', 'failed')
+                    // The finding resolved: the close is Draco's own
+                    // withdrawal (its webhook can come before the store
+                    // records it), or a close of what was no longer needed.
+                    "UPDATE change_requests SET state = 'closed',
+                         outside_change = CASE WHEN (SELECT status FROM findings f WHERE f.id = change_requests.finding_id) = 'resolved'
+                             THEN NULL ELSE 'closed' END,
+                         reason = CASE WHEN (SELECT status FROM findings f WHERE f.id = change_requests.finding_id) = 'resolved'
+                             THEN 'the finding resolved itself' ELSE 'closed without merging outside Draco' END,
+                         completed_at = ?
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed')
                      RETURNING finding_id",
                 )
                 .bind(timestamp(at))
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
+                .bind(location.clone())
                 .fetch_optional(&mut *tx)
                 .await?
             }
@@ -265,15 +284,19 @@ impl ChangeRequestStore for SqliteStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        if !matches!(change, OutsideChange::Merged { .. }) {
-            // Nothing waits for approval any more.
-            sqlx::query(
-                "UPDATE findings SET status = 'open' WHERE id = ? AND status = 'awaiting_approval'",
-            )
-            .bind(finding_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Nothing waits for approval any more. A merge with an approval
+        // recorded is the approved change landing; any other merge applied
+        // what nobody approved here, and the finding stays open until a
+        // scan no longer sees it.
+        sqlx::query(
+            "UPDATE findings SET status = CASE
+                 WHEN (SELECT c.state = 'merged' AND c.outside_change IS NULL FROM change_requests c WHERE c.finding_id = findings.id)
+                 THEN 'approved' ELSE 'open' END
+             WHERE id = ? AND status IN ('awaiting_approval', 'approved')",
+        )
+        .bind(finding_id)
+        .execute(&mut *tx)
+        .await?;
         append_audit(
             &mut tx,
             actor,
