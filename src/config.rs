@@ -954,6 +954,9 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
     })
 }
 
+/// Shortest webhook secret accepted, in characters.
+const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
+
 /// `[gitops]` on its own and with the secrets it needs: the GitHub backend
 /// needs a repository, one way to authenticate (a token, or an App's id,
 /// installation id and private key) and a webhook secret (an unsigned
@@ -1048,6 +1051,20 @@ fn validate_gitops(gitops: &GitOpsConfig, secrets: &Secrets) -> Result<(), Confi
             return Err(bad(
                 "github",
                 "a GitHub App needs all three of app_id, installation_id and its private key (DRACO_GITHUB_APP_PRIVATE_KEY or app_private_key_file)".into(),
+            ));
+        }
+    }
+    if let Some(secret) = &secrets.github_webhook_secret {
+        use secrecy::ExposeSecret;
+        // Anyone who captured one signed delivery can test guesses of the
+        // secret offline; a short one falls quickly.
+        if secret.value.expose_secret().chars().count() < MIN_WEBHOOK_SECRET_CHARS {
+            return Err(bad(
+                "github",
+                format!(
+                    "the webhook secret (from {}) is shorter than {MIN_WEBHOOK_SECRET_CHARS} characters; use a long random one (e.g. `openssl rand -hex 32`) here and in the repository's webhook settings",
+                    secret.origin
+                ),
             ));
         }
     }
@@ -1442,6 +1459,13 @@ mod tests {
             &[],
         );
         assert!(e.contains("https"), "{e}");
+
+        let e = error(github, &[token, ("DRACO_GITHUB_WEBHOOK_SECRET", "short")]);
+        assert!(e.contains("shorter than 16"), "{e}");
+        assert!(
+            !e.contains("short\""),
+            "the secret itself is not shown: {e}"
+        );
 
         let loaded = load_text(github, &[token, hook]).expect("complete");
         let shown = render(&loaded);
