@@ -11,7 +11,8 @@
 //! payloads"): `closed` with `merged: false` (closed by hand), `closed` with
 //! `merged: true` (merged outside Draco, unless Draco merged it), and
 //! `synchronize` (a push to the branch; outside Draco unless the new head is
-//! the commit Draco proposed).
+//! the commit Draco proposed), and `reopened` (a pull request closed by hand
+//! opened again with the head Draco proposed: approvable again).
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -106,6 +107,9 @@ where
         },
         "closed" => OutsideChange::Closed,
         "synchronize" => OutsideChange::Pushed {
+            head: pull.head.sha.clone(),
+        },
+        "reopened" => OutsideChange::Reopened {
             head: pull.head.sha.clone(),
         },
         other => return Ok(format!("ignored: action {}", neutralise(other))),

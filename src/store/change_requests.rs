@@ -50,22 +50,19 @@ pub enum OutsideChange {
     /// The branch and its pull request are gone: the change request fails
     /// (shown as `closed` outside Draco) and the next scan proposes it again.
     Deleted,
+    /// A pull request closed by hand was reopened with the head Draco
+    /// recorded: the change request is open again, approvable as before.
+    Reopened { head: String },
 }
 
 impl OutsideChange {
-    pub fn kind(&self) -> OutsideChangeKind {
-        match self {
-            OutsideChange::Pushed { .. } => OutsideChangeKind::Pushed,
-            OutsideChange::Merged { .. } => OutsideChangeKind::Merged,
-            OutsideChange::Closed | OutsideChange::Deleted => OutsideChangeKind::Closed,
-        }
-    }
     pub fn as_str(&self) -> &'static str {
         match self {
             OutsideChange::Pushed { .. } => "pushed",
             OutsideChange::Merged { .. } => "merged",
             OutsideChange::Closed => "closed",
             OutsideChange::Deleted => "deleted",
+            OutsideChange::Reopened { .. } => "reopened",
         }
     }
 }

@@ -712,6 +712,35 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
         assert!(actions.iter().any(|a| a == expected), "{actions:?}");
     }
 
+    // Reopened with another head: nothing; with the head Draco proposed:
+    // open and approvable again.
+    let wrong = event("reopened", closed, "0123456789abcdef", None, "bob");
+    let right = event("reopened", closed, &closed.head_commit, None, "bob");
+    for (id, body) in [("e-4", &wrong), ("e-5", &right)] {
+        assert_eq!(
+            deliver(&app, "pull_request", id, body, signed(body)).await,
+            202
+        );
+    }
+    draco::events::process_pending(&app.app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    let crs = app.app.store.change_requests().await.expect("read");
+    let c = by_branch(&crs, &closed.branch);
+    assert_eq!(c.state, ChangeRequestState::Open);
+    assert_eq!(c.outside_change, None);
+    let events = draco::store::AuditLog::audit_events(&app.app.store, None)
+        .await
+        .expect("audit");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "change_request.outside_reopened")
+            .count(),
+        1,
+        "only the reopening with Draco's head counts"
+    );
+
     // The next scan proposes the pushed one again: a fresh commit of
     // Draco's on the same branch and pull request, said in a comment.
     let pulls_before = standin.pulls().len();

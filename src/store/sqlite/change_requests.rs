@@ -258,6 +258,21 @@ impl ChangeRequestStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?
             }
+            OutsideChange::Reopened { head } => {
+                sqlx::query_scalar(
+                    "UPDATE change_requests SET state = 'open', outside_change = NULL,
+                         reason = NULL, completed_at = NULL
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state = 'closed'
+                         AND outside_change = 'closed' AND head_commit = ?
+                     RETURNING finding_id",
+                )
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .bind(location.clone())
+                .bind(head.clone())
+                .fetch_optional(&mut *tx)
+                .await?
+            }
             OutsideChange::Closed => {
                 sqlx::query_scalar(
                     // The finding resolved: the close is Draco's own
@@ -288,15 +303,19 @@ impl ChangeRequestStore for SqliteStore {
         // recorded is the approved change landing; any other merge applied
         // what nobody approved here, and the finding stays open until a
         // scan no longer sees it.
-        sqlx::query(
+        let status = if matches!(change, OutsideChange::Reopened { .. }) {
+            // Waiting for a decision again.
+            "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'"
+        } else {
             "UPDATE findings SET status = CASE
                  WHEN (SELECT c.state = 'merged' AND c.outside_change IS NULL FROM change_requests c WHERE c.finding_id = findings.id)
                  THEN 'approved' ELSE 'open' END
-             WHERE id = ? AND status IN ('awaiting_approval', 'approved')",
-        )
-        .bind(finding_id)
-        .execute(&mut *tx)
-        .await?;
+             WHERE id = ? AND status IN ('awaiting_approval', 'approved')"
+        };
+        sqlx::query(status)
+            .bind(finding_id)
+            .execute(&mut *tx)
+            .await?;
         append_audit(
             &mut tx,
             actor,
