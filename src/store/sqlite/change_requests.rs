@@ -213,18 +213,11 @@ impl ChangeRequestStore for SqliteStore {
         // after Draco's own rejection change nothing.
         let finding_id: Option<FindingId> = match change {
             OutsideChange::Pushed { head } => {
-                sqlx::query_scalar(
-                    "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
+                let sql = "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
                          failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
                      WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed') AND head_commit <> ?
-                     RETURNING finding_id",
-                )
-                .bind(backend.to_owned())
-                .bind(branch.to_owned())
-                .bind(location.clone())
-                .bind(head.clone())
-                .fetch_optional(&mut *tx)
-                .await?
+                     RETURNING finding_id";
+                update_at_head(&mut tx, sql, [backend, branch, &location, head]).await?
             }
             OutsideChange::Merged { merge_commit } => {
                 sqlx::query_scalar(
@@ -259,19 +252,12 @@ impl ChangeRequestStore for SqliteStore {
                 .await?
             }
             OutsideChange::Reopened { head } => {
-                sqlx::query_scalar(
-                    "UPDATE change_requests SET state = 'open', outside_change = NULL,
+                let sql = "UPDATE change_requests SET state = 'open', outside_change = NULL,
                          reason = NULL, completed_at = NULL
                      WHERE backend = ? AND branch = ? AND location LIKE ? AND state = 'closed'
                          AND outside_change = 'closed' AND head_commit = ?
-                     RETURNING finding_id",
-                )
-                .bind(backend.to_owned())
-                .bind(branch.to_owned())
-                .bind(location.clone())
-                .bind(head.clone())
-                .fetch_optional(&mut *tx)
-                .await?
+                     RETURNING finding_id";
+                update_at_head(&mut tx, sql, [backend, branch, &location, head]).await?
             }
             OutsideChange::Closed => {
                 sqlx::query_scalar(
@@ -407,4 +393,20 @@ impl ChangeRequestStore for SqliteStore {
         .await?;
         rows.iter().map(change_request_from_row).collect()
     }
+}
+
+/// Runs one of `record_outside_change`'s statements whose four parameters
+/// are the backend, the branch, the location pattern and a head commit.
+async fn update_at_head(
+    tx: &mut sqlx::SqliteConnection,
+    sql: &'static str,
+    [backend, branch, location, head]: [&str; 4],
+) -> Result<Option<FindingId>, StoreError> {
+    Ok(sqlx::query_scalar(sql)
+        .bind(backend.to_owned())
+        .bind(branch.to_owned())
+        .bind(location.to_owned())
+        .bind(head.to_owned())
+        .fetch_optional(tx)
+        .await?)
 }
