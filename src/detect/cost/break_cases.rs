@@ -11,43 +11,13 @@
 
 use chrono::{Datelike, Duration, NaiveDate};
 
+use super::tests::{START, day, points, weekly};
 use super::{CostConfig, detect};
-use crate::domain::{AccountId, Finding, FindingKind};
-use crate::sources::CostPoint;
+use crate::domain::{Finding, FindingKind};
 
-const ACCOUNT: &str = "123456789012";
-
+/// The series start the detector's own tests use, with their generators.
 fn start() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 1, 5).expect("a valid date")
-}
-
-/// `base` on weekdays, 70 % of it at weekends, with a deterministic ±2 % wobble.
-fn weekly(n: usize, base: f64) -> Vec<f64> {
-    (0..n)
-        .map(|i| {
-            let d = start() + Duration::days(i as i64);
-            let level = if d.weekday().num_days_from_monday() >= 5 {
-                0.7 * base
-            } else {
-                base
-            };
-            level * (1.0 + 0.02 * ((i * 7 % 5) as f64 - 2.0) / 2.0)
-        })
-        .collect()
-}
-
-fn points(service: &str, values: &[f64]) -> Vec<CostPoint> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| CostPoint {
-            day: start() + Duration::days(i as i64),
-            account: AccountId::parse(ACCOUNT).expect("12 digits"),
-            service: service.into(),
-            amount_usd: *v,
-            estimated: false,
-        })
-        .collect()
+    day(START)
 }
 
 fn starting(findings: &[Finding], resource: &str, kind: FindingKind, day: usize) -> bool {

@@ -377,15 +377,15 @@ mod tests {
     use super::*;
     use crate::domain::FindingKind;
 
-    fn day(s: &str) -> NaiveDate {
+    pub(super) fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
 
-    const START: &str = "2026-01-05";
+    pub(super) const START: &str = "2026-01-05";
     const ACCOUNT: &str = "123456789012";
 
     /// `base` on weekdays, 70 % of it at weekends, with a deterministic ±2 % wobble.
-    fn weekly(n: usize, base: f64) -> Vec<f64> {
+    pub(super) fn weekly(n: usize, base: f64) -> Vec<f64> {
         (0..n)
             .map(|i| {
                 let d = day(START) + Duration::days(i as i64);
@@ -399,7 +399,7 @@ mod tests {
             .collect()
     }
 
-    fn points(service: &str, values: &[f64]) -> Vec<CostPoint> {
+    pub(super) fn points(service: &str, values: &[f64]) -> Vec<CostPoint> {
         values
             .iter()
             .enumerate()
