@@ -112,6 +112,26 @@ impl GitHubChangeRequests {
         self.api.create_tree(base_tree, &entries).await
     }
 
+    /// The base branch, its head, and the tree of `request`'s files on the
+    /// base's tree: what Draco's commit of the proposal would hold. Blobs and
+    /// trees are addressed by their content, so making them again creates
+    /// nothing new, and comparing trees says whether a branch holds this
+    /// proposal.
+    async fn proposal_tree(
+        &self,
+        request: &NewChangeRequest,
+    ) -> Result<(String, String, String), GitOpsError> {
+        let base = self.base().await?;
+        let base_head = self
+            .api
+            .branch_head(&base)
+            .await?
+            .ok_or_else(|| GitOpsError::NoBranch(base.clone()))?;
+        let base_tree = self.api.commit(&base_head).await?.tree;
+        let tree = self.tree(&base_tree, request).await?;
+        Ok((base, base_head, tree))
+    }
+
     /// Labels (the configured ones and the severity label the caller put in
     /// `request`) and reviewers. A failure here leaves a usable pull request,
     /// so it is logged, not returned.
@@ -145,16 +165,7 @@ impl ChangeRequests for GitHubChangeRequests {
             .latest_pull(&request.branch)
             .await?
             .filter(|p| p.state == "open");
-        let base = self.base().await?;
-        let base_head = self
-            .api
-            .branch_head(&base)
-            .await?
-            .ok_or_else(|| GitOpsError::NoBranch(base.clone()))?;
-        let base_tree = self.api.commit(&base_head).await?.tree;
-        // Blobs and trees are addressed by their content: making them again
-        // creates nothing new, and says whether the branch holds this proposal.
-        let tree = self.tree(&base_tree, request).await?;
+        let (base, base_head, tree) = self.proposal_tree(request).await?;
         let existing = self.api.branch_head(&request.branch).await?;
         let reusable = match &existing {
             // Draco's own commit of these files on the current base (a re-run
@@ -251,14 +262,7 @@ impl ChangeRequests for GitHubChangeRequests {
             .filter(|p| p.state == "open")
             .ok_or_else(|| GitOpsError::NoBranch(request.branch.clone()))?;
         self.verify(&request.branch, head_commit).await?;
-        let base = self.base().await?;
-        let base_head = self
-            .api
-            .branch_head(&base)
-            .await?
-            .ok_or_else(|| GitOpsError::NoBranch(base.clone()))?;
-        let base_tree = self.api.commit(&base_head).await?.tree;
-        let tree = self.tree(&base_tree, request).await?;
+        let (_, base_head, tree) = self.proposal_tree(request).await?;
         if self.api.commit(head_commit).await?.tree == tree {
             return Ok(head_commit.to_owned());
         }
