@@ -18,11 +18,11 @@ use crate::github_standin::{REPOSITORY, StandIn};
 use crate::harness::spawn_app;
 use crate::support::{Draco, describe};
 
-const TOKEN: &str = "github_pat_11AAAAAAA0standin0token0for0tests";
-const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
+pub(crate) const TOKEN: &str = "github_pat_11AAAAAAA0standin0token0for0tests";
+pub(crate) const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
 
 /// The environment that selects the GitHub backend on `standin`.
-fn github_env(standin: &StandIn) -> Vec<(&'static str, String)> {
+pub(crate) fn github_env(standin: &StandIn) -> Vec<(&'static str, String)> {
     vec![
         ("DRACO_GITOPS_BACKEND", "github".to_owned()),
         ("DRACO_GITOPS_GITHUB_API_URL", standin.url()),
@@ -382,14 +382,14 @@ async fn wrong_credentials_are_one_clear_error() {
 
 // ---- the webhook receiver ----
 
-async fn webhook_app() -> (crate::harness::TestApp, StandIn) {
+pub(crate) async fn webhook_app() -> (crate::harness::TestApp, StandIn) {
     let standin = StandIn::start(TOKEN).await;
     let env = github_env(&standin);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     (spawn_app(&env).await, standin)
 }
 
-async fn deliver(
+pub(crate) async fn deliver(
     app: &crate::harness::TestApp,
     event: &str,
     delivery: &str,
@@ -409,7 +409,7 @@ async fn deliver(
     request.send().await.expect("the server answers").status()
 }
 
-fn signed(body: &[u8]) -> Option<String> {
+pub(crate) fn signed(body: &[u8]) -> Option<String> {
     Some(signature::sign(
         &SecretString::from(WEBHOOK_SECRET.to_owned()),
         body,
@@ -781,18 +781,12 @@ const PLANTED: [&str; 8] = [
     "AKIAIOSFODNN7EXAMPLE",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_personal_or_secret_reaches_github() {
-    use draco::compose::{App, SourceChoice};
-    use draco::sources::fixtures::FixtureSet;
-
-    let standin = StandIn::start(TOKEN).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fixtures = dir.path().join("fixtures");
-    crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
-    // Plant more: a person in an Owner tag, a phone, a card, a home IP and
-    // credentials in descriptions a finding's evidence shows.
+/// Plants more personal values in the fixtures: a person and a phone in a
+/// Contact tag, a card, a home IP and credentials in a group description a
+/// finding's evidence shows, a name in a rule's range description.
+fn plant_personal_values(fixtures: &std::path::Path) {
     let file = fixtures.join("ec2/402917364518/us-east-1.json");
+
     let mut ec2: Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
     let groups = ec2["SecurityGroups"].as_array_mut().expect("groups");
@@ -812,19 +806,13 @@ async fn nothing_personal_or_secret_reaches_github() {
         }
     }
     std::fs::write(&file, serde_json::to_vec_pretty(&ec2).expect("json")).expect("write");
+}
 
-    let env: std::collections::HashMap<String, String> = github_env(&standin)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let loaded = draco::config::load(None, &env).expect("config");
-    let app = App::build(
-        loaded,
-        dir.path().join("data"),
-        SourceChoice::Fixtures(FixtureSet::Directory(fixtures)),
-    )
-    .await
-    .expect("app");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_personal_or_secret_reaches_github() {
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(&standin, dir.path(), &[], plant_personal_values).await;
     let report = app.scan(chrono::Utc::now()).await.expect("scan");
     assert!(report.change_requests_opened.len() >= 3, "{report:?}");
 
@@ -902,29 +890,48 @@ async fn config_check_shows_the_backend_without_secrets_and_checks_access_when_a
     assert!(!all.contains("github_pat_wrong_token_value"), "{all}");
 }
 
-/// The application on a copy of the demo fixtures (returned, to change
-/// between scans) with the GitHub backend on `standin`.
+/// The application on a copy of the demo fixtures (`dir/fixtures`, copied
+/// and passed to `edit` once) with the GitHub backend on `standin`, `extra`
+/// added to the environment.
+pub(crate) async fn app_on_fixtures(
+    standin: &StandIn,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+    edit: impl FnOnce(&std::path::Path),
+) -> std::sync::Arc<draco::compose::App> {
+    use draco::compose::{App, SourceChoice};
+    use draco::sources::fixtures::FixtureSet;
+    let fixtures = dir.join("fixtures");
+    if !fixtures.exists() {
+        crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
+        edit(&fixtures);
+    }
+    let mut env: std::collections::HashMap<String, String> = github_env(standin)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let loaded = draco::config::load(None, &env).expect("config");
+    App::build(
+        loaded,
+        dir.join("data"),
+        SourceChoice::Fixtures(FixtureSet::Directory(fixtures)),
+    )
+    .await
+    .expect("app")
+}
+
+/// [`app_on_fixtures`] as it is, with the fixtures' path to change between scans.
 async fn github_app_on_fixtures(
     standin: &StandIn,
     dir: &std::path::Path,
 ) -> (std::sync::Arc<draco::compose::App>, std::path::PathBuf) {
-    use draco::compose::{App, SourceChoice};
-    use draco::sources::fixtures::FixtureSet;
-    let fixtures = dir.join("fixtures");
-    crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
-    let env: std::collections::HashMap<String, String> = github_env(standin)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let loaded = draco::config::load(None, &env).expect("config");
-    let app = App::build(
-        loaded,
-        dir.join("data"),
-        SourceChoice::Fixtures(FixtureSet::Directory(fixtures.clone())),
+    (
+        app_on_fixtures(standin, dir, &[], |_| {}).await,
+        dir.join("fixtures"),
     )
-    .await
-    .expect("app");
-    (app, fixtures)
 }
 
 /// Opens or closes port 22 to the world on the demo's bastion group.

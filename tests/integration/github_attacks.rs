@@ -2,92 +2,27 @@
 //! 12). Each test states the behaviour that should hold; a failing one is a
 //! confirmed defect.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use draco::compose::{App, SourceChoice};
 use draco::domain::ChangeRequestState;
 use draco::gitops::config::parse_repository;
 use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
-use draco::gitops::github::signature;
-use draco::sources::fixtures::FixtureSet;
 use draco::store::ChangeRequestStore;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::github::{TOKEN, WEBHOOK_SECRET, app_on_fixtures, github_env, signed, webhook_app};
 use crate::github_standin::{PullState, REPOSITORY, StandIn};
-use crate::harness::{TestApp, spawn_app};
+use crate::harness::TestApp;
 use crate::support::{Draco, describe};
 
-const TOKEN: &str = "github_pat_11AAAAAAA0standin0token0for0tests";
-const WEBHOOK_SECRET: &str = "webhook-secret-for-tests";
-
-fn github_env(standin: &StandIn) -> Vec<(&'static str, String)> {
-    vec![
-        ("DRACO_GITOPS_BACKEND", "github".to_owned()),
-        ("DRACO_GITOPS_GITHUB_API_URL", standin.url()),
-        ("DRACO_GITOPS_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
-        ("DRACO_GITHUB_TOKEN", TOKEN.to_owned()),
-        ("DRACO_GITHUB_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
-    ]
-}
-
-async fn webhook_app() -> (TestApp, StandIn) {
-    let standin = StandIn::start(TOKEN).await;
-    let env = github_env(&standin);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    (spawn_app(&env).await, standin)
-}
-
-fn signed(body: &[u8]) -> String {
-    signature::sign(&SecretString::from(WEBHOOK_SECRET.to_owned()), body)
-}
-
+/// A signed delivery, as GitHub sends it; the status code.
 async fn deliver(app: &TestApp, event: &str, delivery: &str, body: &[u8]) -> u16 {
-    app.http
-        .post(app.url("/webhooks/github"))
-        .header("X-GitHub-Event", event)
-        .header("X-GitHub-Delivery", delivery)
-        .header("Content-Type", "application/json")
-        .header("X-Hub-Signature-256", signed(body))
-        .body(body.to_vec())
-        .send()
+    crate::github::deliver(app, event, delivery, body, signed(body))
         .await
-        .expect("the server answers")
-        .status()
         .as_u16()
-}
-
-/// The application on a copy of the demo fixtures with the GitHub backend
-/// on `standin`, `extra` added to the environment.
-async fn app_on_fixtures(
-    standin: &StandIn,
-    dir: &Path,
-    extra: &[(&str, &str)],
-    edit: impl FnOnce(&Path),
-) -> Arc<App> {
-    let fixtures = dir.join("fixtures");
-    if !fixtures.exists() {
-        crate::support::copy_tree(&crate::support::demo_fixtures(), &fixtures);
-        edit(&fixtures);
-    }
-    let mut env: HashMap<String, String> = github_env(standin)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    for (k, v) in extra {
-        env.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let loaded = draco::config::load(None, &env).expect("config");
-    App::build(
-        loaded,
-        dir.join("data"),
-        SourceChoice::Fixtures(FixtureSet::Directory(fixtures)),
-    )
-    .await
-    .expect("app")
 }
 
 // ---- webhooks: events are matched to a change request by branch name only ----
@@ -883,7 +818,7 @@ async fn odd_webhook_input_and_absurd_rate_limit_waits_are_handled() {
         .header("X-GitHub-Event", "ping")
         .header("X-GitHub-Delivery", "two")
         .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
-        .header("x-hub-signature-256", signed(body))
+        .header("x-hub-signature-256", signed(body).expect("signed"))
         .body(body.to_vec())
         .send()
         .await
