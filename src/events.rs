@@ -130,13 +130,22 @@ where
             now,
         )
         .await?;
-    Ok(match changed {
-        Some(finding) => format!(
+    Ok(match changed.as_slice() {
+        [] => format!(
+            "no change: {} by Draco or already recorded",
+            change.as_str()
+        ),
+        [finding] => format!(
             "change request of finding {finding} {} outside Draco",
             change.as_str()
         ),
-        None => format!(
-            "no change: {} by Draco or already recorded",
+        findings => format!(
+            "change request of findings {} {} outside Draco",
+            findings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             change.as_str()
         ),
     })

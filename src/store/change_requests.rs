@@ -124,7 +124,8 @@ pub trait ChangeRequestStore: Send + Sync {
     /// (`…/pull/<n>`). Only where Draco's
     /// record disagrees: a push of the head Draco recorded, or a change to a
     /// change request Draco already merged, rejected or closed, changes
-    /// nothing. Returns the finding whose change request changed.
+    /// nothing. Returns the findings whose change request changed: one, or
+    /// every finding of a grouped change request.
     async fn record_outside_change(
         &self,
         backend: &str,
@@ -133,7 +134,7 @@ pub trait ChangeRequestStore: Send + Sync {
         change: &OutsideChange,
         actor: &str,
         at: DateTime<Utc>,
-    ) -> Result<Option<FindingId>, StoreError>;
+    ) -> Result<Vec<FindingId>, StoreError>;
     /// Closes the change request of a finding that resolved itself (`open`
     /// or `failed` → `closed`, with `reason`), with its audit event
     /// (`change_request.withdrawn`). `false` when there was none to close.
@@ -145,8 +146,9 @@ pub trait ChangeRequestStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Records that the open change request of `finding_id`, proposed at
     /// `old_head`, now holds `new_head` (Draco brought it up to date), with
-    /// its audit event (`change_request.updated`). `false` when it is no
-    /// longer open at `old_head` (decided or moved meanwhile).
+    /// its audit event (`change_request.updated`), for every finding it
+    /// covers. `false` when it is no longer open at `old_head` (decided or
+    /// moved meanwhile).
     async fn update_change_request(
         &self,
         finding_id: FindingId,
@@ -154,6 +156,14 @@ pub trait ChangeRequestStore: Send + Sync {
         new_head: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Every change request recorded on `branch` of `backend`, by finding:
+    /// the findings a grouped change request covers (and earlier ones on
+    /// the same branch, merged or closed, for the record).
+    async fn change_requests_on_branch(
+        &self,
+        backend: &str,
+        branch: &str,
+    ) -> Result<Vec<StoredChangeRequest>, StoreError>;
     /// Change requests still `open` or `failed` whose finding is resolved:
     /// to withdraw (also those a failed withdrawal left behind).
     async fn change_requests_of_resolved_findings(

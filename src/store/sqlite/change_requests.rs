@@ -203,7 +203,7 @@ impl ChangeRequestStore for SqliteStore {
         change: &OutsideChange,
         actor: &str,
         at: DateTime<Utc>,
-    ) -> Result<Option<FindingId>, StoreError> {
+    ) -> Result<Vec<FindingId>, StoreError> {
         // `%` alone matches any location; `%/pull/7` only pull request 7
         // (not 17: LIKE matches the whole text).
         let location = pull_number.map_or_else(|| "%".to_owned(), |n| format!("%/pull/{n}"));
@@ -211,7 +211,9 @@ impl ChangeRequestStore for SqliteStore {
         // Each statement acts only where Draco's own record disagrees with
         // GitHub: a push of Draco's own head, a merge of Draco's own, a close
         // after Draco's own rejection change nothing.
-        let finding_id: Option<FindingId> = match change {
+        // A change request over a group of findings is one row per finding,
+        // all on one branch: each statement changes every one of them.
+        let finding_ids: Vec<FindingId> = match change {
             OutsideChange::Pushed { head } => {
                 let sql = "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
                          failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
@@ -235,7 +237,7 @@ impl ChangeRequestStore for SqliteStore {
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
                 .bind(location.clone())
-                .fetch_optional(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?
             }
             OutsideChange::Deleted => {
@@ -248,7 +250,7 @@ impl ChangeRequestStore for SqliteStore {
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
                 .bind(location.clone())
-                .fetch_optional(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?
             }
             OutsideChange::Reopened { head } => {
@@ -277,14 +279,14 @@ impl ChangeRequestStore for SqliteStore {
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
                 .bind(location.clone())
-                .fetch_optional(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?
             }
         };
-        let Some(finding_id) = finding_id else {
+        if finding_ids.is_empty() {
             tx.rollback().await?;
-            return Ok(None);
-        };
+            return Ok(finding_ids);
+        }
         // Nothing waits for approval any more. A merge with an approval
         // recorded is the approved change landing; any other merge applied
         // what nobody approved here, and the finding stays open until a
@@ -298,21 +300,23 @@ impl ChangeRequestStore for SqliteStore {
                  THEN 'approved' ELSE 'open' END
              WHERE id = ? AND status IN ('awaiting_approval', 'approved')"
         };
-        sqlx::query(status)
-            .bind(finding_id)
-            .execute(&mut *tx)
+        for &finding_id in &finding_ids {
+            sqlx::query(status)
+                .bind(finding_id)
+                .execute(&mut *tx)
+                .await?;
+            append_audit(
+                &mut tx,
+                actor,
+                &format!("change_request.outside_{}", change.as_str()),
+                &finding_subject(finding_id),
+                &json!({ "branch": branch, "change": change }),
+                at,
+            )
             .await?;
-        append_audit(
-            &mut tx,
-            actor,
-            &format!("change_request.outside_{}", change.as_str()),
-            &finding_subject(finding_id),
-            &json!({ "branch": branch, "change": change }),
-            at,
-        )
-        .await?;
+        }
         tx.commit().await?;
-        Ok(Some(finding_id))
+        Ok(finding_ids)
     }
 
     async fn withdraw_change_request(
@@ -356,30 +360,51 @@ impl ChangeRequestStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let id: Option<ChangeRequestId> = sqlx::query_scalar(
+        // Every finding the change request covers moves with it: one row
+        // per finding, all on the same branch and head.
+        let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(
             "UPDATE change_requests SET head_commit = ?
-             WHERE finding_id = ? AND state = 'open' AND head_commit = ? RETURNING id",
+             WHERE state = 'open' AND head_commit = ?
+               AND (backend, branch) = (SELECT backend, branch FROM change_requests WHERE finding_id = ?)
+             RETURNING id, finding_id",
         )
         .bind(new_head.to_owned())
-        .bind(finding_id)
         .bind(old_head.to_owned())
-        .fetch_optional(&mut *tx)
+        .bind(finding_id)
+        .fetch_all(&mut *tx)
         .await?;
-        let Some(id) = id else {
+        if moved.is_empty() {
             tx.rollback().await?;
             return Ok(false);
-        };
-        append_audit(
-            &mut tx,
-            "draco",
-            "change_request.updated",
-            &finding_subject(finding_id),
-            &json!({ "change_request": id, "from": old_head, "to": new_head }),
-            at,
-        )
-        .await?;
+        }
+        for (id, finding_id) in moved {
+            append_audit(
+                &mut tx,
+                "draco",
+                "change_request.updated",
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "from": old_head, "to": new_head }),
+                at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn change_requests_on_branch(
+        &self,
+        backend: &str,
+        branch: &str,
+    ) -> Result<Vec<StoredChangeRequest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM change_requests WHERE backend = ? AND branch = ? ORDER BY finding_id",
+        )
+        .bind(backend.to_owned())
+        .bind(branch.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_request_from_row).collect()
     }
 
     async fn change_requests_of_resolved_findings(
@@ -401,12 +426,12 @@ async fn update_at_head(
     tx: &mut sqlx::SqliteConnection,
     sql: &'static str,
     [backend, branch, location, head]: [&str; 4],
-) -> Result<Option<FindingId>, StoreError> {
+) -> Result<Vec<FindingId>, StoreError> {
     Ok(sqlx::query_scalar(sql)
         .bind(backend.to_owned())
         .bind(branch.to_owned())
         .bind(location.to_owned())
         .bind(head.to_owned())
-        .fetch_optional(tx)
+        .fetch_all(tx)
         .await?)
 }

@@ -43,31 +43,32 @@ impl DecisionStore for SqliteStore {
         } else {
             "rejected"
         };
-        let claimed = sqlx::query(
+        // One decision covers every finding of the change request (one row
+        // each, on one branch at one head), and all of them or none: the
+        // claim is single-use for the whole change request.
+        let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
-             WHERE id = ? AND state IN ('open', 'failed')",
-        )
+             WHERE {SAME_CHANGE_REQUEST} AND state IN ('open', 'failed')
+               AND EXISTS (SELECT 1 FROM change_requests c WHERE c.id = ? AND c.state IN ('open', 'failed'))
+             RETURNING id, finding_id",
+        )))
         .bind(state)
         .bind(decision.by.clone())
         .bind(decision.channel.clone())
         .bind(timestamp(decision.at))
         .bind(decision.reason.clone())
         .bind(change_request_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
+        .bind(change_request_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        if claimed.is_empty() {
             tx.rollback().await?;
             return Ok(false);
         }
-        let finding_id: FindingId =
-            sqlx::query_scalar("SELECT finding_id FROM change_requests WHERE id = ?")
-                .bind(change_request_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        append_audit(&mut tx, &decision.by, &format!("change_request.{state}"), &finding_subject(finding_id),
-            &json!({ "change_request": change_request_id, "channel": decision.channel, "reason": decision.reason }), decision.at).await?;
+        for (id, finding_id) in claimed {
+            append_audit(&mut tx, &decision.by, &format!("change_request.{state}"), &finding_subject(finding_id),
+                &json!({ "change_request": id, "channel": decision.channel, "reason": decision.reason }), decision.at).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -79,34 +80,38 @@ impl DecisionStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let finding_id: Option<FindingId> = sqlx::query_scalar(
-            "UPDATE change_requests SET state = 'failed', failure = ?
-             WHERE id = ? AND state IN ('open', 'approved', 'rejected', 'failed') RETURNING finding_id",
-        )
-        .bind(failure.to_owned())
-        .bind(change_request_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(finding_id) = finding_id else {
+        let failed: Vec<(ChangeRequestId, FindingId)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE change_requests SET state = 'failed', failure = ?
+             WHERE {SAME_CHANGE_REQUEST} AND state IN ('open', 'approved', 'rejected', 'failed')
+             RETURNING id, finding_id",
+            )))
+            .bind(failure.to_owned())
+            .bind(change_request_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        if failed.is_empty() {
             // Merged or closed meanwhile: nothing failed.
             tx.rollback().await?;
             return Ok(());
-        };
-        sqlx::query(
-            "UPDATE findings SET status = 'open' WHERE id = ? AND status IN ('awaiting_approval', 'approved', 'rejected')",
-        )
-        .bind(finding_id)
-        .execute(&mut *tx)
-        .await?;
-        append_audit(
-            &mut tx,
-            "draco",
-            "change_request.failed",
-            &finding_subject(finding_id),
-            &json!({ "change_request": change_request_id, "failure": failure }),
-            at,
-        )
-        .await?;
+        }
+        for (id, finding_id) in failed {
+            sqlx::query(
+                "UPDATE findings SET status = 'open' WHERE id = ? AND status IN ('awaiting_approval', 'approved', 'rejected')",
+            )
+            .bind(finding_id)
+            .execute(&mut *tx)
+            .await?;
+            append_audit(
+                &mut tx,
+                "draco",
+                "change_request.failed",
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "failure": failure }),
+                at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -118,12 +123,12 @@ impl DecisionStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_immediate().await?;
-        let row: Option<(FindingId, String)> =
-            sqlx::query_as("SELECT finding_id, state FROM change_requests WHERE id = ?")
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM change_requests WHERE id = ?")
                 .bind(change_request_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some((finding_id, state)) = row else {
+        let Some(state) = state else {
             return Err(StoreError::Corrupt(format!(
                 "change request {change_request_id} vanished"
             )));
@@ -143,30 +148,42 @@ impl DecisionStore for SqliteStore {
                 )));
             }
         };
-        sqlx::query(
-            "UPDATE change_requests SET state = ?, merge_commit = ?, completed_at = ? WHERE id = ?",
-        )
-        .bind(done)
-        .bind(merge_commit.map(str::to_owned))
-        .bind(timestamp(at))
-        .bind(change_request_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE findings SET status = ? WHERE id = ? AND status != 'resolved'")
-            .bind(finding_status.as_str())
-            .bind(finding_id)
-            .execute(&mut *tx)
+        let completed: Vec<(ChangeRequestId, FindingId)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE change_requests SET state = ?, merge_commit = ?, completed_at = ?
+             WHERE {SAME_CHANGE_REQUEST} AND state = ?
+             RETURNING id, finding_id",
+            )))
+            .bind(done)
+            .bind(merge_commit.map(str::to_owned))
+            .bind(timestamp(at))
+            .bind(change_request_id)
+            .bind(state)
+            .fetch_all(&mut *tx)
             .await?;
-        append_audit(
-            &mut tx,
-            "draco",
-            action,
-            &finding_subject(finding_id),
-            &json!({ "change_request": change_request_id, "merge_commit": merge_commit }),
-            at,
-        )
-        .await?;
+        for (id, finding_id) in completed {
+            sqlx::query("UPDATE findings SET status = ? WHERE id = ? AND status != 'resolved'")
+                .bind(finding_status.as_str())
+                .bind(finding_id)
+                .execute(&mut *tx)
+                .await?;
+            append_audit(
+                &mut tx,
+                "draco",
+                action,
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "merge_commit": merge_commit }),
+                at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 }
+
+/// The rows of one change request, given the id of one of them (the one
+/// placeholder): a change request over a group of findings is a row per
+/// finding, all on one branch of one backend at one head. Earlier change
+/// requests on the same branch (merged, closed) are at other heads.
+const SAME_CHANGE_REQUEST: &str = "(backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = ?)";
