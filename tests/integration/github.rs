@@ -5,7 +5,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use draco::gitops::config::{GitHubConfig, parse_repository};
-use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
+use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy, TreeEntry};
 use draco::gitops::github::backend::GitHubChangeRequests;
 use draco::gitops::github::signature;
 use draco::gitops::{ChangeFile, ChangeRequests, GitOpsError, NewChangeRequest};
@@ -206,7 +206,7 @@ async fn a_scan_opens_one_pull_request_per_finding_and_approval_merges_the_appro
     );
 }
 
-fn count(standin: &StandIn, method: &str, suffix: &str) -> usize {
+pub(crate) fn count(standin: &StandIn, method: &str, suffix: &str) -> usize {
     standin
         .requests()
         .iter()
@@ -297,7 +297,7 @@ async fn rate_limits_are_waited_out_and_unknown_outcomes_of_creations_are_not_re
     let reset = (chrono::Utc::now().timestamp() + 1).to_string();
     standin.fail_next(
         "POST",
-        "/git/blobs",
+        "/git/trees",
         403,
         &[
             ("x-ratelimit-remaining", "0"),
@@ -308,20 +308,28 @@ async fn rate_limits_are_waited_out_and_unknown_outcomes_of_creations_are_not_re
     // Secondary limit with retry-after.
     standin.fail_next(
         "POST",
-        "/git/blobs",
+        "/git/trees",
         429,
         &[("retry-after", "1")],
         "You have exceeded a secondary rate limit",
     );
     let started = std::time::Instant::now();
-    api.create_blob("hello")
+    let base = api.branch_head("main").await.expect("read").expect("main");
+    let base_tree = api.commit(&base).await.expect("read").tree;
+    let entry = TreeEntry {
+        path: "hello.txt".into(),
+        mode: "100644",
+        kind: "blob",
+        content: "hello".into(),
+    };
+    api.create_tree(&base_tree, &[entry])
         .await
         .expect("created after waiting");
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "waited for the reset"
     );
-    assert_eq!(count(&standin, "POST", "/git/blobs"), 3);
+    assert_eq!(count(&standin, "POST", "/git/trees"), 3);
 
     // A refusal that is not a rate limit names the missing permission.
     standin.fail_next(

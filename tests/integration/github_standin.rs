@@ -415,7 +415,21 @@ async fn handle(
                 );
             };
             for entry in json["tree"].as_array().cloned().unwrap_or_default() {
-                let blob = entry["sha"].as_str().unwrap_or_default().to_owned();
+                // `content` (GitHub writes the blob) or `sha`, never both.
+                let blob = match (entry["content"].as_str(), entry["sha"].as_str()) {
+                    (Some(content), None) => {
+                        let s = sha("blob", content);
+                        repo.blobs.insert(s.clone(), content.to_owned());
+                        s
+                    }
+                    (None, Some(sha)) => sha.to_owned(),
+                    _ => {
+                        return error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "tree entries take either tree.sha or content",
+                        );
+                    }
+                };
                 if !repo.blobs.contains_key(&blob) {
                     return error(
                         StatusCode::UNPROCESSABLE_ENTITY,

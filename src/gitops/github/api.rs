@@ -10,7 +10,7 @@
 //! limits). GitHub did not act on a refused request, so any method may be
 //! retried then. A request whose outcome is unknown (the connection broke,
 //! a `5xx`) is retried only when repeating it changes nothing (reads, and
-//! blobs and trees, which are addressed by their content); anything that
+//! trees, which are addressed by their content); anything that
 //! creates a commit, a ref or a pull request is left to the caller, who
 //! looks before creating again.
 //!
@@ -122,7 +122,11 @@ pub struct TreeEntry {
     pub mode: &'static str,
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub sha: String,
+    /// The file's contents, written as a blob by GitHub itself ("Create a
+    /// tree", `tree.content`): one request for all of a proposal's files
+    /// instead of one per file, which matters under the secondary rate
+    /// limits when a group's change request holds hundreds of them.
+    pub content: String,
 }
 
 /// A pull request's fields Draco reads.
@@ -329,18 +333,6 @@ impl GitHubApi {
             tree: info.tree.sha,
             parents: info.parents.into_iter().map(|p| p.sha).collect(),
         })
-    }
-
-    /// Stores `contents` as a blob (`POST …/git/blobs`); returns its sha.
-    pub async fn create_blob(&self, contents: &str) -> Result<String, GitOpsError> {
-        let route = self.route("/git/blobs");
-        let body = serde_json::json!({ "content": contents, "encoding": "utf-8" });
-        let created: Created = self
-            .call("create a blob", "contents: write", true, || {
-                self.crab.post(&route, Some(&body))
-            })
-            .await?;
-        Ok(created.sha)
     }
 
     /// A tree of `entries` over `base_tree` (`POST …/git/trees`).

@@ -1,7 +1,9 @@
 //! [`ChangeRequests`] as GitHub pull requests: one branch
-//! `draco/<kind>-<short fingerprint>` per finding, its files committed
-//! through the git data API (blobs, a tree on the base branch's tree, a
-//! commit, a ref), and one pull request from it.
+//! `draco/<kind>-<short fingerprint>` per finding (or
+//! `draco/group/<kind>-<hash>` per group), its files committed through the
+//! git data API (a tree on the base branch's tree holding the files'
+//! contents, which GitHub writes as blobs; a commit; a ref), and one pull
+//! request from it.
 //!
 //! Nothing is opened twice: before creating, Draco looks. A branch holding
 //! Draco's commit of the same files on the current base is reused (a re-run
@@ -99,16 +101,16 @@ impl GitHubChangeRequests {
         base_tree: &str,
         request: &NewChangeRequest,
     ) -> Result<String, GitOpsError> {
-        let mut entries = Vec::with_capacity(request.files.len());
-        for file in &request.files {
-            let sha = self.api.create_blob(&file.contents).await?;
-            entries.push(TreeEntry {
+        let entries: Vec<TreeEntry> = request
+            .files
+            .iter()
+            .map(|file| TreeEntry {
                 path: file.path.clone(),
                 mode: if file.executable { "100755" } else { "100644" },
                 kind: "blob",
-                sha,
-            });
-        }
+                content: file.contents.clone(),
+            })
+            .collect();
         self.api.create_tree(base_tree, &entries).await
     }
 
