@@ -111,6 +111,36 @@ pub enum BenchCommand {
     Redact(RedactBenchArgs),
     /// Resident memory of an idle `draco run` between scans of the demo data (Linux).
     Idle(IdleBenchArgs),
+    /// A flood of findings end to end: scans of a generated estate until every finding has its change request.
+    Estate(EstateBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EstateBenchArgs {
+    #[arg(long, default_value_t = 5)]
+    pub accounts: usize,
+    /// Regions per account (1 to 8).
+    #[arg(long, default_value_t = 4)]
+    pub regions: usize,
+    /// Running instances per account and region, each with a root volume.
+    #[arg(long, default_value_t = 500)]
+    pub instances: usize,
+    /// Share of resources made bad, in percent.
+    #[arg(long, default_value_t = 2.0)]
+    pub bad_percent: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// `gitops.max_new_per_scan` for the run.
+    #[arg(long, default_value_t = 20)]
+    pub max_new_per_scan: u32,
+    /// `gitops.group`: `finding` or `kind-account-region`.
+    #[arg(long, default_value = "finding")]
+    pub group: String,
+    /// Scans at most, before giving up on draining the queue.
+    #[arg(long, default_value_t = 400)]
+    pub max_scans: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

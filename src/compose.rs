@@ -172,6 +172,7 @@ impl App {
             change_requests: self.change_requests.as_ref(),
             publish_redact: self.publish_redact(),
             max_new_per_scan: self.loaded.config.gitops.max_new_per_scan as usize,
+            group: self.loaded.config.gitops.group,
             store: &self.store,
         };
         let result = pipeline.scan(now).await;

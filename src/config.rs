@@ -973,14 +973,6 @@ fn validate_gitops(gitops: &GitOpsConfig, secrets: &Secrets) -> Result<(), Confi
             "must be at least 1 (0 would queue every change request for ever)".into(),
         ));
     }
-    if gitops.group != g::Grouping::Finding {
-        // Refused rather than ignored: one change request over many
-        // resources needs templates that render them together, not built yet.
-        return Err(bad(
-            "group",
-            "only \"finding\" (one change request per finding) is available in this version".into(),
-        ));
-    }
     let github = &gitops.github;
     g::check_api_url(&github.api_url).map_err(|m| bad("github.api_url", m))?;
     if let Some(repository) = &github.repository {

@@ -6,6 +6,9 @@
 //! half-way is resumed by the next one: findings already stored are updated,
 //! a branch already pushed is found again instead of pushed twice.
 
+mod grouped;
+
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,6 +20,8 @@ use crate::advice::{Advice, AdviceStore, ProposeError};
 use crate::chart;
 use crate::detect::{self, DetectConfig};
 use crate::domain::{ChangeRequestState, Finding, FindingId, ScanId};
+use crate::gitops::config::Grouping;
+use crate::gitops::group::{Member, is_group_branch};
 use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, Observed, document};
 use crate::redact::{PiiKind, RedactError, Redacted, Redactor};
 use crate::remediate::Advisor;
@@ -24,6 +29,8 @@ use crate::remediate::templates::Catalog;
 use crate::sources::{
     CostFetch, CostSource, CostWindow, PostureScan, PostureSource, ScanError, SourceError,
 };
+use grouped::{Round, Unit, units};
+
 use crate::store::{
     ChangeRequestStore, Coverage, OutsideChange, RecordOutcome, ScanStatus, ScanStore, StoreError,
     StoredFinding,
@@ -56,6 +63,9 @@ pub struct Pipeline<'a> {
     pub publish_redact: &'a [PiiKind],
     /// Change requests opened per scan at most (`gitops.max_new_per_scan`).
     pub max_new_per_scan: usize,
+    /// One change request per finding, or per kind, account and region
+    /// (`gitops.group`).
+    pub group: Grouping,
     pub store: &'a dyn PipelineStore,
 }
 
@@ -88,6 +98,10 @@ pub enum RemediationError {
     Unpublishable { which: &'static str, kinds: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The change request of the finding's group failed (the cause, once
+    /// per finding of the group).
+    #[error("{0}")]
+    Group(String),
     /// A bug met while handling this finding (a panic in the redactor, a
     /// template or an answer's parser). The finding fails; the scan goes on.
     #[error("internal error while handling this finding: {0}")]
@@ -243,42 +257,73 @@ impl Pipeline<'_> {
         // Up to the limit opened; a finding that fails does not take a slot
         // (one that always fails would starve the queue), but as many
         // failures as the limit end the round: the backend is likely down,
-        // and the next scan tries again.
+        // and the next scan tries again. A group of findings is one change
+        // request: it takes one slot.
         let limit = self.max_new_per_scan;
-        let mut pending = pending.into_iter();
-        let mut failed_here = 0;
-        while opened.len() < limit && failed_here < limit.max(FAILURES_PER_ROUND) {
-            let Some(stored) = pending.next() else { break };
+        let mut pending = units(pending, self.group).into_iter();
+        let mut queued: Vec<FindingId> = Vec::new();
+        let (mut slots, mut failed_here) = (0, 0);
+        while slots < limit && failed_here < limit.max(FAILURES_PER_ROUND) {
+            let Some(unit) = pending.next() else { break };
             let failures_before = failures.len();
             // A panic is a bug, but one finding's bug must not stop the scan
             // nor the daemon: it fails that finding like any other error.
             // Nothing here is shared mutable state a panic could leave broken.
-            let handled = AssertUnwindSafe(self.remediate(&stored, now))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(RemediationError::Panic(panic_message(&*panic))));
-            match handled {
-                Ok(request) => opened.push(request),
-                Err(error) => {
-                    tracing::warn!(finding = stored.id.get(), %error, "no change request for this finding");
-                    self.store
-                        .audit(
-                            "draco",
-                            "remediation.failed",
-                            &format!("finding:{}", stored.id),
-                            &json!({ "error": error.to_string() }),
-                            Utc::now(),
-                        )
-                        .await?;
-                    failures.push(FindingFailure {
-                        finding_id: stored.id,
-                        error: error.to_string(),
-                    });
+            let round = match unit {
+                Unit::Alone(stored) => {
+                    let id = stored.id;
+                    let handled = AssertUnwindSafe(self.remediate(&stored, now))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            Err(RemediationError::Panic(panic_message(&*panic)))
+                        });
+                    match handled {
+                        Ok(request) => Round {
+                            opened: vec![request],
+                            ..Round::default()
+                        },
+                        Err(error) => Round {
+                            failed: vec![(id, error)],
+                            ..Round::default()
+                        },
+                    }
                 }
+                Unit::Group(key, members) => {
+                    let ids: Vec<FindingId> = members.iter().map(|m| m.id).collect();
+                    AssertUnwindSafe(self.remediate_group(&key, members, now))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| {
+                            Err(RemediationError::Panic(panic_message(&*panic)))
+                        })
+                        .unwrap_or_else(|error| Round::all_failed(&ids, &error))
+                }
+            };
+            if !round.opened.is_empty() {
+                slots += 1;
             }
-            failed_here += failures.len() - failures_before;
+            opened.extend(round.opened);
+            queued.extend(round.waiting);
+            for (finding_id, error) in round.failed {
+                tracing::warn!(finding = finding_id.get(), %error, "no change request for this finding");
+                self.store
+                    .audit(
+                        "draco",
+                        "remediation.failed",
+                        &format!("finding:{finding_id}"),
+                        &json!({ "error": error.to_string() }),
+                        Utc::now(),
+                    )
+                    .await?;
+                failures.push(FindingFailure {
+                    finding_id,
+                    error: error.to_string(),
+                });
+            }
+            failed_here += usize::from(failures.len() > failures_before);
         }
-        let queued: Vec<FindingId> = pending.map(|f| f.id).collect();
+        queued.extend(pending.flat_map(Unit::into_ids));
         if !queued.is_empty() {
             tracing::info!(
                 queued = queued.len(),
@@ -346,14 +391,27 @@ impl Pipeline<'_> {
 
 impl Pipeline<'_> {
     /// The proposal for `stored` (saved), and the change request as it may
-    /// be published: built from the finding and proposal as they may leave
-    /// the host (structure-aware: an `Owner` tag's value is a name), then
-    /// the whole document once more (free text the template wrote).
+    /// be published (see [`Self::publishable`]), the whole document passed
+    /// once more through the redactor (free text the template wrote).
     async fn propose(
         &self,
         stored: &StoredFinding,
         now: DateTime<Utc>,
     ) -> Result<Redacted<NewChangeRequest>, RemediationError> {
+        let member = self.publishable(stored, now).await?;
+        let change =
+            document::change_request(&member.finding, stored.id, &member.proposal, member.chart);
+        self.publish(&change)
+    }
+
+    /// The finding, its proposal (saved) and its chart as they may leave the
+    /// host: the finding structure-aware (an `Owner` tag's value is a name),
+    /// the proposal keeping the addresses its commands need.
+    async fn publishable(
+        &self,
+        stored: &StoredFinding,
+        now: DateTime<Utc>,
+    ) -> Result<Member, RemediationError> {
         let advice = Advice {
             redactor: self.redactor,
             advisor: self.advisor,
@@ -378,21 +436,39 @@ impl Pipeline<'_> {
             .publishable(&finding.evidence, removed)?
             .get()
             .clone();
-        // The change itself (its scripts, summary and description) keeps the
-        // network addresses it operates on (a rule's CIDR, an Elastic IP):
-        // a script with a placeholder where its address was cannot run, and
-        // one revoking several ranges under `set -e` would stop half-way.
-        let change_policy: Vec<PiiKind> = removed
-            .iter()
-            .filter(|k| !CHANGE_KEEPS.contains(k))
-            .copied()
-            .collect();
-        let published = self.redactor.publishable(&proposal, &change_policy)?;
+        let published = self
+            .redactor
+            .publishable(&proposal, &self.change_policy())?;
         check_script("remediation", &proposal.body, &published.get().body)?;
         check_script("rollback", &proposal.rollback, &published.get().rollback)?;
         let chart = self.chart(&finding).await;
-        let change = document::change_request(&finding, stored.id, published.get(), chart);
-        Ok(self.redactor.publishable(&change, &change_policy)?)
+        Ok(Member {
+            finding,
+            id: stored.id,
+            proposal: published.get().clone(),
+            chart,
+        })
+    }
+
+    /// The change itself (its scripts, summary and description) keeps the
+    /// network addresses it operates on (a rule's CIDR, an Elastic IP): a
+    /// script with a placeholder where its address was cannot run, and one
+    /// revoking several ranges under `set -e` would stop half-way.
+    fn change_policy(&self) -> Vec<PiiKind> {
+        self.publish_redact
+            .iter()
+            .filter(|k| !CHANGE_KEEPS.contains(k))
+            .copied()
+            .collect()
+    }
+
+    /// `change` as it may be published: the whole document through the
+    /// redactor under the change's policy.
+    fn publish(
+        &self,
+        change: &NewChangeRequest,
+    ) -> Result<Redacted<NewChangeRequest>, RemediationError> {
+        Ok(self.redactor.publishable(change, &self.change_policy())?)
     }
 
     /// Brings the open change requests of findings that changed (another
@@ -405,6 +481,7 @@ impl Pipeline<'_> {
         now: DateTime<Utc>,
     ) -> Result<Vec<FindingFailure>, StoreError> {
         let mut failures = Vec::new();
+        let mut groups_done = Vec::new();
         for &id in changed {
             let (Some(stored), Some(cr)) = (
                 self.store.finding(id).await?,
@@ -416,8 +493,17 @@ impl Pipeline<'_> {
             {
                 continue;
             }
+            let grouped = is_group_branch(&cr.branch);
+            if grouped && groups_done.contains(&cr.branch) {
+                continue;
+            }
             let note = format!(
-                "Draco updated this change: the finding changed (now {}, {} a month).",
+                "Draco updated this change: {}the finding changed (now {}, {} a month).",
+                if grouped {
+                    format!("finding {id}: ")
+                } else {
+                    String::new()
+                },
                 stored.finding.severity.as_str(),
                 stored
                     .finding
@@ -425,6 +511,11 @@ impl Pipeline<'_> {
                     .map_or_else(|| "no dollar impact".to_owned(), |v| format!("${v:.2}"))
             );
             let updated = async {
+                if grouped {
+                    groups_done.push(cr.branch.clone());
+                    self.refresh_group(&cr.branch, &note, now).await?;
+                    return Ok(());
+                }
                 let change = self.propose(&stored, now).await?;
                 let head = self
                     .change_requests
@@ -465,9 +556,14 @@ impl Pipeline<'_> {
         } else {
             Vec::new()
         };
+        let mut seen = std::collections::HashSet::new();
         for cr in observed {
             let failed = cr.state == ChangeRequestState::Failed;
             if cr.backend != backend || !(cr.state == ChangeRequestState::Open || failed) {
+                continue;
+            }
+            // A grouped change request is one row per finding on one branch.
+            if !seen.insert(cr.branch.clone()) {
                 continue;
             }
             // A failed one matters only if it was merged or closed meanwhile
@@ -492,8 +588,13 @@ impl Pipeline<'_> {
                 .record_outside_change(backend, &cr.branch, None, &change, backend, now)
                 .await?;
         }
+        let mut groups: BTreeMap<String, Vec<crate::store::StoredChangeRequest>> = BTreeMap::new();
         for cr in self.store.change_requests_of_resolved_findings().await? {
             if cr.backend != backend {
+                continue;
+            }
+            if is_group_branch(&cr.branch) {
+                groups.entry(cr.branch.clone()).or_default().push(cr);
                 continue;
             }
             let note = "Draco no longer sees this problem: its finding resolved itself, so this change request is closed without merging.";
@@ -505,7 +606,17 @@ impl Pipeline<'_> {
                 }
                 Err(error) => {
                     tracing::warn!(%error, branch = cr.branch, "cannot withdraw change requests; the next scan tries again");
-                    break;
+                    return Ok(());
+                }
+            }
+        }
+        for (branch, resolved) in groups {
+            match self.withdraw_from_group(&branch, &resolved, now).await {
+                Ok(()) => {}
+                Err(RemediationError::Store(error)) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, branch, "cannot take resolved findings out of their change request; the next scan tries again");
+                    return Ok(());
                 }
             }
         }

@@ -57,6 +57,9 @@ pub fn finding_json(
             "failure": cr.failure,
             // pushed | merged | closed: done on GitHub, not by Draco.
             "outside_change": cr.outside_change,
+            // Covers every finding of this kind, account and region
+            // (`gitops.group`): a decision on it decides them all.
+            "grouped": crate::gitops::group::is_group_branch(&cr.branch),
         }))),
     })
 }
@@ -444,6 +447,13 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
             cr.backend,
             cr.location
         );
+        if crate::gitops::group::is_group_branch(&cr.branch) {
+            let _ = writeln!(
+                out,
+                "  covers every {} finding of this account and region: a decision on it decides them all",
+                f.finding.kind
+            );
+        }
         if let Some(by) = &cr.decided_by {
             let _ = writeln!(
                 out,

@@ -12,7 +12,8 @@ use crate::bench::redact::{
 };
 use crate::bench::{redact_corpus, redact_speed};
 use crate::cli::{
-    CostBenchArgs, DetectArgs, IdleBenchArgs, NabArgs, RedactArgs, RedactBenchArgs, UsageError,
+    CostBenchArgs, DetectArgs, EstateBenchArgs, IdleBenchArgs, NabArgs, RedactArgs,
+    RedactBenchArgs, UsageError,
 };
 use crate::config;
 use crate::redact::{Redactor, StreamError, StreamOutput, Vault};
@@ -444,4 +445,95 @@ pub fn idle_bench_command(args: &IdleBenchArgs) -> Result<()> {
 
 fn print_quality(r: &QualityReport) {
     print!("\n{r}");
+}
+
+/// `draco bench estate`: scans of a generated estate until every finding
+/// has its change request (see [`crate::bench::estate`]).
+pub async fn estate_bench_command(args: &EstateBenchArgs) -> Result<()> {
+    use crate::bench::estate;
+    use crate::gitops::config::Grouping;
+    let group = match args.group.as_str() {
+        "finding" => Grouping::Finding,
+        "kind-account-region" => Grouping::KindAccountRegion,
+        other => {
+            return Err(UsageError(format!(
+                "--group is `finding` or `kind-account-region`, not `{}`",
+                crate::domain::neutralise(other)
+            ))
+            .into());
+        }
+    };
+    if args.accounts == 0 || args.instances == 0 || args.max_new_per_scan == 0 {
+        return Err(UsageError(
+            "--accounts, --instances and --max-new-per-scan must be at least 1".into(),
+        )
+        .into());
+    }
+    if !(0.0..=100.0).contains(&args.bad_percent) {
+        return Err(UsageError("--bad-percent is from 0 to 100".into()).into());
+    }
+    let spec = estate::EstateSpec {
+        accounts: args.accounts,
+        regions: args.regions,
+        instances: args.instances,
+        bad_percent: args.bad_percent,
+        seed: args.seed,
+    };
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let report = estate::measure(
+        &spec,
+        scratch.path(),
+        group,
+        args.max_new_per_scan,
+        args.max_scans,
+    )
+    .await?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "Estate: {} accounts × {} regions × {} instances, {}% bad (seed {}): {} resources; gitops.max_new_per_scan = {}, gitops.group = {}",
+        spec.accounts,
+        spec.regions,
+        spec.instances,
+        spec.bad_percent,
+        spec.seed,
+        report.resources,
+        report.max_new_per_scan,
+        args.group
+    );
+    println!(
+        "{:>5} {:>9} {:>9} {:>12} {:>9} {:>8}",
+        "SCAN", "SECONDS", "FINDINGS", "GIVEN A CR", "NEW CRS", "QUEUED"
+    );
+    for s in &report.scans {
+        println!(
+            "{:>5} {:>9.2} {:>9} {:>12} {:>9} {:>8}",
+            s.scan,
+            s.seconds,
+            s.findings_detected,
+            s.findings_given_change_requests,
+            s.change_requests,
+            s.queued
+        );
+    }
+    let total: f64 = report.scans.iter().map(|s| s.seconds).sum();
+    let given: usize = report
+        .scans
+        .iter()
+        .map(|s| s.findings_given_change_requests)
+        .sum();
+    match report.rescan_seconds {
+        Some(rescan) => println!(
+            "Every finding has its change request after {} scans, {total:.1} s in all ({:.1} ms per finding); a re-scan with nothing new: {rescan:.2} s",
+            report.scans.len(),
+            1000.0 * total / given.max(1) as f64
+        ),
+        None => println!(
+            "Still queued after {} scans ({total:.1} s): raise --max-scans or --max-new-per-scan",
+            report.scans.len()
+        ),
+    }
+    Ok(())
 }

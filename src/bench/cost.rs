@@ -23,10 +23,11 @@ use crate::detect::cost::{self, CostConfig};
 use crate::domain::{AccountId, FindingKind};
 use crate::sources::CostPoint;
 
-struct Rng(u64);
+/// SplitMix64: seeded, reproducible draws for the generators.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -34,7 +35,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn range(&mut self, low: f64, high: f64) -> f64 {

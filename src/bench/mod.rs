@@ -2,6 +2,7 @@
 //! `draco bench cost`, `draco bench redact`, `draco bench idle`.
 
 pub mod cost;
+pub mod estate;
 pub mod idle;
 pub mod nab;
 pub mod redact;

@@ -4,7 +4,7 @@
 //! [gitops]
 //! backend = "github"              # or "local" (the default): a git repository under the data dir
 //! max_new_per_scan = 20           # new change requests per scan; the rest wait as `queued`
-//! group = "finding"               # "kind-account-region" is refused for now
+//! group = "finding"               # or "kind-account-region": one change request per finding kind, account and region
 //! [gitops.github]
 //! api_url = "https://api.github.com"      # GitHub Enterprise Server: https://HOST/api/v3
 //! repository = "acme/cloud-remediations"
@@ -37,7 +37,8 @@ pub struct GitOpsConfig {
     /// dollar impact first; the others wait as `queued` for the next scans.
     /// GitHub's secondary rate limits allow about 80 content-creating
     /// requests a minute and 500 an hour ("Rate limits for the REST API",
-    /// GitHub Docs), and one pull request takes about eight of them.
+    /// GitHub Docs), and one pull request takes about six of them (a tree, a
+    /// commit, a branch, the pull request, its labels and reviewers).
     pub max_new_per_scan: u32,
     pub group: Grouping,
     pub github: GitHubConfig,
@@ -80,7 +81,8 @@ pub enum Grouping {
     /// One change request per finding.
     Finding,
     /// One per finding kind, account and region: one script over all their
-    /// resources, one approval.
+    /// resources, one approval (see [`crate::gitops::group`]). Findings of
+    /// the group found while its change request is open join it.
     KindAccountRegion,
 }
 

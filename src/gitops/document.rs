@@ -25,11 +25,7 @@ pub fn change_request(
     proposal: &Proposal,
     chart: Option<String>,
 ) -> NewChangeRequest {
-    let dir = format!(
-        "remediations/{}-{}",
-        finding.kind,
-        finding.fingerprint.short()
-    );
+    let dir = format!("remediations/{}", finding_dir(finding));
     let ext = proposal.format.file_extension();
     let executable = ext == "sh";
     let chart_path = chart.as_ref().map(|_| format!("{dir}/chart.svg"));
@@ -69,12 +65,17 @@ pub fn change_request(
     }
 }
 
+/// The folder of one finding's files: `<kind>-<short fingerprint>`.
+pub(super) fn finding_dir(finding: &Finding) -> String {
+    format!("{}-{}", finding.kind, finding.fingerprint.short())
+}
+
 /// Outside text for Markdown: neutralised (one line, no control or format
 /// characters), then every ASCII character Markdown or HTML could read as
 /// markup backslash-escaped, so a tag value can neither open an HTML comment
 /// that hides the rest of the description from the reviewer, nor a link, a
 /// table cell or a code span. Escaped characters render as themselves.
-struct Md<'a>(&'a str);
+pub(super) struct Md<'a>(pub(super) &'a str);
 
 impl std::fmt::Display for Md<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,13 +110,13 @@ impl std::fmt::Display for Md<'_> {
 /// A fenced block that the content cannot close: the fence is longer than
 /// any run of backticks inside it (CommonMark closes a fence only with one
 /// at least as long).
-fn fenced(info: &str, content: &str) -> String {
+pub(super) fn fenced(info: &str, content: &str) -> String {
     let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     format!("{fence}{info}\n{content}\n{fence}")
 }
 
-fn money(usd: Option<f64>) -> String {
+pub(super) fn money(usd: Option<f64>) -> String {
     usd.map_or_else(|| "—".to_owned(), |v| format!("${v:.2}"))
 }
 
@@ -170,7 +171,7 @@ fn description(
         "**Rollback.** If the change must be undone:\n\n{}\n",
         fenced("", proposal.rollback.trim_end())
     );
-    let _ = writeln!(md, "{}\n", privacy_note(proposal));
+    let _ = writeln!(md, "{}\n", privacy_note(&[proposal]));
     if let Some(advice) = &proposal.advice {
         if let Some(reason) = &advice.fallback_reason {
             let _ = writeln!(
@@ -200,21 +201,28 @@ fn description(
     md
 }
 
-/// What was kept from the advisor: nothing left the host, or what the
-/// redactor replaced before a model saw the finding (kinds and counts,
-/// never values).
-fn privacy_note(proposal: &Proposal) -> String {
-    let Some(advice) = proposal.advice.as_ref() else {
-        return "**Privacy.** No model was asked: the built-in template advisor answered on the Draco host.".to_owned();
-    };
-    if advice.advisor == "template" && advice.fallback_reason.is_none() {
+/// What was kept from the advisors of `proposals` (one, or each finding of
+/// a group): nothing left the host, or what the redactor replaced before a
+/// model saw the findings (kinds and counts, never values).
+pub(super) fn privacy_note(proposals: &[&Proposal]) -> String {
+    let asked: Vec<_> = proposals
+        .iter()
+        .filter_map(|p| p.advice.as_ref())
+        .filter(|a| a.advisor != "template" || a.fallback_reason.is_some())
+        .collect();
+    if asked.is_empty() {
         return "**Privacy.** No model was asked: the built-in template advisor answered on the Draco host.".to_owned();
     }
-    if advice.redacted.is_empty() {
+    let mut counts = std::collections::BTreeMap::<&str, u32>::new();
+    for advice in &asked {
+        for (kind, n) in &advice.redacted {
+            *counts.entry(kind.as_str()).or_default() += n;
+        }
+    }
+    if counts.is_empty() {
         return "**Privacy.** A model was asked; the redactor found nothing personal or secret to keep back.".to_owned();
     }
-    let kept: Vec<String> = advice
-        .redacted
+    let kept: Vec<String> = counts
         .iter()
         .map(|(kind, n)| format!("{n} {}", kind.to_lowercase().replace('_', " ")))
         .collect();
@@ -256,7 +264,7 @@ fn evidence_table(md: &mut String, evidence: &serde_json::Value) {
 /// Rows of the evidence table in a description.
 const EVIDENCE_ROWS: usize = 15;
 
-fn evidence(finding: &Finding) -> String {
+pub(super) fn evidence(finding: &Finding) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# {}\n", Md(&finding.title));
     let _ = writeln!(md, "- kind: `{}`", finding.kind);

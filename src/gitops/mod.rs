@@ -7,6 +7,7 @@
 pub mod config;
 pub mod document;
 pub mod github;
+pub mod group;
 pub mod local;
 
 use async_trait::async_trait;

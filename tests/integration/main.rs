@@ -12,6 +12,7 @@ mod detect;
 mod github;
 mod github_attacks;
 mod github_standin;
+mod grouping;
 mod harness;
 mod llm_providers;
 mod llm_resilience;

@@ -525,6 +525,7 @@ async fn an_unchanged_finding_is_not_asked_about_twice() {
         change_requests: &git,
         publish_redact: &[],
         max_new_per_scan: 20,
+        group: draco::gitops::config::Grouping::Finding,
         store: &store,
     };
     let first = pipeline.scan(Utc::now()).await.expect("scan");

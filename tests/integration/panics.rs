@@ -61,6 +61,7 @@ async fn a_panic_on_one_finding_fails_that_finding_and_the_scan_goes_on() {
         change_requests: &git,
         publish_redact: &[],
         max_new_per_scan: 20,
+        group: draco::gitops::config::Grouping::Finding,
         store: &store,
     };
 

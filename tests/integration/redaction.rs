@@ -114,6 +114,7 @@ async fn advisor_payloads_carry_no_personal_data_and_proposals_get_it_back() {
         change_requests: &git,
         publish_redact: &[],
         max_new_per_scan: 20,
+        group: draco::gitops::config::Grouping::Finding,
         store: &store,
     };
     let report = pipeline.scan(Utc::now()).await.expect("scan");

@@ -1,0 +1,310 @@
+//! `gitops.group = "kind-account-region"`: one change request over every
+//! finding of one kind in one account and region, on the local backend
+//! through the real binary. Findings join it and leave it as scans find
+//! and lose them; one approval merges it for all of them, once.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::{Draco, copy_tree, demo_fixtures, describe, git};
+
+/// The demo's eu-west-1 inventory of account 402917364518, which holds one
+/// unattached volume.
+const INVENTORY: &str = "ec2/402917364518/eu-west-1.json";
+
+/// Adds an unattached volume `id` to the fixtures' inventory.
+fn add_volume(fixtures: &Path, id: &str) {
+    edit_volumes(fixtures, |volumes| {
+        volumes.push(serde_json::json!({
+            "VolumeId": id, "Size": 200, "VolumeType": "gp3", "Encrypted": true,
+            "State": "available", "CreateTime": "2026-08-15T11:02:00Z",
+            "AvailabilityZone": "eu-west-1a", "Attachments": [], "Tags": []
+        }));
+    });
+}
+
+fn remove_volume(fixtures: &Path, id: &str) {
+    edit_volumes(fixtures, |volumes| volumes.retain(|v| v["VolumeId"] != id));
+}
+
+fn edit_volumes(fixtures: &Path, edit: impl FnOnce(&mut Vec<Value>)) {
+    let file = fixtures.join(INVENTORY);
+    let mut inventory: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    let volumes = inventory["Volumes"].as_array_mut().expect("volumes");
+    edit(volumes);
+    std::fs::write(&file, inventory.to_string()).expect("write");
+}
+
+fn scan(draco: &Draco, fixtures: &Path) {
+    let out = draco
+        .command()
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", fixtures)
+        .env("DRACO_GITOPS_GROUP", "kind-account-region")
+        .args(["scan", "--once"])
+        .output()
+        .expect("draco runs");
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// The unattached-volume findings, by resource.
+fn volumes(draco: &Draco) -> Vec<Value> {
+    let mut found: Vec<Value> = draco
+        .findings()
+        .into_iter()
+        .filter(|f| f["kind"] == "ebs_unattached")
+        .collect();
+    found.sort_by_key(|f| f["resource"].as_str().map(str::to_owned));
+    found
+}
+
+fn runner(draco: &Draco, branch: &str) -> String {
+    let dir = format!(
+        "remediations/group-{}",
+        branch.strip_prefix("draco/group/").expect("a group branch")
+    );
+    git(
+        &draco.repository(),
+        &["show", &format!("{branch}:{dir}/remediation.sh")],
+    )
+}
+
+#[test]
+fn findings_of_one_kind_account_and_region_share_one_change_request_and_one_approval() {
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    add_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    add_volume(&fixtures, "vol-0b2b2b2b2b2b2b2b2");
+    scan(&draco, &fixtures);
+
+    let found = volumes(&draco);
+    assert_eq!(found.len(), 3, "{found:?}");
+    let cr = |f: &Value, field: &str| f["change_request"][field].as_str().map(str::to_owned);
+    let branch = cr(&found[0], "branch").expect("a branch");
+    assert!(
+        branch.starts_with("draco/group/ebs-unattached-"),
+        "{branch}"
+    );
+    let head = cr(&found[0], "head_commit").expect("a head");
+    for f in &found {
+        assert_eq!(cr(f, "branch").as_deref(), Some(branch.as_str()), "{f}");
+        assert_eq!(cr(f, "head_commit").as_deref(), Some(head.as_str()), "{f}");
+        assert_eq!(cr(f, "state").as_deref(), Some("open"), "{f}");
+    }
+    // Findings of other kinds are alone in their groups, each on its own branch.
+    let others: Vec<Value> = draco
+        .findings()
+        .into_iter()
+        .filter(|f| f["kind"] != "ebs_unattached" && f["change_request"]["branch"].is_string())
+        .collect();
+    assert!(!others.is_empty());
+    assert!(
+        others
+            .iter()
+            .all(|f| cr(f, "branch") != Some(branch.clone()))
+    );
+    // One script runs the three volumes' own scripts.
+    let script = runner(&draco, &branch);
+    assert_eq!(script.matches("/remediation.sh\"").count(), 3, "{script}");
+    assert_eq!(git(&draco.repository(), &["rev-parse", &branch]), head);
+
+    // A fourth volume joins: a new commit on the same branch, for all four.
+    add_volume(&fixtures, "vol-0c3c3c3c3c3c3c3c3");
+    scan(&draco, &fixtures);
+    let found = volumes(&draco);
+    assert_eq!(found.len(), 4);
+    let joined = cr(&found[0], "head_commit").expect("a head");
+    assert_ne!(joined, head, "a new commit voids what was proposed");
+    assert!(
+        found
+            .iter()
+            .all(|f| cr(f, "head_commit").as_deref() == Some(joined.as_str())
+                && cr(f, "branch").as_deref() == Some(branch.as_str())),
+        "{found:?}"
+    );
+    assert_eq!(
+        runner(&draco, &branch).matches("/remediation.sh\"").count(),
+        4
+    );
+
+    // One resolves itself: it leaves, the others stay in a new commit.
+    remove_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    scan(&draco, &fixtures);
+    let all = volumes(&draco);
+    let gone: Vec<&Value> = all.iter().filter(|f| f["status"] == "resolved").collect();
+    assert_eq!(gone.len(), 1, "{all:?}");
+    assert_eq!(cr(gone[0], "state").as_deref(), Some("closed"));
+    let left: Vec<&Value> = all.iter().filter(|f| f["status"] != "resolved").collect();
+    let left_head = cr(left[0], "head_commit").expect("a head");
+    assert_ne!(left_head, joined);
+    assert!(
+        left.iter()
+            .all(|f| cr(f, "head_commit").as_deref() == Some(left_head.as_str()))
+    );
+    let script = runner(&draco, &branch);
+    assert_eq!(script.matches("/remediation.sh\"").count(), 3, "{script}");
+    assert!(
+        !script.contains(
+            gone[0]["fingerprint"]
+                .as_str()
+                .expect("fp")
+                .get(..12)
+                .expect("12")
+        )
+    );
+
+    // One approval, through any of the findings, merges it for all three.
+    let first = left[0]["id"].as_i64().expect("id").to_string();
+    draco.ok(&["approve", &first, "--as", "Ada Lovelace"]);
+    let after = volumes(&draco);
+    let merged: Vec<&Value> = after.iter().filter(|f| f["status"] != "resolved").collect();
+    assert_eq!(merged.len(), 3);
+    assert!(
+        merged
+            .iter()
+            .all(|f| cr(f, "state").as_deref() == Some("merged")),
+        "{merged:?}"
+    );
+    // Single-use: deciding again through another finding of the group is refused.
+    let second = left[1]["id"].as_i64().expect("id").to_string();
+    let again = draco.run(&["approve", &second, "--as", "Eve"]);
+    assert!(!again.status.success(), "{}", describe(&again));
+    assert!(
+        crate::support::stderr(&again).contains("already"),
+        "{}",
+        describe(&again)
+    );
+    let main = git(&draco.repository(), &["log", "--format=%s", "main"]);
+    assert_eq!(
+        main.matches("ebs_unattached").count(),
+        1,
+        "merged once: {main}"
+    );
+    draco.ok(&["audit", "verify"]);
+}
+
+/// On GitHub: one pull request per group, holding every finding's folder
+/// and the runner, in one tree request (no blob per file); a push by
+/// someone else voids it for all its findings, the next scan re-proposes it
+/// on the same pull request, and one approval merges it for all, at the
+/// commit approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_a_group_is_one_pull_request_and_one_merge() {
+    use crate::github::{TOKEN, app_on_fixtures, count};
+    use crate::github_standin::StandIn;
+    use draco::domain::ChangeRequestState;
+    use draco::store::ChangeRequestStore;
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(
+        &standin,
+        dir.path(),
+        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
+        |fixtures| {
+            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
+            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
+        },
+    )
+    .await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let group: Vec<_> = crs
+        .iter()
+        .filter(|c| c.branch.starts_with("draco/group/ebs-unattached-"))
+        .cloned()
+        .collect();
+    assert_eq!(group.len(), 3, "{crs:?}");
+    let branch = group[0].branch.clone();
+    let mut branches: Vec<&str> = crs.iter().map(|c| c.branch.as_str()).collect();
+    branches.sort_unstable();
+    branches.dedup();
+    let pulls = standin.pulls();
+    assert_eq!(pulls.len(), branches.len(), "one pull request per group");
+    let pull = pulls
+        .iter()
+        .find(|p| p.head == branch)
+        .expect("the group's pull request");
+    assert!(
+        group
+            .iter()
+            .all(|c| c.location.ends_with(&format!("/pull/{}", pull.number)))
+    );
+    for c in &group {
+        assert!(
+            pull.body.contains(&format!("| {} |", c.finding_id)),
+            "finding {} missing from {}",
+            c.finding_id,
+            pull.body
+        );
+    }
+    let files = standin.files(&branch);
+    let scripts = files
+        .keys()
+        .filter(|p| p.starts_with("remediations/group-") && p.ends_with("/remediation.sh"))
+        .count();
+    assert_eq!(
+        scripts,
+        4,
+        "three findings' scripts and the runner: {:?}",
+        files.keys()
+    );
+    assert_eq!(
+        count(&standin, "POST", "/git/blobs"),
+        0,
+        "contents go in the tree request"
+    );
+
+    // Someone pushes to the group's branch: every finding's change request
+    // is void, and the next scan proposes the group again on the same pull
+    // request.
+    standin.push_foreign_commit(&branch);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let again = app
+        .store
+        .change_requests_on_branch("github", &branch)
+        .await
+        .expect("read");
+    let head = standin.branch_head(&branch).expect("the branch");
+    assert_eq!(again.len(), 3);
+    assert!(
+        again
+            .iter()
+            .all(|c| c.state == ChangeRequestState::Open && c.head_commit == head),
+        "{again:?}"
+    );
+    assert_eq!(standin.pulls().len(), pulls.len(), "the same pull request");
+
+    // One approval merges it for all three, with the approved commit's sha.
+    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
+    draco::approve::approve(
+        &app.store,
+        &*app.change_requests,
+        again[1].finding_id,
+        &approver,
+        draco::approve::Channel::Cli,
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("approved and merged");
+    let merged = app
+        .store
+        .change_requests_on_branch("github", &branch)
+        .await
+        .expect("read");
+    assert!(
+        merged.iter().all(|c| c.state == ChangeRequestState::Merged),
+        "{merged:?}"
+    );
+    let merges: Vec<_> = standin
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+        .collect();
+    assert_eq!(merges.len(), 1, "merged once: {merges:?}");
+    let body: Value = serde_json::from_slice(&merges[0].body).expect("json");
+    assert_eq!(body["sha"].as_str(), Some(head.as_str()));
+}
