@@ -117,7 +117,7 @@ impl Pipeline<'_> {
             .iter()
             .filter(|r| r.state == ChangeRequestState::Open)
             .collect();
-        let mut members = self.live_members(&live).await?;
+        let mut members = self.live_members(&live, now).await?;
         let mut joining = Vec::new();
         for stored in &new {
             match self.publishable(stored, now).await {
@@ -185,6 +185,7 @@ impl Pipeline<'_> {
     async fn live_members(
         &self,
         live: &[&StoredChangeRequest],
+        now: DateTime<Utc>,
     ) -> Result<Vec<Member>, RemediationError> {
         let mut members = Vec::with_capacity(live.len());
         for row in live {
@@ -192,7 +193,7 @@ impl Pipeline<'_> {
                 continue;
             };
             if stored.status != FindingStatus::Resolved {
-                members.push(self.publishable(&stored, Utc::now()).await?);
+                members.push(self.publishable(&stored, now).await?);
             }
         }
         Ok(members)
@@ -216,7 +217,7 @@ impl Pipeline<'_> {
             .iter()
             .filter(|r| r.state == ChangeRequestState::Open)
             .collect();
-        let mut members = self.live_members(&live).await?;
+        let mut members = self.live_members(&live, now).await?;
         let (Some(lead), Some(first)) = (live.first(), members.first()) else {
             return Ok(0);
         };
