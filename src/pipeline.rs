@@ -517,15 +517,7 @@ impl Pipeline<'_> {
                     return Ok(());
                 }
                 let change = self.propose(&stored, now).await?;
-                let head = self
-                    .change_requests
-                    .update(&change, &cr.head_commit, &note)
-                    .await?;
-                if head != cr.head_commit {
-                    self.store
-                        .update_change_request(id, &cr.head_commit, &head, now)
-                        .await?;
-                }
+                self.bring_up_to_date(&change, &cr, &note, now).await?;
                 Ok::<_, RemediationError>(())
             };
             if let Err(error) = AssertUnwindSafe(updated)
@@ -541,6 +533,29 @@ impl Pipeline<'_> {
             }
         }
         Ok(failures)
+    }
+
+    /// Moves the open change request that `row` records (one of its rows:
+    /// its finding, branch and head) to `change`, saying `note` where the
+    /// backend can, and records the new head for every finding it covers.
+    /// Returns the head, unchanged when the files are the same.
+    async fn bring_up_to_date(
+        &self,
+        change: &Redacted<NewChangeRequest>,
+        row: &crate::store::StoredChangeRequest,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, RemediationError> {
+        let head = self
+            .change_requests
+            .update(change, &row.head_commit, note)
+            .await?;
+        if head != row.head_commit {
+            self.store
+                .update_change_request(row.finding_id, &row.head_commit, &head, now)
+                .await?;
+        }
+        Ok(head)
     }
 
     /// Brings the store in step with the backend before anything new is

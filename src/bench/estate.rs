@@ -38,17 +38,8 @@ pub struct EstateSpec {
     pub seed: u64,
 }
 
-/// AWS commercial regions the generator spreads over, in order.
-const REGIONS: [&str; 8] = [
-    "us-east-1",
-    "us-west-2",
-    "eu-west-1",
-    "eu-central-1",
-    "ap-southeast-2",
-    "ap-northeast-1",
-    "sa-east-1",
-    "ca-central-1",
-];
+/// The regions the generator spreads over, in order.
+const REGIONS: [&str; 8] = super::AWS_REGIONS;
 
 /// Instances per security group.
 const INSTANCES_PER_GROUP: usize = 25;

@@ -9,6 +9,19 @@ pub mod redact;
 pub mod redact_corpus;
 pub mod redact_speed;
 
+/// AWS commercial regions the generators draw from ("Regions and Zones",
+/// Amazon EC2 User Guide).
+pub(crate) const AWS_REGIONS: [&str; 8] = [
+    "us-east-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "sa-east-1",
+    "ca-central-1",
+];
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -140,15 +140,7 @@ impl Pipeline<'_> {
                     plural(joining.len(), "finding"),
                     ids(&joining)
                 );
-                let head = self
-                    .change_requests
-                    .update(&change, &lead.head_commit, &note)
-                    .await?;
-                if head != lead.head_commit {
-                    self.store
-                        .update_change_request(lead.finding_id, &lead.head_commit, &head, now)
-                        .await?;
-                }
+                let head = self.bring_up_to_date(&change, lead, &note, now).await?;
                 OpenedChangeRequest {
                     branch: branch.clone(),
                     head_commit: head,
@@ -224,15 +216,7 @@ impl Pipeline<'_> {
         let key = GroupKey::of(&first.finding);
         members.sort_by_key(|m| m.id);
         let change = self.publish(&group_change_request(&key, &members))?;
-        let head = self
-            .change_requests
-            .update(&change, &lead.head_commit, note)
-            .await?;
-        if head != lead.head_commit {
-            self.store
-                .update_change_request(lead.finding_id, &lead.head_commit, &head, now)
-                .await?;
-        }
+        self.bring_up_to_date(&change, lead, note, now).await?;
         Ok(members.len())
     }
 

@@ -735,17 +735,7 @@ fn json_field(key: &str, v: String) -> (String, String, String) {
 }
 
 fn region(rng: &mut Rng) -> String {
-    (*rng.pick(&[
-        "us-east-1",
-        "us-west-2",
-        "eu-west-1",
-        "eu-central-1",
-        "ap-southeast-2",
-        "ap-northeast-1",
-        "sa-east-1",
-        "ca-central-1",
-    ]))
-    .to_owned()
+    (*rng.pick(&crate::bench::AWS_REGIONS)).to_owned()
 }
 
 /// Benign identifiers, each with the text before and after it.
