@@ -95,23 +95,18 @@ impl DecisionStore for SqliteStore {
             tx.rollback().await?;
             return Ok(());
         }
-        for (id, finding_id) in failed {
-            sqlx::query(
-                "UPDATE findings SET status = 'open' WHERE id = ? AND status IN ('awaiting_approval', 'approved', 'rejected')",
-            )
-            .bind(finding_id)
-            .execute(&mut *tx)
-            .await?;
-            append_audit(
-                &mut tx,
-                "draco",
-                "change_request.failed",
-                &finding_subject(finding_id),
-                &json!({ "change_request": id, "failure": failure }),
-                at,
-            )
-            .await?;
-        }
+        settle_findings(
+            &mut tx,
+            &failed,
+            (
+                FindingStatus::Open,
+                "status IN ('awaiting_approval', 'approved', 'rejected')",
+            ),
+            "change_request.failed",
+            |id| json!({ "change_request": id, "failure": failure }),
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -161,22 +156,15 @@ impl DecisionStore for SqliteStore {
             .bind(state)
             .fetch_all(&mut *tx)
             .await?;
-        for (id, finding_id) in completed {
-            sqlx::query("UPDATE findings SET status = ? WHERE id = ? AND status != 'resolved'")
-                .bind(finding_status.as_str())
-                .bind(finding_id)
-                .execute(&mut *tx)
-                .await?;
-            append_audit(
-                &mut tx,
-                "draco",
-                action,
-                &finding_subject(finding_id),
-                &json!({ "change_request": id, "merge_commit": merge_commit }),
-                at,
-            )
-            .await?;
-        }
+        settle_findings(
+            &mut tx,
+            &completed,
+            (finding_status, "status != 'resolved'"),
+            action,
+            |id| json!({ "change_request": id, "merge_commit": merge_commit }),
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -187,3 +175,35 @@ impl DecisionStore for SqliteStore {
 /// finding, all on one branch of one backend at one head. Earlier change
 /// requests on the same branch (merged, closed) are at other heads.
 const SAME_CHANGE_REQUEST: &str = "(backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = ?)";
+
+/// For each row of a change request that was just failed or carried out:
+/// its finding to `status` (only where the finding stands as `only_from`, an
+/// SQL condition on its `status`), and the audit event `action` with
+/// `detail` of the row.
+async fn settle_findings(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &[(ChangeRequestId, FindingId)],
+    (status, only_from): (FindingStatus, &'static str),
+    action: &str,
+    detail: impl Fn(ChangeRequestId) -> serde_json::Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sql = format!("UPDATE findings SET status = ? WHERE id = ? AND {only_from}");
+    for &(id, finding_id) in rows {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(status.as_str())
+            .bind(finding_id)
+            .execute(&mut **tx)
+            .await?;
+        append_audit(
+            tx,
+            "draco",
+            action,
+            &finding_subject(finding_id),
+            &detail(id),
+            at,
+        )
+        .await?;
+    }
+    Ok(())
+}
