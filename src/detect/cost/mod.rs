@@ -588,6 +588,32 @@ mod tests {
         assert!(detect(&all, &window(vec![])).is_empty());
         assert_eq!(detect(&all, &window(vec![accounts[0].into()])).len(), 1);
     }
+
+    /// A ten-day ramp whose first day stood out on noise, and whose next
+    /// days fell back to merely above normal before the ramp climbed past
+    /// the threshold: one level shift from the ramp's first day, not a
+    /// "spike" there and a shift a few days later.
+    #[test]
+    fn a_ramp_whose_first_day_stood_out_is_one_shift_from_that_day_and_no_spike() {
+        let mut values = weekly(150, 100.0);
+        for (i, v) in values[70..].iter_mut().enumerate() {
+            *v += 8.0 * ((i + 1) as f64).min(10.0);
+        }
+        values[70] += 60.0;
+        let found = detect(&points("Amazon EC2", &values), &CostConfig::default());
+        assert!(
+            found.iter().all(|f| f.kind != FindingKind::CostSpike),
+            "{found:#?}"
+        );
+        let ramp_start = (day(START) + Duration::days(70)).to_string();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].kind, FindingKind::CostLevelShift, "{found:#?}");
+        assert_eq!(
+            found[0].evidence["start"],
+            ramp_start.as_str(),
+            "{found:#?}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@
 //! baseline down the same way, without a finding: spend going down is not an
 //! anomaly, but the next increase must be measured from the new level.
 //!
+//! **Onsets.** A short anomaly (fewer than `level_shift_min_days` days)
+//! that ended is held back for up to [`ONSET_WAIT_DAYS`] days before it is
+//! reported. If a new anomaly begins in that time, and every day between
+//! stayed above its expectation with, on average, at least a quarter of the
+//! short anomaly's excess, the short one was the noisy first day of a ramp
+//! or shift: it becomes the start of the new anomaly (one level shift from
+//! its day) instead of a "spike" and a later shift. A spike followed by days
+//! back at the baseline stays a spike, even when a shift follows it.
+//!
 //! Month-start charges (support plans, Savings Plans, RI fees) are scored
 //! against earlier month starts as well; a day is flagged only if both models
 //! agree that it is abnormal.
@@ -81,6 +90,10 @@ const HOLD_Z_SHARE: f64 = 1.0 / 3.0;
 /// ...if it also carries at least this share of the anomaly's excess: a
 /// day merely noisy-high after a large spike is the baseline again.
 const PERSIST_LEVEL_SHARE: f64 = 0.25;
+/// A short anomaly that ended is held back this many days (scored days
+/// after its last one) before it is reported: a new anomaly beginning in
+/// that time may show it was that anomaly's onset (see `joins`).
+const ONSET_WAIT_DAYS: usize = 7;
 /// A day is "well below" its expectation (a lasting drop) from this z down,
 /// in units of the z threshold.
 const DROP_Z_SHARE: f64 = 0.5;
@@ -210,6 +223,9 @@ pub struct SeriesModel {
     /// The last scored days outside any anomaly, for the sustained test.
     quiet: VecDeque<(usize, DayScore)>,
     anomalies: Vec<Anomaly>,
+    /// A short anomaly that ended, held back for up to [`ONSET_WAIT_DAYS`]
+    /// days in case it was the onset of the next one (see `joins`).
+    pending: Option<Pending>,
     /// After a re-baselining, until the input position given: the noise
     /// of the new level as its steady week showed it (see `rebaseline`).
     settled_noise: Option<(usize, f64)>,
@@ -234,6 +250,7 @@ impl SeriesModel {
             quiet: VecDeque::with_capacity(SUSTAINED_DAYS + 1),
             anomalies: Vec::new(),
             settled_noise: None,
+            pending: None,
         }
     }
 
@@ -347,6 +364,9 @@ impl SeriesModel {
 
         let mut s = scored?;
         if anomalous {
+            if self.run.is_empty() {
+                self.resume_or_release();
+            }
             self.run.push(s);
             self.quiet.clear();
         } else if self.run.is_empty() && !is_month_start {
@@ -367,6 +387,9 @@ impl SeriesModel {
                     .position(|(_, d)| d.actual - d.expected >= 0.5 * mean)
                     .unwrap_or(0);
                 days.drain(..lead);
+                if !days.is_empty() {
+                    self.resume_or_release();
+                }
                 for (i, d) in &days {
                     if let Some(h) = self.history.iter_mut().find(|h| h.index == *i) {
                         h.value = d.expected;
@@ -387,6 +410,14 @@ impl SeriesModel {
         } else {
             if !self.run.is_empty() {
                 self.close(AnomalyState::Ended);
+                if let Some(p) = self.pending.as_mut() {
+                    p.after.push(s);
+                }
+            } else if let Some(p) = self.pending.as_mut() {
+                p.after.push(s);
+                if p.after.len() >= ONSET_WAIT_DAYS {
+                    self.release();
+                }
             }
             let drop = s.expected - s.actual;
             let well_below = s.z <= -DROP_Z_SHARE * self.thresholds.z
@@ -454,14 +485,41 @@ impl SeriesModel {
 
     /// The anomalies found so far, the last one `Ongoing` if it still is.
     pub fn finish(mut self) -> Vec<Anomaly> {
+        self.release();
         if !self.run.is_empty() {
             self.close(AnomalyState::Ongoing);
         }
         self.anomalies
     }
 
+    /// Reports the held-back short anomaly, if any, as it was.
+    fn release(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.anomalies.push(Anomaly {
+                days: p.days,
+                state: AnomalyState::Ended,
+            });
+        }
+    }
+
+    /// A new anomaly begins: the held-back short one is either its onset
+    /// (its days start the run, so the anomaly keeps the earlier start
+    /// day) or reported as it was.
+    fn resume_or_release(&mut self) {
+        let Some(p) = self.pending.as_ref() else {
+            return;
+        };
+        if joins(p) {
+            if let Some(p) = self.pending.take() {
+                self.run = p.days;
+            }
+        } else {
+            self.release();
+        }
+    }
+
     fn close(&mut self, state: AnomalyState) {
-        self.since_run.clear();
+        let since = std::mem::take(&mut self.since_run);
         self.gap = 0;
         if self.run.is_empty() {
             return;
@@ -475,6 +533,18 @@ impl SeriesModel {
             // A day or two above normal in the first month of a series may
             // be a monthly charge posting: the history cannot tell yet.
             self.run.clear();
+            return;
+        }
+        if state == AnomalyState::Ended && short {
+            let last = self.run[self.run.len() - 1].day;
+            self.pending = Some(Pending {
+                days: std::mem::take(&mut self.run),
+                after: since
+                    .into_iter()
+                    .map(|(_, d)| d)
+                    .filter(|d| d.day > last)
+                    .collect(),
+            });
             return;
         }
         self.anomalies.push(Anomaly {
@@ -623,6 +693,32 @@ fn steady_fit(tail: &[(usize, DayScore)], forced: bool) -> Option<Fit> {
     let shift = added.abs();
     let trend = theil_sen_slope(&best.1).abs() * (best.1.len() - 1) as f64;
     (trend <= (STEADY_TREND_SCALES * scale).max(STEADY_TREND_SHARE * shift)).then_some(best.0)
+}
+
+/// A short anomaly that ended, and the days scored since its last day.
+#[derive(Debug, Clone)]
+struct Pending {
+    days: Vec<DayScore>,
+    after: Vec<DayScore>,
+}
+
+/// Whether the short anomaly `p` was the onset of the one beginning
+/// now: every day between stayed above its expectation and, on average,
+/// carried at least [`PERSIST_LEVEL_SHARE`] of the short anomaly's peak
+/// excess. The first noisy days of a ramp do (the series keeps rising
+/// towards them); a spike before a shift does not (the days between are
+/// back at the baseline, around zero excess), and stays a spike.
+fn joins(p: &Pending) -> bool {
+    let peak = p
+        .days
+        .iter()
+        .map(|d| d.actual - d.expected)
+        .fold(f64::MIN, f64::max);
+    let Some(between) = (!p.after.is_empty()).then_some(p.after.len() as f64) else {
+        return false;
+    };
+    let mean_excess = p.after.iter().map(|d| d.actual - d.expected).sum::<f64>() / between;
+    p.after.iter().all(|d| d.actual > d.expected) && mean_excess >= PERSIST_LEVEL_SHARE * peak
 }
 
 /// Median of the pairwise slopes of `values` against their position.
