@@ -308,3 +308,86 @@ async fn on_github_a_group_is_one_pull_request_and_one_merge() {
     let body: Value = serde_json::from_slice(&merges[0].body).expect("json");
     assert_eq!(body["sha"].as_str(), Some(head.as_str()));
 }
+
+/// An approval read at one head of a group's change request must never be
+/// claimed, nor carried out, at a later head: here a volume joins the group
+/// between the approver's read and their claim, and the approver's process
+/// stops after the claim (a crash). Finishing that decision must not merge
+/// the joined volume's script, which nobody saw.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_read_before_a_finding_joins_never_merges_the_later_head() {
+    use chrono::Utc;
+    use draco::domain::{DecisionRecord, FindingId};
+    use draco::store::{AuditLog, ChangeRequestStore, DecisionStore, SqliteStore};
+
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    add_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    scan(&draco, &fixtures);
+    let first = volumes(&draco)[0]["id"].as_i64().expect("id");
+    let store = SqliteStore::open(&draco.data_dir().join("draco.db"))
+        .await
+        .expect("store");
+    // The approver reads the change request (at its first head) ...
+    let read = store
+        .change_request_for_finding(FindingId::new(first))
+        .await
+        .expect("read")
+        .expect("a change request");
+    // ... a scan adds a volume to the group meanwhile (a new head) ...
+    add_volume(&fixtures, "vol-0c3c3c3c3c3c3c3c3");
+    scan(&draco, &fixtures);
+    let joined = volumes(&draco);
+    assert_eq!(joined.len(), 3);
+    let later = joined[0]["change_request"]["head_commit"]
+        .as_str()
+        .expect("a head")
+        .to_owned();
+    assert_ne!(later, read.head_commit);
+    // ... and the approver's claim, of what they read, arrives.
+    let decision = DecisionRecord {
+        approve: true,
+        by: "Ada".into(),
+        channel: "cli".into(),
+        at: Utc::now(),
+        reason: None,
+    };
+    let claimed = store
+        .claim_decision(read.id, &read.head_commit, &decision)
+        .await
+        .expect("claim");
+    assert!(
+        !claimed,
+        "an approval of {} claimed at {later}",
+        read.head_commit
+    );
+    let events = store.audit_events(None).await.expect("audit");
+    assert!(
+        !events.iter().any(|e| e.action == "change_request.approved"),
+        "nobody approved what the group holds now"
+    );
+    store.close().await;
+    // Whatever the approver runs next decides the head they see then, not
+    // the stale one: nothing was merged by the stale claim.
+    let merged = std::process::Command::new("git")
+        .args(["merge-base", "--is-ancestor", &later, "main"])
+        .current_dir(draco.repository())
+        .status()
+        .expect("git runs");
+    assert!(
+        !merged.success(),
+        "{later} merged without an approval of it"
+    );
+    let out = draco.run(&["approve", &first.to_string(), "--as", "Ada"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let after = volumes(&draco);
+    assert!(
+        after
+            .iter()
+            .all(|f| f["change_request"]["state"] == "merged"
+                && f["change_request"]["head_commit"] == later.as_str()),
+        "{after:?}"
+    );
+    draco.ok(&["audit", "verify"]);
+}
