@@ -556,14 +556,23 @@ impl Pipeline<'_> {
         } else {
             Vec::new()
         };
+        // A grouped change request is one row per finding on one branch,
+        // read back once. A branch with an open row is read back for it:
+        // a `failed` row beside it (a finding whose proposal failed when the
+        // others were proposed again) is at an older head, and reading the
+        // branch back for it would let a close or a push by hand pass unseen.
+        let live: std::collections::HashSet<String> = observed
+            .iter()
+            .filter(|cr| cr.backend == backend && cr.state == ChangeRequestState::Open)
+            .map(|cr| cr.branch.clone())
+            .collect();
         let mut seen = std::collections::HashSet::new();
         for cr in observed {
             let failed = cr.state == ChangeRequestState::Failed;
             if cr.backend != backend || !(cr.state == ChangeRequestState::Open || failed) {
                 continue;
             }
-            // A grouped change request is one row per finding on one branch.
-            if !seen.insert(cr.branch.clone()) {
+            if (failed && live.contains(&cr.branch)) || !seen.insert(cr.branch.clone()) {
                 continue;
             }
             // A failed one matters only if it was merged or closed meanwhile

@@ -391,3 +391,75 @@ async fn an_approval_read_before_a_finding_joins_never_merges_the_later_head() {
     );
     draco.ok(&["audit", "verify"]);
 }
+
+/// A group's branch with a stale `failed` row (a finding whose proposal
+/// failed when the others were proposed again) beside its open ones: a
+/// close by hand on GitHub must still be read back for the open ones, not
+/// skipped because the stale row came first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_failed_row_does_not_hide_a_close_by_hand_of_its_group() {
+    use crate::github::{TOKEN, app_on_fixtures};
+    use crate::github_standin::StandIn;
+    use draco::domain::ChangeRequestState;
+    use draco::store::ChangeRequestStore;
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(
+        &standin,
+        dir.path(),
+        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
+        |fixtures| {
+            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
+            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
+        },
+    )
+    .await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let group: Vec<_> = app
+        .store
+        .change_requests()
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|c| c.branch.starts_with("draco/group/ebs-unattached-"))
+        .collect();
+    assert_eq!(group.len(), 3);
+    let branch = group[0].branch.clone();
+    // The first row is left failed at an earlier head, as when its finding's
+    // proposal failed while the others were proposed again.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("data").join("draco.db").display()
+    ))
+    .await
+    .expect("db");
+    sqlx::query(
+        "UPDATE change_requests SET state = 'failed', head_commit = 'a-stale-head', failure = 'its proposal failed' WHERE id = ?",
+    )
+    .bind(group[0].id)
+    .execute(&pool)
+    .await
+    .expect("update");
+    pool.close().await;
+
+    standin.close_by_hand(&branch, false);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let after = app
+        .store
+        .change_requests_on_branch("github", &branch)
+        .await
+        .expect("read");
+    let pulls = standin.pulls();
+    for row in after.iter().filter(|c| c.state == ChangeRequestState::Open) {
+        let number = crate::github_standin::pull_number(&row.location);
+        let pull = pulls
+            .iter()
+            .find(|p| p.number == number)
+            .expect("its pull request");
+        assert_eq!(
+            pull.state, "open",
+            "a row left open on a pull request closed by hand: {row:?}"
+        );
+    }
+}
