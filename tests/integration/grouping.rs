@@ -392,6 +392,56 @@ async fn an_approval_read_before_a_finding_joins_never_merges_the_later_head() {
     draco.ok(&["audit", "verify"]);
 }
 
+/// Two decisions on one group through two of its findings, at the same
+/// time (an approval and a rejection, each its own process): exactly one
+/// wins, for every finding of the group, and main gets at most one merge.
+#[test]
+fn concurrent_decisions_through_two_findings_of_a_group_decide_it_once() {
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    add_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    add_volume(&fixtures, "vol-0b2b2b2b2b2b2b2b2");
+    scan(&draco, &fixtures);
+    let found = volumes(&draco);
+    let ids: Vec<String> = found
+        .iter()
+        .map(|f| f["id"].as_i64().expect("id").to_string())
+        .collect();
+    let spawn = |args: &[&str]| {
+        draco
+            .command()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("draco runs")
+    };
+    let approve = spawn(&["approve", &ids[0], "--as", "Ada"]);
+    let reject = spawn(&["reject", &ids[1], "--as", "Eve", "--reason", "no"]);
+    let again = spawn(&["approve", &ids[2], "--as", "Bob"]);
+    let outs = [approve, reject, again].map(|c| c.wait_with_output().expect("waits"));
+    let won: Vec<usize> = (0..3).filter(|&i| outs[i].status.success()).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "{}",
+        outs.iter()
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    let after = volumes(&draco);
+    let state = if won[0] == 1 { "closed" } else { "merged" };
+    assert!(
+        after.iter().all(|f| f["change_request"]["state"] == state),
+        "{after:?}"
+    );
+    let merges = git(&draco.repository(), &["rev-list", "--merges", "main"]);
+    assert_eq!(merges.lines().count(), usize::from(won[0] != 1), "{merges}");
+    draco.ok(&["audit", "verify"]);
+}
+
 /// A group's branch with a stale `failed` row (a finding whose proposal
 /// failed when the others were proposed again) beside its open ones: a
 /// close by hand on GitHub must still be read back for the open ones, not
