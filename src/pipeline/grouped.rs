@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 
 use super::{Pipeline, RemediationError};
 use crate::domain::{ChangeRequestState, FindingId, FindingStatus};
-use crate::gitops::OpenedChangeRequest;
 use crate::gitops::config::Grouping;
 use crate::gitops::group::{GroupKey, Member, group_change_request};
-use crate::store::{StoredChangeRequest, StoredFinding};
+use crate::gitops::{GitOpsError, NewChangeRequest, OpenedChangeRequest};
+use crate::redact::Redacted;
+use crate::store::{OutsideChange, StoredChangeRequest, StoredFinding};
 
 use super::OpenedRequest;
 
@@ -140,15 +141,7 @@ impl Pipeline<'_> {
                     plural(joining.len(), "finding"),
                     ids(&joining)
                 );
-                let head = self
-                    .change_requests
-                    .update(&change, &lead.head_commit, &note)
-                    .await?;
-                if head != lead.head_commit {
-                    self.store
-                        .update_change_request(lead.finding_id, &lead.head_commit, &head, now)
-                        .await?;
-                }
+                let head = self.update_live(&change, lead, &note, now).await?;
                 OpenedChangeRequest {
                     branch: branch.clone(),
                     head_commit: head,
@@ -224,16 +217,52 @@ impl Pipeline<'_> {
         let key = GroupKey::of(&first.finding);
         members.sort_by_key(|m| m.id);
         let change = self.publish(&group_change_request(&key, &members))?;
-        let head = self
+        self.update_live(&change, lead, note, now).await?;
+        Ok(members.len())
+    }
+
+    /// Updates the group's open change request (`lead`: one of its rows)
+    /// to `change`, and its rows to the new head. A branch that is not at
+    /// the rows' head (pushed to outside Draco, or Draco's own update whose
+    /// record a crash lost) or is gone fails the rows, as reading it back
+    /// would: the next scan proposes the group again, rather than every
+    /// scan trying to update a head that no longer exists.
+    async fn update_live(
+        &self,
+        change: &Redacted<NewChangeRequest>,
+        lead: &StoredChangeRequest,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, RemediationError> {
+        let backend = self.change_requests.backend();
+        let head = match self
             .change_requests
-            .update(&change, &lead.head_commit, note)
-            .await?;
+            .update(change, &lead.head_commit, note)
+            .await
+        {
+            Ok(head) => head,
+            Err(error) => {
+                let outside = match &error {
+                    GitOpsError::BranchMoved { actual, .. } => Some(OutsideChange::Pushed {
+                        head: actual.clone(),
+                    }),
+                    GitOpsError::NoBranch(_) => Some(OutsideChange::Deleted),
+                    _ => None,
+                };
+                if let Some(outside) = outside {
+                    self.store
+                        .record_outside_change(backend, &lead.branch, None, &outside, backend, now)
+                        .await?;
+                }
+                return Err(error.into());
+            }
+        };
         if head != lead.head_commit {
             self.store
                 .update_change_request(lead.finding_id, &lead.head_commit, &head, now)
                 .await?;
         }
-        Ok(members.len())
+        Ok(head)
     }
 
     /// Withdraws what resolved itself among the findings of the group change

@@ -513,3 +513,62 @@ async fn a_stale_failed_row_does_not_hide_a_close_by_hand_of_its_group() {
         );
     }
 }
+
+/// A crash between the backend's update of a group and the store's record
+/// of it (here: the group's branch is one commit ahead of what the store
+/// says): the group is not stuck. Findings still join it within the next
+/// scans, and no row stays open at a head the branch no longer has.
+#[test]
+fn a_group_whose_branch_moved_past_the_store_is_proposed_again_not_stuck() {
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    add_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    scan(&draco, &fixtures);
+    let found = volumes(&draco);
+    let branch = found[0]["change_request"]["branch"]
+        .as_str()
+        .expect("a branch")
+        .to_owned();
+    // Draco's update reached the branch; the store never heard of it.
+    let repo = draco.repository();
+    let tip = git(&repo, &["rev-parse", &branch]);
+    let commit = git(
+        &repo,
+        &[
+            "-c",
+            "user.name=Draco",
+            "-c",
+            "user.email=draco@localhost",
+            "commit-tree",
+            &format!("{tip}^{{tree}}"),
+            "-p",
+            &tip,
+            "-m",
+            "an update whose record was lost",
+        ],
+    );
+    assert_eq!(commit.len(), 40, "{commit}");
+    git(
+        &repo,
+        &["update-ref", &format!("refs/heads/{branch}"), &commit],
+    );
+    let moved = git(&repo, &["rev-parse", &branch]);
+
+    add_volume(&fixtures, "vol-0c3c3c3c3c3c3c3c3");
+    for _ in 0..3 {
+        scan(&draco, &fixtures);
+    }
+    let after = volumes(&draco);
+    assert_eq!(after.len(), 3);
+    let head = git(&repo, &["rev-parse", &branch]);
+    for f in &after {
+        assert_eq!(f["change_request"]["state"], "open", "{after:?}");
+        assert_eq!(
+            f["change_request"]["head_commit"],
+            head.as_str(),
+            "{after:?}"
+        );
+    }
+    assert_ne!(head, moved);
+}
