@@ -572,3 +572,81 @@ fn a_group_whose_branch_moved_past_the_store_is_proposed_again_not_stuck() {
     }
     assert_ne!(head, moved);
 }
+
+/// `gitops.group` switched from `finding` to `kind-account-region` and back
+/// with change requests open: each finding keeps one change request, new
+/// findings get one of the mode in force, a group left over from the other
+/// mode is still withdrawn when its finding resolves, and nothing crashes.
+#[test]
+fn switching_the_grouping_with_change_requests_open_keeps_one_per_finding() {
+    let scan_as = |draco: &Draco, fixtures: &Path, group: &str| {
+        let out = draco
+            .command()
+            .env("DRACO_SOURCE_KIND", "fixtures")
+            .env("DRACO_SOURCE_FIXTURES_DIR", fixtures)
+            .env("DRACO_GITOPS_GROUP", group)
+            .args(["scan", "--once"])
+            .output()
+            .expect("draco runs");
+        assert!(out.status.success(), "{}", describe(&out));
+    };
+    let branch_of = |f: &Value| {
+        f["change_request"]["branch"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    add_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    scan_as(&draco, &fixtures, "finding");
+    let singles = volumes(&draco);
+    assert_eq!(singles.len(), 2);
+    assert!(
+        singles
+            .iter()
+            .all(|f| !branch_of(f).starts_with("draco/group/"))
+    );
+
+    add_volume(&fixtures, "vol-0b2b2b2b2b2b2b2b2");
+    scan_as(&draco, &fixtures, "kind-account-region");
+    let mixed = volumes(&draco);
+    assert_eq!(mixed.len(), 3);
+    let grouped: Vec<&Value> = mixed
+        .iter()
+        .filter(|f| branch_of(f).starts_with("draco/group/"))
+        .collect();
+    assert_eq!(
+        grouped.len(),
+        1,
+        "only the new volume is grouped: {mixed:?}"
+    );
+    assert_eq!(grouped[0]["resource"], "vol-0b2b2b2b2b2b2b2b2");
+    for (before, now) in singles
+        .iter()
+        .zip(mixed.iter().filter(|f| !grouped.contains(f)))
+    {
+        assert_eq!(before["change_request"], now["change_request"], "untouched");
+    }
+
+    add_volume(&fixtures, "vol-0c3c3c3c3c3c3c3c3");
+    remove_volume(&fixtures, "vol-0b2b2b2b2b2b2b2b2");
+    scan_as(&draco, &fixtures, "finding");
+    let back = volumes(&draco);
+    let c = back
+        .iter()
+        .find(|f| f["resource"] == "vol-0c3c3c3c3c3c3c3c3")
+        .expect("the new volume");
+    assert!(!branch_of(c).starts_with("draco/group/"), "{c}");
+    assert_eq!(c["change_request"]["state"], "open", "{c}");
+    let b = back
+        .iter()
+        .find(|f| f["resource"] == "vol-0b2b2b2b2b2b2b2b2")
+        .expect("the grouped volume");
+    assert_eq!(b["status"], "resolved", "{b}");
+    assert_eq!(b["change_request"]["state"], "closed", "{b}");
+    let branches = git(&draco.repository(), &["branch", "--list", "draco/group/*"]);
+    assert!(branches.is_empty(), "the group is withdrawn: {branches}");
+    draco.ok(&["audit", "verify"]);
+}
