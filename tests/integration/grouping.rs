@@ -650,3 +650,107 @@ fn switching_the_grouping_with_change_requests_open_keeps_one_per_finding() {
     assert!(branches.is_empty(), "the group is withdrawn: {branches}");
     draco.ok(&["audit", "verify"]);
 }
+
+/// A decision on a group in flight (claimed, not yet carried out) is not
+/// undone by a stale `failed` row of the same branch whose finding resolves:
+/// the pull request stays open for the approval to be carried out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_row_resolving_does_not_close_a_group_under_a_decision_in_flight() {
+    use crate::github::{TOKEN, app_on_fixtures};
+    use crate::github_standin::StandIn;
+    use draco::domain::{ChangeRequestState, DecisionRecord};
+    use draco::store::{ChangeRequestStore, DecisionStore, ScanStore};
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(
+        &standin,
+        dir.path(),
+        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
+        |fixtures| {
+            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
+            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
+        },
+    )
+    .await;
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let group: Vec<_> = app
+        .store
+        .change_requests()
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|c| c.branch.starts_with("draco/group/ebs-unattached-"))
+        .collect();
+    assert_eq!(group.len(), 3);
+    let branch = group[0].branch.clone();
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("data").join("draco.db").display()
+    ))
+    .await
+    .expect("db");
+    sqlx::query(
+        "UPDATE change_requests SET state = 'failed', head_commit = 'a-stale-head', failure = 'its proposal failed' WHERE id = ?",
+    )
+    .bind(group[0].id)
+    .execute(&pool)
+    .await
+    .expect("update");
+    pool.close().await;
+    // Ada's approval is claimed; carrying it out is still to come.
+    let decision = DecisionRecord {
+        approve: true,
+        by: "Ada Lovelace".into(),
+        channel: "cli".into(),
+        at: chrono::Utc::now(),
+        reason: None,
+    };
+    assert!(
+        app.store
+            .claim_decision(group[1].id, &group[1].head_commit, &decision)
+            .await
+            .expect("claim")
+    );
+    // The stale row's volume goes away; a scan runs.
+    let stale = app
+        .store
+        .finding(group[0].finding_id)
+        .await
+        .expect("read")
+        .expect("the finding");
+    remove_volume(&dir.path().join("fixtures"), &stale.finding.resource);
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let pull = standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == branch)
+        .expect("the pull request");
+    assert_eq!(pull.state, "open", "closed under Ada's approval");
+    // Ada's approval is carried out, for the two findings she approved.
+    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
+    draco::approve::approve(
+        &app.store,
+        &*app.change_requests,
+        group[1].finding_id,
+        &approver,
+        draco::approve::Channel::Cli,
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("carried out");
+    let after = app
+        .store
+        .change_requests_on_branch("github", &branch)
+        .await
+        .expect("read");
+    let mut states: Vec<_> = after.iter().map(|c| (c.finding_id, c.state)).collect();
+    let mut expected = vec![
+        (group[0].finding_id, ChangeRequestState::Closed),
+        (group[1].finding_id, ChangeRequestState::Merged),
+        (group[2].finding_id, ChangeRequestState::Merged),
+    ];
+    states.sort_by_key(|s| s.0);
+    expected.sort_by_key(|s| s.0);
+    assert_eq!(states, expected);
+}
