@@ -754,3 +754,117 @@ async fn a_stale_row_resolving_does_not_close_a_group_under_a_decision_in_flight
     expected.sort_by_key(|s| s.0);
     assert_eq!(states, expected);
 }
+
+/// Webhook deliveries about a group's pull request move every finding's
+/// row of it and audit each, with who did it: a merge by hand on GitHub
+/// (after Draco's own synchronize, which changes nothing), and a late
+/// delivery about the merged pull request then changes nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
+    use crate::github::{TOKEN, app_on_fixtures, signed};
+    use crate::github_standin::{REPOSITORY, StandIn, pull_number};
+    use draco::domain::ChangeRequestState;
+    use draco::store::{AuditLog, ChangeRequestStore, OutsideChangeKind};
+
+    let standin = StandIn::start(TOKEN).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app_on_fixtures(
+        &standin,
+        dir.path(),
+        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
+        |fixtures| {
+            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
+            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
+        },
+    )
+    .await;
+    let server = draco::server::spawn_with(
+        app.clone(),
+        ([127, 0, 0, 1], 0).into(),
+        draco::server::Limits::default(),
+    )
+    .await
+    .expect("the server binds");
+    let http = reqwest::Client::new();
+    let deliver = |delivery: String, body: Vec<u8>| {
+        let request = http
+            .post(format!("http://{}/webhooks/github", server.addr))
+            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Delivery", delivery)
+            .header("Content-Type", "application/json")
+            .header("X-Hub-Signature-256", signed(&body).expect("signed"))
+            .body(body);
+        async move { request.send().await.expect("the server answers").status() }
+    };
+    app.scan(chrono::Utc::now()).await.expect("scan");
+    let crs = app.store.change_requests().await.expect("read");
+    let mut by_branch: std::collections::BTreeMap<&str, Vec<_>> = Default::default();
+    for c in &crs {
+        by_branch
+            .entry(c.branch.as_str())
+            .or_default()
+            .push(c.clone());
+    }
+    let (branch, rows) = by_branch
+        .into_iter()
+        .max_by_key(|(_, rows)| rows.len())
+        .expect("change requests");
+    assert!(rows.len() >= 2, "a group of several findings: {crs:?}");
+    let lead = &rows[0];
+    let event = |action: &str, head: &str, merged: Option<&str>, sender: &str| {
+        let number = pull_number(&lead.location);
+        serde_json::to_vec(&serde_json::json!({
+            "action": action,
+            "number": number,
+            "pull_request": {
+                "number": number, "state": if action == "closed" { "closed" } else { "open" },
+                "merged": merged.is_some(), "merge_commit_sha": merged,
+                "head": { "ref": branch, "sha": head, "repo": { "full_name": REPOSITORY } },
+                "base": { "ref": "main" },
+            },
+            "repository": { "full_name": REPOSITORY },
+            "sender": { "login": sender },
+        }))
+        .expect("json")
+    };
+    let own = event("synchronize", &lead.head_commit, None, "draco-bot");
+    let merged = event("closed", &lead.head_commit, Some("feedface"), "carol");
+    let late = event("closed", &lead.head_commit, None, "bob");
+    for (i, body) in [own, merged, late].into_iter().enumerate() {
+        assert_eq!(deliver(format!("g-{i}"), body).await, 202);
+    }
+    draco::events::process_pending(&app.store, chrono::Utc::now())
+        .await
+        .expect("process");
+    let after = app
+        .store
+        .change_requests_on_branch("github", branch)
+        .await
+        .expect("read");
+    assert_eq!(after.len(), rows.len());
+    for c in &after {
+        assert_eq!(c.state, ChangeRequestState::Merged, "{c:?}");
+        assert_eq!(c.outside_change, Some(OutsideChangeKind::Merged), "{c:?}");
+        assert_eq!(c.merge_commit.as_deref(), Some("feedface"), "{c:?}");
+    }
+    let events = app.store.audit_events(None).await.expect("audit");
+    let merges: Vec<&str> = events
+        .iter()
+        .filter(|e| e.actor == "github:carol" && e.action == "change_request.outside_merged")
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(
+        merges.len(),
+        rows.len(),
+        "one audit event per finding: {merges:?}"
+    );
+    for c in &rows {
+        assert!(merges.contains(&format!("finding:{}", c.finding_id).as_str()));
+    }
+    assert!(
+        !events.iter().any(|e| e.actor == "github:bob"),
+        "a late close of a merged pull request changes nothing"
+    );
+    draco::audit::verify(&events).expect("chain intact");
+    server.shutdown().await.expect("the server stops");
+}
