@@ -868,3 +868,56 @@ async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
     draco::audit::verify(&events).expect("chain intact");
     server.shutdown().await.expect("the server stops");
 }
+
+/// A finding of an open group changes (its volume grows: a higher severity
+/// and impact): the group's change request is brought up to date in one new
+/// commit, every row moves to it, and the branch holds it.
+#[test]
+fn a_changed_finding_moves_its_whole_group_to_one_new_commit() {
+    let draco = Draco::new();
+    let fixtures = draco.path("fixtures");
+    copy_tree(&demo_fixtures(), &fixtures);
+    add_volume(&fixtures, "vol-0a1a1a1a1a1a1a1a1");
+    scan(&draco, &fixtures);
+    let before = volumes(&draco);
+    assert_eq!(before.len(), 2);
+    let head = before[0]["change_request"]["head_commit"]
+        .as_str()
+        .expect("a head")
+        .to_owned();
+    let branch = before[0]["change_request"]["branch"]
+        .as_str()
+        .expect("a branch")
+        .to_owned();
+    edit_volumes(&fixtures, |volumes| {
+        for v in volumes
+            .iter_mut()
+            .filter(|v| v["VolumeId"] == "vol-0a1a1a1a1a1a1a1a1")
+        {
+            v["Size"] = serde_json::json!(16_000);
+        }
+    });
+    scan(&draco, &fixtures);
+    let after = volumes(&draco);
+    let grown = after
+        .iter()
+        .find(|f| f["resource"] == "vol-0a1a1a1a1a1a1a1a1")
+        .expect("the grown volume");
+    let old = before
+        .iter()
+        .find(|f| f["resource"] == "vol-0a1a1a1a1a1a1a1a1")
+        .expect("the volume");
+    assert_ne!(grown["severity"], old["severity"], "{grown}");
+    let tip = git(&draco.repository(), &["rev-parse", &branch]);
+    assert_ne!(tip, head, "a new commit");
+    for f in &after {
+        assert_eq!(f["change_request"]["state"], "open", "{f}");
+        assert_eq!(f["change_request"]["head_commit"], tip.as_str(), "{f}");
+    }
+    let log = git(
+        &draco.repository(),
+        &["rev-list", &format!("{head}..{branch}")],
+    );
+    assert_eq!(log.lines().count(), 1, "one commit for the group: {log}");
+    draco.ok(&["audit", "verify"]);
+}
