@@ -539,6 +539,12 @@ impl Pipeline<'_> {
     /// its finding, branch and head) to `change`, saying `note` where the
     /// backend can, and records the new head for every finding it covers.
     /// Returns the head, unchanged when the files are the same.
+    ///
+    /// A branch that is not at the recorded head (pushed to outside Draco,
+    /// or Draco's own update whose record a crash lost) or is gone fails the
+    /// change request, as reading it back would: this scan or the next
+    /// proposes it again, rather than every scan trying to update a head
+    /// that no longer exists.
     async fn bring_up_to_date(
         &self,
         change: &Redacted<NewChangeRequest>,
@@ -546,10 +552,29 @@ impl Pipeline<'_> {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<String, RemediationError> {
-        let head = self
+        let head = match self
             .change_requests
             .update(change, &row.head_commit, note)
-            .await?;
+            .await
+        {
+            Ok(head) => head,
+            Err(error) => {
+                let outside = match &error {
+                    GitOpsError::BranchMoved { actual, .. } => Some(OutsideChange::Pushed {
+                        head: actual.clone(),
+                    }),
+                    GitOpsError::NoBranch(_) => Some(OutsideChange::Deleted),
+                    _ => None,
+                };
+                if let Some(outside) = outside {
+                    let backend = self.change_requests.backend();
+                    self.store
+                        .record_outside_change(backend, &row.branch, None, &outside, backend, now)
+                        .await?;
+                }
+                return Err(error.into());
+            }
+        };
         if head != row.head_commit {
             self.store
                 .update_change_request(row.finding_id, &row.head_commit, &head, now)
@@ -571,14 +596,23 @@ impl Pipeline<'_> {
         } else {
             Vec::new()
         };
+        // A grouped change request is one row per finding on one branch,
+        // read back once. A branch with an open row is read back for it:
+        // a `failed` row beside it (a finding whose proposal failed when the
+        // others were proposed again) is at an older head, and reading the
+        // branch back for it would let a close or a push by hand pass unseen.
+        let live: std::collections::HashSet<String> = observed
+            .iter()
+            .filter(|cr| cr.backend == backend && cr.state == ChangeRequestState::Open)
+            .map(|cr| cr.branch.clone())
+            .collect();
         let mut seen = std::collections::HashSet::new();
         for cr in observed {
             let failed = cr.state == ChangeRequestState::Failed;
             if cr.backend != backend || !(cr.state == ChangeRequestState::Open || failed) {
                 continue;
             }
-            // A grouped change request is one row per finding on one branch.
-            if !seen.insert(cr.branch.clone()) {
+            if (failed && live.contains(&cr.branch)) || !seen.insert(cr.branch.clone()) {
                 continue;
             }
             // A failed one matters only if it was merged or closed meanwhile

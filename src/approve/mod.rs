@@ -91,6 +91,17 @@ pub enum ApproveError {
         recorded: String,
         configured: &'static str,
     },
+    /// The change request moved to another commit between reading it and
+    /// claiming the decision (a finding joined or left its group): nothing
+    /// was decided.
+    #[error(
+        "finding {finding}: its change request changed while deciding (from commit {read} to {now}); nothing was decided: review it again, then decide"
+    )]
+    Moved {
+        finding: FindingId,
+        read: String,
+        now: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -156,6 +167,33 @@ fn already_decided(finding_id: FindingId, cr: &StoredChangeRequest) -> ApproveEr
     }
 }
 
+/// Why a claim on `read` (the change request as the decider read it) was
+/// not recorded: somebody decided first, or the change request moved to
+/// another head (a finding joined or left its group) and is to be decided
+/// again on what it holds now.
+async fn lost_claim(
+    store: &dyn DecisionStore,
+    finding_id: FindingId,
+    read: &StoredChangeRequest,
+) -> ApproveError {
+    match change_request(store, finding_id).await {
+        Ok(now)
+            if matches!(
+                now.state,
+                ChangeRequestState::Open | ChangeRequestState::Failed
+            ) =>
+        {
+            ApproveError::Moved {
+                finding: finding_id,
+                read: read.head_commit.clone(),
+                now: now.head_commit,
+            }
+        }
+        Ok(now) => already_decided(finding_id, &now),
+        Err(error) => error,
+    }
+}
+
 /// A decision that was recorded but not carried out is finished by the same
 /// person at once, or by anyone once it is clearly abandoned (its process
 /// died). Otherwise it is still in flight, and a second caller is told it was
@@ -191,10 +229,13 @@ pub async fn approve(
                 at: now,
                 reason: None,
             };
-            if !store.claim_decision(cr.id, &decision).await? {
-                // Somebody decided between our read and our claim.
-                let cr = change_request(store, finding_id).await?;
-                return Err(already_decided(finding_id, &cr));
+            if !store
+                .claim_decision(cr.id, &cr.head_commit, &decision)
+                .await?
+            {
+                // Somebody decided between our read and our claim, or the
+                // change request moved on.
+                return Err(lost_claim(store, finding_id, &cr).await);
             }
             (decision, false)
         }
@@ -287,9 +328,11 @@ pub async fn reject(
                 at: now,
                 reason: Some(reason.to_owned()),
             };
-            if !store.claim_decision(cr.id, &decision).await? {
-                let cr = change_request(store, finding_id).await?;
-                return Err(already_decided(finding_id, &cr));
+            if !store
+                .claim_decision(cr.id, &cr.head_commit, &decision)
+                .await?
+            {
+                return Err(lost_claim(store, finding_id, &cr).await);
             }
             false
         }

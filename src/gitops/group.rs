@@ -89,6 +89,22 @@ const TABLE_ROWS: usize = 50;
 /// one kind mostly share their template's.
 const DISTINCT_TEXTS: usize = 3;
 
+/// Characters of a resource id, a summary and a distinct text shown in the
+/// description at most: they are the cloud's or a model's text, of any
+/// length (an ARN may have 2,048 characters), and fifty rows of them must
+/// stay within GitHub's limit. The full texts are in each finding's folder.
+const RESOURCE_CHARS: usize = 120;
+const SUMMARY_CHARS: usize = 200;
+const TEXT_CHARS: usize = 1_000;
+
+/// `text` cut to at most `max` characters, `…` marking a cut.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+    }
+}
+
 /// The change request over `members` (at least one; in the order given,
 /// which is the order the runner script applies them).
 pub fn group_change_request(key: &GroupKey, members: &[Member]) -> NewChangeRequest {
@@ -252,10 +268,10 @@ fn description(key: &GroupKey, members: &[Member], dir: &str, chart: Option<&str
             md,
             "| {} | {} | {} | {} | {} |",
             member.id,
-            Md(&member.finding.resource),
+            Md(&clip(&member.finding.resource, RESOURCE_CHARS)),
             member.finding.severity,
             money(member.finding.impact_usd_monthly),
-            Md(&member.proposal.summary)
+            Md(&clip(&member.proposal.summary, SUMMARY_CHARS))
         );
     }
     if members.len() > TABLE_ROWS {
@@ -301,9 +317,13 @@ fn distinct(members: &[Member], field: impl Fn(&Proposal) -> &String) -> String 
         .iter()
         .map(|m| field(&m.proposal).as_str())
         .collect();
-    let mut shown: Vec<&str> = texts.iter().take(DISTINCT_TEXTS).copied().collect();
+    let mut shown: Vec<std::borrow::Cow<'_, str>> = texts
+        .iter()
+        .take(DISTINCT_TEXTS)
+        .map(|t| clip(t, TEXT_CHARS))
+        .collect();
     if texts.len() > DISTINCT_TEXTS {
-        shown.push("(and others: see each finding's proposal)");
+        shown.push("(and others: see each finding's proposal)".into());
     }
     shown.join(" ")
 }
@@ -418,5 +438,86 @@ mod tests {
         let request = group_change_request(&key, &members);
         assert!(request.body.len() < 65_536, "{}", request.body.len());
         assert!(request.body.contains("and 1950 more"));
+    }
+
+    #[test]
+    fn hostile_resource_ids_stay_text_in_the_description_and_out_of_the_runner() {
+        let hostile = "vol-1\n<!-- hidden | `x` [a](http://e.vil) $(rm -rf /)\r\n# h";
+        let mut members = vec![
+            member(1, hostile, Format::AwsCli),
+            member(2, "vol-0b", Format::AwsCli),
+        ];
+        members[0].proposal.summary = format!("Delete {hostile}");
+        let key = GroupKey::of(&members[0].finding);
+        let request = group_change_request(&key, &members);
+        assert!(!request.body.contains("<!--"), "{}", request.body);
+        assert!(!request.body.contains("](http"), "{}", request.body);
+        let row = request
+            .body
+            .lines()
+            .find(|l| l.starts_with("| 1 |"))
+            .expect("the hostile finding's row");
+        assert_eq!(
+            row.matches(" | ").count(),
+            4,
+            "one row of five cells: {row}"
+        );
+        let runner = &request
+            .files
+            .iter()
+            .find(|f| {
+                f.path
+                    .ends_with(&format!("{}/remediation.sh", branch_tail(&key.branch())))
+            })
+            .expect("the runner")
+            .contents;
+        let fixed: Vec<&str> = runner
+            .lines()
+            .filter(|l| !l.starts_with("bash \"$here/"))
+            .collect();
+        assert_eq!(fixed.len(), 5, "{runner}");
+        for line in runner.lines().filter(|l| l.starts_with("bash ")) {
+            let dir = line
+                .strip_prefix("bash \"$here/")
+                .and_then(|l| l.strip_suffix("/remediation.sh\""))
+                .expect("Draco's line");
+            assert!(
+                dir.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                "{line}"
+            );
+        }
+        assert!(
+            !runner.contains("rm -rf") && !runner.contains("vol-1"),
+            "{runner}"
+        );
+    }
+
+    #[test]
+    fn long_resource_ids_and_summaries_keep_the_description_within_githubs_limit() {
+        // A resource id is the cloud's text (an ARN may be 2,048 characters)
+        // and a summary may be a model's: fifty table rows of them must not
+        // push the description past what GitHub accepts.
+        let members: Vec<Member> = (0..60)
+            .map(|i| {
+                let long = format!(
+                    "arn:aws:iam::123456789012:role/{i:04}/{}",
+                    "p_".repeat(1_000)
+                );
+                let mut m = member(i, &long, Format::AwsCli);
+                m.proposal.summary = format!("Delete `{long}` |{}", "*".repeat(1_000));
+                m.proposal.changes = format!("{i}{}", "x".repeat(5_000));
+                m.proposal.blast_radius = format!("{i}{}", "y".repeat(5_000));
+                m
+            })
+            .collect();
+        let key = GroupKey::of(&members[0].finding);
+        let request = group_change_request(&key, &members);
+        assert!(
+            request.body.chars().count() < 65_536,
+            "{} characters",
+            request.body.chars().count()
+        );
+        assert!(request.body.contains("and 10 more"));
     }
 }

@@ -246,9 +246,15 @@ impl Pipeline<'_> {
                 ids(&leaving)
             );
             self.refresh_group(branch, &note, now).await?;
-        } else if !staying(ChangeRequestState::Failed) {
+        } else if !staying(ChangeRequestState::Failed)
+            && !staying(ChangeRequestState::Approved)
+            && !staying(ChangeRequestState::Rejected)
+        {
             // A failed group with findings left is proposed again from
-            // scratch by this scan; with none left, it is closed.
+            // scratch by this scan; with none left, it is closed. One whose
+            // other findings' decision is being carried out (approved or
+            // rejected, not yet merged or closed) is left to that decision:
+            // closing it would undo a human's approval.
             let note = "Draco no longer sees these problems: every finding of this change request resolved itself, so it is closed without merging.";
             self.change_requests.withdraw(branch, note).await?;
         }

@@ -27,11 +27,15 @@ pub trait DecisionStore: Send + Sync {
     /// re-reads after losing a claim).
     async fn decision_subject(&self, finding: FindingId) -> Result<DecisionSubject, StoreError>;
     /// Records a decision if, and only if, the change request is still open
-    /// (or `failed`: a failed one may be decided again).
-    /// Returns `false` when somebody decided first: decisions are single-use.
+    /// (or `failed`: a failed one may be decided again) and still at
+    /// `head_commit`, the head the decider read: a decision is on that
+    /// commit, never on one a finding joining or leaving the group made
+    /// since. Returns `false` when somebody decided first (decisions are
+    /// single-use) or the change request moved on.
     async fn claim_decision(
         &self,
         change_request_id: ChangeRequestId,
+        head_commit: &str,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError>;
     /// Marks the change request `failed` with why (audited) and puts its

@@ -286,7 +286,12 @@ async fn a_resumed_approval_records_its_own_merge_commit() {
         at: Utc::now(),
         reason: None,
     };
-    assert!(store.claim_decision(cr.id, &decision).await.unwrap());
+    assert!(
+        store
+            .claim_decision(cr.id, &cr.head_commit, &decision)
+            .await
+            .unwrap()
+    );
     store.close().await;
     let out = draco.run(&["approve", &first.to_string(), "--as", "Ada"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -350,7 +355,12 @@ async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned()
             at,
             reason: None,
         };
-        assert!(store.claim_decision(cr.id, &decision).await.expect("claim"));
+        assert!(
+            store
+                .claim_decision(cr.id, &cr.head_commit, &decision)
+                .await
+                .expect("claim")
+        );
     }
     store.close().await;
 

@@ -35,6 +35,7 @@ impl DecisionStore for SqliteStore {
     async fn claim_decision(
         &self,
         change_request_id: ChangeRequestId,
+        head_commit: &str,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_immediate().await?;
@@ -45,10 +46,13 @@ impl DecisionStore for SqliteStore {
         };
         // One decision covers every finding of the change request (one row
         // each, on one branch at one head), and all of them or none: the
-        // claim is single-use for the whole change request.
+        // claim is single-use for the whole change request. It is bound to
+        // the head the decider read: a group's change request moves to a new
+        // head when a finding joins or leaves it, and the rows at that head
+        // are not what was decided on.
         let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
-             WHERE {SAME_CHANGE_REQUEST} AND state IN ('open', 'failed')
+             WHERE {SAME_CHANGE_REQUEST} AND head_commit = ? AND state IN ('open', 'failed')
                AND EXISTS (SELECT 1 FROM change_requests c WHERE c.id = ? AND c.state IN ('open', 'failed'))
              RETURNING id, finding_id",
         )))
@@ -58,6 +62,7 @@ impl DecisionStore for SqliteStore {
         .bind(timestamp(decision.at))
         .bind(decision.reason.clone())
         .bind(change_request_id)
+        .bind(head_commit.to_owned())
         .bind(change_request_id)
         .fetch_all(&mut *tx)
         .await?;
