@@ -71,6 +71,58 @@ fn runner(draco: &Draco, branch: &str) -> String {
     )
 }
 
+/// The application on the demo fixtures plus two unattached volumes beside
+/// the demo's one (three findings of one group), grouping on, GitHub on
+/// `standin`.
+async fn grouped_app(
+    standin: &crate::github_standin::StandIn,
+    dir: &Path,
+) -> std::sync::Arc<draco::compose::App> {
+    crate::github::app_on_fixtures(
+        standin,
+        dir,
+        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
+        |fixtures| {
+            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
+            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
+        },
+    )
+    .await
+}
+
+/// The rows of the unattached volumes' group: three.
+async fn volume_group(app: &draco::compose::App) -> Vec<draco::store::StoredChangeRequest> {
+    use draco::store::ChangeRequestStore;
+    let group: Vec<_> = app
+        .store
+        .change_requests()
+        .await
+        .expect("read")
+        .into_iter()
+        .filter(|c| c.branch.starts_with("draco/group/ebs-unattached-"))
+        .collect();
+    assert_eq!(group.len(), 3, "{group:?}");
+    group
+}
+
+/// Leaves change request row `id` failed at a head its branch never had.
+async fn fail_at_a_stale_head(dir: &Path, id: draco::domain::ChangeRequestId) {
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.join("data").join("draco.db").display()
+    ))
+    .await
+    .expect("db");
+    sqlx::query(
+        "UPDATE change_requests SET state = 'failed', head_commit = 'a-stale-head', failure = 'its proposal failed' WHERE id = ?",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .expect("update");
+    pool.close().await;
+}
+
 #[test]
 fn findings_of_one_kind_account_and_region_share_one_change_request_and_one_approval() {
     let draco = Draco::new();
@@ -193,23 +245,14 @@ fn findings_of_one_kind_account_and_region_share_one_change_request_and_one_appr
 /// commit approved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_github_a_group_is_one_pull_request_and_one_merge() {
-    use crate::github::{TOKEN, app_on_fixtures, count};
+    use crate::github::{TOKEN, count};
     use crate::github_standin::StandIn;
     use draco::domain::ChangeRequestState;
     use draco::store::ChangeRequestStore;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_on_fixtures(
-        &standin,
-        dir.path(),
-        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
-        |fixtures| {
-            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
-            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
-        },
-    )
-    .await;
+    let app = grouped_app(&standin, dir.path()).await;
     app.scan(chrono::Utc::now()).await.expect("scan");
     let crs = app.store.change_requests().await.expect("read");
     let group: Vec<_> = crs
@@ -448,50 +491,20 @@ fn concurrent_decisions_through_two_findings_of_a_group_decide_it_once() {
 /// skipped because the stale row came first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_failed_row_does_not_hide_a_close_by_hand_of_its_group() {
-    use crate::github::{TOKEN, app_on_fixtures};
+    use crate::github::TOKEN;
     use crate::github_standin::StandIn;
     use draco::domain::ChangeRequestState;
     use draco::store::ChangeRequestStore;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_on_fixtures(
-        &standin,
-        dir.path(),
-        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
-        |fixtures| {
-            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
-            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
-        },
-    )
-    .await;
+    let app = grouped_app(&standin, dir.path()).await;
     app.scan(chrono::Utc::now()).await.expect("scan");
-    let group: Vec<_> = app
-        .store
-        .change_requests()
-        .await
-        .expect("read")
-        .into_iter()
-        .filter(|c| c.branch.starts_with("draco/group/ebs-unattached-"))
-        .collect();
-    assert_eq!(group.len(), 3);
+    let group = volume_group(&app).await;
     let branch = group[0].branch.clone();
     // The first row is left failed at an earlier head, as when its finding's
     // proposal failed while the others were proposed again.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("data").join("draco.db").display()
-    ))
-    .await
-    .expect("db");
-    sqlx::query(
-        "UPDATE change_requests SET state = 'failed', head_commit = 'a-stale-head', failure = 'its proposal failed' WHERE id = ?",
-    )
-    .bind(group[0].id)
-    .execute(&pool)
-    .await
-    .expect("update");
-    pool.close().await;
+    fail_at_a_stale_head(dir.path(), group[0].id).await;
 
     standin.close_by_hand(&branch, false);
     app.scan(chrono::Utc::now()).await.expect("scan");
@@ -656,48 +669,18 @@ fn switching_the_grouping_with_change_requests_open_keeps_one_per_finding() {
 /// the pull request stays open for the approval to be carried out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_row_resolving_does_not_close_a_group_under_a_decision_in_flight() {
-    use crate::github::{TOKEN, app_on_fixtures};
+    use crate::github::TOKEN;
     use crate::github_standin::StandIn;
     use draco::domain::{ChangeRequestState, DecisionRecord};
     use draco::store::{ChangeRequestStore, DecisionStore, ScanStore};
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_on_fixtures(
-        &standin,
-        dir.path(),
-        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
-        |fixtures| {
-            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
-            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
-        },
-    )
-    .await;
+    let app = grouped_app(&standin, dir.path()).await;
     app.scan(chrono::Utc::now()).await.expect("scan");
-    let group: Vec<_> = app
-        .store
-        .change_requests()
-        .await
-        .expect("read")
-        .into_iter()
-        .filter(|c| c.branch.starts_with("draco/group/ebs-unattached-"))
-        .collect();
-    assert_eq!(group.len(), 3);
+    let group = volume_group(&app).await;
     let branch = group[0].branch.clone();
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("data").join("draco.db").display()
-    ))
-    .await
-    .expect("db");
-    sqlx::query(
-        "UPDATE change_requests SET state = 'failed', head_commit = 'a-stale-head', failure = 'its proposal failed' WHERE id = ?",
-    )
-    .bind(group[0].id)
-    .execute(&pool)
-    .await
-    .expect("update");
-    pool.close().await;
+    fail_at_a_stale_head(dir.path(), group[0].id).await;
     // Ada's approval is claimed; carrying it out is still to come.
     let decision = DecisionRecord {
         approve: true,
@@ -761,23 +744,14 @@ async fn a_stale_row_resolving_does_not_close_a_group_under_a_decision_in_flight
 /// delivery about the merged pull request then changes nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
-    use crate::github::{TOKEN, app_on_fixtures, signed};
+    use crate::github::{TOKEN, signed};
     use crate::github_standin::{REPOSITORY, StandIn, pull_number};
     use draco::domain::ChangeRequestState;
     use draco::store::{AuditLog, ChangeRequestStore, OutsideChangeKind};
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = app_on_fixtures(
-        &standin,
-        dir.path(),
-        &[("DRACO_GITOPS_GROUP", "kind-account-region")],
-        |fixtures| {
-            add_volume(fixtures, "vol-0a1a1a1a1a1a1a1a1");
-            add_volume(fixtures, "vol-0b2b2b2b2b2b2b2b2");
-        },
-    )
-    .await;
+    let app = grouped_app(&standin, dir.path()).await;
     let server = draco::server::spawn_with(
         app.clone(),
         ([127, 0, 0, 1], 0).into(),
