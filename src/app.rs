@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
 use crate::advice::ModelChoice;
-use crate::approve::{self, ApproveError, Approver, Channel};
+use crate::approve::{self, ApproveError, Approver, Verdict, VoteResult};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,
 };
@@ -66,6 +66,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             return match e {
                 ApproveError::UnknownFinding(_)
                 | ApproveError::InvalidApprover(_)
+                | ApproveError::UnknownApprover(_)
                 | ApproveError::MissingReason => EXIT_USAGE,
                 _ => EXIT_RUNTIME,
             };
@@ -191,50 +192,71 @@ pub async fn run(cli: Cli) -> Result<()> {
             let approver = Approver::parse(&args.approver)?;
             let store = ctx.open_existing_store().await?;
             let git = ctx.open_repository().await?;
-            let outcome = approve::approve(
+            let config = &ctx.loaded.config;
+            let result = approve::decide_from_cli(
                 &store,
                 git.as_ref(),
+                &config::directory(config),
+                &config.approval.quorum,
                 args.id,
                 &approver,
-                Channel::Cli,
+                Verdict::Approve,
+                None,
                 Utc::now(),
             )
             .await?;
-            let cr = &outcome.change_request;
-            let resumed = if outcome.resumed {
-                " (completing an approval recorded earlier)"
-            } else {
-                ""
-            };
-            outln!(
-                "Approved finding {} by {}{resumed}: merged {} into main as {}.",
-                args.id,
-                cr.decided_by.as_deref().unwrap_or("?"),
-                cr.branch,
-                outcome.merge_commit.as_deref().unwrap_or("?")
-            );
+            match result {
+                VoteResult::Counted { have, need } => outln!(
+                    "Approval of finding {} by {approver} counted ({have} of {need} distinct approvers); nothing is merged until {need} have approved this commit.",
+                    args.id
+                ),
+                VoteResult::AlreadyCounted { have, need } => outln!(
+                    "{approver} already approved finding {}'s change at this commit ({have} of {need} distinct approvers).",
+                    args.id
+                ),
+                VoteResult::Decided(outcome) => {
+                    let cr = &outcome.change_request;
+                    let resumed = if outcome.resumed {
+                        " (completing an approval recorded earlier)"
+                    } else {
+                        ""
+                    };
+                    outln!(
+                        "Approved finding {} by {}{resumed}: merged {} into main as {}.",
+                        args.id,
+                        cr.decided_by.as_deref().unwrap_or("?"),
+                        cr.branch,
+                        outcome.merge_commit.as_deref().unwrap_or("?")
+                    );
+                }
+            }
             Ok(())
         }
         Command::Reject(args) => {
             let approver = Approver::parse(&args.approver)?;
             let store = ctx.open_existing_store().await?;
             let git = ctx.open_repository().await?;
-            let outcome = approve::reject(
+            let config = &ctx.loaded.config;
+            let result = approve::decide_from_cli(
                 &store,
                 git.as_ref(),
+                &config::directory(config),
+                &config.approval.quorum,
                 args.id,
                 &approver,
-                &args.reason,
-                Channel::Cli,
+                Verdict::Reject,
+                Some(&args.reason),
                 Utc::now(),
             )
             .await?;
-            outln!(
-                "Rejected finding {} by {}: closed {} without merging.",
-                args.id,
-                outcome.change_request.decided_by.as_deref().unwrap_or("?"),
-                outcome.change_request.branch
-            );
+            if let VoteResult::Decided(outcome) = result {
+                outln!(
+                    "Rejected finding {} by {}: closed {} without merging.",
+                    args.id,
+                    outcome.change_request.decided_by.as_deref().unwrap_or("?"),
+                    outcome.change_request.branch
+                );
+            }
             Ok(())
         }
         Command::Config(ConfigCommand::Check { online }) => {

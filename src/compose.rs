@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::advice::Advisors;
+use crate::approve::secrets::{self as approval_secrets, ApprovalKey};
+use crate::channels::email::Mailer;
+use crate::channels::twilio::{self, TwilioClient};
 use crate::config::{ConfigError, Loaded};
 use crate::exposition;
 use crate::gitops::config::{Backend, parse_repository};
@@ -21,9 +24,12 @@ use crate::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
 use crate::gitops::github::backend::GitHubChangeRequests;
 use crate::gitops::local::LocalGit;
 use crate::gitops::{ChangeRequests, GitOpsError};
+use crate::notify::inbound::{self, Deciding, LinkPage};
+use crate::notify::{self, Notifier};
 use crate::pipeline::{Pipeline, PipelineError, ScanReport};
 use crate::redact::{PiiKind, Redactor};
 use crate::remediate::templates::{Catalog, CatalogError};
+use crate::server::approvals::{Approvals, SmsReceiver};
 use crate::server::webhooks::{GitHubReceiver, Webhooks};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
@@ -59,6 +65,12 @@ pub enum ComposeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     GitHub(GitOpsError),
+    #[error(transparent)]
+    ApprovalKey(#[from] approval_secrets::SecretsError),
+    #[error("the SMS channel cannot start: {0}")]
+    Twilio(#[from] twilio::TwilioError),
+    #[error("the e-mail channel cannot start: {0}")]
+    Email(#[from] crate::channels::email::EmailError),
 }
 
 /// A source that serves both cost and posture (both of ours do).
@@ -97,6 +109,10 @@ pub struct App {
     pub github_receiver: Option<GitHubReceiver>,
     /// Woken when a webhook delivery was stored, so it is processed at once.
     pub deliveries_waiting: tokio::sync::Notify,
+    /// Who is asked to approve, on which channels, with which key.
+    pub notifier: Notifier,
+    /// Set when the SMS channel is on: what `POST /webhooks/twilio` checks.
+    pub sms_receiver: Option<SmsReceiver>,
 }
 
 impl App {
@@ -123,6 +139,8 @@ impl App {
         let advisors = Advisors::with_store_budget(catalog, &loaded, store.clone())?;
         let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
         let github_receiver = github_receiver(&loaded);
+        let notifier = notifier(&loaded, &data_dir)?;
+        let sms_receiver = sms_receiver(&loaded);
         Ok(Arc::new(Self {
             loaded,
             data_dir,
@@ -133,7 +151,33 @@ impl App {
             source,
             github_receiver,
             deliveries_waiting: tokio::sync::Notify::new(),
+            notifier,
+            sms_receiver,
         }))
+    }
+
+    /// Asks approvers about every change request waiting for them (after a
+    /// scan, and on the daemon's schedule). A failure is logged: asking
+    /// again later is always safe (asks are recorded once).
+    pub async fn ask_approvers(&self, now: DateTime<Utc>) {
+        match notify::ask_pending(&self.store, &self.notifier, now).await {
+            Ok(report) if report.sent + report.held + report.failed > 0 => tracing::info!(
+                sent = report.sent,
+                held = report.held,
+                failed = report.failed,
+                "approvers asked"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "cannot ask approvers; retrying later"),
+        }
+    }
+
+    fn deciding(&self) -> Deciding<'_> {
+        Deciding {
+            store: &self.store,
+            change_requests: self.change_requests.as_ref(),
+            notifier: &self.notifier,
+        }
     }
 
     /// The kinds kept out of change requests: the GitHub policy, or none
@@ -176,6 +220,9 @@ impl App {
             store: &self.store,
         };
         let result = pipeline.scan(now).await;
+        if result.is_ok() {
+            self.ask_approvers(now).await;
+        }
         let status = match &result {
             Ok(report) => report.status.as_str(),
             Err(_) => "failed",
@@ -304,6 +351,101 @@ fn github_receiver(loaded: &Loaded) -> Option<GitHubReceiver> {
         secret: loaded.secrets.github_webhook_secret.as_ref()?.value.clone(),
         repository: gitops.github.repository.clone()?,
     })
+}
+
+/// The approval channels that are set up: SMS (Twilio) and mail, the key
+/// codes and links are digested under (created in the data dir), the
+/// directory and the policy.
+fn notifier(loaded: &Loaded, data_dir: &Path) -> Result<Notifier, ComposeError> {
+    let config = &loaded.config;
+    let key = ApprovalKey::load_or_create(&data_dir.join(approval_secrets::KEY_FILE))?;
+    let twilio = match (
+        &loaded.secrets.twilio_auth_token,
+        config.twilio.is_configured(),
+    ) {
+        (Some(token), true) => Some(TwilioClient::new(&config.twilio, token.value.clone())?),
+        _ => None,
+    };
+    let mailer = if config.email.is_configured() {
+        let secret = match config.email.transport {
+            Some(crate::channels::email::Transport::Sendgrid) => &loaded.secrets.sendgrid_api_key,
+            _ => &loaded.secrets.smtp_password,
+        };
+        Some(Mailer::new(
+            &config.email,
+            secret.as_ref().map(|s| s.value.clone()),
+        )?)
+    } else {
+        None
+    };
+    Ok(Notifier {
+        twilio,
+        mailer,
+        key,
+        public_url: config
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned()),
+        policy: config.approval.clone(),
+        directory: crate::config::directory(config),
+        redactor: Redactor::new(&config.redact.person_tag_keys),
+        publish_redact: config.gitops.github.publish_redact.clone(),
+    })
+}
+
+/// The SMS webhook's settings when Twilio is configured (validated: it has
+/// its auth token and the public URL).
+fn sms_receiver(loaded: &Loaded) -> Option<SmsReceiver> {
+    let config = &loaded.config;
+    if !config.twilio.is_configured() {
+        return None;
+    }
+    Some(SmsReceiver {
+        auth_token: loaded.secrets.twilio_auth_token.as_ref()?.value.clone(),
+        url: format!(
+            "{}{}",
+            config.server.public_url.as_ref()?.trim_end_matches('/'),
+            twilio::WEBHOOK_PATH
+        ),
+    })
+}
+
+#[async_trait::async_trait]
+impl Approvals for App {
+    fn sms_receiver(&self) -> Option<&SmsReceiver> {
+        self.sms_receiver.as_ref()
+    }
+    fn links_enabled(&self) -> bool {
+        self.notifier.mailer.is_some() && self.notifier.public_url.is_some()
+    }
+    fn public_url_is_https(&self) -> bool {
+        self.notifier
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+    async fn sms_reply(
+        &self,
+        from: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        inbound::sms(&self.deciding(), from, body, now).await
+    }
+    async fn link_page(&self, token: &str, now: DateTime<Utc>) -> Result<LinkPage, StoreError> {
+        inbound::link_page(&self.deciding(), token, now).await
+    }
+    async fn link_decide(
+        &self,
+        token: &str,
+        form_token: &str,
+        cookie: Option<&str>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(u16, String), StoreError> {
+        inbound::link_decide(&self.deciding(), token, form_token, cookie, reason, now).await
+    }
 }
 
 impl Webhooks for App {

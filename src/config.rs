@@ -13,6 +13,10 @@ use std::str::FromStr;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::approvers::policy::{ApprovalConfig, NotifyChannel};
+use crate::approvers::{ApproverEntry, Directory};
+use crate::channels::email::{EmailConfig, Transport};
+use crate::channels::twilio::TwilioConfig;
 use crate::detect::DetectConfig;
 use crate::domain::AccountId;
 use crate::gitops::config::{Backend, GitOpsConfig};
@@ -36,6 +40,12 @@ pub struct Config {
     pub server: ServerConfig,
     pub scan: ScanConfig,
     pub gitops: GitOpsConfig,
+    /// Who may approve (`[[approvers]]`), checked into a [`Directory`] at load.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<ApproverEntry>,
+    pub approval: ApprovalConfig,
+    pub twilio: TwilioConfig,
+    pub email: EmailConfig,
 }
 
 /// How scans share one database.
@@ -69,6 +79,10 @@ impl Default for Config {
             server: ServerConfig::default(),
             scan: ScanConfig::default(),
             gitops: GitOpsConfig::default(),
+            approvers: Vec::new(),
+            approval: ApprovalConfig::default(),
+            twilio: TwilioConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -278,6 +292,13 @@ pub struct Secrets {
     /// The secret GitHub signs webhook deliveries with:
     /// `DRACO_GITHUB_WEBHOOK_SECRET` / `gitops.github.webhook_secret_file`.
     pub github_webhook_secret: Option<Secret>,
+    /// Twilio's auth token (sends SMS, signs inbound ones):
+    /// `DRACO_TWILIO_AUTH_TOKEN` / `twilio.auth_token_file`.
+    pub twilio_auth_token: Option<Secret>,
+    /// `DRACO_SMTP_PASSWORD` / `email.smtp.password_file`.
+    pub smtp_password: Option<Secret>,
+    /// `DRACO_SENDGRID_API_KEY` / `email.sendgrid.api_key_file`.
+    pub sendgrid_api_key: Option<Secret>,
 }
 
 impl Secrets {
@@ -297,6 +318,9 @@ impl Secrets {
                 "gitops.github.webhook_secret",
                 origin(&self.github_webhook_secret),
             ),
+            ("twilio.auth_token", origin(&self.twilio_auth_token)),
+            ("email.smtp.password", origin(&self.smtp_password)),
+            ("email.sendgrid.api_key", origin(&self.sendgrid_api_key)),
         ]
     }
 }
@@ -332,11 +356,14 @@ pub fn process_environment() -> Result<HashMap<String, String>, ConfigError> {
 }
 
 /// Environment variables that hold secrets.
-pub const SECRET_VARIABLES: [&str; 4] = [
+pub const SECRET_VARIABLES: [&str; 7] = [
     "DRACO_LLM_API_KEY",
     "DRACO_GITHUB_TOKEN",
     "DRACO_GITHUB_APP_PRIVATE_KEY",
     "DRACO_GITHUB_WEBHOOK_SECRET",
+    "DRACO_TWILIO_AUTH_TOKEN",
+    "DRACO_SMTP_PASSWORD",
+    "DRACO_SENDGRID_API_KEY",
 ];
 /// Keys that may hold secrets; refused in the file.
 const SECRET_LOOKING_KEYS: [&str; 9] = [
@@ -351,8 +378,20 @@ const SECRET_LOOKING_KEYS: [&str; 9] = [
     "webhook_secret",
 ];
 /// Where each secret-looking key in the file should go instead.
-const SECRET_HINTS: [(&str, &str); 4] = [
+const SECRET_HINTS: [(&str, &str); 7] = [
     ("llm.", "DRACO_LLM_API_KEY or `llm.api_key_file`"),
+    (
+        "twilio.",
+        "DRACO_TWILIO_AUTH_TOKEN or `twilio.auth_token_file`",
+    ),
+    (
+        "email.smtp.",
+        "DRACO_SMTP_PASSWORD or `email.smtp.password_file`",
+    ),
+    (
+        "email.sendgrid.",
+        "DRACO_SENDGRID_API_KEY or `email.sendgrid.api_key_file`",
+    ),
     (
         "gitops.github.app_private_key",
         "DRACO_GITHUB_APP_PRIVATE_KEY or `gitops.github.app_private_key_file`",
@@ -364,7 +403,17 @@ const SECRET_HINTS: [(&str, &str); 4] = [
     ("gitops.", "DRACO_GITHUB_TOKEN (a fine-grained token)"),
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 15] = [
+const OPTIONAL_KEYS: [(&str, Kind); 25] = [
+    ("twilio.account_sid", Kind::String),
+    ("twilio.from", Kind::String),
+    ("twilio.messaging_service_sid", Kind::String),
+    ("twilio.auth_token_file", Kind::String),
+    ("email.transport", Kind::String),
+    ("email.from", Kind::String),
+    ("email.smtp.host", Kind::String),
+    ("email.smtp.username", Kind::String),
+    ("email.smtp.password_file", Kind::String),
+    ("email.sendgrid.api_key_file", Kind::String),
     ("server.public_url", Kind::String),
     ("server.health_listen", Kind::String),
     ("data_dir", Kind::String),
@@ -486,6 +535,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
     validate(&config)?;
     let secrets = load_secrets(&config, env)?;
     validate_gitops(&config.gitops, &secrets)?;
+    validate_approval(&config, &secrets)?;
     Ok(Loaded {
         config,
         secrets,
@@ -530,6 +580,8 @@ fn env_keys() -> BTreeMap<String, (String, Kind)> {
     if let Ok(toml::Value::Table(defaults)) = toml::Value::try_from(Config::default()) {
         flatten(&defaults, "", &mut keys);
     }
+    // The directory is a list of tables: it lives in the file only.
+    keys.remove("DRACO_APPROVERS");
     for (path, kind) in OPTIONAL_KEYS {
         if path != "data_dir" {
             keys.insert(env_name(path), (path.to_owned(), kind));
@@ -951,7 +1003,110 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
             github.webhook_secret_file.as_deref(),
             env,
         )?,
+        twilio_auth_token: secret(
+            "twilio.auth_token",
+            "DRACO_TWILIO_AUTH_TOKEN",
+            config.twilio.auth_token_file.as_deref(),
+            env,
+        )?,
+        smtp_password: secret(
+            "email.smtp.password",
+            "DRACO_SMTP_PASSWORD",
+            config.email.smtp.password_file.as_deref(),
+            env,
+        )?,
+        sendgrid_api_key: secret(
+            "email.sendgrid.api_key",
+            "DRACO_SENDGRID_API_KEY",
+            config.email.sendgrid.api_key_file.as_deref(),
+            env,
+        )?,
     })
+}
+
+/// The approver directory as loaded (checked: no duplicate or malformed
+/// entry).
+pub fn directory(config: &Config) -> Directory {
+    Directory::new(config.approvers.clone()).unwrap_or_default()
+}
+
+/// `[[approvers]]`, `[approval]`, `[twilio]` and `[email]`, together: every
+/// channel `approval.notify` names must be set up with its secret and the
+/// public URL its links and webhooks use, and every severity's quorum must
+/// be reachable with the approvers allowed to decide it.
+fn validate_approval(config: &Config, secrets: &Secrets) -> Result<(), ConfigError> {
+    let bad = |key: &str, message: String| ConfigError::Value {
+        key: key.to_owned(),
+        message,
+    };
+    let directory = Directory::new(config.approvers.clone())
+        .map_err(|(i, message)| bad(&format!("approvers[{i}]"), message))?;
+    let approval = &config.approval;
+    approval.check().map_err(|(key, m)| bad(key, m))?;
+    config.twilio.check().map_err(|(key, m)| bad(key, m))?;
+    config.email.check().map_err(|(key, m)| bad(key, m))?;
+    if !directory.is_empty() {
+        for severity in crate::domain::Severity::ALL_DESCENDING {
+            let need = approval.quorum.for_severity(severity);
+            let allowed = directory.for_severity(severity).count();
+            if (allowed as u32) < need {
+                return Err(bad(
+                    "approval.quorum",
+                    format!(
+                        "a {severity} change needs {need} distinct approvers but only {allowed} in [[approvers]] may decide one: it could never be approved"
+                    ),
+                ));
+            }
+        }
+    }
+    let needs_public_url = !approval.notify.is_empty() || config.twilio.is_configured();
+    if needs_public_url && config.server.public_url.is_none() {
+        return Err(bad(
+            "server.public_url",
+            "approval messages link to Draco and Twilio posts replies to it: set the URL people and providers reach this server at".into(),
+        ));
+    }
+    if config.twilio.is_configured() && secrets.twilio_auth_token.is_none() {
+        return Err(bad(
+            "twilio",
+            "the SMS channel refuses to start without Twilio's auth token (it signs every inbound message): set DRACO_TWILIO_AUTH_TOKEN or twilio.auth_token_file".into(),
+        ));
+    }
+    for channel in &approval.notify {
+        match channel {
+            NotifyChannel::Sms if !config.twilio.is_configured() => {
+                return Err(bad(
+                    "approval.notify",
+                    "\"sms\" needs [twilio] (account_sid, from or messaging_service_sid, and the auth token)".into(),
+                ));
+            }
+            NotifyChannel::Email if !config.email.is_configured() => {
+                return Err(bad(
+                    "approval.notify",
+                    "\"email\" needs [email] (transport, from, and the SMTP server or SendGrid)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if config.email.transport == Some(Transport::Sendgrid) && secrets.sendgrid_api_key.is_none() {
+        return Err(bad(
+            "email.sendgrid",
+            "SendGrid needs an API key: set DRACO_SENDGRID_API_KEY or email.sendgrid.api_key_file"
+                .into(),
+        ));
+    }
+    if config.email.transport == Some(Transport::Smtp)
+        && config.email.smtp.username.is_some()
+        && secrets.smtp_password.is_none()
+    {
+        return Err(bad(
+            "email.smtp",
+            "email.smtp.username is set but no password: set DRACO_SMTP_PASSWORD or email.smtp.password_file".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Shortest webhook secret accepted, in characters.

@@ -8,8 +8,10 @@
 pub mod advice;
 pub mod app;
 pub mod approve;
+pub mod approvers;
 pub mod audit;
 pub mod bench;
+pub mod channels;
 pub mod chart;
 pub mod cli;
 pub mod compose;
@@ -21,6 +23,7 @@ pub mod endpoint;
 pub mod events;
 pub mod exposition;
 pub mod gitops;
+pub mod notify;
 pub mod pipeline;
 pub mod redact;
 pub mod remediate;

@@ -489,8 +489,7 @@ impl Pipeline<'_> {
             ) else {
                 continue;
             };
-            if cr.state != ChangeRequestState::Open || cr.backend != self.change_requests.backend()
-            {
+            if !cr.state.is_pending() || cr.backend != self.change_requests.backend() {
                 continue;
             }
             let grouped = is_group_branch(&cr.branch);
@@ -603,13 +602,13 @@ impl Pipeline<'_> {
         // branch back for it would let a close or a push by hand pass unseen.
         let live: std::collections::HashSet<String> = observed
             .iter()
-            .filter(|cr| cr.backend == backend && cr.state == ChangeRequestState::Open)
+            .filter(|cr| cr.backend == backend && cr.state.is_pending())
             .map(|cr| cr.branch.clone())
             .collect();
         let mut seen = std::collections::HashSet::new();
         for cr in observed {
             let failed = cr.state == ChangeRequestState::Failed;
-            if cr.backend != backend || !(cr.state == ChangeRequestState::Open || failed) {
+            if cr.backend != backend || !(cr.state.is_pending() || failed) {
                 continue;
             }
             if (failed && live.contains(&cr.branch)) || !seen.insert(cr.branch.clone()) {

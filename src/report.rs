@@ -60,6 +60,9 @@ pub fn finding_json(
             // Covers every finding of this kind, account and region
             // (`gitops.group`): a decision on it decides them all.
             "grouped": crate::gitops::group::is_group_branch(&cr.branch),
+            // Every vote: {approver, channel, commit, at, state, verdict};
+            // state counted | withdrawn | superseded.
+            "approvals": cr.approvals,
         }))),
     })
 }
@@ -454,6 +457,26 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                 f.finding.kind
             );
         }
+        for vote in &cr.approvals {
+            let _ = writeln!(
+                out,
+                "  {} by {} via {} on {} at {} ({})",
+                match vote.verdict {
+                    crate::store::approvals::Verdict::Approve => "approval",
+                    crate::store::approvals::Verdict::Reject => "rejection",
+                },
+                Neutral(&vote.approver),
+                vote.channel,
+                vote.commit.get(..12).unwrap_or(&vote.commit),
+                timestamp(vote.at),
+                match vote.state {
+                    crate::store::approvals::ApprovalState::Counted => "counted",
+                    crate::store::approvals::ApprovalState::Withdrawn => "withdrawn",
+                    crate::store::approvals::ApprovalState::Superseded =>
+                        "superseded by a newer commit",
+                }
+            );
+        }
         if let Some(by) = &cr.decided_by {
             let _ = writeln!(
                 out,
@@ -492,7 +515,20 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
     if !audit.is_empty() {
         let _ = writeln!(out, "\nAudit trail:");
         for e in audit {
-            let _ = writeln!(out, "  {}  {:<28} by {}", e.at, e.action, Neutral(&e.actor));
+            // Approvals, rejections and refusals name their channel.
+            let channel = e
+                .details
+                .get("channel")
+                .and_then(Value::as_str)
+                .map(|c| format!(" via {}", Neutral(c)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}  {:<34} by {}{channel}",
+                e.at,
+                e.action,
+                Neutral(&e.actor)
+            );
         }
     }
     out

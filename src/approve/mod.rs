@@ -4,14 +4,21 @@
 //! The proof types live in [`crate::domain`], below both this module and
 //! the change-request backends that consume them.
 
+pub mod secrets;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use crate::approvers::policy::Quorum;
+use crate::approvers::{ApproverEntry, Directory};
 use crate::domain::{
-    Approved, ChangeRequestState, DecisionRecord, FindingId, Rejected, has_unsafe_chars, neutralise,
+    Approved, ChangeRequestState, DecisionRecord, FindingId, Rejected, Severity, has_unsafe_chars,
+    neutralise,
 };
 use crate::gitops::{ChangeRequests, GitOpsError};
+pub use crate::store::approvals::Verdict;
+use crate::store::approvals::{ApprovalStore, ChangeRequestRef, Vote, VoteOutcome};
 use crate::store::{DecisionStore, DecisionSubject, StoreError, StoredChangeRequest};
 
 /// Through which channel a human decided.
@@ -19,12 +26,21 @@ use crate::store::{DecisionStore, DecisionSubject, StoreError, StoredChangeReque
 pub enum Channel {
     /// `draco approve` / `draco reject` on the host itself.
     Cli,
+    /// A reply to Draco's text message (Twilio).
+    Sms,
+    /// The confirmation page of a link in Draco's mail.
+    Email,
+    /// A pull request review or a `/draco` comment command on GitHub.
+    GitHub,
 }
 
 impl Channel {
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Cli => "cli",
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+            Channel::GitHub => "github",
         }
     }
 }
@@ -102,6 +118,32 @@ pub enum ApproveError {
         read: String,
         now: String,
     },
+    /// The vote was for a commit the change request no longer holds: a new
+    /// commit superseded every approval, code and link given before it.
+    #[error(
+        "finding {finding}: that approval was for commit {given}, but the change request now holds {now}; every earlier approval, code and link was superseded: review the new commit"
+    )]
+    Superseded {
+        finding: FindingId,
+        given: String,
+        now: String,
+    },
+    /// The approver may not decide on a change of this severity
+    /// (`severities` in their `[[approvers]]` entry).
+    #[error("{approver} may not decide on a {severity} change (finding {finding})")]
+    NotAllowed {
+        finding: FindingId,
+        approver: String,
+        severity: Severity,
+    },
+    /// Not in the approver directory.
+    #[error(
+        "\"{0}\" is not in the approver directory; approvers are the [[approvers]] entries of the configuration (see the README's \"Approvals\")"
+    )]
+    UnknownApprover(String),
+    /// The code or link was used already, expired, or was revoked.
+    #[error("finding {finding}: that code or link was already used, has expired, or was revoked")]
+    Spent { finding: FindingId },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -177,18 +219,11 @@ async fn lost_claim(
     read: &StoredChangeRequest,
 ) -> ApproveError {
     match change_request(store, finding_id).await {
-        Ok(now)
-            if matches!(
-                now.state,
-                ChangeRequestState::Open | ChangeRequestState::Failed
-            ) =>
-        {
-            ApproveError::Moved {
-                finding: finding_id,
-                read: read.head_commit.clone(),
-                now: now.head_commit,
-            }
-        }
+        Ok(now) if now.state.is_decidable() => ApproveError::Moved {
+            finding: finding_id,
+            read: read.head_commit.clone(),
+            now: now.head_commit,
+        },
         Ok(now) => already_decided(finding_id, &now),
         Err(error) => error,
     }
@@ -200,71 +235,212 @@ async fn lost_claim(
 /// decided, rather than racing the first to carry it out.
 const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
 
-fn may_resume(decision: &DecisionRecord, approver: &Approver, now: DateTime<Utc>) -> bool {
-    decision.by == approver.0 || now - decision.at > ABANDONED_AFTER
+fn may_resume(decision: &DecisionRecord, approver: &str, now: DateTime<Utc>) -> bool {
+    decision.by.split(", ").any(|by| by == approver) || now - decision.at > ABANDONED_AFTER
 }
 
-/// Approves the change request of a finding and merges it.
-pub async fn approve(
-    store: &dyn DecisionStore,
+/// Every store the approval state machine uses.
+pub trait ApprovalStores: DecisionStore + ApprovalStore {}
+impl<T: DecisionStore + ApprovalStore + ?Sized> ApprovalStores for T {}
+
+/// Who decides and how, as the state machine needs it.
+pub struct Ballot<'a> {
+    /// The approver, from the directory (the channel recognised them).
+    pub approver: &'a ApproverEntry,
+    pub channel: Channel,
+    pub verdict: Verdict,
+    /// Why, for a rejection (required).
+    pub reason: Option<&'a str>,
+    /// The head commit the approver was shown (the code, link or review is
+    /// bound to it); `None` for the CLI, which decides on the current head.
+    pub commit: Option<&'a str>,
+    /// The message that carried it, redacted.
+    pub message: Option<&'a str>,
+    /// The ask (SMS code, mail link) it came through, consumed with it.
+    pub ask: Option<i64>,
+}
+
+/// What a vote came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoteResult {
+    /// Counted; more approvals are needed.
+    Counted { have: u32, need: u32 },
+    /// This approver's approval of this commit was counted before.
+    AlreadyCounted { have: u32, need: u32 },
+    /// The decision was made and carried out (merged or closed).
+    Decided(Box<Outcome>),
+}
+
+/// The single path by which any channel decides: checks that the approver
+/// may decide on this change request (its severity), that the vote is for
+/// the commit the change request holds now, records the vote (and the ask
+/// it used) in one transaction, and, when that vote completes the quorum
+/// or rejects, carries the decision out through an [`Approved`] or
+/// [`Rejected`] proof.
+///
+/// Errors: [`ApproveError::Superseded`] (a vote for an older commit),
+/// [`ApproveError::NotAllowed`] (a severity this approver may not decide),
+/// [`ApproveError::Spent`] (a used, expired or revoked code or link),
+/// [`ApproveError::AlreadyDecided`], and the store's and backend's errors.
+pub async fn vote(
+    store: &dyn ApprovalStores,
     change_requests: &dyn ChangeRequests,
+    quorum: &Quorum,
     finding_id: FindingId,
-    approver: &Approver,
-    channel: Channel,
+    ballot: &Ballot<'_>,
     now: DateTime<Utc>,
-) -> Result<Outcome, ApproveError> {
-    let cr = change_request_on(store, change_requests, finding_id).await?;
-    if matches!(
-        cr.state,
-        ChangeRequestState::Open | ChangeRequestState::Failed
-    ) {
-        check_before_claim(store, change_requests, &cr, now).await?;
+) -> Result<VoteResult, ApproveError> {
+    if ballot.verdict == Verdict::Reject && ballot.reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(ApproveError::MissingReason);
     }
-    let (decision, resumed) = match cr.state {
-        ChangeRequestState::Open | ChangeRequestState::Failed => {
-            let decision = DecisionRecord {
-                approve: true,
-                by: approver.to_string(),
-                channel: channel.as_str().to_owned(),
-                at: now,
-                reason: None,
-            };
-            if !store
-                .claim_decision(cr.id, &cr.head_commit, &decision)
-                .await?
-            {
-                // Somebody decided between our read and our claim, or the
-                // change request moved on.
-                return Err(lost_claim(store, finding_id, &cr).await);
-            }
-            (decision, false)
-        }
-        // Claimed earlier, merge not recorded: a crash in between. Finish the
-        // decision that was made, under the name of who made it.
-        ChangeRequestState::Approved => {
+    let cr = change_request_on(store, change_requests, finding_id).await?;
+    let approver = ballot.approver.name.as_str();
+    match (cr.state, ballot.verdict) {
+        // Claimed earlier, not carried out: a crash in between. Finish the
+        // decision that was made, under the names of who made it.
+        (ChangeRequestState::Approved, Verdict::Approve)
+        | (ChangeRequestState::Rejected, Verdict::Reject)
+            if ballot.commit.is_none_or(|c| c == cr.head_commit) =>
+        {
             let decision = cr.decision().ok_or(StoreError::Corrupt(format!(
-                "change request {} is approved without a decision",
-                cr.id
+                "change request {} is {} without a decision",
+                cr.id, cr.state
             )))?;
             if !may_resume(&decision, approver, now) {
                 return Err(already_decided(finding_id, &cr));
             }
-            (decision, true)
+            return carry_out(store, change_requests, &cr, &decision, true, now)
+                .await
+                .map(|o| VoteResult::Decided(Box::new(o)));
         }
-        _ => return Err(already_decided(finding_id, &cr)),
+        (state, _) if !state.is_decidable() => return Err(already_decided(finding_id, &cr)),
+        _ => {}
+    }
+    if let Some(commit) = ballot.commit
+        && commit != cr.head_commit
+    {
+        return Err(ApproveError::Superseded {
+            finding: finding_id,
+            given: commit.to_owned(),
+            now: cr.head_commit.clone(),
+        });
+    }
+    let at_head = ChangeRequestRef {
+        backend: cr.backend.clone(),
+        branch: cr.branch.clone(),
+        head_commit: cr.head_commit.clone(),
     };
-    let approved = Approved::claimed(cr.id, &cr.branch, &cr.head_commit, &decision);
-    let merge_commit = match change_requests.merge(&approved).await {
-        Ok(commit) => commit,
-        Err(error) => return Err(failed(store, &cr, error, now).await),
+    let severity = store
+        .change_request_severity(&at_head)
+        .await?
+        .ok_or_else(|| ApproveError::Moved {
+            finding: finding_id,
+            read: cr.head_commit.clone(),
+            now: "another commit".into(),
+        })?;
+    if !ballot.approver.may_decide(severity) {
+        return Err(ApproveError::NotAllowed {
+            finding: finding_id,
+            approver: approver.to_owned(),
+            severity,
+        });
+    }
+    if ballot.verdict == Verdict::Approve {
+        check_before_claim(store, change_requests, &cr, now).await?;
+    }
+    let need = quorum.for_severity(severity);
+    let recorded = store
+        .cast_vote(
+            &at_head,
+            &Vote {
+                approver,
+                channel: ballot.channel.as_str(),
+                verdict: ballot.verdict,
+                reason: ballot.reason.map(str::trim),
+                message: ballot.message,
+                ask: ballot.ask,
+                at: now,
+            },
+            need,
+        )
+        .await?;
+    match recorded {
+        VoteOutcome::Counted { have, need } => Ok(VoteResult::Counted { have, need }),
+        VoteOutcome::AlreadyCounted { have, need } => Ok(VoteResult::AlreadyCounted { have, need }),
+        VoteOutcome::Stale => Err(lost_claim(store, finding_id, &cr).await),
+        VoteOutcome::AskSpent => Err(ApproveError::Spent {
+            finding: finding_id,
+        }),
+        VoteOutcome::Decided(decision) => {
+            carry_out(store, change_requests, &cr, &decision, false, now)
+                .await
+                .map(|o| VoteResult::Decided(Box::new(o)))
+        }
+    }
+}
+
+/// `draco approve <id> --as <name>` / `draco reject`: the CLI channel. The
+/// name must be in the directory; the vote is on the current head (the one
+/// `draco show` shows).
+///
+/// Errors: [`ApproveError::UnknownApprover`], and those of [`vote`].
+#[allow(clippy::too_many_arguments)]
+pub async fn decide_from_cli(
+    store: &dyn ApprovalStores,
+    change_requests: &dyn ChangeRequests,
+    directory: &Directory,
+    quorum: &Quorum,
+    finding_id: FindingId,
+    name: &Approver,
+    verdict: Verdict,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<VoteResult, ApproveError> {
+    let approver = directory
+        .by_name(&name.0)
+        .ok_or_else(|| ApproveError::UnknownApprover(name.0.clone()))?;
+    let ballot = Ballot {
+        approver,
+        channel: Channel::Cli,
+        verdict,
+        reason,
+        commit: None,
+        message: None,
+        ask: None,
+    };
+    vote(store, change_requests, quorum, finding_id, &ballot, now).await
+}
+
+/// Merges (an approval) or closes (a rejection) what `decision` claimed on
+/// `cr`, and records that it was done.
+async fn carry_out(
+    store: &dyn ApprovalStores,
+    change_requests: &dyn ChangeRequests,
+    cr: &StoredChangeRequest,
+    decision: &DecisionRecord,
+    resumed: bool,
+    now: DateTime<Utc>,
+) -> Result<Outcome, ApproveError> {
+    let merge_commit = if decision.approve {
+        let approved = Approved::claimed(cr.id, &cr.branch, &cr.head_commit, decision);
+        match change_requests.merge(&approved).await {
+            Ok(commit) => Some(commit),
+            Err(error) => return Err(failed(store, cr, error, now).await),
+        }
+    } else {
+        let rejected = Rejected::claimed(&cr.branch, &cr.head_commit);
+        if let Err(error) = change_requests.close(&rejected).await {
+            return Err(failed(store, cr, error, now).await);
+        }
+        None
     };
     store
-        .complete_decision(cr.id, Some(&merge_commit), now)
+        .complete_decision(cr.id, merge_commit.as_deref(), now)
         .await?;
-    let change_request = change_request(store, finding_id).await?;
+    let change_request = change_request(store, cr.finding_id).await?;
     Ok(Outcome {
         change_request,
-        merge_commit: Some(merge_commit),
+        merge_commit,
         resumed,
     })
 }
@@ -302,63 +478,6 @@ async fn failed(
         },
         Err(store_error) => ApproveError::Store(store_error),
     }
-}
-
-/// Rejects the change request of a finding and closes it without merging.
-pub async fn reject(
-    store: &dyn DecisionStore,
-    change_requests: &dyn ChangeRequests,
-    finding_id: FindingId,
-    approver: &Approver,
-    reason: &str,
-    channel: Channel,
-    now: DateTime<Utc>,
-) -> Result<Outcome, ApproveError> {
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(ApproveError::MissingReason);
-    }
-    let cr = change_request_on(store, change_requests, finding_id).await?;
-    let resumed = match cr.state {
-        ChangeRequestState::Open | ChangeRequestState::Failed => {
-            let decision = DecisionRecord {
-                approve: false,
-                by: approver.to_string(),
-                channel: channel.as_str().to_owned(),
-                at: now,
-                reason: Some(reason.to_owned()),
-            };
-            if !store
-                .claim_decision(cr.id, &cr.head_commit, &decision)
-                .await?
-            {
-                return Err(lost_claim(store, finding_id, &cr).await);
-            }
-            false
-        }
-        ChangeRequestState::Rejected => {
-            let decision = cr.decision().ok_or(StoreError::Corrupt(format!(
-                "change request {} is rejected without a decision",
-                cr.id
-            )))?;
-            if !may_resume(&decision, approver, now) {
-                return Err(already_decided(finding_id, &cr));
-            }
-            true
-        }
-        _ => return Err(already_decided(finding_id, &cr)),
-    };
-    let rejected = Rejected::claimed(&cr.branch, &cr.head_commit);
-    if let Err(error) = change_requests.close(&rejected).await {
-        return Err(failed(store, &cr, error, now).await);
-    }
-    store.complete_decision(cr.id, None, now).await?;
-    let change_request = change_request(store, finding_id).await?;
-    Ok(Outcome {
-        change_request,
-        merge_commit: None,
-        resumed,
-    })
 }
 
 #[cfg(test)]

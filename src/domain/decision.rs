@@ -19,7 +19,12 @@ use super::{ChangeRequestId, UnknownName};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeRequestState {
+    /// Proposed; no approver has been asked (none is reachable, or the
+    /// daily message cap holds the asks back). Decidable.
     Open,
+    /// Approvers were asked (SMS, e-mail); waiting for the quorum.
+    /// Decidable.
+    AwaitingApproval,
     /// Approval recorded, merge not yet recorded.
     Approved,
     Merged,
@@ -30,35 +35,56 @@ pub enum ChangeRequestState {
     /// longer on the branch (changed outside Draco, repository gone). Not
     /// stuck: it may be decided again, and the next scan re-proposes it.
     Failed,
+    /// Nobody decided within `approval.expires_after_hours`: closed
+    /// without merging; the next scan proposes it again if still needed.
+    Expired,
 }
 
 impl ChangeRequestState {
-    pub const ALL: [ChangeRequestState; 6] = [
+    pub const ALL: [ChangeRequestState; 8] = [
         ChangeRequestState::Open,
+        ChangeRequestState::AwaitingApproval,
         ChangeRequestState::Approved,
         ChangeRequestState::Merged,
         ChangeRequestState::Rejected,
         ChangeRequestState::Closed,
         ChangeRequestState::Failed,
+        ChangeRequestState::Expired,
     ];
+
+    /// Waiting for a decision (`open` or `awaiting_approval`).
+    pub fn is_pending(self) -> bool {
+        matches!(
+            self,
+            ChangeRequestState::Open | ChangeRequestState::AwaitingApproval
+        )
+    }
+
+    /// May be decided now: pending, or `failed` (decided again).
+    pub fn is_decidable(self) -> bool {
+        self.is_pending() || self == ChangeRequestState::Failed
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeRequestState::Open => "open",
+            ChangeRequestState::AwaitingApproval => "awaiting_approval",
             ChangeRequestState::Approved => "approved",
             ChangeRequestState::Merged => "merged",
             ChangeRequestState::Rejected => "rejected",
             ChangeRequestState::Closed => "closed",
             ChangeRequestState::Failed => "failed",
+            ChangeRequestState::Expired => "expired",
         }
     }
 
     pub fn past_tense(self) -> &'static str {
         match self {
-            ChangeRequestState::Open => "opened",
+            ChangeRequestState::Open | ChangeRequestState::AwaitingApproval => "opened",
             ChangeRequestState::Approved | ChangeRequestState::Merged => "approved",
             ChangeRequestState::Rejected | ChangeRequestState::Closed => "rejected",
             ChangeRequestState::Failed => "marked failed",
+            ChangeRequestState::Expired => "left to expire",
         }
     }
 }

@@ -113,10 +113,8 @@ impl Pipeline<'_> {
             round.waiting = new.iter().map(|f| f.id).collect();
             return Ok(round);
         }
-        let live: Vec<&StoredChangeRequest> = rows
-            .iter()
-            .filter(|r| r.state == ChangeRequestState::Open)
-            .collect();
+        let live: Vec<&StoredChangeRequest> =
+            rows.iter().filter(|r| r.state.is_pending()).collect();
         let mut members = self.live_members(&live, now).await?;
         let mut joining = Vec::new();
         for stored in &new {
@@ -205,10 +203,8 @@ impl Pipeline<'_> {
             .store
             .change_requests_on_branch(self.change_requests.backend(), branch)
             .await?;
-        let live: Vec<&StoredChangeRequest> = rows
-            .iter()
-            .filter(|r| r.state == ChangeRequestState::Open)
-            .collect();
+        let live: Vec<&StoredChangeRequest> =
+            rows.iter().filter(|r| r.state.is_pending()).collect();
         let mut members = self.live_members(&live, now).await?;
         let (Some(lead), Some(first)) = (live.first(), members.first()) else {
             return Ok(0);
@@ -235,11 +231,12 @@ impl Pipeline<'_> {
             .store
             .change_requests_on_branch(self.change_requests.backend(), branch)
             .await?;
-        let staying = |state: ChangeRequestState| {
+        let staying_if = |keep: &dyn Fn(ChangeRequestState) -> bool| {
             rows.iter()
-                .any(|r| r.state == state && !leaving.contains(&r.finding_id))
+                .any(|r| keep(r.state) && !leaving.contains(&r.finding_id))
         };
-        if staying(ChangeRequestState::Open) {
+        let staying = |state: ChangeRequestState| staying_if(&|s| s == state);
+        if staying_if(&ChangeRequestState::is_pending) {
             let note = format!(
                 "Draco no longer sees {}: {} left this change request, which now covers the others.",
                 plural(leaving.len(), "finding"),

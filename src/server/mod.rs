@@ -1,9 +1,10 @@
-//! The daemon's HTTP server (axum): health, readiness and metrics now;
-//! webhooks, approval links and the dashboard join the same router.
+//! The daemon's HTTP server (axum): health, readiness and metrics; the
+//! GitHub and Twilio webhooks and the approval links' pages.
 //!
 //! [`bind`] then [`serve`] is the entry point for both `draco run` and tests
 //! (bind `127.0.0.1:0`, read the address back, serve).
 
+pub mod approvals;
 pub mod config;
 mod error;
 mod health;
@@ -34,9 +35,9 @@ pub use error::ApiError;
 use crate::store::Readiness;
 
 /// What the server serves from: readiness for the probes, deliveries and
-/// secrets for the webhooks.
-pub trait ServerApp: Readiness + webhooks::Webhooks {}
-impl<T: Readiness + webhooks::Webhooks> ServerApp for T {}
+/// secrets for the webhooks, the approval channels for replies and links.
+pub trait ServerApp: Readiness + webhooks::Webhooks + approvals::Approvals {}
+impl<T: Readiness + webhooks::Webhooks + approvals::Approvals> ServerApp for T {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -129,10 +130,21 @@ impl Default for Limits {
 /// Every route: the health routes and the webhooks; each request bounded
 /// by `request_timeout`.
 pub fn router(app: Arc<dyn ServerApp>, limits: Limits) -> Router {
-    let webhooks = Router::new().route(
-        "/webhooks/github",
-        post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES)),
-    );
+    let webhooks = Router::new()
+        .route(
+            "/webhooks/github",
+            post(webhooks::github).layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES)),
+        )
+        .route(
+            crate::channels::twilio::WEBHOOK_PATH,
+            post(approvals::twilio_webhook).layer(DefaultBodyLimit::max(approvals::MAX_SMS_BYTES)),
+        )
+        .route(
+            "/approve/{token}",
+            get(approvals::link_get)
+                .post(approvals::link_post)
+                .layer(DefaultBodyLimit::max(approvals::MAX_FORM_BYTES)),
+        );
     with_request_timeout(health_routes().merge(webhooks), limits).with_state(app)
 }
 

@@ -33,6 +33,10 @@ pub struct StoredChangeRequest {
     /// What was done to it outside Draco, if anything (`pushed`, `merged`,
     /// `closed`); cleared when Draco re-proposes it.
     pub outside_change: Option<OutsideChangeKind>,
+    /// Every vote cast on this change request's branch, oldest first (those
+    /// on earlier commits `superseded`). Filled by the listing reads
+    /// (`change_requests`, `change_request_for_finding`); empty elsewhere.
+    pub approvals: Vec<super::approvals::StoredApproval>,
 }
 
 /// What someone did to a change request outside Draco.
@@ -82,7 +86,10 @@ impl StoredChangeRequest {
         let approve = match self.state {
             ChangeRequestState::Approved | ChangeRequestState::Merged => true,
             ChangeRequestState::Rejected | ChangeRequestState::Closed => false,
-            ChangeRequestState::Open | ChangeRequestState::Failed => return None,
+            ChangeRequestState::Open
+            | ChangeRequestState::AwaitingApproval
+            | ChangeRequestState::Failed
+            | ChangeRequestState::Expired => return None,
         };
         Some(DecisionRecord {
             approve,

@@ -6,6 +6,7 @@
 //! - [`ScanStore`]: scans, cost points, findings (the pipeline, the listing commands);
 //! - [`ChangeRequestStore`]: proposals and change requests (the pipeline, `draco show`);
 //! - [`DecisionStore`]: claim, complete, fail a decision (the approval state machine only);
+//! - [`ApprovalStore`]: votes toward a quorum, asks (codes, links), lockouts, opt-outs;
 //! - [`AuditLog`]: free-standing events and reading the chain (`draco audit verify`);
 //! - [`ModelLedger`]: model usage and the advice cache (`advice`: the model budget, the cache);
 //! - [`Readiness`]: the database answers and is migrated (`/readyz`).
@@ -13,6 +14,7 @@
 //! [`Store`] is all five, for the composition root. Every state change
 //! appends an audit event in the same transaction.
 
+pub mod approvals;
 mod audit_log;
 mod change_requests;
 mod decisions;
@@ -24,6 +26,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+pub use approvals::ApprovalStore;
 pub use audit_log::AuditLog;
 pub use change_requests::{
     ChangeRequestStore, OutsideChange, OutsideChangeKind, StoredChangeRequest,
@@ -94,10 +97,20 @@ pub mod stored_time {
 
 /// Every aggregate of one backend, for the composition root. Consumers take
 /// the narrow trait they need instead.
-pub trait Store: ScanStore + ChangeRequestStore + DecisionStore + AuditLog + ModelLedger {}
+pub trait Store:
+    ScanStore + ChangeRequestStore + DecisionStore + ApprovalStore + AuditLog + ModelLedger
+{
+}
 
-impl<T: ScanStore + ChangeRequestStore + DecisionStore + AuditLog + ModelLedger + ?Sized> Store
-    for T
+impl<
+    T: ScanStore
+        + ChangeRequestStore
+        + DecisionStore
+        + ApprovalStore
+        + AuditLog
+        + ModelLedger
+        + ?Sized,
+> Store for T
 {
 }
 

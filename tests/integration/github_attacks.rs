@@ -151,16 +151,7 @@ async fn approving_merges_dracos_own_pull_request_not_the_newest_one_from_its_br
     }
     add_pull(&standin, &target.branch, "legacy", "open");
 
-    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
-    let outcome = draco::approve::approve(
-        &app.store,
-        &*app.change_requests,
-        target.finding_id,
-        &approver,
-        draco::approve::Channel::Cli,
-        chrono::Utc::now(),
-    )
-    .await;
+    let outcome = crate::support::approve_in_process(&app, target.finding_id, "Ada Lovelace").await;
     let pulls = standin.pulls();
     let own = pulls
         .iter()
@@ -677,16 +668,7 @@ async fn a_merge_whose_answer_was_lost_is_recorded_as_merged_not_proposed_again(
     app.scan(chrono::Utc::now()).await.expect("scan");
     let target = app.store.change_requests().await.expect("read")[0].clone();
     standin.lose_next_answer("PUT", "/merge");
-    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
-    let outcome = draco::approve::approve(
-        &app.store,
-        &*app.change_requests,
-        target.finding_id,
-        &approver,
-        draco::approve::Channel::Cli,
-        chrono::Utc::now(),
-    )
-    .await;
+    let outcome = crate::support::approve_in_process(&app, target.finding_id, "Ada Lovelace").await;
     assert!(outcome.is_err(), "the answer was lost: {outcome:?}");
     assert!(
         standin
@@ -1007,16 +989,7 @@ async fn approving_refuses_a_pull_request_whose_base_was_changed() {
             pull.base = "legacy".into();
         }
     }
-    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
-    let outcome = draco::approve::approve(
-        &app.store,
-        &*app.change_requests,
-        target.finding_id,
-        &approver,
-        draco::approve::Channel::Cli,
-        chrono::Utc::now(),
-    )
-    .await;
+    let outcome = crate::support::approve_in_process(&app, target.finding_id, "Ada Lovelace").await;
     let main_after = standin.branch_head("main").expect("main");
     assert!(
         outcome.is_err() || main_after != main_before,

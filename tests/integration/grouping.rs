@@ -322,17 +322,9 @@ async fn on_github_a_group_is_one_pull_request_and_one_merge() {
     assert_eq!(standin.pulls().len(), pulls.len(), "the same pull request");
 
     // One approval merges it for all three, with the approved commit's sha.
-    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
-    draco::approve::approve(
-        &app.store,
-        &*app.change_requests,
-        again[1].finding_id,
-        &approver,
-        draco::approve::Channel::Cli,
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("approved and merged");
+    crate::support::approve_in_process(&app, again[1].finding_id, "Ada Lovelace")
+        .await
+        .expect("approved and merged");
     let merged = app
         .store
         .change_requests_on_branch("github", &branch)
@@ -711,17 +703,9 @@ async fn a_stale_row_resolving_does_not_close_a_group_under_a_decision_in_flight
         .expect("the pull request");
     assert_eq!(pull.state, "open", "closed under Ada's approval");
     // Ada's approval is carried out, for the two findings she approved.
-    let approver = draco::approve::Approver::parse("Ada Lovelace").expect("name");
-    draco::approve::approve(
-        &app.store,
-        &*app.change_requests,
-        group[1].finding_id,
-        &approver,
-        draco::approve::Channel::Cli,
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("carried out");
+    crate::support::approve_in_process(&app, group[1].finding_id, "Ada Lovelace")
+        .await
+        .expect("carried out");
     let after = app
         .store
         .change_requests_on_branch("github", &branch)

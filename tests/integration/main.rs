@@ -3,6 +3,8 @@
 //! public API, on real SQLite files and a real git repository.
 
 mod approval;
+mod approvals_email;
+mod approvals_sms;
 mod aws;
 mod bad_input;
 mod credentials;

@@ -29,11 +29,37 @@ pub struct Draco {
     dir: TempDir,
 }
 
+/// The approver directory every test's Draco has unless the test passes a
+/// configuration of its own (`--config`, `DRACO_CONFIG`): everyone the
+/// tests name, allowed every severity, one approval enough.
+pub const TEST_APPROVERS: &str = r#"
+[approval]
+quorum = { critical = 1, high = 1, medium = 1, low = 1 }
+
+[[approvers]]
+name = "Ada Lovelace"
+[[approvers]]
+name = "Ada"
+[[approvers]]
+name = "Bob"
+[[approvers]]
+name = "Eve"
+[[approvers]]
+name = "Mallory"
+[[approvers]]
+name = "Grace"
+[[approvers]]
+name = "Linus"
+[[approvers]]
+name = "Barbara"
+"#;
+
 impl Draco {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("approvers.toml"), TEST_APPROVERS)
+            .expect("write the test approver directory");
+        Self { dir }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -54,6 +80,7 @@ impl Draco {
             }
         }
         cmd.env("DRACO_LOG", "warn")
+            .env("DRACO_CONFIG", self.path("approvers.toml"))
             .arg("--data-dir")
             .arg(self.data_dir());
         cmd
@@ -269,4 +296,45 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Approves a finding's change request in this process, as the CLI does,
+/// by `name`, allowed every severity, with a quorum of one.
+pub async fn approve_in_process(
+    app: &draco::compose::App,
+    finding: draco::domain::FindingId,
+    name: &str,
+) -> Result<draco::approve::VoteResult, draco::approve::ApproveError> {
+    use draco::approve::{Ballot, Channel, Verdict};
+    let approver = draco::approvers::ApproverEntry {
+        name: name.to_owned(),
+        phone: None,
+        email: None,
+        github: None,
+        severities: draco::domain::Severity::ALL_DESCENDING.to_vec(),
+    };
+    let quorum = draco::approvers::policy::Quorum {
+        critical: 1,
+        high: 1,
+        medium: 1,
+        low: 1,
+    };
+    let ballot = Ballot {
+        approver: &approver,
+        channel: Channel::Cli,
+        verdict: Verdict::Approve,
+        reason: None,
+        commit: None,
+        message: None,
+        ask: None,
+    };
+    draco::approve::vote(
+        &app.store,
+        &*app.change_requests,
+        &quorum,
+        finding,
+        &ballot,
+        chrono::Utc::now(),
+    )
+    .await
 }

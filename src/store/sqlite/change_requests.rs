@@ -45,6 +45,7 @@ pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeReq
             .try_get::<Option<String>, _>("outside_change")?
             .map(|name| enum_from_str("outside change", &name))
             .transpose()?,
+        approvals: Vec::new(),
     })
 }
 
@@ -165,6 +166,14 @@ impl ChangeRequestStore for SqliteStore {
                 "finding {finding_id} already has a change request that is not failed"
             )));
         };
+        // Re-proposed on the same branch: what was given for the old commit is void.
+        super::approvals::supersede_other_heads(
+            &mut tx,
+            backend,
+            &opened.branch,
+            &opened.head_commit,
+        )
+        .await?;
         sqlx::query(
             "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'",
         )
@@ -185,14 +194,30 @@ impl ChangeRequestStore for SqliteStore {
             .bind(finding_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(change_request_from_row).transpose()
+        let Some(mut cr) = row.as_ref().map(change_request_from_row).transpose()? else {
+            return Ok(None);
+        };
+        cr.approvals =
+            crate::store::ApprovalStore::approvals(self, &cr.backend, &cr.branch).await?;
+        Ok(Some(cr))
     }
 
     async fn change_requests(&self) -> Result<Vec<StoredChangeRequest>, StoreError> {
         let rows = sqlx::query("SELECT * FROM change_requests ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(change_request_from_row).collect()
+        let mut all: Vec<StoredChangeRequest> = rows
+            .iter()
+            .map(change_request_from_row)
+            .collect::<Result<_, _>>()?;
+        let mut by_branch = super::approvals::all_approvals(&self.pool).await?;
+        for cr in &mut all {
+            if let Some(votes) = by_branch.get(&(cr.backend.clone(), cr.branch.clone())) {
+                cr.approvals = votes.clone();
+            }
+        }
+        by_branch.clear();
+        Ok(all)
     }
 
     async fn record_outside_change(
@@ -217,9 +242,15 @@ impl ChangeRequestStore for SqliteStore {
             OutsideChange::Pushed { head } => {
                 let sql = "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
                          failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed') AND head_commit <> ?
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed') AND head_commit <> ?
                      RETURNING finding_id";
-                update_at_head(&mut tx, sql, [backend, branch, &location, head]).await?
+                let failed = update_at_head(&mut tx, sql, [backend, branch, &location, head]).await?;
+                // A commit nobody here proposed: every approval, code and
+                // link given for an earlier one is void.
+                if !failed.is_empty() {
+                    super::approvals::supersede_other_heads(&mut tx, backend, branch, head).await?;
+                }
+                failed
             }
             OutsideChange::Merged { merge_commit } => {
                 sqlx::query_scalar(
@@ -229,7 +260,7 @@ impl ChangeRequestStore for SqliteStore {
                     "UPDATE change_requests SET state = 'merged',
                          outside_change = CASE WHEN decided_by IS NULL THEN 'merged' ELSE NULL END,
                          merge_commit = ?, completed_at = ?
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed')
                      RETURNING finding_id",
                 )
                 .bind(merge_commit.clone())
@@ -244,7 +275,7 @@ impl ChangeRequestStore for SqliteStore {
                 sqlx::query_scalar(
                     "UPDATE change_requests SET state = 'failed', outside_change = 'closed',
                          failure = 'the branch was deleted outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed')
                      RETURNING finding_id",
                 )
                 .bind(backend.to_owned())
@@ -272,7 +303,7 @@ impl ChangeRequestStore for SqliteStore {
                          reason = CASE WHEN (SELECT status FROM findings f WHERE f.id = change_requests.finding_id) = 'resolved'
                              THEN 'the finding resolved itself' ELSE 'closed without merging outside Draco' END,
                          completed_at = ?
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed')
                      RETURNING finding_id",
                 )
                 .bind(timestamp(at))
@@ -328,7 +359,7 @@ impl ChangeRequestStore for SqliteStore {
         let mut tx = self.begin_immediate().await?;
         let id: Option<ChangeRequestId> = sqlx::query_scalar(
             "UPDATE change_requests SET state = 'closed', reason = ?, completed_at = ?
-             WHERE finding_id = ? AND state IN ('open', 'failed') RETURNING id",
+             WHERE finding_id = ? AND state IN ('open', 'awaiting_approval', 'failed') RETURNING id",
         )
         .bind(reason.to_owned())
         .bind(timestamp(at))
@@ -364,7 +395,7 @@ impl ChangeRequestStore for SqliteStore {
         // per finding, all on the same branch and head.
         let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(
             "UPDATE change_requests SET head_commit = ?
-             WHERE state = 'open' AND head_commit = ?
+             WHERE state IN ('open', 'awaiting_approval') AND head_commit = ?
                AND (backend, branch) = (SELECT backend, branch FROM change_requests WHERE finding_id = ?)
              RETURNING id, finding_id",
         )
@@ -377,13 +408,25 @@ impl ChangeRequestStore for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
+        let branch: String = sqlx::query_scalar("SELECT branch FROM change_requests WHERE id = ?")
+            .bind(moved[0].0)
+            .fetch_one(&mut *tx)
+            .await?;
+        let backend: String =
+            sqlx::query_scalar("SELECT backend FROM change_requests WHERE id = ?")
+                .bind(moved[0].0)
+                .fetch_one(&mut *tx)
+                .await?;
+        let (approvals, asks) =
+            super::approvals::supersede_other_heads(&mut tx, &backend, &branch, new_head).await?;
         for (id, finding_id) in moved {
             append_audit(
                 &mut tx,
                 "draco",
                 "change_request.updated",
                 &finding_subject(finding_id),
-                &json!({ "change_request": id, "from": old_head, "to": new_head }),
+                &json!({ "change_request": id, "from": old_head, "to": new_head,
+                    "superseded_approvals": approvals, "superseded_asks": asks }),
                 at,
             )
             .await?;
@@ -412,7 +455,7 @@ impl ChangeRequestStore for SqliteStore {
     ) -> Result<Vec<StoredChangeRequest>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.* FROM change_requests c JOIN findings f ON f.id = c.finding_id
-             WHERE f.status = 'resolved' AND c.state IN ('open', 'failed') ORDER BY c.id",
+             WHERE f.status = 'resolved' AND c.state IN ('open', 'awaiting_approval', 'failed') ORDER BY c.id",
         )
         .fetch_all(&self.pool)
         .await?;

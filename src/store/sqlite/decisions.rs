@@ -52,8 +52,8 @@ impl DecisionStore for SqliteStore {
         // are not what was decided on.
         let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
-             WHERE {SAME_CHANGE_REQUEST} AND head_commit = ? AND state IN ('open', 'failed')
-               AND EXISTS (SELECT 1 FROM change_requests c WHERE c.id = ? AND c.state IN ('open', 'failed'))
+             WHERE {SAME_CHANGE_REQUEST} AND head_commit = ? AND state IN ('open', 'awaiting_approval', 'failed')
+               AND EXISTS (SELECT 1 FROM change_requests c WHERE c.id = ? AND c.state IN ('open', 'awaiting_approval', 'failed'))
              RETURNING id, finding_id",
         )))
         .bind(state)
@@ -88,7 +88,7 @@ impl DecisionStore for SqliteStore {
         let failed: Vec<(ChangeRequestId, FindingId)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE change_requests SET state = 'failed', failure = ?
-             WHERE {SAME_CHANGE_REQUEST} AND state IN ('open', 'approved', 'rejected', 'failed')
+             WHERE {SAME_CHANGE_REQUEST} AND state IN ('open', 'awaiting_approval', 'approved', 'rejected', 'failed')
              RETURNING id, finding_id",
             )))
             .bind(failure.to_owned())
@@ -142,7 +142,10 @@ impl DecisionStore for SqliteStore {
             }
             // Already carried out: nothing to record twice.
             ChangeRequestState::Merged | ChangeRequestState::Closed => return Ok(()),
-            ChangeRequestState::Open | ChangeRequestState::Failed => {
+            ChangeRequestState::Open
+            | ChangeRequestState::AwaitingApproval
+            | ChangeRequestState::Failed
+            | ChangeRequestState::Expired => {
                 return Err(StoreError::Corrupt(format!(
                     "change request {change_request_id} has no decision to carry out"
                 )));

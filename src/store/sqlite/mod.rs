@@ -4,6 +4,7 @@
 //! file that is not Draco's), migrates it, and holds what they share: the
 //! audit append that every write transaction ends with.
 
+mod approvals;
 mod audit_log;
 mod change_requests;
 mod decisions;

@@ -1,0 +1,660 @@
+//! [`ApprovalStore`] on SQLite. A vote, the ask it came through and the
+//! decision it completes are one `BEGIN IMMEDIATE` transaction, so two
+//! approvers answering at the same moment are counted one after the other
+//! and exactly one of them claims the decision.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, append_audit, finding_subject};
+use crate::domain::{ChangeRequestId, DecisionRecord, FindingId, Severity};
+use crate::store::approvals::{
+    ApprovalState, ApprovalStore, AskDelivery, AskState, ChangeRequestRef, LinkAction, NewAsk,
+    StoredApproval, StoredAsk, Verdict, Vote, VoteOutcome,
+};
+use crate::store::{StoreError, parse_timestamp, timestamp};
+
+/// The rows of one change request at one head (three placeholders).
+const AT_HEAD: &str = "backend = ? AND branch = ? AND head_commit = ?";
+/// States in which a change request takes votes.
+const VOTABLE: &str = "state IN ('open', 'awaiting_approval', 'failed')";
+
+fn approval_state(name: &str) -> Result<ApprovalState, StoreError> {
+    Ok(match name {
+        "counted" => ApprovalState::Counted,
+        "withdrawn" => ApprovalState::Withdrawn,
+        "superseded" => ApprovalState::Superseded,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unknown approval state `{other}`"
+            )));
+        }
+    })
+}
+
+fn ask_state(name: &str) -> Result<AskState, StoreError> {
+    Ok(match name {
+        "pending" => AskState::Pending,
+        "used" => AskState::Used,
+        "superseded" => AskState::Superseded,
+        "expired" => AskState::Expired,
+        "revoked" => AskState::Revoked,
+        other => return Err(StoreError::Corrupt(format!("unknown ask state `{other}`"))),
+    })
+}
+
+fn delivery(name: &str) -> Result<AskDelivery, StoreError> {
+    Ok(match name {
+        "queued" => AskDelivery::Queued,
+        "sent" => AskDelivery::Sent,
+        "failed" => AskDelivery::Failed,
+        "held" => AskDelivery::Held,
+        other => return Err(StoreError::Corrupt(format!("unknown delivery `{other}`"))),
+    })
+}
+
+fn ask_from_row(row: &SqliteRow) -> Result<StoredAsk, StoreError> {
+    let created: String = row.try_get("created_at")?;
+    let expires: String = row.try_get("expires_at")?;
+    let state: String = row.try_get("state")?;
+    let sent: String = row.try_get("delivery")?;
+    Ok(StoredAsk {
+        id: row.try_get("id")?,
+        change_request: ChangeRequestRef {
+            backend: row.try_get("backend")?,
+            branch: row.try_get("branch")?,
+            head_commit: row.try_get("head_commit")?,
+        },
+        approver: row.try_get("approver")?,
+        channel: row.try_get("channel")?,
+        state: ask_state(&state)?,
+        delivery: delivery(&sent)?,
+        created_at: parse_timestamp("ask created", &created)?,
+        expires_at: parse_timestamp("ask expires", &expires)?,
+        error: row.try_get("error")?,
+    })
+}
+
+/// Marks every counted vote and pending ask on `branch` that is not about
+/// `head` superseded: a new commit (Draco's re-proposal, or a push by
+/// anyone) voids what was given or sent for the old one. Returns how many
+/// votes and asks it voided.
+pub(super) async fn supersede_other_heads(
+    tx: &mut sqlx::SqliteConnection,
+    backend: &str,
+    branch: &str,
+    head: &str,
+) -> Result<(u64, u64), StoreError> {
+    let votes = sqlx::query(
+        "UPDATE approvals SET state = 'superseded'
+         WHERE backend = ? AND branch = ? AND head_commit <> ? AND state = 'counted'",
+    )
+    .bind(backend.to_owned())
+    .bind(branch.to_owned())
+    .bind(head.to_owned())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let asks = sqlx::query(
+        "UPDATE approval_asks SET state = 'superseded'
+         WHERE backend = ? AND branch = ? AND head_commit <> ? AND state = 'pending'",
+    )
+    .bind(backend.to_owned())
+    .bind(branch.to_owned())
+    .bind(head.to_owned())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok((votes, asks))
+}
+
+fn approval_from_row(row: &SqliteRow) -> Result<StoredApproval, StoreError> {
+    let at: String = row.try_get("at")?;
+    let state: String = row.try_get("state")?;
+    let verdict: String = row.try_get("verdict")?;
+    Ok(StoredApproval {
+        approver: row.try_get("approver")?,
+        channel: row.try_get("channel")?,
+        commit: row.try_get("head_commit")?,
+        at: parse_timestamp("approval", &at)?,
+        state: approval_state(&state)?,
+        verdict: if verdict == "reject" {
+            Verdict::Reject
+        } else {
+            Verdict::Approve
+        },
+    })
+}
+
+/// Every vote, by (backend, branch), oldest first: for listing all change
+/// requests with one query.
+pub(super) async fn all_approvals(
+    pool: &sqlx::SqlitePool,
+) -> Result<std::collections::HashMap<(String, String), Vec<StoredApproval>>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM approvals ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let mut by_branch: std::collections::HashMap<(String, String), Vec<StoredApproval>> =
+        std::collections::HashMap::new();
+    for row in &rows {
+        let key = (row.try_get("backend")?, row.try_get("branch")?);
+        by_branch
+            .entry(key)
+            .or_default()
+            .push(approval_from_row(row)?);
+    }
+    Ok(by_branch)
+}
+
+impl SqliteStore {
+    /// The rows of the change request waiting at exactly this head.
+    async fn votable_rows(
+        tx: &mut sqlx::SqliteConnection,
+        cr: &ChangeRequestRef,
+    ) -> Result<Vec<(ChangeRequestId, FindingId)>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, finding_id FROM change_requests WHERE {AT_HEAD} AND {VOTABLE} ORDER BY finding_id"
+        )))
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .fetch_all(&mut *tx)
+        .await?)
+    }
+
+    /// Distinct approvers whose approval of this head counts, in the order
+    /// they approved, with the channel of each one's first approval.
+    async fn counted_approvers(
+        tx: &mut sqlx::SqliteConnection,
+        cr: &ChangeRequestRef,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT approver, channel FROM approvals
+             WHERE {AT_HEAD} AND verdict = 'approve' AND state = 'counted' ORDER BY id"
+        )))
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut distinct: Vec<(String, String)> = Vec::new();
+        for (approver, channel) in rows {
+            if !distinct.iter().any(|(a, _)| *a == approver) {
+                distinct.push((approver, channel));
+            }
+        }
+        Ok(distinct)
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for SqliteStore {
+    async fn change_request_severity(
+        &self,
+        cr: &ChangeRequestRef,
+    ) -> Result<Option<Severity>, StoreError> {
+        let severities: Vec<String> = sqlx::query_scalar(
+            "SELECT f.severity FROM change_requests c JOIN findings f ON f.id = c.finding_id
+             WHERE c.backend = ? AND c.branch = ? AND c.head_commit = ?",
+        )
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut highest = None;
+        for name in severities {
+            let severity: Severity = name
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("unknown severity `{name}`")))?;
+            highest = highest.max(Some(severity));
+        }
+        Ok(highest)
+    }
+
+    async fn cast_vote(
+        &self,
+        cr: &ChangeRequestRef,
+        vote: &Vote<'_>,
+        need: u32,
+    ) -> Result<VoteOutcome, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let rows = Self::votable_rows(&mut tx, cr).await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(VoteOutcome::Stale);
+        }
+        let at = timestamp(vote.at);
+        if let Some(ask) = vote.ask {
+            let used: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "UPDATE approval_asks SET state = 'used', used_at = ?
+                 WHERE id = ? AND state = 'pending' AND expires_at > ? AND {AT_HEAD} AND approver = ?
+                 RETURNING id"
+            )))
+            .bind(at.clone())
+            .bind(ask)
+            .bind(at.clone())
+            .bind(cr.backend.clone())
+            .bind(cr.branch.clone())
+            .bind(cr.head_commit.clone())
+            .bind(vote.approver.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if used.is_none() {
+                tx.rollback().await?;
+                return Ok(VoteOutcome::AskSpent);
+            }
+        }
+        let before = Self::counted_approvers(&mut tx, cr).await?;
+        let already = vote.verdict == Verdict::Approve
+            && before.iter().any(|(approver, _)| approver == vote.approver);
+        if !already {
+            sqlx::query(
+                "INSERT INTO approvals (backend, branch, head_commit, approver, channel, verdict, at, state, message)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'counted', ?)",
+            )
+            .bind(cr.backend.clone())
+            .bind(cr.branch.clone())
+            .bind(cr.head_commit.clone())
+            .bind(vote.approver.to_owned())
+            .bind(vote.channel.to_owned())
+            .bind(vote.verdict.as_str())
+            .bind(at.clone())
+            .bind(vote.message.map(str::to_owned))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let counted = Self::counted_approvers(&mut tx, cr).await?;
+        let have = counted.len() as u32;
+        for &(id, finding_id) in &rows {
+            append_audit(
+                &mut tx,
+                vote.approver,
+                match (vote.verdict, already) {
+                    (Verdict::Reject, _) => "approval.rejected",
+                    (Verdict::Approve, false) => "approval.counted",
+                    (Verdict::Approve, true) => "approval.repeated",
+                },
+                &finding_subject(finding_id),
+                &json!({
+                    "change_request": id, "channel": vote.channel, "commit": cr.head_commit,
+                    "approvals": have, "quorum": need, "reason": vote.reason, "message": vote.message,
+                }),
+                vote.at,
+            )
+            .await?;
+        }
+        let decision = match vote.verdict {
+            Verdict::Reject => DecisionRecord {
+                approve: false,
+                by: vote.approver.to_owned(),
+                channel: vote.channel.to_owned(),
+                at: vote.at,
+                reason: vote.reason.map(str::to_owned),
+            },
+            Verdict::Approve if have >= need => {
+                let mut channels: Vec<&str> = Vec::new();
+                for (_, channel) in &counted {
+                    if !channels.contains(&channel.as_str()) {
+                        channels.push(channel);
+                    }
+                }
+                DecisionRecord {
+                    approve: true,
+                    by: counted
+                        .iter()
+                        .map(|(a, _)| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    channel: channels.join(", "),
+                    at: vote.at,
+                    reason: None,
+                }
+            }
+            Verdict::Approve => {
+                tx.commit().await?;
+                return Ok(if already {
+                    VoteOutcome::AlreadyCounted { have, need }
+                } else {
+                    VoteOutcome::Counted { have, need }
+                });
+            }
+        };
+        let state = if decision.approve {
+            "approved"
+        } else {
+            "rejected"
+        };
+        let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
+             WHERE {AT_HEAD} AND {VOTABLE} RETURNING id, finding_id"
+        )))
+        .bind(state)
+        .bind(decision.by.clone())
+        .bind(decision.channel.clone())
+        .bind(at)
+        .bind(decision.reason.clone())
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, finding_id) in claimed {
+            append_audit(
+                &mut tx,
+                &decision.by,
+                &format!("change_request.{state}"),
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "channel": decision.channel, "reason": decision.reason, "commit": cr.head_commit }),
+                vote.at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(VoteOutcome::Decided(decision))
+    }
+
+    async fn withdraw_vote(
+        &self,
+        cr: &ChangeRequestRef,
+        approver: &str,
+        channel: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let rows = Self::votable_rows(&mut tx, cr).await?;
+        let withdrawn = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE approvals SET state = 'withdrawn'
+             WHERE {AT_HEAD} AND approver = ? AND channel = ? AND verdict = 'approve' AND state = 'counted'"
+        )))
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .bind(approver.to_owned())
+        .bind(channel.to_owned())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if withdrawn == 0 || rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for (id, finding_id) in rows {
+            append_audit(
+                &mut tx,
+                approver,
+                "approval.withdrawn",
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "channel": channel, "commit": cr.head_commit }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn approvals(
+        &self,
+        backend: &str,
+        branch: &str,
+    ) -> Result<Vec<StoredApproval>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM approvals WHERE backend = ? AND branch = ? ORDER BY id")
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    async fn record_ask(&self, ask: &NewAsk<'_>) -> Result<Option<i64>, StoreError> {
+        let cr = ask.change_request;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO approval_asks (backend, branch, head_commit, approver, channel, code_digest,
+                 approve_digest, reject_digest, created_at, expires_at, state, delivery)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+             ON CONFLICT (backend, branch, head_commit, approver, channel) DO NOTHING
+             RETURNING id",
+        )
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .bind(ask.approver.to_owned())
+        .bind(ask.channel.to_owned())
+        .bind(ask.code_digest.clone())
+        .bind(ask.approve_digest.clone())
+        .bind(ask.reject_digest.clone())
+        .bind(timestamp(ask.at))
+        .bind(timestamp(ask.expires_at))
+        .bind(ask.delivery.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn mark_ask_delivery(
+        &self,
+        id: i64,
+        delivery: AskDelivery,
+        provider_id: Option<&str>,
+        error: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sent_at = (delivery == AskDelivery::Sent).then(|| timestamp(at));
+        sqlx::query(
+            "UPDATE approval_asks SET delivery = ?, provider_id = COALESCE(?, provider_id), error = ?,
+                 sent_at = COALESCE(?, sent_at) WHERE id = ?",
+        )
+        .bind(delivery.as_str())
+        .bind(provider_id.map(str::to_owned))
+        .bind(error.map(str::to_owned))
+        .bind(sent_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn asks(&self, backend: &str, branch: &str) -> Result<Vec<StoredAsk>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM approval_asks WHERE backend = ? AND branch = ? ORDER BY id")
+                .bind(backend.to_owned())
+                .bind(branch.to_owned())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(ask_from_row).collect()
+    }
+
+    async fn ask_by_code(
+        &self,
+        approver: &str,
+        digest: &str,
+    ) -> Result<Option<StoredAsk>, StoreError> {
+        let row = sqlx::query("SELECT * FROM approval_asks WHERE approver = ? AND code_digest = ?")
+            .bind(approver.to_owned())
+            .bind(digest.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ask_from_row).transpose()
+    }
+
+    async fn ask_by_link(
+        &self,
+        digest: &str,
+    ) -> Result<Option<(StoredAsk, LinkAction)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT *, approve_digest = ?1 AS approving FROM approval_asks
+             WHERE approve_digest = ?1 OR reject_digest = ?1",
+        )
+        .bind(digest.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let approving: bool = row.try_get("approving")?;
+        let action = if approving {
+            LinkAction::Approve
+        } else {
+            LinkAction::Reject
+        };
+        Ok(Some((ask_from_row(&row)?, action)))
+    }
+
+    async fn mark_awaiting_approval(
+        &self,
+        cr: &ChangeRequestRef,
+        asked: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE change_requests SET state = 'awaiting_approval' WHERE {AT_HEAD} AND state = 'open'
+             RETURNING id, finding_id"
+        )))
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .fetch_all(&mut *tx)
+        .await?;
+        if moved.is_empty() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for (id, finding_id) in moved {
+            append_audit(
+                &mut tx,
+                "draco",
+                "change_request.awaiting_approval",
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "commit": cr.head_commit, "asked": asked }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn audit_refusal(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        append_audit(&mut tx, actor, action, subject, details, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_wrong_code(
+        &self,
+        approver: &str,
+        channel: &str,
+        since: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        sqlx::query("INSERT INTO approval_failures (approver, channel, at) VALUES (?, ?, ?)")
+            .bind(approver.to_owned())
+            .bind(channel.to_owned())
+            .bind(timestamp(at))
+            .execute(&mut *tx)
+            .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approval_failures WHERE approver = ? AND at >= ?",
+        )
+        .bind(approver.to_owned())
+        .bind(timestamp(since))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn wrong_codes_since(
+        &self,
+        approver: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approval_failures WHERE approver = ? AND at >= ?",
+        )
+        .bind(approver.to_owned())
+        .bind(timestamp(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn set_opt_out(
+        &self,
+        phone: &str,
+        shown_as: &str,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let changed = if opted_out {
+            sqlx::query(
+                "INSERT INTO sms_opt_outs (phone, at) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING",
+            )
+            .bind(phone.to_owned())
+            .bind(timestamp(at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        } else {
+            sqlx::query("DELETE FROM sms_opt_outs WHERE phone = ?")
+                .bind(phone.to_owned())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+        };
+        if changed > 0 {
+            append_audit(
+                &mut tx,
+                shown_as,
+                if opted_out {
+                    "sms.opted_out"
+                } else {
+                    "sms.opted_in"
+                },
+                "sms",
+                &json!({ "phone": shown_as }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn is_opted_out(&self, phone: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sms_opt_outs WHERE phone = ?")
+            .bind(phone.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn messages_sent_since(
+        &self,
+        approver: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approval_asks WHERE approver = ? AND sent_at >= ?",
+        )
+        .bind(approver.to_owned())
+        .bind(timestamp(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+}
