@@ -172,7 +172,8 @@ impl App {
         }
     }
 
-    fn deciding(&self) -> Deciding<'_> {
+    /// What deciding needs: the store, the backend, the directory and policy.
+    pub fn deciding(&self) -> Deciding<'_> {
         Deciding {
             store: &self.store,
             change_requests: self.change_requests.as_ref(),
@@ -221,6 +222,11 @@ impl App {
         };
         let result = pipeline.scan(now).await;
         if result.is_ok() {
+            // Reviews whose webhook was lost count now; then whoever is
+            // still to be asked is asked.
+            if let Err(error) = notify::review::reconcile(&self.deciding(), now).await {
+                tracing::error!(%error, "cannot read pull request reviews back");
+            }
             self.ask_approvers(now).await;
         }
         let status = match &result {

@@ -149,7 +149,10 @@ pub async fn run(
         let mut stop = stopped.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(error) = crate::events::process_pending(&app.store, Utc::now()).await {
+                let deciding = app.deciding();
+                if let Err(error) =
+                    crate::events::process_pending(&app.store, Some(&deciding), Utc::now()).await
+                {
                     tracing::error!(%error, "cannot process webhook deliveries; retrying later");
                 }
                 tokio::select! {

@@ -13,11 +13,19 @@
 //! `synchronize` (a push to the branch; outside Draco unless the new head is
 //! the commit Draco proposed), and `reopened` (a pull request closed by hand
 //! opened again with the head Draco proposed: approvable again).
+//!
+//! `pull_request_review` and `issue_comment` deliveries are votes, applied
+//! through [`crate::notify::review`] when approvals are set up.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::domain::neutralise;
+use crate::domain::{FindingId, neutralise};
+use crate::gitops::github::api::GitHubUser;
+use crate::gitops::{Review, ReviewState};
+use crate::notify::inbound::{Deciding, InboundStore};
+use crate::notify::review::{self, Source};
+use crate::store::approvals::ChangeRequestRef;
 use crate::store::{ChangeRequestStore, Delivery, DeliveryStore, OutsideChange, StoreError};
 
 /// Deliveries read per round.
@@ -55,11 +63,63 @@ struct Sender {
     login: String,
 }
 
+/// `pull_request_review` (GitHub Docs, "Webhook events and payloads").
+#[derive(Deserialize)]
+struct ReviewEvent {
+    action: String,
+    review: ReviewPayload,
+    pull_request: ReviewedPull,
+}
+
+#[derive(Deserialize)]
+struct ReviewPayload {
+    user: GitHubUser,
+    state: String,
+    #[serde(default)]
+    commit_id: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReviewedPull {
+    number: u64,
+    head: Head,
+    #[serde(default)]
+    user: Option<GitHubUser>,
+}
+
+/// `issue_comment` on a pull request.
+#[derive(Deserialize)]
+struct CommentEvent {
+    action: String,
+    issue: CommentedIssue,
+    comment: CommentPayload,
+}
+
+#[derive(Deserialize)]
+struct CommentedIssue {
+    number: u64,
+    #[serde(default)]
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct CommentPayload {
+    user: GitHubUser,
+    #[serde(default)]
+    body: Option<String>,
+}
+
 /// Processes every pending delivery; returns how many were processed.
 ///
 /// Errors: the store failed; what was processed before stays processed,
 /// the rest is taken up by the next call.
-pub async fn process_pending<S>(store: &S, now: DateTime<Utc>) -> Result<usize, StoreError>
+pub async fn process_pending<S>(
+    store: &S,
+    deciding: Option<&Deciding<'_>>,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError>
 where
     S: DeliveryStore + ChangeRequestStore,
 {
@@ -70,7 +130,13 @@ where
             return Ok(done);
         }
         for delivery in &pending {
-            let outcome = apply(store, delivery, now).await?;
+            let outcome = match (delivery.event.as_str(), deciding) {
+                ("pull_request_review", Some(deciding)) => {
+                    apply_review(deciding, delivery, now).await?
+                }
+                ("issue_comment", Some(deciding)) => apply_comment(deciding, delivery, now).await?,
+                _ => apply(store, delivery, now).await?,
+            };
             tracing::info!(
                 provider = delivery.provider,
                 delivery = delivery.delivery_id,
@@ -149,4 +215,113 @@ where
             change.as_str()
         ),
     })
+}
+
+/// The waiting change request recorded for pull request `number`, and the
+/// finding it is matched by (the first of a group).
+async fn waiting_on_pull(
+    store: &dyn InboundStore,
+    number: u64,
+    branch: Option<&str>,
+) -> Result<Option<(FindingId, ChangeRequestRef)>, StoreError> {
+    let suffix = format!("/pull/{number}");
+    let rows = match branch {
+        Some(branch) => store.change_requests_on_branch("github", branch).await?,
+        None => store.change_requests().await?,
+    };
+    Ok(rows
+        .into_iter()
+        .find(|cr| {
+            cr.backend == "github" && cr.location.ends_with(&suffix) && cr.state.is_decidable()
+        })
+        .map(|cr| {
+            (
+                cr.finding_id,
+                ChangeRequestRef {
+                    backend: cr.backend,
+                    branch: cr.branch,
+                    head_commit: cr.head_commit,
+                },
+            )
+        }))
+}
+
+/// A `pull_request_review` delivery: `submitted` and `dismissed` are
+/// votes (see [`review`]); `edited` changes no state on GitHub.
+async fn apply_review(
+    deciding: &Deciding<'_>,
+    delivery: &Delivery,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let Ok(event) = serde_json::from_slice::<ReviewEvent>(&delivery.body) else {
+        return Ok("ignored: not a pull_request_review event".to_owned());
+    };
+    let state = match event.action.as_str() {
+        "submitted" => ReviewState::parse(&event.review.state),
+        "dismissed" => ReviewState::Dismissed,
+        other => return Ok(format!("ignored: review {}", neutralise(other))),
+    };
+    let pull = &event.pull_request;
+    let Some((finding, at_head)) =
+        waiting_on_pull(deciding.store, pull.number, Some(&pull.head.branch)).await?
+    else {
+        return Ok("ignored: no change request waits on that pull request".to_owned());
+    };
+    let review = Review {
+        bot: event.review.user.is_bot(),
+        reviewer: event.review.user.login.clone(),
+        state,
+        commit: event.review.commit_id.clone().unwrap_or_default(),
+        body: event.review.body.clone().unwrap_or_default(),
+        pull_author: pull
+            .user
+            .as_ref()
+            .map(|u| u.login.clone())
+            .unwrap_or_default(),
+    };
+    let outcomes =
+        review::apply_reviews(deciding, finding, &at_head, &[review], Source::Webhook, now).await?;
+    Ok(if outcomes.is_empty() {
+        "review: nothing to count".to_owned()
+    } else {
+        outcomes.join("; ")
+    })
+}
+
+/// An `issue_comment` delivery: a `/draco` command in a just `created`
+/// comment on a pull request Draco recorded.
+async fn apply_comment(
+    deciding: &Deciding<'_>,
+    delivery: &Delivery,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let Ok(event) = serde_json::from_slice::<CommentEvent>(&delivery.body) else {
+        return Ok("ignored: not an issue_comment event".to_owned());
+    };
+    let Some(command) = review::parse_command(event.comment.body.as_deref().unwrap_or("")) else {
+        return Ok("ignored: no /draco command".to_owned());
+    };
+    if event.action != "created" {
+        // An edited comment could turn an old remark into a command.
+        return Ok(format!(
+            "ignored: /draco command in a comment {}, not created",
+            neutralise(&event.action)
+        ));
+    }
+    if event.issue.pull_request.is_none() {
+        return Ok("ignored: not a pull request".to_owned());
+    }
+    let Some((finding, _)) = waiting_on_pull(deciding.store, event.issue.number, None).await?
+    else {
+        return Ok("ignored: no change request waits on that pull request".to_owned());
+    };
+    review::apply_command(
+        deciding,
+        finding,
+        &event.comment.user.login,
+        event.comment.user.is_bot(),
+        &command,
+        now,
+    )
+    .await
 }

@@ -53,6 +53,45 @@ pub struct OpenedChangeRequest {
     pub created: bool,
 }
 
+/// What a review says (GitHub's `review.state`: lowercase in webhooks,
+/// uppercase in the REST API; both are read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewState {
+    Approved,
+    ChangesRequested,
+    Commented,
+    Dismissed,
+    /// `pending` (a draft review) or anything newer: never counts.
+    Other,
+}
+
+impl ReviewState {
+    pub fn parse(state: &str) -> Self {
+        match state.to_ascii_lowercase().as_str() {
+            "approved" => ReviewState::Approved,
+            "changes_requested" => ReviewState::ChangesRequested,
+            "commented" => ReviewState::Commented,
+            "dismissed" => ReviewState::Dismissed,
+            _ => ReviewState::Other,
+        }
+    }
+}
+
+/// One review of a change request's pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// The reviewer's GitHub login.
+    pub reviewer: String,
+    /// The reviewer is a bot (`user.type == "Bot"`, or a `[bot]` login).
+    pub bot: bool,
+    pub state: ReviewState,
+    /// `review.commit_id`: the head the review was given on.
+    pub commit: String,
+    pub body: String,
+    /// The login that opened the pull request (never a valid reviewer).
+    pub pull_author: String,
+}
+
 /// A change request as its backend shows it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
@@ -162,4 +201,11 @@ pub trait ChangeRequests: Send + Sync {
     /// scan compares it with the store, so a missed webhook never leaves the
     /// store wrong for longer than one scan.
     async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError>;
+    /// The reviews of the open pull request on `branch`, oldest first (for
+    /// the reconciliation pass: a review whose webhook was lost still
+    /// counts). None on a backend without reviews (the local repository).
+    async fn reviews(&self, branch: &str) -> Result<Vec<Review>, GitOpsError> {
+        let _ = branch;
+        Ok(Vec::new())
+    }
 }

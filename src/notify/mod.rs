@@ -18,6 +18,7 @@
 
 pub mod inbound;
 pub mod message;
+pub mod review;
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
-//! `POST /webhooks/github`: GitHub's webhook deliveries, checked and stored.
+//! `POST /webhooks/github`: GitHub's webhook deliveries (`pull_request`,
+//! `pull_request_review`, `issue_comment`), checked and stored.
 //!
 //! In this order, so that nothing unauthenticated is parsed or stored:
 //! 1. `X-Hub-Signature-256` is checked over the raw body, in constant time
@@ -37,7 +38,7 @@ use crate::store::{DeliveryStore, Recorded};
 pub const MAX_DELIVERY_BYTES: usize = 1024 * 1024;
 
 /// The events stored for processing; anything else is answered `204`.
-pub const HANDLED_EVENTS: [&str; 2] = ["pull_request", "pull_request_review"];
+pub const HANDLED_EVENTS: [&str; 3] = ["pull_request", "pull_request_review", "issue_comment"];
 
 /// Branches Draco opens change requests on (`draco/<kind>-<fingerprint>`).
 pub const BRANCH_PREFIX: &str = "draco/";
@@ -65,6 +66,14 @@ pub trait Webhooks: Send + Sync {
 struct Envelope {
     repository: Option<NamedRepository>,
     pull_request: Option<PullRequestHead>,
+    /// `issue_comment`: the issue, with `pull_request` set when it is one.
+    issue: Option<CommentedIssue>,
+}
+
+#[derive(Deserialize)]
+struct CommentedIssue {
+    #[serde(default)]
+    pull_request: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -132,10 +141,19 @@ pub async fn github(
         return answer(StatusCode::NO_CONTENT, "");
     }
     let managed = |r: &NamedRepository| r.full_name.eq_ignore_ascii_case(&receiver.repository);
+    // A comment names no branch: it is matched later to the pull request
+    // Draco recorded under its number, or ignored.
+    let on_pull_request = event == "issue_comment"
+        && envelope
+            .issue
+            .as_ref()
+            .is_some_and(|i| i.pull_request.is_some());
     let ours = envelope.repository.as_ref().is_some_and(managed)
-        && envelope.pull_request.as_ref().is_some_and(|pr| {
-            pr.head.name.starts_with(BRANCH_PREFIX) && pr.head.repo.as_ref().is_some_and(managed)
-        });
+        && (on_pull_request
+            || envelope.pull_request.as_ref().is_some_and(|pr| {
+                pr.head.name.starts_with(BRANCH_PREFIX)
+                    && pr.head.repo.as_ref().is_some_and(managed)
+            }));
     if !ours {
         tracing::debug!(
             event,

@@ -677,15 +677,23 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
             202
         );
     }
-    let processed = draco::events::process_pending(&app.app.store, chrono::Utc::now())
-        .await
-        .expect("process");
+    let processed = draco::events::process_pending(
+        &app.app.store,
+        Some(&app.app.deciding()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("process");
     assert_eq!(processed, 4);
     // Processing again finds nothing to do.
     assert_eq!(
-        draco::events::process_pending(&app.app.store, chrono::Utc::now())
-            .await
-            .expect("process"),
+        draco::events::process_pending(
+            &app.app.store,
+            Some(&app.app.deciding()),
+            chrono::Utc::now()
+        )
+        .await
+        .expect("process"),
         0
     );
 
@@ -730,9 +738,13 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
             202
         );
     }
-    draco::events::process_pending(&app.app.store, chrono::Utc::now())
-        .await
-        .expect("process");
+    draco::events::process_pending(
+        &app.app.store,
+        Some(&app.app.deciding()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("process");
     let crs = app.app.store.change_requests().await.expect("read");
     let c = by_branch(&crs, &closed.branch);
     assert_eq!(c.state, ChangeRequestState::Open);

@@ -70,9 +70,13 @@ async fn a_fork_pull_request_named_like_a_draco_branch_does_not_close_or_fail_dr
     let push = fork_event("synchronize", &pushed_target.branch, 901);
     let status = deliver(&app, "pull_request", "fork-2", &push).await;
     assert!(matches!(status, 202 | 204), "{status}");
-    draco::events::process_pending(&app.app.store, chrono::Utc::now())
-        .await
-        .expect("process");
+    draco::events::process_pending(
+        &app.app.store,
+        Some(&app.app.deciding()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("process");
     // Draco's own pull requests were not touched on GitHub.
     assert_eq!(standin.pulls().len(), pulls_before.len());
     assert!(standin.pulls().iter().all(|p| p.state == "open"));
@@ -428,9 +432,13 @@ async fn a_merge_by_hand_of_a_failed_change_request_is_read_back_when_its_webhoo
     }))
     .expect("json");
     assert_eq!(deliver(&app, "pull_request", "p-1", &push).await, 202);
-    draco::events::process_pending(&app.app.store, chrono::Utc::now())
-        .await
-        .expect("process");
+    draco::events::process_pending(
+        &app.app.store,
+        Some(&app.app.deciding()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("process");
     let cr = app
         .app
         .store
@@ -594,7 +602,7 @@ async fn dracos_own_withdrawal_is_not_recorded_as_a_close_outside_draco_when_its
                 )
                 .await
                 .expect("stored");
-            draco::events::process_pending(&app.store, chrono::Utc::now())
+            draco::events::process_pending(&app.store, Some(&app.deciding()), chrono::Utc::now())
                 .await
                 .expect("processed");
         })
@@ -823,9 +831,13 @@ async fn odd_webhook_input_and_absurd_rate_limit_waits_are_handled() {
     // The same delivery id with another body: a redelivery, changes nothing.
     let other = pull_body("synchronize", &target.branch);
     assert_eq!(deliver(&app, "pull_request", "evil", &other).await, 200);
-    draco::events::process_pending(&app.app.store, chrono::Utc::now())
-        .await
-        .expect("process");
+    draco::events::process_pending(
+        &app.app.store,
+        Some(&app.app.deciding()),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("process");
     let events = draco::store::AuditLog::audit_events(&app.app.store, None)
         .await
         .expect("audit");
@@ -954,7 +966,7 @@ async fn a_late_delivery_about_an_older_pull_request_on_the_same_branch_does_not
         )
         .await
         .expect("stored");
-    draco::events::process_pending(&app.store, chrono::Utc::now())
+    draco::events::process_pending(&app.store, Some(&app.deciding()), chrono::Utc::now())
         .await
         .expect("process");
     let cr = app

@@ -64,6 +64,9 @@ pub struct Repo {
     /// Carried out, but answered `502` (the answer lost on the way back):
     /// method and path suffix, removed when used.
     pub lost_answers: Vec<(String, String)>,
+    /// Pull request number → its reviews, as `GET …/pulls/{n}/reviews`
+    /// answers them (REST: uppercase states).
+    pub reviews: HashMap<u64, Vec<Value>>,
 }
 
 /// Called after the stand-in closed pull request `number` on a `PATCH`
@@ -150,6 +153,16 @@ impl StandIn {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Adds a review to pull request `number` as the REST API lists it.
+    pub fn add_review(&self, number: u64, login: &str, state: &str, commit: &str) {
+        let review = json!({
+            "id": 1, "user": { "login": login, "type": "User" }, "state": state,
+            "commit_id": commit, "body": "", "submitted_at": "2026-12-05T12:00:00Z",
+        });
+        let mut repo = self.repo.lock().expect("lock");
+        repo.reviews.entry(number).or_default().push(review);
     }
 
     pub fn pulls(&self) -> Vec<PullState> {
@@ -580,6 +593,13 @@ async fn handle(
                 }
             }
             axum::Json(pull_json(&repo, &repo.pulls[i])).into_response()
+        }
+        ("GET", ["pulls", n, "reviews"]) => {
+            let number: u64 = n.parse().unwrap_or(0);
+            let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let all = repo.reviews.get(&number).cloned().unwrap_or_default();
+            let out: Vec<Value> = all.into_iter().skip((page - 1) * 100).take(100).collect();
+            axum::Json(Value::Array(out)).into_response()
         }
         ("PUT", ["pulls", n, "merge"]) => {
             let Some(i) = pull_index(&repo, n) else {

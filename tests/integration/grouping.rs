@@ -791,7 +791,7 @@ async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
     for (i, body) in [own, merged, late].into_iter().enumerate() {
         assert_eq!(deliver(format!("g-{i}"), body).await, 202);
     }
-    draco::events::process_pending(&app.store, chrono::Utc::now())
+    draco::events::process_pending(&app.store, Some(&app.deciding()), chrono::Utc::now())
         .await
         .expect("process");
     let after = app

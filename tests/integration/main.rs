@@ -4,6 +4,7 @@
 
 mod approval;
 mod approvals_email;
+mod approvals_github;
 mod approvals_sms;
 mod aws;
 mod bad_input;

@@ -142,6 +142,38 @@ pub struct Pull {
     pub merge_commit_sha: Option<String>,
     pub head: PullHead,
     pub base: PullBase,
+    /// Who opened it.
+    #[serde(default)]
+    pub user: Option<GitHubUser>,
+}
+
+/// A GitHub account as payloads show it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubUser {
+    pub login: String,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+impl GitHubUser {
+    /// Whether this account is an app or bot (GitHub's `type`, or the
+    /// `[bot]` suffix every app account's login has).
+    pub fn is_bot(&self) -> bool {
+        self.kind.as_deref() == Some("Bot") || self.login.ends_with("[bot]")
+    }
+}
+
+/// One review (`GET …/pulls/{n}/reviews`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PullReview {
+    #[serde(default)]
+    pub user: Option<GitHubUser>,
+    pub state: String,
+    #[serde(default)]
+    pub commit_id: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -431,6 +463,31 @@ impl GitHubApi {
             self.crab.get(&route, None::<&()>)
         })
         .await
+    }
+
+    /// Every review of pull request `number`, oldest first
+    /// (`GET …/pulls/{number}/reviews`, 100 a page).
+    pub async fn reviews(&self, number: u64) -> Result<Vec<PullReview>, GitOpsError> {
+        let route = self.route(&format!("/pulls/{number}/reviews"));
+        let mut all: Vec<PullReview> = Vec::new();
+        for page in 1..=10u32 {
+            let page_text = page.to_string();
+            let query = [("per_page", "100"), ("page", page_text.as_str())];
+            let batch: Vec<PullReview> = self
+                .call(
+                    "read pull request reviews",
+                    "pull_requests: read",
+                    true,
+                    || self.crab.get(&route, Some(&query)),
+                )
+                .await?;
+            let done = batch.len() < 100;
+            all.extend(batch);
+            if done {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// Opens a pull request (`POST …/pulls`).

@@ -18,7 +18,10 @@ use async_trait::async_trait;
 use super::api::{GitHubApi, Pull, TreeEntry};
 use crate::domain::{Approved, Rejected};
 use crate::gitops::config::{GitHubConfig, MergeMethod};
-use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, Observed, OpenedChangeRequest};
+use crate::gitops::{
+    ChangeRequests, GitOpsError, NewChangeRequest, Observed, OpenedChangeRequest, Review,
+    ReviewState,
+};
 use crate::redact::Redacted;
 
 /// Pull requests on one GitHub repository.
@@ -385,6 +388,37 @@ impl ChangeRequests for GitHubChangeRequests {
                 None => Observed::Missing,
             },
         })
+    }
+
+    async fn reviews(&self, branch: &str) -> Result<Vec<Review>, GitOpsError> {
+        let Some(pull) = self.latest_pull(branch).await? else {
+            return Ok(Vec::new());
+        };
+        if pull.state != "open" {
+            return Ok(Vec::new());
+        }
+        let author = pull
+            .user
+            .as_ref()
+            .map(|u| u.login.clone())
+            .unwrap_or_default();
+        Ok(self
+            .api
+            .reviews(pull.number)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let user = r.user?;
+                Some(Review {
+                    bot: user.is_bot(),
+                    reviewer: user.login,
+                    state: ReviewState::parse(&r.state),
+                    commit: r.commit_id.unwrap_or_default(),
+                    body: r.body.unwrap_or_default(),
+                    pull_author: author.clone(),
+                })
+            })
+            .collect())
     }
 
     async fn close(&self, rejected: &Rejected) -> Result<(), GitOpsError> {
