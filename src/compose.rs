@@ -172,6 +172,34 @@ impl App {
         }
     }
 
+    /// The approval job (the daemon runs it every minute): asks whoever is
+    /// still to be asked, releases held asks, reminds, escalates, expires.
+    /// Failures are logged; the next run takes them up.
+    pub async fn follow_up_approvals(&self, now: DateTime<Utc>) {
+        if self.notifier.directory.is_empty() {
+            return;
+        }
+        self.ask_approvers(now).await;
+        match notify::follow_up(
+            &self.store,
+            &self.notifier,
+            self.change_requests.as_ref(),
+            now,
+        )
+        .await
+        {
+            Ok(report) if report != notify::FollowUpReport::default() => tracing::info!(
+                released = report.released,
+                reminded = report.reminded,
+                escalated = report.escalated,
+                expired = report.expired,
+                "approval follow-up"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "approval follow-up failed; retrying later"),
+        }
+    }
+
     /// What deciding needs: the store, the backend, the directory and policy.
     pub fn deciding(&self) -> Deciding<'_> {
         Deciding {

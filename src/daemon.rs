@@ -89,6 +89,10 @@ impl Signals {
 /// (one stored by another replica, or left by a failed round).
 const EVENTS_POLL: Duration = Duration::from_secs(60);
 
+/// How often the approval follow-up runs (held asks, reminders,
+/// escalation, expiry).
+const APPROVALS_TICK: Duration = Duration::from_secs(60);
+
 /// What marking a cancelled scan interrupted may take past the grace
 /// period (the target: exit within `shutdown_grace_secs` + 1 s).
 const REPAIR_AFTER_GRACE: Duration = Duration::from_millis(500);
@@ -160,6 +164,23 @@ pub async fn run(
                     _ = stop.wait_for(|s| *s) => break,
                     () = app.deliveries_waiting.notified() => {}
                     () = tokio::time::sleep(EVENTS_POLL) => {}
+                }
+            }
+        })
+    });
+
+    // Approvals: held asks, reminders, escalation and expiry, every minute
+    // (everything it works from is in the store, so a restart loses nothing).
+    let approvals_task = (!app.notifier.directory.is_empty()).then(|| {
+        let app = Arc::clone(&app);
+        let mut stop = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                app.follow_up_approvals(Utc::now()).await;
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    () = tokio::time::sleep(APPROVALS_TICK) => {}
                 }
             }
         })
@@ -253,6 +274,10 @@ pub async fn run(
         }
     }
     if let Some(task) = health_task {
+        task.abort();
+    }
+    if let Some(task) = approvals_task {
+        // Every step commits on its own: what this cuts short is redone.
         task.abort();
     }
     if let Some(task) = events_task {

@@ -63,6 +63,10 @@ pub fn finding_json(
             // Every vote: {approver, channel, commit, at, state, verdict};
             // state counted | withdrawn | superseded.
             "approvals": cr.approvals,
+            // Who was asked about this commit: {approver, channel, state,
+            // delivery (queued | sent | failed | held: waiting for
+            // approval.max_messages_per_approver_per_day), …}.
+            "asks": cr.asks,
         }))),
     })
 }
@@ -474,6 +478,26 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                     crate::store::approvals::ApprovalState::Withdrawn => "withdrawn",
                     crate::store::approvals::ApprovalState::Superseded =>
                         "superseded by a newer commit",
+                }
+            );
+        }
+        for ask in &cr.asks {
+            let _ = writeln!(
+                out,
+                "  asked {} via {}: {}{}",
+                Neutral(&ask.approver),
+                ask.channel,
+                match ask.delivery {
+                    crate::store::approvals::AskDelivery::Held =>
+                        "held back by the daily message cap (sent when it allows, most severe first)",
+                    crate::store::approvals::AskDelivery::Sent => "sent",
+                    crate::store::approvals::AskDelivery::Queued => "queued",
+                    crate::store::approvals::AskDelivery::Failed => "sending failed",
+                },
+                if ask.reminded_at.is_some() {
+                    ", reminded"
+                } else {
+                    ""
                 }
             );
         }

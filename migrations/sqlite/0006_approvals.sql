@@ -40,6 +40,8 @@ CREATE TABLE approval_asks (
     expires_at     TEXT NOT NULL,
     state          TEXT NOT NULL,
     used_at        TEXT,
+    -- When the half-time reminder (with a fresh code or links) went out.
+    reminded_at    TEXT,
     delivery       TEXT NOT NULL,
     sent_at        TEXT,
     provider_id    TEXT,

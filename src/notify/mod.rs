@@ -30,8 +30,9 @@ use crate::approvers::{ApproverEntry, Directory};
 use crate::channels::email::Mailer;
 use crate::channels::twilio::TwilioClient;
 use crate::domain::Severity;
+use crate::gitops::ChangeRequests;
 use crate::redact::{PiiKind, Redactor};
-use crate::store::approvals::{AskDelivery, ChangeRequestRef, NewAsk};
+use crate::store::approvals::{AskDelivery, ChangeRequestRef, NewAsk, StoredAsk};
 use crate::store::{ApprovalStore, ChangeRequestStore, ScanStore, StoreError, StoredFinding};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,21 +79,9 @@ struct Waiting {
 pub trait NotifyStore: ApprovalStore + ChangeRequestStore + ScanStore {}
 impl<T: ApprovalStore + ChangeRequestStore + ScanStore + ?Sized> NotifyStore for T {}
 
-/// Asks the approvers of every change request waiting for a decision that
-/// were not asked yet, as the module describes.
-///
-/// Errors: the store failed (what was asked before stays recorded). A
-/// provider refusing one message is recorded on that ask (`failed`) and the
-/// pass goes on.
-pub async fn ask_pending(
-    store: &dyn NotifyStore,
-    notifier: &Notifier,
-    now: DateTime<Utc>,
-) -> Result<AskReport, NotifyError> {
-    let mut report = AskReport::default();
-    if notifier.policy.notify.is_empty() || notifier.directory.is_empty() {
-        return Ok(report);
-    }
+/// Every change request waiting for a decision, highest severity × impact
+/// first.
+async fn waiting(store: &dyn NotifyStore) -> Result<Vec<Waiting>, StoreError> {
     let findings: BTreeMap<_, _> = store
         .findings()
         .await?
@@ -142,142 +131,211 @@ pub async fn ask_pending(
             .cmp(&a.severity)
             .then(b.impact.total_cmp(&a.impact))
     });
-    let since = now - TimeDelta::hours(24);
+    Ok(waiting)
+}
+
+/// Asks the approvers of every change request waiting for a decision that
+/// were not asked yet, as the module describes.
+///
+/// Errors: the store failed (what was asked before stays recorded). A
+/// provider refusing one message is recorded on that ask (`failed`) and the
+/// pass goes on.
+pub async fn ask_pending(
+    store: &dyn NotifyStore,
+    notifier: &Notifier,
+    now: DateTime<Utc>,
+) -> Result<AskReport, NotifyError> {
+    let mut report = AskReport::default();
+    if notifier.policy.notify.is_empty() || notifier.directory.is_empty() {
+        return Ok(report);
+    }
     let expires_at = now + TimeDelta::hours(notifier.policy.expires_after_hours as i64);
-    for cr in &waiting {
+    for cr in waiting(store).await? {
         let need = notifier.policy.quorum.for_severity(cr.severity) as usize;
-        let asked_already = store
-            .asks(&cr.at_head.backend, &cr.at_head.branch)
-            .await?
-            .into_iter()
-            .filter(|a| a.change_request == cr.at_head)
-            .count();
         let primaries: Vec<&ApproverEntry> = notifier
             .directory
             .for_severity(cr.severity)
             .take(need)
             .collect();
-        let mut asked_now = Vec::new();
-        for approver in primaries {
-            for &channel in &notifier.policy.notify {
-                let outcome = ask_one(
-                    store, notifier, cr, approver, channel, since, expires_at, now,
-                )
-                .await?;
-                match outcome {
-                    Some(AskDelivery::Sent) => {
-                        report.sent += 1;
-                        asked_now.push(format!("{} ({})", approver.name, channel.as_str()));
-                    }
-                    Some(AskDelivery::Held) => report.held += 1,
-                    Some(AskDelivery::Failed) => report.failed += 1,
-                    Some(AskDelivery::Queued) | None => {}
-                }
-            }
-        }
-        if !asked_now.is_empty() || asked_already > 0 {
-            store
-                .mark_awaiting_approval(&cr.at_head, &asked_now, now)
-                .await?;
-        }
+        ask_all(
+            store,
+            notifier,
+            &cr,
+            &primaries,
+            expires_at,
+            now,
+            &mut report,
+        )
+        .await?;
     }
     Ok(report)
 }
 
-/// Asks one approver on one channel about one change request, unless they
-/// were asked already or cannot be reached there. Returns how it went
-/// (`None`: nothing to do).
-#[allow(clippy::too_many_arguments)]
+/// Asks each of `approvers` about `cr` on every configured channel (those
+/// asked already are skipped), and marks the change request
+/// `awaiting_approval` once anyone has been asked.
+async fn ask_all(
+    store: &dyn NotifyStore,
+    notifier: &Notifier,
+    cr: &Waiting,
+    approvers: &[&ApproverEntry],
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    report: &mut AskReport,
+) -> Result<(), NotifyError> {
+    let mut asked_now = Vec::new();
+    for approver in approvers {
+        for &channel in &notifier.policy.notify {
+            match ask_one(store, notifier, cr, approver, channel, expires_at, now).await? {
+                Some(AskDelivery::Sent) => {
+                    report.sent += 1;
+                    asked_now.push(format!("{} ({})", approver.name, channel.as_str()));
+                }
+                Some(AskDelivery::Held) => report.held += 1,
+                Some(AskDelivery::Failed) => report.failed += 1,
+                Some(AskDelivery::Queued) | None => {}
+            }
+        }
+    }
+    let asked_before = store
+        .asks(&cr.at_head.backend, &cr.at_head.branch)
+        .await?
+        .iter()
+        .any(|a| a.change_request == cr.at_head && a.delivery == AskDelivery::Sent);
+    if asked_before {
+        store
+            .mark_awaiting_approval(&cr.at_head, &asked_now, now)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether `approver` can be reached on `channel` now (an address for it,
+/// the channel set up, the number not opted out).
+async fn reachable(
+    store: &dyn NotifyStore,
+    notifier: &Notifier,
+    approver: &ApproverEntry,
+    channel: NotifyChannel,
+) -> Result<bool, StoreError> {
+    Ok(match channel {
+        NotifyChannel::Sms => match (&approver.phone, &notifier.twilio) {
+            (Some(phone), Some(_)) => !store.is_opted_out(phone.as_str()).await?,
+            _ => false,
+        },
+        NotifyChannel::Email => {
+            approver.email.is_some() && notifier.mailer.is_some() && notifier.public_url.is_some()
+        }
+    })
+}
+
+/// Records an ask of one approver on one channel about one change request,
+/// unless they were asked already or cannot be reached there, then sends
+/// it (or holds it back under the daily cap). Returns how it went (`None`:
+/// nothing to do).
 async fn ask_one(
     store: &dyn NotifyStore,
     notifier: &Notifier,
     cr: &Waiting,
     approver: &ApproverEntry,
     channel: NotifyChannel,
-    since: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Option<AskDelivery>, NotifyError> {
-    let summary = message::Summary::of(notifier, &cr.findings, cr.impact, &cr.location);
-    match channel {
+    if !reachable(store, notifier, approver, channel).await? {
+        return Ok(None);
+    }
+    let Some(id) = store
+        .record_ask(&NewAsk {
+            change_request: &cr.at_head,
+            approver: &approver.name,
+            channel: channel.as_str(),
+            code_digest: None,
+            approve_digest: None,
+            reject_digest: None,
+            delivery: AskDelivery::Queued,
+            expires_at,
+            at: now,
+        })
+        .await?
+    else {
+        return Ok(None);
+    };
+    send_ask(
+        store, notifier, cr, approver, channel, id, expires_at, false, now,
+    )
+    .await
+    .map(Some)
+}
+
+/// Sends ask `id`: fresh secrets (a code, or two links) armed in the store
+/// first, then the message; held instead when the approver had
+/// `max_messages_per_approver_per_day` in the last 24 hours. Returns how
+/// it went.
+#[allow(clippy::too_many_arguments)]
+async fn send_ask(
+    store: &dyn NotifyStore,
+    notifier: &Notifier,
+    cr: &Waiting,
+    approver: &ApproverEntry,
+    channel: NotifyChannel,
+    id: i64,
+    expires_at: DateTime<Utc>,
+    reminder: bool,
+    now: DateTime<Utc>,
+) -> Result<AskDelivery, NotifyError> {
+    let since = now - TimeDelta::hours(24);
+    if store.messages_sent_since(&approver.name, since).await?
+        >= notifier.policy.max_messages_per_approver_per_day
+    {
+        store
+            .mark_ask_delivery(id, AskDelivery::Held, None, None, now)
+            .await?;
+        return Ok(AskDelivery::Held);
+    }
+    let mut summary = message::Summary::of(notifier, &cr.findings, cr.impact, &cr.location);
+    if reminder {
+        summary.line = format!("Reminder: {}", summary.line);
+    }
+    let sent = match channel {
         NotifyChannel::Sms => {
             let (Some(phone), Some(twilio)) = (&approver.phone, &notifier.twilio) else {
-                return Ok(None);
+                return Ok(AskDelivery::Failed);
             };
-            if store.is_opted_out(phone.as_str()).await? {
-                return Ok(None);
-            }
-            let held = store.messages_sent_since(&approver.name, since).await?
-                >= notifier.policy.max_messages_per_approver_per_day;
             let code = secrets::new_code()?;
-            let Some(id) = store
-                .record_ask(&NewAsk {
-                    change_request: &cr.at_head,
-                    approver: &approver.name,
-                    channel: channel.as_str(),
-                    code_digest: (!held).then(|| notifier.key.code_digest(&approver.name, &code)),
-                    approve_digest: None,
-                    reject_digest: None,
-                    delivery: if held {
-                        AskDelivery::Held
-                    } else {
-                        AskDelivery::Queued
-                    },
-                    expires_at,
-                    at: now,
-                })
+            let digest = notifier.key.code_digest(&approver.name, &code);
+            if !store
+                .arm_ask(id, Some(digest), None, None, reminder, now)
                 .await?
-            else {
-                return Ok(None);
-            };
-            if held {
-                return Ok(Some(AskDelivery::Held));
+            {
+                return Ok(AskDelivery::Queued);
             }
-            let text = summary.sms(&code);
-            let (delivery, provider_id, error) = match twilio.send(phone, &text).await {
-                Ok(sid) => (AskDelivery::Sent, Some(sid), None),
-                Err(error) => {
-                    tracing::warn!(%error, approver = %approver.name, "cannot send an approval SMS");
-                    (AskDelivery::Failed, None, Some(error.to_string()))
-                }
-            };
-            store
-                .mark_ask_delivery(id, delivery, provider_id.as_deref(), error.as_deref(), now)
-                .await?;
-            Ok(Some(delivery))
+            twilio
+                .send(phone, &summary.sms(&code))
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
         }
         NotifyChannel::Email => {
             let (Some(email), Some(mailer), Some(base)) =
                 (&approver.email, &notifier.mailer, &notifier.public_url)
             else {
-                return Ok(None);
+                return Ok(AskDelivery::Failed);
             };
-            let held = store.messages_sent_since(&approver.name, since).await?
-                >= notifier.policy.max_messages_per_approver_per_day;
             let approve = secrets::new_link_token()?;
             let reject = secrets::new_link_token()?;
-            let Some(id) = store
-                .record_ask(&NewAsk {
-                    change_request: &cr.at_head,
-                    approver: &approver.name,
-                    channel: channel.as_str(),
-                    code_digest: None,
-                    approve_digest: (!held).then(|| notifier.key.link_digest(&approve)),
-                    reject_digest: (!held).then(|| notifier.key.link_digest(&reject)),
-                    delivery: if held {
-                        AskDelivery::Held
-                    } else {
-                        AskDelivery::Queued
-                    },
-                    expires_at,
-                    at: now,
-                })
+            if !store
+                .arm_ask(
+                    id,
+                    None,
+                    Some(notifier.key.link_digest(&approve)),
+                    Some(notifier.key.link_digest(&reject)),
+                    reminder,
+                    now,
+                )
                 .await?
-            else {
-                return Ok(None);
-            };
-            if held {
-                return Ok(Some(AskDelivery::Held));
+            {
+                return Ok(AskDelivery::Queued);
             }
             let mail = summary.mail(
                 approver,
@@ -286,17 +344,115 @@ async fn ask_one(
                 &format!("{base}/approve/{reject}"),
                 expires_at,
             );
-            let (delivery, provider_id, error) = match mailer.send(&mail).await {
-                Ok(id) => (AskDelivery::Sent, id, None),
-                Err(error) => {
-                    tracing::warn!(%error, approver = %approver.name, "cannot send an approval mail");
-                    (AskDelivery::Failed, None, Some(error.to_string()))
-                }
-            };
-            store
-                .mark_ask_delivery(id, delivery, provider_id.as_deref(), error.as_deref(), now)
+            mailer.send(&mail).await.map_err(|e| e.to_string())
+        }
+    };
+    let (delivery, provider_id, error) = match sent {
+        Ok(id) => (AskDelivery::Sent, id, None),
+        Err(error) => {
+            tracing::warn!(%error, approver = %approver.name, channel = channel.as_str(), "cannot send an approval request");
+            (AskDelivery::Failed, None, Some(error))
+        }
+    };
+    store
+        .mark_ask_delivery(id, delivery, provider_id.as_deref(), error.as_deref(), now)
+        .await?;
+    Ok(delivery)
+}
+
+/// What one follow-up pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FollowUpReport {
+    /// Held asks sent now that the daily cap allows.
+    pub released: usize,
+    pub reminded: usize,
+    /// Approvers beyond the first ones asked at three quarters of the wait.
+    pub escalated: usize,
+    pub expired: usize,
+}
+
+/// The daemon's approval job (every minute, and after each scan): asks
+/// held back by the daily cap go out once it allows (most severe first),
+/// each ask gets one reminder with a fresh code or links at half of
+/// `approval.expires_after_hours`, the next approvers are asked at three
+/// quarters, and a change request nobody decided by then expires: its pull
+/// request or branch is closed and its codes and links stop working.
+///
+/// Errors: the store failed; a provider failing is recorded on its ask.
+pub async fn follow_up(
+    store: &dyn NotifyStore,
+    notifier: &Notifier,
+    change_requests: &dyn ChangeRequests,
+    now: DateTime<Utc>,
+) -> Result<FollowUpReport, NotifyError> {
+    let mut report = FollowUpReport::default();
+    if notifier.directory.is_empty() {
+        return Ok(report);
+    }
+    let pending = store.pending_asks().await?;
+    for cr in waiting(store).await? {
+        let asks: Vec<&StoredAsk> = pending
+            .iter()
+            .filter(|a| a.change_request == cr.at_head)
+            .collect();
+        let (Some(first), Some(deadline)) = (
+            asks.iter().map(|a| a.created_at).min(),
+            asks.iter().map(|a| a.expires_at).min(),
+        ) else {
+            continue;
+        };
+        if now >= deadline {
+            let hours = notifier.policy.expires_after_hours;
+            let reason = format!("nobody decided within {hours} hours");
+            let expired = store
+                .expire_change_request(&cr.at_head, &reason, now)
                 .await?;
-            Ok(Some(delivery))
+            if !expired.is_empty() {
+                report.expired += 1;
+                let note = format!(
+                    "Expired: nobody approved or rejected this change within {hours} hours, so it is closed without merging. Its codes and links no longer work."
+                );
+                if let Err(error) = change_requests.withdraw(&cr.at_head.branch, &note).await {
+                    tracing::warn!(%error, branch = cr.at_head.branch, "cannot close an expired change request");
+                }
+            }
+            continue;
+        }
+        let wait = deadline - first;
+        for ask in &asks {
+            let Some(approver) = notifier.directory.by_name(&ask.approver) else {
+                continue;
+            };
+            let channel = match ask.channel.as_str() {
+                "sms" => NotifyChannel::Sms,
+                _ => NotifyChannel::Email,
+            };
+            let released = ask.delivery == AskDelivery::Held;
+            let remind = ask.delivery == AskDelivery::Sent
+                && ask.reminded_at.is_none()
+                && now >= ask.created_at + wait / 2;
+            if !(released || remind) || !reachable(store, notifier, approver, channel).await? {
+                continue;
+            }
+            let delivery = send_ask(
+                store, notifier, &cr, approver, channel, ask.id, deadline, remind, now,
+            )
+            .await?;
+            if delivery == AskDelivery::Sent {
+                if remind {
+                    report.reminded += 1;
+                } else {
+                    report.released += 1;
+                }
+            }
+        }
+        if now >= first + wait * 3 / 4 {
+            let others: Vec<&ApproverEntry> =
+                notifier.directory.for_severity(cr.severity).collect();
+            let mut asked = AskReport::default();
+            ask_all(store, notifier, &cr, &others, deadline, now, &mut asked).await?;
+            report.escalated += asked.sent;
         }
     }
+    Ok(report)
 }

@@ -158,6 +158,8 @@ pub struct StoredAsk {
     #[serde(serialize_with = "stored_time::serialize")]
     pub expires_at: DateTime<Utc>,
     pub error: Option<String>,
+    #[serde(serialize_with = "stored_time::serialize_option")]
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 /// Which of a mail's two links a token is.
@@ -272,6 +274,31 @@ pub trait ApprovalStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn is_opted_out(&self, phone: &str) -> Result<bool, StoreError>;
+    /// Gives a held or reminded ask fresh digests (the code or links about
+    /// to be sent; earlier ones stop working) and marks it queued;
+    /// `reminder` also records the reminder. `false` when the ask is no
+    /// longer pending.
+    async fn arm_ask(
+        &self,
+        id: i64,
+        code_digest: Option<String>,
+        approve_digest: Option<String>,
+        reject_digest: Option<String>,
+        reminder: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Every pending ask, oldest first (the follow-up job's work list).
+    async fn pending_asks(&self) -> Result<Vec<StoredAsk>, StoreError>;
+    /// Nobody decided in time: the change request at this head becomes
+    /// `expired` (its findings `open` again), its pending asks `expired`,
+    /// with the audit event. Returns the findings it covered (none when it
+    /// no longer waited at that head).
+    async fn expire_change_request(
+        &self,
+        change_request: &ChangeRequestRef,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<crate::domain::FindingId>, StoreError>;
     /// Messages sent to `approver` (any channel) since `since`.
     async fn messages_sent_since(
         &self,

@@ -37,6 +37,10 @@ pub struct StoredChangeRequest {
     /// on earlier commits `superseded`). Filled by the listing reads
     /// (`change_requests`, `change_request_for_finding`); empty elsewhere.
     pub approvals: Vec<super::approvals::StoredApproval>,
+    /// Who was asked about the current head, on which channel, and how
+    /// the message went (`held`: waiting for the daily message cap).
+    /// Filled like `approvals`.
+    pub asks: Vec<super::approvals::StoredAsk>,
 }
 
 /// What someone did to a change request outside Draco.

@@ -108,7 +108,7 @@ async fn messages(
 
 /// The configuration: Ada and Bob reachable by SMS, two approvals for a
 /// critical change, one otherwise.
-fn config(port: u16, twilio: &str) -> String {
+fn config(port: u16, twilio: &str, approval: &str) -> String {
     format!(
         r#"
 [server]
@@ -123,6 +123,7 @@ from = "{FROM}"
 [approval]
 notify = ["sms"]
 quorum = {{ critical = 2, high = 1, medium = 1, low = 1 }}
+{approval}
 
 [[approvers]]
 name = "Ada Lovelace"
@@ -146,11 +147,30 @@ pub struct SmsApp {
 
 impl SmsApp {
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// [`SmsApp::start`] with more `[approval]` settings.
+    pub async fn start_with(approval: &str) -> Self {
         let twilio = TwilioStandIn::start().await;
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("draco.toml");
-        std::fs::write(&path, config(port, &twilio.url())).expect("write config");
+        std::fs::write(&path, config(port, &twilio.url(), approval)).expect("write config");
+        let (app, server) = Self::build(&dir, port).await;
+        Self {
+            app,
+            twilio,
+            port,
+            http: reqwest::Client::new(),
+            dir,
+            server: Some(server),
+        }
+    }
+
+    /// The application and its server on `dir`'s configuration and data.
+    async fn build(dir: &tempfile::TempDir, port: u16) -> (Arc<App>, draco::server::Running) {
+        let path = dir.path().join("draco.toml");
         let env: HashMap<String, String> =
             [("DRACO_TWILIO_AUTH_TOKEN".to_owned(), AUTH_TOKEN.to_owned())].into();
         let loaded = draco::config::load(Some(&path), &env).expect("the configuration loads");
@@ -164,14 +184,33 @@ impl SmsApp {
         let server = draco::server::spawn(app.clone(), ([127, 0, 0, 1], port).into())
             .await
             .expect("the server binds");
-        Self {
-            app,
-            twilio,
-            port,
-            http: reqwest::Client::new(),
-            dir,
-            server: Some(server),
+        (app, server)
+    }
+
+    /// Stops the process's application and starts a new one on the same
+    /// data directory, as a daemon restart does.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown().await;
         }
+        self.app.store.close().await;
+        let (app, server) = Self::build(&self.dir, self.port).await;
+        self.app = app;
+        self.server = Some(server);
+    }
+
+    pub async fn follow_up(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> draco::notify::FollowUpReport {
+        draco::notify::follow_up(
+            &self.app.store,
+            &self.app.notifier,
+            &*self.app.change_requests,
+            at,
+        )
+        .await
+        .expect("follow-up")
     }
 
     pub fn webhook_url(&self) -> String {
@@ -530,5 +569,145 @@ async fn a_rejection_needs_a_reason_and_closes() {
     let after = sms.finding("eip_unassociated").await;
     assert_eq!(after["change_request"]["state"], "closed", "{after}");
     assert_eq!(after["status"], "rejected");
+    sms.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_between_the_sms_and_the_reply_loses_nothing() {
+    let mut sms = SmsApp::start().await;
+    sms.app.scan(chrono::Utc::now()).await.expect("scan");
+    let eip = sms.finding("eip_unassociated").await;
+    let code = sms.code_for(ADA, &branch(&eip)).expect("code");
+    sms.restart().await;
+    let (_, twiml) = sms.reply(ADA, &format!("YES {code}"), None).await;
+    assert!(twiml.contains("approved and merged"), "{twiml}");
+    sms.stop().await;
+}
+
+#[tokio::test]
+async fn a_reminder_at_half_time_escalation_then_expiry() {
+    let sms = SmsApp::start_with("expires_after_hours = 4").await;
+    let t0 = chrono::Utc::now();
+    sms.app.scan(t0).await.expect("scan");
+    // A high finding: Ada is its first approver, Bob the next.
+    let high = sms
+        .findings()
+        .await
+        .into_iter()
+        .find(|f| f["severity"] == "high" && f["change_request"]["state"] == "awaiting_approval")
+        .expect("a high finding awaiting approval");
+    let id = high["id"].clone();
+    let branch = branch(&high);
+    let first = sms.code_for(ADA, &branch).expect("Ada asked");
+    assert!(
+        sms.code_for(BOB, &branch).is_none(),
+        "Bob is asked only on escalation"
+    );
+
+    let hour = chrono::TimeDelta::hours(1);
+    assert_eq!(
+        sms.follow_up(t0 + hour).await,
+        draco::notify::FollowUpReport::default()
+    );
+    let report = sms.follow_up(t0 + hour * 2).await;
+    assert!(report.reminded >= 1, "{report:?}");
+    let reminded = sms.code_for(ADA, &branch).expect("a reminder");
+    let reminder = sms
+        .twilio
+        .sent()
+        .into_iter()
+        .rev()
+        .find(|m| m.to == ADA && m.body.contains(&branch))
+        .expect("reminder");
+    assert!(
+        reminder.body.starts_with("Draco: Reminder:"),
+        "{}",
+        reminder.body
+    );
+    // Reminded once only.
+    let again = sms.follow_up(t0 + hour * 2).await;
+    assert_eq!(again.reminded, 0, "{again:?}");
+    let report = sms.follow_up(t0 + hour * 3).await;
+    assert!(report.escalated >= 1, "{report:?}");
+    assert!(
+        sms.code_for(BOB, &branch).is_some(),
+        "Bob asked on escalation"
+    );
+    // The first code was replaced by the reminder's.
+    if first != reminded {
+        let (_, twiml) = sms.reply(ADA, &format!("YES {first}"), None).await;
+        assert!(twiml.contains("not valid"), "{twiml}");
+    }
+
+    let report = sms.follow_up(t0 + hour * 4).await;
+    assert!(report.expired >= 1, "{report:?}");
+    let expired = sms
+        .findings()
+        .await
+        .into_iter()
+        .find(|f| f["id"] == id)
+        .expect("finding");
+    assert_eq!(expired["change_request"]["state"], "expired", "{expired}");
+    assert_eq!(expired["status"], "open");
+    let (_, twiml) = sms.reply(ADA, &format!("YES {reminded}"), None).await;
+    assert!(twiml.contains("nothing decided"), "{twiml}");
+    let repo = sms.dir.path().join("data/remediations.git");
+    let heads = git(
+        &repo,
+        &["for-each-ref", "--format=%(refname)", "refs/heads"],
+    );
+    assert!(
+        !heads.contains(&branch),
+        "the expired branch is closed: {heads}"
+    );
+    sms.stop().await;
+}
+
+#[tokio::test]
+async fn the_daily_cap_holds_messages_then_releases_the_most_severe_first() {
+    let sms = SmsApp::start_with("max_messages_per_approver_per_day = 2").await;
+    let t0 = chrono::Utc::now();
+    sms.app.scan(t0).await.expect("scan");
+    let to_ada = |sms: &SmsApp| sms.twilio.sent().iter().filter(|m| m.to == ADA).count();
+    assert_eq!(to_ada(&sms), 2, "{:?}", sms.twilio.sent());
+    use draco::store::{ApprovalStore, ChangeRequestStore};
+    let held: usize = {
+        let mut held = 0;
+        for cr in sms.app.store.change_requests().await.expect("crs") {
+            held += sms
+                .app
+                .store
+                .asks(&cr.backend, &cr.branch)
+                .await
+                .expect("asks")
+                .iter()
+                .filter(|a| a.delivery == draco::store::approvals::AskDelivery::Held)
+                .count();
+        }
+        held
+    };
+    assert!(held > 0, "the rest wait");
+    let shown = sms.findings().await;
+    assert!(
+        shown.iter().any(|f| f["change_request"]["asks"]
+            .as_array()
+            .is_some_and(|asks| asks.iter().any(|a| a["delivery"] == "held"))),
+        "draco findings says which asks wait"
+    );
+    // The first messages went to the most severe changes.
+    let findings = sms.findings().await;
+    let first = &sms.twilio.sent()[0];
+    let about = findings
+        .iter()
+        .find(|f| {
+            f["change_request"]["branch"]
+                .as_str()
+                .is_some_and(|b| first.body.contains(b))
+        })
+        .expect("the first message names a change");
+    assert_eq!(about["severity"], "critical", "{about}");
+    let report = sms.follow_up(t0 + chrono::TimeDelta::hours(25)).await;
+    assert!(report.released >= 1, "{report:?}");
+    assert!(to_ada(&sms) > 2);
     sms.stop().await;
 }

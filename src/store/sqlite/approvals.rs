@@ -75,6 +75,10 @@ fn ask_from_row(row: &SqliteRow) -> Result<StoredAsk, StoreError> {
         created_at: parse_timestamp("ask created", &created)?,
         expires_at: parse_timestamp("ask expires", &expires)?,
         error: row.try_get("error")?,
+        reminded_at: row
+            .try_get::<Option<String>, _>("reminded_at")?
+            .map(|t| parse_timestamp("ask reminded", &t))
+            .transpose()?,
     })
 }
 
@@ -147,6 +151,30 @@ pub(super) async fn all_approvals(
             .push(approval_from_row(row)?);
     }
     Ok(by_branch)
+}
+
+/// Every ask, by (backend, branch, head commit), oldest first.
+pub(super) async fn all_asks(
+    pool: &sqlx::SqlitePool,
+) -> Result<std::collections::HashMap<(String, String, String), Vec<StoredAsk>>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM approval_asks ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let mut by_head: std::collections::HashMap<(String, String, String), Vec<StoredAsk>> =
+        std::collections::HashMap::new();
+    for row in &rows {
+        let ask = ask_from_row(row)?;
+        let cr = &ask.change_request;
+        by_head
+            .entry((
+                cr.backend.clone(),
+                cr.branch.clone(),
+                cr.head_commit.clone(),
+            ))
+            .or_default()
+            .push(ask);
+    }
+    Ok(by_head)
 }
 
 impl SqliteStore {
@@ -641,6 +669,91 @@ impl ApprovalStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(found.is_some())
+    }
+
+    async fn arm_ask(
+        &self,
+        id: i64,
+        code_digest: Option<String>,
+        approve_digest: Option<String>,
+        reject_digest: Option<String>,
+        reminder: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let armed = sqlx::query(
+            "UPDATE approval_asks SET code_digest = ?, approve_digest = ?, reject_digest = ?,
+                 delivery = 'queued', reminded_at = CASE WHEN ? THEN ? ELSE reminded_at END
+             WHERE id = ? AND state = 'pending'",
+        )
+        .bind(code_digest)
+        .bind(approve_digest)
+        .bind(reject_digest)
+        .bind(reminder)
+        .bind(timestamp(at))
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(armed > 0)
+    }
+
+    async fn pending_asks(&self) -> Result<Vec<StoredAsk>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM approval_asks WHERE state = 'pending' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ask_from_row).collect()
+    }
+
+    async fn expire_change_request(
+        &self,
+        cr: &ChangeRequestRef,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<FindingId>, StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let expired: Vec<(ChangeRequestId, FindingId)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE change_requests SET state = 'expired', reason = ?, completed_at = ?
+             WHERE {AT_HEAD} AND state IN ('open', 'awaiting_approval') RETURNING id, finding_id"
+            )))
+            .bind(reason.to_owned())
+            .bind(timestamp(at))
+            .bind(cr.backend.clone())
+            .bind(cr.branch.clone())
+            .bind(cr.head_commit.clone())
+            .fetch_all(&mut *tx)
+            .await?;
+        if expired.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE approval_asks SET state = 'expired' WHERE {AT_HEAD} AND state = 'pending'"
+        )))
+        .bind(cr.backend.clone())
+        .bind(cr.branch.clone())
+        .bind(cr.head_commit.clone())
+        .execute(&mut *tx)
+        .await?;
+        for &(id, finding_id) in &expired {
+            sqlx::query(
+                "UPDATE findings SET status = 'open' WHERE id = ? AND status = 'awaiting_approval'",
+            )
+            .bind(finding_id)
+            .execute(&mut *tx)
+            .await?;
+            append_audit(
+                &mut tx,
+                "draco",
+                "change_request.expired",
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "commit": cr.head_commit, "reason": reason }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(expired.into_iter().map(|(_, f)| f).collect())
     }
 
     async fn messages_sent_since(

@@ -46,6 +46,7 @@ pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeReq
             .map(|name| enum_from_str("outside change", &name))
             .transpose()?,
         approvals: Vec::new(),
+        asks: Vec::new(),
     })
 }
 
@@ -210,13 +211,20 @@ impl ChangeRequestStore for SqliteStore {
             .iter()
             .map(change_request_from_row)
             .collect::<Result<_, _>>()?;
-        let mut by_branch = super::approvals::all_approvals(&self.pool).await?;
+        let by_branch = super::approvals::all_approvals(&self.pool).await?;
+        let asks = super::approvals::all_asks(&self.pool).await?;
         for cr in &mut all {
             if let Some(votes) = by_branch.get(&(cr.backend.clone(), cr.branch.clone())) {
                 cr.approvals = votes.clone();
             }
+            if let Some(asks) = asks.get(&(
+                cr.backend.clone(),
+                cr.branch.clone(),
+                cr.head_commit.clone(),
+            )) {
+                cr.asks = asks.clone();
+            }
         }
-        by_branch.clear();
         Ok(all)
     }
 
