@@ -428,7 +428,16 @@ async fn carry_out(
             Err(error) => return Err(failed(store, cr, error, now).await),
         }
     } else {
-        let rejected = Rejected::claimed(&cr.branch, &cr.head_commit);
+        // The reason is said on the pull request: people's data in it
+        // never leaves the host.
+        let reason = decision.reason.as_deref().map(|r| {
+            crate::redact::Redactor::default()
+                .redact_text(r)
+                .0
+                .get()
+                .clone()
+        });
+        let rejected = Rejected::claimed(&cr.branch, &cr.head_commit, &decision.channel, reason);
         if let Err(error) = change_requests.close(&rejected).await {
             return Err(failed(store, cr, error, now).await);
         }

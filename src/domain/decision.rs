@@ -177,15 +177,36 @@ impl Approved {
 pub struct Rejected {
     branch: String,
     head_commit: String,
+    channel: String,
+    reason: Option<String>,
 }
 
 impl Rejected {
-    /// The proof for a rejection claimed on `branch`, proposed at `head_commit`.
-    pub(crate) fn claimed(branch: &str, head_commit: &str) -> Self {
+    /// The proof for a rejection claimed on `branch`, proposed at
+    /// `head_commit`, through `channel`, with `reason` already redacted for
+    /// publication (it is said on the pull request).
+    pub(crate) fn claimed(
+        branch: &str,
+        head_commit: &str,
+        channel: &str,
+        reason: Option<String>,
+    ) -> Self {
         Self {
             branch: branch.to_owned(),
             head_commit: head_commit.to_owned(),
+            channel: channel.to_owned(),
+            reason,
         }
+    }
+
+    /// The channel the rejection came through (`sms`, `email`, …).
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Why, redacted: publishable.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     pub fn branch(&self) -> &str {

@@ -386,3 +386,53 @@ async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned()
     assert_eq!(merges.lines().count(), 2);
     draco.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn the_cli_decides_only_as_someone_in_the_approver_directory() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("ebs_unattached").to_string();
+    let out = draco.run(&["approve", &id, "--as", "Someone Else"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("approver directory"),
+        "{}",
+        describe(&out)
+    );
+    let finding = draco.finding(id.parse().expect("id"));
+    assert_ne!(finding["change_request"]["state"], "merged");
+    assert_eq!(
+        finding["change_request"]["approvals"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn a_critical_change_needs_its_quorum_from_the_cli_too() {
+    let draco = Draco::new();
+    let config = draco.path("quorum.toml");
+    std::fs::write(
+        &config,
+        "[approval]\nquorum = { critical = 2, high = 2, medium = 2, low = 2 }\n[[approvers]]\nname = \"Ada\"\n[[approvers]]\nname = \"Bob\"\n",
+    )
+    .expect("config");
+    draco.ok(&["demo"]);
+    let id = draco.finding_id("ebs_unattached").to_string();
+    let config = config.to_str().expect("path");
+    let first = draco.ok(&["--config", config, "approve", &id, "--as", "Ada"]);
+    assert!(first.contains("1 of 2"), "{first}");
+    let again = draco.ok(&["--config", config, "approve", &id, "--as", "ada"]);
+    assert!(
+        again.contains("already approved"),
+        "the same person twice: {again}"
+    );
+    assert_ne!(
+        draco.finding(id.parse().expect("id"))["change_request"]["state"],
+        "merged"
+    );
+    let second = draco.ok(&["--config", config, "approve", &id, "--as", "Bob"]);
+    assert!(second.contains("merged"), "{second}");
+    let shown = draco.ok(&["--config", config, "show", &id]);
+    assert!(shown.contains("approval by Ada via cli"), "{shown}");
+    assert!(shown.contains("approval.counted"), "{shown}");
+}

@@ -367,5 +367,12 @@ async fn a_draco_reject_comment_by_an_approver_closes_the_pull_request() {
         .find(|p| p.number == number)
         .expect("pull");
     assert_eq!(pull.state, "closed");
+    assert!(
+        pull.comments
+            .iter()
+            .any(|c| c.contains("not during the freeze") && c.contains("via github")),
+        "closed with the reason: {:?}",
+        pull.comments
+    );
     review_app.stop().await;
 }

@@ -428,8 +428,18 @@ impl ChangeRequests for GitHubChangeRequests {
             .await?
             .ok_or_else(|| GitOpsError::NoBranch(branch.to_owned()))?;
         if pull.state == "open" {
+            let reason = rejected.reason().map_or_else(String::new, |r| {
+                let r: String = r.chars().take(1000).collect();
+                format!("\n\n> {}", r.replace('\n', "\n> "))
+            });
             self.api
-                .comment(pull.number, "Rejected in Draco: closed without merging.")
+                .comment(
+                    pull.number,
+                    &format!(
+                        "Rejected in Draco (via {}): closed without merging.{reason}",
+                        rejected.channel()
+                    ),
+                )
                 .await?;
             self.api
                 .update_pull(pull.number, &serde_json::json!({ "state": "closed" }))
