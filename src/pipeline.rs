@@ -7,6 +7,7 @@
 //! a branch already pushed is found again instead of pushed twice.
 
 mod grouped;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -238,6 +239,7 @@ impl Pipeline<'_> {
         );
 
         self.reconcile(now).await?;
+        self.verify_merged(&coverage, now).await?;
         let mut failures = self.update_changed(&outcome.changed, now).await?;
 
         let mut opened = Vec::new();

@@ -64,3 +64,7 @@ CREATE TABLE sms_opt_outs (
     phone TEXT PRIMARY KEY,
     at    TEXT NOT NULL
 );
+
+-- When a scan after the merge checked whether the finding was resolved
+-- (and said so on the pull request).
+ALTER TABLE change_requests ADD COLUMN verified_at TEXT;

@@ -201,6 +201,13 @@ pub trait ChangeRequests: Send + Sync {
     /// scan compares it with the store, so a missed webhook never leaves the
     /// store wrong for longer than one scan.
     async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError>;
+    /// Says `text` on the change request on `branch` where the backend can
+    /// (a pull request comment, also after the merge); the local repository
+    /// has nowhere to say it (the audit log has it).
+    async fn note(&self, branch: &str, text: &str) -> Result<(), GitOpsError> {
+        let _ = (branch, text);
+        Ok(())
+    }
     /// The reviews of the open pull request on `branch`, oldest first (for
     /// the reconciliation pass: a review whose webhook was lost still
     /// counts). None on a backend without reviews (the local repository).

@@ -175,6 +175,20 @@ pub trait ChangeRequestStore: Send + Sync {
         backend: &str,
         branch: &str,
     ) -> Result<Vec<StoredChangeRequest>, StoreError>;
+    /// Change requests Draco merged that no scan has checked since: one row
+    /// per finding, oldest first.
+    async fn merged_to_verify(&self) -> Result<Vec<StoredChangeRequest>, StoreError>;
+    /// Records that a scan checked the merged change request on `branch` at
+    /// `head_commit` (`resolved`: every finding it covered is gone), with
+    /// its audit event per finding.
+    async fn mark_verified(
+        &self,
+        backend: &str,
+        branch: &str,
+        head_commit: &str,
+        resolved: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Change requests still `open` or `failed` whose finding is resolved:
     /// to withdraw (also those a failed withdrawal left behind).
     async fn change_requests_of_resolved_findings(

@@ -263,6 +263,23 @@ async fn only_an_approvers_review_of_the_proposed_commit_counts() {
         .expect("pull");
     assert!(pull.merged, "merged on GitHub");
 
+    // The next scan says on the pull request whether the finding is gone
+    // (here it is not: the fixtures did not change), once.
+    review_app.app.scan(chrono::Utc::now()).await.expect("scan");
+    review_app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let pull = review_app
+        .standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .expect("pull");
+    let notes: Vec<_> = pull
+        .comments
+        .iter()
+        .filter(|c| c.contains(&format!("still sees finding {id}")))
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", pull.comments);
+
     use draco::store::AuditLog;
     let audit = review_app
         .app

@@ -390,6 +390,13 @@ impl ChangeRequests for GitHubChangeRequests {
         })
     }
 
+    async fn note(&self, branch: &str, text: &str) -> Result<(), GitOpsError> {
+        match self.latest_pull(branch).await? {
+            Some(pull) => self.api.comment(pull.number, text).await,
+            None => Err(GitOpsError::NoBranch(branch.to_owned())),
+        }
+    }
+
     async fn reviews(&self, branch: &str) -> Result<Vec<Review>, GitOpsError> {
         let Some(pull) = self.latest_pull(branch).await? else {
             return Ok(Vec::new());

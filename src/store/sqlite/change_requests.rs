@@ -458,6 +458,51 @@ impl ChangeRequestStore for SqliteStore {
         rows.iter().map(change_request_from_row).collect()
     }
 
+    async fn merged_to_verify(&self) -> Result<Vec<StoredChangeRequest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM change_requests WHERE state = 'merged' AND verified_at IS NULL
+                 AND outside_change IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(change_request_from_row).collect()
+    }
+
+    async fn mark_verified(
+        &self,
+        backend: &str,
+        branch: &str,
+        head_commit: &str,
+        resolved: bool,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_immediate().await?;
+        let rows: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(
+            "UPDATE change_requests SET verified_at = ?
+             WHERE backend = ? AND branch = ? AND head_commit = ? AND state = 'merged' AND verified_at IS NULL
+             RETURNING id, finding_id",
+        )
+        .bind(timestamp(at))
+        .bind(backend.to_owned())
+        .bind(branch.to_owned())
+        .bind(head_commit.to_owned())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, finding_id) in rows {
+            append_audit(
+                &mut tx,
+                "draco",
+                "change_request.verified",
+                &finding_subject(finding_id),
+                &json!({ "change_request": id, "resolved": resolved }),
+                at,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn change_requests_of_resolved_findings(
         &self,
     ) -> Result<Vec<StoredChangeRequest>, StoreError> {
