@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::advice::{Advice, AdviceStore, ProposeError};
 use crate::chart;
 use crate::detect::{self, DetectConfig};
-use crate::domain::{ChangeRequestState, Finding, FindingId, ScanId};
+use crate::domain::{Finding, FindingId, ScanId};
 use crate::gitops::config::Grouping;
 use crate::gitops::group::{Member, is_group_branch};
 use crate::gitops::{ChangeRequests, GitOpsError, NewChangeRequest, Observed, document};
@@ -374,7 +374,7 @@ impl Pipeline<'_> {
         // Re-proposing a failed change request: its branch may hold what
         // someone else pushed; set it aside so the proposal is Draco's own.
         if let Some(previous) = self.store.change_request_for_finding(stored.id).await?
-            && previous.state == ChangeRequestState::Failed
+            && previous.state.needs_reproposal()
         {
             self.change_requests.retire(&previous.branch).await?;
         }
@@ -609,7 +609,7 @@ impl Pipeline<'_> {
             .collect();
         let mut seen = std::collections::HashSet::new();
         for cr in observed {
-            let failed = cr.state == ChangeRequestState::Failed;
+            let failed = cr.state.needs_reproposal();
             if cr.backend != backend || !(cr.state.is_pending() || failed) {
                 continue;
             }

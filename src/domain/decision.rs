@@ -35,13 +35,17 @@ pub enum ChangeRequestState {
     /// longer on the branch (changed outside Draco, repository gone). Not
     /// stuck: it may be decided again, and the next scan re-proposes it.
     Failed,
+    /// A commit Draco did not make is on the branch (pushed outside Draco):
+    /// every approval, code and link was for the old head, nothing on it
+    /// may be approved, and the next scan proposes the change again.
+    Superseded,
     /// Nobody decided within `approval.expires_after_hours`: closed
     /// without merging; the next scan proposes it again if still needed.
     Expired,
 }
 
 impl ChangeRequestState {
-    pub const ALL: [ChangeRequestState; 8] = [
+    pub const ALL: [ChangeRequestState; 9] = [
         ChangeRequestState::Open,
         ChangeRequestState::AwaitingApproval,
         ChangeRequestState::Approved,
@@ -49,8 +53,17 @@ impl ChangeRequestState {
         ChangeRequestState::Rejected,
         ChangeRequestState::Closed,
         ChangeRequestState::Failed,
+        ChangeRequestState::Superseded,
         ChangeRequestState::Expired,
     ];
+
+    /// To be proposed afresh by the next scan (`failed` or `superseded`).
+    pub fn needs_reproposal(self) -> bool {
+        matches!(
+            self,
+            ChangeRequestState::Failed | ChangeRequestState::Superseded
+        )
+    }
 
     /// Waiting for a decision (`open` or `awaiting_approval`).
     pub fn is_pending(self) -> bool {
@@ -74,6 +87,7 @@ impl ChangeRequestState {
             ChangeRequestState::Rejected => "rejected",
             ChangeRequestState::Closed => "closed",
             ChangeRequestState::Failed => "failed",
+            ChangeRequestState::Superseded => "superseded",
             ChangeRequestState::Expired => "expired",
         }
     }
@@ -84,6 +98,7 @@ impl ChangeRequestState {
             ChangeRequestState::Approved | ChangeRequestState::Merged => "approved",
             ChangeRequestState::Rejected | ChangeRequestState::Closed => "rejected",
             ChangeRequestState::Failed => "marked failed",
+            ChangeRequestState::Superseded => "superseded by a commit pushed outside Draco",
             ChangeRequestState::Expired => "left to expire",
         }
     }

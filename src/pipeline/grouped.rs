@@ -243,7 +243,7 @@ impl Pipeline<'_> {
                 ids(&leaving)
             );
             self.refresh_group(branch, &note, now).await?;
-        } else if !staying(ChangeRequestState::Failed)
+        } else if !staying_if(&ChangeRequestState::needs_reproposal)
             && !staying(ChangeRequestState::Approved)
             && !staying(ChangeRequestState::Rejected)
         {

@@ -48,8 +48,8 @@ pub struct StoredChangeRequest {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum OutsideChange {
     /// A commit Draco did not make is now the branch's head: the change
-    /// request fails (nothing on it may be approved) until Draco proposes
-    /// it again.
+    /// request is `superseded` (nothing on it may be approved) until Draco
+    /// proposes it again.
     Pushed { head: String },
     /// Merged without Draco, as `merge_commit`.
     Merged { merge_commit: Option<String> },
@@ -93,6 +93,7 @@ impl StoredChangeRequest {
             ChangeRequestState::Open
             | ChangeRequestState::AwaitingApproval
             | ChangeRequestState::Failed
+            | ChangeRequestState::Superseded
             | ChangeRequestState::Expired => return None,
         };
         Some(DecisionRecord {

@@ -702,7 +702,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
     };
     let crs = app.app.store.change_requests().await.expect("read");
     let p = by_branch(&crs, &pushed.branch);
-    assert_eq!(p.state, ChangeRequestState::Failed);
+    assert_eq!(p.state, ChangeRequestState::Superseded);
     assert_eq!(p.outside_change, Some(OutsideChangeKind::Pushed));
     let c = by_branch(&crs, &closed.branch);
     assert_eq!(c.state, ChangeRequestState::Closed);

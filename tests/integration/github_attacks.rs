@@ -446,7 +446,7 @@ async fn a_merge_by_hand_of_a_failed_change_request_is_read_back_when_its_webhoo
         .await
         .expect("read")
         .expect("cr");
-    assert_eq!(cr.state, ChangeRequestState::Failed);
+    assert_eq!(cr.state, ChangeRequestState::Superseded);
     // Merged by hand, webhook lost.
     let merge_commit = standin.merge_by_hand(&target.branch);
     let pulls_before = standin.pulls().len();

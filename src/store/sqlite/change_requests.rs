@@ -151,7 +151,7 @@ impl ChangeRequestStore for SqliteStore {
                  opened_at = excluded.opened_at, decided_by = NULL, decision_channel = NULL,
                  decided_at = NULL, reason = NULL, merge_commit = NULL, completed_at = NULL, failure = NULL,
                  outside_change = NULL
-             WHERE change_requests.state = 'failed'
+             WHERE change_requests.state IN ('failed', 'superseded')
              RETURNING id",
         )
         .bind(finding_id)
@@ -248,7 +248,7 @@ impl ChangeRequestStore for SqliteStore {
         // all on one branch: each statement changes every one of them.
         let finding_ids: Vec<FindingId> = match change {
             OutsideChange::Pushed { head } => {
-                let sql = "UPDATE change_requests SET state = 'failed', outside_change = 'pushed',
+                let sql = "UPDATE change_requests SET state = 'superseded', outside_change = 'pushed',
                          failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
                      WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed') AND head_commit <> ?
                      RETURNING finding_id";
@@ -268,7 +268,7 @@ impl ChangeRequestStore for SqliteStore {
                     "UPDATE change_requests SET state = 'merged',
                          outside_change = CASE WHEN decided_by IS NULL THEN 'merged' ELSE NULL END,
                          merge_commit = ?, completed_at = ?
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
                      RETURNING finding_id",
                 )
                 .bind(merge_commit.clone())
@@ -283,7 +283,7 @@ impl ChangeRequestStore for SqliteStore {
                 sqlx::query_scalar(
                     "UPDATE change_requests SET state = 'failed', outside_change = 'closed',
                          failure = 'the branch was deleted outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
                      RETURNING finding_id",
                 )
                 .bind(backend.to_owned())
@@ -311,7 +311,7 @@ impl ChangeRequestStore for SqliteStore {
                          reason = CASE WHEN (SELECT status FROM findings f WHERE f.id = change_requests.finding_id) = 'resolved'
                              THEN 'the finding resolved itself' ELSE 'closed without merging outside Draco' END,
                          completed_at = ?
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed')
+                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
                      RETURNING finding_id",
                 )
                 .bind(timestamp(at))
@@ -367,7 +367,7 @@ impl ChangeRequestStore for SqliteStore {
         let mut tx = self.begin_immediate().await?;
         let id: Option<ChangeRequestId> = sqlx::query_scalar(
             "UPDATE change_requests SET state = 'closed', reason = ?, completed_at = ?
-             WHERE finding_id = ? AND state IN ('open', 'awaiting_approval', 'failed') RETURNING id",
+             WHERE finding_id = ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded') RETURNING id",
         )
         .bind(reason.to_owned())
         .bind(timestamp(at))
@@ -508,7 +508,7 @@ impl ChangeRequestStore for SqliteStore {
     ) -> Result<Vec<StoredChangeRequest>, StoreError> {
         let rows = sqlx::query(
             "SELECT c.* FROM change_requests c JOIN findings f ON f.id = c.finding_id
-             WHERE f.status = 'resolved' AND c.state IN ('open', 'awaiting_approval', 'failed') ORDER BY c.id",
+             WHERE f.status = 'resolved' AND c.state IN ('open', 'awaiting_approval', 'failed', 'superseded') ORDER BY c.id",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -145,6 +145,7 @@ impl DecisionStore for SqliteStore {
             ChangeRequestState::Open
             | ChangeRequestState::AwaitingApproval
             | ChangeRequestState::Failed
+            | ChangeRequestState::Superseded
             | ChangeRequestState::Expired => {
                 return Err(StoreError::Corrupt(format!(
                     "change request {change_request_id} has no decision to carry out"

@@ -413,7 +413,7 @@ impl ScanStore for SqliteStore {
     async fn findings_without_change_request(&self) -> Result<Vec<StoredFinding>, StoreError> {
         let sql = format!(
             "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.status = 'open'
-             AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id AND c.state != 'failed')
+             AND NOT EXISTS (SELECT 1 FROM change_requests c WHERE c.finding_id = f.id AND c.state NOT IN ('failed', 'superseded'))
              ORDER BY f.id"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
