@@ -203,6 +203,7 @@ async fn answer_code(
     let result = approve::vote(
         store,
         deciding.change_requests,
+        &notifier.directory,
         &notifier.policy.quorum,
         finding,
         &ballot,
@@ -413,6 +414,7 @@ pub async fn link_decide(
     let result = approve::vote(
         store,
         deciding.change_requests,
+        &notifier.directory,
         &notifier.policy.quorum,
         finding,
         &ballot,

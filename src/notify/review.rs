@@ -167,6 +167,7 @@ async fn vote(
     let result = approve::vote(
         deciding.store,
         deciding.change_requests,
+        &deciding.notifier.directory,
         &deciding.notifier.policy.quorum,
         finding,
         ballot,
