@@ -2,6 +2,8 @@
 //! tried to get a change merged, or a decision made, without the approval
 //! Draco promises. Each one failed before its fix.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::approvals_sms::SmsApp;
@@ -146,4 +148,37 @@ async fn one_person_under_two_spellings_of_a_name_is_counted_once() {
         "one person made a quorum of two: {result:?} {after}"
     );
     sms.stop().await;
+}
+
+/// The lockout after 5 wrong codes an hour holds when the guesses arrive
+/// all at once: at most 5 are ever checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_codes_do_not_get_past_the_lockout() {
+    let sms = Arc::new(SmsApp::start().await);
+    sms.app.scan(chrono::Utc::now()).await.expect("scan");
+    let eip = sms.finding("eip_unassociated").await;
+    let code = sms.code_for(ADA, &branch_of(&eip)).expect("code");
+    let mut guesses = Vec::new();
+    for i in 0..20u32 {
+        let guess = format!(
+            "{:06}",
+            (code.parse::<u32>().expect("digits") + 1 + i) % 1_000_000
+        );
+        let sms = sms.clone();
+        guesses.push(tokio::spawn(async move {
+            sms.reply(ADA, &format!("YES {guess}"), None).await
+        }));
+    }
+    let mut checked = 0;
+    for guess in guesses {
+        let (status, twiml) = guess.await.expect("task");
+        assert_eq!(status, 200, "{twiml}");
+        if twiml.contains("not valid") {
+            checked += 1;
+        }
+    }
+    assert!(
+        checked <= 5,
+        "{checked} guesses were checked against the codes; the lockout allows 5 an hour"
+    );
 }
