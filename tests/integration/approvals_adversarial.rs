@@ -182,3 +182,72 @@ async fn concurrent_wrong_codes_do_not_get_past_the_lockout() {
         "{checked} guesses were checked against the codes; the lockout allows 5 an hour"
     );
 }
+
+/// The pull request's author may not approve it, by review nor by a
+/// `/draco approve` comment: Draco's GitHub identity can be a person's
+/// account, who is then an approver too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_requests_author_cannot_approve_it_by_comment() {
+    use crate::approvals_github::ReviewApp;
+    use crate::github_standin::REPOSITORY;
+    let review_app = ReviewApp::start_with(
+        r#"
+[approval]
+quorum = { critical = 2, high = 1, medium = 1, low = 1 }
+
+[[approvers]]
+name = "Drake Author"
+github = "draco-bot"
+[[approvers]]
+name = "Bob Hopper"
+github = "bob-h"
+"#,
+    )
+    .await;
+    review_app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let (id, number, branch, head) = review_app.pick("high").await;
+    // As a review: refused already.
+    review_app
+        .deliver(
+            "pull_request_review",
+            "author-review",
+            &crate::approvals_github::review(
+                "submitted",
+                "draco-bot",
+                "approved",
+                &head,
+                number,
+                &branch,
+            ),
+        )
+        .await;
+    assert_eq!(
+        review_app.finding(id).await["change_request"]["approvals"],
+        serde_json::json!([])
+    );
+    // As a comment command, on the pull request the author opened.
+    let status = review_app
+        .deliver(
+            "issue_comment",
+            "author-comment",
+            &serde_json::json!({
+                "action": "created",
+                "issue": { "number": number, "pull_request": { "url": "x" },
+                           "user": { "login": "Draco-Bot", "type": "User" } },
+                "comment": { "user": { "login": "draco-bot", "type": "User" },
+                             "body": "/draco approve" },
+                "repository": { "full_name": REPOSITORY },
+                "sender": { "login": "draco-bot" },
+            }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let after = review_app.finding(id).await;
+    assert_ne!(after["change_request"]["state"], "merged", "{after}");
+    assert_eq!(
+        after["change_request"]["approvals"],
+        serde_json::json!([]),
+        "{after}"
+    );
+    review_app.stop().await;
+}
