@@ -425,6 +425,7 @@ fn notifier(loaded: &Loaded, data_dir: &Path) -> Result<Notifier, ComposeError> 
         directory: crate::config::directory(config),
         redactor: Redactor::new(&config.redact.person_tag_keys),
         publish_redact: config.gitops.github.publish_redact.clone(),
+        code_checks: tokio::sync::Mutex::new(()),
     })
 }
 

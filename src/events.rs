@@ -102,6 +102,9 @@ struct CommentedIssue {
     number: u64,
     #[serde(default)]
     pull_request: Option<serde_json::Value>,
+    /// Who opened the pull request: never counted as its approver.
+    #[serde(default)]
+    user: Option<GitHubUser>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +323,7 @@ async fn apply_comment(
         finding,
         &event.comment.user.login,
         event.comment.user.is_bot(),
+        event.issue.user.as_ref().map_or("", |u| u.login.as_str()),
         &command,
         now,
     )

@@ -285,6 +285,7 @@ pub enum VoteResult {
 pub async fn vote(
     store: &dyn ApprovalStores,
     change_requests: &dyn ChangeRequests,
+    directory: &Directory,
     quorum: &Quorum,
     finding_id: FindingId,
     ballot: &Ballot<'_>,
@@ -349,6 +350,13 @@ pub async fn vote(
         check_before_claim(store, change_requests, &cr, now).await?;
     }
     let need = quorum.for_severity(severity);
+    // Only who may decide this change now counts: not someone since removed
+    // from the directory (or renamed), nor someone no longer allowed this
+    // severity.
+    let eligible: Vec<&str> = directory
+        .for_severity(severity)
+        .map(|entry| entry.name.as_str())
+        .collect();
     let recorded = store
         .cast_vote(
             &at_head,
@@ -362,6 +370,7 @@ pub async fn vote(
                 at: now,
             },
             need,
+            &eligible,
         )
         .await?;
     match recorded {
@@ -408,7 +417,16 @@ pub async fn decide_from_cli(
         message: None,
         ask: None,
     };
-    vote(store, change_requests, quorum, finding_id, &ballot, now).await
+    vote(
+        store,
+        change_requests,
+        directory,
+        quorum,
+        finding_id,
+        &ballot,
+        now,
+    )
+    .await
 }
 
 /// Merges (an approval) or closes (a rejection) what `decision` claimed on

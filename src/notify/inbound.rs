@@ -147,6 +147,10 @@ async fn answer_code(
     };
     let hour_ago = now - TimeDelta::hours(1);
     let limit = notifier.policy.max_wrong_codes_per_hour;
+    // Checking the lockout, looking the code up and counting a wrong one
+    // are one step: guesses sent all at once would otherwise each pass the
+    // check before any of them was counted.
+    let checking = notifier.code_checks.lock().await;
     if store.wrong_codes_since(name, hour_ago).await? >= limit {
         refuse("locked out after too many wrong codes", None).await?;
         return Ok(Some(
@@ -170,6 +174,7 @@ async fn answer_code(
         }
         return Ok(Some("Draco: that code is not valid.".into()));
     };
+    drop(checking);
     let finding = finding_of(store, &ask).await?;
     let spent = match ask.state {
         AskState::Pending if ask.expires_at > now => None,
@@ -203,6 +208,7 @@ async fn answer_code(
     let result = approve::vote(
         store,
         deciding.change_requests,
+        &notifier.directory,
         &notifier.policy.quorum,
         finding,
         &ballot,
@@ -413,6 +419,7 @@ pub async fn link_decide(
     let result = approve::vote(
         store,
         deciding.change_requests,
+        &notifier.directory,
         &notifier.policy.quorum,
         finding,
         &ballot,

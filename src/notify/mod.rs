@@ -56,6 +56,9 @@ pub struct Notifier {
     pub redactor: Redactor,
     /// Kinds removed from anything sent (`gitops.github.publish_redact`).
     pub publish_redact: Vec<PiiKind>,
+    /// Held while an SMS code is checked against the wrong-code lockout,
+    /// so that concurrent guesses are counted one after the other.
+    pub code_checks: tokio::sync::Mutex<()>,
 }
 
 /// What one pass asked.

@@ -167,6 +167,7 @@ async fn vote(
     let result = approve::vote(
         deciding.store,
         deciding.change_requests,
+        &deciding.notifier.directory,
         &deciding.notifier.policy.quorum,
         finding,
         ballot,
@@ -279,12 +280,14 @@ pub fn parse_command(body: &str) -> Option<Command> {
 }
 
 /// A comment command by `login` (a bot or not) on the change request
-/// covering `finding`: decides on its current head.
+/// covering `finding`, whose pull request `pull_author` opened: decides on
+/// its current head.
 pub async fn apply_command(
     deciding: &Deciding<'_>,
     finding: FindingId,
     login: &str,
     bot: bool,
+    pull_author: &str,
     command: &Command,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
@@ -303,6 +306,9 @@ pub async fn apply_command(
     };
     if bot {
         return refuse("a bot's comment never counts").await;
+    }
+    if login.eq_ignore_ascii_case(pull_author) {
+        return refuse("the pull request's author cannot approve it").await;
     }
     let Some(approver) = deciding.notifier.directory.by_github(login) else {
         return refuse("the commenter is not in the approver directory").await;

@@ -181,12 +181,16 @@ pub trait ApprovalStore: Send + Sync {
     /// counts once per approver and commit, and claims the approval when
     /// `need` distinct approvers have approved this commit; a rejection
     /// claims the rejection at once. Only while the change request waits
-    /// at exactly this head.
+    /// at exactly this head. Only the approvals of `eligible` count (the
+    /// names, as the directory has them now, of those who may decide this
+    /// change): someone removed from the directory, renamed, or no longer
+    /// allowed this severity no longer counts toward the quorum.
     async fn cast_vote(
         &self,
         change_request: &ChangeRequestRef,
         vote: &Vote<'_>,
         need: u32,
+        eligible: &[&str],
     ) -> Result<VoteOutcome, StoreError>;
     /// A dismissed review: that approver's counted approval on the change
     /// request's current head (via `channel`) no longer counts. `false`

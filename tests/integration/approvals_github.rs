@@ -25,9 +25,9 @@ name = "Bob Hopper"
 github = "bob-h"
 "#;
 
-struct ReviewApp {
-    app: Arc<App>,
-    standin: StandIn,
+pub(crate) struct ReviewApp {
+    pub(crate) app: Arc<App>,
+    pub(crate) standin: StandIn,
     url: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -36,10 +36,15 @@ struct ReviewApp {
 
 impl ReviewApp {
     async fn start() -> Self {
+        Self::start_with(APPROVERS).await
+    }
+
+    /// [`ReviewApp::start`] with another `[approval]` and `[[approvers]]`.
+    pub(crate) async fn start_with(approvers: &str) -> Self {
         let standin = StandIn::start(TOKEN).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("draco.toml");
-        std::fs::write(&path, APPROVERS).expect("config");
+        std::fs::write(&path, approvers).expect("config");
         let env: HashMap<String, String> = github_env(&standin)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -66,7 +71,7 @@ impl ReviewApp {
     }
 
     /// Posts a signed delivery, then processes what was stored.
-    async fn deliver(&self, event: &str, delivery: &str, body: &Value) -> u16 {
+    pub(crate) async fn deliver(&self, event: &str, delivery: &str, body: &Value) -> u16 {
         let bytes = serde_json::to_vec(body).expect("json");
         let status = self
             .http
@@ -91,7 +96,7 @@ impl ReviewApp {
         status
     }
 
-    async fn finding(&self, id: i64) -> Value {
+    pub(crate) async fn finding(&self, id: i64) -> Value {
         use draco::store::{ChangeRequestStore, ScanStore};
         let findings = self.app.store.findings().await.expect("findings");
         let crs = self.app.store.change_requests().await.expect("crs");
@@ -103,7 +108,7 @@ impl ReviewApp {
     }
 
     /// A finding of `severity` with its pull request number and head.
-    async fn pick(&self, severity: &str) -> (i64, u64, String, String) {
+    pub(crate) async fn pick(&self, severity: &str) -> (i64, u64, String, String) {
         use draco::store::{ChangeRequestStore, ScanStore};
         let findings = self.app.store.findings().await.expect("findings");
         let crs = self.app.store.change_requests().await.expect("crs");
@@ -132,14 +137,14 @@ impl ReviewApp {
         panic!("no {severity} finding waiting");
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(server) = self.server.take() {
             let _ = server.shutdown().await;
         }
     }
 }
 
-fn review(
+pub(crate) fn review(
     action: &str,
     login: &str,
     state: &str,

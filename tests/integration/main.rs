@@ -3,6 +3,7 @@
 //! public API, on real SQLite files and a real git repository.
 
 mod approval;
+mod approvals_adversarial;
 mod approvals_email;
 mod approvals_github;
 mod approvals_sms;

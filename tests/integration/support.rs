@@ -328,9 +328,12 @@ pub async fn approve_in_process(
         message: None,
         ask: None,
     };
+    let directory =
+        draco::approvers::Directory::new(vec![approver.clone()]).expect("a usable approver");
     draco::approve::vote(
         &app.store,
         &*app.change_requests,
+        &directory,
         &quorum,
         finding,
         &ballot,

@@ -193,11 +193,13 @@ impl SqliteStore {
         .await?)
     }
 
-    /// Distinct approvers whose approval of this head counts, in the order
-    /// they approved, with the channel of each one's first approval.
+    /// Distinct approvers whose approval of this head counts (those of
+    /// `eligible` only), in the order they approved, with the channel of
+    /// each one's first approval.
     async fn counted_approvers(
         tx: &mut sqlx::SqliteConnection,
         cr: &ChangeRequestRef,
+        eligible: &[&str],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT approver, channel FROM approvals
@@ -210,7 +212,9 @@ impl SqliteStore {
         .await?;
         let mut distinct: Vec<(String, String)> = Vec::new();
         for (approver, channel) in rows {
-            if !distinct.iter().any(|(a, _)| *a == approver) {
+            if eligible.contains(&approver.as_str())
+                && !distinct.iter().any(|(a, _)| *a == approver)
+            {
                 distinct.push((approver, channel));
             }
         }
@@ -248,6 +252,7 @@ impl ApprovalStore for SqliteStore {
         cr: &ChangeRequestRef,
         vote: &Vote<'_>,
         need: u32,
+        eligible: &[&str],
     ) -> Result<VoteOutcome, StoreError> {
         let mut tx = self.begin_immediate().await?;
         let rows = Self::votable_rows(&mut tx, cr).await?;
@@ -276,7 +281,7 @@ impl ApprovalStore for SqliteStore {
                 return Ok(VoteOutcome::AskSpent);
             }
         }
-        let before = Self::counted_approvers(&mut tx, cr).await?;
+        let before = Self::counted_approvers(&mut tx, cr, eligible).await?;
         let already = vote.verdict == Verdict::Approve
             && before.iter().any(|(approver, _)| approver == vote.approver);
         if !already {
@@ -295,7 +300,7 @@ impl ApprovalStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let counted = Self::counted_approvers(&mut tx, cr).await?;
+        let counted = Self::counted_approvers(&mut tx, cr, eligible).await?;
         let have = counted.len() as u32;
         for &(id, finding_id) in &rows {
             append_audit(
