@@ -73,6 +73,9 @@ struct ReviewEvent {
 
 #[derive(Deserialize)]
 struct ReviewPayload {
+    /// GitHub's id of the review: a dismissal names the review it undoes.
+    #[serde(default)]
+    id: Option<u64>,
     user: GitHubUser,
     state: String,
     #[serde(default)]
@@ -112,6 +115,9 @@ struct CommentPayload {
     user: GitHubUser,
     #[serde(default)]
     body: Option<String>,
+    /// When it was written: a command is about the head its author saw.
+    #[serde(default)]
+    created_at: Option<DateTime<Utc>>,
 }
 
 /// Processes every pending delivery; returns how many were processed.
@@ -226,7 +232,7 @@ async fn waiting_on_pull(
     store: &dyn InboundStore,
     number: u64,
     branch: Option<&str>,
-) -> Result<Option<(FindingId, ChangeRequestRef)>, StoreError> {
+) -> Result<Option<(FindingId, ChangeRequestRef, DateTime<Utc>)>, StoreError> {
     let suffix = format!("/pull/{number}");
     let rows = match branch {
         Some(branch) => store.change_requests_on_branch("github", branch).await?,
@@ -245,6 +251,7 @@ async fn waiting_on_pull(
                     branch: cr.branch,
                     head_commit: cr.head_commit,
                 },
+                cr.head_at.unwrap_or(cr.opened_at),
             )
         }))
 }
@@ -264,8 +271,17 @@ async fn apply_review(
         "dismissed" => ReviewState::Dismissed,
         other => return Ok(format!("ignored: review {}", neutralise(other))),
     };
+    // Deliveries can arrive out of order: a review dismissed before its
+    // submission was processed must not count when the submission comes.
+    if let Some(id) = event.review.id {
+        if state == ReviewState::Dismissed {
+            deciding.store.record_dismissed_review(id, now).await?;
+        } else if deciding.store.is_review_dismissed(id).await? {
+            return Ok("ignored: that review was dismissed already".to_owned());
+        }
+    }
     let pull = &event.pull_request;
-    let Some((finding, at_head)) =
+    let Some((finding, at_head, _)) =
         waiting_on_pull(deciding.store, pull.number, Some(&pull.head.branch)).await?
     else {
         return Ok("ignored: no change request waits on that pull request".to_owned());
@@ -314,10 +330,30 @@ async fn apply_comment(
     if event.issue.pull_request.is_none() {
         return Ok("ignored: not a pull request".to_owned());
     }
-    let Some((finding, _)) = waiting_on_pull(deciding.store, event.issue.number, None).await?
+    let Some((finding, _, head_at)) =
+        waiting_on_pull(deciding.store, event.issue.number, None).await?
     else {
         return Ok("ignored: no change request waits on that pull request".to_owned());
     };
+    // A command is about the commit its author saw: one written before the
+    // current head was proposed was about an older one.
+    if event
+        .comment
+        .created_at
+        .is_none_or(|written| written < head_at)
+    {
+        deciding
+            .store
+            .audit_refusal(
+                &format!("github:{}", neutralise(&event.comment.user.login)),
+                "approval.refused",
+                &format!("finding:{finding}"),
+                &serde_json::json!({ "channel": "github", "why": "the comment was written before the change's current commit" }),
+                now,
+            )
+            .await?;
+        return Ok("ignored: the comment predates the current commit".to_owned());
+    }
     review::apply_command(
         deciding,
         finding,

@@ -68,3 +68,15 @@ CREATE TABLE sms_opt_outs (
 -- When a scan after the merge checked whether the finding was resolved
 -- (and said so on the pull request).
 ALTER TABLE change_requests ADD COLUMN verified_at TEXT;
+
+-- When the change request's head was last set (opened, re-proposed,
+-- updated): a `/draco approve` comment written before it was about an
+-- older commit.
+ALTER TABLE change_requests ADD COLUMN head_at TEXT;
+
+-- GitHub reviews dismissed, by review id: a `submitted` delivery that
+-- arrives after its own dismissal must not count.
+CREATE TABLE dismissed_reviews (
+    review_id INTEGER PRIMARY KEY,
+    at        TEXT NOT NULL
+);

@@ -303,6 +303,14 @@ pub trait ApprovalStore: Send + Sync {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<crate::domain::FindingId>, StoreError>;
+    /// Records that GitHub review `review_id` was dismissed (its
+    /// `submitted` delivery may still be on its way).
+    async fn record_dismissed_review(
+        &self,
+        review_id: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    async fn is_review_dismissed(&self, review_id: u64) -> Result<bool, StoreError>;
     /// Messages sent to `approver` (any channel) since `since`.
     async fn messages_sent_since(
         &self,

@@ -22,6 +22,10 @@ pub struct StoredChangeRequest {
     pub state: ChangeRequestState,
     #[serde(serialize_with = "stored_time::serialize")]
     pub opened_at: DateTime<Utc>,
+    /// When `head_commit` was set (opened, re-proposed or updated); `None`
+    /// for rows written before Draco recorded it (then `opened_at`).
+    #[serde(serialize_with = "stored_time::serialize_option")]
+    pub head_at: Option<DateTime<Utc>>,
     pub decided_by: Option<String>,
     pub decision_channel: Option<String>,
     #[serde(serialize_with = "stored_time::serialize_option")]

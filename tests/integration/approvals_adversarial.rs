@@ -235,6 +235,7 @@ github = "bob-h"
                 "issue": { "number": number, "pull_request": { "url": "x" },
                            "user": { "login": "Draco-Bot", "type": "User" } },
                 "comment": { "user": { "login": "draco-bot", "type": "User" },
+                             "created_at": chrono::Utc::now().to_rfc3339(),
                              "body": "/draco approve" },
                 "repository": { "full_name": REPOSITORY },
                 "sender": { "login": "draco-bot" },

@@ -167,7 +167,8 @@ fn comment(action: &str, login: &str, body: &str, number: u64) -> Value {
     json!({
         "action": action,
         "issue": { "number": number, "pull_request": { "url": "x" } },
-        "comment": { "user": { "login": login, "type": "User" }, "body": body },
+        "comment": { "user": { "login": login, "type": "User" }, "body": body,
+                     "created_at": chrono::Utc::now().to_rfc3339() },
         "repository": { "full_name": REPOSITORY },
         "sender": { "login": login },
     })
@@ -395,6 +396,64 @@ async fn a_draco_reject_comment_by_an_approver_closes_the_pull_request() {
             .any(|c| c.contains("not during the freeze") && c.contains("via github")),
         "closed with the reason: {:?}",
         pull.comments
+    );
+    review_app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_written_before_the_current_commit_and_a_dismissal_that_came_first_never_count() {
+    let review_app = ReviewApp::start().await;
+    review_app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let (id, number, branch, head) = review_app.pick("high").await;
+
+    // Written an hour before the commit was proposed (delivered late).
+    let mut old = comment("created", "ada-l", "/draco approve", number);
+    old["comment"]["created_at"] =
+        json!((chrono::Utc::now() - chrono::TimeDelta::hours(1)).to_rfc3339());
+    review_app.deliver("issue_comment", "late-1", &old).await;
+    assert_eq!(
+        review_app.finding(id).await["change_request"]["approvals"],
+        json!([])
+    );
+    let mut undated = comment("created", "ada-l", "/draco approve", number);
+    undated["comment"]
+        .as_object_mut()
+        .expect("comment")
+        .remove("created_at");
+    review_app
+        .deliver("issue_comment", "late-2", &undated)
+        .await;
+    assert_eq!(
+        review_app.finding(id).await["change_request"]["approvals"],
+        json!([])
+    );
+
+    // Review 77 dismissed, and only then its submission delivered.
+    let mut dismissed = review("dismissed", "ada-l", "dismissed", &head, number, &branch);
+    dismissed["review"]["id"] = json!(77);
+    review_app
+        .deliver("pull_request_review", "d-77", &dismissed)
+        .await;
+    let mut submitted = review("submitted", "ada-l", "approved", &head, number, &branch);
+    submitted["review"]["id"] = json!(77);
+    review_app
+        .deliver("pull_request_review", "s-77", &submitted)
+        .await;
+    let still = review_app.finding(id).await;
+    assert_eq!(still["change_request"]["approvals"], json!([]), "{still}");
+    assert_ne!(still["change_request"]["state"], "merged");
+
+    // A fresh comment now does count.
+    review_app
+        .deliver(
+            "issue_comment",
+            "now-1",
+            &comment("created", "ada-l", "/draco approve", number),
+        )
+        .await;
+    assert_eq!(
+        review_app.finding(id).await["change_request"]["state"],
+        "merged"
     );
     review_app.stop().await;
 }

@@ -761,6 +761,30 @@ impl ApprovalStore for SqliteStore {
         Ok(expired.into_iter().map(|(_, f)| f).collect())
     }
 
+    async fn record_dismissed_review(
+        &self,
+        review_id: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dismissed_reviews (review_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(i64::try_from(review_id).unwrap_or(i64::MAX))
+        .bind(timestamp(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn is_review_dismissed(&self, review_id: u64) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM dismissed_reviews WHERE review_id = ?")
+                .bind(i64::try_from(review_id).unwrap_or(i64::MAX))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn messages_sent_since(
         &self,
         approver: &str,

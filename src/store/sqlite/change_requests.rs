@@ -33,6 +33,10 @@ pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeReq
         location: row.try_get("location")?,
         state: parse_state(&state)?,
         opened_at: parse_timestamp("change request opened", &opened_at)?,
+        head_at: row
+            .try_get::<Option<String>, _>("head_at")?
+            .map(|t| parse_timestamp("change request head set", &t))
+            .transpose()?,
         decided_by: row.try_get("decided_by")?,
         decision_channel: row.try_get("decision_channel")?,
         decided_at: decided_at
@@ -144,11 +148,11 @@ impl ChangeRequestStore for SqliteStore {
         // A failed change request is re-proposed in place: one row per
         // finding, its history in the audit log.
         let id: Option<ChangeRequestId> = sqlx::query_scalar(
-            "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at)
-             VALUES (?, ?, ?, ?, ?, 'open', ?)
+            "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at, head_at)
+             VALUES (?, ?, ?, ?, ?, 'open', ?, ?)
              ON CONFLICT (finding_id) DO UPDATE SET backend = excluded.backend, branch = excluded.branch,
                  head_commit = excluded.head_commit, location = excluded.location, state = 'open',
-                 opened_at = excluded.opened_at, decided_by = NULL, decision_channel = NULL,
+                 opened_at = excluded.opened_at, head_at = excluded.head_at, decided_by = NULL, decision_channel = NULL,
                  decided_at = NULL, reason = NULL, merge_commit = NULL, completed_at = NULL, failure = NULL,
                  outside_change = NULL
              WHERE change_requests.state IN ('failed', 'superseded')
@@ -159,6 +163,7 @@ impl ChangeRequestStore for SqliteStore {
         .bind(opened.branch.clone())
         .bind(opened.head_commit.clone())
         .bind(opened.location.clone())
+        .bind(timestamp(at))
         .bind(timestamp(at))
         .fetch_optional(&mut *tx)
         .await?;
@@ -402,12 +407,13 @@ impl ChangeRequestStore for SqliteStore {
         // Every finding the change request covers moves with it: one row
         // per finding, all on the same branch and head.
         let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(
-            "UPDATE change_requests SET head_commit = ?
+            "UPDATE change_requests SET head_commit = ?, head_at = ?
              WHERE state IN ('open', 'awaiting_approval') AND head_commit = ?
                AND (backend, branch) = (SELECT backend, branch FROM change_requests WHERE finding_id = ?)
              RETURNING id, finding_id",
         )
         .bind(new_head.to_owned())
+        .bind(timestamp(at))
         .bind(old_head.to_owned())
         .bind(finding_id)
         .fetch_all(&mut *tx)
