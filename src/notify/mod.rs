@@ -76,6 +76,9 @@ struct Waiting {
     findings: Vec<StoredFinding>,
     severity: Severity,
     impact: f64,
+    /// When its head was proposed (`None` for change requests recorded
+    /// before Draco kept it: they expire only through their asks).
+    head_at: Option<DateTime<Utc>>,
 }
 
 /// Stores `ask_pending` reads and writes.
@@ -121,6 +124,7 @@ async fn waiting(store: &dyn NotifyStore) -> Result<Vec<Waiting>, StoreError> {
                 findings: Vec::new(),
                 severity: Severity::Low,
                 impact: 0.0,
+                head_at: cr.head_at,
             });
         entry.severity = entry.severity.max(finding.finding.severity);
         entry.impact += finding.finding.impact_usd_monthly.unwrap_or(0.0);
@@ -398,9 +402,15 @@ pub async fn follow_up(
             .iter()
             .filter(|a| a.change_request == cr.at_head)
             .collect();
+        let window = TimeDelta::hours(notifier.policy.expires_after_hours as i64);
+        // Nobody asked (no channel, or nobody reachable): the wait counts
+        // from when the commit was proposed.
         let (Some(first), Some(deadline)) = (
-            asks.iter().map(|a| a.created_at).min(),
-            asks.iter().map(|a| a.expires_at).min(),
+            asks.iter().map(|a| a.created_at).min().or(cr.head_at),
+            asks.iter()
+                .map(|a| a.expires_at)
+                .min()
+                .or(cr.head_at.map(|at| at + window)),
         ) else {
             continue;
         };

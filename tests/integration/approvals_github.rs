@@ -457,3 +457,54 @@ async fn a_comment_written_before_the_current_commit_and_a_dismissal_that_came_f
     );
     review_app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_nobody_decides_expires_even_when_nobody_was_messaged() {
+    let review_app = ReviewApp::start().await;
+    let t0 = chrono::Utc::now();
+    review_app.app.scan(t0).await.expect("scan");
+    let (id, number, branch, head) = review_app.pick("critical").await;
+    review_app
+        .deliver(
+            "pull_request_review",
+            "a-1",
+            &review("submitted", "ada-l", "approved", &head, number, &branch),
+        )
+        .await;
+    let follow_up = |at| {
+        let app = review_app.app.clone();
+        async move {
+            draco::notify::follow_up(&app.store, &app.notifier, &*app.change_requests, at)
+                .await
+                .expect("follow-up")
+        }
+    };
+    assert_eq!(
+        follow_up(t0 + chrono::TimeDelta::hours(71)).await.expired,
+        0
+    );
+    assert!(follow_up(t0 + chrono::TimeDelta::hours(73)).await.expired >= 1);
+    let expired = review_app.finding(id).await;
+    assert_eq!(expired["change_request"]["state"], "expired", "{expired}");
+    let pull = review_app
+        .standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == number)
+        .expect("pull");
+    assert_eq!(pull.state, "closed", "the expired pull request is closed");
+    // Bob's approval now decides nothing.
+    let status = review_app
+        .deliver(
+            "pull_request_review",
+            "b-1",
+            &review("submitted", "bob-h", "approved", &head, number, &branch),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        review_app.finding(id).await["change_request"]["state"],
+        "expired"
+    );
+    review_app.stop().await;
+}
