@@ -430,6 +430,25 @@ impl fmt::Display for FindingStatus {
     }
 }
 
+/// `text` safe inside HTML or XML element content and quoted attribute
+/// values: `& < > " '` escaped (`&#39;` is valid in both), control
+/// characters other than a line feed dropped (XML 1.0 forbids most).
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

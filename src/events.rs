@@ -342,16 +342,14 @@ async fn apply_comment(
         .created_at
         .is_none_or(|written| written < head_at)
     {
-        deciding
-            .store
-            .audit_refusal(
-                &format!("github:{}", neutralise(&event.comment.user.login)),
-                "approval.refused",
-                &format!("finding:{finding}"),
-                &serde_json::json!({ "channel": "github", "why": "the comment was written before the change's current commit" }),
-                now,
-            )
-            .await?;
+        review::audit_refusal(
+            deciding,
+            &event.comment.user.login,
+            finding,
+            "the comment was written before the change's current commit",
+            now,
+        )
+        .await?;
         return Ok("ignored: the comment predates the current commit".to_owned());
     }
     review::apply_command(

@@ -27,6 +27,28 @@ pub struct Deciding<'a> {
     pub notifier: &'a Notifier,
 }
 
+impl Deciding<'_> {
+    /// [`approve::vote`] with this application's store, backend, directory
+    /// and quorum: what every inbound channel decides through.
+    pub async fn vote(
+        &self,
+        finding: FindingId,
+        ballot: &Ballot<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<VoteResult, ApproveError> {
+        approve::vote(
+            self.store,
+            self.change_requests,
+            &self.notifier.directory,
+            &self.notifier.policy.quorum,
+            finding,
+            ballot,
+            now,
+        )
+        .await
+    }
+}
+
 const HELP_TEXT: &str = "Draco approvals: reply YES <code> to approve or NO <code> <reason> to reject the change a message named. STOP ends messages, START resumes them.";
 
 /// The number as the audit log shows it (masked), or `unknown`.
@@ -205,16 +227,7 @@ async fn answer_code(
         message: Some(&message),
         ask: Some(ask.id),
     };
-    let result = approve::vote(
-        store,
-        deciding.change_requests,
-        &notifier.directory,
-        &notifier.policy.quorum,
-        finding,
-        &ballot,
-        now,
-    )
-    .await;
+    let result = deciding.vote(finding, &ballot, now).await;
     Ok(Some(match result {
         Ok(VoteResult::Counted { have, need }) => format!(
             "Draco: approval counted ({have} of {need}); the change merges once {need} approvers have said yes."
@@ -416,16 +429,7 @@ pub async fn link_decide(
         message: message.as_deref(),
         ask: Some(ask.id),
     };
-    let result = approve::vote(
-        store,
-        deciding.change_requests,
-        &notifier.directory,
-        &notifier.policy.quorum,
-        finding,
-        &ballot,
-        now,
-    )
-    .await;
+    let result = deciding.vote(finding, &ballot, now).await;
     Ok(match result {
         Ok(VoteResult::Counted { have, need }) => (
             200,

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::inbound::{Deciding, refusal_text};
-use crate::approve::{self, ApproveError, Ballot, Channel, Verdict, VoteResult};
+use crate::approve::{ApproveError, Ballot, Channel, Verdict, VoteResult};
 use crate::domain::FindingId;
 use crate::gitops::{Review, ReviewState};
 use crate::store::StoreError;
@@ -164,16 +164,7 @@ async fn vote(
     source: Source,
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
-    let result = approve::vote(
-        deciding.store,
-        deciding.change_requests,
-        &deciding.notifier.directory,
-        &deciding.notifier.policy.quorum,
-        finding,
-        ballot,
-        now,
-    )
-    .await;
+    let result = deciding.vote(finding, ballot, now).await;
     Ok(match result {
         Ok(VoteResult::Counted { have, need }) => {
             format!("approval by {login} counted ({have} of {need})")
@@ -192,16 +183,7 @@ async fn vote(
         Err(error) => {
             let why = refusal_text(&error);
             if source == Source::Webhook {
-                deciding
-                    .store
-                    .audit_refusal(
-                        &format!("github:{}", crate::domain::neutralise(login)),
-                        "approval.refused",
-                        &format!("finding:{finding}"),
-                        &json!({ "channel": "github", "why": why }),
-                        now,
-                    )
-                    .await?;
+                audit_refusal(deciding, login, finding, why, now).await?;
             }
             format!("vote by {login} refused: {why}")
         }
@@ -255,6 +237,27 @@ pub async fn reconcile(deciding: &Deciding<'_>, now: DateTime<Utc>) -> Result<us
     Ok(read)
 }
 
+/// Writes `approval.refused` for something `login` did on GitHub about
+/// `finding`, with why.
+pub async fn audit_refusal(
+    deciding: &Deciding<'_>,
+    login: &str,
+    finding: FindingId,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    deciding
+        .store
+        .audit_refusal(
+            &format!("github:{}", crate::domain::neutralise(login)),
+            "approval.refused",
+            &format!("finding:{finding}"),
+            &json!({ "channel": "github", "why": why }),
+            now,
+        )
+        .await
+}
+
 /// A `/draco approve` or `/draco reject <reason>` comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -292,16 +295,7 @@ pub async fn apply_command(
     now: DateTime<Utc>,
 ) -> Result<String, StoreError> {
     let refuse = |why: &'static str| async move {
-        deciding
-            .store
-            .audit_refusal(
-                &format!("github:{}", crate::domain::neutralise(login)),
-                "approval.refused",
-                &format!("finding:{finding}"),
-                &json!({ "channel": "github", "why": why }),
-                now,
-            )
-            .await?;
+        audit_refusal(deciding, login, finding, why, now).await?;
         Ok::<String, StoreError>(format!("command by {login} ignored: {why}"))
     };
     if bot {
