@@ -161,13 +161,31 @@ impl App {
     /// again later is always safe (asks are recorded once).
     pub async fn ask_approvers(&self, now: DateTime<Utc>) {
         match notify::ask_pending(&self.store, &self.notifier, now).await {
-            Ok(report) if report.sent + report.held + report.failed > 0 => tracing::info!(
-                sent = report.sent,
-                held = report.held,
-                failed = report.failed,
-                "approvers asked"
-            ),
-            Ok(_) => {}
+            Ok(report) => {
+                if report.sent + report.held + report.failed > 0 {
+                    tracing::info!(
+                        sent = report.sent,
+                        held = report.held,
+                        failed = report.failed,
+                        "approvers asked"
+                    );
+                }
+                // Said where reviewers look, so a waiting change is not
+                // mistaken for a forgotten one.
+                let cap = self
+                    .loaded
+                    .config
+                    .approval
+                    .max_messages_per_approver_per_day;
+                let note = format!(
+                    "Draco has not asked every approver about this change yet: they had {cap} messages in the last 24 hours (approval.max_messages_per_approver_per_day). They are asked as soon as the cap allows, most severe changes first."
+                );
+                for branch in report.held_branches {
+                    if let Err(error) = self.change_requests.note(&branch, &note).await {
+                        tracing::warn!(%error, branch, "cannot say on the change request that its approvers wait");
+                    }
+                }
+            }
             Err(error) => tracing::error!(%error, "cannot ask approvers; retrying later"),
         }
     }
@@ -462,11 +480,12 @@ impl Approvals for App {
     }
     async fn sms_reply(
         &self,
+        message_sid: &str,
         from: &str,
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError> {
-        inbound::sms(&self.deciding(), from, body, now).await
+        inbound::sms(&self.deciding(), message_sid, from, body, now).await
     }
     async fn link_page(&self, token: &str, now: DateTime<Utc>) -> Result<LinkPage, StoreError> {
         inbound::link_page(&self.deciding(), token, now).await

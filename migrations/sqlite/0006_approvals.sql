@@ -80,3 +80,11 @@ CREATE TABLE dismissed_reviews (
     review_id INTEGER PRIMARY KEY,
     at        TEXT NOT NULL
 );
+
+-- Inbound SMS already handled, by Twilio's MessageSid (a SHA-256 of it):
+-- a captured signed request replayed later is answered neutrally instead
+-- of being counted again (as a wrong code toward a lockout, say).
+CREATE TABLE sms_seen (
+    message_sid TEXT PRIMARY KEY,
+    at          TEXT NOT NULL
+);

@@ -49,37 +49,42 @@ impl ApprovalKey {
     /// 0600) when there is none. Errors name the file, never its content.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let failed = |message: String| SecretsError::Key {
             path: path.display().to_string(),
             message,
         };
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|_| failed("not a 32-byte key: restore it from a backup, or delete it (every pending code and link then stops working)".into()))?;
-                return Ok(Self(key));
+        let read = |path: &Path| -> Result<Option<Self>, SecretsError> {
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                        failed("not a 32-byte key: restore it from a backup, or delete it (every pending code and link then stops working)".into())
+                    })?;
+                    Ok(Some(Self(key)))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(failed(e.kind().to_string())),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(failed(e.kind().to_string())),
+        };
+        if let Some(key) = read(path)? {
+            return Ok(key);
         }
+        // Written whole to a private temporary file, then linked into place:
+        // a link never replaces an existing file and appears complete, so of
+        // two processes starting at once one key wins and the other reads
+        // it (never a half-written file).
         let key = random::<32>()?;
-        // `create_new`: of two processes starting at once, one writes the
-        // key and the other reads it.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => {
-                file.write_all(&key)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| failed(e.kind().to_string()))?;
-                Ok(Self(key))
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let mut temporary =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| failed(e.kind().to_string()))?;
+        temporary
+            .write_all(&key)
+            .and_then(|()| temporary.as_file().sync_all())
+            .map_err(|e| failed(e.kind().to_string()))?;
+        match std::fs::hard_link(temporary.path(), path) {
+            Ok(()) => Ok(Self(key)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                read(path)?.ok_or_else(|| failed("vanished while being created".into()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
             Err(e) => Err(failed(e.kind().to_string())),
         }
     }
@@ -231,6 +236,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
+        // Many at once (processes starting together): one key, all agree.
+        let keys: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| ApprovalKey::load_or_create(&path).unwrap().link_digest("x"))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
         let first = ApprovalKey::load_or_create(&path).unwrap();
         let again = ApprovalKey::load_or_create(&path).unwrap();
         assert_eq!(first.link_digest("x"), again.link_digest("x"));

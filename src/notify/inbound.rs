@@ -87,12 +87,31 @@ fn redact_code(body: &str, code: &str, notifier: &Notifier) -> String {
 /// Errors: the store failed (Twilio is answered 5xx and retries).
 pub async fn sms(
     deciding: &Deciding<'_>,
+    message_sid: &str,
     from: &str,
     body: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
     let store = deciding.store;
     let notifier = deciding.notifier;
+    // Twilio's signature has no timestamp: a captured request stays valid.
+    // Each message is handled once (its id kept as a hash: it is not
+    // secret, but nothing needs it in clear).
+    let seen = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        message_sid.as_bytes(),
+    ));
+    if !store.first_sighting(&seen, now).await? {
+        store
+            .audit_refusal(
+                &format!("sms:{}", shown(from)),
+                "approval.refused",
+                "sms",
+                &json!({ "channel": "sms", "why": "a message already handled (a replay, or Twilio retrying)" }),
+                now,
+            )
+            .await?;
+        return Ok(None);
+    }
     let Some(approver) = notifier.directory.by_phone(from) else {
         store
             .audit_refusal(

@@ -67,6 +67,9 @@ pub struct AskReport {
     pub sent: usize,
     pub held: usize,
     pub failed: usize,
+    /// Branches of change requests with an ask newly held back by the
+    /// daily message cap (said on the pull request by the caller).
+    pub held_branches: Vec<String>,
 }
 
 /// A change request waiting for a decision, with what it covers.
@@ -191,6 +194,7 @@ async fn ask_all(
     report: &mut AskReport,
 ) -> Result<(), NotifyError> {
     let mut asked_now = Vec::new();
+    let mut held = false;
     for approver in approvers {
         for &channel in &notifier.policy.notify {
             match ask_one(store, notifier, cr, approver, channel, expires_at, now).await? {
@@ -198,11 +202,17 @@ async fn ask_all(
                     report.sent += 1;
                     asked_now.push(format!("{} ({})", approver.name, channel.as_str()));
                 }
-                Some(AskDelivery::Held) => report.held += 1,
+                Some(AskDelivery::Held) => {
+                    report.held += 1;
+                    held = true;
+                }
                 Some(AskDelivery::Failed) => report.failed += 1,
                 Some(AskDelivery::Queued) | None => {}
             }
         }
+    }
+    if held {
+        report.held_branches.push(cr.at_head.branch.clone());
     }
     let asked_before = store
         .asks(&cr.at_head.backend, &cr.at_head.branch)

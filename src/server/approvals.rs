@@ -53,8 +53,11 @@ pub trait Approvals: Send + Sync {
     fn links_enabled(&self) -> bool;
     /// Whether the public URL is `https` (the cookie is then `Secure`).
     fn public_url_is_https(&self) -> bool;
+    /// `message_sid`: Twilio's id of the message (`MessageSid`), so that a
+    /// replayed request is answered without being handled twice.
     async fn sms_reply(
         &self,
+        message_sid: &str,
         from: &str,
         body: &str,
         now: DateTime<Utc>,
@@ -108,17 +111,22 @@ pub async fn twilio_webhook(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let (Some(from), Some(text), true) = (field("From"), field("Body"), form_encoded) else {
+    let (Some(from), Some(text), Some(sid), true) = (
+        field("From"),
+        field("Body"),
+        field("MessageSid"),
+        form_encoded,
+    ) else {
         return (
             StatusCode::BAD_REQUEST,
-            "a form-encoded message with From and Body is required\n",
+            "a form-encoded message with From, Body and MessageSid is required\n",
         )
             .into_response();
     };
     if std::str::from_utf8(&body).is_err() {
         return (StatusCode::BAD_REQUEST, "the body is not UTF-8\n").into_response();
     }
-    match app.sms_reply(from, text, Utc::now()).await {
+    match app.sms_reply(sid, from, text, Utc::now()).await {
         Ok(reply) => twiml(StatusCode::OK, reply.as_deref()),
         Err(error) => {
             tracing::error!(%error, "cannot handle an SMS reply");

@@ -311,6 +311,10 @@ pub trait ApprovalStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn is_review_dismissed(&self, review_id: u64) -> Result<bool, StoreError>;
+    /// Records an inbound message's provider id (already hashed); `false`
+    /// when it was seen before (a replay or a provider's retry).
+    async fn first_sighting(&self, message_id: &str, at: DateTime<Utc>)
+    -> Result<bool, StoreError>;
     /// Messages sent to `approver` (any channel) since `since`.
     async fn messages_sent_since(
         &self,

@@ -220,13 +220,29 @@ impl SmsApp {
     /// Posts an inbound SMS as Twilio would: every parameter of a real
     /// one, signed with the auth token (or `signature` as given).
     pub async fn reply(&self, from: &str, body: &str, signature: Option<&str>) -> (u16, String) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let sid = format!(
+            "SM{:032x}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.reply_as(&sid, from, body, signature).await
+    }
+
+    /// [`SmsApp::reply`] with the given `MessageSid` (a replay repeats one).
+    pub async fn reply_as(
+        &self,
+        sid: &str,
+        from: &str,
+        body: &str,
+        signature: Option<&str>,
+    ) -> (u16, String) {
         let params: Vec<(String, String)> = [
             ("AccountSid", ACCOUNT_SID),
             ("ApiVersion", "2010-04-01"),
             ("Body", body),
             ("From", from),
             ("FromCountry", "US"),
-            ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+            ("MessageSid", sid),
             ("NumMedia", "0"),
             ("NumSegments", "1"),
             ("SmsStatus", "received"),
@@ -345,7 +361,10 @@ async fn a_signed_sms_reply_with_its_code_approves_and_merges_once() {
     let branch = branch(&eip);
     let code = sms.code_for(ADA, &branch).expect("Ada got a code for it");
 
-    let (status, twiml) = sms.reply(ADA, &format!("YES {code}"), None).await;
+    let first_sid = "SM00000000000000000000000000000001f";
+    let (status, twiml) = sms
+        .reply_as(first_sid, ADA, &format!("YES {code}"), None)
+        .await;
     assert_eq!(status, 200, "{twiml}");
     assert!(twiml.contains("<Response><Message>"), "{twiml}");
     assert!(twiml.contains("approved and merged"), "{twiml}");
@@ -375,6 +394,20 @@ async fn a_signed_sms_reply_with_its_code_approves_and_merges_once() {
         .filter(|(_, action, _)| action == "approval.refused")
         .collect();
     assert_eq!(refusals.len(), 1, "{refusals:?}");
+    // The very same signed request replayed (its MessageSid again):
+    // answered neutrally, handled no further, audited.
+    let (status, twiml) = sms
+        .reply_as(first_sid, ADA, &format!("YES {code}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(twiml.ends_with("<Response/>"), "{twiml}");
+    let refusals = sms
+        .audit_actions()
+        .await
+        .into_iter()
+        .filter(|(_, action, _)| action == "approval.refused")
+        .count();
+    assert_eq!(refusals, 2);
     // The code never reaches the audit log.
     let all = format!("{:?}", sms.audit_actions().await);
     assert!(!all.contains(&code), "the code is in the audit log");

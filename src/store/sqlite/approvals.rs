@@ -785,6 +785,22 @@ impl ApprovalStore for SqliteStore {
         Ok(found.is_some())
     }
 
+    async fn first_sighting(
+        &self,
+        message_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let new = sqlx::query(
+            "INSERT INTO sms_seen (message_sid, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(message_id.to_owned())
+        .bind(timestamp(at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(new > 0)
+    }
+
     async fn messages_sent_since(
         &self,
         approver: &str,
