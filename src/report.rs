@@ -332,7 +332,7 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
     if !report.change_requests_opened.is_empty() {
         let _ = writeln!(
             out,
-            "\nReview with `draco show <id>`, then `draco approve <id> --as <name>` or `draco reject <id> --as <name> --reason <text>`."
+            "\nReview with `draco show <id>`, then `draco approve <id> --as <name>` or `draco reject <id> --as <name> --reason <text>` (<name>: someone in the [[approvers]] directory; see the README's \"Approvals\")."
         );
     }
     out
