@@ -7,6 +7,7 @@ mod approvals_adversarial;
 mod approvals_email;
 mod approvals_github;
 mod approvals_sms;
+mod approvals_sms_github;
 mod aws;
 mod bad_input;
 mod credentials;
