@@ -154,6 +154,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Estate(args)) => {
             return tools::estate_bench_command(args).await;
         }
+        Command::Bench(BenchCommand::Store(args)) => {
+            return tools::store_bench_command(args).await;
+        }
         _ => {}
     }
     let ctx = Context::new(&cli)?;

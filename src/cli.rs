@@ -113,6 +113,20 @@ pub enum BenchCommand {
     Idle(IdleBenchArgs),
     /// A flood of findings end to end: scans of a generated estate until every finding has its change request.
     Estate(EstateBenchArgs),
+    /// Finding upserts and audit appends per second on a fresh database.
+    Store(StoreBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreBenchArgs {
+    /// Findings one scan records (then sees again, changed).
+    #[arg(long, default_value_t = 5000)]
+    pub findings: usize,
+    /// Free-standing audit events appended one transaction each.
+    #[arg(long, default_value_t = 2000)]
+    pub audit_events: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -449,6 +449,31 @@ fn print_quality(r: &QualityReport) {
 
 /// `draco bench estate`: scans of a generated estate until every finding
 /// has its change request (see [`crate::bench::estate`]).
+/// `draco bench store`: finding upserts and audit appends per second on a
+/// fresh SQLite database in a scratch directory.
+pub async fn store_bench_command(args: &crate::cli::StoreBenchArgs) -> Result<()> {
+    if args.findings == 0 || args.audit_events == 0 {
+        return Err(UsageError("--findings and --audit-events must be at least 1".into()).into());
+    }
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let report =
+        crate::bench::store::measure(scratch.path(), args.findings, args.audit_events).await?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "Store ({}): {} findings: {:.0} inserts/s, {:.0} updates/s (one scan each); {} audit events: {:.0} appends/s (one transaction each). Target: 2,000 upserts/s.",
+        report.backend,
+        report.findings,
+        report.inserts_per_sec,
+        report.updates_per_sec,
+        report.audit_events,
+        report.audit_appends_per_sec
+    );
+    Ok(())
+}
+
 pub async fn estate_bench_command(args: &EstateBenchArgs) -> Result<()> {
     use crate::bench::estate;
     use crate::gitops::config::Grouping;

@@ -1,5 +1,6 @@
 //! Benchmarks that measure quality, speed and memory: `draco bench nab`,
-//! `draco bench cost`, `draco bench redact`, `draco bench idle`.
+//! `draco bench cost`, `draco bench redact`, `draco bench idle`,
+//! `draco bench estate`, `draco bench store`.
 
 pub mod cost;
 pub mod estate;
@@ -8,6 +9,7 @@ pub mod nab;
 pub mod redact;
 pub mod redact_corpus;
 pub mod redact_speed;
+pub mod store;
 
 /// AWS commercial regions the generators draw from ("Regions and Zones",
 /// Amazon EC2 User Guide).

@@ -292,3 +292,29 @@ fn a_stray_rollback_journal_beside_a_draco_database_is_refused_untouched() {
     assert_eq!(draco.findings().len(), 8);
     draco.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn bench_store_measures_upserts_and_audit_appends() {
+    let out = crate::support::Draco::new().ok(&[
+        "bench",
+        "store",
+        "--findings",
+        "200",
+        "--audit-events",
+        "50",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["findings"], 200);
+    for field in [
+        "inserts_per_sec",
+        "updates_per_sec",
+        "audit_appends_per_sec",
+    ] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field}: {report}"
+        );
+    }
+}
