@@ -177,6 +177,29 @@ pub(super) async fn all_asks(
     Ok(by_head)
 }
 
+/// Wrong codes one approver sent since a time (two placeholders).
+const WRONG_CODES_SINCE: &str =
+    "SELECT COUNT(*) FROM approval_failures WHERE approver = ? AND at >= ?";
+/// Messages sent to one approver since a time (two placeholders).
+const MESSAGES_SENT_SINCE: &str =
+    "SELECT COUNT(*) FROM approval_asks WHERE approver = ? AND sent_at >= ?";
+
+/// Runs one of the per-approver counts above: `approver` and `since` bound
+/// in that order, the count saturated into a `u32`.
+async fn count_since<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    sql: &'static str,
+    approver: &str,
+    since: DateTime<Utc>,
+) -> Result<u32, StoreError> {
+    let count: i64 = sqlx::query_scalar(sql)
+        .bind(approver.to_owned())
+        .bind(timestamp(since))
+        .fetch_one(executor)
+        .await?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
 impl SqliteStore {
     /// The rows of the change request waiting at exactly this head.
     async fn votable_rows(
@@ -599,15 +622,9 @@ impl ApprovalStore for SqliteStore {
             .bind(timestamp(at))
             .execute(&mut *tx)
             .await?;
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM approval_failures WHERE approver = ? AND at >= ?",
-        )
-        .bind(approver.to_owned())
-        .bind(timestamp(since))
-        .fetch_one(&mut *tx)
-        .await?;
+        let count = count_since(&mut *tx, WRONG_CODES_SINCE, approver, since).await?;
         tx.commit().await?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        Ok(count)
     }
 
     async fn wrong_codes_since(
@@ -615,14 +632,7 @@ impl ApprovalStore for SqliteStore {
         approver: &str,
         since: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM approval_failures WHERE approver = ? AND at >= ?",
-        )
-        .bind(approver.to_owned())
-        .bind(timestamp(since))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        count_since(&self.pool, WRONG_CODES_SINCE, approver, since).await
     }
 
     async fn set_opt_out(
@@ -806,13 +816,6 @@ impl ApprovalStore for SqliteStore {
         approver: &str,
         since: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM approval_asks WHERE approver = ? AND sent_at >= ?",
-        )
-        .bind(approver.to_owned())
-        .bind(timestamp(since))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+        count_since(&self.pool, MESSAGES_SENT_SINCE, approver, since).await
     }
 }
