@@ -13,7 +13,7 @@ use crate::approve::{self, ApproveError, Approver, Verdict, VoteResult};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,
 };
-use crate::compose::{self, App, SourceChoice};
+use crate::compose::{self, App, AppStore, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceSelection};
 use crate::daemon;
 use crate::domain::{FindingId, FindingStatus};
@@ -49,7 +49,7 @@ fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<()> {
         .context("cannot write to standard output")
 }
 
-use crate::store::{AuditLog, ChangeRequestStore, ScanStore, SqliteStore};
+use crate::store::{AuditLog, ChangeRequestStore, DatabaseLocation, ScanStore};
 
 use crate::cli::UsageError;
 
@@ -94,25 +94,24 @@ impl Context {
         Ok(Self { loaded, data_dir })
     }
 
-    fn database_path(&self) -> PathBuf {
-        compose::database_path(&self.data_dir)
-    }
-
     /// The whole application, for commands that scan or serve.
     async fn app(self, source: SourceChoice) -> Result<Arc<App>> {
         Ok(App::build(self.loaded, self.data_dir, source).await?)
     }
 
-    /// For commands that only read or decide: no database means nothing was scanned yet.
-    async fn open_existing_store(&self) -> Result<SqliteStore> {
-        let path = self.database_path();
-        if !path.exists() {
+    /// For commands that only read or decide: no SQLite database means
+    /// nothing was scanned yet (a PostgreSQL database is opened as it is).
+    async fn open_existing_store(&self) -> Result<Arc<dyn AppStore>> {
+        let location = compose::database_location(&self.loaded, &self.data_dir)?;
+        if let DatabaseLocation::Sqlite(path) = &location
+            && !path.exists()
+        {
             return Err(anyhow!(
                 "no Draco database at {}; run `draco demo` or `draco scan --once` first (or pass --data-dir)",
                 path.display()
             ));
         }
-        Ok(SqliteStore::open(&path).await?)
+        Ok(compose::open_store(&location).await?)
     }
 
     /// The configured change-request backend (the local repository, or GitHub).
@@ -197,7 +196,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let git = ctx.open_repository().await?;
             let config = &ctx.loaded.config;
             let result = approve::decide_from_cli(
-                &store,
+                &*store,
                 git.as_ref(),
                 &config::directory(config),
                 &config.approval.quorum,
@@ -241,7 +240,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let git = ctx.open_repository().await?;
             let config = &ctx.loaded.config;
             let result = approve::decide_from_cli(
-                &store,
+                &*store,
                 git.as_ref(),
                 &config::directory(config),
                 &config.approval.quorum,
@@ -303,7 +302,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
-            let events = verify_audit_log(&store).await?;
+            let events = verify_audit_log(&*store).await?;
             outln!("Audit log intact: {events} events, hash chain verified.");
             Ok(())
         }
@@ -389,7 +388,7 @@ async fn verify_audit_log(log: &dyn AuditLog) -> Result<usize> {
 }
 
 /// Every finding with its change request, if any.
-async fn rows(store: &(impl ScanStore + ChangeRequestStore)) -> Result<Vec<Row>> {
+async fn rows(store: &(impl ScanStore + ChangeRequestStore + ?Sized)) -> Result<Vec<Row>> {
     let findings = store.findings().await?;
     let mut change_requests: HashMap<FindingId, _> = store
         .change_requests()
@@ -408,7 +407,7 @@ async fn rows(store: &(impl ScanStore + ChangeRequestStore)) -> Result<Vec<Row>>
 
 async fn scan_command(app: &App, output: &OutputArgs) -> Result<()> {
     let report = app.scan(Utc::now()).await?;
-    let rows = rows(&app.store).await?;
+    let rows = rows(&*app.store).await?;
     if output.json {
         outln!(
             "{}",
@@ -442,7 +441,7 @@ async fn findings_command(ctx: &Context, args: &FindingsArgs) -> Result<()> {
         None => None,
     };
     let store = ctx.open_existing_store().await?;
-    let mut rows = rows(&store).await?;
+    let mut rows = rows(&*store).await?;
     if let Some(status) = status {
         rows.retain(|(f, _)| f.status == status);
     }

@@ -125,6 +125,12 @@ pub struct StoreBenchArgs {
     /// Free-standing audit events appended one transaction each.
     #[arg(long, default_value_t = 2000)]
     pub audit_events: usize,
+    /// Measure PostgreSQL instead: a server URL (e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres) on which a scratch
+    /// database is created, then dropped; the password, if any, from
+    /// DRACO_DATABASE_PASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

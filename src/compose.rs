@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::advice::AdviceStore;
 use crate::advice::Advisors;
+use crate::approve::ApprovalStores;
 use crate::approve::secrets::{self as approval_secrets, ApprovalKey};
 use crate::channels::email::Mailer;
 use crate::channels::twilio::{self, TwilioClient};
@@ -24,8 +26,11 @@ use crate::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
 use crate::gitops::github::backend::GitHubChangeRequests;
 use crate::gitops::local::LocalGit;
 use crate::gitops::{ChangeRequests, GitOpsError};
+use crate::notify::NotifyStore;
+use crate::notify::inbound::InboundStore;
 use crate::notify::inbound::{self, Deciding, LinkPage};
 use crate::notify::{self, Notifier};
+use crate::pipeline::PipelineStore;
 use crate::pipeline::{Pipeline, PipelineError, ScanReport};
 use crate::redact::{PiiKind, Redactor};
 use crate::remediate::templates::{Catalog, CatalogError};
@@ -34,10 +39,12 @@ use crate::server::webhooks::{GitHubReceiver, Webhooks};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
-use crate::store::{DeliveryStore, Readiness, ScanStore, SqliteStore, Store, StoreError};
+use crate::store::{
+    DatabaseLocation, DatabaseStore, DeliveryStore, PostgresStore, Readiness, SqliteStore,
+    StoreError,
+};
 
-/// The database file inside the data directory.
-pub const DATABASE_FILE: &str = "draco.db";
+pub use crate::store::DATABASE_FILE;
 /// The local change-request repository inside the data directory.
 pub const REPOSITORY_DIR: &str = "remediations.git";
 
@@ -57,6 +64,8 @@ pub enum ComposeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Database(#[from] crate::store::LocationError),
     #[error("cannot prepare the change-request repository {path}: {source}")]
     Repository { path: PathBuf, source: GitOpsError },
     #[error(transparent)]
@@ -88,11 +97,43 @@ impl<T: CostSource + PostureSource> Source for T {
     }
 }
 
-/// The backend built here serves every aggregate and readiness: a compile
-/// error, not a runtime surprise, when a trait method is missing from it.
-const _: fn() = complete_backend::<SqliteStore>;
+/// The database as every part of the process sees it: each backend
+/// ([`SqliteStore`], [`PostgresStore`]) and each consumer's narrow view of
+/// it, so that `&*app.store` is handed to the pipeline, the notifier or the
+/// inbound paths as the trait each of them takes.
+pub trait AppStore:
+    DatabaseStore + PipelineStore + NotifyStore + InboundStore + ApprovalStores + AdviceStore
+{
+}
 
-fn complete_backend<S: Store + Readiness>() {}
+impl<
+    T: DatabaseStore
+        + PipelineStore
+        + NotifyStore
+        + InboundStore
+        + ApprovalStores
+        + AdviceStore
+        + ?Sized,
+> AppStore for T
+{
+}
+
+/// Each backend serves every aggregate and readiness: a compile error, not
+/// a runtime surprise, when a trait method is missing from one.
+const _: fn() = complete_backend::<SqliteStore>;
+const _: fn() = complete_backend::<PostgresStore>;
+
+fn complete_backend<S: AppStore>() {}
+
+/// Opens the database `location` names: the SQLite file (created and
+/// migrated if new) or the PostgreSQL database (migrated; it must exist).
+/// Errors: as [`SqliteStore::open`] and [`PostgresStore::connect`].
+pub async fn open_store(location: &DatabaseLocation) -> Result<Arc<dyn AppStore>, StoreError> {
+    Ok(match location {
+        DatabaseLocation::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        DatabaseLocation::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
+    })
+}
 
 /// Everything one Draco process runs on. The store is the concrete backend
 /// (it also owns the scan lock); each consumer is handed it as the narrow
@@ -100,7 +141,9 @@ fn complete_backend<S: Store + Readiness>() {}
 pub struct App {
     pub loaded: Loaded,
     pub data_dir: PathBuf,
-    pub store: SqliteStore,
+    /// Where the state lives (`database_url`), for messages.
+    pub database: DatabaseLocation,
+    pub store: Arc<dyn AppStore>,
     pub change_requests: Arc<dyn ChangeRequests>,
     pub advisors: Advisors,
     pub redactor: Redactor,
@@ -131,7 +174,8 @@ impl App {
             path: data_dir.clone(),
             source,
         })?;
-        let store = SqliteStore::open(&data_dir.join(DATABASE_FILE)).await?;
+        let database = database_location(&loaded, &data_dir)?;
+        let store = open_store(&database).await?;
         let change_requests = change_requests(&loaded, &data_dir).await?;
         let catalog = catalog(&loaded)?;
         // The recorder first: the advisors' counters are set as they are built.
@@ -144,6 +188,7 @@ impl App {
         Ok(Arc::new(Self {
             loaded,
             data_dir,
+            database,
             store,
             change_requests,
             advisors,
@@ -160,7 +205,7 @@ impl App {
     /// scan, and on the daemon's schedule). A failure is logged: asking
     /// again later is always safe (asks are recorded once).
     pub async fn ask_approvers(&self, now: DateTime<Utc>) {
-        match notify::ask_pending(&self.store, &self.notifier, now).await {
+        match notify::ask_pending(&*self.store, &self.notifier, now).await {
             Ok(report) => {
                 if report.sent + report.held + report.failed > 0 {
                     tracing::info!(
@@ -199,7 +244,7 @@ impl App {
         }
         self.ask_approvers(now).await;
         match notify::follow_up(
-            &self.store,
+            &*self.store,
             &self.notifier,
             self.change_requests.as_ref(),
             now,
@@ -221,7 +266,7 @@ impl App {
     /// What deciding needs: the store, the backend, the directory and policy.
     pub fn deciding(&self) -> Deciding<'_> {
         Deciding {
-            store: &self.store,
+            store: &*self.store,
             change_requests: self.change_requests.as_ref(),
             notifier: &self.notifier,
         }
@@ -264,7 +309,7 @@ impl App {
             publish_redact: self.publish_redact(),
             max_new_per_scan: self.loaded.config.gitops.max_new_per_scan as usize,
             group: self.loaded.config.gitops.group,
-            store: &self.store,
+            store: &*self.store,
         };
         let result = pipeline.scan(now).await;
         if result.is_ok() {
@@ -507,7 +552,7 @@ impl Webhooks for App {
         self.github_receiver.as_ref()
     }
     fn deliveries(&self) -> &dyn DeliveryStore {
-        &self.store
+        &*self.store
     }
     fn delivery_recorded(&self) {
         // A permit is kept when no one waits yet: the wake-up is never lost.
@@ -546,4 +591,23 @@ pub fn catalog(loaded: &Loaded) -> Result<Catalog, CatalogError> {
 /// Where the database lives for a data dir.
 pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
+}
+
+/// The database the configuration names (`database_url`, with the password
+/// from `DRACO_DATABASE_PASSWORD` / `database_password_file`), or the SQLite
+/// file in `data_dir`. Errors: a malformed `database_url` (the config check
+/// refuses those before this).
+pub fn database_location(
+    loaded: &Loaded,
+    data_dir: &Path,
+) -> Result<DatabaseLocation, crate::store::LocationError> {
+    DatabaseLocation::resolve(
+        loaded.config.database_url.as_deref(),
+        loaded
+            .secrets
+            .database_password
+            .as_ref()
+            .map(|s| s.value.clone()),
+        data_dir,
+    )
 }

@@ -29,6 +29,15 @@ pub struct Config {
     /// Where the database and the change-request repository live. `--data-dir` wins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// The database: unset for the SQLite file in the data directory,
+    /// `sqlite://path` for another file, `postgres://user@host:5432/db`
+    /// for PostgreSQL (several replicas). Never with a password in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// A file holding the database password (a mounted secret).
+    /// `DRACO_DATABASE_PASSWORD` wins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_password_file: Option<PathBuf>,
     /// When `draco run` scans: cron with seconds (`sec min hour day-of-month month day-of-week`), UTC.
     pub schedule: String,
     pub source: SourceConfig,
@@ -69,6 +78,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: None,
+            database_url: None,
+            database_password_file: None,
             schedule: "0 0 6 * * *".to_owned(),
             source: SourceConfig::default(),
             detect: DetectConfig::default(),
@@ -299,6 +310,8 @@ pub struct Secrets {
     pub smtp_password: Option<Secret>,
     /// `DRACO_SENDGRID_API_KEY` / `email.sendgrid.api_key_file`.
     pub sendgrid_api_key: Option<Secret>,
+    /// The PostgreSQL password: `DRACO_DATABASE_PASSWORD` / `database_password_file`.
+    pub database_password: Option<Secret>,
 }
 
 impl Secrets {
@@ -321,6 +334,7 @@ impl Secrets {
             ("twilio.auth_token", origin(&self.twilio_auth_token)),
             ("email.smtp.password", origin(&self.smtp_password)),
             ("email.sendgrid.api_key", origin(&self.sendgrid_api_key)),
+            ("database_password", origin(&self.database_password)),
         ]
     }
 }
@@ -356,7 +370,7 @@ pub fn process_environment() -> Result<HashMap<String, String>, ConfigError> {
 }
 
 /// Environment variables that hold secrets.
-pub const SECRET_VARIABLES: [&str; 7] = [
+pub const SECRET_VARIABLES: [&str; 8] = [
     "DRACO_LLM_API_KEY",
     "DRACO_GITHUB_TOKEN",
     "DRACO_GITHUB_APP_PRIVATE_KEY",
@@ -364,6 +378,7 @@ pub const SECRET_VARIABLES: [&str; 7] = [
     "DRACO_TWILIO_AUTH_TOKEN",
     "DRACO_SMTP_PASSWORD",
     "DRACO_SENDGRID_API_KEY",
+    "DRACO_DATABASE_PASSWORD",
 ];
 /// Keys that may hold secrets; refused in the file.
 const SECRET_LOOKING_KEYS: [&str; 9] = [
@@ -403,7 +418,7 @@ const SECRET_HINTS: [(&str, &str); 7] = [
     ("gitops.", "DRACO_GITHUB_TOKEN (a fine-grained token)"),
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 25] = [
+const OPTIONAL_KEYS: [(&str, Kind); 27] = [
     ("twilio.account_sid", Kind::String),
     ("twilio.from", Kind::String),
     ("twilio.messaging_service_sid", Kind::String),
@@ -417,6 +432,8 @@ const OPTIONAL_KEYS: [(&str, Kind); 25] = [
     ("server.public_url", Kind::String),
     ("server.health_listen", Kind::String),
     ("data_dir", Kind::String),
+    ("database_url", Kind::String),
+    ("database_password_file", Kind::String),
     ("source.kind", Kind::String),
     ("source.fixtures_dir", Kind::String),
     ("remediate.templates_dir", Kind::String),
@@ -739,6 +756,7 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         key: "schedule".into(),
         message,
     })?;
+    validate_database(config)?;
     let cost = &config.detect.cost;
     let positive = [
         ("detect.cost.z_threshold", cost.z_threshold),
@@ -1021,6 +1039,12 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
             config.email.sendgrid.api_key_file.as_deref(),
             env,
         )?,
+        database_password: secret(
+            "database_password",
+            "DRACO_DATABASE_PASSWORD",
+            config.database_password_file.as_deref(),
+            env,
+        )?,
     })
 }
 
@@ -1116,6 +1140,30 @@ const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
 /// needs a repository, one way to authenticate (a token, or an App's id,
 /// installation id and private key) and a webhook secret (an unsigned
 /// webhook could close or "merge" a change request).
+/// `database_url` names a database Draco can use, holds no password, and a
+/// shared (PostgreSQL) database goes with a change-request backend that
+/// replicas can share: the local repository lives in one host's data
+/// directory, so a second replica would record change requests the first
+/// one's repository has never seen.
+fn validate_database(config: &Config) -> Result<(), ConfigError> {
+    let Some(url) = config.database_url.as_deref() else {
+        return Ok(());
+    };
+    crate::store::DatabaseLocation::check(url).map_err(|e| ConfigError::Value {
+        key: "database_url".into(),
+        message: e.to_string(),
+    })?;
+    let shared = crate::store::DatabaseLocation::resolve(Some(url), None, Path::new("."))
+        .is_ok_and(|l| l.is_shared());
+    if shared && config.gitops.backend == crate::gitops::config::Backend::Local {
+        return Err(ConfigError::Value {
+            key: "database_url".into(),
+            message: "a PostgreSQL database is for several replicas, and gitops.backend = \"local\" keeps change requests in one host's data directory, which replicas cannot share: set gitops.backend = \"github\", or keep the embedded SQLite database".into(),
+        });
+    }
+    Ok(())
+}
+
 fn validate_gitops(gitops: &GitOpsConfig, secrets: &Secrets) -> Result<(), ConfigError> {
     use crate::gitops::config as g;
     let bad = |key: &str, message: String| ConfigError::Value {
@@ -1469,6 +1517,33 @@ mod tests {
         let loaded = load_text(example, &[]).unwrap();
         // The example documents the defaults: what it sets must not change them.
         assert_eq!(loaded.config, Config::default());
+    }
+
+    #[test]
+    fn database_url_is_checked_and_its_password_comes_from_elsewhere() {
+        let refused = load_text(
+            "",
+            &[("DRACO_DATABASE_URL", "postgres://d:hunter2@db/draco")],
+        )
+        .expect_err("a password in the URL");
+        let message = refused.to_string();
+        assert!(message.contains("DRACO_DATABASE_PASSWORD"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        // PostgreSQL is for replicas; the local repository is one host's.
+        let shared = load_text("database_url = \"postgres://d@db/draco\"", &[])
+            .expect_err("local git with a shared database");
+        assert!(shared.to_string().contains("gitops.backend"), "{shared}");
+        let loaded = load_text(
+            "database_url = \"sqlite://state/draco.db\"",
+            &[("DRACO_DATABASE_PASSWORD", "s3cret")],
+        )
+        .expect("an SQLite file elsewhere");
+        assert_eq!(
+            loaded.config.database_url.as_deref(),
+            Some("sqlite://state/draco.db")
+        );
+        assert!(!render(&loaded).contains("s3cret"));
+        assert!(render(&loaded).contains("database_password = \"******** (set, from environment variable DRACO_DATABASE_PASSWORD)\""));
     }
 
     #[test]

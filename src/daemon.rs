@@ -155,7 +155,7 @@ pub async fn run(
             loop {
                 let deciding = app.deciding();
                 if let Err(error) =
-                    crate::events::process_pending(&app.store, Some(&deciding), Utc::now()).await
+                    crate::events::process_pending(&*app.store, Some(&deciding), Utc::now()).await
                 {
                     tracing::error!(%error, "cannot process webhook deliveries; retrying later");
                 }

@@ -130,7 +130,7 @@ pub async fn process_pending<S>(
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError>
 where
-    S: DeliveryStore + ChangeRequestStore,
+    S: DeliveryStore + ChangeRequestStore + ?Sized,
 {
     let mut done = 0;
     loop {
@@ -164,7 +164,7 @@ where
 /// What one delivery changes; the text is its recorded outcome.
 async fn apply<S>(store: &S, delivery: &Delivery, now: DateTime<Utc>) -> Result<String, StoreError>
 where
-    S: ChangeRequestStore,
+    S: ChangeRequestStore + ?Sized,
 {
     if delivery.provider != "github" || delivery.event != "pull_request" {
         return Ok(format!(

@@ -450,14 +450,40 @@ fn print_quality(r: &QualityReport) {
 /// `draco bench estate`: scans of a generated estate until every finding
 /// has its change request (see [`crate::bench::estate`]).
 /// `draco bench store`: finding upserts and audit appends per second on a
-/// fresh SQLite database in a scratch directory.
+/// fresh SQLite database in a scratch directory, or (`--postgres URL`) a
+/// scratch database created on that PostgreSQL server and dropped after.
 pub async fn store_bench_command(args: &crate::cli::StoreBenchArgs) -> Result<()> {
+    use crate::store::{DatabaseLocation, DatabaseStore, PostgresStore, ScratchDatabase};
     if args.findings == 0 || args.audit_events == 0 {
         return Err(UsageError("--findings and --audit-events must be at least 1".into()).into());
     }
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
-    let report =
-        crate::bench::store::measure(scratch.path(), args.findings, args.audit_events).await?;
+    let report = match &args.postgres {
+        None => {
+            let store = crate::store::SqliteStore::open(&scratch.path().join("draco.db")).await?;
+            let report =
+                crate::bench::store::measure(&store, args.findings, args.audit_events).await;
+            store.close().await;
+            report?
+        }
+        Some(server) => {
+            let password = std::env::var("DRACO_DATABASE_PASSWORD")
+                .ok()
+                .map(secrecy::SecretString::from);
+            let DatabaseLocation::Postgres(server) =
+                DatabaseLocation::resolve(Some(server), password, scratch.path())
+                    .map_err(|e| UsageError(format!("--postgres: {e}")))?
+            else {
+                return Err(UsageError("--postgres takes a postgres:// URL".into()).into());
+            };
+            let database = ScratchDatabase::create(&server, "draco_bench").await?;
+            let store = PostgresStore::connect(database.url()).await?;
+            let report =
+                crate::bench::store::measure(&store, args.findings, args.audit_events).await;
+            DatabaseStore::close(&store).await;
+            report?
+        }
+    };
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

@@ -1,10 +1,11 @@
 //! `draco bench store`: how fast the store takes what scans and approvals
 //! write: finding upserts (a scan recording N new findings, then a scan
 //! seeing them all again with changed values) and audit appends (each its
-//! own transaction, as free-standing events are), on a fresh database in a
-//! scratch directory. The target is 2,000 upserts a second.
+//! own transaction, as free-standing events are), on a fresh database: an
+//! SQLite file in a scratch directory, or a scratch database on a
+//! PostgreSQL server (`--postgres`). The target is 2,000 upserts a
+//! second on each.
 
-use std::path::Path;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -12,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::domain::{AccountId, Finding, FindingKind, Fingerprint, Severity};
-use crate::store::{AuditLog, Coverage, ScanStore, SqliteStore, StoreError};
+use crate::store::{Coverage, DatabaseStore, StoreError};
 
 /// What one run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -48,15 +49,14 @@ fn finding(i: usize, actual: f64) -> Result<Finding, StoreError> {
     })
 }
 
-/// Measures on a new database under `scratch`.
+/// Measures on `store`, a new, empty database.
 ///
-/// Errors: the database cannot be created or written.
+/// Errors: the database cannot be written.
 pub async fn measure(
-    scratch: &Path,
+    store: &dyn DatabaseStore,
     findings: usize,
     audit_events: usize,
 ) -> Result<StoreReport, StoreError> {
-    let store = SqliteStore::open(&scratch.join("draco.db")).await?;
     let first: Vec<Finding> = (0..findings)
         .map(|i| finding(i, 8.0))
         .collect::<Result<_, _>>()?;
@@ -103,9 +103,8 @@ pub async fn measure(
             .await?;
     }
     let audit_appends_per_sec = per_sec(audit_events, started);
-    store.close().await;
     Ok(StoreReport {
-        backend: "sqlite",
+        backend: store.backend(),
         findings,
         inserts_per_sec,
         updates_per_sec,

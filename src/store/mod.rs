@@ -17,9 +17,13 @@
 pub mod approvals;
 mod audit_log;
 mod change_requests;
+#[cfg(test)]
+mod conformance;
 mod decisions;
 pub mod deliveries;
+mod location;
 mod model_ledger;
+pub mod postgres;
 mod scans;
 pub mod sqlite;
 
@@ -33,7 +37,9 @@ pub use change_requests::{
 };
 pub use decisions::{DecisionStore, DecisionSubject};
 pub use deliveries::{Delivery, DeliveryStore, Recorded};
+pub use location::{DATABASE_FILE, DatabaseLocation, LocationError, PostgresUrl};
 pub use model_ledger::ModelLedger;
+pub use postgres::{PostgresStore, ScratchDatabase};
 pub use scans::{Coverage, RecordOutcome, ScanRecord, ScanStatus, ScanStore, StoredFinding};
 pub use sqlite::SqliteStore;
 
@@ -57,6 +63,63 @@ pub enum StoreError {
     ScanBusy { waited_secs: u64 },
     #[error("cannot take the scan lock {path}: {message}")]
     ScanLock { path: String, message: String },
+    #[error("cannot connect to the database {location}: {message}")]
+    Connect { location: String, message: String },
+    #[error(
+        "the database {location} was migrated by a newer Draco (its schema is at migration {found}, this build knows migrations up to {known}); upgrade Draco, or point it at another database"
+    )]
+    Newer {
+        location: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// How often a waiting scan retries the scan lock.
+const SCAN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Held while a scan runs; dropping it lets the next scan start. On SQLite
+/// it is an advisory file lock, on PostgreSQL a session advisory lock on a
+/// connection of its own: either way the lock goes with its holder when the
+/// process dies, even by `kill -9` (the kernel closes the file or the socket).
+pub struct ScanLock {
+    _held: Held,
+}
+
+// Held only to be dropped: the fields are never read.
+enum Held {
+    File {
+        _file: std::fs::File,
+    },
+    Postgres {
+        _connection: Box<sqlx::PgConnection>,
+    },
+}
+
+impl ScanLock {
+    pub(crate) fn file(file: std::fs::File) -> Self {
+        Self {
+            _held: Held::File { _file: file },
+        }
+    }
+
+    pub(crate) fn postgres(connection: sqlx::PgConnection) -> Self {
+        Self {
+            _held: Held::Postgres {
+                _connection: Box::new(connection),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for ScanLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self._held {
+            Held::File { .. } => "file",
+            Held::Postgres { .. } => "postgres",
+        };
+        f.debug_struct("ScanLock").field("held", &kind).finish()
+    }
 }
 
 /// Timestamps are stored as RFC 3339 UTC with microseconds: sortable as text
@@ -112,6 +175,22 @@ impl<
         + ?Sized,
 > Store for T
 {
+}
+
+/// One database Draco runs on, whichever the backend: every aggregate, the
+/// webhook deliveries, readiness, the scan lock and closing. The daemon and
+/// the commands hold an `Arc<dyn DatabaseStore>` and hand each consumer the
+/// narrow trait it needs.
+#[async_trait]
+pub trait DatabaseStore: Store + DeliveryStore + Readiness {
+    /// Takes the lock that serialises scans on this database across
+    /// processes and replicas, waiting up to `wait` for a scan in progress.
+    /// Errors: [`StoreError::ScanBusy`] when `wait` runs out.
+    async fn lock_scans(&self, wait: std::time::Duration) -> Result<ScanLock, StoreError>;
+    /// Closes the connections (waits for those in use to be returned).
+    async fn close(&self);
+    /// `sqlite` or `postgres`, for messages and metrics.
+    fn backend(&self) -> &'static str;
 }
 
 /// Whether the backend can serve: reachable, and its schema is the one this

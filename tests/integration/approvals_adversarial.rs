@@ -130,7 +130,7 @@ async fn one_person_under_two_spellings_of_a_name_is_counted_once() {
     .await;
     let finding = draco::domain::FindingId::new(id.as_i64().expect("id"));
     let result = draco::approve::decide_from_cli(
-        &sms.app.store,
+        &*sms.app.store,
         sms.app.change_requests.as_ref(),
         &sms.app.notifier.directory,
         &sms.app.notifier.policy.quorum,

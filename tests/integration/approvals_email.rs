@@ -248,7 +248,6 @@ impl MailApp {
     }
 
     async fn finding(&self, kind: &str) -> Value {
-        use draco::store::{ChangeRequestStore, ScanStore};
         let findings = self.app.store.findings().await.expect("findings");
         let crs = self.app.store.change_requests().await.expect("crs");
         findings
@@ -494,7 +493,6 @@ async fn a_sendgrid_reject_link_needs_a_reason_and_stale_links_say_so() {
         .find(|t| t.contains(&branch(&other)))
         .expect("a mail about it");
     let approve = link_after(&text, "Approve:").expect("link");
-    use draco::store::ChangeRequestStore;
     let id = draco::domain::FindingId::new(other["id"].as_i64().expect("id"));
     let head = other["change_request"]["head_commit"]
         .as_str()

@@ -87,7 +87,7 @@ impl ReviewApp {
             .status()
             .as_u16();
         draco::events::process_pending(
-            &self.app.store,
+            &*self.app.store,
             Some(&self.app.deciding()),
             chrono::Utc::now(),
         )
@@ -97,7 +97,6 @@ impl ReviewApp {
     }
 
     pub(crate) async fn finding(&self, id: i64) -> Value {
-        use draco::store::{ChangeRequestStore, ScanStore};
         let findings = self.app.store.findings().await.expect("findings");
         let crs = self.app.store.change_requests().await.expect("crs");
         findings
@@ -109,7 +108,6 @@ impl ReviewApp {
 
     /// A finding of `severity` with its pull request number and head.
     pub(crate) async fn pick(&self, severity: &str) -> (i64, u64, String, String) {
-        use draco::store::{ChangeRequestStore, ScanStore};
         let findings = self.app.store.findings().await.expect("findings");
         let crs = self.app.store.change_requests().await.expect("crs");
         for f in findings {
@@ -286,7 +284,6 @@ async fn only_an_approvers_review_of_the_proposed_commit_counts() {
         .collect();
     assert_eq!(notes.len(), 1, "{:?}", pull.comments);
 
-    use draco::store::AuditLog;
     let audit = review_app
         .app
         .store
@@ -474,7 +471,7 @@ async fn a_change_nobody_decides_expires_even_when_nobody_was_messaged() {
     let follow_up = |at| {
         let app = review_app.app.clone();
         async move {
-            draco::notify::follow_up(&app.store, &app.notifier, &*app.change_requests, at)
+            draco::notify::follow_up(&*app.store, &app.notifier, &*app.change_requests, at)
                 .await
                 .expect("follow-up")
         }

@@ -204,7 +204,7 @@ impl SmsApp {
         at: chrono::DateTime<chrono::Utc>,
     ) -> draco::notify::FollowUpReport {
         draco::notify::follow_up(
-            &self.app.store,
+            &*self.app.store,
             &self.app.notifier,
             &*self.app.change_requests,
             at,
@@ -276,7 +276,6 @@ impl SmsApp {
     }
 
     pub async fn findings(&self) -> Vec<Value> {
-        use draco::store::{ChangeRequestStore, ScanStore};
         let findings = self.app.store.findings().await.expect("findings");
         let crs = self.app.store.change_requests().await.expect("crs");
         findings
@@ -311,7 +310,6 @@ impl SmsApp {
     }
 
     pub async fn audit_actions(&self) -> Vec<(String, String, Value)> {
-        use draco::store::AuditLog;
         self.app
             .store
             .audit_events(None)
@@ -554,7 +552,6 @@ async fn keywords_never_decide_and_stop_silences_the_number() {
     // STOP: no more messages to that number, even for new requests.
     let (_, twiml) = sms.reply(ADA, "STOP", None).await;
     assert!(twiml.ends_with("<Response/>"), "{twiml}");
-    use draco::store::ApprovalStore;
     assert!(sms.app.store.is_opted_out(ADA).await.expect("read"));
     let (_, twiml) = sms.reply(ADA, "START", None).await;
     assert!(twiml.contains("A bare YES approves nothing"), "{twiml}");
@@ -703,7 +700,6 @@ async fn the_daily_cap_holds_messages_then_releases_the_most_severe_first() {
     sms.app.scan(t0).await.expect("scan");
     let to_ada = |sms: &SmsApp| sms.twilio.sent().iter().filter(|m| m.to == ADA).count();
     assert_eq!(to_ada(&sms), 2, "{:?}", sms.twilio.sent());
-    use draco::store::{ApprovalStore, ChangeRequestStore};
     let held: usize = {
         let mut held = 0;
         for cr in sms.app.store.change_requests().await.expect("crs") {

@@ -10,7 +10,6 @@ use draco::gitops::github::backend::GitHubChangeRequests;
 use draco::gitops::github::signature;
 use draco::gitops::{ChangeFile, ChangeRequests, GitOpsError, NewChangeRequest};
 use draco::redact::{Redacted, Redactor};
-use draco::store::DeliveryStore;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -633,7 +632,7 @@ fn event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is_proposed_again() {
     use draco::domain::ChangeRequestState;
-    use draco::store::{ChangeRequestStore, OutsideChangeKind};
+    use draco::store::OutsideChangeKind;
 
     let (app, standin) = webhook_app().await;
     app.app.scan(chrono::Utc::now()).await.expect("scan");
@@ -678,7 +677,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
         );
     }
     let processed = draco::events::process_pending(
-        &app.app.store,
+        &*app.app.store,
         Some(&app.app.deciding()),
         chrono::Utc::now(),
     )
@@ -688,7 +687,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
     // Processing again finds nothing to do.
     assert_eq!(
         draco::events::process_pending(
-            &app.app.store,
+            &*app.app.store,
             Some(&app.app.deciding()),
             chrono::Utc::now()
         )
@@ -713,7 +712,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
     assert_eq!(m.merge_commit.as_deref(), Some("feedface"));
 
     // Audited, with who did it.
-    let events = draco::store::AuditLog::audit_events(&app.app.store, None)
+    let events = draco::store::AuditLog::audit_events(&*app.app.store, None)
         .await
         .expect("audit");
     let actions: Vec<String> = events
@@ -739,7 +738,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
         );
     }
     draco::events::process_pending(
-        &app.app.store,
+        &*app.app.store,
         Some(&app.app.deciding()),
         chrono::Utc::now(),
     )
@@ -749,7 +748,7 @@ async fn pushes_merges_and_closes_on_github_are_reflected_and_a_pushed_branch_is
     let c = by_branch(&crs, &closed.branch);
     assert_eq!(c.state, ChangeRequestState::Open);
     assert_eq!(c.outside_change, None);
-    let events = draco::store::AuditLog::audit_events(&app.app.store, None)
+    let events = draco::store::AuditLog::audit_events(&*app.app.store, None)
         .await
         .expect("audit");
     assert_eq!(
@@ -975,7 +974,7 @@ fn set_bastion_open(fixtures: &std::path::Path, open: bool) {
 async fn each_scan_reconciles_with_github_withdraws_resolved_findings_and_reproposes_returning_ones()
  {
     use draco::domain::ChangeRequestState;
-    use draco::store::{ChangeRequestStore, OutsideChangeKind};
+    use draco::store::OutsideChangeKind;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1079,7 +1078,6 @@ async fn each_scan_reconciles_with_github_withdraws_resolved_findings_and_reprop
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_finding_updates_its_pull_request_in_place_and_voids_the_old_head() {
     use draco::domain::ChangeRequestState;
-    use draco::store::ChangeRequestStore;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");

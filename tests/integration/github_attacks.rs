@@ -9,7 +9,6 @@ use std::time::Duration;
 use draco::domain::ChangeRequestState;
 use draco::gitops::config::parse_repository;
 use draco::gitops::github::api::{Auth, GitHubApi, RetryPolicy};
-use draco::store::ChangeRequestStore;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -71,7 +70,7 @@ async fn a_fork_pull_request_named_like_a_draco_branch_does_not_close_or_fail_dr
     let status = deliver(&app, "pull_request", "fork-2", &push).await;
     assert!(matches!(status, 202 | 204), "{status}");
     draco::events::process_pending(
-        &app.app.store,
+        &*app.app.store,
         Some(&app.app.deciding()),
         chrono::Utc::now(),
     )
@@ -433,7 +432,7 @@ async fn a_merge_by_hand_of_a_failed_change_request_is_read_back_when_its_webhoo
     .expect("json");
     assert_eq!(deliver(&app, "pull_request", "p-1", &push).await, 202);
     draco::events::process_pending(
-        &app.app.store,
+        &*app.app.store,
         Some(&app.app.deciding()),
         chrono::Utc::now(),
     )
@@ -555,8 +554,6 @@ async fn a_scan_with_github_down_does_not_wait_on_every_open_change_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dracos_own_withdrawal_is_not_recorded_as_a_close_outside_draco_when_its_webhook_is_quick()
 {
-    use draco::store::DeliveryStore;
-
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
@@ -602,7 +599,7 @@ async fn dracos_own_withdrawal_is_not_recorded_as_a_close_outside_draco_when_its
                 )
                 .await
                 .expect("stored");
-            draco::events::process_pending(&app.store, Some(&app.deciding()), chrono::Utc::now())
+            draco::events::process_pending(&*app.store, Some(&app.deciding()), chrono::Utc::now())
                 .await
                 .expect("processed");
         })
@@ -706,8 +703,6 @@ async fn a_merge_whose_answer_was_lost_is_recorded_as_merged_not_proposed_again(
 /// an approval any more (Draco's own merge sets `approved`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merge_outside_draco_does_not_leave_its_finding_awaiting_approval() {
-    use draco::store::ScanStore;
-
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app_on_fixtures(&standin, dir.path(), &[], |_| {}).await;
@@ -832,13 +827,13 @@ async fn odd_webhook_input_and_absurd_rate_limit_waits_are_handled() {
     let other = pull_body("synchronize", &target.branch);
     assert_eq!(deliver(&app, "pull_request", "evil", &other).await, 200);
     draco::events::process_pending(
-        &app.app.store,
+        &*app.app.store,
         Some(&app.app.deciding()),
         chrono::Utc::now(),
     )
     .await
     .expect("process");
-    let events = draco::store::AuditLog::audit_events(&app.app.store, None)
+    let events = draco::store::AuditLog::audit_events(&*app.app.store, None)
         .await
         .expect("audit");
     let actor = events
@@ -955,7 +950,6 @@ async fn a_late_delivery_about_an_older_pull_request_on_the_same_branch_does_not
         "sender": { "login": "draco-bot" },
     }))
     .expect("json");
-    use draco::store::DeliveryStore;
     app.store
         .record_delivery(
             "github",
@@ -966,7 +960,7 @@ async fn a_late_delivery_about_an_older_pull_request_on_the_same_branch_does_not
         )
         .await
         .expect("stored");
-    draco::events::process_pending(&app.store, Some(&app.deciding()), chrono::Utc::now())
+    draco::events::process_pending(&*app.store, Some(&app.deciding()), chrono::Utc::now())
         .await
         .expect("process");
     let cr = app

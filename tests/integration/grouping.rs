@@ -92,7 +92,6 @@ async fn grouped_app(
 
 /// The rows of the unattached volumes' group: three.
 async fn volume_group(app: &draco::compose::App) -> Vec<draco::store::StoredChangeRequest> {
-    use draco::store::ChangeRequestStore;
     let group: Vec<_> = app
         .store
         .change_requests()
@@ -248,7 +247,6 @@ async fn on_github_a_group_is_one_pull_request_and_one_merge() {
     use crate::github::{TOKEN, count};
     use crate::github_standin::StandIn;
     use draco::domain::ChangeRequestState;
-    use draco::store::ChangeRequestStore;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -486,7 +484,6 @@ async fn a_stale_failed_row_does_not_hide_a_close_by_hand_of_its_group() {
     use crate::github::TOKEN;
     use crate::github_standin::StandIn;
     use draco::domain::ChangeRequestState;
-    use draco::store::ChangeRequestStore;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -664,7 +661,6 @@ async fn a_stale_row_resolving_does_not_close_a_group_under_a_decision_in_flight
     use crate::github::TOKEN;
     use crate::github_standin::StandIn;
     use draco::domain::{ChangeRequestState, DecisionRecord};
-    use draco::store::{ChangeRequestStore, DecisionStore, ScanStore};
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -731,7 +727,7 @@ async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
     use crate::github::{TOKEN, signed};
     use crate::github_standin::{REPOSITORY, StandIn, pull_number};
     use draco::domain::ChangeRequestState;
-    use draco::store::{AuditLog, ChangeRequestStore, OutsideChangeKind};
+    use draco::store::OutsideChangeKind;
 
     let standin = StandIn::start(TOKEN).await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -791,7 +787,7 @@ async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
     for (i, body) in [own, merged, late].into_iter().enumerate() {
         assert_eq!(deliver(format!("g-{i}"), body).await, 202);
     }
-    draco::events::process_pending(&app.store, Some(&app.deciding()), chrono::Utc::now())
+    draco::events::process_pending(&*app.store, Some(&app.deciding()), chrono::Utc::now())
         .await
         .expect("process");
     let after = app

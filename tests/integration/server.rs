@@ -5,7 +5,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use draco::store::ScanStore;
 
 use crate::harness::{spawn_app, spawn_app_with};
 use crate::support::{Draco, describe, free_port};

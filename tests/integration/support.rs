@@ -331,7 +331,7 @@ pub async fn approve_in_process(
     let directory =
         draco::approvers::Directory::new(vec![approver.clone()]).expect("a usable approver");
     draco::approve::vote(
-        &app.store,
+        &*app.store,
         &*app.change_requests,
         &directory,
         &quorum,

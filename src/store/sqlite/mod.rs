@@ -4,40 +4,46 @@
 //! file that is not Draco's), migrates it, and holds what they share: the
 //! audit append that every write transaction ends with.
 
+// The aggregates' SQL is written once for both backends (`$N`
+// placeholders, SQL both dialects accept) and compiled here against SQLite's
+// driver: see `store::sql`.
+#[path = "../sql/approvals.rs"]
 mod approvals;
+#[path = "../sql/audit_log.rs"]
 mod audit_log;
+#[path = "../sql/change_requests.rs"]
 mod change_requests;
+#[path = "../sql/common.rs"]
+mod common;
+#[path = "../sql/decisions.rs"]
 mod decisions;
+#[path = "../sql/deliveries.rs"]
 mod deliveries;
 mod inspect;
+#[path = "../sql/model_ledger.rs"]
 mod model_ledger;
+#[path = "../sql/scans.rs"]
 mod scans;
 
 use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::{Readiness, StoreError, timestamp};
-use crate::audit::{GENESIS, chain_hash};
-use crate::domain::FindingId;
+use super::{Readiness, SCAN_LOCK_POLL, ScanLock, StoreError};
+use common::{append_audit, corrupt, finding_subject};
+
+/// The driver the shared aggregate code (`store::sql`) is compiled against here.
+type Db = sqlx::Sqlite;
+type DbRow = sqlx::sqlite::SqliteRow;
+type DbConnection = sqlx::SqliteConnection;
+type Backend = SqliteStore;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
-
-/// How often a waiting scan retries the scan lock.
-const SCAN_LOCK_POLL: Duration = Duration::from_millis(100);
-
-/// Held while a scan runs; dropping it lets the next scan start.
-#[derive(Debug)]
-pub struct ScanLock {
-    _file: std::fs::File,
-}
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -163,7 +169,7 @@ impl SqliteStore {
     /// fails with "database is locked" when another connection wrote in
     /// between, whatever the busy timeout; taking the lock first makes it wait
     /// its turn instead (<https://www.sqlite.org/lang_transaction.html>).
-    pub(crate) async fn begin_immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
@@ -191,7 +197,7 @@ impl SqliteStore {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(ScanLock { _file: file }),
+                Ok(()) => return Ok(ScanLock::file(file)),
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(StoreError::ScanBusy {
@@ -258,80 +264,24 @@ fn read_header(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(header)
 }
 
-pub(super) async fn append_audit(
-    tx: &mut Transaction<'_, Sqlite>,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    details: &Value,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let prev: Option<String> =
-        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
-    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
-    let at = timestamp(at);
-    let hash = chain_hash(&prev, &at, actor, action, subject, details);
-    sqlx::query(
-        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(at)
-    .bind(actor.to_owned())
-    .bind(action.to_owned())
-    .bind(subject.to_owned())
-    .bind(details.to_string())
-    .bind(prev)
-    .bind(hash)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
+#[async_trait]
+impl super::DatabaseStore for SqliteStore {
+    async fn lock_scans(&self, wait: Duration) -> Result<ScanLock, StoreError> {
+        SqliteStore::lock_scans(self, wait).await
+    }
 
-pub(super) fn finding_subject(id: FindingId) -> String {
-    format!("finding:{id}")
-}
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
 
-pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {e}"))
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Severity;
-    use crate::domain::{AccountId, Finding, FindingKind, Fingerprint};
-    use crate::gitops::OpenedChangeRequest;
-    use crate::store::{
-        AuditLog, ChangeRequestStore, Coverage, DecisionStore, DecisionSubject, ScanStore,
-    };
-    use serde_json::json;
-
-    fn finding(resource: &str, region: &str) -> Finding {
-        Finding {
-            kind: FindingKind::EbsUnencrypted,
-            severity: Severity::Medium,
-            title: resource.into(),
-            resource: resource.into(),
-            account: AccountId::parse("123456789012").expect("valid"),
-            region: Some(region.into()),
-            expected: None,
-            actual: None,
-            impact_usd_monthly: None,
-            evidence: json!({}),
-            fingerprint: Fingerprint::of(&[resource, region]),
-        }
-    }
-
-    fn covering(regions: &[&str]) -> Coverage {
-        Coverage {
-            cost: false,
-            regions: regions
-                .iter()
-                .map(|r| ("123456789012".to_owned(), (*r).to_owned()))
-                .collect(),
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn many_openers_of_a_new_database_all_succeed() {
@@ -418,93 +368,5 @@ mod tests {
             Err(e) => e.to_string(),
         };
         assert!(error.contains("not a regular file"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn only_covered_regions_resolve_findings() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("draco.db"))
-            .await
-            .expect("open");
-        let now = Utc::now();
-        let scan = store.begin_scan("test", now).await.expect("scan");
-        let both = [finding("vol-a", "us-east-1"), finding("vol-b", "eu-west-1")];
-        let outcome = store
-            .record_findings(scan, &both, &covering(&["us-east-1", "eu-west-1"]), now)
-            .await
-            .expect("record");
-        assert_eq!(outcome.new.len(), 2);
-
-        // eu-west-1 failed to scan: its finding is neither seen nor resolved.
-        let scan = store.begin_scan("test", now).await.expect("scan");
-        let outcome = store
-            .record_findings(scan, &both[..1], &covering(&["us-east-1"]), now)
-            .await
-            .expect("record");
-        assert!(outcome.resolved.is_empty(), "{outcome:?}");
-
-        // Scanned and gone: resolved.
-        let scan = store.begin_scan("test", now).await.expect("scan");
-        let outcome = store
-            .record_findings(
-                scan,
-                &both[..1],
-                &covering(&["us-east-1", "eu-west-1"]),
-                now,
-            )
-            .await
-            .expect("record");
-        assert_eq!(outcome.resolved.len(), 1);
-        let events = store.audit_events(None).await.expect("audit");
-        crate::audit::verify(&events).expect("chain intact");
-    }
-
-    #[tokio::test]
-    async fn a_decision_subject_tells_no_finding_from_no_change_request() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("draco.db"))
-            .await
-            .expect("open");
-        let now = Utc::now();
-        let absent = FindingId::new(1);
-        assert_eq!(
-            store.decision_subject(absent).await.expect("read"),
-            DecisionSubject::NoFinding
-        );
-        let scan = store.begin_scan("test", now).await.expect("scan");
-        let outcome = store
-            .record_findings(
-                scan,
-                &[finding("vol-a", "us-east-1")],
-                &covering(&["us-east-1"]),
-                now,
-            )
-            .await
-            .expect("record");
-        let id = outcome.new[0];
-        assert_eq!(
-            store.decision_subject(id).await.expect("read"),
-            DecisionSubject::NoChangeRequest
-        );
-        let opened = OpenedChangeRequest {
-            branch: "draco/a".into(),
-            head_commit: "c0ffee".into(),
-            location: "here".into(),
-            created: true,
-        };
-        let cr = store
-            .record_change_request(id, "local-git", &opened, now)
-            .await
-            .expect("change request");
-        match store.decision_subject(id).await.expect("read") {
-            DecisionSubject::ChangeRequest(subject) => {
-                assert_eq!((subject.id, subject.finding_id), (cr, id));
-                assert_eq!(subject.branch, "draco/a");
-                // Stored as text, read back as the same instant (to the microsecond).
-                assert_eq!(timestamp(subject.opened_at), timestamp(now));
-                assert_eq!(subject.decided_at, None);
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }

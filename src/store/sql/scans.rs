@@ -1,4 +1,4 @@
-//! [`ScanStore`] on SQLite: scans, cost points, findings.
+//! [`ScanStore`] in SQL (both backends): scans, cost points, findings.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, append_audit, corrupt, finding_subject};
+use super::{Backend, DbRow, append_audit, corrupt, finding_subject};
 use crate::domain::{
     AccountId, Finding, FindingId, FindingKind, FindingStatus, Fingerprint, ScanId, Severity,
 };
@@ -21,7 +20,7 @@ use crate::store::{
 
 pub(super) const FINDING_COLUMNS: &str = "id, fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, resolved_at";
 
-pub(super) fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreError> {
+pub(super) fn finding_from_row(row: &DbRow) -> Result<StoredFinding, StoreError> {
     let kind: String = row.try_get("kind")?;
     let severity: String = row.try_get("severity")?;
     let account: String = row.try_get("account")?;
@@ -55,7 +54,7 @@ pub(super) fn finding_from_row(row: &SqliteRow) -> Result<StoredFinding, StoreEr
     })
 }
 
-fn scan_from_row(row: &SqliteRow) -> Result<ScanRecord, StoreError> {
+fn scan_from_row(row: &DbRow) -> Result<ScanRecord, StoreError> {
     let status: String = row.try_get("status")?;
     let started_at: String = row.try_get("started_at")?;
     let finished_at: Option<String> = row.try_get("finished_at")?;
@@ -109,11 +108,11 @@ fn summary_errors(summary: &Value) -> Vec<String> {
 }
 
 #[async_trait]
-impl ScanStore for SqliteStore {
+impl ScanStore for Backend {
     async fn begin_scan(&self, source: &str, at: DateTime<Utc>) -> Result<ScanId, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let id: ScanId = sqlx::query_scalar(
-            "INSERT INTO scans (source, started_at, status) VALUES (?, ?, 'running') RETURNING id",
+            "INSERT INTO scans (source, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
         )
         .bind(source.to_owned())
         .bind(timestamp(at))
@@ -139,8 +138,8 @@ impl ScanStore for SqliteStore {
         summary: &Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        sqlx::query("UPDATE scans SET finished_at = ?, status = ?, summary = ? WHERE id = ?")
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE scans SET finished_at = $1, status = $2, summary = $3 WHERE id = $4")
             .bind(timestamp(at))
             .bind(status.as_str())
             .bind(summary.to_string())
@@ -164,9 +163,9 @@ impl ScanStore for SqliteStore {
         &self,
         at: DateTime<Utc>,
     ) -> Result<Vec<ScanId>, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let ids: Vec<ScanId> = sqlx::query_scalar(
-            "UPDATE scans SET status = 'interrupted', finished_at = ? WHERE status = 'running' RETURNING id",
+            "UPDATE scans SET status = 'interrupted', finished_at = $1 WHERE status = 'running' RETURNING id",
         )
         .bind(timestamp(at))
         .fetch_all(&mut *tx)
@@ -188,7 +187,7 @@ impl ScanStore for SqliteStore {
 
     async fn scans(&self, limit: u32) -> Result<Vec<ScanRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, source, started_at, finished_at, status, summary FROM scans ORDER BY id DESC LIMIT ?",
+            "SELECT id, source, started_at, finished_at, status, summary FROM scans ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -197,14 +196,14 @@ impl ScanStore for SqliteStore {
     }
 
     async fn save_cost_points(&self, points: &[CostPoint]) -> Result<u64, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let mut changed = 0;
         for p in points {
             // Only rows that are new or restated count as changed.
             let result = sqlx::query(
-                "INSERT INTO cost_points (account_id, service, day, amount_usd, estimated) VALUES (?, ?, ?, ?, ?)
+                "INSERT INTO cost_points (account_id, service, day, amount_usd, estimated) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (account_id, service, day) DO UPDATE SET amount_usd = excluded.amount_usd, estimated = excluded.estimated
-                 WHERE cost_points.amount_usd IS NOT excluded.amount_usd OR cost_points.estimated IS NOT excluded.estimated",
+                 WHERE cost_points.amount_usd IS DISTINCT FROM excluded.amount_usd OR cost_points.estimated IS DISTINCT FROM excluded.estimated",
             )
             .bind(p.account.as_str().to_owned())
             .bind(p.service.clone())
@@ -221,7 +220,7 @@ impl ScanStore for SqliteStore {
 
     async fn cost_points_since(&self, day: NaiveDate) -> Result<Vec<CostPoint>, StoreError> {
         let rows: Vec<(String, String, String, f64, bool)> = sqlx::query_as(
-            "SELECT account_id, service, day, amount_usd, estimated FROM cost_points WHERE day >= ? ORDER BY day, account_id, service",
+            "SELECT account_id, service, day, amount_usd, estimated FROM cost_points WHERE day >= $1 ORDER BY day, account_id, service",
         )
         .bind(day.to_string())
         .fetch_all(&self.pool)
@@ -256,13 +255,13 @@ impl ScanStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<RecordOutcome, StoreError> {
         let now = timestamp(at);
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let mut outcome = RecordOutcome::default();
         let mut seen = HashSet::new();
         for f in findings {
             seen.insert(f.fingerprint.as_str().to_owned());
             let existing: Option<(FindingId, String, String, Option<f64>)> = sqlx::query_as(
-                "SELECT id, status, severity, impact_usd_monthly FROM findings WHERE fingerprint = ?",
+                "SELECT id, status, severity, impact_usd_monthly FROM findings WHERE fingerprint = $1",
             )
             .bind(f.fingerprint.as_str().to_owned())
             .fetch_optional(&mut *tx)
@@ -271,7 +270,7 @@ impl ScanStore for SqliteStore {
                 None => {
                     let id: FindingId = sqlx::query_scalar(
                         "INSERT INTO findings (fingerprint, kind, severity, title, resource, account, region, expected, actual, impact_usd_monthly, evidence, status, first_seen_at, last_seen_at, first_scan_id, last_scan_id)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?) RETURNING id",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $13, $14, $15) RETURNING id",
                     )
                     .bind(f.fingerprint.as_str().to_owned())
                     .bind(f.kind.as_str())
@@ -304,10 +303,10 @@ impl ScanStore for SqliteStore {
                             f.impact_usd_monthly,
                         );
                     sqlx::query(
-                        "UPDATE findings SET kind = ?, severity = ?, title = ?, resource = ?, region = ?, expected = ?, actual = ?, impact_usd_monthly = ?, evidence = ?,
-                         last_seen_at = ?, last_scan_id = ?, resolved_at = NULL,
+                        "UPDATE findings SET kind = $1, severity = $2, title = $3, resource = $4, region = $5, expected = $6, actual = $7, impact_usd_monthly = $8, evidence = $9,
+                         last_seen_at = $10, last_scan_id = $11, resolved_at = NULL,
                          status = CASE WHEN status = 'resolved' THEN 'open' ELSE status END
-                         WHERE id = ?",
+                         WHERE id = $12",
                     )
                     .bind(f.kind.as_str())
                     .bind(f.severity.as_str())
@@ -330,7 +329,7 @@ impl ScanStore for SqliteStore {
                         sqlx::query(
                             "UPDATE change_requests SET state = 'failed',
                                  failure = 'the finding came back after its change request was ' || state
-                             WHERE finding_id = ? AND state IN ('merged', 'closed')",
+                             WHERE finding_id = $1 AND state IN ('merged', 'closed')",
                         )
                         .bind(id)
                         .execute(&mut *tx)
@@ -371,7 +370,7 @@ impl ScanStore for SqliteStore {
         for (id, fingerprint, account, region) in present {
             if !seen.contains(&fingerprint) && coverage.covers(&account, region.as_deref()) {
                 sqlx::query(
-                    "UPDATE findings SET status = 'resolved', resolved_at = ? WHERE id = ?",
+                    "UPDATE findings SET status = 'resolved', resolved_at = $1 WHERE id = $2",
                 )
                 .bind(now.clone())
                 .bind(id)
@@ -402,7 +401,7 @@ impl ScanStore for SqliteStore {
     }
 
     async fn finding(&self, id: FindingId) -> Result<Option<StoredFinding>, StoreError> {
-        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = ?");
+        let sql = format!("SELECT {FINDING_COLUMNS} FROM findings WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)

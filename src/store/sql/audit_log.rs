@@ -1,16 +1,16 @@
-//! [`AuditLog`] on SQLite. The table's triggers refuse updates and deletes.
+//! [`AuditLog`] in SQL. The table refuses updates and deletes (triggers).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{SqliteStore, append_audit, corrupt};
+use super::{Backend, append_audit, corrupt};
 use crate::audit::AuditEvent;
 use crate::store::{AuditLog, StoreError};
 
 #[async_trait]
-impl AuditLog for SqliteStore {
+impl AuditLog for Backend {
     async fn audit(
         &self,
         actor: &str,
@@ -19,7 +19,7 @@ impl AuditLog for SqliteStore {
         details: &Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         append_audit(&mut tx, actor, action, subject, details, at).await?;
         tx.commit().await?;
         Ok(())
@@ -28,7 +28,7 @@ impl AuditLog for SqliteStore {
     async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
         let rows = match subject {
             Some(s) => {
-                sqlx::query("SELECT * FROM audit_events WHERE subject = ? ORDER BY seq")
+                sqlx::query("SELECT * FROM audit_events WHERE subject = $1 ORDER BY seq")
                     .bind(s.to_owned())
                     .fetch_all(&self.pool)
                     .await?

@@ -1,5 +1,5 @@
-//! [`ApprovalStore`] on SQLite. A vote, the ask it came through and the
-//! decision it completes are one `BEGIN IMMEDIATE` transaction, so two
+//! [`ApprovalStore`] in SQL (both backends). A vote, the ask it came through and the
+//! decision it completes are one write transaction (`begin_write`), so two
 //! approvers answering at the same moment are counted one after the other
 //! and exactly one of them claims the decision.
 
@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, append_audit, finding_subject};
+use super::{Backend, Db, DbConnection, DbRow, append_audit, finding_subject};
 use crate::domain::{ChangeRequestId, DecisionRecord, FindingId, Severity};
 use crate::store::approvals::{
     ApprovalState, ApprovalStore, AskDelivery, AskState, ChangeRequestRef, LinkAction, NewAsk,
@@ -17,8 +16,6 @@ use crate::store::approvals::{
 };
 use crate::store::{StoreError, parse_timestamp, timestamp};
 
-/// The rows of one change request at one head (three placeholders).
-const AT_HEAD: &str = "backend = ? AND branch = ? AND head_commit = ?";
 /// States in which a change request takes votes.
 const VOTABLE: &str = "state IN ('open', 'awaiting_approval', 'failed')";
 
@@ -56,7 +53,7 @@ fn delivery(name: &str) -> Result<AskDelivery, StoreError> {
     })
 }
 
-fn ask_from_row(row: &SqliteRow) -> Result<StoredAsk, StoreError> {
+fn ask_from_row(row: &DbRow) -> Result<StoredAsk, StoreError> {
     let created: String = row.try_get("created_at")?;
     let expires: String = row.try_get("expires_at")?;
     let state: String = row.try_get("state")?;
@@ -87,14 +84,14 @@ fn ask_from_row(row: &SqliteRow) -> Result<StoredAsk, StoreError> {
 /// anyone) voids what was given or sent for the old one. Returns how many
 /// votes and asks it voided.
 pub(super) async fn supersede_other_heads(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut DbConnection,
     backend: &str,
     branch: &str,
     head: &str,
 ) -> Result<(u64, u64), StoreError> {
     let votes = sqlx::query(
         "UPDATE approvals SET state = 'superseded'
-         WHERE backend = ? AND branch = ? AND head_commit <> ? AND state = 'counted'",
+         WHERE backend = $1 AND branch = $2 AND head_commit <> $3 AND state = 'counted'",
     )
     .bind(backend.to_owned())
     .bind(branch.to_owned())
@@ -104,7 +101,7 @@ pub(super) async fn supersede_other_heads(
     .rows_affected();
     let asks = sqlx::query(
         "UPDATE approval_asks SET state = 'superseded'
-         WHERE backend = ? AND branch = ? AND head_commit <> ? AND state = 'pending'",
+         WHERE backend = $1 AND branch = $2 AND head_commit <> $3 AND state = 'pending'",
     )
     .bind(backend.to_owned())
     .bind(branch.to_owned())
@@ -115,7 +112,7 @@ pub(super) async fn supersede_other_heads(
     Ok((votes, asks))
 }
 
-fn approval_from_row(row: &SqliteRow) -> Result<StoredApproval, StoreError> {
+fn approval_from_row(row: &DbRow) -> Result<StoredApproval, StoreError> {
     let at: String = row.try_get("at")?;
     let state: String = row.try_get("state")?;
     let verdict: String = row.try_get("verdict")?;
@@ -136,7 +133,7 @@ fn approval_from_row(row: &SqliteRow) -> Result<StoredApproval, StoreError> {
 /// Every vote, by (backend, branch), oldest first: for listing all change
 /// requests with one query.
 pub(super) async fn all_approvals(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::Pool<Db>,
 ) -> Result<std::collections::HashMap<(String, String), Vec<StoredApproval>>, StoreError> {
     let rows = sqlx::query("SELECT * FROM approvals ORDER BY id")
         .fetch_all(pool)
@@ -155,7 +152,7 @@ pub(super) async fn all_approvals(
 
 /// Every ask, by (backend, branch, head commit), oldest first.
 pub(super) async fn all_asks(
-    pool: &sqlx::SqlitePool,
+    pool: &sqlx::Pool<Db>,
 ) -> Result<std::collections::HashMap<(String, String, String), Vec<StoredAsk>>, StoreError> {
     let rows = sqlx::query("SELECT * FROM approval_asks ORDER BY id")
         .fetch_all(pool)
@@ -179,15 +176,15 @@ pub(super) async fn all_asks(
 
 /// Wrong codes one approver sent since a time (two placeholders).
 const WRONG_CODES_SINCE: &str =
-    "SELECT COUNT(*) FROM approval_failures WHERE approver = ? AND at >= ?";
+    "SELECT COUNT(*) FROM approval_failures WHERE approver = $1 AND at >= $2";
 /// Messages sent to one approver since a time (two placeholders).
 const MESSAGES_SENT_SINCE: &str =
-    "SELECT COUNT(*) FROM approval_asks WHERE approver = ? AND sent_at >= ?";
+    "SELECT COUNT(*) FROM approval_asks WHERE approver = $1 AND sent_at >= $2";
 
 /// Runs one of the per-approver counts above: `approver` and `since` bound
 /// in that order, the count saturated into a `u32`.
 async fn count_since<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl sqlx::Executor<'e, Database = Db>,
     sql: &'static str,
     approver: &str,
     since: DateTime<Utc>,
@@ -200,14 +197,14 @@ async fn count_since<'e>(
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-impl SqliteStore {
+impl Backend {
     /// The rows of the change request waiting at exactly this head.
     async fn votable_rows(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut DbConnection,
         cr: &ChangeRequestRef,
     ) -> Result<Vec<(ChangeRequestId, FindingId)>, StoreError> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, finding_id FROM change_requests WHERE {AT_HEAD} AND {VOTABLE} ORDER BY finding_id"
+            "SELECT id, finding_id FROM change_requests WHERE backend = $1 AND branch = $2 AND head_commit = $3 AND {VOTABLE} ORDER BY finding_id"
         )))
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
@@ -220,14 +217,12 @@ impl SqliteStore {
     /// `eligible` only), in the order they approved, with the channel of
     /// each one's first approval.
     async fn counted_approvers(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut DbConnection,
         cr: &ChangeRequestRef,
         eligible: &[&str],
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT approver, channel FROM approvals
-             WHERE {AT_HEAD} AND verdict = 'approve' AND state = 'counted' ORDER BY id"
-        )))
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT approver, channel FROM approvals
+             WHERE backend = $1 AND branch = $2 AND head_commit = $3 AND verdict = 'approve' AND state = 'counted' ORDER BY id")
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
         .bind(cr.head_commit.clone())
@@ -246,14 +241,14 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl ApprovalStore for SqliteStore {
+impl ApprovalStore for Backend {
     async fn change_request_severity(
         &self,
         cr: &ChangeRequestRef,
     ) -> Result<Option<Severity>, StoreError> {
         let severities: Vec<String> = sqlx::query_scalar(
             "SELECT f.severity FROM change_requests c JOIN findings f ON f.id = c.finding_id
-             WHERE c.backend = ? AND c.branch = ? AND c.head_commit = ?",
+             WHERE c.backend = $1 AND c.branch = $2 AND c.head_commit = $3",
         )
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
@@ -277,7 +272,7 @@ impl ApprovalStore for SqliteStore {
         need: u32,
         eligible: &[&str],
     ) -> Result<VoteOutcome, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let rows = Self::votable_rows(&mut tx, cr).await?;
         if rows.is_empty() {
             tx.rollback().await?;
@@ -285,11 +280,9 @@ impl ApprovalStore for SqliteStore {
         }
         let at = timestamp(vote.at);
         if let Some(ask) = vote.ask {
-            let used: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "UPDATE approval_asks SET state = 'used', used_at = ?
-                 WHERE id = ? AND state = 'pending' AND expires_at > ? AND {AT_HEAD} AND approver = ?
-                 RETURNING id"
-            )))
+            let used: Option<i64> = sqlx::query_scalar("UPDATE approval_asks SET state = 'used', used_at = $1
+                 WHERE id = $2 AND state = 'pending' AND expires_at > $3 AND backend = $4 AND branch = $5 AND head_commit = $6 AND approver = $7
+                 RETURNING id")
             .bind(at.clone())
             .bind(ask)
             .bind(at.clone())
@@ -310,7 +303,7 @@ impl ApprovalStore for SqliteStore {
         if !already {
             sqlx::query(
                 "INSERT INTO approvals (backend, branch, head_commit, approver, channel, verdict, at, state, message)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'counted', ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'counted', $8)",
             )
             .bind(cr.backend.clone())
             .bind(cr.branch.clone())
@@ -385,8 +378,8 @@ impl ApprovalStore for SqliteStore {
             "rejected"
         };
         let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
-             WHERE {AT_HEAD} AND {VOTABLE} RETURNING id, finding_id"
+            "UPDATE change_requests SET state = $1, decided_by = $2, decision_channel = $3, decided_at = $4, reason = $5, failure = NULL
+             WHERE backend = $6 AND branch = $7 AND head_commit = $8 AND {VOTABLE} RETURNING id, finding_id"
         )))
         .bind(state)
         .bind(decision.by.clone())
@@ -420,12 +413,10 @@ impl ApprovalStore for SqliteStore {
         channel: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let rows = Self::votable_rows(&mut tx, cr).await?;
-        let withdrawn = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE approvals SET state = 'withdrawn'
-             WHERE {AT_HEAD} AND approver = ? AND channel = ? AND verdict = 'approve' AND state = 'counted'"
-        )))
+        let withdrawn = sqlx::query("UPDATE approvals SET state = 'withdrawn'
+             WHERE backend = $1 AND branch = $2 AND head_commit = $3 AND approver = $4 AND channel = $5 AND verdict = 'approve' AND state = 'counted'")
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
         .bind(cr.head_commit.clone())
@@ -459,7 +450,7 @@ impl ApprovalStore for SqliteStore {
         branch: &str,
     ) -> Result<Vec<StoredApproval>, StoreError> {
         let rows =
-            sqlx::query("SELECT * FROM approvals WHERE backend = ? AND branch = ? ORDER BY id")
+            sqlx::query("SELECT * FROM approvals WHERE backend = $1 AND branch = $2 ORDER BY id")
                 .bind(backend.to_owned())
                 .bind(branch.to_owned())
                 .fetch_all(&self.pool)
@@ -472,7 +463,7 @@ impl ApprovalStore for SqliteStore {
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO approval_asks (backend, branch, head_commit, approver, channel, code_digest,
                  approve_digest, reject_digest, created_at, expires_at, state, delivery)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11)
              ON CONFLICT (backend, branch, head_commit, approver, channel) DO NOTHING
              RETURNING id",
         )
@@ -502,8 +493,8 @@ impl ApprovalStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let sent_at = (delivery == AskDelivery::Sent).then(|| timestamp(at));
         sqlx::query(
-            "UPDATE approval_asks SET delivery = ?, provider_id = COALESCE(?, provider_id), error = ?,
-                 sent_at = COALESCE(?, sent_at) WHERE id = ?",
+            "UPDATE approval_asks SET delivery = $1, provider_id = COALESCE($2, provider_id), error = $3,
+                 sent_at = COALESCE($4, sent_at) WHERE id = $5",
         )
         .bind(delivery.as_str())
         .bind(provider_id.map(str::to_owned))
@@ -516,12 +507,13 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn asks(&self, backend: &str, branch: &str) -> Result<Vec<StoredAsk>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM approval_asks WHERE backend = ? AND branch = ? ORDER BY id")
-                .bind(backend.to_owned())
-                .bind(branch.to_owned())
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM approval_asks WHERE backend = $1 AND branch = $2 ORDER BY id",
+        )
+        .bind(backend.to_owned())
+        .bind(branch.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(ask_from_row).collect()
     }
 
@@ -530,11 +522,12 @@ impl ApprovalStore for SqliteStore {
         approver: &str,
         digest: &str,
     ) -> Result<Option<StoredAsk>, StoreError> {
-        let row = sqlx::query("SELECT * FROM approval_asks WHERE approver = ? AND code_digest = ?")
-            .bind(approver.to_owned())
-            .bind(digest.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM approval_asks WHERE approver = $1 AND code_digest = $2")
+                .bind(approver.to_owned())
+                .bind(digest.to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(ask_from_row).transpose()
     }
 
@@ -543,8 +536,8 @@ impl ApprovalStore for SqliteStore {
         digest: &str,
     ) -> Result<Option<(StoredAsk, LinkAction)>, StoreError> {
         let row = sqlx::query(
-            "SELECT *, approve_digest = ?1 AS approving FROM approval_asks
-             WHERE approve_digest = ?1 OR reject_digest = ?1",
+            "SELECT *, approve_digest = $1 AS approving FROM approval_asks
+             WHERE approve_digest = $1 OR reject_digest = $1",
         )
         .bind(digest.to_owned())
         .fetch_optional(&self.pool)
@@ -565,11 +558,9 @@ impl ApprovalStore for SqliteStore {
         asked: &[String],
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE change_requests SET state = 'awaiting_approval' WHERE {AT_HEAD} AND state = 'open'
-             RETURNING id, finding_id"
-        )))
+        let mut tx = self.begin_write().await?;
+        let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as("UPDATE change_requests SET state = 'awaiting_approval' WHERE backend = $1 AND branch = $2 AND head_commit = $3 AND state = 'open'
+             RETURNING id, finding_id")
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
         .bind(cr.head_commit.clone())
@@ -602,7 +593,7 @@ impl ApprovalStore for SqliteStore {
         details: &serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         append_audit(&mut tx, actor, action, subject, details, at).await?;
         tx.commit().await?;
         Ok(())
@@ -615,8 +606,8 @@ impl ApprovalStore for SqliteStore {
         since: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
-        let mut tx = self.begin_immediate().await?;
-        sqlx::query("INSERT INTO approval_failures (approver, channel, at) VALUES (?, ?, ?)")
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO approval_failures (approver, channel, at) VALUES ($1, $2, $3)")
             .bind(approver.to_owned())
             .bind(channel.to_owned())
             .bind(timestamp(at))
@@ -642,10 +633,10 @@ impl ApprovalStore for SqliteStore {
         opted_out: bool,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let changed = if opted_out {
             sqlx::query(
-                "INSERT INTO sms_opt_outs (phone, at) VALUES (?, ?) ON CONFLICT (phone) DO NOTHING",
+                "INSERT INTO sms_opt_outs (phone, at) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
             )
             .bind(phone.to_owned())
             .bind(timestamp(at))
@@ -653,7 +644,7 @@ impl ApprovalStore for SqliteStore {
             .await?
             .rows_affected()
         } else {
-            sqlx::query("DELETE FROM sms_opt_outs WHERE phone = ?")
+            sqlx::query("DELETE FROM sms_opt_outs WHERE phone = $1")
                 .bind(phone.to_owned())
                 .execute(&mut *tx)
                 .await?
@@ -679,10 +670,11 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn is_opted_out(&self, phone: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sms_opt_outs WHERE phone = ?")
-            .bind(phone.to_owned())
-            .fetch_optional(&self.pool)
-            .await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT phone FROM sms_opt_outs WHERE phone = $1")
+                .bind(phone.to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(found.is_some())
     }
 
@@ -696,9 +688,9 @@ impl ApprovalStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let armed = sqlx::query(
-            "UPDATE approval_asks SET code_digest = ?, approve_digest = ?, reject_digest = ?,
-                 delivery = 'queued', reminded_at = CASE WHEN ? THEN ? ELSE reminded_at END
-             WHERE id = ? AND state = 'pending'",
+            "UPDATE approval_asks SET code_digest = $1, approve_digest = $2, reject_digest = $3,
+                 delivery = 'queued', reminded_at = CASE WHEN $4 THEN $5 ELSE reminded_at END
+             WHERE id = $6 AND state = 'pending'",
         )
         .bind(code_digest)
         .bind(approve_digest)
@@ -725,12 +717,10 @@ impl ApprovalStore for SqliteStore {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<FindingId>, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let expired: Vec<(ChangeRequestId, FindingId)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE change_requests SET state = 'expired', reason = ?, completed_at = ?
-             WHERE {AT_HEAD} AND state IN ('open', 'awaiting_approval') RETURNING id, finding_id"
-            )))
+            sqlx::query_as("UPDATE change_requests SET state = 'expired', reason = $1, completed_at = $2
+             WHERE backend = $3 AND branch = $4 AND head_commit = $5 AND state IN ('open', 'awaiting_approval') RETURNING id, finding_id")
             .bind(reason.to_owned())
             .bind(timestamp(at))
             .bind(cr.backend.clone())
@@ -742,9 +732,7 @@ impl ApprovalStore for SqliteStore {
             tx.rollback().await?;
             return Ok(Vec::new());
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE approval_asks SET state = 'expired' WHERE {AT_HEAD} AND state = 'pending'"
-        )))
+        sqlx::query("UPDATE approval_asks SET state = 'expired' WHERE backend = $1 AND branch = $2 AND head_commit = $3 AND state = 'pending'")
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
         .bind(cr.head_commit.clone())
@@ -752,7 +740,7 @@ impl ApprovalStore for SqliteStore {
         .await?;
         for &(id, finding_id) in &expired {
             sqlx::query(
-                "UPDATE findings SET status = 'open' WHERE id = ? AND status = 'awaiting_approval'",
+                "UPDATE findings SET status = 'open' WHERE id = $1 AND status = 'awaiting_approval'",
             )
             .bind(finding_id)
             .execute(&mut *tx)
@@ -777,7 +765,7 @@ impl ApprovalStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO dismissed_reviews (review_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO dismissed_reviews (review_id, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(i64::try_from(review_id).unwrap_or(i64::MAX))
         .bind(timestamp(at))
@@ -788,7 +776,7 @@ impl ApprovalStore for SqliteStore {
 
     async fn is_review_dismissed(&self, review_id: u64) -> Result<bool, StoreError> {
         let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM dismissed_reviews WHERE review_id = ?")
+            sqlx::query_scalar("SELECT review_id FROM dismissed_reviews WHERE review_id = $1")
                 .bind(i64::try_from(review_id).unwrap_or(i64::MAX))
                 .fetch_optional(&self.pool)
                 .await?;
@@ -801,7 +789,7 @@ impl ApprovalStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let new = sqlx::query(
-            "INSERT INTO sms_seen (message_sid, at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO sms_seen (message_sid, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(message_id.to_owned())
         .bind(timestamp(at))

@@ -1,12 +1,11 @@
-//! [`ChangeRequestStore`] on SQLite: proposals and change requests.
+//! [`ChangeRequestStore`] in SQL (both backends): proposals and change requests.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, append_audit, corrupt, finding_subject};
+use super::{Backend, DbConnection, DbRow, append_audit, corrupt, finding_subject};
 use crate::domain::{ChangeRequestId, ChangeRequestState, FindingId};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::{Format, Proposal, Risk};
@@ -20,7 +19,7 @@ pub(super) fn parse_state(name: &str) -> Result<ChangeRequestState, StoreError> 
         .map_err(|_| StoreError::Corrupt(format!("unknown change request state `{name}`")))
 }
 
-pub(super) fn change_request_from_row(row: &SqliteRow) -> Result<StoredChangeRequest, StoreError> {
+pub(super) fn change_request_from_row(row: &DbRow) -> Result<StoredChangeRequest, StoreError> {
     let state: String = row.try_get("state")?;
     let opened_at: String = row.try_get("opened_at")?;
     let decided_at: Option<String> = row.try_get("decided_at")?;
@@ -66,7 +65,7 @@ fn enum_from_str<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<
 }
 
 #[async_trait]
-impl ChangeRequestStore for SqliteStore {
+impl ChangeRequestStore for Backend {
     async fn save_proposal(
         &self,
         finding_id: FindingId,
@@ -79,10 +78,10 @@ impl ChangeRequestStore for SqliteStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| corrupt("proposal advice", e))?;
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO proposals (finding_id, advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, created_at, advice)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (finding_id) DO UPDATE SET advisor = excluded.advisor, template_id = excluded.template_id, summary = excluded.summary,
                risk = excluded.risk, changes = excluded.changes, blast_radius = excluded.blast_radius, format = excluded.format,
                body = excluded.body, rollback = excluded.rollback, created_at = excluded.created_at, advice = excluded.advice",
@@ -112,7 +111,7 @@ impl ChangeRequestStore for SqliteStore {
     }
 
     async fn proposal(&self, finding_id: FindingId) -> Result<Option<Proposal>, StoreError> {
-        let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, advice FROM proposals WHERE finding_id = ?")
+        let row = sqlx::query("SELECT advisor, template_id, summary, risk, changes, blast_radius, format, body, rollback, advice FROM proposals WHERE finding_id = $1")
             .bind(finding_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -144,12 +143,12 @@ impl ChangeRequestStore for SqliteStore {
         opened: &OpenedChangeRequest,
         at: DateTime<Utc>,
     ) -> Result<ChangeRequestId, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         // A failed change request is re-proposed in place: one row per
         // finding, its history in the audit log.
         let id: Option<ChangeRequestId> = sqlx::query_scalar(
             "INSERT INTO change_requests (finding_id, backend, branch, head_commit, location, state, opened_at, head_at)
-             VALUES (?, ?, ?, ?, ?, 'open', ?, ?)
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7)
              ON CONFLICT (finding_id) DO UPDATE SET backend = excluded.backend, branch = excluded.branch,
                  head_commit = excluded.head_commit, location = excluded.location, state = 'open',
                  opened_at = excluded.opened_at, head_at = excluded.head_at, decided_by = NULL, decision_channel = NULL,
@@ -181,7 +180,7 @@ impl ChangeRequestStore for SqliteStore {
         )
         .await?;
         sqlx::query(
-            "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'",
+            "UPDATE findings SET status = 'awaiting_approval' WHERE id = $1 AND status = 'open'",
         )
         .bind(finding_id)
         .execute(&mut *tx)
@@ -196,7 +195,7 @@ impl ChangeRequestStore for SqliteStore {
         &self,
         finding_id: FindingId,
     ) -> Result<Option<StoredChangeRequest>, StoreError> {
-        let row = sqlx::query("SELECT * FROM change_requests WHERE finding_id = ?")
+        let row = sqlx::query("SELECT * FROM change_requests WHERE finding_id = $1")
             .bind(finding_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -245,7 +244,7 @@ impl ChangeRequestStore for SqliteStore {
         // `%` alone matches any location; `%/pull/7` only pull request 7
         // (not 17: LIKE matches the whole text).
         let location = pull_number.map_or_else(|| "%".to_owned(), |n| format!("%/pull/{n}"));
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         // Each statement acts only where Draco's own record disagrees with
         // GitHub: a push of Draco's own head, a merge of Draco's own, a close
         // after Draco's own rejection change nothing.
@@ -255,7 +254,7 @@ impl ChangeRequestStore for SqliteStore {
             OutsideChange::Pushed { head } => {
                 let sql = "UPDATE change_requests SET state = 'superseded', outside_change = 'pushed',
                          failure = 'the branch was pushed to outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed') AND head_commit <> ?
+                     WHERE backend = $1 AND branch = $2 AND location LIKE $3 AND state IN ('open', 'awaiting_approval', 'failed') AND head_commit <> $4
                      RETURNING finding_id";
                 let failed = update_at_head(&mut tx, sql, [backend, branch, &location, head]).await?;
                 // A commit nobody here proposed: every approval, code and
@@ -272,8 +271,8 @@ impl ChangeRequestStore for SqliteStore {
                     // merged, not outside Draco.
                     "UPDATE change_requests SET state = 'merged',
                          outside_change = CASE WHEN decided_by IS NULL THEN 'merged' ELSE NULL END,
-                         merge_commit = ?, completed_at = ?
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
+                         merge_commit = $1, completed_at = $2
+                     WHERE backend = $3 AND branch = $4 AND location LIKE $5 AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
                      RETURNING finding_id",
                 )
                 .bind(merge_commit.clone())
@@ -288,7 +287,7 @@ impl ChangeRequestStore for SqliteStore {
                 sqlx::query_scalar(
                     "UPDATE change_requests SET state = 'failed', outside_change = 'closed',
                          failure = 'the branch was deleted outside Draco; the next scan proposes it again'
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
+                     WHERE backend = $1 AND branch = $2 AND location LIKE $3 AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
                      RETURNING finding_id",
                 )
                 .bind(backend.to_owned())
@@ -300,8 +299,8 @@ impl ChangeRequestStore for SqliteStore {
             OutsideChange::Reopened { head } => {
                 let sql = "UPDATE change_requests SET state = 'open', outside_change = NULL,
                          reason = NULL, completed_at = NULL
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state = 'closed'
-                         AND outside_change = 'closed' AND head_commit = ?
+                     WHERE backend = $1 AND branch = $2 AND location LIKE $3 AND state = 'closed'
+                         AND outside_change = 'closed' AND head_commit = $4
                      RETURNING finding_id";
                 update_at_head(&mut tx, sql, [backend, branch, &location, head]).await?
             }
@@ -315,8 +314,8 @@ impl ChangeRequestStore for SqliteStore {
                              THEN NULL ELSE 'closed' END,
                          reason = CASE WHEN (SELECT status FROM findings f WHERE f.id = change_requests.finding_id) = 'resolved'
                              THEN 'the finding resolved itself' ELSE 'closed without merging outside Draco' END,
-                         completed_at = ?
-                     WHERE backend = ? AND branch = ? AND location LIKE ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
+                         completed_at = $1
+                     WHERE backend = $2 AND branch = $3 AND location LIKE $4 AND state IN ('open', 'awaiting_approval', 'failed', 'superseded')
                      RETURNING finding_id",
                 )
                 .bind(timestamp(at))
@@ -337,12 +336,12 @@ impl ChangeRequestStore for SqliteStore {
         // scan no longer sees it.
         let status = if matches!(change, OutsideChange::Reopened { .. }) {
             // Waiting for a decision again.
-            "UPDATE findings SET status = 'awaiting_approval' WHERE id = ? AND status = 'open'"
+            "UPDATE findings SET status = 'awaiting_approval' WHERE id = $1 AND status = 'open'"
         } else {
             "UPDATE findings SET status = CASE
                  WHEN (SELECT c.state = 'merged' AND c.outside_change IS NULL FROM change_requests c WHERE c.finding_id = findings.id)
                  THEN 'approved' ELSE 'open' END
-             WHERE id = ? AND status IN ('awaiting_approval', 'approved')"
+             WHERE id = $1 AND status IN ('awaiting_approval', 'approved')"
         };
         for &finding_id in &finding_ids {
             sqlx::query(status)
@@ -369,10 +368,10 @@ impl ChangeRequestStore for SqliteStore {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let id: Option<ChangeRequestId> = sqlx::query_scalar(
-            "UPDATE change_requests SET state = 'closed', reason = ?, completed_at = ?
-             WHERE finding_id = ? AND state IN ('open', 'awaiting_approval', 'failed', 'superseded') RETURNING id",
+            "UPDATE change_requests SET state = 'closed', reason = $1, completed_at = $2
+             WHERE finding_id = $3 AND state IN ('open', 'awaiting_approval', 'failed', 'superseded') RETURNING id",
         )
         .bind(reason.to_owned())
         .bind(timestamp(at))
@@ -403,13 +402,13 @@ impl ChangeRequestStore for SqliteStore {
         new_head: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         // Every finding the change request covers moves with it: one row
         // per finding, all on the same branch and head.
         let moved: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(
-            "UPDATE change_requests SET head_commit = ?, head_at = ?
-             WHERE state IN ('open', 'awaiting_approval') AND head_commit = ?
-               AND (backend, branch) = (SELECT backend, branch FROM change_requests WHERE finding_id = ?)
+            "UPDATE change_requests SET head_commit = $1, head_at = $2
+             WHERE state IN ('open', 'awaiting_approval') AND head_commit = $3
+               AND (backend, branch) = (SELECT backend, branch FROM change_requests WHERE finding_id = $4)
              RETURNING id, finding_id",
         )
         .bind(new_head.to_owned())
@@ -422,12 +421,12 @@ impl ChangeRequestStore for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        let branch: String = sqlx::query_scalar("SELECT branch FROM change_requests WHERE id = ?")
+        let branch: String = sqlx::query_scalar("SELECT branch FROM change_requests WHERE id = $1")
             .bind(moved[0].0)
             .fetch_one(&mut *tx)
             .await?;
         let backend: String =
-            sqlx::query_scalar("SELECT backend FROM change_requests WHERE id = ?")
+            sqlx::query_scalar("SELECT backend FROM change_requests WHERE id = $1")
                 .bind(moved[0].0)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -455,7 +454,7 @@ impl ChangeRequestStore for SqliteStore {
         branch: &str,
     ) -> Result<Vec<StoredChangeRequest>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM change_requests WHERE backend = ? AND branch = ? ORDER BY finding_id",
+            "SELECT * FROM change_requests WHERE backend = $1 AND branch = $2 ORDER BY finding_id",
         )
         .bind(backend.to_owned())
         .bind(branch.to_owned())
@@ -482,10 +481,10 @@ impl ChangeRequestStore for SqliteStore {
         resolved: bool,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let rows: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(
-            "UPDATE change_requests SET verified_at = ?
-             WHERE backend = ? AND branch = ? AND head_commit = ? AND state = 'merged' AND verified_at IS NULL
+            "UPDATE change_requests SET verified_at = $1
+             WHERE backend = $2 AND branch = $3 AND head_commit = $4 AND state = 'merged' AND verified_at IS NULL
              RETURNING id, finding_id",
         )
         .bind(timestamp(at))
@@ -525,7 +524,7 @@ impl ChangeRequestStore for SqliteStore {
 /// Runs one of `record_outside_change`'s statements whose four parameters
 /// are the backend, the branch, the location pattern and a head commit.
 async fn update_at_head(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut DbConnection,
     sql: &'static str,
     [backend, branch, location, head]: [&str; 4],
 ) -> Result<Vec<FindingId>, StoreError> {

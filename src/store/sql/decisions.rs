@@ -1,4 +1,4 @@
-//! [`DecisionStore`] on SQLite: each claim is a conditional update, so of
+//! [`DecisionStore`] in SQL (both backends): each claim is a conditional update, so of
 //! concurrent decisions exactly one wins.
 
 use async_trait::async_trait;
@@ -7,17 +7,17 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::change_requests::{change_request_from_row, parse_state};
-use super::{SqliteStore, append_audit, finding_subject};
+use super::{Backend, Db, append_audit, finding_subject};
 use crate::domain::{
     ChangeRequestId, ChangeRequestState, DecisionRecord, FindingId, FindingStatus,
 };
 use crate::store::{DecisionStore, DecisionSubject, StoreError, timestamp};
 
 #[async_trait]
-impl DecisionStore for SqliteStore {
+impl DecisionStore for Backend {
     async fn decision_subject(&self, finding: FindingId) -> Result<DecisionSubject, StoreError> {
         let row = sqlx::query(
-            "SELECT c.*, f.id AS subject FROM findings f LEFT JOIN change_requests c ON c.finding_id = f.id WHERE f.id = ?",
+            "SELECT c.*, f.id AS subject FROM findings f LEFT JOIN change_requests c ON c.finding_id = f.id WHERE f.id = $1",
         )
         .bind(finding)
         .fetch_optional(&self.pool)
@@ -38,7 +38,7 @@ impl DecisionStore for SqliteStore {
         head_commit: &str,
         decision: &DecisionRecord,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let state = if decision.approve {
             "approved"
         } else {
@@ -50,12 +50,10 @@ impl DecisionStore for SqliteStore {
         // the head the decider read: a group's change request moves to a new
         // head when a finding joins or leaves it, and the rows at that head
         // are not what was decided on.
-        let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE change_requests SET state = ?, decided_by = ?, decision_channel = ?, decided_at = ?, reason = ?, failure = NULL
-             WHERE {SAME_CHANGE_REQUEST} AND head_commit = ? AND state IN ('open', 'awaiting_approval', 'failed')
-               AND EXISTS (SELECT 1 FROM change_requests c WHERE c.id = ? AND c.state IN ('open', 'awaiting_approval', 'failed'))
-             RETURNING id, finding_id",
-        )))
+        let claimed: Vec<(ChangeRequestId, FindingId)> = sqlx::query_as("UPDATE change_requests SET state = $1, decided_by = $2, decision_channel = $3, decided_at = $4, reason = $5, failure = NULL
+             WHERE (backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = $6) AND head_commit = $7 AND state IN ('open', 'awaiting_approval', 'failed')
+               AND EXISTS (SELECT 1 FROM change_requests c WHERE c.id = $8 AND c.state IN ('open', 'awaiting_approval', 'failed'))
+             RETURNING id, finding_id")
         .bind(state)
         .bind(decision.by.clone())
         .bind(decision.channel.clone())
@@ -84,13 +82,11 @@ impl DecisionStore for SqliteStore {
         failure: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let failed: Vec<(ChangeRequestId, FindingId)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE change_requests SET state = 'failed', failure = ?
-             WHERE {SAME_CHANGE_REQUEST} AND state IN ('open', 'awaiting_approval', 'approved', 'rejected', 'failed')
-             RETURNING id, finding_id",
-            )))
+            sqlx::query_as("UPDATE change_requests SET state = 'failed', failure = $1
+             WHERE (backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = $2) AND state IN ('open', 'awaiting_approval', 'approved', 'rejected', 'failed')
+             RETURNING id, finding_id")
             .bind(failure.to_owned())
             .bind(change_request_id)
             .fetch_all(&mut *tx)
@@ -122,9 +118,9 @@ impl DecisionStore for SqliteStore {
         merge_commit: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_immediate().await?;
+        let mut tx = self.begin_write().await?;
         let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM change_requests WHERE id = ?")
+            sqlx::query_scalar("SELECT state FROM change_requests WHERE id = $1")
                 .bind(change_request_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -153,11 +149,9 @@ impl DecisionStore for SqliteStore {
             }
         };
         let completed: Vec<(ChangeRequestId, FindingId)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE change_requests SET state = ?, merge_commit = ?, completed_at = ?
-             WHERE {SAME_CHANGE_REQUEST} AND state = ?
-             RETURNING id, finding_id",
-            )))
+            sqlx::query_as("UPDATE change_requests SET state = $1, merge_commit = $2, completed_at = $3
+             WHERE (backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = $4) AND state = $5
+             RETURNING id, finding_id")
             .bind(done)
             .bind(merge_commit.map(str::to_owned))
             .bind(timestamp(at))
@@ -179,25 +173,25 @@ impl DecisionStore for SqliteStore {
     }
 }
 
-/// The rows of one change request, given the id of one of them (the one
-/// placeholder): a change request over a group of findings is a row per
-/// finding, all on one branch of one backend at one head. Earlier change
-/// requests on the same branch (merged, closed) are at other heads.
-const SAME_CHANGE_REQUEST: &str = "(backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = ?)";
+// The queries above that match `(backend, branch, head_commit)` to one row's
+// select every row of that change request: a change request over a group of
+// findings is a row per finding, all on one branch of one backend at one
+// head. Earlier change requests on the same branch (merged, closed) are at
+// other heads.
 
 /// For each row of a change request that was just failed or carried out:
 /// its finding to `status` (only where the finding stands as `only_from`, an
 /// SQL condition on its `status`), and the audit event `action` with
 /// `detail` of the row.
 async fn settle_findings(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, Db>,
     rows: &[(ChangeRequestId, FindingId)],
     (status, only_from): (FindingStatus, &'static str),
     action: &str,
     detail: impl Fn(ChangeRequestId) -> serde_json::Value,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let sql = format!("UPDATE findings SET status = ? WHERE id = ? AND {only_from}");
+    let sql = format!("UPDATE findings SET status = $1 WHERE id = $2 AND {only_from}");
     for &(id, finding_id) in rows {
         sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
             .bind(status.as_str())

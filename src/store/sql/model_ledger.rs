@@ -1,21 +1,21 @@
-//! [`ModelLedger`] on SQLite: the `llm_usage` and `advice_cache` tables.
+//! [`ModelLedger`] in SQL (both backends): the `llm_usage` and `advice_cache` tables.
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{SqliteStore, corrupt};
+use super::{Backend, corrupt};
 use crate::remediate::Recommendation;
 use crate::store::{ModelLedger, StoreError, timestamp};
 
 #[async_trait]
-impl ModelLedger for SqliteStore {
+impl ModelLedger for Backend {
     async fn cached_advice(
         &self,
         cache_key: &str,
         fingerprint: &str,
     ) -> Result<Option<Recommendation>, StoreError> {
         let text: Option<String> = sqlx::query_scalar(
-            "SELECT recommendation FROM advice_cache WHERE cache_key = ? AND fingerprint = ?",
+            "SELECT recommendation FROM advice_cache WHERE cache_key = $1 AND fingerprint = $2",
         )
         .bind(cache_key.to_owned())
         .bind(fingerprint.to_owned())
@@ -36,7 +36,7 @@ impl ModelLedger for SqliteStore {
         let text =
             serde_json::to_string(recommendation).map_err(|e| corrupt("advice to cache", e))?;
         sqlx::query(
-            "INSERT INTO advice_cache (cache_key, fingerprint, recommendation, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO advice_cache (cache_key, fingerprint, recommendation, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (cache_key, fingerprint) DO UPDATE SET recommendation = excluded.recommendation, created_at = excluded.created_at",
         )
         .bind(cache_key.to_owned())
@@ -50,7 +50,7 @@ impl ModelLedger for SqliteStore {
 
     async fn llm_usage(&self, provider: &str, day: NaiveDate) -> Result<(u64, u64), StoreError> {
         let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT requests, input_tokens + output_tokens FROM llm_usage WHERE provider = ? AND day = ?",
+            "SELECT requests, input_tokens + output_tokens FROM llm_usage WHERE provider = $1 AND day = $2",
         )
         .bind(provider.to_owned())
         .bind(day.to_string())
@@ -69,9 +69,10 @@ impl ModelLedger for SqliteStore {
     ) -> Result<(), StoreError> {
         let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         sqlx::query(
-            "INSERT INTO llm_usage (provider, day, requests, input_tokens, output_tokens) VALUES (?, ?, 1, ?, ?)
-             ON CONFLICT (provider, day) DO UPDATE SET requests = requests + 1,
-               input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens",
+            "INSERT INTO llm_usage (provider, day, requests, input_tokens, output_tokens) VALUES ($1, $2, 1, $3, $4)
+             ON CONFLICT (provider, day) DO UPDATE SET requests = llm_usage.requests + 1,
+               input_tokens = llm_usage.input_tokens + excluded.input_tokens,
+               output_tokens = llm_usage.output_tokens + excluded.output_tokens",
         )
         .bind(provider.to_owned())
         .bind(day.to_string())

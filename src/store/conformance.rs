@@ -1,0 +1,1136 @@
+//! The store's conformance suite: every test here runs against SQLite (a
+//! file in a temporary directory) and against PostgreSQL (a throwaway
+//! database on the server `DRACO_TEST_POSTGRES_URL` names, by default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards).
+//!
+//! Without a PostgreSQL server the PostgreSQL half prints that it was
+//! skipped and why; under `CI=true` it fails instead, so CI always runs it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use serde_json::json;
+
+use super::approvals::{ChangeRequestRef, Verdict, Vote, VoteOutcome};
+use super::{
+    Coverage, DatabaseStore, DecisionSubject, PostgresStore, Recorded, SqliteStore, StoreError,
+    timestamp,
+};
+use crate::domain::{AccountId, Finding, FindingId, FindingKind, Fingerprint, Severity};
+use super::postgres::ScratchDatabase;
+use crate::gitops::OpenedChangeRequest;
+use crate::sources::CostPoint;
+
+/// The server the PostgreSQL half runs on (its maintenance database).
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A throwaway database for one test, or `None` (with a message) when no
+/// PostgreSQL server answers, unless `CI=true`: then it panics, so that CI
+/// cannot skip the suite.
+pub(crate) struct TestDatabase;
+
+impl TestDatabase {
+    pub(crate) async fn create() -> Option<ScratchDatabase> {
+        let admin_url =
+            std::env::var("DRACO_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
+        let server = match super::DatabaseLocation::resolve(Some(&admin_url), None, ".".as_ref()) {
+            Ok(super::DatabaseLocation::Postgres(url)) => url,
+            other => panic!("DRACO_TEST_POSTGRES_URL is not a PostgreSQL URL: {other:?}"),
+        };
+        let created = tokio::time::timeout(
+            Duration::from_secs(10),
+            ScratchDatabase::create(&server, "draco_test"),
+        )
+        .await;
+        let why = match created {
+            Ok(Ok(db)) => return Some(db),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 10 s".to_owned(),
+        };
+        let message = format!("PostgreSQL at {admin_url} cannot be used ({why})");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}; CI must run the PostgreSQL conformance suite");
+        }
+        eprintln!("skipped: {message}; set DRACO_TEST_POSTGRES_URL to run the PostgreSQL half");
+        None
+    }
+}
+
+/// One instance of the suite per backend: `sqlite::name` and `postgres::name`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = crate::store::SqliteStore::open(&dir.path().join("draco.db"))
+                        .await
+                        .expect("open");
+                    super::$name(std::sync::Arc::new(store)).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::TestDatabase::create().await else { return };
+                    let store = crate::store::PostgresStore::connect(db.url())
+                        .await
+                        .expect("connect and migrate");
+                    super::$name(std::sync::Arc::new(store.clone())).await;
+                    store.close().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    only_covered_regions_resolve_findings,
+    a_decision_subject_tells_no_finding_from_no_change_request,
+    findings_round_trip_and_are_deduplicated_by_fingerprint,
+    cost_points_are_upserted_and_read_back,
+    the_model_ledger_adds_up_usage,
+    a_delivery_is_stored_once_processed_once_and_a_redelivery_is_a_duplicate,
+    concurrent_copies_of_one_delivery_store_it_once,
+    concurrent_audit_appends_keep_one_chain,
+    concurrent_votes_claim_the_decision_exactly_once,
+    a_scan_and_an_approval_at_the_same_moment_both_hold,
+    scans_are_serialised_by_the_scan_lock,
+    a_change_request_goes_from_proposal_to_verified_merge,
+    outside_changes_failures_and_withdrawals_are_recorded,
+    asks_codes_links_and_limits_work_as_on_every_backend,
+    scans_are_listed_and_abandoned_ones_interrupted,
+);
+
+type Shared = Arc<dyn DatabaseStore>;
+
+fn finding(resource: &str, region: &str, severity: Severity) -> Finding {
+    Finding {
+        kind: FindingKind::EbsUnencrypted,
+        severity,
+        title: resource.into(),
+        resource: resource.into(),
+        account: AccountId::parse("123456789012").expect("valid"),
+        region: Some(region.into()),
+        expected: None,
+        actual: None,
+        impact_usd_monthly: None,
+        evidence: json!({}),
+        fingerprint: Fingerprint::of(&[resource, region]),
+    }
+}
+
+fn covering(regions: &[&str]) -> Coverage {
+    Coverage {
+        cost: false,
+        regions: regions
+            .iter()
+            .map(|r| ("123456789012".to_owned(), (*r).to_owned()))
+            .collect(),
+    }
+}
+
+fn verify_chain(events: &[crate::audit::AuditEvent]) {
+    crate::audit::verify(events).expect("the audit chain verifies");
+}
+
+/// A finding with an open change request on `branch` at commit `head`.
+async fn proposed(store: &Shared, resource: &str, branch: &str, head: &str) -> FindingId {
+    let now = Utc::now();
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let outcome = store
+        .record_findings(
+            scan,
+            &[finding(resource, "us-east-1", Severity::Critical)],
+            &covering(&["us-east-1"]),
+            now,
+        )
+        .await
+        .expect("record");
+    let id = outcome.new[0];
+    let opened = OpenedChangeRequest {
+        branch: branch.into(),
+        head_commit: head.into(),
+        location: format!("https://github.example/o/r/pull/{}", id.get()),
+        created: true,
+    };
+    store
+        .record_change_request(id, "github", &opened, now)
+        .await
+        .expect("change request");
+    id
+}
+
+async fn only_covered_regions_resolve_findings(store: Shared) {
+    let now = Utc::now();
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let both = [
+        finding("vol-a", "us-east-1", Severity::Medium),
+        finding("vol-b", "eu-west-1", Severity::Medium),
+    ];
+    let outcome = store
+        .record_findings(scan, &both, &covering(&["us-east-1", "eu-west-1"]), now)
+        .await
+        .expect("record");
+    assert_eq!(outcome.new.len(), 2);
+
+    // eu-west-1 failed to scan: its finding is neither seen nor resolved.
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let outcome = store
+        .record_findings(scan, &both[..1], &covering(&["us-east-1"]), now)
+        .await
+        .expect("record");
+    assert!(outcome.resolved.is_empty(), "{outcome:?}");
+
+    // Scanned and gone: resolved.
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let outcome = store
+        .record_findings(
+            scan,
+            &both[..1],
+            &covering(&["us-east-1", "eu-west-1"]),
+            now,
+        )
+        .await
+        .expect("record");
+    assert_eq!(outcome.resolved.len(), 1);
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn a_decision_subject_tells_no_finding_from_no_change_request(store: Shared) {
+    let now = Utc::now();
+    assert_eq!(
+        store
+            .decision_subject(FindingId::new(1))
+            .await
+            .expect("read"),
+        DecisionSubject::NoFinding
+    );
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let outcome = store
+        .record_findings(
+            scan,
+            &[finding("vol-a", "us-east-1", Severity::Medium)],
+            &covering(&["us-east-1"]),
+            now,
+        )
+        .await
+        .expect("record");
+    let id = outcome.new[0];
+    assert_eq!(
+        store.decision_subject(id).await.expect("read"),
+        DecisionSubject::NoChangeRequest
+    );
+    let opened = OpenedChangeRequest {
+        branch: "draco/a".into(),
+        head_commit: "c0ffee".into(),
+        location: "here".into(),
+        created: true,
+    };
+    let cr = store
+        .record_change_request(id, "local-git", &opened, now)
+        .await
+        .expect("change request");
+    match store.decision_subject(id).await.expect("read") {
+        DecisionSubject::ChangeRequest(subject) => {
+            assert_eq!((subject.id, subject.finding_id), (cr, id));
+            assert_eq!(subject.branch, "draco/a");
+            // Stored as text, read back as the same instant (to the microsecond).
+            assert_eq!(timestamp(subject.opened_at), timestamp(now));
+            assert_eq!(subject.decided_at, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn findings_round_trip_and_are_deduplicated_by_fingerprint(store: Shared) {
+    let now = Utc::now();
+    let mut costly = finding("i-0abc", "eu-west-1", Severity::High);
+    costly.kind = FindingKind::CostSpike;
+    costly.expected = Some(12.5);
+    costly.actual = Some(90.25);
+    costly.impact_usd_monthly = Some(2_347.5);
+    costly.evidence = json!({"service": "Amazon EC2", "days": [1, 2], "note": "ünïcode ✓"});
+    let mut global = finding("root-account", "x", Severity::Critical);
+    global.region = None;
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let coverage = Coverage {
+        cost: true,
+        regions: HashSet::from([("123456789012".to_owned(), "eu-west-1".to_owned())]),
+    };
+    let first = store
+        .record_findings(scan, &[costly.clone(), global.clone()], &coverage, now)
+        .await
+        .expect("record");
+    assert_eq!(first.new.len(), 2);
+    let again = store
+        .record_findings(scan, &[costly.clone(), global.clone()], &coverage, now)
+        .await
+        .expect("record");
+    assert!(again.new.is_empty(), "{again:?}");
+    assert_eq!(again.unchanged.len(), 2, "{again:?}");
+    let stored = store.findings().await.expect("findings");
+    assert_eq!(stored.len(), 2);
+    let read = store
+        .finding(first.new[0])
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read.finding, costly);
+    let read = store
+        .finding(first.new[1])
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read.finding.region, None);
+}
+
+async fn cost_points_are_upserted_and_read_back(store: Shared) {
+    let account = AccountId::parse("123456789012").expect("valid");
+    let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).expect("date");
+    let point = |d, service: &str, amount_usd, estimated| CostPoint {
+        day: day(d),
+        account: account.clone(),
+        service: service.into(),
+        amount_usd,
+        estimated,
+    };
+    let points = [
+        point(1, "Amazon EC2", 10.0, false),
+        point(1, "AWS Lambda", 0.5, false),
+        point(2, "Amazon EC2", 11.0, true),
+    ];
+    assert_eq!(store.save_cost_points(&points).await.expect("save"), 3);
+    // The same again changes nothing; a restated estimate changes one.
+    assert_eq!(store.save_cost_points(&points).await.expect("save"), 0);
+    let restated = [point(2, "Amazon EC2", 11.75, false)];
+    assert_eq!(store.save_cost_points(&restated).await.expect("save"), 1);
+    let read = store.cost_points_since(day(1)).await.expect("read");
+    // Ordered by day, then account, then service, bytewise on both backends.
+    let order: Vec<(u32, &str)> = read
+        .iter()
+        .map(|p| (chrono::Datelike::day(&p.day), p.service.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [(1, "AWS Lambda"), (1, "Amazon EC2"), (2, "Amazon EC2")]
+    );
+    assert_eq!(read[2].amount_usd, 11.75);
+    assert!(!read[2].estimated);
+}
+
+async fn the_model_ledger_adds_up_usage(store: Shared) {
+    let day = NaiveDate::from_ymd_opt(2026, 12, 5).expect("date");
+    assert_eq!(store.llm_usage("gemini", day).await.expect("read"), (0, 0));
+    store
+        .add_llm_usage("gemini", day, 100, 20)
+        .await
+        .expect("add");
+    store.add_llm_usage("gemini", day, 5, 1).await.expect("add");
+    assert_eq!(
+        store.llm_usage("gemini", day).await.expect("read"),
+        (2, 126)
+    );
+}
+
+async fn a_delivery_is_stored_once_processed_once_and_a_redelivery_is_a_duplicate(store: Shared) {
+    let at = Utc::now();
+    let body = br#"{"action":"closed"}"#;
+    let first = store
+        .record_delivery("github", "d-1", "pull_request", body, at)
+        .await
+        .expect("record");
+    let Recorded::New(id) = first else {
+        panic!("{first:?}")
+    };
+    // GitHub's "Redeliver" sends the same X-GitHub-Delivery again.
+    assert_eq!(
+        store
+            .record_delivery("github", "d-1", "pull_request", b"{}", at)
+            .await
+            .expect("record"),
+        Recorded::Duplicate
+    );
+    // The same id from another provider is another delivery.
+    assert!(matches!(
+        store
+            .record_delivery("twilio", "d-1", "sms", b"x", at)
+            .await
+            .expect("record"),
+        Recorded::New(_)
+    ));
+    let pending = store.pending_deliveries(10).await.expect("pending");
+    assert_eq!(pending.len(), 2);
+    assert_eq!(pending[0].id, id);
+    assert_eq!(pending[0].body, body, "the body exactly as received");
+    assert_eq!(pending[0].event, "pull_request");
+    assert_eq!(timestamp(pending[0].received_at), timestamp(at));
+
+    assert!(
+        store
+            .mark_delivery_processed(id, "closed", at)
+            .await
+            .expect("mark")
+    );
+    assert!(
+        !store
+            .mark_delivery_processed(id, "again", at)
+            .await
+            .expect("mark"),
+        "processed at most once"
+    );
+    let pending = store.pending_deliveries(10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].provider, "twilio");
+}
+
+async fn concurrent_copies_of_one_delivery_store_it_once(store: Shared) {
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .record_delivery("github", "same", "ping", b"{}", Utc::now())
+                    .await
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for copy in copies {
+        if matches!(copy.await.expect("task").expect("record"), Recorded::New(_)) {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1);
+}
+
+async fn concurrent_audit_appends_keep_one_chain(store: Shared) {
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .audit(
+                            "test",
+                            "test.event",
+                            &format!("w{w}"),
+                            &json!({ "i": i }),
+                            Utc::now(),
+                        )
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let events = store.audit_events(None).await.expect("read");
+    assert_eq!(events.len(), 100);
+    verify_chain(&events);
+}
+
+async fn concurrent_votes_claim_the_decision_exactly_once(store: Shared) {
+    proposed(&store, "vol-q", "draco/q", "head-1").await;
+    let cr = ChangeRequestRef {
+        backend: "github".into(),
+        branch: "draco/q".into(),
+        head_commit: "head-1".into(),
+    };
+    let names: Vec<String> = (0..6).map(|i| format!("approver-{i}")).collect();
+    let voters: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|name| {
+            let store = Arc::clone(&store);
+            let cr = cr.clone();
+            let names = names.clone();
+            tokio::spawn(async move {
+                let eligible: Vec<&str> = names.iter().map(String::as_str).collect();
+                let vote = Vote {
+                    approver: &name,
+                    channel: "cli",
+                    verdict: Verdict::Approve,
+                    reason: None,
+                    message: None,
+                    ask: None,
+                    at: Utc::now(),
+                };
+                store.cast_vote(&cr, &vote, 3, &eligible).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for voter in voters {
+        outcomes.push(voter.await.expect("task").expect("vote"));
+    }
+    let decided = outcomes
+        .iter()
+        .filter(|o| matches!(o, VoteOutcome::Decided(_)))
+        .count();
+    assert_eq!(decided, 1, "{outcomes:?}");
+    let counted: Vec<u32> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            VoteOutcome::Counted { have, .. } => Some(*have),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counted.len(),
+        2,
+        "two counted before the third decided: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, VoteOutcome::Stale))
+            .count(),
+        3,
+        "{outcomes:?}"
+    );
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn a_scan_and_an_approval_at_the_same_moment_both_hold(store: Shared) {
+    let id = proposed(&store, "vol-s", "draco/s", "head-s").await;
+    let cr = ChangeRequestRef {
+        backend: "github".into(),
+        branch: "draco/s".into(),
+        head_commit: "head-s".into(),
+    };
+    for round in 0..5 {
+        let scanning = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let now = Utc::now();
+                let scan = store.begin_scan("test", now).await?;
+                let many: Vec<Finding> = (0..40)
+                    .map(|i| finding(&format!("vol-{round}-{i}"), "eu-west-1", Severity::Low))
+                    .collect();
+                store
+                    .record_findings(scan, &many, &covering(&["eu-west-1"]), now)
+                    .await
+            })
+        };
+        let approving = {
+            let store = Arc::clone(&store);
+            let cr = cr.clone();
+            tokio::spawn(async move {
+                let approver = format!("approver-{round}");
+                let vote = Vote {
+                    approver: &approver,
+                    channel: "cli",
+                    verdict: Verdict::Approve,
+                    reason: None,
+                    message: None,
+                    ask: None,
+                    at: Utc::now(),
+                };
+                store
+                    .cast_vote(
+                        &cr,
+                        &vote,
+                        5,
+                        &[
+                            "approver-0",
+                            "approver-1",
+                            "approver-2",
+                            "approver-3",
+                            "approver-4",
+                        ],
+                    )
+                    .await
+            })
+        };
+        let scanned = scanning.await.expect("task").expect("scan recorded");
+        assert_eq!(scanned.new.len(), 40);
+        let voted = approving.await.expect("task").expect("vote recorded");
+        if round < 4 {
+            assert_eq!(
+                voted,
+                VoteOutcome::Counted {
+                    have: round + 1,
+                    need: 5
+                }
+            );
+        } else {
+            assert!(matches!(voted, VoteOutcome::Decided(_)), "{voted:?}");
+        }
+    }
+    assert_eq!(store.findings().await.expect("findings").len(), 201);
+    let approvals = store
+        .approvals("github", "draco/s")
+        .await
+        .expect("approvals");
+    assert_eq!(approvals.len(), 5);
+    let cr = store
+        .change_request_for_finding(id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(cr.state, crate::domain::ChangeRequestState::Approved);
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn scans_are_serialised_by_the_scan_lock(store: Shared) {
+    let held = store.lock_scans(Duration::ZERO).await.expect("free");
+    match store.lock_scans(Duration::from_millis(300)).await {
+        Err(StoreError::ScanBusy { .. }) => {}
+        other => panic!("a second scan ran beside the first: {other:?}"),
+    }
+    drop(held);
+    // Released at once (PostgreSQL: the connection holding it closes).
+    let again = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match store.lock_scans(Duration::from_secs(2)).await {
+                Ok(lock) => break lock,
+                Err(StoreError::ScanBusy { .. }) => continue,
+                Err(other) => panic!("{other}"),
+            }
+        }
+    })
+    .await
+    .expect("released");
+    drop(again);
+}
+
+fn proposal() -> crate::remediate::Proposal {
+    crate::remediate::Proposal {
+        advisor: "template".into(),
+        template_id: "ebs-encrypt".into(),
+        summary: "Encrypt the volume".into(),
+        risk: crate::remediate::Risk::Low,
+        changes: "Snapshots and re-creates it encrypted.".into(),
+        blast_radius: "One volume".into(),
+        format: crate::remediate::Format::AwsCli,
+        body: "#!/usr/bin/env bash\necho 'encrypt'\n".into(),
+        rollback: "#!/usr/bin/env bash\ntrue\n".into(),
+        advice: None,
+    }
+}
+
+fn reference(branch: &str, head: &str) -> ChangeRequestRef {
+    ChangeRequestRef {
+        backend: "github".into(),
+        branch: branch.into(),
+        head_commit: head.into(),
+    }
+}
+
+async fn a_change_request_goes_from_proposal_to_verified_merge(store: Shared) {
+    use crate::domain::{ChangeRequestState, DecisionRecord, FindingStatus};
+    let now = Utc::now();
+    let id = proposed(&store, "vol-m", "draco/m", "head-1").await;
+    store
+        .save_proposal(id, &proposal(), now)
+        .await
+        .expect("save");
+    assert_eq!(
+        store.proposal(id).await.expect("read").expect("present"),
+        proposal()
+    );
+    // Brought up to date once, then a stale update changes nothing.
+    assert!(
+        store
+            .update_change_request(id, "head-1", "head-2", now)
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_change_request(id, "head-1", "head-3", now)
+            .await
+            .expect("update")
+    );
+    let on_branch = store
+        .change_requests_on_branch("github", "draco/m")
+        .await
+        .expect("branch");
+    assert_eq!(on_branch.len(), 1);
+    assert_eq!(on_branch[0].head_commit, "head-2");
+    let cr = on_branch[0].id;
+    let decision = DecisionRecord {
+        approve: true,
+        by: "alice".into(),
+        channel: "cli".into(),
+        at: now,
+        reason: None,
+    };
+    // A claim on the old head loses; on the current one it wins once.
+    assert!(
+        !store
+            .claim_decision(cr, "head-1", &decision)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        store
+            .claim_decision(cr, "head-2", &decision)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !store
+            .claim_decision(cr, "head-2", &decision)
+            .await
+            .expect("claim")
+    );
+    store
+        .complete_decision(cr, Some("merge-1"), now)
+        .await
+        .expect("complete");
+    let merged = store
+        .change_request_for_finding(id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(merged.state, ChangeRequestState::Merged);
+    assert_eq!(merged.decision().expect("decided").by, "alice");
+    let to_verify = store.merged_to_verify().await.expect("to verify");
+    assert_eq!(to_verify.len(), 1);
+    store
+        .mark_verified("github", "draco/m", "head-2", true, now)
+        .await
+        .expect("verify");
+    assert!(
+        store
+            .merged_to_verify()
+            .await
+            .expect("to verify")
+            .is_empty()
+    );
+    let finding = store.finding(id).await.expect("read").expect("present");
+    assert_ne!(finding.status, FindingStatus::Open);
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn outside_changes_failures_and_withdrawals_are_recorded(store: Shared) {
+    use crate::domain::ChangeRequestState;
+    use crate::store::OutsideChange;
+    let now = Utc::now();
+    let pushed = proposed(&store, "vol-p", "draco/p", "head-p").await;
+    let changed = store
+        .record_outside_change(
+            "github",
+            "draco/p",
+            Some(pushed.get() as u64),
+            &OutsideChange::Pushed {
+                head: "theirs".into(),
+            },
+            "mallory",
+            now,
+        )
+        .await
+        .expect("outside");
+    assert_eq!(changed, [pushed]);
+    let cr = store
+        .change_request_for_finding(pushed)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(cr.state, ChangeRequestState::Superseded);
+    // Another pull request number on the same branch changes nothing.
+    let changed = store
+        .record_outside_change(
+            "github",
+            "draco/p",
+            Some(999_999),
+            &OutsideChange::Closed,
+            "mallory",
+            now,
+        )
+        .await
+        .expect("outside");
+    assert!(changed.is_empty());
+
+    let failing = proposed(&store, "vol-f", "draco/f", "head-f").await;
+    let cr = store
+        .change_request_for_finding(failing)
+        .await
+        .expect("read")
+        .expect("present");
+    store
+        .fail_change_request(cr.id, "the merge was refused", now)
+        .await
+        .expect("fail");
+    let cr = store
+        .change_request_for_finding(failing)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(cr.state, ChangeRequestState::Failed);
+    let again: Vec<FindingId> = store
+        .findings_without_change_request()
+        .await
+        .expect("to propose")
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    assert!(again.contains(&failing), "{again:?}");
+    assert!(
+        store
+            .withdraw_change_request(failing, "resolved by itself", now)
+            .await
+            .expect("withdraw")
+    );
+    assert!(
+        !store
+            .withdraw_change_request(failing, "again", now)
+            .await
+            .expect("withdraw")
+    );
+    // Proposing vol-f scanned us-east-1 without vol-p: vol-p resolved, and
+    // its superseded change request is left to withdraw.
+    let resolved: Vec<FindingId> = store
+        .change_requests_of_resolved_findings()
+        .await
+        .expect("read")
+        .iter()
+        .map(|c| c.finding_id)
+        .collect();
+    assert_eq!(resolved, [pushed]);
+    assert_eq!(store.change_requests().await.expect("all").len(), 2);
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn asks_codes_links_and_limits_work_as_on_every_backend(store: Shared) {
+    use crate::store::approvals::{AskDelivery, AskState, LinkAction, NewAsk};
+    let now = Utc::now();
+    let later = now + chrono::Duration::hours(72);
+    proposed(&store, "vol-a", "draco/a", "head-a").await;
+    let cr = reference("draco/a", "head-a");
+    let sms = NewAsk {
+        change_request: &cr,
+        approver: "alice",
+        channel: "sms",
+        code_digest: Some("code-digest".into()),
+        approve_digest: None,
+        reject_digest: None,
+        delivery: AskDelivery::Queued,
+        expires_at: later,
+        at: now,
+    };
+    let sms_id = store.record_ask(&sms).await.expect("ask").expect("new");
+    assert_eq!(
+        store.record_ask(&sms).await.expect("ask"),
+        None,
+        "asked once"
+    );
+    let mail = NewAsk {
+        channel: "email",
+        code_digest: None,
+        approve_digest: Some("approve-digest".into()),
+        reject_digest: Some("reject-digest".into()),
+        ..sms.clone()
+    };
+    let mail_id = store.record_ask(&mail).await.expect("ask").expect("new");
+    store
+        .mark_ask_delivery(sms_id, AskDelivery::Sent, Some("SM123"), None, now)
+        .await
+        .expect("sent");
+    assert_eq!(
+        store
+            .ask_by_code("alice", "code-digest")
+            .await
+            .expect("read")
+            .expect("found")
+            .id,
+        sms_id
+    );
+    assert!(
+        store
+            .ask_by_code("bob", "code-digest")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let (ask, action) = store
+        .ask_by_link("reject-digest")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!((ask.id, action), (mail_id, LinkAction::Reject));
+    let (_, action) = store
+        .ask_by_link("approve-digest")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(action, LinkAction::Approve);
+    assert!(
+        store
+            .mark_awaiting_approval(&cr, &["alice".into()], now)
+            .await
+            .expect("awaiting")
+    );
+    assert_eq!(
+        store
+            .messages_sent_since("alice", now)
+            .await
+            .expect("count"),
+        1
+    );
+    // A reminder re-arms the ask with fresh digests: the old code stops working.
+    assert!(
+        store
+            .arm_ask(sms_id, Some("new-code".into()), None, None, true, now)
+            .await
+            .expect("arm")
+    );
+    assert!(
+        store
+            .ask_by_code("alice", "code-digest")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(store.pending_asks().await.expect("pending").len(), 2);
+
+    // The vote through the ask uses it up.
+    let vote = Vote {
+        approver: "alice",
+        channel: "sms",
+        verdict: Verdict::Approve,
+        reason: None,
+        message: Some("YES 123456"),
+        ask: Some(sms_id),
+        at: now,
+    };
+    assert_eq!(
+        store
+            .cast_vote(&cr, &vote, 2, &["alice", "bob"])
+            .await
+            .expect("vote"),
+        VoteOutcome::Counted { have: 1, need: 2 }
+    );
+    assert_eq!(
+        store
+            .cast_vote(&cr, &vote, 2, &["alice", "bob"])
+            .await
+            .expect("vote"),
+        VoteOutcome::AskSpent
+    );
+    let asks = store.asks("github", "draco/a").await.expect("asks");
+    assert_eq!(
+        asks.iter().find(|a| a.id == sms_id).expect("sms").state,
+        AskState::Used
+    );
+    // A dismissed review withdraws a counted approval.
+    assert!(
+        store
+            .withdraw_vote(&cr, "alice", "sms", now)
+            .await
+            .expect("withdraw")
+    );
+    assert!(
+        !store
+            .withdraw_vote(&cr, "alice", "sms", now)
+            .await
+            .expect("withdraw")
+    );
+
+    // Lockouts, opt-outs, replays, dismissed reviews.
+    let hour_ago = now - chrono::Duration::hours(1);
+    for n in 1..=3 {
+        assert_eq!(
+            store
+                .record_wrong_code("alice", "sms", hour_ago, now)
+                .await
+                .expect("wrong"),
+            n
+        );
+    }
+    assert_eq!(
+        store
+            .wrong_codes_since("alice", hour_ago)
+            .await
+            .expect("count"),
+        3
+    );
+    assert_eq!(
+        store
+            .wrong_codes_since("bob", hour_ago)
+            .await
+            .expect("count"),
+        0
+    );
+    store
+        .set_opt_out("+15005550006", "+1500•••0006", true, now)
+        .await
+        .expect("stop");
+    assert!(store.is_opted_out("+15005550006").await.expect("read"));
+    store
+        .set_opt_out("+15005550006", "+1500•••0006", false, now)
+        .await
+        .expect("start");
+    assert!(!store.is_opted_out("+15005550006").await.expect("read"));
+    assert!(store.first_sighting("sid-hash", now).await.expect("first"));
+    assert!(!store.first_sighting("sid-hash", now).await.expect("again"));
+    store
+        .record_dismissed_review(u64::MAX, now)
+        .await
+        .expect("dismissed");
+    assert!(store.is_review_dismissed(u64::MAX).await.expect("read"));
+    assert!(!store.is_review_dismissed(7).await.expect("read"));
+    store
+        .audit_refusal(
+            "+1500•••0006",
+            "approval.refused",
+            "finding:1",
+            &json!({"why": "test"}),
+            now,
+        )
+        .await
+        .expect("refusal");
+
+    // Nobody decided in time.
+    let covered = store
+        .expire_change_request(&cr, "nobody decided within 72 hours", now)
+        .await
+        .expect("expire");
+    assert_eq!(covered.len(), 1);
+    assert!(store.pending_asks().await.expect("pending").is_empty());
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn scans_are_listed_and_abandoned_ones_interrupted(store: Shared) {
+    use crate::store::ScanStatus;
+    let now = Utc::now();
+    let done = store.begin_scan("fixtures", now).await.expect("scan");
+    store
+        .finish_scan(done, ScanStatus::Ok, &json!({"findings": 0}), now)
+        .await
+        .expect("finish");
+    let left = store.begin_scan("fixtures", now).await.expect("scan");
+    let interrupted = store.interrupt_abandoned_scans(now).await.expect("repair");
+    assert_eq!(interrupted, [left]);
+    let scans = store.scans(10).await.expect("scans");
+    assert_eq!(scans.len(), 2);
+    assert_eq!(scans[0].id, left, "newest first");
+    assert_eq!(scans[0].status, ScanStatus::Interrupted);
+    assert_eq!(scans[1].status, ScanStatus::Ok);
+    let recommendation = crate::remediate::Recommendation {
+        advisor: "gemini".into(),
+        template_id: "ebs-encrypt".into(),
+        parameters: [("volume_id".to_owned(), "vol-1".to_owned())].into(),
+        rationale: Some("⟦PERSON_1⟧ owns it".into()),
+        notes: None,
+        usage: None,
+    };
+    assert!(
+        store
+            .cached_advice("k", "fp")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    store
+        .cache_advice("k", "fp", &recommendation, now)
+        .await
+        .expect("cache");
+    assert_eq!(
+        store.cached_advice("k", "fp").await.expect("read"),
+        Some(recommendation)
+    );
+}
+
+/// Backend-specific behaviour the suite above cannot share.
+mod backend_specific {
+    use super::*;
+
+    #[tokio::test]
+    async fn postgres_refuses_a_database_migrated_by_a_newer_draco() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = PostgresStore::connect(db.url()).await.expect("migrate");
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (9999, 'from the future', TRUE, '\\x00', 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .expect("a future migration");
+        store.close().await;
+        match PostgresStore::connect(db.url()).await {
+            Err(StoreError::Newer { found, known, .. }) => {
+                assert_eq!(found, 9999);
+                assert!(known < 9999);
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a newer schema was taken"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_migrating_at_once_all_start_and_migrate_once() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let url = db.url().clone();
+                tokio::spawn(async move { PostgresStore::connect(&url).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for start in starts {
+            stores.push(start.await.expect("task").expect("every replica starts"));
+        }
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&stores[0].pool)
+            .await
+            .expect("count");
+        assert_eq!(applied, MIGRATIONS as i64);
+        for store in stores {
+            store.close().await;
+        }
+    }
+
+    /// How many PostgreSQL migrations this build has.
+    const MIGRATIONS: usize = 1;
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_a_clear_error_without_the_password() {
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("postgres://draco@127.0.0.1:{port}/draco");
+        let location = super::super::DatabaseLocation::resolve(
+            Some(&url),
+            Some(secrecy::SecretString::from("pa55-word")),
+            ".".as_ref(),
+        )
+        .expect("valid");
+        let super::super::DatabaseLocation::Postgres(url) = location else {
+            panic!("postgres")
+        };
+        let error = match PostgresStore::connect(&url).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("connected to nothing"),
+        };
+        assert!(error.contains("cannot connect to the database"), "{error}");
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        assert!(!error.contains("pa55-word"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn sqlite_opens_its_file_for_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("draco.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        store.close().await;
+    }
+}

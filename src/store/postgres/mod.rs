@@ -1,0 +1,248 @@
+//! The store on PostgreSQL, for several replicas sharing one database.
+//!
+//! The aggregates' SQL is the SQLite backend's (`store::sql`), compiled
+//! here against PostgreSQL's driver. What differs lives in this file:
+//! connecting, migrating (`migrations/postgres/`), the write lock and the
+//! scan lock.
+//!
+//! Every write transaction takes one transaction-scoped advisory lock
+//! first (`pg_advisory_xact_lock`), so writers run one after the other as
+//! they do on SQLite (`BEGIN IMMEDIATE`): the guarantees the aggregates rely
+//! on (a vote and the decision it completes in one step, the audit chain
+//! appended in commit order, a scan and an approval at the same moment both
+//! kept) hold unchanged, on every replica. Reads do not wait (MVCC). Each
+//! statement after the lock sees every transaction committed before it took
+//! the lock (READ COMMITTED takes a snapshot per statement,
+//! <https://www.postgresql.org/docs/current/transaction-iso.html>).
+
+// Deliberately the same files as the SQLite backend's modules (clippy's
+// `duplicate_mod` guards against doing this by accident).
+#[path = "../sql/approvals.rs"]
+#[allow(clippy::duplicate_mod)]
+mod approvals;
+#[path = "../sql/audit_log.rs"]
+#[allow(clippy::duplicate_mod)]
+mod audit_log;
+#[path = "../sql/change_requests.rs"]
+#[allow(clippy::duplicate_mod)]
+mod change_requests;
+#[path = "../sql/common.rs"]
+#[allow(clippy::duplicate_mod)]
+mod common;
+#[path = "../sql/decisions.rs"]
+#[allow(clippy::duplicate_mod)]
+mod decisions;
+#[path = "../sql/deliveries.rs"]
+#[allow(clippy::duplicate_mod)]
+mod deliveries;
+#[path = "../sql/model_ledger.rs"]
+#[allow(clippy::duplicate_mod)]
+mod model_ledger;
+#[path = "../sql/scans.rs"]
+#[allow(clippy::duplicate_mod)]
+mod scans;
+
+mod scratch;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
+
+use super::location::PostgresUrl;
+use super::{Readiness, SCAN_LOCK_POLL, ScanLock, StoreError};
+use common::{append_audit, corrupt, finding_subject};
+pub use scratch::ScratchDatabase;
+
+/// The driver the shared aggregate code (`store::sql`) is compiled against here.
+type Db = sqlx::Postgres;
+type DbRow = sqlx::postgres::PgRow;
+type DbConnection = sqlx::PgConnection;
+type Backend = PostgresStore;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Advisory lock keys (64-bit, per database): "draco" in ASCII, then a
+/// number per lock, so that they cannot meet another program's keys by chance.
+const WRITE_LOCK: i64 = 0x6472_6163_6f00_0001;
+const SCAN_LOCK: i64 = 0x6472_6163_6f00_0002;
+
+/// Connections per replica: the daemon's jobs, the webhook handlers and the
+/// approval pages share them; writers queue on the write lock anyway.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// How long a request waits for a free connection, or for a new one to be
+/// made, before it fails (and `/readyz` says not ready).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pub(in crate::store) pool: PgPool,
+    options: PgConnectOptions,
+    display: String,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names and brings its schema up to
+    /// date. Replicas starting at once migrate one at a time (sqlx's
+    /// migrator holds an advisory lock while it migrates); a database whose
+    /// schema is newer than this build's is refused before anything is written.
+    ///
+    /// Errors: [`StoreError::Connect`] (unreachable, refused credentials,
+    /// the database does not exist), [`StoreError::Newer`],
+    /// [`StoreError::Migrate`]. No message holds the password.
+    pub async fn connect(url: &PostgresUrl) -> Result<Self, StoreError> {
+        let display = url.display();
+        let failed = |message: String| StoreError::Connect {
+            location: display.clone(),
+            message,
+        };
+        let options = url.connect_options().map_err(|e| failed(e.to_string()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Some(super::sqlite::IDLE_CONNECTION * 6))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let store = Self {
+            pool,
+            options,
+            display,
+        };
+        store.refuse_newer_schema().await?;
+        MIGRATOR
+            .run(&store.pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(store)
+    }
+
+    /// The URL without password, for messages.
+    pub fn location(&self) -> &str {
+        &self.display
+    }
+
+    async fn refuse_newer_schema(&self) -> Result<(), StoreError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Ok(());
+        }
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        match found {
+            Some(found) if found > known => Err(StoreError::Newer {
+                location: self.display.clone(),
+                found,
+                known,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A transaction holding the database-wide write lock from its first
+    /// statement: writers on every replica run one after the other, as
+    /// SQLite's `BEGIN IMMEDIATE` makes them on one host.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Takes the lock that serialises scans on this database across
+    /// replicas, waiting up to `wait`: a session advisory lock on a
+    /// connection of its own, held by the returned [`ScanLock`]. The server
+    /// releases it when that connection ends: dropped, or its process
+    /// killed (the socket closes); on a host that vanished, when the
+    /// server's TCP keepalive gives up on it, which this connection asks to
+    /// be after about 30 s. Errors: [`StoreError::ScanBusy`],
+    /// [`StoreError::ScanLock`] when no connection can be made.
+    pub async fn lock_scans(&self, wait: Duration) -> Result<ScanLock, StoreError> {
+        let failed = |message: String| StoreError::ScanLock {
+            path: self.display.clone(),
+            message,
+        };
+        let mut conn = self
+            .options
+            .connect()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        // Server-side keepalive on this one connection (ignored on a Unix
+        // socket): a holder whose host disappeared is dropped within
+        // idle + interval × count = 15 + 5 × 3 s.
+        sqlx::raw_sql(
+            "SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(SCAN_LOCK)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            if got {
+                return Ok(ScanLock::postgres(conn));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = conn.close().await;
+                return Err(StoreError::ScanBusy {
+                    waited_secs: wait.as_secs(),
+                });
+            }
+            tokio::time::sleep(SCAN_LOCK_POLL).await;
+        }
+    }
+}
+
+/// `Ok` when the database answers and every migration this build knows has
+/// been applied. Errors: unreachable ([`StoreError::Database`]), or a schema
+/// behind or ahead of this build ([`StoreError::Migrate`]).
+#[async_trait]
+impl Readiness for PostgresStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+        if applied == known {
+            Ok(())
+        } else {
+            Err(StoreError::Migrate(format!(
+                "schema at migrations {applied:?}, this build expects {known:?}"
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl super::DatabaseStore for PostgresStore {
+    async fn lock_scans(&self, wait: Duration) -> Result<ScanLock, StoreError> {
+        PostgresStore::lock_scans(self, wait).await
+    }
+
+    async fn close(&self) {
+        PostgresStore::close(self).await;
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

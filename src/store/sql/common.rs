@@ -1,0 +1,52 @@
+//! What every aggregate's SQL shares, compiled once per backend like the
+//! aggregates themselves: the audit append that ends each write
+//! transaction, and the names and errors they all use.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::Db;
+use crate::audit::{GENESIS, chain_hash};
+use crate::domain::FindingId;
+use crate::store::{StoreError, timestamp};
+
+/// Appends one event to the hash chain inside `tx`. The caller's
+/// transaction holds the backend's write lock (`begin_write`), so reading the
+/// chain's head and appending after it cannot interleave with another writer.
+pub(crate) async fn append_audit(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    let at = timestamp(at);
+    let hash = chain_hash(&prev, &at, actor, action, subject, details);
+    sqlx::query(
+        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(at)
+    .bind(actor.to_owned())
+    .bind(action.to_owned())
+    .bind(subject.to_owned())
+    .bind(details.to_string())
+    .bind(prev)
+    .bind(hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(crate) fn finding_subject(id: FindingId) -> String {
+    format!("finding:{id}")
+}
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}

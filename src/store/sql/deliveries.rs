@@ -1,0 +1,76 @@
+//! [`DeliveryStore`] in SQL (both backends): the `webhook_deliveries` table.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::Backend;
+use crate::store::deliveries::{Delivery, DeliveryStore, Recorded};
+use crate::store::{StoreError, parse_timestamp, timestamp};
+
+#[async_trait]
+impl DeliveryStore for Backend {
+    async fn record_delivery(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+        event: &str,
+        body: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        // One statement: a redelivery racing the first copy inserts nothing.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO webhook_deliveries (provider, delivery_id, event, received_at, body)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (provider, delivery_id) DO NOTHING
+             RETURNING id",
+        )
+        .bind(provider.to_owned())
+        .bind(delivery_id.to_owned())
+        .bind(event.to_owned())
+        .bind(timestamp(at))
+        .bind(body.to_vec())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map_or(Recorded::Duplicate, Recorded::New))
+    }
+
+    async fn pending_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        let rows: Vec<(i64, String, String, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, provider, delivery_id, event, received_at, body FROM webhook_deliveries
+             WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, provider, delivery_id, event, received_at, body)| {
+                Ok(Delivery {
+                    id,
+                    provider,
+                    delivery_id,
+                    event,
+                    received_at: parse_timestamp("delivery received_at", &received_at)?,
+                    body,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_delivery_processed(
+        &self,
+        id: i64,
+        outcome: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET processed_at = $1, outcome = $2
+             WHERE id = $3 AND processed_at IS NULL",
+        )
+        .bind(timestamp(at))
+        .bind(outcome.to_owned())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
