@@ -14,12 +14,12 @@ use chrono::{NaiveDate, Utc};
 use serde_json::json;
 
 use super::approvals::{ChangeRequestRef, Verdict, Vote, VoteOutcome};
+use super::postgres::ScratchDatabase;
 use super::{
     Coverage, DatabaseStore, DecisionSubject, PostgresStore, Recorded, SqliteStore, StoreError,
     timestamp,
 };
 use crate::domain::{AccountId, Finding, FindingId, FindingKind, Fingerprint, Severity};
-use super::postgres::ScratchDatabase;
 use crate::gitops::OpenedChangeRequest;
 use crate::sources::CostPoint;
 
