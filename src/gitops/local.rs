@@ -229,6 +229,47 @@ impl LocalGit {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// Takes the repository's writer lock (every Draco process writes refs
+    /// here only while holding it) and clears what a writer killed
+    /// mid-update left of `refs`: git and gitoxide both lock a ref by
+    /// creating `<ref>.lock` (and `packed-refs.lock` to delete a packed one)
+    /// and renaming it into place, so one killed in between (`kill -9`,
+    /// a power cut) leaves a lock file that fails every later update of
+    /// that ref. Holding the writer lock proves its writer is gone.
+    async fn lock_refs(&self, refs: &[&str]) -> Result<RefWriteLock, GitOpsError> {
+        let repo = self.repo.clone();
+        let refs: Vec<String> = refs.iter().map(|r| (*r).to_owned()).collect();
+        tokio::task::spawn_blocking(move || -> std::io::Result<RefWriteLock> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(repo.join(WRITER_LOCK))?;
+            file.lock()?;
+            for stale in refs
+                .iter()
+                .map(|r| format!("{r}.lock"))
+                .chain(["packed-refs.lock".to_owned()])
+            {
+                match std::fs::remove_file(repo.join(&stale)) {
+                    Ok(()) => tracing::warn!(
+                        lock = stale,
+                        "removed a ref lock left by a Draco process that was killed mid-update"
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(RefWriteLock { _file: file })
+        })
+        .await
+        .map_err(|e| GitOpsError::Spawn(std::io::Error::other(e)))?
+        .map_err(GitOpsError::Spawn)
+    }
+
     /// Moves `branch` under `refs/{namespace}/{branch}/{head}`: out of the
     /// branch list, kept for the record; idempotent.
     async fn set_aside(&self, branch: &str, namespace: &str) -> Result<(), GitOpsError> {
@@ -237,6 +278,7 @@ impl LocalGit {
             return Ok(());
         };
         let aside = format!("refs/{namespace}/{branch}/{head}");
+        let _lock = self.lock_refs(&[&aside, &branch_ref]).await?;
         self.run_git(&["update-ref", &aside, &head], None).await?;
         self.run_git(&["update-ref", "-d", &branch_ref, &head], None)
             .await?;
@@ -268,6 +310,7 @@ impl ChangeRequests for LocalGit {
     ) -> Result<OpenedChangeRequest, GitOpsError> {
         let (path, request) = (self.repo.clone(), request.get().clone());
         let branch = request.branch.clone();
+        let _lock = self.lock_refs(&[&format!("refs/heads/{branch}")]).await?;
         let (head_commit, created) =
             tokio::task::spawn_blocking(move || open_in_process(&path, &request))
                 .await
@@ -323,6 +366,7 @@ impl ChangeRequests for LocalGit {
                 Some(message.as_bytes()),
             )
             .await?;
+        let _lock = self.lock_refs(&[MAIN]).await?;
         if let Err(error) = self
             .run_git(&["update-ref", MAIN, &commit, &main], None)
             .await
@@ -353,6 +397,9 @@ impl ChangeRequests for LocalGit {
     ) -> Result<String, GitOpsError> {
         let request = request.get();
         self.require_branch_at(&request.branch, head_commit).await?;
+        let _lock = self
+            .lock_refs(&[&format!("refs/heads/{}", request.branch)])
+            .await?;
         let (path, request, head) = (self.repo.clone(), request.clone(), head_commit.to_owned());
         tokio::task::spawn_blocking(move || update_in_process(&path, &request, &head))
             .await
@@ -394,6 +441,7 @@ impl ChangeRequests for LocalGit {
         self.require_branch_at(rejected.branch(), rejected.head_commit())
             .await?;
         // Keep the rejected commit reachable for the record, out of the branch list.
+        let _lock = self.lock_refs(&[&closed_ref, &branch_ref]).await?;
         self.run_git(&["update-ref", &closed_ref, rejected.head_commit()], None)
             .await?;
         self.run_git(
@@ -403,6 +451,15 @@ impl ChangeRequests for LocalGit {
         .await?;
         Ok(())
     }
+}
+
+/// The file every Draco process holds an advisory lock on (`flock`) while
+/// it writes refs in the local repository; see `LocalGit::lock_refs`.
+const WRITER_LOCK: &str = "draco-writer.lock";
+
+/// Held while refs are written; dropping it lets the next writer in.
+struct RefWriteLock {
+    _file: std::fs::File,
 }
 
 /// The signature of every commit and ref change Draco writes here.
@@ -600,5 +657,51 @@ fn move_ref(
             Ok(false)
         }
         Err(error) => Err(gix_error("update a reference", error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitops::{ChangeFile, NewChangeRequest};
+    use crate::redact::Redactor;
+
+    fn request(branch: &str) -> NewChangeRequest {
+        NewChangeRequest {
+            branch: branch.into(),
+            title: "Encrypt vol-1".into(),
+            body: "Why".into(),
+            files: vec![ChangeFile {
+                path: "remediation.sh".into(),
+                contents: "#!/usr/bin/env bash\ntrue\n".into(),
+                executable: true,
+            }],
+            labels: vec![],
+            chart: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ref_lock_left_by_a_killed_writer_does_not_block_the_branch_for_ever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("remediations.git");
+        let git = LocalGit::open_or_init(&repo).await.expect("repository");
+        // What `kill -9` between creating and renaming the lock leaves.
+        let stale = repo.join("refs/heads/draco/vol-1.lock");
+        std::fs::create_dir_all(stale.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&stale, "").expect("stale lock");
+        std::fs::write(repo.join("packed-refs.lock"), "").expect("stale lock");
+        let redactor = Redactor::default();
+        let published = redactor
+            .publishable(&request("draco/vol-1"), &[])
+            .expect("publishable");
+        let opened = git.open(&published).await.expect("opened despite the lock");
+        assert!(opened.created);
+        assert!(!stale.exists());
+        assert!(!repo.join("packed-refs.lock").exists());
+        assert_eq!(
+            git.resolve("refs/heads/draco/vol-1").await.expect("read"),
+            Some(opened.head_commit)
+        );
     }
 }
