@@ -98,7 +98,22 @@ impl PostgresStore {
             location: display.clone(),
             message,
         };
-        let options = url.connect_options().map_err(|e| failed(e.to_string()))?;
+        // Per session (libpq's `options`): a writer gives up on the write
+        // lock after 10 s as SQLite's busy timeout does instead of queueing
+        // for ever behind a stuck replica; a transaction left open by a
+        // replica that froze is ended after a minute; and the server drops
+        // a connection whose host vanished within about 30 s, releasing what
+        // it held, instead of the kernel's two hours.
+        let options = url
+            .connect_options()
+            .map_err(|e| failed(e.to_string()))?
+            .options([
+                ("lock_timeout", "10s"),
+                ("idle_in_transaction_session_timeout", "60s"),
+                ("tcp_keepalives_idle", "15"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -150,7 +165,13 @@ impl PostgresStore {
     /// statement: writers on every replica run one after the other, as
     /// SQLite's `BEGIN IMMEDIATE` makes them on one host.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // READ COMMITTED whatever the database's default: each statement
+        // after the lock must see what the previous holder committed (a
+        // REPEATABLE READ snapshot taken before the wait would not).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+            .await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(WRITE_LOCK)
             .execute(&mut *tx)
@@ -168,7 +189,8 @@ impl PostgresStore {
     /// releases it when that connection ends: dropped, or its process
     /// killed (the socket closes); on a host that vanished, when the
     /// server's TCP keepalive gives up on it, which this connection asks to
-    /// be after about 30 s. Errors: [`StoreError::ScanBusy`],
+    /// be after about 30 s. Session advisory locks need a session of their
+    /// own: PgBouncer in transaction mode is not supported. Errors: [`StoreError::ScanBusy`],
     /// [`StoreError::ScanLock`] when no connection can be made.
     pub async fn lock_scans(&self, wait: Duration) -> Result<ScanLock, StoreError> {
         let failed = |message: String| StoreError::ScanLock {
@@ -180,15 +202,13 @@ impl PostgresStore {
             .connect()
             .await
             .map_err(|e| failed(e.to_string()))?;
-        // Server-side keepalive on this one connection (ignored on a Unix
-        // socket): a holder whose host disappeared is dropped within
-        // idle + interval × count = 15 + 5 × 3 s.
-        sqlx::raw_sql(
-            "SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
-        )
-        .execute(&mut conn)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+        // The lock lives as long as this idle connection: the server must
+        // not end it for idling (its keepalive settings come with the
+        // options: a holder whose host vanished is dropped within ~30 s).
+        sqlx::raw_sql("SET idle_session_timeout = 0")
+            .execute(&mut conn)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
