@@ -11,7 +11,8 @@ use chrono::Utc;
 use crate::advice::ModelChoice;
 use crate::approve::{self, ApproveError, Approver, Verdict, VoteResult};
 use crate::cli::{
-    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, OutputArgs, ScansArgs,
+    AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, KeysCommand, OutputArgs,
+    RotateArgs, ScansArgs,
 };
 use crate::compose::{self, App, AppStore, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceSelection};
@@ -300,6 +301,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             outln!("# configuration is valid");
             Ok(())
         }
+        Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(&ctx, &args).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
             let events = verify_audit_log(&*store).await?;
@@ -546,6 +548,73 @@ async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
     {
         tracing::warn!(
             "database connections still busy at exit; SQLite's journal keeps every commit"
+        );
+    }
+    Ok(())
+}
+
+/// `draco keys rotate`: every sealed secret opened with the current master
+/// key and sealed again under the new one, stored in one transaction (and
+/// only if no other rotation changed them meanwhile). Any secret the
+/// current key does not open stops it before anything is written.
+async fn keys_rotate(ctx: &Context, args: &RotateArgs) -> Result<()> {
+    use crate::seal;
+    let location = compose::database_location(&ctx.loaded, &ctx.data_dir)?;
+    let store = ctx.open_existing_store().await?;
+    compose::finish_interrupted_rotation(&*store, &location, &ctx.data_dir).await?;
+    let current = compose::master_key(&ctx.loaded, &location, &ctx.data_dir)?;
+    let configured = ctx.loaded.secrets.master_key.is_some();
+    let (new, new_path, replaces_data_dir_key) = match &args.new_key_file {
+        Some(path) => (seal::load_or_create_key_file(path)?, path.clone(), false),
+        None if !configured && !location.is_shared() => {
+            let pending = ctx.data_dir.join(compose::PENDING_KEY_FILE);
+            let _ = std::fs::remove_file(&pending);
+            (seal::load_or_create_key_file(&pending)?, pending, true)
+        }
+        None => {
+            return Err(UsageError(
+                "--new-key-file PATH is needed: the master key is configured (DRACO_MASTER_KEY or secrets.key_file), so the new one goes where you will point it".into(),
+            )
+            .into());
+        }
+    };
+    if new.id() == current.id() {
+        return Err(UsageError(format!(
+            "the new key is the current one ({}); give another",
+            current.id()
+        ))
+        .into());
+    }
+    let before = store.all_sealed().await?;
+    let mut after = Vec::with_capacity(before.len());
+    for (name, sealed) in &before {
+        let plaintext = current.open(name, sealed)?;
+        after.push((name.clone(), new.seal(name, &plaintext)?));
+    }
+    if !store.reseal_all(&before, &after, Utc::now()).await? {
+        return Err(anyhow!(
+            "the sealed secrets changed while they were being re-sealed (another rotation?); nothing was changed: run it again"
+        ));
+    }
+    let count = after.len();
+    if replaces_data_dir_key {
+        std::fs::rename(&new_path, ctx.data_dir.join(seal::KEY_FILE)).with_context(|| {
+            format!(
+                "the secrets are sealed under the new key in {}, but it could not replace master.key; the next start finishes it",
+                new_path.display()
+            )
+        })?;
+        outln!(
+            "Re-sealed {count} secrets from master key {} to {}; master.key in the data directory now holds the new key.",
+            current.id(),
+            new.id()
+        );
+    } else {
+        outln!(
+            "Re-sealed {count} secrets from master key {} to {}. Point DRACO_MASTER_KEY or secrets.key_file at {} on every replica now: the old key opens nothing any more.",
+            current.id(),
+            new.id(),
+            new_path.display()
         );
     }
     Ok(())

@@ -54,6 +54,9 @@ pub enum Command {
     /// Audit log commands.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Master key commands.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Score a `timestamp,value` CSV; prints `timestamp,value,score,anomaly` for every row.
     Detect(DetectArgs),
     /// Redact personal and secret data from standard input to standard output.
@@ -315,6 +318,26 @@ pub enum ConfigCommand {
         #[arg(long)]
         online: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every secret stored in the database under a new master key,
+    /// in one transaction. The current key comes from DRACO_MASTER_KEY or
+    /// secrets.key_file (or the data directory's master.key); a wrong one
+    /// changes nothing.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The new key's file: read when it exists (32 bytes as base64 or hex),
+    /// otherwise a new random key is written there (0600). Then point
+    /// DRACO_MASTER_KEY or secrets.key_file at it on every replica. Without
+    /// it, the data directory's master.key is replaced (SQLite with no
+    /// configured key only).
+    #[arg(long, value_name = "PATH")]
+    pub new_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,7 @@ use crate::pipeline::PipelineStore;
 use crate::pipeline::{Pipeline, PipelineError, ScanReport};
 use crate::redact::{PiiKind, Redactor};
 use crate::remediate::templates::{Catalog, CatalogError};
+use crate::seal::MasterKey;
 use crate::server::approvals::{Approvals, SmsReceiver};
 use crate::server::webhooks::{GitHubReceiver, Webhooks};
 use crate::sources::aws::AwsSource;
@@ -66,6 +67,8 @@ pub enum ComposeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Database(#[from] crate::store::LocationError),
+    #[error("the master key: {0}")]
+    MasterKey(String),
     #[error("cannot prepare the change-request repository {path}: {source}")]
     Repository { path: PathBuf, source: GitOpsError },
     #[error(transparent)]
@@ -183,7 +186,9 @@ impl App {
         let advisors = Advisors::with_store_budget(catalog, &loaded, store.clone())?;
         let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
         let github_receiver = github_receiver(&loaded);
-        let notifier = notifier(&loaded, &data_dir)?;
+        finish_interrupted_rotation(&*store, &database, &data_dir).await?;
+        let master = master_key(&loaded, &database, &data_dir)?;
+        let notifier = notifier(&loaded, &data_dir, &*store, &master).await?;
         let sms_receiver = sms_receiver(&loaded);
         Ok(Arc::new(Self {
             loaded,
@@ -453,9 +458,16 @@ fn github_receiver(loaded: &Loaded) -> Option<GitHubReceiver> {
 /// The approval channels that are set up: SMS (Twilio) and mail, the key
 /// codes and links are digested under (created in the data dir), the
 /// directory and the policy.
-fn notifier(loaded: &Loaded, data_dir: &Path) -> Result<Notifier, ComposeError> {
+async fn notifier(
+    loaded: &Loaded,
+    data_dir: &Path,
+    store: &dyn AppStore,
+    master: &MasterKey,
+) -> Result<Notifier, ComposeError> {
     let config = &loaded.config;
-    let key = ApprovalKey::load_or_create(&data_dir.join(approval_secrets::KEY_FILE))?;
+    let key =
+        ApprovalKey::load_or_create(store, master, &data_dir.join(approval_secrets::KEY_FILE))
+            .await?;
     let twilio = match (
         &loaded.secrets.twilio_auth_token,
         config.twilio.is_configured(),
@@ -591,6 +603,64 @@ pub fn catalog(loaded: &Loaded) -> Result<Catalog, CatalogError> {
 /// Where the database lives for a data dir.
 pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
+}
+
+/// Where `draco keys rotate` writes the data directory's new master key
+/// before the re-sealed secrets are committed; renamed over `master.key`
+/// after.
+pub const PENDING_KEY_FILE: &str = "master.key.new";
+
+/// Finishes a `draco keys rotate` of the data directory's `master.key` that
+/// was interrupted between committing the re-sealed secrets and renaming
+/// the new key into place; a pending key the secrets are not sealed under
+/// is a rotation that did not commit, and is removed. Only for SQLite
+/// without a configured key. Errors: the files cannot be renamed or read.
+pub async fn finish_interrupted_rotation(
+    store: &dyn AppStore,
+    database: &DatabaseLocation,
+    data_dir: &Path,
+) -> Result<(), ComposeError> {
+    let pending = data_dir.join(PENDING_KEY_FILE);
+    if database.is_shared() || !pending.exists() {
+        return Ok(());
+    }
+    let failed = |e: String| ComposeError::MasterKey(format!("{}: {e}", pending.display()));
+    let text = std::fs::read_to_string(&pending).map_err(|e| failed(e.kind().to_string()))?;
+    let sealed = store.all_sealed().await?;
+    let committed = MasterKey::parse(&text)
+        .is_ok_and(|key| !sealed.is_empty() && sealed.iter().all(|(_, s)| s.key_id == key.id()));
+    if committed {
+        std::fs::rename(&pending, data_dir.join(crate::seal::KEY_FILE))
+            .map_err(|e| failed(e.kind().to_string()))?;
+        tracing::warn!("finished an interrupted `draco keys rotate`: master.key holds the new key");
+    } else {
+        std::fs::remove_file(&pending).map_err(|e| failed(e.kind().to_string()))?;
+    }
+    Ok(())
+}
+
+/// The key secrets are sealed under: `DRACO_MASTER_KEY` or
+/// `secrets.key_file`; with neither, `master.key` in the data directory for
+/// the embedded SQLite database (created on first run). Errors: the key is
+/// malformed; a PostgreSQL database without a configured key (each replica
+/// would make its own, and none could open the others' secrets).
+pub fn master_key(
+    loaded: &Loaded,
+    database: &DatabaseLocation,
+    data_dir: &Path,
+) -> Result<MasterKey, ComposeError> {
+    use secrecy::ExposeSecret;
+    if let Some(secret) = &loaded.secrets.master_key {
+        return MasterKey::parse(secret.value.expose_secret())
+            .map_err(|e| ComposeError::MasterKey(format!("{} ({})", e, secret.origin)));
+    }
+    if database.is_shared() {
+        return Err(ComposeError::MasterKey(
+            "a PostgreSQL database is shared by replicas, which must seal and open secrets with one key: set DRACO_MASTER_KEY or secrets.key_file (the same on every replica; `openssl rand -base64 32` makes one)".into(),
+        ));
+    }
+    crate::seal::load_or_create_key_file(&data_dir.join(crate::seal::KEY_FILE))
+        .map_err(|e| ComposeError::MasterKey(e.to_string()))
 }
 
 /// The database the configuration names (`database_url`, with the password

@@ -55,6 +55,20 @@ pub struct Config {
     pub approval: ApprovalConfig,
     pub twilio: TwilioConfig,
     pub email: EmailConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// Where the master key that seals secrets at rest comes from (see
+/// [`crate::seal`]). `DRACO_MASTER_KEY` wins over the file; with neither,
+/// the embedded SQLite database uses `master.key` in the data directory,
+/// and a PostgreSQL one refuses to start (replicas must share one key).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A file holding the master key: 32 random bytes as base64 or hex
+    /// (`openssl rand -base64 32`), e.g. a mounted Kubernetes secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// How scans share one database.
@@ -94,6 +108,7 @@ impl Default for Config {
             approval: ApprovalConfig::default(),
             twilio: TwilioConfig::default(),
             email: EmailConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -312,6 +327,9 @@ pub struct Secrets {
     pub sendgrid_api_key: Option<Secret>,
     /// The PostgreSQL password: `DRACO_DATABASE_PASSWORD` / `database_password_file`.
     pub database_password: Option<Secret>,
+    /// The key secrets are sealed under at rest: `DRACO_MASTER_KEY` /
+    /// `secrets.key_file`.
+    pub master_key: Option<Secret>,
 }
 
 impl Secrets {
@@ -335,6 +353,7 @@ impl Secrets {
             ("email.smtp.password", origin(&self.smtp_password)),
             ("email.sendgrid.api_key", origin(&self.sendgrid_api_key)),
             ("database_password", origin(&self.database_password)),
+            ("secrets.master_key", origin(&self.master_key)),
         ]
     }
 }
@@ -370,7 +389,7 @@ pub fn process_environment() -> Result<HashMap<String, String>, ConfigError> {
 }
 
 /// Environment variables that hold secrets.
-pub const SECRET_VARIABLES: [&str; 8] = [
+pub const SECRET_VARIABLES: [&str; 9] = [
     "DRACO_LLM_API_KEY",
     "DRACO_GITHUB_TOKEN",
     "DRACO_GITHUB_APP_PRIVATE_KEY",
@@ -379,6 +398,7 @@ pub const SECRET_VARIABLES: [&str; 8] = [
     "DRACO_SMTP_PASSWORD",
     "DRACO_SENDGRID_API_KEY",
     "DRACO_DATABASE_PASSWORD",
+    "DRACO_MASTER_KEY",
 ];
 /// Keys that may hold secrets; refused in the file.
 const SECRET_LOOKING_KEYS: [&str; 9] = [
@@ -418,7 +438,7 @@ const SECRET_HINTS: [(&str, &str); 7] = [
     ("gitops.", "DRACO_GITHUB_TOKEN (a fine-grained token)"),
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 27] = [
+const OPTIONAL_KEYS: [(&str, Kind); 28] = [
     ("twilio.account_sid", Kind::String),
     ("twilio.from", Kind::String),
     ("twilio.messaging_service_sid", Kind::String),
@@ -434,6 +454,7 @@ const OPTIONAL_KEYS: [(&str, Kind); 27] = [
     ("data_dir", Kind::String),
     ("database_url", Kind::String),
     ("database_password_file", Kind::String),
+    ("secrets.key_file", Kind::String),
     ("source.kind", Kind::String),
     ("source.fixtures_dir", Kind::String),
     ("remediate.templates_dir", Kind::String),
@@ -1043,6 +1064,12 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
             "database_password",
             "DRACO_DATABASE_PASSWORD",
             config.database_password_file.as_deref(),
+            env,
+        )?,
+        master_key: secret(
+            "secrets.master_key",
+            "DRACO_MASTER_KEY",
+            config.secrets.key_file.as_deref(),
             env,
         )?,
     })

@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod redact;
 pub mod remediate;
 pub mod report;
+pub mod seal;
 pub mod server;
 pub mod sources;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Approval codes and link tokens: made from the operating system's CSPRNG,
-//! sent once, stored only as keyed digests (HMAC-SHA256 under a key kept in
-//! the data directory, not in the database), and compared in constant time.
+//! sent once, stored only as keyed digests (HMAC-SHA256 under the approval
+//! key, itself sealed in the database under the master key, which is not),
+//! and compared in constant time.
 //!
 //! A stolen database therefore yields neither a usable code nor a link: a
 //! six-digit code's plain hash could be reversed by trying all 10⁶ values,
@@ -18,13 +19,19 @@ pub const CODE_DIGITS: u32 = 6;
 /// Random bytes in a link token (256 bits).
 const TOKEN_BYTES: usize = 32;
 
-/// The key file inside the data directory.
+/// Where Draco before sealed secrets kept the key, inside the data
+/// directory: imported once, then removed.
 pub const KEY_FILE: &str = "approval.key";
+
+/// The approval key's name among the sealed secrets.
+pub const SEALED_NAME: &str = "approval_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot read or create the approval key {path}: {message}")]
     Key { path: String, message: String },
+    #[error("the approval key: {0}")]
+    Sealed(String),
     #[error("the operating system's random source failed: {0}")]
     Random(String),
 }
@@ -45,48 +52,73 @@ fn random<const N: usize>() -> Result<[u8; N], SecretsError> {
 }
 
 impl ApprovalKey {
-    /// Reads the key from `path`, or creates it (32 random bytes, mode
-    /// 0600) when there is none. Errors name the file, never its content.
-    pub fn load_or_create(path: &Path) -> Result<Self, SecretsError> {
-        use std::io::Write as _;
+    /// The approval key, sealed in the database under the master key:
+    /// every replica uses the same one, and a stolen database yields no
+    /// code or link without the master key. Created on first use (two
+    /// replicas starting at once agree on one); a key an earlier Draco kept
+    /// in the data directory (`legacy`, [`KEY_FILE`]) is sealed in and the
+    /// file removed, so pending codes and links keep working.
+    ///
+    /// Errors: the master key is not the one that sealed it (named, nothing
+    /// overwritten), the store fails, the legacy file is not a key.
+    pub async fn load_or_create(
+        store: &dyn crate::store::SealedSecrets,
+        master: &crate::seal::MasterKey,
+        legacy: &Path,
+    ) -> Result<Self, SecretsError> {
         let failed = |message: String| SecretsError::Key {
-            path: path.display().to_string(),
+            path: legacy.display().to_string(),
             message,
         };
-        let read = |path: &Path| -> Result<Option<Self>, SecretsError> {
-            match std::fs::read(path) {
-                Ok(bytes) => {
-                    let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                        failed("not a 32-byte key: restore it from a backup, or delete it (every pending code and link then stops working)".into())
-                    })?;
-                    Ok(Some(Self(key)))
+        let from_bytes = |bytes: &[u8]| -> Result<Self, SecretsError> {
+            let key: [u8; 32] = bytes.try_into().map_err(|_| {
+                SecretsError::Sealed("the sealed approval key is not 32 bytes".into())
+            })?;
+            Ok(Self(key))
+        };
+        let sealed_error = |e: crate::seal::SealError| SecretsError::Sealed(e.to_string());
+        let store_error = |e: crate::store::StoreError| SecretsError::Sealed(e.to_string());
+        let key = match store.sealed(SEALED_NAME).await.map_err(store_error)? {
+            Some(sealed) => from_bytes(&master.open(SEALED_NAME, &sealed).map_err(sealed_error)?)?,
+            None => {
+                let bytes = match std::fs::read(legacy) {
+                    Ok(bytes) => zeroize::Zeroizing::new(bytes),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        zeroize::Zeroizing::new(random::<32>()?.to_vec())
+                    }
+                    Err(e) => return Err(failed(e.kind().to_string())),
+                };
+                if bytes.len() != 32 {
+                    return Err(failed("not a 32-byte key: restore it from a backup, or delete it (every pending code and link then stops working)".into()));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(failed(e.kind().to_string())),
+                let sealed = master.seal(SEALED_NAME, &bytes).map_err(sealed_error)?;
+                let stored = store
+                    .seal_if_absent(SEALED_NAME, &sealed, chrono::Utc::now())
+                    .await
+                    .map_err(store_error)?;
+                if stored {
+                    from_bytes(&bytes)?
+                } else {
+                    // Another replica sealed one first: use theirs.
+                    let theirs = store
+                        .sealed(SEALED_NAME)
+                        .await
+                        .map_err(store_error)?
+                        .ok_or_else(|| SecretsError::Sealed("the approval key vanished".into()))?;
+                    from_bytes(&master.open(SEALED_NAME, &theirs).map_err(sealed_error)?)?
+                }
             }
         };
-        if let Some(key) = read(path)? {
-            return Ok(key);
+        // Sealed in the database now: the clear copy goes.
+        match std::fs::remove_file(legacy) {
+            Ok(()) => tracing::info!(
+                path = %legacy.display(),
+                "the approval key is now sealed in the database; its file was removed"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e.kind().to_string())),
         }
-        // Written whole to a private temporary file, then linked into place:
-        // a link never replaces an existing file and appears complete, so of
-        // two processes starting at once one key wins and the other reads
-        // it (never a half-written file).
-        let key = random::<32>()?;
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        let mut temporary =
-            tempfile::NamedTempFile::new_in(dir).map_err(|e| failed(e.kind().to_string()))?;
-        temporary
-            .write_all(&key)
-            .and_then(|()| temporary.as_file().sync_all())
-            .map_err(|e| failed(e.kind().to_string()))?;
-        match std::fs::hard_link(temporary.path(), path) {
-            Ok(()) => Ok(Self(key)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                read(path)?.ok_or_else(|| failed("vanished while being created".into()))
-            }
-            Err(e) => Err(failed(e.kind().to_string())),
-        }
+        Ok(key)
     }
 
     /// A key for tests.
@@ -231,29 +263,48 @@ mod tests {
         assert!(!key.check_form_token("digest-a", ""));
     }
 
-    #[test]
-    fn the_key_file_is_created_private_and_read_back() {
-        use std::os::unix::fs::PermissionsExt as _;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_key_is_sealed_in_the_database_once_and_a_legacy_file_moves_in() {
+        use crate::seal::MasterKey;
+        use crate::store::{SealedSecrets, SqliteStore};
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(KEY_FILE);
-        // Many at once (processes starting together): one key, all agree.
-        let keys: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| {
-                    scope.spawn(|| ApprovalKey::load_or_create(&path).unwrap().link_digest("x"))
+        let store = std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("draco.db"))
+                .await
+                .unwrap(),
+        );
+        let master = std::sync::Arc::new(MasterKey::generate().unwrap());
+        let legacy = dir.path().join(KEY_FILE);
+        // An earlier Draco's key file: its codes keep working after the move.
+        std::fs::write(&legacy, [7u8; 32]).unwrap();
+        let old = ApprovalKey([7u8; 32]).link_digest("x");
+        // Replicas starting at once: one key, all agree.
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, master, legacy) = (store.clone(), master.clone(), legacy.clone());
+                tokio::spawn(async move {
+                    ApprovalKey::load_or_create(&*store, &master, &legacy)
+                        .await
+                        .map(|k| k.link_digest("x"))
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
-        let first = ApprovalKey::load_or_create(&path).unwrap();
-        let again = ApprovalKey::load_or_create(&path).unwrap();
-        assert_eq!(first.link_digest("x"), again.link_digest("x"));
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        std::fs::write(&path, b"short").unwrap();
-        let error = ApprovalKey::load_or_create(&path).unwrap_err().to_string();
-        assert!(error.contains("32-byte"), "{error}");
-        assert!(!format!("{first:?}").contains('7'));
+            })
+            .collect();
+        for start in starts {
+            let digest = start.await.unwrap();
+            // A start that found the file gone (moved in by another) made
+            // its own key, and lost the race to the sealed one: all the same.
+            assert_eq!(digest.unwrap(), old);
+        }
+        assert!(!legacy.exists(), "the clear copy is removed");
+        let sealed = store.sealed(SEALED_NAME).await.unwrap().unwrap();
+        assert!(!sealed.ciphertext.windows(32).any(|w| w == [7u8; 32]));
+        // Another master key: a clear error, and nothing overwritten.
+        let wrong = MasterKey::generate().unwrap();
+        let error = ApprovalKey::load_or_create(&*store, &wrong, &legacy)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("was sealed with master key"), "{error}");
+        assert_eq!(store.sealed(SEALED_NAME).await.unwrap().unwrap(), sealed);
     }
 }

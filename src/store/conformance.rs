@@ -105,6 +105,7 @@ conformance!(
     outside_changes_failures_and_withdrawals_are_recorded,
     asks_codes_links_and_limits_work_as_on_every_backend,
     scans_are_listed_and_abandoned_ones_interrupted,
+    sealed_secrets_are_stored_once_and_re_sealed_only_as_read,
 );
 
 type Shared = Arc<dyn DatabaseStore>;
@@ -1041,6 +1042,67 @@ async fn scans_are_listed_and_abandoned_ones_interrupted(store: Shared) {
     );
 }
 
+async fn sealed_secrets_are_stored_once_and_re_sealed_only_as_read(store: Shared) {
+    use crate::seal::MasterKey;
+    let key = Arc::new(MasterKey::generate().expect("key"));
+    // Replicas creating the same secret at once: exactly one is stored.
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            let (store, key) = (Arc::clone(&store), Arc::clone(&key));
+            tokio::spawn(async move {
+                let sealed = key.seal("approval_key", &[i; 32]).expect("seal");
+                store
+                    .seal_if_absent("approval_key", &sealed, Utc::now())
+                    .await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for racer in racers {
+        if racer.await.expect("task").expect("store") {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    let before = store.all_sealed().await.expect("read");
+    assert_eq!(before.len(), 1);
+    let kept = key.open("approval_key", &before[0].1).expect("opens");
+    let new = MasterKey::generate().expect("key");
+    let after = vec![(
+        "approval_key".to_owned(),
+        new.seal("approval_key", &kept).expect("seal"),
+    )];
+    // Re-sealing from a stale read changes nothing.
+    let stale = vec![(
+        "approval_key".to_owned(),
+        key.seal("approval_key", &kept).expect("seal"),
+    )];
+    assert!(
+        !store
+            .reseal_all(&stale, &after, Utc::now())
+            .await
+            .expect("reseal")
+    );
+    assert_eq!(store.all_sealed().await.expect("read"), before);
+    assert!(
+        store
+            .reseal_all(&before, &after, Utc::now())
+            .await
+            .expect("reseal")
+    );
+    let read = store
+        .sealed("approval_key")
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(read.key_id, new.id());
+    assert_eq!(
+        new.open("approval_key", &read).expect("opens").as_slice(),
+        kept.as_slice()
+    );
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
 /// Backend-specific behaviour the suite above cannot share.
 mod backend_specific {
     use super::*;
@@ -1095,7 +1157,7 @@ mod backend_specific {
     }
 
     /// How many PostgreSQL migrations this build has.
-    const MIGRATIONS: usize = 1;
+    const MIGRATIONS: usize = 2;
 
     #[tokio::test]
     async fn an_unreachable_postgres_is_a_clear_error_without_the_password() {

@@ -25,6 +25,7 @@ mod location;
 mod model_ledger;
 pub mod postgres;
 mod scans;
+pub mod sealed;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -41,6 +42,7 @@ pub use location::{DATABASE_FILE, DatabaseLocation, LocationError, PostgresUrl};
 pub use model_ledger::ModelLedger;
 pub use postgres::{PostgresStore, ScratchDatabase};
 pub use scans::{Coverage, RecordOutcome, ScanRecord, ScanStatus, ScanStore, StoredFinding};
+pub use sealed::SealedSecrets;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +184,7 @@ impl<
 /// the commands hold an `Arc<dyn DatabaseStore>` and hand each consumer the
 /// narrow trait it needs.
 #[async_trait]
-pub trait DatabaseStore: Store + DeliveryStore + Readiness {
+pub trait DatabaseStore: Store + DeliveryStore + SealedSecrets + Readiness {
     /// Takes the lock that serialises scans on this database across
     /// processes and replicas, waiting up to `wait` for a scan in progress.
     /// Errors: [`StoreError::ScanBusy`] when `wait` runs out.

@@ -19,6 +19,7 @@ mod github_attacks;
 mod github_standin;
 mod grouping;
 mod harness;
+mod keys;
 mod llm_providers;
 mod llm_resilience;
 mod llm_support;

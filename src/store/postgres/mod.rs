@@ -41,6 +41,9 @@ mod model_ledger;
 #[path = "../sql/scans.rs"]
 #[allow(clippy::duplicate_mod)]
 mod scans;
+#[path = "../sql/sealed.rs"]
+#[allow(clippy::duplicate_mod)]
+mod sealed;
 
 mod scratch;
 

@@ -24,6 +24,8 @@ mod inspect;
 mod model_ledger;
 #[path = "../sql/scans.rs"]
 mod scans;
+#[path = "../sql/sealed.rs"]
+mod sealed;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,0 +1,102 @@
+//! Secrets at rest: the approval key sealed in the database under the
+//! master key, and `draco keys rotate`.
+
+use crate::support::{Draco, describe, stderr};
+
+/// The sealed rows exactly as stored (the database is read directly).
+fn sealed_rows(draco: &Draco) -> Vec<(String, String, Vec<u8>, Vec<u8>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(draco.data_dir().join("draco.db"))
+            .read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+        let rows = sqlx::query_as(
+            "SELECT name, key_id, nonce, ciphertext FROM sealed_secrets ORDER BY name",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("read");
+        pool.close().await;
+        rows
+    })
+}
+
+#[test]
+fn the_approval_key_is_sealed_and_rotation_re_seals_it_under_a_new_key() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let data = draco.data_dir();
+    assert!(data.join("master.key").exists());
+    assert!(
+        !data.join("approval.key").exists(),
+        "no key in clear beside the database"
+    );
+    let before = sealed_rows(&draco);
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].0, "approval_key");
+
+    // Rotating the data directory's key re-seals and replaces master.key.
+    let old_key = std::fs::read_to_string(data.join("master.key")).expect("key");
+    let out = draco.ok(&["keys", "rotate"]);
+    assert!(out.contains("Re-sealed 1 secrets"), "{out}");
+    let new_key = std::fs::read_to_string(data.join("master.key")).expect("key");
+    assert_ne!(old_key, new_key);
+    assert!(!data.join("master.key.new").exists());
+    let after = sealed_rows(&draco);
+    assert_ne!(after[0].1, before[0].1, "another key id");
+    assert_ne!(after[0].3, before[0].3, "sealed anew");
+    // The rotated key opens it: the next run works as before.
+    draco.ok(&["demo"]);
+    draco.ok(&["audit", "verify"]);
+
+    // A wrong key: a clear error naming both key ids, and nothing changed.
+    let wrong = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+    let new_file = draco.path("next.key");
+    let out = draco
+        .command()
+        .env("DRACO_MASTER_KEY", wrong)
+        .args(["keys", "rotate", "--new-key-file"])
+        .arg(&new_file)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let err = stderr(&out);
+    assert!(err.contains("was sealed with master key"), "{err}");
+    assert!(!err.contains(wrong), "the key is never printed: {err}");
+    assert_eq!(sealed_rows(&draco), after, "nothing overwritten");
+    let out = draco
+        .command()
+        .env("DRACO_MASTER_KEY", wrong)
+        .arg("demo")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("was sealed with master key"),
+        "{}",
+        describe(&out)
+    );
+
+    // A configured key: rotate into the file named, then use it.
+    let current = new_key.trim().to_owned();
+    let out = draco
+        .command()
+        .env("DRACO_MASTER_KEY", &current)
+        .args(["keys", "rotate", "--new-key-file"])
+        .arg(&new_file)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let next = std::fs::read_to_string(&new_file).expect("the new key was written");
+    let out = draco
+        .command()
+        .env("DRACO_MASTER_KEY", next.trim())
+        .arg("demo")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", describe(&out));
+}
