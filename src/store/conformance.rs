@@ -106,6 +106,7 @@ conformance!(
     asks_codes_links_and_limits_work_as_on_every_backend,
     scans_are_listed_and_abandoned_ones_interrupted,
     sealed_secrets_are_stored_once_and_re_sealed_only_as_read,
+    text_with_a_nul_is_stored_on_both_backends,
 );
 
 type Shared = Arc<dyn DatabaseStore>;
@@ -1099,6 +1100,53 @@ async fn sealed_secrets_are_stored_once_and_re_sealed_only_as_read(store: Shared
     assert_eq!(
         new.open("approval_key", &read).expect("opens").as_slice(),
         kept.as_slice()
+    );
+    verify_chain(&store.audit_events(None).await.expect("audit"));
+}
+
+async fn text_with_a_nul_is_stored_on_both_backends(store: Shared) {
+    // PostgreSQL's text refuses U+0000; a review body or an SMS may hold one.
+    let id = proposed(&store, "vol-n", "draco/n", "head-n").await;
+    let cr = ChangeRequestRef {
+        backend: "github".into(),
+        branch: "draco/n".into(),
+        head_commit: "head-n".into(),
+    };
+    // Approver names are checked printable by the directory; the reason and
+    // the message are whatever the sender wrote.
+    let vote = Vote {
+        approver: "mallory",
+        channel: "github",
+        verdict: Verdict::Reject,
+        reason: Some("no\0 way"),
+        message: Some("REJECT\0"),
+        ask: None,
+        at: Utc::now(),
+    };
+    let outcome = store
+        .cast_vote(&cr, &vote, 1, &["mallory"])
+        .await
+        .expect("stored despite the NUL");
+    assert!(matches!(outcome, VoteOutcome::Decided(_)), "{outcome:?}");
+    let cr = store
+        .change_request_for_finding(id)
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(cr.reason.as_deref(), Some("no\u{FFFD} way"));
+    let delivery = match store
+        .record_delivery("github", "d-nul", "pull_request_review", b"{}", Utc::now())
+        .await
+        .expect("record")
+    {
+        Recorded::New(id) => id,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        store
+            .mark_delivery_processed(delivery, "refused: \0", Utc::now())
+            .await
+            .expect("marked")
     );
     verify_chain(&store.audit_events(None).await.expect("audit"));
 }

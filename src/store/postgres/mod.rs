@@ -55,7 +55,7 @@ use sqlx::{ConnectOptions, Connection, PgPool, Postgres, Transaction};
 
 use super::location::PostgresUrl;
 use super::{Readiness, SCAN_LOCK_POLL, ScanLock, StoreError};
-use common::{append_audit, corrupt, finding_subject};
+use common::{append_audit, corrupt, finding_subject, text};
 pub use scratch::ScratchDatabase;
 
 /// The driver the shared aggregate code (`store::sql`) is compiled against here.

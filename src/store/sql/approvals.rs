@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Row;
 
-use super::{Backend, Db, DbConnection, DbRow, append_audit, finding_subject};
+use super::{Backend, Db, DbConnection, DbRow, append_audit, finding_subject, text};
 use crate::domain::{ChangeRequestId, DecisionRecord, FindingId, Severity};
 use crate::store::approvals::{
     ApprovalState, ApprovalStore, AskDelivery, AskState, ChangeRequestRef, LinkAction, NewAsk,
@@ -312,7 +312,7 @@ impl ApprovalStore for Backend {
             .bind(vote.channel.to_owned())
             .bind(vote.verdict.as_str())
             .bind(at.clone())
-            .bind(vote.message.map(str::to_owned))
+            .bind(vote.message.map(text))
             .execute(&mut *tx)
             .await?;
         }
@@ -385,7 +385,7 @@ impl ApprovalStore for Backend {
         .bind(decision.by.clone())
         .bind(decision.channel.clone())
         .bind(at)
-        .bind(decision.reason.clone())
+        .bind(decision.reason.as_deref().map(text))
         .bind(cr.backend.clone())
         .bind(cr.branch.clone())
         .bind(cr.head_commit.clone())
@@ -498,7 +498,7 @@ impl ApprovalStore for Backend {
         )
         .bind(delivery.as_str())
         .bind(provider_id.map(str::to_owned))
-        .bind(error.map(str::to_owned))
+        .bind(error.map(text))
         .bind(sent_at)
         .bind(id)
         .execute(&self.pool)
@@ -721,7 +721,7 @@ impl ApprovalStore for Backend {
         let expired: Vec<(ChangeRequestId, FindingId)> =
             sqlx::query_as("UPDATE change_requests SET state = 'expired', reason = $1, completed_at = $2
              WHERE backend = $3 AND branch = $4 AND head_commit = $5 AND state IN ('open', 'awaiting_approval') RETURNING id, finding_id")
-            .bind(reason.to_owned())
+            .bind(text(reason))
             .bind(timestamp(at))
             .bind(cr.backend.clone())
             .bind(cr.branch.clone())

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{Backend, DbConnection, DbRow, append_audit, corrupt, finding_subject};
+use super::{Backend, DbConnection, DbRow, append_audit, corrupt, finding_subject, text};
 use crate::domain::{ChangeRequestId, ChangeRequestState, FindingId};
 use crate::gitops::OpenedChangeRequest;
 use crate::remediate::{Format, Proposal, Risk};
@@ -373,7 +373,7 @@ impl ChangeRequestStore for Backend {
             "UPDATE change_requests SET state = 'closed', reason = $1, completed_at = $2
              WHERE finding_id = $3 AND state IN ('open', 'awaiting_approval', 'failed', 'superseded') RETURNING id",
         )
-        .bind(reason.to_owned())
+        .bind(text(reason))
         .bind(timestamp(at))
         .bind(finding_id)
         .fetch_optional(&mut *tx)

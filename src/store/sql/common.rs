@@ -27,20 +27,30 @@ pub(crate) async fn append_audit(
             .await?;
     let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
     let at = timestamp(at);
-    let hash = chain_hash(&prev, &at, actor, action, subject, details);
+    // Hashed exactly as stored.
+    let (actor, subject) = (text(actor), text(subject));
+    let hash = chain_hash(&prev, &at, &actor, action, &subject, details);
     sqlx::query(
         "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(at)
-    .bind(actor.to_owned())
+    .bind(actor)
     .bind(action.to_owned())
-    .bind(subject.to_owned())
+    .bind(subject)
     .bind(details.to_string())
     .bind(prev)
     .bind(hash)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Text from outside (a review body, a mail form's reason, an SMS, a
+/// provider's error) as stored: PostgreSQL's `text` cannot hold U+0000
+/// (SQLite's can), so it becomes U+FFFD on both backends, and one NUL in a
+/// webhook cannot fail its delivery for ever on one of them.
+pub(crate) fn text(raw: &str) -> String {
+    raw.replace('\0', "\u{FFFD}")
 }
 
 pub(crate) fn finding_subject(id: FindingId) -> String {

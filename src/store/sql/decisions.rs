@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::change_requests::{change_request_from_row, parse_state};
-use super::{Backend, Db, append_audit, finding_subject};
+use super::{Backend, Db, append_audit, finding_subject, text};
 use crate::domain::{
     ChangeRequestId, ChangeRequestState, DecisionRecord, FindingId, FindingStatus,
 };
@@ -58,7 +58,7 @@ impl DecisionStore for Backend {
         .bind(decision.by.clone())
         .bind(decision.channel.clone())
         .bind(timestamp(decision.at))
-        .bind(decision.reason.clone())
+        .bind(decision.reason.as_deref().map(text))
         .bind(change_request_id)
         .bind(head_commit.to_owned())
         .bind(change_request_id)
@@ -87,7 +87,7 @@ impl DecisionStore for Backend {
             sqlx::query_as("UPDATE change_requests SET state = 'failed', failure = $1
              WHERE (backend, branch, head_commit) = (SELECT backend, branch, head_commit FROM change_requests WHERE id = $2) AND state IN ('open', 'awaiting_approval', 'approved', 'rejected', 'failed')
              RETURNING id, finding_id")
-            .bind(failure.to_owned())
+            .bind(text(failure))
             .bind(change_request_id)
             .fetch_all(&mut *tx)
             .await?;

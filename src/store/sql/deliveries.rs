@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::Backend;
+use super::{Backend, text};
 use crate::store::deliveries::{Delivery, DeliveryStore, Recorded};
 use crate::store::{StoreError, parse_timestamp, timestamp};
 
@@ -67,7 +67,7 @@ impl DeliveryStore for Backend {
              WHERE id = $3 AND processed_at IS NULL",
         )
         .bind(timestamp(at))
-        .bind(outcome.to_owned())
+        .bind(text(outcome))
         .bind(id)
         .execute(&self.pool)
         .await?;

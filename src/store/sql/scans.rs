@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{Backend, DbRow, append_audit, corrupt, finding_subject};
+use super::{Backend, DbRow, append_audit, corrupt, finding_subject, text};
 use crate::domain::{
     AccountId, Finding, FindingId, FindingKind, FindingStatus, Fingerprint, ScanId, Severity,
 };
@@ -275,8 +275,8 @@ impl ScanStore for Backend {
                     .bind(f.fingerprint.as_str().to_owned())
                     .bind(f.kind.as_str())
                     .bind(f.severity.as_str())
-                    .bind(f.title.clone())
-                    .bind(f.resource.clone())
+                    .bind(text(&f.title))
+                    .bind(text(&f.resource))
                     .bind(f.account.as_str().to_owned())
                     .bind(f.region.clone())
                     .bind(f.expected)
@@ -310,8 +310,8 @@ impl ScanStore for Backend {
                     )
                     .bind(f.kind.as_str())
                     .bind(f.severity.as_str())
-                    .bind(f.title.clone())
-                    .bind(f.resource.clone())
+                    .bind(text(&f.title))
+                    .bind(text(&f.resource))
                     .bind(f.region.clone())
                     .bind(f.expected)
                     .bind(f.actual)

@@ -35,7 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{Readiness, SCAN_LOCK_POLL, ScanLock, StoreError};
-use common::{append_audit, corrupt, finding_subject};
+use common::{append_audit, corrupt, finding_subject, text};
 
 /// The driver the shared aggregate code (`store::sql`) is compiled against here.
 type Db = sqlx::Sqlite;
