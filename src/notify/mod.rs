@@ -279,14 +279,23 @@ async fn ask_one(
         return Ok(None);
     };
     send_ask(
-        store, notifier, cr, approver, channel, id, expires_at, false, now,
+        store,
+        notifier,
+        cr,
+        approver,
+        channel,
+        (id, AskDelivery::Queued),
+        expires_at,
+        false,
+        now,
     )
     .await
     .map(Some)
 }
 
-/// Sends ask `id`: fresh secrets (a code, or two links) armed in the store
-/// first, then the message; held instead when the approver had
+/// Sends ask `id` (whose delivery stands as `from`): fresh secrets (a code,
+/// or two links) armed in the store first, which only one replica wins,
+/// then the message; held instead when the approver had
 /// `max_messages_per_approver_per_day` in the last 24 hours. Returns how
 /// it went.
 #[allow(clippy::too_many_arguments)]
@@ -296,7 +305,7 @@ async fn send_ask(
     cr: &Waiting,
     approver: &ApproverEntry,
     channel: NotifyChannel,
-    id: i64,
+    (id, from): (i64, AskDelivery),
     expires_at: DateTime<Utc>,
     reminder: bool,
     now: DateTime<Utc>,
@@ -322,7 +331,7 @@ async fn send_ask(
             let code = secrets::new_code()?;
             let digest = notifier.key.code_digest(&approver.name, &code);
             if !store
-                .arm_ask(id, Some(digest), None, None, reminder, now)
+                .arm_ask(id, from, Some(digest), None, None, reminder, now)
                 .await?
             {
                 return Ok(AskDelivery::Queued);
@@ -344,6 +353,7 @@ async fn send_ask(
             if !store
                 .arm_ask(
                     id,
+                    from,
                     None,
                     Some(notifier.key.link_digest(&approve)),
                     Some(notifier.key.link_digest(&reject)),
@@ -458,7 +468,15 @@ pub async fn follow_up(
                 continue;
             }
             let delivery = send_ask(
-                store, notifier, &cr, approver, channel, ask.id, deadline, remind, now,
+                store,
+                notifier,
+                &cr,
+                approver,
+                channel,
+                (ask.id, ask.delivery),
+                deadline,
+                remind,
+                now,
             )
             .await?;
             if delivery == AskDelivery::Sent {

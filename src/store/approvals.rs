@@ -278,13 +278,18 @@ pub trait ApprovalStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     async fn is_opted_out(&self, phone: &str) -> Result<bool, StoreError>;
-    /// Gives a held or reminded ask fresh digests (the code or links about
-    /// to be sent; earlier ones stop working) and marks it queued;
-    /// `reminder` also records the reminder. `false` when the ask is no
-    /// longer pending.
+    /// Gives an ask fresh digests (the code or links about to be sent;
+    /// earlier ones stop working) and marks it queued; `reminder` also
+    /// records the reminder. Only if the ask is still pending with delivery
+    /// `from` (and, for a reminder, not reminded yet): arming is the claim
+    /// to send, so of two replicas releasing or reminding the same ask at
+    /// once exactly one sends. `false` when another got there first or the
+    /// ask is no longer pending.
+    #[allow(clippy::too_many_arguments)]
     async fn arm_ask(
         &self,
         id: i64,
+        from: AskDelivery,
         code_digest: Option<String>,
         approve_digest: Option<String>,
         reject_digest: Option<String>,

@@ -882,7 +882,30 @@ async fn asks_codes_links_and_limits_work_as_on_every_backend(store: Shared) {
     // A reminder re-arms the ask with fresh digests: the old code stops working.
     assert!(
         store
-            .arm_ask(sms_id, Some("new-code".into()), None, None, true, now)
+            .arm_ask(
+                sms_id,
+                AskDelivery::Sent,
+                Some("new-code".into()),
+                None,
+                None,
+                true,
+                now
+            )
+            .await
+            .expect("arm")
+    );
+    // A second replica reminding the same ask at once: it lost the claim.
+    assert!(
+        !store
+            .arm_ask(
+                sms_id,
+                AskDelivery::Sent,
+                Some("other-code".into()),
+                None,
+                None,
+                true,
+                now
+            )
             .await
             .expect("arm")
     );

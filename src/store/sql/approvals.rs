@@ -681,6 +681,7 @@ impl ApprovalStore for Backend {
     async fn arm_ask(
         &self,
         id: i64,
+        from: AskDelivery,
         code_digest: Option<String>,
         approve_digest: Option<String>,
         reject_digest: Option<String>,
@@ -690,7 +691,7 @@ impl ApprovalStore for Backend {
         let armed = sqlx::query(
             "UPDATE approval_asks SET code_digest = $1, approve_digest = $2, reject_digest = $3,
                  delivery = 'queued', reminded_at = CASE WHEN $4 THEN $5 ELSE reminded_at END
-             WHERE id = $6 AND state = 'pending'",
+             WHERE id = $6 AND state = 'pending' AND delivery = $7 AND (NOT $4 OR reminded_at IS NULL)",
         )
         .bind(code_digest)
         .bind(approve_digest)
@@ -698,6 +699,7 @@ impl ApprovalStore for Backend {
         .bind(reminder)
         .bind(timestamp(at))
         .bind(id)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await?
         .rows_affected();
