@@ -50,7 +50,7 @@ fn write_stdout(text: std::fmt::Arguments<'_>) -> Result<()> {
         .context("cannot write to standard output")
 }
 
-use crate::store::{AuditLog, ChangeRequestStore, DatabaseLocation, ScanStore};
+use crate::store::{ChangeRequestStore, DatabaseLocation, ScanStore};
 
 use crate::cli::UsageError;
 
@@ -112,7 +112,9 @@ impl Context {
                 path.display()
             ));
         }
-        Ok(compose::open_store(&location).await?)
+        let store = compose::open_store(&location).await?;
+        compose::unlock(&*store, &self.loaded, &location, &self.data_dir).await?;
+        Ok(store)
     }
 
     /// The configured change-request backend (the local repository, or GitHub).
@@ -304,7 +306,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(&ctx, &args).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
-            let events = verify_audit_log(&*store).await?;
+            let events = verify_audit_log(&ctx, &*store).await?;
             outln!("Audit log intact: {events} events, hash chain verified.");
             Ok(())
         }
@@ -383,9 +385,17 @@ fn describe_gitops(loaded: &config::Loaded) -> String {
     }
 }
 
-async fn verify_audit_log(log: &dyn AuditLog) -> Result<usize> {
-    let events = log.audit_events(None).await?;
-    crate::audit::verify(&events).context("the audit log does not verify")?;
+/// Verifies the chain (keyed events under the store's audit key) against
+/// the data directory's anchor, then moves the anchor to the head.
+async fn verify_audit_log(ctx: &Context, store: &dyn AppStore) -> Result<usize> {
+    let location = compose::database_location(&ctx.loaded, &ctx.data_dir)?;
+    let master = compose::master_key(&ctx.loaded, &location, &ctx.data_dir)?;
+    let key = compose::audit_key(store, &master).await?;
+    let anchor = compose::read_anchor(&ctx.data_dir)?;
+    let events = store.audit_events(None).await?;
+    crate::audit::verify(&events, Some(&key), anchor.as_ref())
+        .context("the audit log does not verify")?;
+    compose::write_anchor(store, &ctx.data_dir).await;
     Ok(events.len())
 }
 

@@ -1,7 +1,17 @@
 //! The audit log's hash chain. Each event's hash covers the previous hash and
 //! the event itself, so a changed, removed or reordered row breaks every hash
 //! after it.
+//!
+//! Events are keyed: their hash is an HMAC-SHA256 under the audit key,
+//! which the database holds only sealed under the master key. Someone who
+//! can write to the database but has not the master key can drop the
+//! triggers and edit rows, but cannot compute hashes that verify. Events
+//! written before keying existed (`keyed = false`, plain SHA-256) still
+//! verify, but only before the first keyed one: an unkeyed event after it
+//! is a forgery. A truncated tail is caught by the anchor (the head's
+//! sequence number and hash, kept outside the database).
 
+use hmac::Mac;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -19,6 +29,47 @@ pub struct AuditEvent {
     pub details: Value,
     pub prev_hash: String,
     pub hash: String,
+    /// Hashed under the audit key (every event since keying began).
+    pub keyed: bool,
+}
+
+/// The key the chain's hashes are HMACs under. Never printed.
+pub struct AuditKey([u8; 32]);
+
+impl AuditKey {
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(…)")
+    }
+}
+
+/// The audit key's name among the sealed secrets.
+pub const SEALED_NAME: &str = "audit_key";
+
+/// Keyed hash of one event: HMAC-SHA256 under `key` of a domain tag, then
+/// the same length-prefixed parts as [`chain_hash`].
+pub fn keyed_chain_hash(
+    key: &AuditKey,
+    prev_hash: &str,
+    at: &str,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &Value,
+) -> String {
+    let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key.0)
+        .expect("HMAC takes a key of any length");
+    mac.update(b"draco audit chain v2");
+    for part in [prev_hash, at, actor, action, subject, &details.to_string()] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Hash of one event. `details` is serialised with sorted keys (serde_json's
@@ -45,11 +96,53 @@ pub enum ChainError {
     Broken { seq: i64, prev_seq: i64 },
     #[error("audit event {seq}: content does not match its hash (edited?)")]
     Tampered { seq: i64 },
+    #[error(
+        "audit event {seq} is not keyed but follows keyed events: written without the audit key (forged?)"
+    )]
+    Unkeyed { seq: i64 },
+    #[error("audit event {seq} is keyed, and no audit key was given to check it")]
+    NoKey { seq: i64 },
+    #[error(
+        "the audit log ends before the anchored event {seq} (its tail was cut, or the anchored event was changed)"
+    )]
+    Truncated { seq: i64 },
 }
 
-/// Checks a whole log, oldest first.
-pub fn verify(events: &[AuditEvent]) -> Result<(), ChainError> {
+/// The head of the chain as last seen: kept outside the database (the
+/// file `audit.head` in the data directory), so that deleting the newest
+/// events is noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl Anchor {
+    /// `"<seq> <hash>\n"`.
+    pub fn to_line(&self) -> String {
+        format!("{} {}\n", self.seq, self.hash)
+    }
+
+    /// The text [`Anchor::to_line`] wrote; `None` when it is not one.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (seq, hash) = text.trim().split_once(' ')?;
+        Some(Self {
+            seq: seq.parse().ok()?,
+            hash: hash.to_owned(),
+        })
+    }
+}
+
+/// Checks a whole log, oldest first: every link, every hash (keyed ones
+/// under `key`), no unkeyed event after a keyed one, and, with an
+/// `anchor`, that the anchored event is there unchanged. Returns the head.
+pub fn verify(
+    events: &[AuditEvent],
+    key: Option<&AuditKey>,
+    anchor: Option<&Anchor>,
+) -> Result<Option<Anchor>, ChainError> {
     let mut prev = (0, GENESIS.to_owned());
+    let mut keyed_seen = false;
     for e in events {
         if e.prev_hash != prev.1 {
             return Err(ChainError::Broken {
@@ -57,20 +150,49 @@ pub fn verify(events: &[AuditEvent]) -> Result<(), ChainError> {
                 prev_seq: prev.0,
             });
         }
-        if chain_hash(
-            &e.prev_hash,
-            &e.at,
-            &e.actor,
-            &e.action,
-            &e.subject,
-            &e.details,
-        ) != e.hash
-        {
+        let expected = if e.keyed {
+            keyed_seen = true;
+            let Some(key) = key else {
+                return Err(ChainError::NoKey { seq: e.seq });
+            };
+            keyed_chain_hash(
+                key,
+                &e.prev_hash,
+                &e.at,
+                &e.actor,
+                &e.action,
+                &e.subject,
+                &e.details,
+            )
+        } else if keyed_seen {
+            return Err(ChainError::Unkeyed { seq: e.seq });
+        } else {
+            chain_hash(
+                &e.prev_hash,
+                &e.at,
+                &e.actor,
+                &e.action,
+                &e.subject,
+                &e.details,
+            )
+        };
+        if expected != e.hash {
             return Err(ChainError::Tampered { seq: e.seq });
         }
         prev = (e.seq, e.hash.clone());
     }
-    Ok(())
+    if let Some(anchor) = anchor {
+        let present = events
+            .iter()
+            .any(|e| e.seq == anchor.seq && e.hash == anchor.hash);
+        if !present {
+            return Err(ChainError::Truncated { seq: anchor.seq });
+        }
+    }
+    Ok(events.last().map(|e| Anchor {
+        seq: e.seq,
+        hash: e.hash.clone(),
+    }))
 }
 
 #[cfg(test)]
@@ -78,38 +200,79 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(seq: i64, prev: &str, action: &str) -> AuditEvent {
+    fn event(seq: i64, prev: &str, action: &str, key: Option<&AuditKey>) -> AuditEvent {
         let at = "2026-11-25T00:00:00Z";
         let details = json!({"n": seq});
+        let hash = match key {
+            Some(key) => keyed_chain_hash(key, prev, at, "draco", action, "finding:1", &details),
+            None => chain_hash(prev, at, "draco", action, "finding:1", &details),
+        };
         AuditEvent {
             seq,
             at: at.into(),
             actor: "draco".into(),
             action: action.into(),
             subject: "finding:1".into(),
-            hash: chain_hash(prev, at, "draco", action, "finding:1", &details),
+            hash,
             details,
             prev_hash: prev.into(),
+            keyed: key.is_some(),
         }
     }
 
     #[test]
     fn an_edited_event_breaks_the_chain() {
-        let a = event(1, GENESIS, "finding.detected");
-        let b = event(2, &a.hash, "change_request.opened");
-        assert_eq!(verify(&[a.clone(), b.clone()]), Ok(()));
+        let a = event(1, GENESIS, "finding.detected", None);
+        let b = event(2, &a.hash, "change_request.opened", None);
+        assert!(verify(&[a.clone(), b.clone()], None, None).is_ok());
         let mut edited = b.clone();
         edited.action = "change_request.merged".into();
         assert_eq!(
-            verify(&[a.clone(), edited]),
+            verify(&[a.clone(), edited], None, None),
             Err(ChainError::Tampered { seq: 2 })
         );
         assert_eq!(
-            verify(&[b]),
+            verify(&[b], None, None),
             Err(ChainError::Broken {
                 seq: 2,
                 prev_seq: 0
             })
         );
+    }
+
+    #[test]
+    fn keyed_events_verify_only_under_their_key_and_cannot_be_rewritten_without_it() {
+        let key = AuditKey::from_bytes([9; 32]);
+        let a = event(1, GENESIS, "scan.started", None);
+        let b = event(2, &a.hash, "finding.detected", Some(&key));
+        let c = event(3, &b.hash, "change_request.opened", Some(&key));
+        let head = verify(&[a.clone(), b.clone(), c.clone()], Some(&key), None)
+            .expect("verifies")
+            .expect("a head");
+        assert_eq!(head.seq, 3);
+        // Without the key, or under another one: no.
+        assert_eq!(
+            verify(&[a.clone(), b.clone()], None, None),
+            Err(ChainError::NoKey { seq: 2 })
+        );
+        let other = AuditKey::from_bytes([1; 32]);
+        assert_eq!(
+            verify(&[a.clone(), b.clone()], Some(&other), None),
+            Err(ChainError::Tampered { seq: 2 })
+        );
+        // An attacker without the key rewrites event 3 and re-chains it
+        // the only way they can: unkeyed.
+        let forged = event(3, &b.hash, "change_request.merged", None);
+        assert_eq!(
+            verify(&[a.clone(), b.clone(), forged], Some(&key), None),
+            Err(ChainError::Unkeyed { seq: 3 })
+        );
+        // The newest event deleted: the anchor notices.
+        let anchor = Anchor::parse(&head.to_line()).expect("parses");
+        assert_eq!(
+            verify(&[a.clone(), b.clone()], Some(&key), Some(&anchor)),
+            Err(ChainError::Truncated { seq: 3 })
+        );
+        assert!(verify(&[a, b, c], Some(&key), Some(&anchor)).is_ok());
     }
 }

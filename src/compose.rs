@@ -186,8 +186,7 @@ impl App {
         let advisors = Advisors::with_store_budget(catalog, &loaded, store.clone())?;
         let redactor = Redactor::new(&loaded.config.redact.person_tag_keys);
         let github_receiver = github_receiver(&loaded);
-        finish_interrupted_rotation(&*store, &database, &data_dir).await?;
-        let master = master_key(&loaded, &database, &data_dir)?;
+        let master = unlock(&*store, &loaded, &database, &data_dir).await?;
         let notifier = notifier(&loaded, &data_dir, &*store, &master).await?;
         let sms_receiver = sms_receiver(&loaded);
         Ok(Arc::new(Self {
@@ -337,6 +336,7 @@ impl App {
                 .increment(u64::from(report.cost_requests));
         }
         self.refresh_finding_gauges().await;
+        write_anchor(&*self.store, &self.data_dir).await;
         result
     }
 
@@ -603,6 +603,82 @@ pub fn catalog(loaded: &Loaded) -> Result<Catalog, CatalogError> {
 /// Where the database lives for a data dir.
 pub fn database_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DATABASE_FILE)
+}
+
+/// The file in the data directory that anchors the audit chain's head
+/// outside the database (`<seq> <hash>`): a cut tail no longer verifies.
+pub const ANCHOR_FILE: &str = "audit.head";
+
+/// Makes an opened store ready to write: finishes an interrupted key
+/// rotation, finds the master key, and installs the audit key (sealed in
+/// the store under the master key; created on first use) so that every
+/// audit event from now on is keyed. Returns the master key.
+///
+/// Errors: as [`master_key`]; the audit key does not open under it.
+pub async fn unlock(
+    store: &dyn AppStore,
+    loaded: &Loaded,
+    database: &DatabaseLocation,
+    data_dir: &Path,
+) -> Result<MasterKey, ComposeError> {
+    finish_interrupted_rotation(store, database, data_dir).await?;
+    let master = master_key(loaded, database, data_dir)?;
+    let key = audit_key(store, &master).await?;
+    store.install_audit_key(key);
+    Ok(master)
+}
+
+/// The audit key, sealed in the store under `master` (created on first use).
+pub async fn audit_key(
+    store: &dyn AppStore,
+    master: &MasterKey,
+) -> Result<crate::audit::AuditKey, ComposeError> {
+    let key =
+        crate::store::sealed::load_or_create_key(store, master, crate::audit::SEALED_NAME, || {
+            let mut key = zeroize::Zeroizing::new(vec![0u8; 32]);
+            getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+            Ok(key)
+        })
+        .await
+        .map_err(|e| ComposeError::MasterKey(format!("the audit key: {e}")))?;
+    Ok(crate::audit::AuditKey::from_bytes(*key))
+}
+
+/// Writes the audit chain's head to [`ANCHOR_FILE`] (whole, then renamed
+/// into place; 0600). A failure is logged: the anchor lags, nothing else.
+pub async fn write_anchor(store: &dyn AppStore, data_dir: &Path) {
+    use std::io::Write as _;
+    let head = match store.audit_head().await {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the audit log's head to anchor it");
+            return;
+        }
+    };
+    let written = tempfile::NamedTempFile::new_in(data_dir).and_then(|mut file| {
+        file.write_all(head.to_line().as_bytes())?;
+        file.as_file().sync_all()?;
+        file.persist(data_dir.join(ANCHOR_FILE))
+            .map_err(|e| e.error)?;
+        Ok(())
+    });
+    if let Err(error) = written {
+        tracing::warn!(%error, "cannot write the audit anchor");
+    }
+}
+
+/// The anchored head, if the data directory has one. Errors: it is there
+/// but unreadable or not an anchor.
+pub fn read_anchor(data_dir: &Path) -> Result<Option<crate::audit::Anchor>, ComposeError> {
+    let path = data_dir.join(ANCHOR_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => crate::audit::Anchor::parse(&text).map(Some).ok_or_else(|| {
+            ComposeError::MasterKey(format!("{} is not an audit anchor", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ComposeError::MasterKey(format!("{}: {e}", path.display()))),
+    }
 }
 
 /// Where `draco keys rotate` writes the data directory's new master key

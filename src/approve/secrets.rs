@@ -70,45 +70,22 @@ impl ApprovalKey {
             path: legacy.display().to_string(),
             message,
         };
-        let from_bytes = |bytes: &[u8]| -> Result<Self, SecretsError> {
-            let key: [u8; 32] = bytes.try_into().map_err(|_| {
-                SecretsError::Sealed("the sealed approval key is not 32 bytes".into())
-            })?;
-            Ok(Self(key))
-        };
-        let sealed_error = |e: crate::seal::SealError| SecretsError::Sealed(e.to_string());
-        let store_error = |e: crate::store::StoreError| SecretsError::Sealed(e.to_string());
-        let key = match store.sealed(SEALED_NAME).await.map_err(store_error)? {
-            Some(sealed) => from_bytes(&master.open(SEALED_NAME, &sealed).map_err(sealed_error)?)?,
-            None => {
-                let bytes = match std::fs::read(legacy) {
-                    Ok(bytes) => zeroize::Zeroizing::new(bytes),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        zeroize::Zeroizing::new(random::<32>()?.to_vec())
-                    }
-                    Err(e) => return Err(failed(e.kind().to_string())),
-                };
-                if bytes.len() != 32 {
-                    return Err(failed("not a 32-byte key: restore it from a backup, or delete it (every pending code and link then stops working)".into()));
-                }
-                let sealed = master.seal(SEALED_NAME, &bytes).map_err(sealed_error)?;
-                let stored = store
-                    .seal_if_absent(SEALED_NAME, &sealed, chrono::Utc::now())
-                    .await
-                    .map_err(store_error)?;
-                if stored {
-                    from_bytes(&bytes)?
-                } else {
-                    // Another replica sealed one first: use theirs.
-                    let theirs = store
-                        .sealed(SEALED_NAME)
-                        .await
-                        .map_err(store_error)?
-                        .ok_or_else(|| SecretsError::Sealed("the approval key vanished".into()))?;
-                    from_bytes(&master.open(SEALED_NAME, &theirs).map_err(sealed_error)?)?
-                }
+        let key = crate::store::sealed::load_or_create_key(store, master, SEALED_NAME, || {
+            match std::fs::read(legacy) {
+                Ok(bytes) if bytes.len() == 32 => Ok(zeroize::Zeroizing::new(bytes)),
+                Ok(_) => Err(format!(
+                    "{}: not a 32-byte key: restore it from a backup, or delete it (every pending code and link then stops working)",
+                    legacy.display()
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => random::<32>()
+                    .map(|k| zeroize::Zeroizing::new(k.to_vec()))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{}: {}", legacy.display(), e.kind())),
             }
-        };
+        })
+        .await
+        .map_err(|e| SecretsError::Sealed(e.to_string()))?;
+        let key = Self(*key);
         // Sealed in the database now: the clear copy goes.
         match std::fs::remove_file(legacy) {
             Ok(()) => tracing::info!(

@@ -22,4 +22,7 @@ pub trait AuditLog: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Audit events, oldest first; only those about `subject` when given.
     async fn audit_events(&self, subject: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The newest event's sequence number and hash (the chain's head), to
+    /// anchor outside the database; `None` when the log is empty.
+    async fn audit_head(&self) -> Result<Option<crate::audit::Anchor>, StoreError>;
 }

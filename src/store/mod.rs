@@ -77,6 +77,11 @@ pub enum StoreError {
     },
 }
 
+/// Where a backend keeps the audit key once the composition root has
+/// installed it (it is itself sealed in the store, so it comes after
+/// opening); shared by the backend's clones.
+pub type AuditKeySlot = std::sync::Arc<std::sync::OnceLock<crate::audit::AuditKey>>;
+
 /// How often a waiting scan retries the scan lock.
 const SCAN_LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -193,6 +198,9 @@ pub trait DatabaseStore: Store + DeliveryStore + SealedSecrets + Readiness {
     async fn close(&self);
     /// `sqlite` or `postgres`, for messages and metrics.
     fn backend(&self) -> &'static str;
+    /// From now on every audit event is keyed under `key`. `false` when a
+    /// key was installed already (the first one stays).
+    fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool;
 }
 
 /// Whether the backend can serve: reachable, and its schema is the one this

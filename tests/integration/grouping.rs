@@ -819,7 +819,13 @@ async fn webhooks_about_a_group_pull_request_move_and_audit_every_finding() {
         !events.iter().any(|e| e.actor == "github:bob"),
         "a late close of a merged pull request changes nothing"
     );
-    draco::audit::verify(&events).expect("chain intact");
+    let master = draco::compose::master_key(&app.loaded, &app.database, &app.data_dir)
+        .expect("the master key");
+    let key = draco::compose::audit_key(&*app.store, &master)
+        .await
+        .expect("the audit key");
+    draco::audit::verify(&events, Some(&key), None).expect("chain intact");
+    assert!(events.last().expect("events").keyed);
     server.shutdown().await.expect("the server stops");
 }
 

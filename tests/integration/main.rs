@@ -8,6 +8,7 @@ mod approvals_email;
 mod approvals_github;
 mod approvals_sms;
 mod approvals_sms_github;
+mod audit_chain;
 mod aws;
 mod bad_input;
 mod credentials;

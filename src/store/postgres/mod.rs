@@ -84,6 +84,7 @@ pub struct PostgresStore {
     pub(in crate::store) pool: PgPool,
     options: PgConnectOptions,
     display: String,
+    audit_key: super::AuditKeySlot,
 }
 
 impl PostgresStore {
@@ -128,6 +129,7 @@ impl PostgresStore {
             pool,
             options,
             display,
+            audit_key: super::AuditKeySlot::default(),
         };
         store.refuse_newer_schema().await?;
         MIGRATOR
@@ -267,5 +269,9 @@ impl super::DatabaseStore for PostgresStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool {
+        self.audit_key.set(key).is_ok()
     }
 }

@@ -319,8 +319,7 @@ impl ApprovalStore for Backend {
         let counted = Self::counted_approvers(&mut tx, cr, eligible).await?;
         let have = counted.len() as u32;
         for &(id, finding_id) in &rows {
-            append_audit(
-                &mut tx,
+            append_audit(&self.audit_key, &mut tx,
                 vote.approver,
                 match (vote.verdict, already) {
                     (Verdict::Reject, _) => "approval.rejected",
@@ -392,8 +391,7 @@ impl ApprovalStore for Backend {
         .fetch_all(&mut *tx)
         .await?;
         for (id, finding_id) in claimed {
-            append_audit(
-                &mut tx,
+            append_audit(&self.audit_key, &mut tx,
                 &decision.by,
                 &format!("change_request.{state}"),
                 &finding_subject(finding_id),
@@ -431,6 +429,7 @@ impl ApprovalStore for Backend {
         }
         for (id, finding_id) in rows {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 approver,
                 "approval.withdrawn",
@@ -572,6 +571,7 @@ impl ApprovalStore for Backend {
         }
         for (id, finding_id) in moved {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 "draco",
                 "change_request.awaiting_approval",
@@ -594,7 +594,16 @@ impl ApprovalStore for Backend {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        append_audit(&mut tx, actor, action, subject, details, at).await?;
+        append_audit(
+            &self.audit_key,
+            &mut tx,
+            actor,
+            action,
+            subject,
+            details,
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -652,6 +661,7 @@ impl ApprovalStore for Backend {
         };
         if changed > 0 {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 shown_as,
                 if opted_out {
@@ -748,6 +758,7 @@ impl ApprovalStore for Backend {
             .execute(&mut *tx)
             .await?;
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 "draco",
                 "change_request.expired",

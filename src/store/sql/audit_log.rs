@@ -20,7 +20,16 @@ impl AuditLog for Backend {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        append_audit(&mut tx, actor, action, subject, details, at).await?;
+        append_audit(
+            &self.audit_key,
+            &mut tx,
+            actor,
+            action,
+            subject,
+            details,
+            at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -52,8 +61,17 @@ impl AuditLog for Backend {
                         .map_err(|e| corrupt("audit details", e))?,
                     prev_hash: row.try_get("prev_hash")?,
                     hash: row.try_get("hash")?,
+                    keyed: row.try_get("keyed")?,
                 })
             })
             .collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<crate::audit::Anchor>, StoreError> {
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(head.map(|(seq, hash)| crate::audit::Anchor { seq, hash }))
     }
 }

@@ -104,7 +104,7 @@ impl ChangeRequestStore for Backend {
             .advice
             .as_ref()
             .and_then(|a| a.fallback_reason.clone());
-        append_audit(&mut tx, "draco", "proposal.created", &finding_subject(finding_id),
+        append_audit(&self.audit_key, &mut tx, "draco", "proposal.created", &finding_subject(finding_id),
             &json!({ "advisor": proposal.advisor, "template": proposal.template_id, "risk": proposal.risk, "fallback_reason": fallback }), at).await?;
         tx.commit().await?;
         Ok(())
@@ -185,7 +185,7 @@ impl ChangeRequestStore for Backend {
         .bind(finding_id)
         .execute(&mut *tx)
         .await?;
-        append_audit(&mut tx, "draco", "change_request.opened", &finding_subject(finding_id),
+        append_audit(&self.audit_key, &mut tx, "draco", "change_request.opened", &finding_subject(finding_id),
             &json!({ "change_request": id, "backend": backend, "branch": opened.branch, "head_commit": opened.head_commit }), at).await?;
         tx.commit().await?;
         Ok(id)
@@ -349,6 +349,7 @@ impl ChangeRequestStore for Backend {
                 .execute(&mut *tx)
                 .await?;
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 actor,
                 &format!("change_request.outside_{}", change.as_str()),
@@ -383,6 +384,7 @@ impl ChangeRequestStore for Backend {
             return Ok(false);
         };
         append_audit(
+            &self.audit_key,
             &mut tx,
             "draco",
             "change_request.withdrawn",
@@ -434,6 +436,7 @@ impl ChangeRequestStore for Backend {
             super::approvals::supersede_other_heads(&mut tx, &backend, &branch, new_head).await?;
         for (id, finding_id) in moved {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 "draco",
                 "change_request.updated",
@@ -495,6 +498,7 @@ impl ChangeRequestStore for Backend {
         .await?;
         for (id, finding_id) in rows {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 "draco",
                 "change_request.verified",

@@ -6,14 +6,17 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Db;
-use crate::audit::{GENESIS, chain_hash};
+use crate::audit::{GENESIS, chain_hash, keyed_chain_hash};
 use crate::domain::FindingId;
+use crate::store::AuditKeySlot;
 use crate::store::{StoreError, timestamp};
 
-/// Appends one event to the hash chain inside `tx`. The caller's
+/// Appends one event to the hash chain inside `tx`, keyed when the store's
+/// audit key is installed (see [`crate::audit`]). The caller's
 /// transaction holds the backend's write lock (`begin_write`), so reading the
 /// chain's head and appending after it cannot interleave with another writer.
 pub(crate) async fn append_audit(
+    key: &AuditKeySlot,
     tx: &mut sqlx::Transaction<'_, Db>,
     actor: &str,
     action: &str,
@@ -29,9 +32,13 @@ pub(crate) async fn append_audit(
     let at = timestamp(at);
     // Hashed exactly as stored.
     let (actor, subject) = (text(actor), text(subject));
-    let hash = chain_hash(&prev, &at, &actor, action, &subject, details);
+    let key = key.get();
+    let hash = match key {
+        Some(key) => keyed_chain_hash(key, &prev, &at, &actor, action, &subject, details),
+        None => chain_hash(&prev, &at, &actor, action, &subject, details),
+    };
     sqlx::query(
-        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash, keyed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(at)
     .bind(actor)
@@ -40,6 +47,7 @@ pub(crate) async fn append_audit(
     .bind(details.to_string())
     .bind(prev)
     .bind(hash)
+    .bind(key.is_some())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -69,7 +69,7 @@ impl DecisionStore for Backend {
             return Ok(false);
         }
         for (id, finding_id) in claimed {
-            append_audit(&mut tx, &decision.by, &format!("change_request.{state}"), &finding_subject(finding_id),
+            append_audit(&self.audit_key, &mut tx, &decision.by, &format!("change_request.{state}"), &finding_subject(finding_id),
                 &json!({ "change_request": id, "channel": decision.channel, "reason": decision.reason }), decision.at).await?;
         }
         tx.commit().await?;
@@ -97,6 +97,7 @@ impl DecisionStore for Backend {
             return Ok(());
         }
         settle_findings(
+            &self.audit_key,
             &mut tx,
             &failed,
             (
@@ -160,6 +161,7 @@ impl DecisionStore for Backend {
             .fetch_all(&mut *tx)
             .await?;
         settle_findings(
+            &self.audit_key,
             &mut tx,
             &completed,
             (finding_status, "status != 'resolved'"),
@@ -184,6 +186,7 @@ impl DecisionStore for Backend {
 /// SQL condition on its `status`), and the audit event `action` with
 /// `detail` of the row.
 async fn settle_findings(
+    key: &crate::store::AuditKeySlot,
     tx: &mut sqlx::Transaction<'_, Db>,
     rows: &[(ChangeRequestId, FindingId)],
     (status, only_from): (FindingStatus, &'static str),
@@ -199,6 +202,7 @@ async fn settle_findings(
             .execute(&mut **tx)
             .await?;
         append_audit(
+            key,
             tx,
             "draco",
             action,

@@ -119,6 +119,7 @@ impl ScanStore for Backend {
         .fetch_one(&mut *tx)
         .await?;
         append_audit(
+            &self.audit_key,
             &mut tx,
             "draco",
             "scan.started",
@@ -147,6 +148,7 @@ impl ScanStore for Backend {
             .execute(&mut *tx)
             .await?;
         append_audit(
+            &self.audit_key,
             &mut tx,
             "draco",
             "scan.finished",
@@ -172,6 +174,7 @@ impl ScanStore for Backend {
         .await?;
         for id in &ids {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 "draco",
                 "scan.interrupted",
@@ -289,7 +292,7 @@ impl ScanStore for Backend {
                     .bind(scan_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    append_audit(&mut tx, "draco", "finding.detected", &finding_subject(id),
+                    append_audit(&self.audit_key, &mut tx, "draco", "finding.detected", &finding_subject(id),
                         &json!({ "kind": f.kind, "severity": f.severity, "fingerprint": f.fingerprint, "scan": scan_id }), at).await?;
                     outcome.new.push(id);
                 }
@@ -335,6 +338,7 @@ impl ScanStore for Backend {
                         .execute(&mut *tx)
                         .await?;
                         append_audit(
+                            &self.audit_key,
                             &mut tx,
                             "draco",
                             "finding.reopened",
@@ -346,6 +350,7 @@ impl ScanStore for Backend {
                         outcome.reopened.push(id);
                     } else if changed {
                         append_audit(
+                            &self.audit_key,
                             &mut tx,
                             "draco",
                             "finding.changed",
@@ -377,6 +382,7 @@ impl ScanStore for Backend {
                 .execute(&mut *tx)
                 .await?;
                 append_audit(
+                    &self.audit_key,
                     &mut tx,
                     "draco",
                     "finding.resolved",

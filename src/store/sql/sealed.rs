@@ -50,6 +50,7 @@ impl SealedSecrets for Backend {
             == 1;
         if inserted {
             append_audit(
+                &self.audit_key,
                 &mut tx,
                 "draco",
                 "secret.sealed",
@@ -122,6 +123,7 @@ impl SealedSecrets for Backend {
         let from: Vec<&str> = before.iter().map(|(_, s)| s.key_id.as_str()).collect();
         let to: Vec<&str> = after.iter().map(|(_, s)| s.key_id.as_str()).collect();
         append_audit(
+            &self.audit_key,
             &mut tx,
             "draco",
             "secrets.rotated",

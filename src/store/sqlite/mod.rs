@@ -51,6 +51,7 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 pub struct SqliteStore {
     pool: SqlitePool,
     path: std::path::PathBuf,
+    audit_key: super::AuditKeySlot,
 }
 
 impl SqliteStore {
@@ -163,6 +164,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             path: path.to_owned(),
+            audit_key: super::AuditKeySlot::default(),
         })
     }
 
@@ -278,6 +280,10 @@ impl super::DatabaseStore for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool {
+        self.audit_key.set(key).is_ok()
     }
 }
 
