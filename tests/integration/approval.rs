@@ -330,15 +330,13 @@ async fn a_resumed_approval_records_its_own_merge_commit() {
 async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned() {
     use chrono::{Duration, Utc};
     use draco::domain::{DecisionRecord, FindingId};
-    use draco::store::{ChangeRequestStore, DecisionStore, SqliteStore};
+    use draco::store::{ChangeRequestStore, DecisionStore};
 
     let draco = Draco::new();
     draco.ok(&["demo"]);
     let fresh = draco.finding_id("ebs_unattached");
     let stale = draco.finding_id("eip_unassociated");
-    let store = SqliteStore::open(&draco.data_dir().join("draco.db"))
-        .await
-        .expect("store");
+    let store = crate::support::unlocked_store(&draco.data_dir()).await;
     for (finding, at) in [
         (fresh, Utc::now()),
         (stale, Utc::now() - Duration::minutes(10)),

@@ -341,3 +341,25 @@ pub async fn approve_in_process(
     )
     .await
 }
+
+/// The data dir's SQLite store opened through the library with its audit
+/// key installed, as Draco itself opens it: events written through it are
+/// keyed, so `draco audit verify` still verifies afterwards.
+pub async fn unlocked_store(data_dir: &Path) -> draco::store::SqliteStore {
+    use draco::store::DatabaseStore as _;
+    let store = draco::store::SqliteStore::open(&data_dir.join("draco.db"))
+        .await
+        .expect("store");
+    let master =
+        draco::seal::load_or_create_key_file(&data_dir.join("master.key")).expect("master key");
+    let key = draco::store::sealed::load_or_create_key(
+        &store,
+        &master,
+        draco::audit::SEALED_NAME,
+        || Err("the audit key exists once Draco ran".into()),
+    )
+    .await
+    .expect("the audit key");
+    store.install_audit_key(draco::audit::AuditKey::from_bytes(*key));
+    store
+}
