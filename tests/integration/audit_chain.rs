@@ -2,7 +2,7 @@
 //! (HMAC under a key the database holds only sealed), and its head is
 //! anchored outside the database.
 
-use crate::support::{Draco, describe, stderr};
+use crate::support::{Draco, describe, sqlite_rows, stderr};
 
 fn sqlite(draco: &Draco, statements: &[String]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -24,24 +24,10 @@ fn sqlite(draco: &Draco, statements: &[String]) {
 }
 
 fn events(draco: &Draco) -> Vec<(i64, String, String, String, String, String, String)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(draco.data_dir().join("draco.db"))
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
-        let rows = sqlx::query_as(
-            "SELECT seq, at, actor, action, subject, details, prev_hash FROM audit_events ORDER BY seq",
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("read");
-        pool.close().await;
-        rows
-    })
+    sqlite_rows(
+        &draco.data_dir(),
+        "SELECT seq, at, actor, action, subject, details, prev_hash FROM audit_events ORDER BY seq",
+    )
 }
 
 fn verify_fails(draco: &Draco, expected: &str) {

@@ -1,28 +1,14 @@
 //! Secrets at rest: the approval key sealed in the database under the
 //! master key, and `draco keys rotate`.
 
-use crate::support::{Draco, describe, stderr};
+use crate::support::{Draco, describe, sqlite_rows, stderr};
 
 /// The sealed rows exactly as stored (the database is read directly).
 fn sealed_rows(draco: &Draco) -> Vec<(String, String, Vec<u8>, Vec<u8>)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(draco.data_dir().join("draco.db"))
-            .read_only(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
-        let rows = sqlx::query_as(
-            "SELECT name, key_id, nonce, ciphertext FROM sealed_secrets ORDER BY name",
-        )
-        .fetch_all(&pool)
-        .await
-        .expect("read");
-        pool.close().await;
-        rows
-    })
+    sqlite_rows(
+        &draco.data_dir(),
+        "SELECT name, key_id, nonce, ciphertext FROM sealed_secrets ORDER BY name",
+    )
 }
 
 #[test]

@@ -363,3 +363,24 @@ pub async fn unlocked_store(data_dir: &Path) -> draco::store::SqliteStore {
     store.install_audit_key(draco::audit::AuditKey::from_bytes(*key));
     store
 }
+
+/// Runs `sql` on the data dir's SQLite database directly (read-only, as
+/// an outside reader would) and returns its rows.
+pub fn sqlite_rows<T>(data_dir: &Path, sql: &'static str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(data_dir.join("draco.db"))
+            .read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.expect("read");
+        pool.close().await;
+        rows
+    })
+}

@@ -68,3 +68,25 @@ pub(crate) fn finding_subject(id: FindingId) -> String {
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
+
+/// `Ok` when every migration `migrator` knows has been applied, and no
+/// other: the backend's readiness. Errors: [`StoreError::Database`] when the
+/// database does not answer, [`StoreError::Migrate`] when its schema is
+/// behind or ahead of this build.
+pub(crate) async fn migrations_current(
+    pool: &sqlx::Pool<Db>,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<(), StoreError> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await?;
+    let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    if applied == known {
+        Ok(())
+    } else {
+        Err(StoreError::Migrate(format!(
+            "schema at migrations {applied:?}, this build expects {known:?}"
+        )))
+    }
+}

@@ -223,19 +223,7 @@ impl SqliteStore {
 #[async_trait]
 impl Readiness for SqliteStore {
     async fn check_ready(&self) -> Result<(), StoreError> {
-        let applied: Vec<i64> = sqlx::query_scalar(
-            "SELECT version FROM _sqlx_migrations WHERE success = 1 ORDER BY version",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let known: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-        if applied == known {
-            Ok(())
-        } else {
-            Err(StoreError::Migrate(format!(
-                "schema at migrations {applied:?}, this build expects {known:?}"
-            )))
-        }
+        common::migrations_current(&self.pool, &MIGRATOR).await
     }
 }
 
