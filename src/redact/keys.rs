@@ -263,11 +263,25 @@ fn kind(class: Class) -> PiiKind {
 pub(super) fn json_value(key: &str, value: &str) -> Option<PiiKind> {
     let class = classify(key.trim().as_bytes())?;
     let v = value.trim().as_bytes();
-    let v = match class {
-        Class::Authorization => skip_scheme(v),
-        _ => v,
+    let ok = match class {
+        Class::Authorization => credential_ok(skip_scheme(v), v.len(), true),
+        _ => value_ok(v, class, true),
     };
-    value_ok(v, class, true).then_some(kind(class))
+    ok.then_some(kind(class))
+}
+
+/// Whether `cred`, what an `Authorization` value holds after its scheme
+/// word (`full_len` long with it), is a credential. After a scheme
+/// (`Bearer wibvguqta`) it is one whatever its letters, 8 bytes or more:
+/// the lower-case-word exception (`client_secret: required`) names a mode,
+/// and no scheme is followed by a mode (found by a property test). Without
+/// a scheme the value is judged as any strong key's.
+fn credential_ok(cred: &[u8], full_len: usize, spaces_allowed: bool) -> bool {
+    if cred.len() < full_len {
+        cred.len() >= 8 && value_ok(cred, Class::Password, spaces_allowed)
+    } else {
+        value_ok(cred, Class::Authorization, spaces_allowed)
+    }
 }
 
 /// `Bearer abc…` → `abc…`: the credential after an auth scheme word.
@@ -544,7 +558,8 @@ pub(super) fn after_key(hay: &[u8], s: usize, e: usize, ends: &mut ValueEnds) ->
             .token
             .find(hay, c, MAX_BEARER, |b| !is_token68(b))
             .unwrap_or(c);
-        return value_ok(&hay[c..end], class, false).then_some((c, end, kind(class)));
+        let full_len = if c > v { usize::MAX } else { end - c };
+        return credential_ok(&hay[c..end], full_len, false).then_some((c, end, kind(class)));
     }
     let mut end = match closed {
         Some(close) => {
@@ -565,13 +580,20 @@ pub(super) fn after_key(hay: &[u8], s: usize, e: usize, ends: &mut ValueEnds) ->
     while end > v && hay[end - 1].is_ascii_whitespace() {
         end -= 1;
     }
+    let spaces_allowed = class == Class::Password && quote.is_none() || quote.is_some();
     if class == Class::Authorization {
         let value = &hay[v..end];
         let cred = skip_scheme(value);
+        let after_scheme = cred.len() < value.len();
         v += value.len() - cred.len();
         end = v + cred.iter().take_while(|b| is_token68(**b)).count();
+        let full_len = if after_scheme { usize::MAX } else { end - v };
+        return credential_ok(&hay[v..end], full_len, spaces_allowed).then_some((
+            v,
+            end,
+            kind(class),
+        ));
     }
-    let spaces_allowed = class == Class::Password && quote.is_none() || quote.is_some();
     value_ok(&hay[v..end], class, spaces_allowed).then_some((v, end, kind(class)))
 }
 
@@ -637,6 +659,21 @@ mod tests {
             find("run --api-key Xy12ab34cd56 now"),
             vec![("Xy12ab34cd56", Secret)]
         );
+        // After an auth scheme the credential is one whatever its letters
+        // (seen by the redaction proptests); without one, a mode word is not.
+        assert_eq!(
+            find("Authorization: Bearer wibvguqta"),
+            vec![("wibvguqta", Secret)]
+        );
+        assert_eq!(
+            find(r#"{"Authorization": "Bearer wibvguqta"}"#),
+            vec![("wibvguqta", Secret)]
+        );
+        assert_eq!(
+            json_value("Authorization", "Bearer wibvguqta"),
+            Some(Secret)
+        );
+        assert_eq!(json_value("authorization", "required"), None);
         // Dotted and dashed flag names (seen by the redaction proptests).
         for flag in [
             "--app.secret",
