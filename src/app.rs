@@ -388,13 +388,11 @@ fn describe_gitops(loaded: &config::Loaded) -> String {
 /// Verifies the chain (keyed events under the store's audit key) against
 /// the data directory's anchor, then moves the anchor to the head.
 async fn verify_audit_log(ctx: &Context, store: &dyn AppStore) -> Result<usize> {
-    let location = compose::database_location(&ctx.loaded, &ctx.data_dir)?;
-    let master = compose::master_key(&ctx.loaded, &location, &ctx.data_dir)?;
-    let key = compose::audit_key(store, &master).await?;
+    // `open_existing_store` unlocked the store: its audit key is installed.
+    let key = store.installed_audit_key();
     let anchor = compose::read_anchor(&ctx.data_dir)?;
     let events = store.audit_events(None).await?;
-    crate::audit::verify(&events, Some(&key), anchor.as_ref())
-        .context("the audit log does not verify")?;
+    crate::audit::verify(&events, key, anchor.as_ref()).context("the audit log does not verify")?;
     compose::write_anchor(store, &ctx.data_dir).await;
     Ok(events.len())
 }
@@ -570,8 +568,8 @@ async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
 async fn keys_rotate(ctx: &Context, args: &RotateArgs) -> Result<()> {
     use crate::seal;
     let location = compose::database_location(&ctx.loaded, &ctx.data_dir)?;
+    // Opening unlocks the store, which finishes an interrupted rotation.
     let store = ctx.open_existing_store().await?;
-    compose::finish_interrupted_rotation(&*store, &location, &ctx.data_dir).await?;
     let current = compose::master_key(&ctx.loaded, &location, &ctx.data_dir)?;
     let configured = ctx.loaded.secrets.master_key.is_some();
     let (new, new_path, replaces_data_dir_key) = match &args.new_key_file {

@@ -201,6 +201,8 @@ pub trait DatabaseStore: Store + DeliveryStore + SealedSecrets + Readiness {
     /// From now on every audit event is keyed under `key`. `false` when a
     /// key was installed already (the first one stays).
     fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool;
+    /// The audit key installed, if any (to verify the chain with).
+    fn installed_audit_key(&self) -> Option<&crate::audit::AuditKey>;
 }
 
 /// Whether the backend can serve: reachable, and its schema is the one this

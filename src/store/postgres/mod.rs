@@ -262,4 +262,8 @@ impl super::DatabaseStore for PostgresStore {
     fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool {
         self.audit_key.set(key).is_ok()
     }
+
+    fn installed_audit_key(&self) -> Option<&crate::audit::AuditKey> {
+        self.audit_key.get()
+    }
 }

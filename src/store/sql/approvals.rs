@@ -593,19 +593,7 @@ impl ApprovalStore for Backend {
         details: &serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        append_audit(
-            &self.audit_key,
-            &mut tx,
-            actor,
-            action,
-            subject,
-            details,
-            at,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        crate::store::AuditLog::audit(self, actor, action, subject, details, at).await
     }
 
     async fn record_wrong_code(

@@ -273,6 +273,10 @@ impl super::DatabaseStore for SqliteStore {
     fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool {
         self.audit_key.set(key).is_ok()
     }
+
+    fn installed_audit_key(&self) -> Option<&crate::audit::AuditKey> {
+        self.audit_key.get()
+    }
 }
 
 #[cfg(test)]
