@@ -183,7 +183,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Run(args) => {
             let source = ctx.configured_source()?;
-            run_daemon(ctx.app(source).await?, args.scan_on_start).await
+            run_daemon(ctx, source, args.scan_on_start).await
         }
         Command::Scans(args) => scans_command(&ctx, &args).await,
         Command::Findings(args) => findings_command(&ctx, &args).await,
@@ -526,19 +526,28 @@ async fn chart_command(ctx: &Context, id: FindingId, path: &Path) -> Result<()> 
     Ok(())
 }
 
-async fn run_daemon(app: Arc<App>, scan_on_start: bool) -> Result<()> {
+async fn run_daemon(ctx: Context, source: SourceChoice, scan_on_start: bool) -> Result<()> {
     let signals = daemon::Signals::install()?;
-    let listen = app.loaded.config.server.listen;
-    let listener = server::bind(listen)
+    let config = &ctx.loaded.config;
+    let listener = server::bind(config.server.listen)
         .await
         .context("set server.listen (or DRACO_SERVER_LISTEN) to a free address")?;
     let (first, again) = signals.split();
-    let health = match app.loaded.config.server.health_listen {
+    let health = match config.server.health_listen {
         Some(addr) => Some(server::bind(addr).await.context(
             "set server.health_listen (or DRACO_SERVER_HEALTH_LISTEN) to a free address",
         )?),
         None => None,
     };
+    let mut first = Box::pin(first);
+    let database = compose::database_location(&ctx.loaded, &ctx.data_dir)?;
+    let Some(store) = daemon::start::open_store(&database, &listener, health.as_ref(), &mut first)
+        .await
+        .context("the daemon cannot start")?
+    else {
+        return Ok(());
+    };
+    let app = App::build_on(ctx.loaded, ctx.data_dir, source, database, store).await?;
     daemon::run(
         Arc::clone(&app),
         listener,

@@ -41,8 +41,8 @@ use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
 use crate::sources::{CostSource, PostureSource};
 use crate::store::{
-    DatabaseLocation, DatabaseStore, DeliveryStore, PostgresStore, Readiness, SqliteStore,
-    StoreError,
+    DatabaseLocation, DatabaseStore, DeliveryStore, PostgresStore, Readiness, ScanStatus,
+    SqliteStore, StoreError,
 };
 
 pub use crate::store::DATABASE_FILE;
@@ -179,6 +179,22 @@ impl App {
         })?;
         let database = database_location(&loaded, &data_dir)?;
         let store = open_store(&database).await?;
+        Self::build_on(loaded, data_dir, source, database, store).await
+    }
+
+    /// [`App::build`] on a store already open at `database` (the daemon
+    /// opens it first, retrying while the database is unreachable).
+    pub async fn build_on(
+        loaded: Loaded,
+        data_dir: PathBuf,
+        source: SourceChoice,
+        database: DatabaseLocation,
+        store: Arc<dyn AppStore>,
+    ) -> Result<Arc<Self>, ComposeError> {
+        create_private_dir(&data_dir).map_err(|source| ComposeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
         let change_requests = change_requests(&loaded, &data_dir).await?;
         let catalog = catalog(&loaded)?;
         // The recorder first: the advisors' counters are set as they are built.
@@ -363,6 +379,19 @@ impl App {
             Err(StoreError::ScanBusy { .. }) => Ok(()),
             Err(other) => Err(other),
         }
+    }
+
+    /// On taking the scan lease: repairs what a dead holder left running
+    /// ([`App::repair_abandoned_scans`]), then says whether the latest scan
+    /// is `interrupted`, to be resumed now rather than at the next tick.
+    pub async fn take_over_scans(&self) -> Result<bool, StoreError> {
+        self.repair_abandoned_scans().await?;
+        Ok(self
+            .store
+            .scans(1)
+            .await?
+            .first()
+            .is_some_and(|scan| scan.status == ScanStatus::Interrupted))
     }
 
     /// Sets `draco_findings{kind,severity,status}` from the store. A read

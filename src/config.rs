@@ -48,6 +48,7 @@ pub struct Config {
     pub aws: AwsConfig,
     pub server: ServerConfig,
     pub scan: ScanConfig,
+    pub replicas: ReplicasConfig,
     pub gitops: GitOpsConfig,
     /// Who may approve (`[[approvers]]`), checked into a [`Directory`] at load.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -88,6 +89,25 @@ impl Default for ScanConfig {
     }
 }
 
+/// How replicas sharing one database split the scheduled jobs (the scan,
+/// the approvals follow-up, retention): each runs on the replica holding
+/// its lease (`store::leases`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicasConfig {
+    /// Seconds a lease lasts without renewal: its holder renews it every
+    /// quarter of this, and when the holder dies (or stalls, or loses the
+    /// database) another replica takes the job over within about this
+    /// long. Longer than the replicas' clocks may differ; at least 2.
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        Self { lease_ttl_secs: 30 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -103,6 +123,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             server: ServerConfig::default(),
             scan: ScanConfig::default(),
+            replicas: ReplicasConfig::default(),
             gitops: GitOpsConfig::default(),
             approvers: Vec::new(),
             approval: ApprovalConfig::default(),
@@ -773,6 +794,12 @@ fn validate_cost_rules(cost: &crate::detect::cost::CostConfig) -> Result<(), Con
 }
 
 fn validate(config: &Config) -> Result<(), ConfigError> {
+    if config.replicas.lease_ttl_secs < 2 {
+        return Err(ConfigError::Value {
+            key: "replicas.lease_ttl_secs".into(),
+            message: "must be at least 2 (the holder renews every quarter of it)".into(),
+        });
+    }
     parse_schedule(&config.schedule).map_err(|message| ConfigError::Value {
         key: "schedule".into(),
         message,

@@ -120,10 +120,19 @@ struct CommentPayload {
     created_at: Option<DateTime<Utc>>,
 }
 
-/// Processes every pending delivery; returns how many were processed.
+/// How long a replica keeps the deliveries it claimed before another may
+/// take them: far longer than processing a batch takes (a merge is a few
+/// GitHub calls), short enough that a replica that died with a claim is
+/// replaced within minutes.
+pub const CLAIM: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Processes every pending delivery not claimed by another replica (each
+/// batch claimed for [`CLAIM`] under this process's [`crate::replica::id`]);
+/// returns how many were processed.
 ///
 /// Errors: the store failed; what was processed before stays processed,
-/// the rest is taken up by the next call.
+/// the rest is taken up by the next call (here, or on another replica once
+/// the claim runs out).
 pub async fn process_pending<S>(
     store: &S,
     deciding: Option<&Deciding<'_>>,
@@ -134,7 +143,9 @@ where
 {
     let mut done = 0;
     loop {
-        let pending = store.pending_deliveries(BATCH).await?;
+        let pending = store
+            .claim_deliveries(crate::replica::id(), BATCH, now, now + CLAIM)
+            .await?;
         if pending.is_empty() {
             return Ok(done);
         }

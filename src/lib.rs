@@ -27,6 +27,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod redact;
 pub mod remediate;
+pub mod replica;
 pub mod report;
 pub mod seal;
 pub mod server;

@@ -492,6 +492,8 @@ pub fn finding_detail(row: &Row, proposal: Option<&Proposal>, audit: &[AuditEven
                         "held back by the daily message cap (sent when it allows, most severe first)",
                     crate::store::approvals::AskDelivery::Sent => "sent",
                     crate::store::approvals::AskDelivery::Queued => "queued",
+                    crate::store::approvals::AskDelivery::Sending =>
+                        "cut short while sending (not sent again: whether it left is unknown)",
                     crate::store::approvals::AskDelivery::Failed => "sending failed",
                 },
                 if ask.reminded_at.is_some() {

@@ -207,7 +207,7 @@ async fn ask_all(
                     held = true;
                 }
                 Some(AskDelivery::Failed) => report.failed += 1,
-                Some(AskDelivery::Queued) | None => {}
+                Some(AskDelivery::Queued | AskDelivery::Sending) | None => {}
             }
         }
     }
@@ -460,7 +460,9 @@ pub async fn follow_up(
                 "sms" => NotifyChannel::Sms,
                 _ => NotifyChannel::Email,
             };
-            let released = ask.delivery == AskDelivery::Held;
+            // Held by the daily cap, or recorded by a replica that died
+            // before claiming it.
+            let released = matches!(ask.delivery, AskDelivery::Held | AskDelivery::Queued);
             let remind = ask.delivery == AskDelivery::Sent
                 && ask.reminded_at.is_none()
                 && now >= ask.created_at + wait / 2;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -176,10 +176,10 @@ async fn server_busy() -> Response {
         .into_response()
 }
 
-fn with_request_timeout(
-    routes: Router<Arc<dyn ServerApp>>,
+fn with_request_timeout<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
     limits: Limits,
-) -> Router<Arc<dyn ServerApp>> {
+) -> Router<S> {
     let timeout = limits.request_timeout;
     routes.layer(axum::middleware::from_fn(
         move |request: Request, next: Next| async move {
@@ -387,6 +387,58 @@ pub async fn serve_health(
     let health = health_router(app, HEALTH_LIMITS);
     // No reserve here (`probe_reserve` is 0): the router is never used twice.
     serve_routers(listener, health.clone(), health, HEALTH_LIMITS, shutdown).await
+}
+
+/// Why the daemon is not ready yet while it starts (the database it
+/// waits for), for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Starting {
+    reason: std::sync::Mutex<String>,
+}
+
+impl Starting {
+    /// The latest reason (an error message without secrets).
+    pub fn set(&self, reason: String) {
+        if let Ok(mut current) = self.reason.lock() {
+            *current = reason;
+        }
+    }
+
+    fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|_| "starting".to_owned())
+    }
+}
+
+/// What a listener serves while the daemon starts: `/healthz` 200 (the
+/// process lives: no restart loop), `/readyz` 503 with the reason, and
+/// `/metrics`; anything else `503` with `Retry-After` (GitHub and Twilio
+/// retry a delivery answered so), until `shutdown` resolves and the real
+/// server takes the listener over.
+pub async fn serve_starting(
+    listener: TcpListener,
+    starting: Arc<Starting>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    async fn not_ready(State(starting): State<Arc<Starting>>) -> error::ApiError {
+        error::ApiError::Unavailable {
+            reason: "starting",
+            detail: starting.reason(),
+        }
+    }
+    let routes = with_request_timeout(
+        Router::new()
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(not_ready))
+            .route("/metrics", get(health::metrics))
+            .fallback(server_busy),
+        limits,
+    )
+    .with_state(starting);
+    serve_routers(listener, routes.clone(), routes, limits, shutdown).await
 }
 
 /// [`serve_health`] on a background task, bound to `addr` (tests: port 0).

@@ -96,8 +96,15 @@ pub struct StoredApproval {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AskDelivery {
-    /// Recorded, not sent yet (or sending was cut short: sent again).
+    /// Recorded, not claimed for sending yet: the approvals follow-up
+    /// sends it when whoever recorded it died before it could.
     Queued,
+    /// Claimed for sending by one replica ([`ApprovalStore::arm_ask`]), the
+    /// provider's answer not recorded yet. An ask left so was cut short
+    /// mid-send and is never sent again: whether the message left is
+    /// unknown, and a second message is worse than none (the reminder and
+    /// the escalation still ask).
+    Sending,
     Sent,
     /// The provider refused it (see `error`).
     Failed,
@@ -109,6 +116,7 @@ impl AskDelivery {
     pub fn as_str(self) -> &'static str {
         match self {
             AskDelivery::Queued => "queued",
+            AskDelivery::Sending => "sending",
             AskDelivery::Sent => "sent",
             AskDelivery::Failed => "failed",
             AskDelivery::Held => "held",
@@ -279,7 +287,7 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn is_opted_out(&self, phone: &str) -> Result<bool, StoreError>;
     /// Gives an ask fresh digests (the code or links about to be sent;
-    /// earlier ones stop working) and marks it queued; `reminder` also
+    /// earlier ones stop working) and marks it `sending`; `reminder` also
     /// records the reminder. Only if the ask is still pending with delivery
     /// `from` (and, for a reminder, not reminded yet): arming is the claim
     /// to send, so of two replicas releasing or reminding the same ask at

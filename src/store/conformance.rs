@@ -107,6 +107,9 @@ conformance!(
     scans_are_listed_and_abandoned_ones_interrupted,
     sealed_secrets_are_stored_once_and_re_sealed_only_as_read,
     text_with_a_nul_is_stored_on_both_backends,
+    a_lease_has_one_holder_until_it_expires_or_is_released,
+    concurrent_claims_of_a_free_lease_have_one_winner,
+    a_delivery_is_claimed_by_one_replica_until_its_claim_runs_out,
 );
 
 type Shared = Arc<dyn DatabaseStore>;
@@ -1221,14 +1224,23 @@ mod backend_specific {
             .fetch_one(&stores[0].pool)
             .await
             .expect("count");
-        assert_eq!(applied, MIGRATIONS as i64);
+        assert_eq!(applied, migrations() as i64);
         for store in stores {
             store.close().await;
         }
     }
 
-    /// How many PostgreSQL migrations this build has.
-    const MIGRATIONS: usize = 3;
+    /// How many PostgreSQL migrations this build has (the files in
+    /// `migrations/postgres/`, as `sqlx::migrate!` embeds them).
+    fn migrations() -> usize {
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+            .expect("the migrations directory")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+            })
+            .count()
+    }
 
     #[tokio::test]
     async fn an_unreachable_postgres_is_a_clear_error_without_the_password() {
@@ -1266,4 +1278,191 @@ mod backend_specific {
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         store.close().await;
     }
+}
+
+async fn a_lease_has_one_holder_until_it_expires_or_is_released(store: Shared) {
+    use super::LeaseState;
+    let t0 = Utc::now();
+    let ttl = chrono::TimeDelta::seconds(30);
+    assert_eq!(
+        store
+            .acquire_lease("scan", "a", t0, t0 + ttl)
+            .await
+            .expect("take"),
+        LeaseState::Held { taken_from: None },
+        "a free lease is taken"
+    );
+    // Another replica before the expiry: told who holds it, until when.
+    match store
+        .acquire_lease("scan", "b", t0 + ttl / 2, t0 + ttl / 2 + ttl)
+        .await
+        .expect("try")
+    {
+        LeaseState::HeldBy { holder, until } => {
+            assert_eq!(holder, "a");
+            assert_eq!(timestamp(until), timestamp(t0 + ttl));
+        }
+        other => panic!("b took a held lease: {other:?}"),
+    }
+    // Leases of other jobs are separate.
+    assert!(matches!(
+        store
+            .acquire_lease("approvals", "b", t0, t0 + ttl)
+            .await
+            .expect("take"),
+        LeaseState::Held { .. }
+    ));
+    // The holder renews: the expiry moves on, b still waits.
+    let t1 = t0 + ttl / 2;
+    assert!(matches!(
+        store
+            .acquire_lease("scan", "a", t1, t1 + ttl)
+            .await
+            .expect("renew"),
+        LeaseState::Held { taken_from: None }
+    ));
+    assert!(
+        matches!(
+            store
+                .acquire_lease("scan", "b", t0 + ttl + ttl / 4, t0 + ttl * 2)
+                .await
+                .expect("try"),
+            LeaseState::HeldBy { .. }
+        ),
+        "a renewed lease does not expire at its first expiry"
+    );
+    // a stops renewing (it died): once expired, b takes it over, naming a.
+    let t2 = t1 + ttl;
+    assert_eq!(
+        store
+            .acquire_lease("scan", "b", t2, t2 + ttl)
+            .await
+            .expect("take over"),
+        LeaseState::Held {
+            taken_from: Some("a".into())
+        }
+    );
+    // a comes back (a stall, not a death): it is told it lost the lease.
+    assert!(matches!(
+        store.acquire_lease("scan", "a", t2, t2 + ttl).await.expect("try"),
+        LeaseState::HeldBy { ref holder, .. } if holder == "b"
+    ));
+    // Released by another replica: nothing changes.
+    store.release_lease("scan", "a").await.expect("release");
+    assert!(matches!(
+        store
+            .acquire_lease("scan", "a", t2, t2 + ttl)
+            .await
+            .expect("try"),
+        LeaseState::HeldBy { .. }
+    ));
+    // Released by its holder: free at once, and not a takeover.
+    store.release_lease("scan", "b").await.expect("release");
+    assert_eq!(
+        store
+            .acquire_lease("scan", "a", t2, t2 + ttl)
+            .await
+            .expect("take"),
+        LeaseState::Held { taken_from: None }
+    );
+}
+
+async fn concurrent_claims_of_a_free_lease_have_one_winner(store: Shared) {
+    let now = Utc::now();
+    let claims: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .acquire_lease(
+                        "retention",
+                        &format!("replica-{i}"),
+                        now,
+                        now + chrono::TimeDelta::seconds(30),
+                    )
+                    .await
+                    .expect("try")
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for claim in claims {
+        if matches!(claim.await.expect("task"), super::LeaseState::Held { .. }) {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one replica holds the lease");
+}
+
+async fn a_delivery_is_claimed_by_one_replica_until_its_claim_runs_out(store: Shared) {
+    let at = Utc::now();
+    for id in ["d-1", "d-2", "d-3"] {
+        store
+            .record_delivery("github", id, "pull_request", b"{}", at)
+            .await
+            .expect("record");
+    }
+    let claim = chrono::TimeDelta::minutes(5);
+    // Two replicas claim at once: each delivery goes to one of them.
+    let (a, b) = tokio::join!(
+        store.claim_deliveries("a", 10, at, at + claim),
+        store.claim_deliveries("b", 10, at, at + claim),
+    );
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|d| d.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "every delivery claimed");
+    assert_eq!(a.len() + b.len(), 3, "none claimed twice: {a:?} {b:?}");
+    for id in &ids {
+        store
+            .mark_delivery_processed(*id, "done", at)
+            .await
+            .expect("mark");
+    }
+    // One replica's claim: the other gets nothing while it runs; the
+    // claimant takes its own claims again (a failed round's retry).
+    for id in ["d-4", "d-5"] {
+        store
+            .record_delivery("github", id, "pull_request", b"{}", at)
+            .await
+            .expect("record");
+    }
+    let first = store
+        .claim_deliveries("a", 10, at, at + claim)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 2);
+    assert!(first[0].id < first[1].id, "oldest first");
+    let later = at + chrono::TimeDelta::minutes(1);
+    assert!(
+        store
+            .claim_deliveries("b", 10, later, later + claim)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_deliveries("a", 10, later, later + claim)
+            .await
+            .expect("claim")
+            .len(),
+        2
+    );
+    // Processed ones are never claimed again; the rest go to the other
+    // replica once the claim has run out (its claimant died).
+    assert!(
+        store
+            .mark_delivery_processed(first[0].id, "done", later)
+            .await
+            .expect("mark")
+    );
+    let expiry = later + claim;
+    let taken = store
+        .claim_deliveries("b", 10, expiry, expiry + claim)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1, "the unprocessed one: {taken:?}");
+    assert_eq!(taken[0].id, first[1].id);
 }

@@ -45,6 +45,18 @@ pub trait DeliveryStore: Send + Sync {
     ) -> Result<Recorded, StoreError>;
     /// Deliveries not processed yet, oldest first, at most `limit`.
     async fn pending_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    /// Claims up to `limit` deliveries not processed yet and not claimed by
+    /// another claimant (or whose claim ran out by `now`) for `claimant`
+    /// until `until`, oldest first: every replica stores the deliveries it
+    /// receives, one processes each. Two claimants never get the same
+    /// delivery while its claim runs (one statement, re-checked per row).
+    async fn claim_deliveries(
+        &self,
+        claimant: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, StoreError>;
     /// Marks a delivery processed with what came of it (`outcome`: a short
     /// text such as `ignored: not a managed repository`, never the body).
     /// Returns `false` when it was already marked (another worker did it).

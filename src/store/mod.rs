@@ -9,7 +9,8 @@
 //! - [`ApprovalStore`]: votes toward a quorum, asks (codes, links), lockouts, opt-outs;
 //! - [`AuditLog`]: free-standing events and reading the chain (`draco audit verify`);
 //! - [`ModelLedger`]: model usage and the advice cache (`advice`: the model budget, the cache);
-//! - [`Readiness`]: the database answers and is migrated (`/readyz`).
+//! - [`Readiness`]: the database answers and is migrated (`/readyz`);
+//! - [`Leases`]: which replica runs each scheduled job.
 //!
 //! [`Store`] is all five, for the composition root. Every state change
 //! appends an audit event in the same transaction.
@@ -21,6 +22,7 @@ mod change_requests;
 mod conformance;
 mod decisions;
 pub mod deliveries;
+pub mod leases;
 mod location;
 mod model_ledger;
 pub mod postgres;
@@ -38,6 +40,7 @@ pub use change_requests::{
 };
 pub use decisions::{DecisionStore, DecisionSubject};
 pub use deliveries::{Delivery, DeliveryStore, Recorded};
+pub use leases::{LeaseState, Leases};
 pub use location::{DATABASE_FILE, DatabaseLocation, LocationError, PostgresUrl};
 pub use model_ledger::ModelLedger;
 pub use postgres::{PostgresStore, ScratchDatabase};
@@ -75,6 +78,21 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+}
+
+impl StoreError {
+    /// The database could not be reached (refused or timed-out connection,
+    /// unknown host, credentials refused, the database missing): what a
+    /// daemon waits out, retrying, rather than exits on.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect { .. }
+                | StoreError::Database(
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)
+                )
+        )
+    }
 }
 
 /// Where a backend keeps the audit key once the composition root has
@@ -189,7 +207,7 @@ impl<
 /// the commands hold an `Arc<dyn DatabaseStore>` and hand each consumer the
 /// narrow trait it needs.
 #[async_trait]
-pub trait DatabaseStore: Store + DeliveryStore + SealedSecrets + Readiness {
+pub trait DatabaseStore: Store + DeliveryStore + SealedSecrets + Readiness + Leases {
     /// Takes the lock that serialises scans on this database across
     /// processes and replicas, waiting up to `wait` for a scan in progress.
     /// Errors: [`StoreError::ScanBusy`] when `wait` runs out.

@@ -67,6 +67,9 @@ pub struct Repo {
     /// Pull request number → its reviews, as `GET …/pulls/{n}/reviews`
     /// answers them (REST: uppercase states).
     pub reviews: HashMap<u64, Vec<Value>>,
+    /// Waited before answering each request (a slow API, so that a test
+    /// can stop Draco half-way through a scan).
+    pub latency: std::time::Duration,
 }
 
 /// Called after the stand-in closed pull request `number` on a `PATCH`
@@ -144,6 +147,11 @@ impl StandIn {
             .expect("lock")
             .lost_answers
             .push((method.to_owned(), suffix.to_owned()));
+    }
+
+    /// Answers every request after `latency` from now on.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.repo.lock().expect("lock").latency = latency;
     }
 
     /// Runs `hook` whenever a `PATCH` closes a pull request, before answering it.
@@ -308,6 +316,8 @@ async fn handle_and_notify(
         .and_then(|n| n.parse::<u64>().ok());
     let path = uri.path().to_owned();
     let method_name = method.to_string();
+    let latency = repo.lock().expect("lock").latency;
+    tokio::time::sleep(latency).await;
     let response = handle(
         State((Arc::clone(&repo), token)),
         method,

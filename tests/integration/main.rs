@@ -34,6 +34,7 @@ mod realworld_cost;
 mod realworld_posture;
 mod redact_props;
 mod redaction;
+mod replicas;
 mod scans;
 mod script_safety;
 mod server;

@@ -35,6 +35,9 @@ mod decisions;
 #[path = "../sql/deliveries.rs"]
 #[allow(clippy::duplicate_mod)]
 mod deliveries;
+#[path = "../sql/leases.rs"]
+#[allow(clippy::duplicate_mod)]
+mod leases;
 #[path = "../sql/model_ledger.rs"]
 #[allow(clippy::duplicate_mod)]
 mod model_ledger;

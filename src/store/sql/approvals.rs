@@ -46,6 +46,7 @@ fn ask_state(name: &str) -> Result<AskState, StoreError> {
 fn delivery(name: &str) -> Result<AskDelivery, StoreError> {
     Ok(match name {
         "queued" => AskDelivery::Queued,
+        "sending" => AskDelivery::Sending,
         "sent" => AskDelivery::Sent,
         "failed" => AskDelivery::Failed,
         "held" => AskDelivery::Held,
@@ -688,7 +689,7 @@ impl ApprovalStore for Backend {
     ) -> Result<bool, StoreError> {
         let armed = sqlx::query(
             "UPDATE approval_asks SET code_digest = $1, approve_digest = $2, reject_digest = $3,
-                 delivery = 'queued', reminded_at = CASE WHEN $4 THEN $5 ELSE reminded_at END
+                 delivery = 'sending', reminded_at = CASE WHEN $4 THEN $5 ELSE reminded_at END
              WHERE id = $6 AND state = 'pending' AND delivery = $7 AND (NOT $4 OR reminded_at IS NULL)",
         )
         .bind(code_digest)

@@ -42,18 +42,37 @@ impl DeliveryStore for Backend {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(id, provider, delivery_id, event, received_at, body)| {
-                Ok(Delivery {
-                    id,
-                    provider,
-                    delivery_id,
-                    event,
-                    received_at: parse_timestamp("delivery received_at", &received_at)?,
-                    body,
-                })
-            })
-            .collect()
+        rows.into_iter().map(delivery).collect()
+    }
+
+    async fn claim_deliveries(
+        &self,
+        claimant: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        // The claimant's own claims are taken again: what a failed round
+        // left is retried at its next round, not after the claim runs out.
+        // The outer conditions repeat the inner ones: under PostgreSQL's READ
+        // COMMITTED a row claimed meanwhile by another replica is re-checked
+        // against them after its lock is released, and skipped.
+        let mut rows: Vec<(i64, String, String, String, String, Vec<u8>)> = sqlx::query_as(
+            "UPDATE webhook_deliveries SET claimed_by = $1, claimed_until = $2
+             WHERE id IN (SELECT id FROM webhook_deliveries
+                          WHERE processed_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $3 OR claimed_by = $1)
+                          ORDER BY id LIMIT $4)
+               AND processed_at IS NULL AND (claimed_until IS NULL OR claimed_until <= $3 OR claimed_by = $1)
+             RETURNING id, provider, delivery_id, event, received_at, body",
+        )
+        .bind(text(claimant))
+        .bind(timestamp(until))
+        .bind(timestamp(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.sort_by_key(|row| row.0);
+        rows.into_iter().map(delivery).collect()
     }
 
     async fn mark_delivery_processed(
@@ -73,4 +92,24 @@ impl DeliveryStore for Backend {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+fn delivery(
+    (id, provider, delivery_id, event, received_at, body): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Vec<u8>,
+    ),
+) -> Result<Delivery, StoreError> {
+    Ok(Delivery {
+        id,
+        provider,
+        delivery_id,
+        event,
+        received_at: parse_timestamp("delivery received_at", &received_at)?,
+        body,
+    })
 }

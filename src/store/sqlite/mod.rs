@@ -20,6 +20,8 @@ mod decisions;
 #[path = "../sql/deliveries.rs"]
 mod deliveries;
 mod inspect;
+#[path = "../sql/leases.rs"]
+mod leases;
 #[path = "../sql/model_ledger.rs"]
 mod model_ledger;
 #[path = "../sql/scans.rs"]

@@ -1,10 +1,16 @@
 //! `draco run`: the scheduler and the HTTP server in one process, sharing
 //! one [`App`].
 //!
+//! Several replicas may share one database: every replica serves HTTP and
+//! processes the webhook deliveries it claims; each scheduled job (the
+//! scan, the approvals follow-up, retention) runs on the replica holding
+//! its lease ([`leases`]). The replica that takes the scan lease over from
+//! one that died resumes the scan it left interrupted at once.
+//!
 //! The scheduler only sends ticks; scans run one at a time in the scan loop
-//! (and across processes, under the store's scan lock). A tick that arrives
-//! while a scan runs is kept (one at most), later ones are dropped with a
-//! log line.
+//! (and across processes, under the store's scan lock), on the replica
+//! holding the scan lease. A tick that arrives while a scan runs is kept
+//! (one at most), later ones are dropped with a log line.
 //!
 //! Shutdown, on SIGTERM or SIGINT: no new work is taken at once (no scan
 //! starts after the signal, even from a tick queued before it; the server
@@ -25,6 +31,11 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::compose::App;
 use crate::server::{self, ServerError};
+
+pub mod leases;
+pub mod start;
+
+use leases::Lease;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -112,6 +123,7 @@ pub async fn run(
     again: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let grace = Duration::from_secs(app.loaded.config.server.shutdown_grace_secs);
+    let lease_ttl = Duration::from_secs(app.loaded.config.replicas.lease_ttl_secs);
     let (stopping, stopped) = watch::channel(false);
 
     if let Err(error) = app.repair_abandoned_scans().await {
@@ -169,14 +181,24 @@ pub async fn run(
         })
     });
 
+    let (scan_lease, scan_keeper) = leases::keep(Arc::clone(&app.store), leases::SCAN, lease_ttl);
+    let mut keepers = vec![scan_keeper];
+    let mut jobs = vec![leases::SCAN];
+
     // Approvals: held asks, reminders, escalation and expiry, every minute
-    // (everything it works from is in the store, so a restart loses nothing).
+    // on the replica holding the approvals lease (everything it works from
+    // is in the store, so a restart or a takeover loses nothing).
     let approvals_task = (!app.notifier.directory.is_empty()).then(|| {
+        let (lease, keeper) = leases::keep(Arc::clone(&app.store), leases::APPROVALS, lease_ttl);
+        keepers.push(keeper);
+        jobs.push(leases::APPROVALS);
         let app = Arc::clone(&app);
         let mut stop = stopped.clone();
         tokio::spawn(async move {
             loop {
-                app.follow_up_approvals(Utc::now()).await;
+                if lease.held() {
+                    app.follow_up_approvals(Utc::now()).await;
+                }
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => break,
@@ -211,6 +233,7 @@ pub async fn run(
         due,
         stopped.clone(),
         scan_on_start,
+        scan_lease,
     ));
     tokio::pin!(stop);
     tokio::pin!(again);
@@ -238,6 +261,11 @@ pub async fn run(
     // Cancels the scan if it is still running; its lock goes with it, so
     // the repair below marks it interrupted.
     drop(work);
+    // No job runs past this point: the leases go to another replica now
+    // rather than when they expire.
+    for keeper in &keepers {
+        keeper.abort();
+    }
     if forced {
         server.abort();
         // Best effort, briefly: the next start repairs what this leaves.
@@ -284,32 +312,75 @@ pub async fn run(
         // Processing is idempotent: whatever this cuts short is redone.
         task.abort();
     }
+    let _ = tokio::time::timeout(REPAIR_AFTER_GRACE, leases::release(&*app.store, &jobs)).await;
     scheduler.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Scans on each tick until stopping. `biased` so that a stop already
+/// Scans on each tick while this replica holds the scan lease, until
+/// stopping; on taking the lease, first resumes a scan left interrupted
+/// (by the replica it was taken from, or by this one's last run) and runs
+/// the scan `--scan-on-start` asked for. `biased` so that a stop already
 /// signalled wins over a tick queued before it.
 async fn scan_loop(
     app: Arc<App>,
     mut due: mpsc::Receiver<()>,
     mut stopped: watch::Receiver<bool>,
     scan_on_start: bool,
+    mut lease: Lease,
 ) {
     let flag = stopped.clone();
     let stopping = move || *flag.borrow();
-    if scan_on_start && !stopping() {
-        scan(&app).await;
-    }
+    let mut start_scan = scan_on_start;
     loop {
         tokio::select! {
             biased;
             _ = stopped.wait_for(|s| *s) => break,
+            taken_from = lease.taken() => {
+                if stopping() {
+                    break;
+                }
+                let resume = match app.take_over_scans().await {
+                    Ok(resume) => resume,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot check for a scan to resume");
+                        false
+                    }
+                };
+                if resume {
+                    tracing::info!(taken_from, "resuming the interrupted scan");
+                }
+                if resume || std::mem::take(&mut start_scan) {
+                    scan_while_held(&app, &mut lease).await;
+                }
+            }
             tick = due.recv() => match tick {
-                Some(()) if !stopping() => scan(&app).await,
+                Some(()) if !stopping() => {
+                    if lease.held() {
+                        scan_while_held(&app, &mut lease).await;
+                    } else {
+                        tracing::info!("scheduled scan left to the replica holding the scan lease");
+                    }
+                }
                 _ => break,
             },
+        }
+    }
+}
+
+/// One scan, stopped if the lease goes meanwhile: the replica that takes it
+/// resumes the scan (every step commits before the next starts).
+async fn scan_while_held(app: &App, lease: &mut Lease) {
+    tokio::select! {
+        () = scan(app) => {}
+        () = lease.lost() => {
+            tracing::warn!("scan lease lost mid-scan (the database stopped answering, or this replica stalled): scan stopped for the replica that takes the lease to resume");
+            // The cancelled scan's lock went with it: it is marked
+            // interrupted now, unless the new holder's scan runs already.
+            if let Err(error) = app.repair_abandoned_scans().await {
+                tracing::error!(%error, "cannot mark the stopped scan interrupted");
+            }
         }
     }
 }

@@ -1,0 +1,150 @@
+//! The daemon's side of [`crate::store::leases`]: one task per scheduled
+//! job takes its lease when free or expired, renews it every quarter of
+//! `replicas.lease_ttl_secs`, and reports whether this replica holds it.
+//!
+//! A renewal that fails or does not answer within the quarter counts as
+//! lost at once (the lease may expire before the next try, and another
+//! replica may take it): the job's work in flight is stopped, so two
+//! replicas never run one job at the same time for longer than it takes
+//! the loser to notice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::compose::AppStore;
+use crate::store::LeaseState;
+
+/// The scheduled scan (and the resumption of one left interrupted).
+pub const SCAN: &str = "scan";
+/// Held asks, reminders, escalation and expiry of approvals.
+pub const APPROVALS: &str = "approvals";
+/// Removing what `retention.*` no longer keeps.
+pub const RETENTION: &str = "retention";
+
+/// Whether this replica holds a job's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    No,
+    /// Held since the last time it was taken; `taken_from` the replica
+    /// whose lease had expired then (it died or stalled).
+    Yes {
+        taken_from: Option<String>,
+    },
+}
+
+/// What the job's work watches.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub job: &'static str,
+    holding: watch::Receiver<Holding>,
+}
+
+impl Lease {
+    pub fn held(&self) -> bool {
+        matches!(*self.holding.borrow(), Holding::Yes { .. })
+    }
+
+    /// Resolves when this replica does not hold the lease (at once if it
+    /// does not now).
+    pub async fn lost(&mut self) {
+        if self
+            .holding
+            .wait_for(|h| matches!(h, Holding::No))
+            .await
+            .is_err()
+        {
+            // The keeper stopped (shutdown): nothing is held any more.
+        }
+    }
+
+    /// Resolves the next time this replica takes the lease (not while it
+    /// keeps holding it), with the replica it was taken from. Never
+    /// resolves once the keeper has stopped.
+    pub async fn taken(&mut self) -> Option<String> {
+        loop {
+            if self.holding.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            if let Holding::Yes { taken_from } = &*self.holding.borrow_and_update() {
+                return taken_from.clone();
+            }
+        }
+    }
+}
+
+/// Starts the keeper of lease `job` for this replica ([`crate::replica::id`]).
+/// It runs until the task is aborted; [`release`] gives the lease up.
+pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Lease, JoinHandle<()>) {
+    let (report, holding) = watch::channel(Holding::No);
+    let task = tokio::spawn(async move {
+        let holder = crate::replica::id();
+        let every = ttl / 4;
+        let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+        loop {
+            let now = Utc::now();
+            let tried =
+                tokio::time::timeout(every, store.acquire_lease(job, holder, now, now + ttl)).await;
+            let now_holding = match tried {
+                Ok(Ok(LeaseState::Held { taken_from })) => Holding::Yes { taken_from },
+                Ok(Ok(LeaseState::HeldBy { .. })) => Holding::No,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, job, "cannot take or renew the lease; trying again");
+                    Holding::No
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        job,
+                        "the database did not answer the lease renewal in time; trying again"
+                    );
+                    Holding::No
+                }
+            };
+            report.send_if_modified(|current| match (&*current, now_holding) {
+                (Holding::Yes { .. }, Holding::Yes { .. }) | (Holding::No, Holding::No) => false,
+                (Holding::No, taken @ Holding::Yes { .. }) => {
+                    if let Holding::Yes {
+                        taken_from: Some(from),
+                    } = &taken
+                    {
+                        tracing::info!(
+                            job,
+                            holder,
+                            taken_from = from,
+                            "lease taken over: this replica runs the job now"
+                        );
+                    } else {
+                        tracing::info!(job, holder, "lease taken: this replica runs the job");
+                    }
+                    *current = taken;
+                    true
+                }
+                (Holding::Yes { .. }, Holding::No) => {
+                    tracing::warn!(
+                        job,
+                        holder,
+                        "lease lost: this replica stops running the job"
+                    );
+                    *current = Holding::No;
+                    true
+                }
+            });
+            tokio::time::sleep(every).await;
+        }
+    });
+    (Lease { job, holding }, task)
+}
+
+/// Gives up `jobs`' leases if this replica holds them (a clean shutdown:
+/// another replica takes over at its next try, not after the expiry).
+/// Failures are logged: the leases then expire on their own.
+pub async fn release(store: &dyn AppStore, jobs: &[&'static str]) {
+    for job in jobs {
+        if let Err(error) = store.release_lease(job, crate::replica::id()).await {
+            tracing::warn!(%error, job, "cannot give the lease up; it expires on its own");
+        }
+    }
+}
