@@ -12,7 +12,7 @@ use crate::advice::ModelChoice;
 use crate::approve::{self, ApproveError, Approver, Verdict, VoteResult};
 use crate::cli::{
     AuditCommand, BenchCommand, Cli, Command, ConfigCommand, FindingsArgs, KeysCommand, OutputArgs,
-    RotateArgs, ScansArgs,
+    PurgeArgs, RotateArgs, ScansArgs,
 };
 use crate::compose::{self, App, AppStore, SourceChoice};
 use crate::config::{self, ConfigError, Loaded, SourceSelection};
@@ -304,6 +304,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate(args)) => keys_rotate(&ctx, &args).await,
+        Command::Purge(args) => purge_command(&ctx, &args).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = ctx.open_existing_store().await?;
             let events = verify_audit_log(&ctx, &*store).await?;
@@ -634,6 +635,68 @@ async fn keys_rotate(ctx: &Context, args: &RotateArgs) -> Result<()> {
             new_path.display()
         );
     }
+    Ok(())
+}
+
+/// `draco purge --finding ID [--with-group]` or `draco purge --all --yes`:
+/// under the scan lock (a scan would otherwise record what is being
+/// purged), the backend first, then the store in one transaction; the
+/// audit anchor follows the new head.
+async fn purge_command(ctx: &Context, args: &PurgeArgs) -> Result<()> {
+    if args.all && !args.yes {
+        return Err(UsageError(
+            "`draco purge --all` deletes every finding, scan, cost point, change request, vote and delivery, and blanks every audit payload it can; nothing can be restored. Add --yes to confirm".into(),
+        )
+        .into());
+    }
+    let store = ctx.open_existing_store().await?;
+    let git = ctx.open_repository().await?;
+    let wait = std::time::Duration::from_secs(ctx.loaded.config.scan.lock_wait_secs);
+    let _lock = store
+        .lock_scans(wait)
+        .await
+        .context("a purge waits for the running scan to finish")?;
+    let outcome = match args.finding {
+        Some(id) => {
+            crate::purge::purge_finding(&*store, git.as_ref(), id, args.with_group, Utc::now())
+                .await
+                .map_err(|e| match e {
+                    crate::purge::PurgeError::UnknownFinding(_)
+                    | crate::purge::PurgeError::SharedBranch { .. } => {
+                        anyhow::Error::from(UsageError(e.to_string()))
+                    }
+                    other => {
+                        anyhow::Error::from(other).context(format!("cannot purge finding {id}"))
+                    }
+                })?
+        }
+        None => crate::purge::purge_all(&*store, git.as_ref(), Utc::now())
+            .await
+            .context("cannot purge everything")?,
+    };
+    compose::write_anchor(&*store, &ctx.data_dir).await;
+    let what = if outcome.findings.is_empty() {
+        "everything".to_owned()
+    } else {
+        let ids: Vec<String> = outcome.findings.iter().map(ToString::to_string).collect();
+        format!("finding {}", ids.join(", "))
+    };
+    let report = &outcome.store;
+    outln!(
+        "Purged {what}: {} rows deleted, {} audit payloads replaced by tombstones.",
+        report.rows,
+        report.audit_tombstoned
+    );
+    if report.audit_kept > 0 {
+        outln!(
+            "{} audit events written before payload digests existed (migration 0010) keep their payload: replacing it would break the hash chain.",
+            report.audit_kept
+        );
+    }
+    for kept in &outcome.kept {
+        outln!("Kept outside Draco: {kept}.");
+    }
+    store.close().await;
     Ok(())
 }
 

@@ -48,6 +48,8 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Reject a finding's change request: closes it without merging.
     Reject(RejectArgs),
+    /// Delete every trace of a finding (or of everything) from the database and the change-request backend.
+    Purge(PurgeArgs),
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -307,6 +309,29 @@ pub struct RejectArgs {
     /// Why (recorded in the audit log).
     #[arg(long)]
     pub reason: String,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["finding", "all"])))]
+pub struct PurgeArgs {
+    /// The finding to purge, as listed by `draco findings`: its row,
+    /// evidence, proposal, change request (branch and objects; a GitHub
+    /// pull request is closed and blanked), votes, asks, cached advice,
+    /// webhook deliveries naming it, and its audit events' payloads
+    /// (replaced by tombstones; the chain still verifies).
+    #[arg(long, value_name = "ID")]
+    pub finding: Option<FindingId>,
+    /// With --finding: also purge the findings that share its change
+    /// request (`gitops.group = "kind-account-region"`).
+    #[arg(long, requires = "finding")]
+    pub with_group: bool,
+    /// Purge everything but the audit chain's tombstones and the keys.
+    /// Needs --yes.
+    #[arg(long)]
+    pub all: bool,
+    /// Confirms --all.
+    #[arg(long, requires = "all")]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

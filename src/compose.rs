@@ -356,6 +356,33 @@ impl App {
         result
     }
 
+    /// Enforces `[retention]` as of `now` (the daemon's job; call it under
+    /// its lease, about once a day): scans and resolved findings, cost
+    /// points, processed webhook deliveries, each deleted in a transaction
+    /// of its own, then old audit payloads replaced by tombstones; one
+    /// `retention` audit event with the counts when anything changed.
+    /// Idempotent: a second run at the same `now` changes nothing.
+    ///
+    /// Errors: the store's; the kinds done before the failure stay done.
+    pub async fn enforce_retention(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<crate::store::RetentionReport, StoreError> {
+        let cutoffs = self.loaded.config.retention.cutoffs(now);
+        let report = crate::store::retention::enforce(&*self.store, &cutoffs, now).await?;
+        if report.changed() {
+            tracing::info!(
+                findings = report.findings,
+                scans = report.scans,
+                cost_points = report.cost_points,
+                webhook_deliveries = report.webhook_deliveries,
+                audit_payloads = report.audit_payloads,
+                "retention enforced"
+            );
+        }
+        Ok(report)
+    }
+
     /// Marks scans left `running` by a process that ended as `interrupted`.
     /// The caller holds the scan lock.
     async fn interrupt_abandoned_scans(&self) -> Result<(), StoreError> {

@@ -22,6 +22,7 @@ use crate::domain::AccountId;
 use crate::gitops::config::{Backend, GitOpsConfig};
 use crate::server::ServerConfig;
 use crate::sources::aws::AwsConfig;
+use crate::store::RetentionConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +58,9 @@ pub struct Config {
     pub twilio: TwilioConfig,
     pub email: EmailConfig,
     pub secrets: SecretsConfig,
+    /// How long each kind of history is kept, in days (`[retention]`; see
+    /// [`RetentionConfig`] for each key and its default).
+    pub retention: RetentionConfig,
 }
 
 /// Where the master key that seals secrets at rest comes from (see
@@ -130,6 +134,7 @@ impl Default for Config {
             twilio: TwilioConfig::default(),
             email: EmailConfig::default(),
             secrets: SecretsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -805,6 +810,13 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         message,
     })?;
     validate_database(config)?;
+    config
+        .retention
+        .validate()
+        .map_err(|e| ConfigError::Value {
+            key: format!("retention.{}", e.key),
+            message: e.message,
+        })?;
     let cost = &config.detect.cost;
     let positive = [
         ("detect.cost.z_threshold", cost.z_threshold),
@@ -1490,6 +1502,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("larger than 1024 KiB"), "{error}");
+    }
+
+    #[test]
+    fn retention_periods_load_and_a_cost_history_shorter_than_detection_reads_is_refused() {
+        let loaded = load_text(
+            "[retention]\nscans_days = 90\n",
+            &[("DRACO_RETENTION_AUDIT_PAYLOAD_DAYS", "30")],
+        )
+        .expect("loads");
+        assert_eq!(loaded.config.retention.scans_days, 90);
+        assert_eq!(loaded.config.retention.audit_payload_days, 30);
+        let error = load_text("[retention]\ncost_points_days = 90\n", &[])
+            .expect_err("too short")
+            .to_string();
+        assert!(
+            error.contains("retention.cost_points_days") && error.contains("400 days"),
+            "{error}"
+        );
+        let error = load_text("[retention]\nscans_days = 0\n", &[])
+            .expect_err("zero")
+            .to_string();
+        assert!(error.contains("retention.scans_days"), "{error}");
+        let error = load_text("[retention]\nkeep_days = 3\n", &[])
+            .expect_err("unknown")
+            .to_string();
+        assert!(error.contains("keep_days"), "{error}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod exposition;
 pub mod gitops;
 pub mod notify;
 pub mod pipeline;
+pub mod purge;
 pub mod redact;
 pub mod remediate;
 pub mod replica;

@@ -45,7 +45,7 @@ pub trait PipelineStore: ScanStore + ChangeRequestStore + AdviceStore {}
 impl<T: ScanStore + ChangeRequestStore + AdviceStore + ?Sized> PipelineStore for T {}
 
 /// How much stored cost history the detectors read each scan.
-const COST_HISTORY_DAYS: i64 = 400;
+const COST_HISTORY_DAYS: i64 = crate::store::retention::COST_HISTORY_DAYS as i64;
 
 pub struct Pipeline<'a> {
     pub cost: &'a dyn CostSource,

@@ -104,6 +104,11 @@ const EVENTS_POLL: Duration = Duration::from_secs(60);
 /// escalation, expiry).
 const APPROVALS_TICK: Duration = Duration::from_secs(60);
 
+/// How often the retention lease's holder removes what `[retention]` no
+/// longer keeps (periods are in days: hourly is punctual enough, and each
+/// pass over nothing to remove is a few indexed queries).
+const RETENTION_TICK: Duration = Duration::from_secs(3600);
+
 /// What marking a cancelled scan interrupted may take past the grace
 /// period (the target: exit within `shutdown_grace_secs` + 1 s).
 const REPAIR_AFTER_GRACE: Duration = Duration::from_millis(500);
@@ -208,6 +213,41 @@ pub async fn run(
         })
     });
 
+    // Retention: what `[retention]` no longer keeps is removed every
+    // RETENTION_TICK on the replica holding the retention lease.
+    let retention_task = {
+        let (mut lease, keeper) =
+            leases::keep(Arc::clone(&app.store), leases::RETENTION, lease_ttl);
+        keepers.push(keeper);
+        jobs.push(leases::RETENTION);
+        let app = Arc::clone(&app);
+        let mut stop = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = lease.taken() => {}
+                }
+                // Held: once now, then every tick while it stays held.
+                while lease.held() {
+                    tokio::select! {
+                        () = lease.lost() => break,
+                        done = app.enforce_retention(Utc::now()) => if let Err(error) = done {
+                            tracing::error!(%error, "cannot enforce retention; trying again at the next tick");
+                        },
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => return,
+                        () = lease.lost() => {}
+                        () = tokio::time::sleep(RETENTION_TICK) => {}
+                    }
+                }
+            }
+        })
+    };
+
     let (ticks, due) = mpsc::channel::<()>(1);
     let mut scheduler = JobScheduler::new().await?;
     let tick_stopped = stopped.clone();
@@ -304,6 +344,9 @@ pub async fn run(
     if let Some(task) = health_task {
         task.abort();
     }
+    // Each kind is removed in its own transaction: what this cuts short
+    // is done at the next pass.
+    retention_task.abort();
     if let Some(task) = approvals_task {
         // Every step commits on its own: what this cuts short is redone.
         task.abort();

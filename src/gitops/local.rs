@@ -23,6 +23,8 @@ use crate::redact::Redacted;
 
 const MAIN: &str = "refs/heads/main";
 
+mod purge;
+
 #[derive(Debug, Clone)]
 pub struct LocalGit {
     repo: PathBuf,
@@ -37,17 +39,23 @@ impl LocalGit {
         if !repo.join("HEAD").exists() {
             this.init_atomically().await?;
         }
-        if this.resolve(MAIN).await?.is_none() {
-            let readme = this
+        this.ensure_main().await?;
+        Ok(this)
+    }
+
+    /// Creates `main` with its first commit (the README) when it is absent.
+    async fn ensure_main(&self) -> Result<(), GitOpsError> {
+        if self.resolve(MAIN).await?.is_none() {
+            let readme = self
                 .hash_blob(b"# Draco remediations\n\nEach branch `draco/...` holds one proposed remediation.\nIt is merged into main only after a human approved it.\n")
                 .await?;
-            let tree = this
+            let tree = self
                 .run_git(
                     &["mktree"],
                     Some(format!("100644 blob {readme}\tREADME.md\n").as_bytes()),
                 )
                 .await?;
-            let commit = this
+            let commit = self
                 .run_git(
                     &[
                         "commit-tree",
@@ -59,9 +67,9 @@ impl LocalGit {
                 )
                 .await?;
             // An empty expected value means "create only": a concurrent init loses cleanly.
-            let _ = this.run_git(&["update-ref", MAIN, &commit, ""], None).await;
+            let _ = self.run_git(&["update-ref", MAIN, &commit, ""], None).await;
         }
-        Ok(this)
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -417,6 +425,14 @@ impl ChangeRequests for LocalGit {
 
     fn changed_outside_draco(&self) -> bool {
         false
+    }
+
+    async fn purge(&self, branch: &str, heads: &[String]) -> Result<Vec<String>, GitOpsError> {
+        self.purge_branch(branch, heads).await
+    }
+
+    async fn purge_all(&self, _branches: &[String]) -> Result<Vec<String>, GitOpsError> {
+        self.purge_everything().await
     }
 
     async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError> {

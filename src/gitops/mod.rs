@@ -215,4 +215,22 @@ pub trait ChangeRequests: Send + Sync {
         let _ = branch;
         Ok(Vec::new())
     }
+    /// Removes the change request on `branch` (whose commits include
+    /// `heads`) from the backend as far as the backend allows (`draco
+    /// purge`): the local repository deletes the branch and every object
+    /// only it reached, rewriting `main` when the change was merged;
+    /// GitHub closes the pull request, blanks its title and description
+    /// and deletes the branch. Returns what the backend still keeps, for
+    /// the operator. Idempotent.
+    async fn purge(&self, branch: &str, heads: &[String]) -> Result<Vec<String>, GitOpsError>;
+    /// Removes every change request (`draco purge --all`): those on
+    /// `branches` as [`ChangeRequests::purge`] does; the local repository
+    /// is emptied to a fresh `main`.
+    async fn purge_all(&self, branches: &[String]) -> Result<Vec<String>, GitOpsError> {
+        let mut kept = Vec::new();
+        for branch in branches {
+            kept.extend(self.purge(branch, &[]).await?);
+        }
+        Ok(kept)
+    }
 }

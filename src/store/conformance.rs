@@ -110,6 +110,10 @@ conformance!(
     a_lease_has_one_holder_until_it_expires_or_is_released,
     concurrent_claims_of_a_free_lease_have_one_winner,
     a_delivery_is_claimed_by_one_replica_until_its_claim_runs_out,
+    retention_removes_only_what_is_old_and_finished_and_runs_once,
+    a_purged_finding_leaves_no_trace_and_the_keyed_chain_still_verifies,
+    purging_everything_empties_every_table_but_the_chain_and_the_keys,
+    a_tombstone_is_written_once,
 );
 
 type Shared = Arc<dyn DatabaseStore>;
@@ -1177,6 +1181,343 @@ async fn text_with_a_nul_is_stored_on_both_backends(store: Shared) {
     verify_chain(&store.audit_events(None).await.expect("audit"));
 }
 
+/// Values planted in a finding, its change request, its votes and its
+/// audit events: none may survive its purge.
+const PLANTED: [&str; 3] = [
+    "ada.purge@example.org",
+    "+15557012345",
+    "vol-0purgeme0planted",
+];
+
+fn keyed(store: &Shared) -> crate::audit::AuditKey {
+    store.install_audit_key(crate::audit::AuditKey::from_bytes([5; 32]));
+    crate::audit::AuditKey::from_bytes([5; 32])
+}
+
+async fn verify_keyed(store: &Shared, key: &crate::audit::AuditKey) {
+    let events = store.audit_events(None).await.expect("audit");
+    crate::audit::verify(&events, Some(key), None).expect("the keyed chain verifies");
+}
+
+async fn retention_removes_only_what_is_old_and_finished_and_runs_once(store: Shared) {
+    use crate::store::retention::{RetentionConfig, enforce};
+    let key = keyed(&store);
+    let now = Utc::now();
+    let old = now - chrono::TimeDelta::days(500);
+    let region = covering(&["us-east-1"]);
+    // A resolved finding (old), an open one (old), a resolved one whose
+    // change request still waits for a decision (old).
+    let scan = store.begin_scan("test", old).await.expect("scan");
+    let findings = [
+        finding("vol-gone", "us-east-1", Severity::Low),
+        finding("vol-open", "us-east-1", Severity::Low),
+        finding("vol-waiting", "us-east-1", Severity::Low),
+    ];
+    let ids = store
+        .record_findings(scan, &findings, &region, old)
+        .await
+        .expect("record")
+        .new;
+    let opened = OpenedChangeRequest {
+        branch: "draco/waiting".into(),
+        head_commit: "h1".into(),
+        location: "https://github.example/o/r/pull/9".into(),
+        created: true,
+    };
+    store
+        .record_change_request(ids[2], "github", &opened, old)
+        .await
+        .expect("change request");
+    let scan = store.begin_scan("test", old).await.expect("scan");
+    store
+        .record_findings(scan, &findings[1..2], &region, old)
+        .await
+        .expect("resolve two");
+    // A scan no finding refers to.
+    let lonely = store.begin_scan("test", old).await.expect("scan");
+    store
+        .finish_scan(lonely, super::ScanStatus::Ok, &json!({}), old)
+        .await
+        .expect("finish");
+    let old_day = old.date_naive();
+    let day = |d: NaiveDate| CostPoint {
+        account: AccountId::parse("123456789012").expect("valid"),
+        service: "EC2".into(),
+        day: d,
+        amount_usd: 1.0,
+        estimated: false,
+    };
+    store
+        .save_cost_points(&[day(old_day), day(now.date_naive())])
+        .await
+        .expect("cost");
+    for (delivery, at, processed) in [
+        ("old-done", old, true),
+        ("old-pending", old, false),
+        ("new-done", now, true),
+    ] {
+        let Recorded::New(id) = store
+            .record_delivery("github", delivery, "ping", b"{}", at)
+            .await
+            .expect("delivery")
+        else {
+            panic!("new")
+        };
+        if processed {
+            store
+                .mark_delivery_processed(id, "ok", at)
+                .await
+                .expect("processed");
+        }
+    }
+    let policy = RetentionConfig {
+        scans_days: 180,
+        cost_points_days: 400,
+        webhook_deliveries_days: 30,
+        audit_payload_days: 365,
+    };
+    let report = enforce(&*store, &policy.cutoffs(now), now)
+        .await
+        .expect("enforce");
+    assert_eq!(report.findings, 1, "{report:?}");
+    assert_eq!(
+        report.scans, 1,
+        "only the scan nothing refers to: {report:?}"
+    );
+    assert_eq!(report.cost_points, 1, "{report:?}");
+    assert_eq!(report.webhook_deliveries, 1, "{report:?}");
+    assert!(report.audit_payloads > 5, "{report:?}");
+    let left: Vec<FindingId> = store
+        .findings()
+        .await
+        .expect("findings")
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(left, vec![ids[1], ids[2]]);
+    assert_eq!(
+        store.pending_deliveries(10).await.expect("pending").len(),
+        1
+    );
+    verify_keyed(&store, &key).await;
+    let events = store.audit_events(Some("retention")).await.expect("audit");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].details["findings"], 1);
+    // Again: nothing left to do, nothing written.
+    let again = enforce(&*store, &policy.cutoffs(now), now)
+        .await
+        .expect("again");
+    assert!(!again.changed(), "{again:?}");
+    assert_eq!(
+        store
+            .audit_events(Some("retention"))
+            .await
+            .expect("audit")
+            .len(),
+        1
+    );
+    verify_keyed(&store, &key).await;
+}
+
+async fn a_purged_finding_leaves_no_trace_and_the_keyed_chain_still_verifies(store: Shared) {
+    let key = keyed(&store);
+    let now = Utc::now();
+    let [email, phone, resource] = PLANTED;
+    let scan = store.begin_scan("test", now).await.expect("scan");
+    let mut planted = finding(resource, "us-east-1", Severity::High);
+    planted.evidence = json!({ "owner": email, "contact": phone });
+    let ids = store
+        .record_findings(
+            scan,
+            &[planted, finding("vol-kept", "us-east-1", Severity::Low)],
+            &covering(&["us-east-1"]),
+            now,
+        )
+        .await
+        .expect("record")
+        .new;
+    let (id, kept) = (ids[0], ids[1]);
+    store
+        .finish_scan(
+            scan,
+            super::ScanStatus::Partial,
+            &json!({"failures": [{"finding_id": id.get(), "error": resource}]}),
+            now,
+        )
+        .await
+        .expect("finish");
+    store
+        .save_proposal(id, &proposal(), now)
+        .await
+        .expect("proposal");
+    let opened = OpenedChangeRequest {
+        branch: "draco/purged".into(),
+        head_commit: "head-1".into(),
+        location: "https://github.example/o/r/pull/7".into(),
+        created: true,
+    };
+    store
+        .record_change_request(id, "github", &opened, now)
+        .await
+        .expect("cr");
+    let cr = reference("draco/purged", "head-1");
+    let vote = Vote {
+        approver: email,
+        channel: "sms",
+        verdict: Verdict::Approve,
+        reason: None,
+        message: Some(phone),
+        ask: None,
+        at: now,
+    };
+    store
+        .cast_vote(&cr, &vote, 2, &[email])
+        .await
+        .expect("vote");
+    store
+        .audit(
+            email,
+            "note",
+            &format!("finding:{id}"),
+            &json!({ "phone": phone }),
+            now,
+        )
+        .await
+        .expect("audit");
+    store
+        .record_delivery(
+            "github",
+            "d-1",
+            "pull_request",
+            format!("{{\"html_url\":\"https://github.example/o/r/pull/7\",\"by\":\"{email}\"}}")
+                .as_bytes(),
+            now,
+        )
+        .await
+        .expect("delivery");
+    store
+        .record_delivery(
+            "github",
+            "d-2",
+            "pull_request",
+            b"{\"html_url\":\"https://github.example/o/r/pull/70\"}",
+            now,
+        )
+        .await
+        .expect("delivery");
+    let scope = store
+        .purge_scope(id)
+        .await
+        .expect("scope")
+        .expect("a finding");
+    assert_eq!(
+        scope.change_request.as_ref().map(|c| c.branch.as_str()),
+        Some("draco/purged")
+    );
+    assert!(scope.sharing_branch.is_empty());
+    let before = store.dump_text().await.expect("dump").join("\n");
+    assert!(PLANTED.iter().all(|v| before.contains(v)), "planted");
+
+    let report = store.purge_findings(&[id], now).await.expect("purge");
+    assert!(report.audit_tombstoned >= 3, "{report:?}");
+    assert_eq!(report.audit_kept, 0, "{report:?}");
+    store.compact().await.expect("compact");
+    let after = store.dump_text().await.expect("dump");
+    for value in PLANTED {
+        let found: Vec<&String> = after.iter().filter(|t| t.contains(value)).collect();
+        assert!(found.is_empty(), "{value} survived the purge: {found:?}");
+    }
+    assert!(store.finding(id).await.expect("read").is_none());
+    assert!(
+        store.finding(kept).await.expect("read").is_some(),
+        "another finding kept"
+    );
+    assert_eq!(
+        store.pending_deliveries(10).await.expect("pending").len(),
+        1,
+        "the other pull request's delivery kept"
+    );
+    verify_keyed(&store, &key).await;
+    let purge = store
+        .audit_events(Some(&format!("finding:{id}")))
+        .await
+        .expect("audit");
+    let last = purge.last().expect("the purge event");
+    assert_eq!(
+        (last.action.as_str(), &last.details),
+        ("purge", &json!({ "finding": id.get() }))
+    );
+    // Purging again: nothing there.
+    assert!(store.purge_scope(id).await.expect("scope").is_none());
+}
+
+async fn purging_everything_empties_every_table_but_the_chain_and_the_keys(store: Shared) {
+    let key = keyed(&store);
+    let now = Utc::now();
+    proposed(&store, PLANTED[2], "draco/all", "h").await;
+    store
+        .seal_if_absent(
+            "audit_key",
+            &crate::seal::Sealed {
+                key_id: "k".into(),
+                nonce: vec![1],
+                ciphertext: vec![2],
+            },
+            now,
+        )
+        .await
+        .expect("seal");
+    store
+        .set_opt_out(PLANTED[1], "+1555…45", true, now)
+        .await
+        .expect("opt out");
+    let report = store.purge_all(now).await.expect("purge");
+    assert!(report.rows > 0 && report.audit_tombstoned > 0, "{report:?}");
+    store.compact().await.expect("compact");
+    for table in store.tables().await.expect("tables") {
+        if crate::store::purge::KEPT_TABLES.contains(&table.as_str()) {
+            continue;
+        }
+        let dump = store.dump_text().await.expect("dump");
+        assert!(
+            !dump.iter().any(|t| t.starts_with(&format!("{table}: "))),
+            "{table} still has rows"
+        );
+    }
+    let dump = store.dump_text().await.expect("dump").join("\n");
+    assert!(
+        !dump.contains(PLANTED[1]) && !dump.contains(PLANTED[2]),
+        "{dump}"
+    );
+    assert_eq!(
+        store.all_sealed().await.expect("sealed").len(),
+        1,
+        "keys kept"
+    );
+    verify_keyed(&store, &key).await;
+}
+
+async fn a_tombstone_is_written_once(store: Shared) {
+    let key = keyed(&store);
+    let now = Utc::now();
+    store
+        .audit("ada", "note", "finding:1", &json!({"x": 1}), now)
+        .await
+        .expect("audit");
+    let report = store.purge_all(now).await.expect("purge");
+    assert_eq!(report.audit_tombstoned, 1, "{report:?}");
+    // A second tombstone of the same event, or any other update or delete, is refused.
+    let again = crate::store::retention::RetentionStore::tombstone_audit_payloads(
+        &*store,
+        now + chrono::TimeDelta::days(1),
+        now + chrono::TimeDelta::days(1),
+    )
+    .await
+    .expect("tombstone");
+    assert_eq!(again.0, 1, "only the purge event itself was left");
+    verify_keyed(&store, &key).await;
+}
+
 /// Backend-specific behaviour the suite above cannot share.
 mod backend_specific {
     use super::*;
@@ -1228,6 +1569,137 @@ mod backend_specific {
         for store in stores {
             store.close().await;
         }
+    }
+
+    /// Statements someone with write access to the database could try on
+    /// a tombstoned event (seq 1) and an intact one (seq 2): each must be
+    /// refused by the triggers.
+    fn forbidden() -> Vec<&'static str> {
+        vec![
+            "UPDATE audit_events SET subject = 'finding:9' WHERE seq = 1",
+            "UPDATE audit_events SET details = '{\"purged\":\"x\"}', purged_at = 'y' WHERE seq = 1",
+            "UPDATE audit_events SET actor = 'purged', details = '{\"purged\":\"t\"}', purged_at = 't', action = 'x' WHERE seq = 2",
+            "UPDATE audit_events SET actor = 'someone' WHERE seq = 2",
+            "UPDATE audit_events SET actor = 'purged', details = '{\"purged\":\"t\",\"more\":1}', purged_at = 't' WHERE seq = 2",
+            "DELETE FROM audit_events WHERE seq = 2",
+        ]
+    }
+
+    async fn tombstoned_log(store: &Shared) {
+        store.install_audit_key(crate::audit::AuditKey::from_bytes([5; 32]));
+        let now = Utc::now();
+        store
+            .audit("ada", "note", "finding:1", &json!({"x": 1}), now)
+            .await
+            .expect("audit");
+        store
+            .audit("bob", "note", "finding:2", &json!({"x": 2}), now)
+            .await
+            .expect("audit");
+        crate::store::retention::RetentionStore::tombstone_audit_payloads(
+            &**store,
+            now + chrono::TimeDelta::microseconds(1),
+            now,
+        )
+        .await
+        .expect("tombstone");
+        // seq 1 and 2 tombstoned; 3 appended intact.
+        store
+            .audit("eve", "note", "finding:3", &json!({"x": 3}), now)
+            .await
+            .expect("audit");
+    }
+
+    #[tokio::test]
+    async fn sqlite_triggers_allow_only_the_tombstone_update() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("draco.db");
+        let store: Shared = Arc::new(SqliteStore::open(&path).await.expect("open"));
+        tombstoned_log(&store).await;
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .expect("open");
+        for statement in forbidden() {
+            let statement = statement.replace("seq = 2", "seq = 3");
+            let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                .execute(&pool)
+                .await;
+            let error = refused.expect_err(&statement).to_string();
+            assert!(error.contains("append-only"), "{statement}: {error}");
+        }
+        // The one update allowed: the tombstone, exactly.
+        sqlx::raw_sql("UPDATE audit_events SET actor = 'purged', details = '{\"purged\":\"t\"}', purged_at = 't' WHERE seq = 3")
+            .execute(&pool)
+            .await
+            .expect("a tombstone");
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_triggers_allow_only_the_tombstone_update() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let pg = PostgresStore::connect(db.url()).await.expect("migrate");
+        let store: Shared = Arc::new(pg.clone());
+        tombstoned_log(&store).await;
+        for statement in forbidden().into_iter().chain(["TRUNCATE audit_events"]) {
+            let statement = statement.replace("seq = 2", "seq = 3");
+            let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                .execute(&pg.pool)
+                .await;
+            let error = refused.expect_err(&statement).to_string();
+            assert!(error.contains("append-only"), "{statement}: {error}");
+        }
+        sqlx::raw_sql("UPDATE audit_events SET actor = 'purged', details = '{\"purged\":\"t\"}', purged_at = 't' WHERE seq = 3")
+            .execute(&pg.pool)
+            .await
+            .expect("a tombstone");
+        pg.close().await;
+    }
+
+    /// sqlx applies a migration whose version is below one already applied
+    /// (the gap 0009 / PostgreSQL 0004 left for the lease and outbox work):
+    /// numbering does not have to be applied in order.
+    #[tokio::test]
+    async fn a_migration_filling_a_gap_is_applied_after_a_later_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let migrations = dir.path().join("migrations");
+        std::fs::create_dir(&migrations).expect("dir");
+        std::fs::write(migrations.join("0001_a.sql"), "CREATE TABLE a (x INTEGER);")
+            .expect("write");
+        std::fs::write(migrations.join("0003_c.sql"), "CREATE TABLE c (x INTEGER);")
+            .expect("write");
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(dir.path().join("gap.db"))
+                .create_if_missing(true),
+        )
+        .await
+        .expect("open");
+        sqlx::migrate::Migrator::new(migrations.as_path())
+            .await
+            .expect("read")
+            .run(&pool)
+            .await
+            .expect("with a gap");
+        std::fs::write(migrations.join("0002_b.sql"), "CREATE TABLE b (x INTEGER);")
+            .expect("write");
+        sqlx::migrate::Migrator::new(migrations.as_path())
+            .await
+            .expect("read")
+            .run(&pool)
+            .await
+            .expect("the gap filled later");
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .expect("applied");
+        assert_eq!(applied, vec![1, 2, 3]);
+        pool.close().await;
     }
 
     /// How many PostgreSQL migrations this build has (the files in

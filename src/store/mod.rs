@@ -10,7 +10,9 @@
 //! - [`AuditLog`]: free-standing events and reading the chain (`draco audit verify`);
 //! - [`ModelLedger`]: model usage and the advice cache (`advice`: the model budget, the cache);
 //! - [`Readiness`]: the database answers and is migrated (`/readyz`);
-//! - [`Leases`]: which replica runs each scheduled job.
+//! - [`Leases`]: which replica runs each scheduled job;
+//! - [`RetentionStore`]: history older than `[retention]` allows, removed;
+//! - [`PurgeStore`]: a finding, or everything, deleted at once (`draco purge`).
 //!
 //! [`Store`] is all five, for the composition root. Every state change
 //! appends an audit event in the same transaction.
@@ -26,6 +28,8 @@ pub mod leases;
 mod location;
 mod model_ledger;
 pub mod postgres;
+pub mod purge;
+pub mod retention;
 mod scans;
 pub mod sealed;
 pub mod sqlite;
@@ -44,6 +48,8 @@ pub use leases::{LeaseState, Leases};
 pub use location::{DATABASE_FILE, DatabaseLocation, LocationError, PostgresUrl};
 pub use model_ledger::ModelLedger;
 pub use postgres::{PostgresStore, ScratchDatabase};
+pub use purge::{PurgeReport, PurgeScope, PurgeStore};
+pub use retention::{RetentionConfig, RetentionReport, RetentionStore};
 pub use scans::{Coverage, RecordOutcome, ScanRecord, ScanStatus, ScanStore, StoredFinding};
 pub use sealed::SealedSecrets;
 pub use sqlite::SqliteStore;
@@ -207,7 +213,9 @@ impl<
 /// the commands hold an `Arc<dyn DatabaseStore>` and hand each consumer the
 /// narrow trait it needs.
 #[async_trait]
-pub trait DatabaseStore: Store + DeliveryStore + SealedSecrets + Readiness + Leases {
+pub trait DatabaseStore:
+    Store + DeliveryStore + SealedSecrets + Readiness + Leases + RetentionStore + PurgeStore
+{
     /// Takes the lock that serialises scans on this database across
     /// processes and replicas, waiting up to `wait` for a scan in progress.
     /// Errors: [`StoreError::ScanBusy`] when `wait` runs out.

@@ -30,6 +30,7 @@ mod moto;
 mod nab;
 mod output;
 mod panics;
+mod purge;
 mod realworld_cost;
 mod realworld_posture;
 mod redact_props;

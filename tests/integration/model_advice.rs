@@ -478,6 +478,9 @@ impl ChangeRequests for Unreachable {
     async fn observe(&self, branch: &str) -> Result<draco::gitops::Observed, GitOpsError> {
         self.inner.observe(branch).await
     }
+    async fn purge(&self, branch: &str, heads: &[String]) -> Result<Vec<String>, GitOpsError> {
+        self.inner.purge(branch, heads).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -372,6 +372,31 @@ impl ChangeRequests for GitHubChangeRequests {
         Ok(())
     }
 
+    async fn purge(&self, branch: &str, _heads: &[String]) -> Result<Vec<String>, GitOpsError> {
+        // GitHub offers no way to delete a pull request (only GitHub
+        // Support can): it is closed, its title and description are
+        // replaced, and its branch deleted.
+        let mut kept = Vec::new();
+        for pull in self.api.pulls_for_branch(branch).await? {
+            self.api
+                .update_pull(
+                    pull.number,
+                    &serde_json::json!({
+                        "state": "closed",
+                        "title": "Purged by Draco",
+                        "body": "This change request was purged by its operator (`draco purge`).",
+                    }),
+                )
+                .await?;
+            kept.push(format!(
+                "GitHub keeps pull request #{} (closed): its commits, comments, reviews and the description's edit history stay there until GitHub Support deletes it",
+                pull.number
+            ));
+        }
+        self.api.delete_branch(branch).await?;
+        Ok(kept)
+    }
+
     async fn observe(&self, branch: &str) -> Result<Observed, GitOpsError> {
         Ok(match self.latest_pull(branch).await? {
             Some(pull) if pull.merged_at.is_some() => Observed::Merged {

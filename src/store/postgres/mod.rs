@@ -41,6 +41,12 @@ mod leases;
 #[path = "../sql/model_ledger.rs"]
 #[allow(clippy::duplicate_mod)]
 mod model_ledger;
+#[path = "../sql/purge.rs"]
+#[allow(clippy::duplicate_mod)]
+mod purge;
+#[path = "../sql/retention.rs"]
+#[allow(clippy::duplicate_mod)]
+mod retention;
 #[path = "../sql/scans.rs"]
 #[allow(clippy::duplicate_mod)]
 mod scans;
@@ -68,6 +74,10 @@ type DbConnection = sqlx::PgConnection;
 type Backend = PostgresStore;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Every table of the schema Draco uses, by name (for `draco purge --all`).
+const TABLES_SQL: &str = "SELECT table_name::text FROM information_schema.tables
+     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name";
 
 /// Advisory lock keys (64-bit, per database): "draco" in ASCII, then a
 /// number per lock, so that they cannot meet another program's keys by chance.
@@ -189,6 +199,23 @@ impl PostgresStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// After a purge: every table Draco keeps is rewritten (`VACUUM
+    /// FULL`), so the deleted rows' old versions leave the table files
+    /// instead of waiting for their space to be reused. Copies outside
+    /// the database (WAL archives, backups, replicas' logs) are the
+    /// operator's to expire.
+    pub(crate) async fn compact_storage(&self) -> Result<(), StoreError> {
+        let tables: Vec<String> = sqlx::query_scalar(TABLES_SQL).fetch_all(&self.pool).await?;
+        for table in tables {
+            // A name from the database's own catalogue, quoted.
+            let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+            sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM FULL {quoted}")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Takes the lock that serialises scans on this database across

@@ -62,6 +62,8 @@ impl AuditLog for Backend {
                     prev_hash: row.try_get("prev_hash")?,
                     hash: row.try_get("hash")?,
                     keyed: row.try_get("keyed")?,
+                    payload_digest: row.try_get("payload_digest")?,
+                    purged_at: row.try_get("purged_at")?,
                 })
             })
             .collect()

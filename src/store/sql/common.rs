@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Db;
-use crate::audit::{GENESIS, chain_hash, keyed_chain_hash};
+use crate::audit::{GENESIS, chain_hash, digest_chain_hash, payload_digest};
 use crate::domain::FindingId;
 use crate::store::AuditKeySlot;
 use crate::store::{StoreError, timestamp};
 
-/// Appends one event to the hash chain inside `tx`, keyed when the store's
-/// audit key is installed (see [`crate::audit`]). The caller's
+/// Appends one event to the hash chain inside `tx`: a v3 event (keyed,
+/// its payload digested apart so that it can be tombstoned later) when the
+/// store's audit key is installed, a plain one before (see [`crate::audit`]). The caller's
 /// transaction holds the backend's write lock (`begin_write`), so reading the
 /// chain's head and appending after it cannot interleave with another writer.
 pub(crate) async fn append_audit(
@@ -33,12 +34,19 @@ pub(crate) async fn append_audit(
     // Hashed exactly as stored.
     let (actor, subject) = (text(actor), text(subject));
     let key = key.get();
-    let hash = match key {
-        Some(key) => keyed_chain_hash(key, &prev, &at, &actor, action, &subject, details),
-        None => chain_hash(&prev, &at, &actor, action, &subject, details),
+    let (hash, digest) = match key {
+        Some(key) => {
+            let digest = payload_digest(key, &actor, details);
+            let hash = digest_chain_hash(key, &prev, &at, action, &subject, &digest);
+            (hash, Some(digest))
+        }
+        None => (
+            chain_hash(&prev, &at, &actor, action, &subject, details),
+            None,
+        ),
     };
     sqlx::query(
-        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash, keyed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash, keyed, payload_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(at)
     .bind(actor)
@@ -48,6 +56,7 @@ pub(crate) async fn append_audit(
     .bind(prev)
     .bind(hash)
     .bind(key.is_some())
+    .bind(digest)
     .execute(&mut **tx)
     .await?;
     Ok(())

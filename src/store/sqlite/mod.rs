@@ -24,6 +24,10 @@ mod inspect;
 mod leases;
 #[path = "../sql/model_ledger.rs"]
 mod model_ledger;
+#[path = "../sql/purge.rs"]
+mod purge;
+#[path = "../sql/retention.rs"]
+mod retention;
 #[path = "../sql/scans.rs"]
 mod scans;
 #[path = "../sql/sealed.rs"]
@@ -46,6 +50,9 @@ type DbConnection = sqlx::SqliteConnection;
 type Backend = SqliteStore;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Every table, by name (for `draco purge --all`).
+const TABLES_SQL: &str = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name";
 
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
@@ -139,6 +146,10 @@ impl SqliteStore {
             // (<https://www.sqlite.org/pragma.html#pragma_synchronous>).
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content (retention, `draco purge`) is overwritten
+            // with zeros instead of lingering in free pages
+            // (<https://www.sqlite.org/pragma.html#pragma_secure_delete>).
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -181,6 +192,17 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// After a purge: the write-ahead log, which may still hold page images
+    /// from before the deletion, is checkpointed into the file and
+    /// truncated to nothing (`secure_delete` zeroed the deleted content in
+    /// the pages themselves).
+    pub(crate) async fn compact_storage(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Takes the lock that serialises scans on this database across
