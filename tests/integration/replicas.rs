@@ -407,3 +407,130 @@ phone = "{ADA}"
     drop(replicas);
     drop(dead);
 }
+
+/// Forwards connections on `listener` to `target` (PostgreSQL appearing on
+/// a port where nothing answered before).
+async fn forward(listener: tokio::net::TcpListener, target: std::net::SocketAddr) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_before_its_database_waits_unready_then_serves() {
+    let Some(database) = scratch_database().await else {
+        return;
+    };
+    let mut url = url::Url::parse(&database.url().display()).expect("a URL");
+    let real =
+        std::net::SocketAddr::from(([127, 0, 0, 1], url.port().expect("the test server's port")));
+    // Nothing listens here yet.
+    let db_port = free_port();
+    url.set_port(Some(db_port)).expect("port");
+    let draco = Draco::new();
+    let port = free_port();
+    let log = draco.path("run.log");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_draco"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DRACO_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("DRACO_LOG", "info")
+        .env("DRACO_DATABASE_URL", url.as_str())
+        .env("DRACO_MASTER_KEY", MASTER_KEY)
+        .env("DRACO_GITOPS_BACKEND", "github")
+        .env("DRACO_GITOPS_GITHUB_API_URL", "http://127.0.0.1:9")
+        .env("DRACO_GITOPS_GITHUB_REPOSITORY", "acme/cloud-remediations")
+        .env("DRACO_GITHUB_TOKEN", TOKEN)
+        .env("DRACO_GITHUB_WEBHOOK_SECRET", "a-webhook-secret-for-tests")
+        .env("DRACO_SOURCE_KIND", "fixtures")
+        .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+        .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(draco.data_dir())
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let mut replica = Replica {
+        child: cmd.spawn().expect("draco run starts"),
+        port,
+        log,
+    };
+    let client = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
+    };
+    // Alive and not ready, and it stays so (no crash loop).
+    let answered = wait_for(Duration::from_secs(20), || async {
+        (status("/healthz").await == Some(200)).then_some(())
+    })
+    .await;
+    assert!(
+        answered.is_some(),
+        "no /healthz\n{}",
+        logs(std::slice::from_ref(&replica))
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status("/readyz").await, Some(503));
+    assert_eq!(status("/healthz").await, Some(200));
+    assert!(
+        replica.child.try_wait().expect("wait").is_none(),
+        "the daemon exited while its database was unreachable\n{}",
+        logs(std::slice::from_ref(&replica))
+    );
+    // A webhook meanwhile is told to come back, not that the route is unknown.
+    let webhook = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/github"))
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(webhook.status().as_u16(), 503);
+    assert!(webhook.headers().contains_key("retry-after"));
+
+    // The database appears: the daemon starts and becomes ready.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", db_port))
+        .await
+        .expect("bind the database's port");
+    let forwarder = tokio::spawn(forward(listener, real));
+    let ready = wait_for(Duration::from_secs(60), || async {
+        (status("/readyz").await == Some(200)).then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&replica.log).unwrap_or_default();
+    assert!(ready.is_some(), "never ready\n{text}");
+    assert!(
+        text.contains("the database cannot be reached; not ready, retrying"),
+        "{text}"
+    );
+    let _ = replica.port;
+    // SIGTERM: a clean exit.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(replica.child.id() as i32, libc::SIGTERM);
+    }
+    let exited = wait_for(Duration::from_secs(20), || {
+        let done = replica.child.try_wait().ok().flatten();
+        async move { done }
+    })
+    .await
+    .expect("exits after SIGTERM");
+    assert!(exited.success(), "{exited:?}");
+    forwarder.abort();
+}
