@@ -394,6 +394,32 @@ async fn verify_audit_log(ctx: &Context, store: &dyn AppStore) -> Result<usize> 
     let anchor = compose::read_anchor(&ctx.data_dir)?;
     let events = store.audit_events(None).await?;
     crate::audit::verify(&events, key, anchor.as_ref()).context("the audit log does not verify")?;
+    // Merge commits anchor the log too, outside the database and the data
+    // directory: a log rewritten or cut below one of them is caught even
+    // with `audit.head` gone.
+    // (The local repository's; reading GitHub's is left to GitHub's
+    // history, so that verifying works offline.)
+    let anchors = if ctx.loaded.config.gitops.backend == crate::gitops::config::Backend::Local {
+        ctx.open_repository()
+            .await?
+            .audit_anchors()
+            .await
+            .context("cannot read the audit heads in the merge commits")?
+    } else {
+        Vec::new()
+    };
+    for anchor in &anchors {
+        if !events
+            .iter()
+            .any(|e| e.seq == anchor.seq && e.hash == anchor.hash)
+        {
+            return Err(anyhow!(
+                "the audit log does not verify: a merge commit anchors event {} with hash {}, which the log does not hold (the log was rewritten or cut)",
+                anchor.seq,
+                anchor.hash
+            ));
+        }
+    }
     compose::write_anchor(store, &ctx.data_dir).await;
     Ok(events.len())
 }
@@ -541,6 +567,8 @@ async fn run_daemon(ctx: Context, source: SourceChoice, scan_on_start: bool) -> 
         None => None,
     };
     let mut first = Box::pin(first);
+    compose::create_private_dir(&ctx.data_dir)
+        .with_context(|| format!("cannot create data directory {}", ctx.data_dir.display()))?;
     let database = compose::database_location(&ctx.loaded, &ctx.data_dir)?;
     let Some(store) = daemon::start::open_store(&database, &listener, health.as_ref(), &mut first)
         .await

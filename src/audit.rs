@@ -188,7 +188,25 @@ pub struct Anchor {
     pub hash: String,
 }
 
+/// The git trailer key under which merge commits carry the audit head
+/// (`Draco-Audit-Head: <seq> <hash>`, git-interpret-trailers(1) syntax).
+pub const MERGE_TRAILER: &str = "Draco-Audit-Head";
+
 impl Anchor {
+    /// The merge-commit trailer line for this head, without a newline.
+    pub fn to_trailer(&self) -> String {
+        format!("{MERGE_TRAILER}: {} {}", self.seq, self.hash)
+    }
+
+    /// Every head a commit message's trailers name.
+    pub fn from_trailers(message: &str) -> Vec<Self> {
+        message
+            .lines()
+            .filter_map(|line| line.strip_prefix(MERGE_TRAILER)?.strip_prefix(':'))
+            .filter_map(Self::parse)
+            .collect()
+    }
+
     /// `"<seq> <hash>\n"`.
     pub fn to_line(&self) -> String {
         format!("{} {}\n", self.seq, self.hash)

@@ -408,11 +408,22 @@ impl App {
         }
     }
 
-    /// On taking the scan lease: repairs what a dead holder left running
-    /// ([`App::repair_abandoned_scans`]), then says whether the latest scan
-    /// is `interrupted`, to be resumed now rather than at the next tick.
+    /// On taking the scan lease: waits for the scan lock (up to
+    /// `scan.lock_wait_secs`), marks what a dead holder left running
+    /// `interrupted`, then says whether the latest scan is `interrupted`,
+    /// to be resumed now rather than at the next tick.
     pub async fn take_over_scans(&self) -> Result<bool, StoreError> {
-        self.repair_abandoned_scans().await?;
+        // Waited for, not tried once: a holder whose host vanished keeps
+        // PostgreSQL's session (and the scan lock) until TCP keepalives give
+        // up, up to ~30 s, which may be after its lease expired.
+        let wait = Duration::from_secs(self.loaded.config.scan.lock_wait_secs);
+        match self.store.lock_scans(wait).await {
+            Ok(_lock) => self.interrupt_abandoned_scans().await?,
+            // A scan still runs after the wait (`draco scan` by hand): it
+            // finishes its own work.
+            Err(StoreError::ScanBusy { .. }) => return Ok(false),
+            Err(other) => return Err(other),
+        }
         Ok(self
             .store
             .scans(1)

@@ -102,7 +102,7 @@ pub struct ReplicasConfig {
     /// Seconds a lease lasts without renewal: its holder renews it every
     /// quarter of this, and when the holder dies (or stalls, or loses the
     /// database) another replica takes the job over within about this
-    /// long. Longer than the replicas' clocks may differ; at least 2.
+    /// long. Longer than the replicas' clocks may differ; 2 to 3600.
     pub lease_ttl_secs: u64,
 }
 
@@ -799,10 +799,10 @@ fn validate_cost_rules(cost: &crate::detect::cost::CostConfig) -> Result<(), Con
 }
 
 fn validate(config: &Config) -> Result<(), ConfigError> {
-    if config.replicas.lease_ttl_secs < 2 {
+    if !(2..=3600).contains(&config.replicas.lease_ttl_secs) {
         return Err(ConfigError::Value {
             key: "replicas.lease_ttl_secs".into(),
-            message: "must be at least 2 (the holder renews every quarter of it)".into(),
+            message: "must be from 2 (the holder renews every quarter of it) to 3600 (a dead replica's jobs wait that long)".into(),
         });
     }
     parse_schedule(&config.schedule).map_err(|message| ConfigError::Value {

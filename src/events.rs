@@ -28,8 +28,9 @@ use crate::notify::review::{self, Source};
 use crate::store::approvals::ChangeRequestRef;
 use crate::store::{ChangeRequestStore, Delivery, DeliveryStore, OutsideChange, StoreError};
 
-/// Deliveries read per round.
-const BATCH: u32 = 100;
+/// Deliveries claimed per round: few enough that a round (a merge is a few
+/// GitHub calls each) ends well within its [`CLAIM`].
+const BATCH: u32 = 20;
 
 #[derive(Deserialize)]
 struct PullRequestEvent {
@@ -143,8 +144,11 @@ where
 {
     let mut done = 0;
     loop {
+        // Claimed on the clock, not at `now` (the call's logical time): a
+        // long backlog's later batches get a full claim each.
+        let claimed_at = Utc::now();
         let pending = store
-            .claim_deliveries(crate::replica::id(), BATCH, now, now + CLAIM)
+            .claim_deliveries(crate::replica::id(), BATCH, claimed_at, claimed_at + CLAIM)
             .await?;
         if pending.is_empty() {
             return Ok(done);

@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::gitops::{ChangeRequests, GitOpsError};
 pub use crate::store::approvals::Verdict;
 use crate::store::approvals::{ApprovalStore, ChangeRequestRef, Vote, VoteOutcome};
-use crate::store::{DecisionStore, DecisionSubject, StoreError, StoredChangeRequest};
+use crate::store::{AuditLog, DecisionStore, DecisionSubject, StoreError, StoredChangeRequest};
 
 /// Through which channel a human decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,8 +240,8 @@ fn may_resume(decision: &DecisionRecord, approver: &str, now: DateTime<Utc>) -> 
 }
 
 /// Every store the approval state machine uses.
-pub trait ApprovalStores: DecisionStore + ApprovalStore {}
-impl<T: DecisionStore + ApprovalStore + ?Sized> ApprovalStores for T {}
+pub trait ApprovalStores: DecisionStore + ApprovalStore + AuditLog {}
+impl<T: DecisionStore + ApprovalStore + AuditLog + ?Sized> ApprovalStores for T {}
 
 /// Who decides and how, as the state machine needs it.
 pub struct Ballot<'a> {
@@ -440,7 +440,15 @@ async fn carry_out(
     now: DateTime<Utc>,
 ) -> Result<Outcome, ApproveError> {
     let merge_commit = if decision.approve {
-        let approved = Approved::claimed(cr.id, &cr.branch, &cr.head_commit, decision);
+        // The head includes the claim: the merge commit anchors the log.
+        let head = match store.audit_head().await {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the audit head for the merge commit");
+                None
+            }
+        };
+        let approved = Approved::claimed(cr.id, &cr.branch, &cr.head_commit, decision, head);
         match change_requests.merge(&approved).await {
             Ok(commit) => Some(commit),
             Err(error) => return Err(failed(store, cr, error, now).await),

@@ -2,11 +2,11 @@
 //! job takes its lease when free or expired, renews it every quarter of
 //! `replicas.lease_ttl_secs`, and reports whether this replica holds it.
 //!
-//! A renewal that fails or does not answer within the quarter counts as
-//! lost at once (the lease may expire before the next try, and another
-//! replica may take it): the job's work in flight is stopped, so two
-//! replicas never run one job at the same time for longer than it takes
-//! the loser to notice.
+//! A renewal that fails or does not answer within the quarter is tried
+//! again while a quarter of the time to live is left; then the lease counts
+//! as lost (before it can expire and another replica take it) and the
+//! job's work in flight is stopped, so two replicas never run one job at
+//! the same time (as long as their clocks agree to well under a quarter).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,23 +84,46 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
         let holder = crate::replica::id();
         let every = ttl / 4;
         let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+        // Until when the last successful renewal holds the lease. A renewal
+        // that fails or is slow (SQLite's writers queue behind a long write
+        // transaction) is tried again while a quarter of the time to live
+        // is left; past that, or told another replica holds it, the lease
+        // counts as lost before it can expire under this replica.
+        let mut valid_until: Option<chrono::DateTime<Utc>> = None;
+        let margin = chrono::TimeDelta::from_std(every).unwrap_or(chrono::TimeDelta::MAX);
         loop {
             let now = Utc::now();
+            let until = now.checked_add_signed(ttl).unwrap_or(now);
             let tried =
-                tokio::time::timeout(every, store.acquire_lease(job, holder, now, now + ttl)).await;
+                tokio::time::timeout(every, store.acquire_lease(job, holder, now, until)).await;
+            let still_valid = || valid_until.is_some_and(|v| Utc::now() + margin < v);
             let now_holding = match tried {
-                Ok(Ok(LeaseState::Held { taken_from })) => Holding::Yes { taken_from },
-                Ok(Ok(LeaseState::HeldBy { .. })) => Holding::No,
+                Ok(Ok(LeaseState::Held { taken_from })) => {
+                    valid_until = Some(until);
+                    Holding::Yes { taken_from }
+                }
+                Ok(Ok(LeaseState::HeldBy { .. })) => {
+                    valid_until = None;
+                    Holding::No
+                }
                 Ok(Err(error)) => {
                     tracing::warn!(%error, job, "cannot take or renew the lease; trying again");
-                    Holding::No
+                    if still_valid() {
+                        report.borrow().clone()
+                    } else {
+                        Holding::No
+                    }
                 }
                 Err(_) => {
                     tracing::warn!(
                         job,
                         "the database did not answer the lease renewal in time; trying again"
                     );
-                    Holding::No
+                    if still_valid() {
+                        report.borrow().clone()
+                    } else {
+                        Holding::No
+                    }
                 }
             };
             report.send_if_modified(|current| match (&*current, now_holding) {

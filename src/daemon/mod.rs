@@ -194,7 +194,8 @@ pub async fn run(
     // on the replica holding the approvals lease (everything it works from
     // is in the store, so a restart or a takeover loses nothing).
     let approvals_task = (!app.notifier.directory.is_empty()).then(|| {
-        let (lease, keeper) = leases::keep(Arc::clone(&app.store), leases::APPROVALS, lease_ttl);
+        let (mut lease, keeper) =
+            leases::keep(Arc::clone(&app.store), leases::APPROVALS, lease_ttl);
         keepers.push(keeper);
         jobs.push(leases::APPROVALS);
         let app = Arc::clone(&app);
@@ -202,7 +203,10 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 if lease.held() {
-                    app.follow_up_approvals(Utc::now()).await;
+                    tokio::select! {
+                        () = app.follow_up_approvals(Utc::now()) => {}
+                        () = lease.lost() => tracing::warn!("approvals lease lost: this follow-up pass stopped for the replica that takes the lease"),
+                    }
                 }
                 tokio::select! {
                     biased;
@@ -301,11 +305,24 @@ pub async fn run(
     // Cancels the scan if it is still running; its lock goes with it, so
     // the repair below marks it interrupted.
     drop(work);
+    // Each kind is removed in its own transaction: what this cuts short
+    // is done at the next pass.
+    retention_task.abort();
+    if let Some(task) = approvals_task {
+        // Every step commits on its own: what this cuts short is redone.
+        task.abort();
+    }
     // No job runs past this point: the leases go to another replica now
     // rather than when they expire.
     for keeper in &keepers {
         keeper.abort();
     }
+    // Given up beside the repair below (both may wait on the database's
+    // write lock), so that SIGTERM still ends the process in time.
+    let releasing = {
+        let store = Arc::clone(&app.store);
+        tokio::spawn(async move { leases::release(&*store, &jobs).await })
+    };
     if forced {
         server.abort();
         // Best effort, briefly: the next start repairs what this leaves.
@@ -344,18 +361,12 @@ pub async fn run(
     if let Some(task) = health_task {
         task.abort();
     }
-    // Each kind is removed in its own transaction: what this cuts short
-    // is done at the next pass.
-    retention_task.abort();
-    if let Some(task) = approvals_task {
-        // Every step commits on its own: what this cuts short is redone.
-        task.abort();
-    }
     if let Some(task) = events_task {
         // Processing is idempotent: whatever this cuts short is redone.
         task.abort();
     }
-    let _ = tokio::time::timeout(REPAIR_AFTER_GRACE, leases::release(&*app.store, &jobs)).await;
+    // Not waited for past a moment: leases not given up expire on their own.
+    let _ = tokio::time::timeout(Duration::from_millis(100), releasing).await;
     scheduler.shutdown().await?;
     tracing::info!("stopped");
     Ok(())

@@ -37,12 +37,8 @@ pub async fn open_store(
     health: Option<&TcpListener>,
     stop: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Option<Arc<dyn AppStore>>, StoreError> {
-    let first = match compose::open_store(database).await {
-        Ok(store) => return Ok(Some(store)),
-        Err(error) if error.is_unreachable() => error,
-        Err(error) => return Err(error),
-    };
     let starting = Arc::new(Starting::default());
+    starting.set("opening the database".to_owned());
     let mut servers = Vec::new();
     for (listener, limits) in [
         (Some(listener), Limits::default()),
@@ -67,9 +63,19 @@ pub async fn open_store(
             }
         }
     }
-    let mut error = first;
     let mut backoff = FIRST_BACKOFF;
     let opened = loop {
+        // A connection attempt may take its pool's acquire timeout, and
+        // migrating longer: a signal ends the wait meanwhile too.
+        let attempt = tokio::select! {
+            () = &mut *stop => break None,
+            attempt = compose::open_store(database) => attempt,
+        };
+        let error = match attempt {
+            Ok(store) => break Some(Ok(store)),
+            Err(error) if error.is_unreachable() => error,
+            Err(other) => break Some(Err(other)),
+        };
         let wait = backoff.mul_f64(0.8 + fastrand::f64() * 0.4);
         starting.set(format!("waiting for the database: {error}"));
         tracing::error!(%error, retry_in_secs = wait.as_secs_f64(), "the database cannot be reached; not ready, retrying");
@@ -78,14 +84,6 @@ pub async fn open_store(
             () = tokio::time::sleep(wait) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
-        match compose::open_store(database).await {
-            Ok(store) => {
-                tracing::info!("the database answers: starting");
-                break Some(Ok(store));
-            }
-            Err(next) if next.is_unreachable() => error = next,
-            Err(other) => break Some(Err(other)),
-        }
     };
     // The copies stop accepting; connections they hold finish (health
     // answers take milliseconds); the real server accepts from now on.

@@ -145,16 +145,20 @@ pub struct Approved {
     approver: String,
     channel: String,
     decided_at: DateTime<Utc>,
+    audit_head: Option<crate::audit::Anchor>,
 }
 
 impl Approved {
     /// The proof for `decision`, claimed on the change request
-    /// `change_request_id` whose `branch` was proposed at `head_commit`.
+    /// `change_request_id` whose `branch` was proposed at `head_commit`;
+    /// `audit_head` is the audit chain's head once the claim was recorded,
+    /// written into the merge commit.
     pub(crate) fn claimed(
         change_request_id: ChangeRequestId,
         branch: &str,
         head_commit: &str,
         decision: &DecisionRecord,
+        audit_head: Option<crate::audit::Anchor>,
     ) -> Self {
         Self {
             change_request_id,
@@ -163,7 +167,16 @@ impl Approved {
             approver: decision.by.clone(),
             channel: decision.channel.clone(),
             decided_at: decision.at,
+            audit_head,
         }
+    }
+
+    /// The audit chain's head when the approval was claimed (`None` when
+    /// it could not be read): merge commits carry it as a
+    /// [`crate::audit::MERGE_TRAILER`] trailer, an anchor of the log
+    /// outside the database and the data directory.
+    pub fn audit_head(&self) -> Option<&crate::audit::Anchor> {
+        self.audit_head.as_ref()
     }
 
     pub fn change_request_id(&self) -> ChangeRequestId {

@@ -331,6 +331,16 @@ impl ChangeRequests for LocalGit {
         })
     }
 
+    async fn audit_anchors(&self) -> Result<Vec<crate::audit::Anchor>, GitOpsError> {
+        if self.resolve(MAIN).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let log = self
+            .run_git(&["log", "--reverse", "--merges", "--format=%B", MAIN], None)
+            .await?;
+        Ok(crate::audit::Anchor::from_trailers(&log))
+    }
+
     async fn merge(&self, approved: &Approved) -> Result<String, GitOpsError> {
         let head = approved.head_commit();
         if self.is_merged(head).await? {
@@ -361,13 +371,17 @@ impl ChangeRequests for LocalGit {
                 branch: approved.branch().to_owned(),
             });
         }
-        let message = format!(
+        let mut message = format!(
             "Merge {}\n\nApproved by {} via {} at {}.",
             approved.branch(),
             approved.approver(),
             approved.channel(),
             approved.decided_at().to_rfc3339()
         );
+        if let Some(head) = approved.audit_head() {
+            message.push_str("\n\n");
+            message.push_str(&head.to_trailer());
+        }
         let commit = self
             .run_git(
                 &["commit-tree", &tree, "-p", &main, "-p", head, "-F", "-"],

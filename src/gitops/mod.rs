@@ -208,6 +208,13 @@ pub trait ChangeRequests: Send + Sync {
         let _ = (branch, text);
         Ok(())
     }
+    /// The audit heads the merge commits on the base branch carry
+    /// ([`crate::audit::MERGE_TRAILER`]), oldest first: anchors of the audit
+    /// log that `draco audit verify` checks the log against. The local
+    /// repository reads them; GitHub's are read there (none here).
+    async fn audit_anchors(&self) -> Result<Vec<crate::audit::Anchor>, GitOpsError> {
+        Ok(Vec::new())
+    }
     /// The reviews of the open pull request on `branch`, oldest first (for
     /// the reconciliation pass: a review whose webhook was lost still
     /// counts). None on a backend without reviews (the local repository).

@@ -314,9 +314,9 @@ async fn send_ask(
     if store.messages_sent_since(&approver.name, since).await?
         >= notifier.policy.max_messages_per_approver_per_day
     {
-        store
-            .mark_ask_delivery(id, AskDelivery::Held, None, None, now)
-            .await?;
+        if !store.hold_ask(id, from).await? {
+            return Ok(AskDelivery::Queued);
+        }
         return Ok(AskDelivery::Held);
     }
     let mut summary = message::Summary::of(notifier, &cr.findings, cr.impact, &cr.location);
@@ -386,6 +386,11 @@ async fn send_ask(
         .await?;
     Ok(delivery)
 }
+
+/// How long an ask may stay `queued` (recorded, not claimed for sending)
+/// before the follow-up sends it: the replica that recorded it claims it
+/// within milliseconds unless it died in between.
+const QUEUED_GRACE: TimeDelta = TimeDelta::minutes(5);
 
 /// What one follow-up pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -461,9 +466,13 @@ pub async fn follow_up(
                 _ => NotifyChannel::Email,
             };
             // Held by the daily cap, or recorded by a replica that died
-            // before claiming it.
-            let released = matches!(ask.delivery, AskDelivery::Held | AskDelivery::Queued);
-            let remind = ask.delivery == AskDelivery::Sent
+            // before claiming it (after a grace period: the one that
+            // recorded it a moment ago is about to send it).
+            let released = ask.delivery == AskDelivery::Held
+                || (ask.delivery == AskDelivery::Queued && now >= ask.created_at + QUEUED_GRACE);
+            // A send cut short (`sending`) is not repeated, but its reminder
+            // goes out as any other: at most that one more message.
+            let remind = matches!(ask.delivery, AskDelivery::Sent | AskDelivery::Sending)
                 && ask.reminded_at.is_none()
                 && now >= ask.created_at + wait / 2;
             if !(released || remind) || !reachable(store, notifier, approver, channel).await? {

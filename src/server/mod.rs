@@ -414,9 +414,12 @@ impl Starting {
 
 /// What a listener serves while the daemon starts: `/healthz` 200 (the
 /// process lives: no restart loop), `/readyz` 503 with the reason, and
-/// `/metrics`; anything else `503` with `Retry-After` (GitHub and Twilio
-/// retry a delivery answered so), until `shutdown` resolves and the real
-/// server takes the listener over.
+/// `/metrics`; anything else `503` with `Retry-After`, until `shutdown`
+/// resolves and the real server takes the listener over. A webhook answered
+/// so is not stored: GitHub does not redeliver on its own (the repository's
+/// webhook settings can, from Recent Deliveries; a lost review is still
+/// found by the next scan's reconciliation), and Twilio does not retry an
+/// inbound SMS (the approver's reply must be sent again).
 pub async fn serve_starting(
     listener: TcpListener,
     starting: Arc<Starting>,

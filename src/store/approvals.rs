@@ -102,8 +102,8 @@ pub enum AskDelivery {
     /// Claimed for sending by one replica ([`ApprovalStore::arm_ask`]), the
     /// provider's answer not recorded yet. An ask left so was cut short
     /// mid-send and is never sent again: whether the message left is
-    /// unknown, and a second message is worse than none (the reminder and
-    /// the escalation still ask).
+    /// unknown, and a second message is worse than none; its reminder (at
+    /// half the wait, with a fresh code or links) still goes out.
     Sending,
     Sent,
     /// The provider refused it (see `error`).
@@ -228,6 +228,12 @@ pub trait ApprovalStore: Send + Sync {
         error: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Holds ask `id` back under the daily message cap (`held`), only if
+    /// it is still pending with delivery `from`: a claim like
+    /// [`ApprovalStore::arm_ask`], so an ask another replica sent meanwhile
+    /// is never marked held (and released, a second message). `false` when
+    /// another got there first.
+    async fn hold_ask(&self, id: i64, from: AskDelivery) -> Result<bool, StoreError>;
     /// Every ask about the change request on `branch`, oldest first.
     async fn asks(&self, backend: &str, branch: &str) -> Result<Vec<StoredAsk>, StoreError>;
     /// The pending ask of `approver` whose SMS code has `digest`.

@@ -345,6 +345,20 @@ async fn the_model_ledger_adds_up_usage(store: Shared) {
         store.llm_usage("gemini", day).await.expect("read"),
         (2, 126)
     );
+    // A provider reporting absurd counts saturates instead of failing the
+    // call (PostgreSQL refuses a bigint overflow, SQLite turns it to a float).
+    store
+        .add_llm_usage("openai", day, u64::MAX, u64::MAX)
+        .await
+        .expect("add");
+    store
+        .add_llm_usage("openai", day, u64::MAX / 2, 7)
+        .await
+        .expect("add past the largest count");
+    assert_eq!(
+        store.llm_usage("openai", day).await.expect("read"),
+        (2, 2 * (i64::MAX as u64))
+    );
 }
 
 async fn a_delivery_is_stored_once_processed_once_and_a_redelivery_is_a_duplicate(store: Shared) {

@@ -99,3 +99,39 @@ fn a_cut_tail_is_caught_by_the_anchor_outside_the_database() {
     );
     verify_fails(&draco, "ends before the anchored event");
 }
+
+#[test]
+fn a_merge_commit_anchors_the_log_even_without_the_anchor_file() {
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let id = draco.findings()[0]["id"].as_i64().expect("an id");
+    draco.ok(&["approve", &id.to_string(), "--as", "Ada"]);
+    let message = crate::support::git(
+        &draco.repository(),
+        &["log", "-1", "--format=%B", "refs/heads/main"],
+    );
+    let trailer = message
+        .lines()
+        .find_map(|l| l.strip_prefix("Draco-Audit-Head: "))
+        .unwrap_or_else(|| panic!("no audit head in the merge commit:\n{message}"));
+    let (seq, hash) = trailer.split_once(' ').expect("<seq> <hash>");
+    let seq: i64 = seq.parse().expect("a sequence number");
+    let rows = events(&draco);
+    assert!(
+        rows.iter().any(|r| r.0 == seq),
+        "the anchored event is in the log"
+    );
+    assert_eq!(hash.len(), 64);
+    draco.ok(&["audit", "verify"]);
+    // The file anchor gone as well as the tail from the anchored event on:
+    // the merge commit still tells.
+    std::fs::remove_file(draco.data_dir().join("audit.head")).expect("remove the anchor");
+    sqlite(
+        &draco,
+        &[
+            "DROP TRIGGER audit_events_no_delete".to_owned(),
+            format!("DELETE FROM audit_events WHERE seq >= {seq}"),
+        ],
+    );
+    verify_fails(&draco, "a merge commit anchors event");
+}

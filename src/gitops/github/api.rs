@@ -530,9 +530,15 @@ impl GitHubApi {
         number: u64,
         sha: &str,
         method: MergeMethod,
+        message: Option<&str>,
     ) -> Result<String, GitOpsError> {
         let route = self.route(&format!("/pulls/{number}/merge"));
-        let body = serde_json::json!({ "sha": sha, "merge_method": method.as_str() });
+        let mut body = serde_json::json!({ "sha": sha, "merge_method": method.as_str() });
+        if let Some(message) = message {
+            // GitHub's default title stays; the message is the extra detail
+            // (<https://docs.github.com/en/rest/pulls/pulls#merge-a-pull-request>).
+            body["commit_message"] = serde_json::Value::from(message);
+        }
         let merged: MergeResult = self
             .call("merge a pull request", "contents: write", false, || {
                 self.crab.put(&route, Some(&body))

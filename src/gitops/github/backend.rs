@@ -325,7 +325,12 @@ impl ChangeRequests for GitHubChangeRequests {
         }
         match self
             .api
-            .merge_pull(pull.number, approved.head_commit(), self.merge_method)
+            .merge_pull(
+                pull.number,
+                approved.head_commit(),
+                self.merge_method,
+                approved.audit_head().map(|h| h.to_trailer()).as_deref(),
+            )
             .await
         {
             Ok(sha) => Ok(sha),

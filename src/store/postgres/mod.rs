@@ -121,9 +121,14 @@ impl PostgresStore {
         // replica that froze is ended after a minute; and the server drops
         // a connection whose host vanished within about 30 s, releasing what
         // it held, instead of the kernel's two hours.
+        // A URL sqlx cannot use is a configuration error, not an outage:
+        // not retried.
         let options = url
             .connect_options()
-            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| StoreError::Open {
+                path: display.clone(),
+                message: e.to_string(),
+            })?
             .options([
                 ("lock_timeout", "10s"),
                 ("idle_in_transaction_session_timeout", "60s"),
@@ -145,10 +150,23 @@ impl PostgresStore {
             audit_key: super::AuditKeySlot::default(),
         };
         store.refuse_newer_schema().await?;
-        MIGRATOR
-            .run(&store.pool)
+        // sqlx's migrator holds an advisory lock while it migrates; the
+        // session's `lock_timeout` would make a replica starting beside a
+        // long migration give up after 10 s instead of waiting its turn.
+        // So it migrates on a connection of its own without it (a later
+        // `-c` setting wins over an earlier one).
+        let migrating = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(store.options.clone().options([("lock_timeout", "0")]))
             .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+            .map_err(|e| StoreError::Connect {
+                location: store.display.clone(),
+                message: e.to_string(),
+            })?;
+        let migrated = MIGRATOR.run(&migrating).await;
+        migrating.close().await;
+        migrated.map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(store)
     }
 

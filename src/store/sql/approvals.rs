@@ -506,6 +506,19 @@ impl ApprovalStore for Backend {
         Ok(())
     }
 
+    async fn hold_ask(&self, id: i64, from: AskDelivery) -> Result<bool, StoreError> {
+        let held = sqlx::query(
+            "UPDATE approval_asks SET delivery = 'held'
+             WHERE id = $1 AND state = 'pending' AND delivery = $2",
+        )
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(held > 0)
+    }
+
     async fn asks(&self, backend: &str, branch: &str) -> Result<Vec<StoredAsk>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM approval_asks WHERE backend = $1 AND branch = $2 ORDER BY id",
