@@ -6,7 +6,8 @@
 //! again while a quarter of the time to live is left; then the lease counts
 //! as lost (before it can expire and another replica take it) and the
 //! job's work in flight is stopped, so two replicas never run one job at
-//! the same time (as long as their clocks agree to well under a quarter).
+//! the same time. Expiries are set and compared by the database's clock
+//! ([`crate::store::DatabaseStore::clock`]), so replicas' clocks may drift.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,14 +93,20 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
         let mut valid_until: Option<chrono::DateTime<Utc>> = None;
         let margin = chrono::TimeDelta::from_std(every).unwrap_or(chrono::TimeDelta::MAX);
         loop {
-            let now = Utc::now();
-            let until = now.checked_add_signed(ttl).unwrap_or(now);
-            let tried =
-                tokio::time::timeout(every, store.acquire_lease(job, holder, now, until)).await;
+            // Expiries are set and compared by the database's clock, so
+            // replicas whose clocks drift apart agree on them; this host
+            // counts its own holding from before it asked, to be safe.
+            let asked_at = Utc::now();
+            let tried = tokio::time::timeout(every, async {
+                let now = store.clock().await?;
+                let until = now.checked_add_signed(ttl).unwrap_or(now);
+                store.acquire_lease(job, holder, now, until).await
+            })
+            .await;
             let still_valid = || valid_until.is_some_and(|v| Utc::now() + margin < v);
             let now_holding = match tried {
                 Ok(Ok(LeaseState::Held { taken_from })) => {
-                    valid_until = Some(until);
+                    valid_until = asked_at.checked_add_signed(ttl);
                     Holding::Yes { taken_from }
                 }
                 Ok(Ok(LeaseState::HeldBy { .. })) => {

@@ -317,12 +317,7 @@ pub async fn run(
     for keeper in &keepers {
         keeper.abort();
     }
-    // Given up beside the repair below (both may wait on the database's
-    // write lock), so that SIGTERM still ends the process in time.
-    let releasing = {
-        let store = Arc::clone(&app.store);
-        tokio::spawn(async move { leases::release(&*store, &jobs).await })
-    };
+
     if forced {
         server.abort();
         // Best effort, briefly: the next start repairs what this leaves.
@@ -365,7 +360,19 @@ pub async fn run(
         // Processing is idempotent: whatever this cuts short is redone.
         task.abort();
     }
-    // Not waited for past a moment: leases not given up expire on their own.
+    // The leases, and the claims of deliveries this replica no longer
+    // processes, given up so another replica takes them at once. Not
+    // waited for past a moment (the database may be busy, and SIGTERM must
+    // end the process in time): both run out on their own.
+    let releasing = {
+        let store = Arc::clone(&app.store);
+        tokio::spawn(async move {
+            leases::release(&*store, &jobs).await;
+            if let Err(error) = store.release_claims(crate::replica::id()).await {
+                tracing::warn!(%error, "cannot give up webhook delivery claims; they run out on their own");
+            }
+        })
+    };
     let _ = tokio::time::timeout(Duration::from_millis(100), releasing).await;
     scheduler.shutdown().await?;
     tracing::info!("stopped");
@@ -405,7 +412,11 @@ async fn scan_loop(
                 if resume {
                     tracing::info!(taken_from, "resuming the interrupted scan");
                 }
-                if resume || std::mem::take(&mut start_scan) {
+                let missed = !resume && missed_scheduled_scan(&app).await;
+                if missed {
+                    tracing::info!(taken_from, "the scheduled scan fell during the lease's handover: scanning now");
+                }
+                if resume || missed || std::mem::take(&mut start_scan) {
                     scan_while_held(&app, &mut lease).await;
                 }
             }
@@ -421,6 +432,42 @@ async fn scan_loop(
             },
         }
     }
+}
+
+/// Whether the schedule fired during a lease handover with no scan since:
+/// the tick came while this replica did not hold the scan lease yet, and
+/// the old holder was shutting down (its grace period) or dead (up to a
+/// time to live). False when the latest scan cannot be read.
+async fn missed_scheduled_scan(app: &App) -> bool {
+    let config = &app.loaded.config;
+    let Ok(cron) = crate::config::parse_schedule(&config.schedule) else {
+        return false;
+    };
+    let window =
+        Duration::from_secs(config.replicas.lease_ttl_secs * 2 + config.server.shutdown_grace_secs);
+    let latest = match app.store.scans(1).await {
+        Ok(scans) => scans.first().map(|s| s.started_at),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the latest scan");
+            return false;
+        }
+    };
+    missed_tick(&cron, latest, Utc::now(), window)
+}
+
+/// Whether `cron` fired within `window` before `now` and no scan started
+/// since (`latest`: the latest scan's start).
+fn missed_tick(
+    cron: &croner::Cron,
+    latest: Option<chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+    window: Duration,
+) -> bool {
+    let Ok(fired) = cron.find_previous_occurrence(&now, true) else {
+        return false;
+    };
+    let window = chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    now - fired <= window && latest.is_none_or(|started| started < fired)
 }
 
 /// One scan, stopped if the lease goes meanwhile: the replica that takes it
@@ -470,5 +517,36 @@ fn release_freed_memory() {
     // takes no pointer and is safe to call from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_tick_during_a_handover_is_caught_up_and_an_old_one_is_not() {
+        let cron = crate::config::parse_schedule("0 0 6 * * *").expect("schedule");
+        let at = |h, m, s| {
+            Utc.with_ymd_and_hms(2026, 12, 6, h, m, s)
+                .single()
+                .expect("time")
+        };
+        let window = Duration::from_secs(70);
+        // The tick at 06:00:00 fell while no replica held the lease.
+        assert!(missed_tick(
+            &cron,
+            Some(at(5, 0, 0) - chrono::TimeDelta::days(1)),
+            at(6, 0, 40),
+            window
+        ));
+        // A scan started at or after it: nothing missed.
+        assert!(!missed_tick(&cron, Some(at(6, 0, 0)), at(6, 0, 40), window));
+        // Long after the tick (a replica starting in the afternoon): not a
+        // handover, no catch-up scan.
+        assert!(!missed_tick(&cron, None, at(15, 0, 0), window));
+        // A first daemon just after the tick, on an empty database.
+        assert!(missed_tick(&cron, None, at(6, 0, 5), window));
     }
 }

@@ -1951,4 +1951,14 @@ async fn a_delivery_is_claimed_by_one_replica_until_its_claim_runs_out(store: Sh
         .expect("claim");
     assert_eq!(taken.len(), 1, "the unprocessed one: {taken:?}");
     assert_eq!(taken[0].id, first[1].id);
+    // Given up (b shuts down): a takes it at once.
+    assert_eq!(store.release_claims("b").await.expect("release"), 1);
+    assert_eq!(
+        store
+            .claim_deliveries("a", 10, expiry, expiry + claim)
+            .await
+            .expect("claim")
+            .len(),
+        1
+    );
 }

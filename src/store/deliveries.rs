@@ -57,6 +57,10 @@ pub trait DeliveryStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<Delivery>, StoreError>;
+    /// Gives up `claimant`'s claims on deliveries not processed yet (a
+    /// clean shutdown: another replica takes them at once rather than when
+    /// the claims run out). Returns how many.
+    async fn release_claims(&self, claimant: &str) -> Result<u64, StoreError>;
     /// Marks a delivery processed with what came of it (`outcome`: a short
     /// text such as `ignored: not a managed repository`, never the body).
     /// Returns `false` when it was already marked (another worker did it).

@@ -9,8 +9,8 @@
 //! transaction mode (PgBouncer), shows who holds what, and expires on time
 //! instead of when TCP keepalives notice a vanished host.
 //!
-//! Expiry is compared with the replicas' clocks: they must agree to well
-//! under the time to live (NTP does; Kubernetes nodes run it).
+//! Callers pass the database's time ([`super::DatabaseStore::clock`]) as
+//! `now`, so expiries do not depend on the replicas' clocks agreeing.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -224,6 +224,11 @@ pub trait DatabaseStore:
     async fn close(&self);
     /// `sqlite` or `postgres`, for messages and metrics.
     fn backend(&self) -> &'static str;
+    /// The time by the database's clock (PostgreSQL's `clock_timestamp()`;
+    /// this host's on SQLite, which only this host uses): what lease
+    /// expiries are set and compared by, so that replicas whose clocks
+    /// drift apart still agree on them.
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError>;
     /// From now on every audit event is keyed under `key`. `false` when a
     /// key was installed already (the first one stays).
     fn install_audit_key(&self, key: crate::audit::AuditKey) -> bool;

@@ -303,6 +303,12 @@ impl super::DatabaseStore for PostgresStore {
         PostgresStore::close(self).await;
     }
 
+    async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

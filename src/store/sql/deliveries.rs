@@ -75,6 +75,17 @@ impl DeliveryStore for Backend {
         rows.into_iter().map(delivery).collect()
     }
 
+    async fn release_claims(&self, claimant: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_until = NULL
+             WHERE claimed_by = $1 AND processed_at IS NULL",
+        )
+        .bind(text(claimant))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn mark_delivery_processed(
         &self,
         id: i64,

@@ -290,6 +290,10 @@ impl super::DatabaseStore for SqliteStore {
         SqliteStore::close(self).await;
     }
 
+    async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(chrono::Utc::now())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
