@@ -23,9 +23,6 @@ use crate::domain::{AccountId, Finding, FindingId, FindingKind, Fingerprint, Sev
 use crate::gitops::OpenedChangeRequest;
 use crate::sources::CostPoint;
 
-/// The server the PostgreSQL half runs on (its maintenance database).
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// A throwaway database for one test, or `None` (with a message) when no
 /// PostgreSQL server answers, unless `CI=true`: then it panics, so that CI
 /// cannot skip the suite.
@@ -33,28 +30,7 @@ pub(crate) struct TestDatabase;
 
 impl TestDatabase {
     pub(crate) async fn create() -> Option<ScratchDatabase> {
-        let admin_url =
-            std::env::var("DRACO_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.into());
-        let server = match super::DatabaseLocation::resolve(Some(&admin_url), None, ".".as_ref()) {
-            Ok(super::DatabaseLocation::Postgres(url)) => url,
-            other => panic!("DRACO_TEST_POSTGRES_URL is not a PostgreSQL URL: {other:?}"),
-        };
-        let created = tokio::time::timeout(
-            Duration::from_secs(10),
-            ScratchDatabase::create(&server, "draco_test"),
-        )
-        .await;
-        let why = match created {
-            Ok(Ok(db)) => return Some(db),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer within 10 s".to_owned(),
-        };
-        let message = format!("PostgreSQL at {admin_url} cannot be used ({why})");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{message}; CI must run the PostgreSQL conformance suite");
-        }
-        eprintln!("skipped: {message}; set DRACO_TEST_POSTGRES_URL to run the PostgreSQL half");
-        None
+        ScratchDatabase::for_test("draco_test", "the PostgreSQL conformance suite").await
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use draco::store::{DatabaseLocation, PostgresUrl, ScratchDatabase};
+use draco::store::ScratchDatabase;
 use secrecy::SecretString;
 use sqlx::Connection as _;
 
@@ -32,28 +32,7 @@ const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// A throwaway database, or `None` with a message (a panic under `CI=true`).
 async fn scratch_database() -> Option<ScratchDatabase> {
-    let admin = std::env::var("DRACO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let server: PostgresUrl = match DatabaseLocation::resolve(Some(&admin), None, ".".as_ref()) {
-        Ok(DatabaseLocation::Postgres(url)) => url,
-        other => panic!("DRACO_TEST_POSTGRES_URL is not a PostgreSQL URL: {other:?}"),
-    };
-    let why = match tokio::time::timeout(
-        Duration::from_secs(10),
-        ScratchDatabase::create(&server, "draco_replicas"),
-    )
-    .await
-    {
-        Ok(Ok(db)) => return Some(db),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "no answer within 10 s".to_owned(),
-    };
-    let message = format!("PostgreSQL at {admin} cannot be used ({why})");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}; CI must run the replica takeover test");
-    }
-    eprintln!("skipped: {message}; set DRACO_TEST_POSTGRES_URL to run the replica takeover test");
-    None
+    ScratchDatabase::for_test("draco_replicas", "the replica takeover tests").await
 }
 
 struct Replica {

@@ -61,7 +61,40 @@ impl ScratchDatabase {
     pub fn url(&self) -> &PostgresUrl {
         &self.url
     }
+
+    /// For a test: a database on the server `DRACO_TEST_POSTGRES_URL`
+    /// names ([`TEST_SERVER`] by default), or `None` after printing that
+    /// the test (`what`) was skipped and why, when no server answers within
+    /// 10 s. Under `CI=true` it panics instead, so CI cannot skip it.
+    pub async fn for_test(prefix: &str, what: &str) -> Option<Self> {
+        let admin = std::env::var("DRACO_TEST_POSTGRES_URL").unwrap_or_else(|_| TEST_SERVER.into());
+        let server = match crate::store::DatabaseLocation::resolve(Some(&admin), None, ".".as_ref())
+        {
+            Ok(crate::store::DatabaseLocation::Postgres(url)) => url,
+            other => panic!("DRACO_TEST_POSTGRES_URL is not a PostgreSQL URL: {other:?}"),
+        };
+        let created = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            Self::create(&server, prefix),
+        )
+        .await;
+        let why = match created {
+            Ok(Ok(db)) => return Some(db),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 10 s".to_owned(),
+        };
+        let message = format!("PostgreSQL at {admin} cannot be used ({why})");
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}; CI must run {what}");
+        }
+        eprintln!("skipped: {message}; set DRACO_TEST_POSTGRES_URL to run {what}");
+        None
+    }
 }
+
+/// The server tests use by default: the local one, user `postgres`, trust
+/// authentication (its maintenance database; each test creates its own).
+pub const TEST_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
