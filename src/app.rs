@@ -148,6 +148,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     // Offline tools: no config, no data dir.
     match &cli.command {
         Command::Detect(args) => return tools::detect_command(args),
+        Command::Healthcheck(args) => {
+            crate::healthcheck::probe(
+                &args.url,
+                std::time::Duration::from_secs(args.timeout_secs.max(1)),
+            )?;
+            return Ok(());
+        }
         Command::Redact(args) => return tools::redact_command(cli.config.as_deref(), args),
         Command::Bench(BenchCommand::Nab(args)) => return tools::nab_command(args),
         Command::Bench(BenchCommand::Cost(args)) => return tools::cost_bench_command(args),
@@ -163,7 +170,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
     let ctx = Context::new(&cli)?;
     match cli.command {
-        Command::Detect(_) | Command::Redact(_) | Command::Bench(_) => Ok(()),
+        Command::Detect(_) | Command::Redact(_) | Command::Bench(_) | Command::Healthcheck(_) => {
+            Ok(())
+        }
         Command::Demo(output) => {
             let app = ctx
                 .app(SourceChoice::Fixtures(FixtureSet::EmbeddedDemo))

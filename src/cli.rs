@@ -38,6 +38,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Run as a daemon: scan on the configured cron schedule until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// GET a running daemon's /healthz: exit 0 on 200, 1 otherwise (for container health checks).
+    Healthcheck(HealthcheckArgs),
     /// List recent scans: id, start, end, status, source and errors.
     Scans(ScansArgs),
     /// List findings.
@@ -66,6 +68,16 @@ pub enum Command {
     /// Measure detection quality.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to probe: plain http, usually `server.health_listen`'s or `server.listen`'s port on loopback.
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    pub url: String,
+    /// Seconds allowed for connecting, and again for each read and write.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

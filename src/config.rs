@@ -336,7 +336,8 @@ impl std::fmt::Debug for Secret {
 pub struct Secrets {
     /// `DRACO_LLM_API_KEY` / `llm.api_key_file`.
     pub llm_api_key: Option<Secret>,
-    /// A fine-grained personal access token: `DRACO_GITHUB_TOKEN`.
+    /// A fine-grained personal access token: `DRACO_GITHUB_TOKEN` /
+    /// `gitops.github.token_file`.
     pub github_token: Option<Secret>,
     /// The GitHub App's private key (PEM): `DRACO_GITHUB_APP_PRIVATE_KEY` /
     /// `gitops.github.app_private_key_file`.
@@ -461,10 +462,13 @@ const SECRET_HINTS: [(&str, &str); 7] = [
         "gitops.github.webhook_secret",
         "DRACO_GITHUB_WEBHOOK_SECRET or `gitops.github.webhook_secret_file`",
     ),
-    ("gitops.", "DRACO_GITHUB_TOKEN (a fine-grained token)"),
+    (
+        "gitops.",
+        "DRACO_GITHUB_TOKEN or `gitops.github.token_file` (a fine-grained token)",
+    ),
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 28] = [
+const OPTIONAL_KEYS: [(&str, Kind); 29] = [
     ("twilio.account_sid", Kind::String),
     ("twilio.from", Kind::String),
     ("twilio.messaging_service_sid", Kind::String),
@@ -493,6 +497,7 @@ const OPTIONAL_KEYS: [(&str, Kind); 28] = [
     ("gitops.github.installation_id", Kind::Integer),
     ("gitops.github.app_private_key_file", Kind::String),
     ("gitops.github.webhook_secret_file", Kind::String),
+    ("gitops.github.token_file", Kind::String),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -1068,7 +1073,12 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
     let github = &config.gitops.github;
     Ok(Secrets {
         llm_api_key,
-        github_token: secret("gitops.github.token", "DRACO_GITHUB_TOKEN", None, env)?,
+        github_token: secret(
+            "gitops.github.token",
+            "DRACO_GITHUB_TOKEN",
+            github.token_file.as_deref(),
+            env,
+        )?,
         github_app_private_key: secret(
             "gitops.github.app_private_key",
             "DRACO_GITHUB_APP_PRIVATE_KEY",
@@ -1305,7 +1315,7 @@ fn validate_gitops(gitops: &GitOpsConfig, secrets: &Secrets) -> Result<(), Confi
         (false, [false, false, false]) => {
             return Err(bad(
                 "github",
-                "the GitHub backend needs credentials: a GitHub App (app_id, installation_id and DRACO_GITHUB_APP_PRIVATE_KEY or app_private_key_file) or a fine-grained token in DRACO_GITHUB_TOKEN".into(),
+                "the GitHub backend needs credentials: a GitHub App (app_id, installation_id and DRACO_GITHUB_APP_PRIVATE_KEY or app_private_key_file) or a fine-grained token in DRACO_GITHUB_TOKEN or gitops.github.token_file".into(),
             ));
         }
         (false, _) => {

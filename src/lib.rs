@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod events;
 pub mod exposition;
 pub mod gitops;
+pub mod healthcheck;
 pub mod notify;
 pub mod pipeline;
 pub mod purge;

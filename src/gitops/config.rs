@@ -137,6 +137,12 @@ pub struct GitHubConfig {
     /// A file holding the webhook secret, instead of `DRACO_GITHUB_WEBHOOK_SECRET`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// A file holding a fine-grained token, instead of `DRACO_GITHUB_TOKEN`:
+    /// container and systemd secrets arrive as files (compose `secrets:`,
+    /// Kubernetes Secret volumes, `LoadCredential=`), and a distroless
+    /// image has no shell to move one into the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
     /// Kinds of data removed from everything published to GitHub (branch
     /// names, titles, descriptions, files, comments). Credentials are always
     /// among them. Default: every kind but `account_id`, which a change
@@ -157,6 +163,7 @@ impl Default for GitHubConfig {
             installation_id: None,
             app_private_key_file: None,
             webhook_secret_file: None,
+            token_file: None,
             publish_redact: PiiKind::ALL
                 .into_iter()
                 .filter(|k| *k != PiiKind::AccountId)

@@ -14,6 +14,7 @@ mod bad_input;
 mod credentials;
 mod daemon;
 mod demo;
+mod deploy;
 mod detect;
 mod github;
 mod github_attacks;
