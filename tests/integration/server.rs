@@ -484,13 +484,16 @@ fn draco_run_serves_the_health_routes_on_server_health_listen() {
         .spawn()
         .expect("daemon starts");
     let deadline = Instant::now() + Duration::from_secs(30);
+    // While the daemon starts (its database is waited for) the listener
+    // already answers `503 not ready: starting`: wait for ready.
     let answer = loop {
-        if let Some(answer) = http_get(health, "/readyz") {
-            break answer;
+        let answer = http_get(health, "/readyz");
+        if let Some(answer) = answer.as_ref().filter(|a| a.0 == 200) {
+            break answer.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "the health listener never answered"
+            "the health listener never answered ready: {answer:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
