@@ -36,6 +36,7 @@ use crate::redact::{PiiKind, Redactor};
 use crate::remediate::templates::{Catalog, CatalogError};
 use crate::seal::MasterKey;
 use crate::server::approvals::{Approvals, SmsReceiver};
+use crate::server::dashboard::{Dashboard, DashboardAuth};
 use crate::server::webhooks::{GitHubReceiver, Webhooks};
 use crate::sources::aws::AwsSource;
 use crate::sources::fixtures::{FixtureSet, FixtureSource};
@@ -159,6 +160,9 @@ pub struct App {
     pub notifier: Notifier,
     /// Set when the SMS channel is on: what `POST /webhooks/twilio` checks.
     pub sms_receiver: Option<SmsReceiver>,
+    /// The dashboard's login and sessions; `None` when `server.dashboard`
+    /// is off.
+    pub dashboard: Option<DashboardAuth>,
 }
 
 impl App {
@@ -205,6 +209,7 @@ impl App {
         let master = unlock(&*store, &loaded, &database, &data_dir).await?;
         let notifier = notifier(&loaded, &data_dir, &*store, &master).await?;
         let sms_receiver = sms_receiver(&loaded);
+        let dashboard = dashboard_auth(&loaded);
         Ok(Arc::new(Self {
             loaded,
             data_dir,
@@ -218,6 +223,7 @@ impl App {
             deliveries_waiting: tokio::sync::Notify::new(),
             notifier,
             sms_receiver,
+            dashboard,
         }))
     }
 
@@ -623,6 +629,41 @@ impl Approvals for App {
         now: DateTime<Utc>,
     ) -> Result<(u16, String), StoreError> {
         inbound::link_decide(&self.deciding(), token, form_token, cookie, reason, now).await
+    }
+}
+
+/// The dashboard's authentication from `[server]`: on with a token, off
+/// without (the config check allowed that only on loopback); the cookie is
+/// `Secure` when `server.public_url` is https.
+fn dashboard_auth(loaded: &Loaded) -> Option<DashboardAuth> {
+    let server = &loaded.config.server;
+    server.dashboard.then(|| {
+        let secure = server
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        DashboardAuth::new(
+            loaded.secrets.dashboard_token.as_ref().map(|t| &t.value),
+            secure,
+        )
+    })
+}
+
+impl Dashboard for App {
+    fn dashboard_auth(&self) -> Option<&DashboardAuth> {
+        self.dashboard.as_ref()
+    }
+    fn scan_store(&self) -> &dyn crate::store::ScanStore {
+        &*self.store
+    }
+    fn change_request_store(&self) -> &dyn crate::store::ChangeRequestStore {
+        &*self.store
+    }
+    fn audit_log(&self) -> &dyn crate::store::AuditLog {
+        &*self.store
+    }
+    fn cost_config(&self) -> &crate::detect::cost::CostConfig {
+        &self.loaded.config.detect.cost
     }
 }
 

@@ -357,6 +357,9 @@ pub struct Secrets {
     /// The key secrets are sealed under at rest: `DRACO_MASTER_KEY` /
     /// `secrets.key_file`.
     pub master_key: Option<Secret>,
+    /// The operator token that opens the dashboard: `DRACO_DASHBOARD_TOKEN`
+    /// / `server.dashboard_token_file`.
+    pub dashboard_token: Option<Secret>,
 }
 
 impl Secrets {
@@ -381,6 +384,7 @@ impl Secrets {
             ("email.sendgrid.api_key", origin(&self.sendgrid_api_key)),
             ("database_password", origin(&self.database_password)),
             ("secrets.master_key", origin(&self.master_key)),
+            ("server.dashboard_token", origin(&self.dashboard_token)),
         ]
     }
 }
@@ -416,7 +420,7 @@ pub fn process_environment() -> Result<HashMap<String, String>, ConfigError> {
 }
 
 /// Environment variables that hold secrets.
-pub const SECRET_VARIABLES: [&str; 9] = [
+pub const SECRET_VARIABLES: [&str; 10] = [
     "DRACO_LLM_API_KEY",
     "DRACO_GITHUB_TOKEN",
     "DRACO_GITHUB_APP_PRIVATE_KEY",
@@ -426,9 +430,10 @@ pub const SECRET_VARIABLES: [&str; 9] = [
     "DRACO_SENDGRID_API_KEY",
     "DRACO_DATABASE_PASSWORD",
     "DRACO_MASTER_KEY",
+    "DRACO_DASHBOARD_TOKEN",
 ];
 /// Keys that may hold secrets; refused in the file.
-const SECRET_LOOKING_KEYS: [&str; 9] = [
+const SECRET_LOOKING_KEYS: [&str; 10] = [
     "api_key",
     "token",
     "password",
@@ -438,9 +443,10 @@ const SECRET_LOOKING_KEYS: [&str; 9] = [
     "client_secret",
     "app_private_key",
     "webhook_secret",
+    "dashboard_token",
 ];
 /// Where each secret-looking key in the file should go instead.
-const SECRET_HINTS: [(&str, &str); 7] = [
+const SECRET_HINTS: [(&str, &str); 8] = [
     ("llm.", "DRACO_LLM_API_KEY or `llm.api_key_file`"),
     (
         "twilio.",
@@ -466,9 +472,13 @@ const SECRET_HINTS: [(&str, &str); 7] = [
         "gitops.",
         "DRACO_GITHUB_TOKEN or `gitops.github.token_file` (a fine-grained token)",
     ),
+    (
+        "server.dashboard_token",
+        "DRACO_DASHBOARD_TOKEN or `server.dashboard_token_file`",
+    ),
 ];
 /// Optional keys (absent from the defaults) that still get an environment variable.
-const OPTIONAL_KEYS: [(&str, Kind); 29] = [
+const OPTIONAL_KEYS: [(&str, Kind); 30] = [
     ("twilio.account_sid", Kind::String),
     ("twilio.from", Kind::String),
     ("twilio.messaging_service_sid", Kind::String),
@@ -481,6 +491,7 @@ const OPTIONAL_KEYS: [(&str, Kind); 29] = [
     ("email.sendgrid.api_key_file", Kind::String),
     ("server.public_url", Kind::String),
     ("server.health_listen", Kind::String),
+    ("server.dashboard_token_file", Kind::String),
     ("data_dir", Kind::String),
     ("database_url", Kind::String),
     ("database_password_file", Kind::String),
@@ -605,6 +616,7 @@ pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loaded
     let secrets = load_secrets(&config, env)?;
     validate_gitops(&config.gitops, &secrets)?;
     validate_approval(&config, &secrets)?;
+    validate_dashboard(&config, &secrets)?;
     Ok(Loaded {
         config,
         secrets,
@@ -1121,7 +1133,38 @@ fn load_secrets(config: &Config, env: &HashMap<String, String>) -> Result<Secret
             config.secrets.key_file.as_deref(),
             env,
         )?,
+        dashboard_token: secret(
+            "server.dashboard_token",
+            "DRACO_DASHBOARD_TOKEN",
+            config.server.dashboard_token_file.as_deref(),
+            env,
+        )?,
     })
+}
+
+/// The dashboard's authentication: a token shorter than
+/// [`crate::server::dashboard::MIN_TOKEN_CHARS`] is refused, and without a
+/// token the dashboard may listen only on loopback (anyone who reaches the
+/// port would read every finding and the audit trail).
+fn validate_dashboard(config: &Config, secrets: &Secrets) -> Result<(), ConfigError> {
+    let server = &config.server;
+    if let Some(token) = &secrets.dashboard_token {
+        crate::server::dashboard::check_token(&token.value).map_err(|message| {
+            ConfigError::Value {
+                key: "server.dashboard_token".into(),
+                message,
+            }
+        })?;
+    } else if server.dashboard && !server.listen.ip().is_loopback() {
+        return Err(ConfigError::Value {
+            key: "server.dashboard_token".into(),
+            message: format!(
+                "the dashboard is served on a non-loopback address (server.listen = {}) and would be open to anyone who reaches it: set DRACO_DASHBOARD_TOKEN or server.dashboard_token_file (e.g. `openssl rand -hex 32`), or turn the dashboard off with server.dashboard = false",
+                server.listen
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The approver directory as loaded (checked: no duplicate or malformed

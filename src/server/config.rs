@@ -1,6 +1,7 @@
 //! `[server]`: where `draco run` listens and how the outside reaches it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,8 @@ use serde::{Deserialize, Serialize};
 /// public_url = "https://draco.example.com"   # optional for now
 /// shutdown_grace_secs = 10
 /// # health_listen = "0.0.0.0:8081"         # probes and metrics only
+/// dashboard = true                           # GET /, /findings/{id}, /scans
+/// # dashboard_token_file = "/run/secrets/draco-dashboard-token"
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,6 +35,16 @@ pub struct ServerConfig {
     /// Prometheus: they then never wait behind whatever floods `listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_listen: Option<SocketAddr>,
+    /// Whether `listen` serves the read-only dashboard (`GET /`,
+    /// `/findings/{id}`, `/scans`; `DRACO_SERVER_DASHBOARD`). Off, those
+    /// routes answer `404` and no dashboard token is needed.
+    pub dashboard: bool,
+    /// A file holding the operator token that opens the dashboard
+    /// (`DRACO_DASHBOARD_TOKEN` wins). Set, the dashboard asks for it on a
+    /// login page; unset, the dashboard is open, which the config check
+    /// allows only when `listen` is a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dashboard_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +54,8 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_grace_secs: 10,
             health_listen: None,
+            dashboard: true,
+            dashboard_token_file: None,
         }
     }
 }

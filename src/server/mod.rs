@@ -1,11 +1,13 @@
 //! The daemon's HTTP server (axum): health, readiness and metrics; the
-//! GitHub and Twilio webhooks and the approval links' pages.
+//! GitHub and Twilio webhooks and the approval links' pages; the read-only
+//! dashboard ([`dashboard`]).
 //!
 //! [`bind`] then [`serve`] is the entry point for both `draco run` and tests
 //! (bind `127.0.0.1:0`, read the address back, serve).
 
 pub mod approvals;
 pub mod config;
+pub mod dashboard;
 mod error;
 mod health;
 pub mod webhooks;
@@ -35,9 +37,16 @@ pub use error::ApiError;
 use crate::store::Readiness;
 
 /// What the server serves from: readiness for the probes, deliveries and
-/// secrets for the webhooks, the approval channels for replies and links.
-pub trait ServerApp: Readiness + webhooks::Webhooks + approvals::Approvals {}
-impl<T: Readiness + webhooks::Webhooks + approvals::Approvals> ServerApp for T {}
+/// secrets for the webhooks, the approval channels for replies and links,
+/// the store's findings, scans and audit trail for the dashboard.
+pub trait ServerApp:
+    Readiness + webhooks::Webhooks + approvals::Approvals + dashboard::Dashboard
+{
+}
+impl<T: Readiness + webhooks::Webhooks + approvals::Approvals + dashboard::Dashboard> ServerApp
+    for T
+{
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -127,8 +136,8 @@ impl Default for Limits {
     }
 }
 
-/// Every route: the health routes and the webhooks; each request bounded
-/// by `request_timeout`.
+/// Every route: the health routes, the webhooks, the approval pages and the
+/// dashboard; each request bounded by `request_timeout`.
 pub fn router(app: Arc<dyn ServerApp>, limits: Limits) -> Router {
     let webhooks = Router::new()
         .route(
@@ -145,7 +154,8 @@ pub fn router(app: Arc<dyn ServerApp>, limits: Limits) -> Router {
                 .post(approvals::link_post)
                 .layer(DefaultBodyLimit::max(approvals::MAX_FORM_BYTES)),
         );
-    with_request_timeout(health_routes().merge(webhooks), limits).with_state(app)
+    let dashboard = dashboard::routes(Arc::clone(&app));
+    with_request_timeout(health_routes().merge(webhooks).merge(dashboard), limits).with_state(app)
 }
 
 /// The health routes alone (the health listener: anything else is `404`;

@@ -13,6 +13,7 @@ mod aws;
 mod bad_input;
 mod credentials;
 mod daemon;
+mod dashboard;
 mod demo;
 mod deploy;
 mod detect;
