@@ -41,3 +41,4 @@ mod script_safety;
 mod server;
 mod state_files;
 mod support;
+mod telemetry;
