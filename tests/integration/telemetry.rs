@@ -274,8 +274,9 @@ fn demo_and_daemon_without_providers_reach_nothing_but_loopback() {
     );
     // Not vacuous: the health request's loopback connect is in the trace.
     assert!(
-        contacts.iter().any(|c| c.syscall == "connect"
-            && c.addr.is_some_and(|a| a.ip().is_loopback())),
+        contacts
+            .iter()
+            .any(|c| c.syscall == "connect" && c.addr.is_some_and(|a| a.ip().is_loopback())),
         "strace saw no loopback connect, so it could not have seen others: {contacts:#?}\n{output}"
     );
     let foreign = foreign(&contacts);
@@ -318,14 +319,17 @@ fn the_telemetry_check_catches_a_binary_that_reaches_out() {
 
 /// The pid of a process whose parent is `parent` (from `/proc/*/stat`).
 fn child_of(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        let ppid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == parent).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`: the name may hold spaces and parentheses.
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after_name.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
 }
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -408,7 +412,11 @@ async fn a_daemon_with_providers_contacts_exactly_the_configured_addresses() {
     // the approver, and a few seconds more.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let asked = !model.received_requests().await.unwrap_or_default().is_empty();
+        let asked = !model
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty();
         if asked && !github.pulls().is_empty() && !twilio.sent().is_empty() {
             break;
         }
