@@ -160,6 +160,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Cost(args)) => return tools::cost_bench_command(args),
         Command::Bench(BenchCommand::Redact(args)) => return tools::redact_bench_command(args),
         Command::Bench(BenchCommand::Idle(args)) => return tools::idle_bench_command(args),
+        Command::Bench(BenchCommand::Footprint(args)) => {
+            return tools::footprint_bench_command(args);
+        }
         Command::Bench(BenchCommand::Estate(args)) => {
             return tools::estate_bench_command(args).await;
         }

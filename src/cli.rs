@@ -132,6 +132,42 @@ pub enum BenchCommand {
     Estate(EstateBenchArgs),
     /// Finding upserts and audit appends per second on a fresh database.
     Store(StoreBenchArgs),
+    /// What running Draco costs: idle memory, binary size, start-up time, and one scan of a large generated estate (Linux).
+    Footprint(FootprintBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FootprintBenchArgs {
+    /// Scans of the demo set the idle daemon runs (memory read after each).
+    #[arg(long, default_value_t = 3)]
+    pub idle_scans: usize,
+    /// Start-ups to `/readyz` 200 measured (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub starts: usize,
+    /// Accounts of the generated estate.
+    #[arg(long, default_value_t = 50)]
+    pub accounts: usize,
+    /// Regions per account (1 to 8).
+    #[arg(long, default_value_t = 4)]
+    pub regions: usize,
+    /// Running instances per account and region, each with a root volume
+    /// (with security groups and spare volumes, about 2,060 resources per
+    /// account and region for 1,000).
+    #[arg(long, default_value_t = 1000)]
+    pub instances: usize,
+    /// Share of resources made bad, in percent.
+    #[arg(long, default_value_t = 2.0)]
+    pub bad_percent: f64,
+    /// Daily cost series (account × service) of the estate.
+    #[arg(long, default_value_t = 500)]
+    pub cost_series: usize,
+    /// Days per cost series, ending yesterday.
+    #[arg(long, default_value_t = 400)]
+    pub cost_days: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

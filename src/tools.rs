@@ -12,8 +12,8 @@ use crate::bench::redact::{
 };
 use crate::bench::{redact_corpus, redact_speed};
 use crate::cli::{
-    CostBenchArgs, DetectArgs, EstateBenchArgs, IdleBenchArgs, NabArgs, RedactArgs,
-    RedactBenchArgs, UsageError,
+    CostBenchArgs, DetectArgs, EstateBenchArgs, FootprintBenchArgs, IdleBenchArgs, NabArgs,
+    RedactArgs, RedactBenchArgs, UsageError,
 };
 use crate::config;
 use crate::redact::{Redactor, StreamError, StreamOutput, Vault};
@@ -439,6 +439,102 @@ pub fn idle_bench_command(args: &IdleBenchArgs) -> Result<()> {
         } else {
             "did not exit cleanly"
         }
+    );
+    Ok(())
+}
+
+/// `draco bench footprint`: idle memory, binary size, start-up time and one
+/// large scan, each on this same executable run as a child (see
+/// [`crate::bench::footprint`]).
+pub fn footprint_bench_command(args: &FootprintBenchArgs) -> Result<()> {
+    use crate::bench::{estate::EstateSpec, footprint};
+    if args.idle_scans == 0 || args.starts == 0 || args.accounts == 0 || args.instances == 0 {
+        return Err(UsageError(
+            "--idle-scans, --starts, --accounts and --instances must be at least 1".into(),
+        )
+        .into());
+    }
+    if !(1..=crate::bench::AWS_REGIONS.len()).contains(&args.regions) {
+        return Err(UsageError(format!(
+            "--regions is from 1 to {}",
+            crate::bench::AWS_REGIONS.len()
+        ))
+        .into());
+    }
+    if !(0.0..=100.0).contains(&args.bad_percent) {
+        return Err(UsageError("--bad-percent is from 0 to 100".into()).into());
+    }
+    let settings = footprint::FootprintSettings {
+        exe: std::env::current_exe().context("cannot find this executable to measure")?,
+        idle_scans: args.idle_scans,
+        starts: args.starts,
+        estate: EstateSpec {
+            accounts: args.accounts,
+            regions: args.regions,
+            instances: args.instances,
+            bad_percent: args.bad_percent,
+            seed: args.seed,
+        },
+        cost_series: args.cost_series,
+        cost_days: args.cost_days,
+    };
+    let report = footprint::measure(&settings)?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    println!(
+        "Footprint of draco {} ({} build)",
+        report.version,
+        if report.release_build {
+            "release"
+        } else {
+            "debug: not the product's figures"
+        }
+    );
+    println!(
+        "Binary: {} bytes ({:.1} MB)",
+        report.binary_bytes,
+        mb(report.binary_bytes)
+    );
+    println!(
+        "Idle `draco run` after {} scans of the demo set: RSS {:.1} MB (target < {:.0} MB: {}), peak {:.1} MB",
+        report.idle.scans,
+        report.idle.rss_mb,
+        report.idle.target_mb,
+        if report.idle.target_met {
+            "met"
+        } else {
+            "NOT met"
+        },
+        report.idle.peak_mb
+    );
+    println!(
+        "Start-up to /readyz 200 on a fresh data directory: {:.3} s median of {} ({})",
+        report.startup_median_secs,
+        report.startup_secs.len(),
+        report
+            .startup_secs
+            .iter()
+            .map(|s| format!("{s:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let s = &report.scan;
+    println!(
+        "One scan of {} accounts × {} regions × {} instances ({} resources) and {} cost series × {} days ({} rows, {:.0} MB of fixtures): {:.1} s, peak RSS {:.1} MB, {} findings",
+        s.accounts,
+        s.regions,
+        s.instances_per_region,
+        s.resources,
+        s.cost_series,
+        s.cost_days,
+        s.cost_rows,
+        mb(s.fixture_bytes),
+        s.seconds,
+        s.peak_mb,
+        s.findings.map_or_else(|| "?".to_owned(), |n| n.to_string())
     );
     Ok(())
 }

@@ -98,7 +98,7 @@ pub fn write_estate(spec: &EstateSpec, dir: &Path) -> Result<usize, EstateError>
         "date,account_id,service,amount_usd,estimated\n",
     )?;
     for a in 0..spec.accounts {
-        let account = format!("{:012}", 100_000_000_000 + a as u64 * 7_919);
+        let account = account_id(a);
         std::fs::create_dir_all(dir.join("ec2").join(&account))?;
         for region in REGIONS.iter().take(spec.regions) {
             let groups: Vec<String> = (0..spec.instances.div_ceil(INSTANCES_PER_GROUP))
@@ -163,6 +163,82 @@ pub fn write_estate(spec: &EstateSpec, dir: &Path) -> Result<usize, EstateError>
         }
     }
     Ok(resources)
+}
+
+/// The generated estate's `index`th account id (12 digits).
+fn account_id(index: usize) -> String {
+    format!("{:012}", 100_000_000_000 + index as u64 * 7_919)
+}
+
+/// Service names the generated cost series are spread over, in order; a
+/// series beyond them all in one account takes a numbered copy.
+const SERVICES: [&str; 12] = [
+    "Amazon Elastic Compute Cloud - Compute",
+    "Amazon Simple Storage Service",
+    "Amazon Relational Database Service",
+    "AWS Lambda",
+    "Amazon CloudWatch",
+    "Amazon DynamoDB",
+    "Amazon Virtual Private Cloud",
+    "AWS Key Management Service",
+    "Amazon Elastic Container Service",
+    "Amazon Simple Queue Service",
+    "Amazon CloudFront",
+    "AWS Backup",
+];
+
+/// Daily cost series to generate alongside an estate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostSpec {
+    /// Accounts the series are spread over (round-robin), as numbered by
+    /// [`write_estate`].
+    pub accounts: usize,
+    /// Distinct (account, service) series.
+    pub series: usize,
+    /// Days per series, ending on `last_day`.
+    pub days: usize,
+    pub last_day: chrono::NaiveDate,
+    pub seed: u64,
+}
+
+/// Replaces `dir/cost.csv` with `spec.series` daily series of
+/// `spec.days` days each: a level from $1 to $500 a day, weekly seasonality
+/// (weekends lower), ±5 % noise. Returns the rows written.
+pub fn write_costs(spec: &CostSpec, dir: &Path) -> Result<usize, EstateError> {
+    use std::io::Write as _;
+    let accounts = spec.accounts.max(1);
+    let mut rng = Rng(spec.seed ^ 0xC057);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("cost.csv"))?);
+    writeln!(out, "date,account_id,service,amount_usd,estimated")?;
+    let first = spec
+        .last_day
+        .checked_sub_days(chrono::Days::new(spec.days.saturating_sub(1) as u64))
+        .unwrap_or(spec.last_day);
+    let mut rows = 0;
+    for i in 0..spec.series {
+        let account = account_id(i % accounts);
+        let n = i / accounts;
+        let service = match SERVICES.get(n) {
+            Some(name) => (*name).to_owned(),
+            None => format!("{} {}", SERVICES[n % SERVICES.len()], n / SERVICES.len()),
+        };
+        let level = 1.0 + rng.unit() * 499.0;
+        for d in 0..spec.days {
+            let Some(day) = first.checked_add_days(chrono::Days::new(d as u64)) else {
+                break;
+            };
+            let weekend = matches!(
+                chrono::Datelike::weekday(&day),
+                chrono::Weekday::Sat | chrono::Weekday::Sun
+            );
+            let season = if weekend { 0.8 } else { 1.0 };
+            let amount = level * season * (0.95 + rng.unit() * 0.1);
+            writeln!(out, "{day},{account},{service},{amount:.4},false")?;
+            rows += 1;
+        }
+    }
+    out.flush()?;
+    Ok(rows)
 }
 
 /// An id of AWS's shape: the prefix and 17 hex digits.
@@ -301,5 +377,29 @@ mod tests {
             resources,
             "seeded: the same estate"
         );
+    }
+
+    #[test]
+    fn the_cost_series_have_one_row_per_series_and_day_and_parse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let last_day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("date");
+        let spec = CostSpec {
+            accounts: 3,
+            series: 40,
+            days: 30,
+            last_day,
+            seed: 1,
+        };
+        assert_eq!(write_costs(&spec, dir.path()).expect("written"), 1_200);
+        let bytes = std::fs::read(dir.path().join("cost.csv")).expect("cost.csv");
+        let points =
+            crate::sources::fixtures::parse_cost_csv(&bytes, "cost.csv").expect("it parses");
+        assert_eq!(points.len(), 1_200);
+        let series: std::collections::BTreeSet<(String, String)> = points
+            .iter()
+            .map(|p| (p.account.to_string(), p.service.clone()))
+            .collect();
+        assert_eq!(series.len(), 40, "distinct (account, service) series");
+        assert!(points.iter().all(|p| p.day <= last_day));
     }
 }

@@ -165,17 +165,75 @@ pub fn measure(settings: &IdleSettings) -> Result<IdleReport, IdleError> {
 fn prepare(root: &Path, interval_secs: u64) -> std::io::Result<PathBuf> {
     let fixtures = root.join("fixtures");
     FixtureSet::write_demo(&fixtures)?;
+    write_config(
+        root,
+        &fixtures,
+        &format!("*/{interval_secs} * * * * *"),
+        "127.0.0.1:0",
+    )
+}
+
+/// A config file under `root` (`draco.toml`) selecting the fixtures in
+/// `fixtures`, scanning on `schedule` (six-field cron) and serving on
+/// `listen`; returns its path. Shared with `bench footprint`.
+pub(crate) fn write_config(
+    root: &Path,
+    fixtures: &Path,
+    schedule: &str,
+    listen: &str,
+) -> std::io::Result<PathBuf> {
     let config = root.join("draco.toml");
     let fixtures_dir = toml::Value::String(fixtures.display().to_string());
+    let schedule = toml::Value::String(schedule.to_owned());
+    let listen = toml::Value::String(listen.to_owned());
     std::fs::write(
         &config,
         format!(
-            "schedule = \"*/{interval_secs} * * * * *\"\n\
+            "schedule = {schedule}\n\
              [source]\nkind = \"fixtures\"\nfixtures_dir = {fixtures_dir}\n\
-             [server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 5\n"
+             [server]\nlisten = {listen}\nshutdown_grace_secs = 5\n"
         ),
     )?;
     Ok(config)
+}
+
+/// `exe --config <config> --data-dir <data_dir>` with none of the caller's
+/// environment but `PATH`, `HOME` and `TMPDIR`, dying with this process
+/// (Linux `PR_SET_PDEATHSIG`). The caller adds the command and its
+/// arguments. Shared with `bench footprint`.
+pub(crate) fn draco_command(exe: &Path, config: &Path, data_dir: &Path) -> Command {
+    let mut command = Command::new(exe);
+    // Nothing of the caller's environment but what a process needs:
+    // no `DRACO_*` setting (a model key, an AWS source), no proxy, and
+    // no allocator tuning that would change what is measured. `PATH`
+    // for git (the change-request repository).
+    command.env_clear();
+    for kept in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(kept) {
+            command.env(kept, value);
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory
+        // of this process; the closure allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                // The child dies with the benchmark, however it ends.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+    }
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
 }
 
 /// The child process, with its stderr read line by line on a thread.
@@ -187,39 +245,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(settings: &IdleSettings, config: &Path, data_dir: &Path) -> Result<Self, IdleError> {
-        let mut command = Command::new(&settings.exe);
-        // Nothing of the caller's environment but what a process needs:
-        // no `DRACO_*` setting (a model key, an AWS source), no proxy, and
-        // no allocator tuning that would change what is measured. `PATH`
-        // for git (the change-request repository).
-        command.env_clear();
-        for kept in ["PATH", "HOME", "TMPDIR"] {
-            if let Some(value) = std::env::var_os(kept) {
-                command.env(kept, value);
-            }
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::process::CommandExt as _;
-            // SAFETY: prctl(2) is async-signal-safe and touches no memory
-            // of this process; the closure allocates nothing.
-            unsafe {
-                command.pre_exec(|| {
-                    // The daemon dies with the benchmark, however it ends.
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                    Ok(())
-                });
-            }
-        }
+        let mut command = draco_command(&settings.exe, config, data_dir);
         command
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data_dir)
             .args(["run", "--scan-on-start"])
             .env("DRACO_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| IdleError::Spawn {

@@ -1,9 +1,10 @@
 //! Benchmarks that measure quality, speed and memory: `draco bench nab`,
 //! `draco bench cost`, `draco bench redact`, `draco bench idle`,
-//! `draco bench estate`, `draco bench store`.
+//! `draco bench estate`, `draco bench store`, `draco bench footprint`.
 
 pub mod cost;
 pub mod estate;
+pub mod footprint;
 pub mod idle;
 pub mod nab;
 pub mod redact;

@@ -242,6 +242,77 @@ fn bench_idle_runs_the_daemon_on_the_demo_data_and_reads_its_memory() {
 }
 
 #[test]
+fn bench_footprint_measures_idle_memory_size_start_up_and_a_generated_scan() {
+    if !cfg!(target_os = "linux") {
+        println!("skipped: `draco bench footprint` reads /proc and needs Linux");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_draco"))
+        .args([
+            "bench",
+            "footprint",
+            "--idle-scans",
+            "1",
+            "--starts",
+            "2",
+            "--accounts",
+            "2",
+            "--regions",
+            "2",
+            "--instances",
+            "30",
+            "--bad-percent",
+            "10",
+            "--cost-series",
+            "6",
+            "--cost-days",
+            "90",
+            "--json",
+        ])
+        // An operator's settings must not reach the scratch children.
+        .env("DRACO_SOURCE_KIND", "aws")
+        .env("DRACO_LLM_PROVIDER", "openai")
+        .output()
+        .expect("draco runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let binary = std::fs::metadata(env!("CARGO_BIN_EXE_draco"))
+        .expect("the binary")
+        .len();
+    assert_eq!(report["binary_bytes"], binary, "{report}");
+    let idle = &report["idle"];
+    assert_eq!(idle["scans"], 1, "{report}");
+    let rss = idle["rss_mb"].as_f64().expect("rss");
+    assert!(
+        rss > 1.0 && rss <= idle["peak_mb"].as_f64().expect("peak"),
+        "{report}"
+    );
+    assert_eq!(idle["target_mb"], 30.0, "{report}");
+    let starts = report["startup_secs"].as_array().expect("start-ups");
+    assert_eq!(starts.len(), 2, "{report}");
+    assert!(
+        starts
+            .iter()
+            .all(|s| s.as_f64().is_some_and(|s| s > 0.0 && s < 60.0)),
+        "{report}"
+    );
+    let scan = &report["scan"];
+    // 2 × 2 × 30 instances, as many root volumes, 4 groups, spare volumes.
+    let resources = scan["resources"].as_u64().expect("resources");
+    assert!((244..=400).contains(&resources), "{report}");
+    assert_eq!(scan["cost_rows"], 6 * 90, "{report}");
+    assert!(scan["findings"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert!(
+        scan["seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{report}"
+    );
+    assert!(
+        scan["peak_mb"].as_f64().is_some_and(|m| m > 1.0),
+        "{report}"
+    );
+}
+
+#[test]
 fn sigterm_ends_the_daemon_in_time_while_another_process_holds_the_database_lock() {
     let draco = Draco::new();
     let mut child = daemon_waiting_on_a_silent_model(&draco, 2);

@@ -43,3 +43,4 @@ mod script_safety;
 mod server;
 mod state_files;
 mod support;
+mod telemetry;

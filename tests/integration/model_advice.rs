@@ -29,7 +29,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::{Draco, PLANTED, copy_tree, demo_fixtures, demo_without_network, describe};
 
-const KEY: &str = "sk-test-e2e-7f3a9c-never-leaves";
+pub(crate) const KEY: &str = "sk-test-e2e-7f3a9c-never-leaves";
 
 /// Values planted into every resource's tags and rule descriptions, one or
 /// more per kind the redactor promises to remove.
@@ -105,7 +105,7 @@ fn plant(value: &mut Value, notes: &str) {
 
 /// How the stand-in model answers.
 #[derive(Clone, Copy)]
-enum Model {
+pub(crate) enum Model {
     /// Follows the instructions: the kind's own template, suggested values.
     Diligent,
     /// Suggests piping a download into a shell in its steps.
@@ -204,7 +204,7 @@ fn suggested(prompt: &str, template_id: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn stand_in(model: Model) -> MockServer {
+pub(crate) async fn stand_in(model: Model) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))

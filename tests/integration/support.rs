@@ -384,3 +384,80 @@ where
         rows
     })
 }
+
+/// Whether `program` runs (`program --version`, or `-V` for those that take
+/// only that). When it does not, it is installed with
+/// `apt-get install -y <package>` if this runs as root with apt; if it is
+/// still missing, this prints why the test is skipped and returns false.
+/// Under CI (`CI=true`) a missing tool is a failure instead.
+pub fn ensure_tool(program: &str, version_flag: &str, package: &str) -> bool {
+    let runs = || {
+        Command::new(program)
+            .arg(version_flag)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if runs() {
+        return true;
+    }
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && Command::new("apt-get").arg("--version").output().is_ok() {
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install() {
+            let _ = Command::new("apt-get")
+                .args(["update", "-qq"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            install();
+        }
+        if runs() {
+            return true;
+        }
+    }
+    let why = format!(
+        "`{program}` is missing and could not be installed (apt-get install {package}, as root)"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// `unshare -n` (a new network namespace with nothing in it, not even an
+/// up loopback), or `unshare -rn` when this user may only create one inside
+/// a user namespace of its own; `None` (after printing why the test is
+/// skipped, or a panic under `CI=true`) when neither works here.
+pub fn network_namespace() -> Option<Command> {
+    for flags in ["-n", "-rn"] {
+        let works = Command::new("unshare")
+            .args([flags, "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if works {
+            let mut cmd = Command::new("unshare");
+            cmd.arg(flags);
+            return Some(cmd);
+        }
+    }
+    let why = "this user can create no network namespace (`unshare -n` and `unshare -rn` fail)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and {why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
