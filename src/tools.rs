@@ -485,12 +485,12 @@ pub fn footprint_bench_command(args: &FootprintBenchArgs) -> Result<()> {
     }
     let mb = |bytes: u64| bytes as f64 / 1e6;
     println!(
-        "Footprint of draco {} ({} build)",
+        "Footprint of draco {} ({})",
         report.version,
         if report.release_build {
-            "release"
+            "release build"
         } else {
-            "debug: not the product's figures"
+            "debug build: not the product's figures"
         }
     );
     println!(
@@ -523,7 +523,7 @@ pub fn footprint_bench_command(args: &FootprintBenchArgs) -> Result<()> {
     );
     let s = &report.scan;
     println!(
-        "One scan of {} accounts × {} regions × {} instances ({} resources) and {} cost series × {} days ({} rows, {:.0} MB of fixtures): {:.1} s, peak RSS {:.1} MB, {} findings",
+        "One scan of {} accounts × {} regions × {} instances ({} resources) and {} cost series × {} days ({} rows, {:.1} MB of fixtures): {:.1} s, peak RSS {:.1} MB, {} findings",
         s.accounts,
         s.regions,
         s.instances_per_region,
