@@ -73,10 +73,20 @@ pub fn tombstone_details(purged_at: &str) -> Value {
 /// Keyed digest of an event's payload (v3): HMAC-SHA256 under `key` of its
 /// own domain tag, then the length-prefixed actor and details, hex.
 pub fn payload_digest(key: &AuditKey, actor: &str, details: &Value) -> String {
+    keyed_hex(
+        key,
+        b"draco audit payload v3",
+        &[actor, &details.to_string()],
+    )
+}
+
+/// HMAC-SHA256 under `key` of `tag`, then each part as its length (u64,
+/// big-endian) and its bytes, in hex: what every keyed hash here is.
+fn keyed_hex(key: &AuditKey, tag: &[u8], parts: &[&str]) -> String {
     let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key.0)
         .expect("HMAC takes a key of any length");
-    mac.update(b"draco audit payload v3");
-    for part in [actor, &details.to_string()] {
+    mac.update(tag);
+    for part in parts {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part.as_bytes());
     }
@@ -94,14 +104,11 @@ pub fn digest_chain_hash(
     subject: &str,
     payload_digest: &str,
 ) -> String {
-    let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key.0)
-        .expect("HMAC takes a key of any length");
-    mac.update(b"draco audit chain v3");
-    for part in [prev_hash, at, action, subject, payload_digest] {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part.as_bytes());
-    }
-    hex::encode(mac.finalize().into_bytes())
+    keyed_hex(
+        key,
+        b"draco audit chain v3",
+        &[prev_hash, at, action, subject, payload_digest],
+    )
 }
 
 /// The key the chain's hashes are HMACs under. Never printed.
@@ -133,14 +140,11 @@ pub fn keyed_chain_hash(
     subject: &str,
     details: &Value,
 ) -> String {
-    let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key.0)
-        .expect("HMAC takes a key of any length");
-    mac.update(b"draco audit chain v2");
-    for part in [prev_hash, at, actor, action, subject, &details.to_string()] {
-        mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part.as_bytes());
-    }
-    hex::encode(mac.finalize().into_bytes())
+    keyed_hex(
+        key,
+        b"draco audit chain v2",
+        &[prev_hash, at, actor, action, subject, &details.to_string()],
+    )
 }
 
 /// Hash of one event. `details` is serialised with sorted keys (serde_json's
