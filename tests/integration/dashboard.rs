@@ -37,6 +37,20 @@ impl Served {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET path` with `http`; a failed request fails the test.
+    async fn get(&self, http: &reqwest::Client, path: &str) -> reqwest::Response {
+        http.get(self.url(path)).send().await.expect("an answer")
+    }
+
+    /// The body of `GET path`.
+    async fn text(&self, http: &reqwest::Client, path: &str) -> String {
+        self.get(http, path)
+            .await
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("the server stops");
@@ -171,7 +185,7 @@ async fn every_page_renders_the_demo_with_headers_and_without_a_cookie() {
     pages.push("/assets/dashboard.css".into());
     let mut overview = String::new();
     for page in &pages {
-        let response = http.get(served.url(page)).send().await.unwrap();
+        let response = served.get(&http, page).await;
         assert_eq!(response.status(), 200, "{page}");
         assert_security_headers(&response, page);
         assert!(
@@ -206,35 +220,19 @@ async fn a_finding_page_shows_its_chart_change_decisions_refusals_and_audit_trai
     let served = serve_demo(&[]).await;
     let http = client();
     let spike = finding_id(&served.app, "cost_spike").await;
-    let body = http
-        .get(served.url(&format!("/findings/{spike}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = served.text(&http, &format!("/findings/{spike}")).await;
     assert!(body.contains("<svg"), "the cost chart is inline: {body}");
     assert!(body.contains("Remediation") && body.contains("Rollback"));
     assert!(body.contains("Audit trail"));
-    let svg = http
-        .get(served.url(&format!("/findings/{spike}/chart.svg")))
-        .send()
-        .await
-        .unwrap();
+    let svg = served
+        .get(&http, &format!("/findings/{spike}/chart.svg"))
+        .await;
     assert_eq!(svg.status(), 200);
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     assert!(svg.text().await.unwrap().starts_with("<svg"));
 
     let snapshot = finding_id(&served.app, "snapshot_public").await;
-    let body = http
-        .get(served.url(&format!("/findings/{snapshot}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = served.text(&http, &format!("/findings/{snapshot}")).await;
     assert!(body.contains("approval"), "the decision: {body}");
     assert!(body.contains("Ada"), "who decided: {body}");
     assert!(body.contains("approval.refused"), "the refusal: {body}");
@@ -246,40 +244,20 @@ async fn a_finding_page_shows_its_chart_change_decisions_refusals_and_audit_trai
     assert!(!body.contains("<svg"), "a posture finding has no chart");
 
     // Filters, an unknown filter value, an unknown finding.
-    let filtered = http
-        .get(served.url("/?severity=critical&status=approved"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let filtered = served
+        .text(&http, "/?severity=critical&status=approved")
+        .await;
     assert!(filtered.contains("snap-0f9e8d7c6b5a49382"), "{filtered}");
     assert!(!filtered.contains("vol-0e4f6a8b0c2d4e6f8"), "{filtered}");
-    let bad = http
-        .get(served.url("/?severity=%3Cscript%3E"))
-        .send()
-        .await
-        .unwrap();
+    let bad = served.get(&http, "/?severity=%3Cscript%3E").await;
     assert_eq!(bad.status(), 400);
     assert_security_headers(&bad, "a bad filter");
-    let missing = http
-        .get(served.url("/findings/99999"))
-        .send()
-        .await
-        .unwrap();
+    let missing = served.get(&http, "/findings/99999").await;
     assert_eq!(missing.status(), 404);
     assert_security_headers(&missing, "a missing finding");
 
     // The scans page lists the demo's scan.
-    let scans = http
-        .get(served.url("/scans"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scans = served.text(&http, "/scans").await;
     assert!(scans.contains("<td>ok</td>"), "{scans}");
     served.stop().await;
 }
@@ -289,7 +267,7 @@ async fn with_a_token_pages_need_a_login_that_sets_exactly_one_strict_http_only_
     let served = serve_demo(&[("DRACO_DASHBOARD_TOKEN", TOKEN)]).await;
     let http = client();
     for page in ["/", "/scans", "/findings/1", "/findings/1/chart.svg"] {
-        let response = http.get(served.url(page)).send().await.unwrap();
+        let response = served.get(&http, page).await;
         assert_eq!(response.status(), 303, "{page} without a session");
         assert_eq!(response.headers()["location"], "/login");
         assert_security_headers(&response, page);
@@ -304,7 +282,7 @@ async fn with_a_token_pages_need_a_login_that_sets_exactly_one_strict_http_only_
         .unwrap();
     assert_eq!(forged.status(), 303);
 
-    let form = http.get(served.url("/login")).send().await.unwrap();
+    let form = served.get(&http, "/login").await;
     assert_eq!(form.status(), 200);
     assert_security_headers(&form, "/login");
     assert!(form.headers().get("set-cookie").is_none());
