@@ -407,9 +407,15 @@ impl App {
     /// Outside a scan (daemon start, after a cancelled scan): the same
     /// repair, if no scan is running right now (then its process will see to it).
     pub async fn repair_abandoned_scans(&self) -> Result<(), StoreError> {
-        match self.store.lock_scans(Duration::ZERO).await {
-            Ok(_lock) => self.interrupt_abandoned_scans().await,
-            Err(StoreError::ScanBusy { .. }) => Ok(()),
+        self.repair_within(Duration::ZERO).await.map(|_| ())
+    }
+
+    /// The repair under the scan lock, waiting up to `wait` for it; `false`
+    /// when a scan still held it then (its process sees to its own scan).
+    async fn repair_within(&self, wait: Duration) -> Result<bool, StoreError> {
+        match self.store.lock_scans(wait).await {
+            Ok(_lock) => self.interrupt_abandoned_scans().await.map(|()| true),
+            Err(StoreError::ScanBusy { .. }) => Ok(false),
             Err(other) => Err(other),
         }
     }
@@ -421,14 +427,11 @@ impl App {
     pub async fn take_over_scans(&self) -> Result<bool, StoreError> {
         // Waited for, not tried once: a holder whose host vanished keeps
         // PostgreSQL's session (and the scan lock) until TCP keepalives give
-        // up, up to ~30 s, which may be after its lease expired.
+        // up, up to ~30 s, which may be after its lease expired. A scan that
+        // still runs after the wait (`draco scan` by hand) finishes its own work.
         let wait = Duration::from_secs(self.loaded.config.scan.lock_wait_secs);
-        match self.store.lock_scans(wait).await {
-            Ok(_lock) => self.interrupt_abandoned_scans().await?,
-            // A scan still runs after the wait (`draco scan` by hand): it
-            // finishes its own work.
-            Err(StoreError::ScanBusy { .. }) => return Ok(false),
-            Err(other) => return Err(other),
+        if !self.repair_within(wait).await? {
+            return Ok(false);
         }
         Ok(self
             .store
