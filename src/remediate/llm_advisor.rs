@@ -141,7 +141,7 @@ fn render_prompt(finding: &Value, candidates: &[&Template]) -> Result<String, Ad
                     json!({
                         "name": p.name,
                         "choice": p.choice,
-                        "pattern": unanchored(p.pattern.as_str()),
+                        "pattern": p.pattern.as_str(),
                         "suggested": parameter_value(finding, p).ok(),
                     })
                 })
@@ -168,14 +168,6 @@ fn render_prompt(finding: &Value, candidates: &[&Template]) -> Result<String, Ad
         )),
     )
     .map_err(|e| render_error(format!("{e:#}")))
-}
-
-/// The catalog stores patterns anchored as `^(?:…)$`; the model needs the inside.
-fn unanchored(pattern: &str) -> &str {
-    pattern
-        .strip_prefix("^(?:")
-        .and_then(|p| p.strip_suffix(")$"))
-        .unwrap_or(pattern)
 }
 
 /// One schema in the subset all three providers accept: every property

@@ -5,6 +5,7 @@
 
 pub mod llm;
 pub mod llm_advisor;
+pub mod pattern;
 pub mod safety;
 pub mod templates;
 

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use regex_automata::{Input, meta};
 
+use super::pattern::Pattern;
 use super::templates::Template;
 use super::{Format, Proposal};
 use crate::domain::has_unsafe_chars;
@@ -542,7 +543,7 @@ pub fn aws_commands(script: &str) -> Vec<String> {
 pub enum ValueType {
     /// Content matching an anchored pattern: a parameter's, or one the
     /// template declares in `[lines.values]`.
-    Pattern(Regex),
+    Pattern(Pattern),
     /// A JSON document (`{{json}}`), such as `--ip-permissions`.
     Json,
     /// Any text (`{{text}}`): only ever data, since a placeholder stands for
@@ -818,7 +819,7 @@ impl LineShapes {
     pub fn compile(
         format: Format,
         file: &LinesFile,
-        parameters: &[(String, Regex)],
+        parameters: &[(String, Pattern)],
         allowed_commands: &[String],
     ) -> Result<Self, String> {
         let mut types = BTreeMap::from([
@@ -834,7 +835,7 @@ impl LineShapes {
                     "`[lines.values]` entry `{name}` is already a parameter or a built-in type"
                 ));
             }
-            let regex = Regex::new(&format!("^(?:{pattern})$"))
+            let regex = Pattern::new(pattern)
                 .map_err(|e| format!("`[lines.values]` entry `{name}`: bad pattern: {e}"))?;
             types.insert(name.clone(), ValueType::Pattern(regex));
         }
@@ -903,7 +904,7 @@ mod tests {
 
     fn try_template(format: Format, allowed: &[&str], body: &str) -> Result<Template, String> {
         let allowed: Vec<String> = allowed.iter().map(|s| (*s).to_owned()).collect();
-        let group = Regex::new("^(?:sg-[0-9a-f]{1,17})$").expect("valid");
+        let group = Pattern::new("sg-[0-9a-f]{1,17}").expect("valid");
         let lines = LineShapes::compile(
             format,
             &LinesFile {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use include_dir::{Dir, include_dir};
 use minijinja::{Environment, UndefinedBehavior};
-use regex::Regex;
+use super::pattern::Pattern;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -81,7 +81,7 @@ struct ParameterFile {
 pub struct Parameter {
     pub name: String,
     pub from: String,
-    pub pattern: Regex,
+    pub pattern: Pattern,
     pub choice: bool,
 }
 
@@ -177,6 +177,12 @@ impl Catalog {
         })?;
         let mut templates = BTreeMap::new();
         let mut by_kind = HashMap::new();
+        // Templates share parameter patterns (a region, an account, a cost
+        // series' service, whose bounded repeats of Unicode classes compile
+        // to about 175 kB): each distinct one is compiled once and shared (a
+        // clone shares its compiled program), which the daemon keeps for its
+        // whole life.
+        let mut compiled: HashMap<String, Pattern> = HashMap::new();
         for (path, text) in files {
             let invalid = |message: String| CatalogError::Invalid {
                 path: path.clone(),
@@ -188,8 +194,16 @@ impl Catalog {
             }
             let mut parameters = Vec::new();
             for (name, p) in file.parameters {
-                let pattern = Regex::new(&format!("^(?:{})$", p.pattern))
-                    .map_err(|e| invalid(format!("parameter `{name}`: bad pattern: {e}")))?;
+                let pattern = match compiled.get(&p.pattern) {
+                    Some(regex) => regex.clone(),
+                    None => {
+                        let regex = Pattern::new(&p.pattern).map_err(|e| {
+                            invalid(format!("parameter `{name}`: bad pattern: {e}"))
+                        })?;
+                        compiled.insert(p.pattern.clone(), regex.clone());
+                        regex
+                    }
+                };
                 parameters.push(Parameter {
                     name,
                     from: p.from,
@@ -595,7 +609,7 @@ mod tests {
         // Every `{{ … }}` on a comment line of a built-in template is either a
         // number or passed through `comment`: the formatter neutralises all
         // output anyway, the filter says so where it matters most.
-        let expression = Regex::new(r"\{\{(.*?)\}\}").unwrap();
+        let expression = regex::Regex::new(r"\{\{(.*?)\}\}").unwrap();
         for file in BUILTIN.files() {
             let text = file.contents_utf8().unwrap();
             let t: TemplateFile = toml::from_str(text).unwrap();
