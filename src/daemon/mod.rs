@@ -29,10 +29,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::compose::App;
+use crate::compose::{App, Takeover};
 use crate::server::{self, ServerError};
 
 pub mod leases;
+pub mod memory;
 pub mod start;
 
 use leases::Lease;
@@ -271,6 +272,9 @@ pub async fn run(
         schedule = app.loaded.config.schedule,
         "draco daemon started"
     );
+    // What starting touched (migrations, configuration, templates) is not
+    // touched again while the daemon waits for its first tick.
+    release_idle_memory_soon();
 
     let mut work = Box::pin(scan_loop(
         Arc::clone(&app),
@@ -394,6 +398,9 @@ async fn scan_loop(
     let flag = stopped.clone();
     let stopping = move || *flag.borrow();
     let mut start_scan = scan_on_start;
+    // Set while the scan lock is still held by the replica the lease was
+    // taken from (it hangs with its host alive): tried again until it goes.
+    let mut lock_held_by: Option<Option<String>> = None;
     loop {
         tokio::select! {
             biased;
@@ -402,22 +409,12 @@ async fn scan_loop(
                 if stopping() {
                     break;
                 }
-                let resume = match app.take_over_scans().await {
-                    Ok(resume) => resume,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot check for a scan to resume");
-                        false
-                    }
-                };
-                if resume {
-                    tracing::info!(taken_from, "resuming the interrupted scan");
-                }
-                let missed = !resume && missed_scheduled_scan(&app).await;
-                if missed {
-                    tracing::info!(taken_from, "the scheduled scan fell during the lease's handover: scanning now");
-                }
-                if resume || missed || std::mem::take(&mut start_scan) {
-                    scan_while_held(&app, &mut lease).await;
+                lock_held_by = take_over(&app, &mut lease, taken_from, &mut start_scan).await;
+            }
+            () = tokio::time::sleep(TAKEOVER_RETRY), if lock_held_by.is_some() => {
+                let taken_from = lock_held_by.take().flatten();
+                if lease.held() && !stopping() {
+                    lock_held_by = take_over(&app, &mut lease, taken_from, &mut start_scan).await;
                 }
             }
             tick = due.recv() => match tick {
@@ -432,6 +429,51 @@ async fn scan_loop(
             },
         }
     }
+}
+
+/// How long after finding the scan lock still held a new lease holder
+/// tries again (on top of each try's `scan.lock_wait_secs`).
+const TAKEOVER_RETRY: Duration = Duration::from_secs(5);
+
+/// On taking the scan lease (from `taken_from`): repairs and resumes what
+/// the old holder left, scans a tick missed during the handover, or the
+/// start-up scan. Returns `Some(taken_from)` when the old holder's scan
+/// lock was still held, to be tried again.
+async fn take_over(
+    app: &App,
+    lease: &mut Lease,
+    taken_from: Option<String>,
+    start_scan: &mut bool,
+) -> Option<Option<String>> {
+    let takeover = match app.take_over_scans().await {
+        Ok(takeover) => takeover,
+        Err(error) => {
+            tracing::error!(%error, "cannot check for a scan to resume");
+            Takeover::Nothing
+        }
+    };
+    let resume = match takeover {
+        Takeover::LockHeld => {
+            tracing::warn!(
+                taken_from,
+                "the scan lock is still held (a scan by hand, or the old holder hangs): trying again"
+            );
+            return Some(taken_from);
+        }
+        Takeover::Resume => {
+            tracing::info!(taken_from, "resuming the interrupted scan");
+            true
+        }
+        Takeover::Nothing => false,
+    };
+    let missed = !resume && missed_scheduled_scan(app).await;
+    if missed {
+        tracing::info!(taken_from, "the scheduled scan fell during the lease's handover: scanning now");
+    }
+    if resume || missed || std::mem::take(start_scan) {
+        scan_while_held(app, lease).await;
+    }
+    None
 }
 
 /// Whether the schedule fired during a lease handover with no scan since:
@@ -498,27 +540,20 @@ async fn scan(app: &App) {
         ),
         Err(error) => tracing::error!(error = %error, "scan failed"),
     }
-    release_freed_memory();
-    // Once the pool has closed the scan's idle connections (their threads
-    // and page caches), what they held is free too: hand it back as well.
+    release_idle_memory_soon();
+}
+
+/// Hands back what a scan or the start-up freed or touched
+/// ([`memory::release_idle_memory`]) now, and again once the pool has
+/// closed their idle connections (with their threads and page caches).
+fn release_idle_memory_soon() {
+    memory::release_idle_memory();
     tokio::spawn(async {
         tokio::time::sleep(crate::store::sqlite::IDLE_CONNECTION + Duration::from_secs(2)).await;
-        release_freed_memory();
+        memory::release_idle_memory();
     });
 }
 
-/// Gives the memory a scan freed back to the operating system. The daemon
-/// sleeps for hours between scans; glibc's allocator keeps freed pages in
-/// its arenas until told otherwise (`malloc_trim(3)`), which would leave
-/// the idle daemon at its scan's peak.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it
-    // takes no pointer and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -257,7 +257,7 @@ impl Readiness for SqliteStore {
 /// turned into a way to create files elsewhere.
 /// How long a database connection may stay idle before it is closed; the
 /// daemon gives the memory back to the system after that too
-/// (`daemon::release_freed_memory`).
+/// (`daemon::memory::release_idle_memory`).
 pub const IDLE_CONNECTION: Duration = Duration::from_secs(10);
 
 fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
