@@ -283,10 +283,19 @@ pub fn scan_summary(report: &ScanReport, rows: &[Row]) -> String {
     );
     let opened = &report.change_requests_opened;
     if opened.is_empty() && report.change_requests_queued.is_empty() {
-        let _ = writeln!(
-            out,
-            "No change request opened: every current finding already has one."
-        );
+        // Failures are listed below, one line each.
+        let _ = if report.failures.is_empty() {
+            writeln!(
+                out,
+                "No change request opened: every current finding already has one."
+            )
+        } else {
+            writeln!(
+                out,
+                "No change request opened: {} finding(s) could not be remediated.",
+                report.failures.len()
+            )
+        };
     } else if !opened.is_empty() {
         // One repository (local) is named once; pull requests each.
         let one_place = opened.iter().all(|cr| cr.location == opened[0].location);
