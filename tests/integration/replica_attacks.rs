@@ -1,0 +1,822 @@
+//! Attacks on several `draco run` replicas sharing one PostgreSQL database
+//! (the replica work of issue 14): forged and replayed webhooks spread over
+//! replicas, `kill -9` and `SIGSTOP` at each step of an ask, a scan and a
+//! merge, database sessions terminated and tables locked, hostile input on
+//! every route. Each test asserts what must hold (one merge per approval,
+//! no message, pull request or merge twice, nothing lost, every refusal
+//! audited), so a failing one names a defect.
+//!
+//! Needs PostgreSQL (`DRACO_TEST_POSTGRES_URL`, by default the server on
+//! 127.0.0.1:5432): skipped with a message without it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use draco::store::ScratchDatabase;
+use secrecy::SecretString;
+use sqlx::Connection as _;
+
+use crate::github::{TOKEN, github_env, signed};
+use crate::github_standin::{REPOSITORY, StandIn};
+use crate::support::{Draco, demo_fixtures, free_port};
+
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "twilio-auth-token-for-tests-0123";
+const ADA: &str = "+15551234567";
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const TTL_SECS: u64 = 3;
+
+// ---------------------------------------------------------------------
+// A Twilio stand-in that records each message when it arrives and answers
+// after a delay (so a replica can be killed while it waits).
+
+#[derive(Debug, Clone)]
+struct Text {
+    to: String,
+    body: String,
+}
+
+#[derive(Clone, Default)]
+struct TwilioState {
+    texts: Arc<Mutex<Vec<Text>>>,
+    latency: Arc<Mutex<Duration>>,
+}
+
+struct SlowTwilio {
+    addr: SocketAddr,
+    state: TwilioState,
+}
+
+impl SlowTwilio {
+    async fn start() -> Self {
+        let state = TwilioState::default();
+        let app = Router::new()
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                post(twilio_message),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, state }
+    }
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    fn texts(&self) -> Vec<Text> {
+        self.state.texts.lock().expect("lock").clone()
+    }
+    fn set_latency(&self, latency: Duration) {
+        *self.state.latency.lock().expect("lock") = latency;
+    }
+}
+
+async fn twilio_message(State(state): State<TwilioState>, body: Bytes) -> (StatusCode, String) {
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let n = {
+        let mut texts = state.texts.lock().expect("lock");
+        texts.push(Text {
+            to: form.get("To").cloned().unwrap_or_default(),
+            body: form.get("Body").cloned().unwrap_or_default(),
+        });
+        texts.len()
+    };
+    let latency = *state.latency.lock().expect("lock");
+    tokio::time::sleep(latency).await;
+    (
+        StatusCode::CREATED,
+        format!(r#"{{"sid": "SM{n:032x}", "status": "queued"}}"#),
+    )
+}
+
+// ---------------------------------------------------------------------
+// Several replicas on one scratch database.
+
+struct Replica {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    alive: bool,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if self.alive {
+            // SAFETY: kill(2) on our own child, not reaped yet.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGCONT);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cluster {
+    _database: ScratchDatabase,
+    db: String,
+    standin: StandIn,
+    twilio: SlowTwilio,
+    draco: Draco,
+    config: PathBuf,
+    ports: Vec<u16>,
+    replicas: Vec<Replica>,
+    scan_on_start: bool,
+}
+
+struct Options {
+    replicas: usize,
+    scan_on_start: bool,
+    lock_wait_secs: u64,
+    approval_extra: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            replicas: 3,
+            scan_on_start: true,
+            lock_wait_secs: 120,
+            approval_extra: "",
+        }
+    }
+}
+
+impl Cluster {
+    async fn start(options: Options) -> Option<Cluster> {
+        let database =
+            ScratchDatabase::for_test("draco_attacks", "the replica attack tests").await?;
+        let db = database.url().display();
+        let standin = StandIn::start(TOKEN).await;
+        let twilio = SlowTwilio::start().await;
+        let draco = Draco::new();
+        let ports: Vec<u16> = (0..options.replicas).map(|_| free_port()).collect();
+        let config = draco.path("replicas.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+database_url = "{db}"
+schedule = "0 0 0 1 1 *"
+
+[replicas]
+lease_ttl_secs = {TTL_SECS}
+
+[scan]
+lock_wait_secs = {lock_wait}
+
+[server]
+public_url = "http://127.0.0.1:{public}"
+
+[twilio]
+api_url = "{twilio}"
+account_sid = "{ACCOUNT_SID}"
+from = "+15550001111"
+
+[approval]
+notify = ["sms"]
+quorum = {{ critical = 1, high = 1, medium = 1, low = 1 }}
+{extra}
+
+[[approvers]]
+name = "Ada Lovelace"
+phone = "{ADA}"
+github = "ada-l"
+"#,
+                lock_wait = options.lock_wait_secs,
+                public = ports[0],
+                twilio = twilio.url(),
+                extra = options.approval_extra,
+            ),
+        )
+        .expect("config");
+        let mut cluster = Cluster {
+            _database: database,
+            db,
+            standin,
+            twilio,
+            draco,
+            config,
+            ports,
+            replicas: Vec::new(),
+            scan_on_start: options.scan_on_start,
+        };
+        for i in 0..options.replicas {
+            let replica = cluster.spawn(i);
+            cluster.replicas.push(replica);
+        }
+        for i in 0..options.replicas {
+            cluster.wait_ready(i).await;
+        }
+        Some(cluster)
+    }
+
+    fn spawn(&self, i: usize) -> Replica {
+        let log = self.draco.path(&format!("replica-{i}.log"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_draco"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("DRACO_") {
+                cmd.env_remove(key);
+            }
+        }
+        for (k, v) in github_env(&self.standin) {
+            cmd.env(k, v);
+        }
+        cmd.env("DRACO_CONFIG", &self.config)
+            .env("DRACO_LOG", "info")
+            .env("DRACO_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+            .env("DRACO_MASTER_KEY", MASTER_KEY)
+            .env("DRACO_SOURCE_KIND", "fixtures")
+            .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
+            .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{}", self.ports[i]))
+            .arg("--data-dir")
+            .arg(self.draco.path(&format!("replica-{i}")))
+            .arg("run");
+        if self.scan_on_start {
+            cmd.arg("--scan-on-start");
+        }
+        cmd.stdout(Stdio::null()).stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("log file"),
+        );
+        Replica {
+            child: cmd.spawn().expect("draco run starts"),
+            port: self.ports[i],
+            log,
+            alive: true,
+        }
+    }
+
+    async fn wait_ready(&self, i: usize) {
+        let port = self.replicas[i].port;
+        let ready = wait_for(Duration::from_secs(60), || async move {
+            let status = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+                .await
+                .ok()
+                .map(|r| r.status().as_u16());
+            (status == Some(200)).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "replica {i} never ready\n{}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        self.replicas
+            .iter()
+            .map(|r| {
+                format!(
+                    "--- replica on port {} ---\n{}",
+                    r.port,
+                    std::fs::read_to_string(&r.log).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.replicas[i].log).unwrap_or_default()
+    }
+
+    fn signal(&self, i: usize, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.replicas[i].child.id() as i32, signal);
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.replicas[i].child.kill().expect("SIGKILL");
+        self.replicas[i].child.wait().expect("reaped");
+        self.replicas[i].alive = false;
+    }
+
+    /// The index of the replica holding lease `job`.
+    async fn holder(&self, job: &'static str) -> Option<usize> {
+        let holder: Option<String> = scalar_opt(
+            &self.db,
+            "SELECT holder FROM leases WHERE job = $1",
+            job,
+        )
+        .await;
+        let holder = holder?;
+        self.replicas
+            .iter()
+            .position(|r| r.alive && holder.contains(&format!("-{}-", r.child.id())))
+    }
+
+    /// Posts an SMS reply to replica `i`, signed for the public URL.
+    async fn sms(&self, i: usize, from: &str, body: &str, sid: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}/webhooks/twilio", self.ports[0]);
+        let params = sms_params(from, body, sid);
+        let signature =
+            draco::channels::twilio::signature(&SecretString::from(AUTH_TOKEN), &url, &params);
+        self.sms_raw(
+            i,
+            &form(&params),
+            Some(&signature),
+            "application/x-www-form-urlencoded",
+        )
+        .await
+    }
+
+    async fn sms_raw(
+        &self,
+        i: usize,
+        body: &str,
+        signature: Option<&str>,
+        content_type: &str,
+    ) -> (u16, String) {
+        let mut request = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/webhooks/twilio",
+                self.replicas[i].port
+            ))
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("X-Twilio-Signature", signature);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            }
+            // The replica died with the request (kill -9 tests).
+            Err(error) => (0, error.to_string()),
+        }
+    }
+
+    /// Posts a GitHub delivery to replica `i`.
+    async fn github(
+        &self,
+        i: usize,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: Option<String>,
+    ) -> u16 {
+        let mut request = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/webhooks/github",
+                self.replicas[i].port
+            ))
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", delivery)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        request.send().await.expect("answer").status().as_u16()
+    }
+
+    fn count_requests(&self, method: &str, suffix: &str) -> usize {
+        self.standin
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.ends_with(suffix))
+            .count()
+    }
+
+    fn merges(&self) -> usize {
+        self.standin
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+            .count()
+    }
+
+    /// Waits for the scan to end `ok` and every demo pull request's text.
+    async fn wait_for_texts(&self, n: usize, limit: Duration) -> Vec<Text> {
+        wait_for(limit, || async {
+            let texts = self.twilio.texts();
+            (texts.len() >= n).then_some(texts)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "only {} texts: {:?}\n{}",
+                self.twilio.texts().len(),
+                self.twilio.texts(),
+                self.logs()
+            )
+        })
+    }
+
+    /// The code of the text about pull request `number`.
+    fn code_for(&self, number: u64) -> String {
+        let link = format!("/pull/{number} ");
+        let text = self
+            .twilio
+            .texts()
+            .into_iter()
+            .rev()
+            .find(|t| t.body.contains(&link))
+            .unwrap_or_else(|| panic!("no text about pull request {number}"));
+        code_in(&text.body)
+    }
+
+    async fn audit_whys(&self, action: &'static str) -> Vec<String> {
+        let rows: Vec<(String,)> = query_rows(
+            &self.db,
+            "SELECT details FROM audit_events WHERE action = $1 ORDER BY seq",
+            action,
+        )
+        .await;
+        rows.into_iter().map(|(d,)| d).collect()
+    }
+}
+
+fn code_in(body: &str) -> String {
+    let at = body.find("Reply YES ").expect("a code") + "Reply YES ".len();
+    body[at..at + 6].to_owned()
+}
+
+fn sms_params(from: &str, body: &str, sid: &str) -> Vec<(String, String)> {
+    vec![
+        ("Body".to_owned(), body.to_owned()),
+        ("From".to_owned(), from.to_owned()),
+        ("MessageSid".to_owned(), sid.to_owned()),
+        ("To".to_owned(), "+15550001111".to_owned()),
+    ]
+}
+
+fn form(params: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+fn sid(n: u32) -> String {
+    format!("SM{n:032x}")
+}
+
+async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn connect(url: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(url).await.expect("connect")
+}
+
+async fn scalar(url: &str, sql: &'static str) -> i64 {
+    let mut conn = connect(url).await;
+    let n: i64 = sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("query");
+    let _ = conn.close().await;
+    n
+}
+
+async fn scalar_opt(url: &str, sql: &'static str, arg: &str) -> Option<String> {
+    let mut conn = connect(url).await;
+    let found: Option<String> = sqlx::query_scalar(sql)
+        .bind(arg.to_owned())
+        .fetch_optional(&mut conn)
+        .await
+        .expect("query");
+    let _ = conn.close().await;
+    found
+}
+
+async fn query_rows(url: &str, sql: &'static str, arg: &str) -> Vec<(String,)> {
+    let mut conn = connect(url).await;
+    let rows: Vec<(String,)> = sqlx::query_as(sql)
+        .bind(arg.to_owned())
+        .fetch_all(&mut conn)
+        .await
+        .expect("query");
+    let _ = conn.close().await;
+    rows
+}
+
+async fn texts_per_pull(cluster: &Cluster) -> BTreeMap<u64, usize> {
+    let mut per_pull = BTreeMap::new();
+    for pull in cluster.standin.pulls() {
+        let link = format!("/pull/{} ", pull.number);
+        let n = cluster
+            .twilio
+            .texts()
+            .iter()
+            .filter(|t| t.body.contains(&link) && !t.body.contains("Reminder"))
+            .count();
+        per_pull.insert(pull.number, n);
+    }
+    per_pull
+}
+
+fn creates_per_branch(cluster: &Cluster) -> BTreeMap<String, usize> {
+    let mut per_branch = BTreeMap::new();
+    for pull in cluster.standin.pulls() {
+        *per_branch.entry(pull.head.clone()).or_default() += 1;
+    }
+    per_branch
+}
+
+fn merged_answer(text: &str) -> bool {
+    text.contains("approved and merged")
+}
+
+// ---------------------------------------------------------------------
+// 1. Forged and replayed webhooks across replicas.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack1_sms_yes_raced_and_replayed_across_replicas_merges_once() {
+    let Some(cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    let texts = cluster.wait_for_texts(8, Duration::from_secs(90)).await;
+    assert!(texts.iter().all(|t| t.to == ADA));
+    let pulls = cluster.standin.pulls();
+    let (a, b) = (pulls[0].number, pulls[1].number);
+
+    // A: one Twilio delivery (one MessageSid) reaching all three replicas
+    // at the same instant (Twilio retrying through a load balancer).
+    let code_a = cluster.code_for(a);
+    let yes_a = format!("YES {code_a}");
+    let (r0, r1, r2) = tokio::join!(
+        cluster.sms(0, ADA, &yes_a, &sid(0xa1)),
+        cluster.sms(1, ADA, &yes_a, &sid(0xa1)),
+        cluster.sms(2, ADA, &yes_a, &sid(0xa1)),
+    );
+    let answers = [&r0, &r1, &r2];
+    eprintln!("same sid on three replicas: {answers:?}");
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert_eq!(
+        answers.iter().filter(|(_, t)| merged_answer(t)).count(),
+        1,
+        "{answers:?}"
+    );
+    // B: three different messages carrying the same code, one per replica.
+    let code_b = cluster.code_for(b);
+    let yes_b = format!("YES {code_b}");
+    let (s0, s1, s2) = tokio::join!(
+        cluster.sms(0, ADA, &yes_b, &sid(0xb1)),
+        cluster.sms(1, ADA, &yes_b, &sid(0xb2)),
+        cluster.sms(2, ADA, &yes_b, &sid(0xb3)),
+    );
+    let answers_b = [&s0, &s1, &s2];
+    eprintln!("same code, three sids, three replicas: {answers_b:?}");
+    assert_eq!(
+        answers_b.iter().filter(|(_, t)| merged_answer(t)).count(),
+        1,
+        "{answers_b:?}"
+    );
+    // Replayed later to another replica: nothing more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replay_a = cluster.sms(2, ADA, &yes_a, &sid(0xa1)).await;
+    let replay_b = cluster.sms(0, ADA, &yes_b, &sid(0xb2)).await;
+    let reuse_b = cluster.sms(1, ADA, &yes_b, &sid(0xb9)).await;
+    eprintln!("replays: {replay_a:?} {replay_b:?} {reuse_b:?}");
+    assert!(!merged_answer(&replay_a.1) && !merged_answer(&replay_b.1) && !merged_answer(&reuse_b.1));
+
+    // Forged: no signature, a wrong one, one for another host, one for the
+    // replica's own address (not the public URL).
+    let params = sms_params(ADA, &format!("YES {}", cluster.code_for(pulls[2].number)), &sid(0xc1));
+    let body = form(&params);
+    let token = SecretString::from(AUTH_TOKEN);
+    let other_host =
+        draco::channels::twilio::signature(&token, "https://evil.example/webhooks/twilio", &params);
+    let own_address = draco::channels::twilio::signature(
+        &token,
+        &format!("http://127.0.0.1:{}/webhooks/twilio", cluster.ports[1]),
+        &params,
+    );
+    let wrong_token = draco::channels::twilio::signature(
+        &SecretString::from("not-the-auth-token-000000000000"),
+        &format!("http://127.0.0.1:{}/webhooks/twilio", cluster.ports[0]),
+        &params,
+    );
+    let form_type = "application/x-www-form-urlencoded";
+    for (what, signature) in [
+        ("none", None),
+        ("garbage", Some("bm90IGEgc2lnbmF0dXJl")),
+        ("another host", Some(other_host.as_str())),
+        ("the replica's own address", Some(own_address.as_str())),
+        ("another auth token", Some(wrong_token.as_str())),
+    ] {
+        let (status, _) = cluster.sms_raw(1, &body, signature, form_type).await;
+        assert_eq!(status, 401, "signature {what}");
+    }
+
+    // Exactly two merges, each pull request merged once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(cluster.merges(), 2, "two approvals, two merges");
+    let merged: Vec<u64> = cluster
+        .standin
+        .pulls()
+        .iter()
+        .filter(|p| p.merged)
+        .map(|p| p.number)
+        .collect();
+    assert_eq!(merged, vec![a, b]);
+    // Every refused answer audited: two duplicate deliveries of A and the
+    // replay of A and B are replays; B's two losers and its reuse are
+    // refused for the used code or the decided change.
+    let refused = cluster.audit_whys("approval.refused").await;
+    eprintln!("refusals: {refused:#?}");
+    let replays = refused.iter().filter(|d| d.contains("already handled")).count();
+    assert_eq!(replays, 4, "{refused:#?}");
+    let others = refused.len() - replays;
+    assert!(others >= 3, "B's losers and reuse audited: {refused:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack1_github_review_replayed_across_replicas_merges_once() {
+    let Some(cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    cluster.wait_for_texts(8, Duration::from_secs(90)).await;
+    let pull = cluster.standin.pulls()[0].clone();
+    let head = cluster.standin.branch_head(&pull.head).expect("head");
+    let review = serde_json::json!({
+        "action": "submitted",
+        "review": { "id": 4242, "user": { "login": "ada-l", "type": "User" },
+                    "state": "approved", "commit_id": head, "body": "" },
+        "pull_request": { "number": pull.number, "user": { "login": "draco-bot" },
+                          "head": { "ref": pull.head, "sha": head, "repo": { "full_name": REPOSITORY } } },
+        "repository": { "full_name": REPOSITORY },
+        "sender": { "login": "ada-l" },
+    });
+    let bytes = serde_json::to_vec(&review).expect("json");
+    let deliveries_before = scalar(&cluster.db, "SELECT COUNT(*) FROM webhook_deliveries").await;
+    // Forged first: nothing stored.
+    let forged = [
+        cluster.github(0, "pull_request_review", "d-forged-1", &bytes, None).await,
+        cluster
+            .github(1, "pull_request_review", "d-forged-2", &bytes, Some("sha256=00".into()))
+            .await,
+        cluster
+            .github(
+                2,
+                "pull_request_review",
+                "d-forged-3",
+                &bytes,
+                Some(draco::gitops::github::signature::sign(
+                    &SecretString::from("another-secret"),
+                    &bytes,
+                )),
+            )
+            .await,
+    ];
+    assert_eq!(forged, [401, 401, 401]);
+    assert_eq!(
+        scalar(&cluster.db, "SELECT COUNT(*) FROM webhook_deliveries").await,
+        deliveries_before
+    );
+    // One delivery to three replicas at once.
+    let (a, b, c) = tokio::join!(
+        cluster.github(0, "pull_request_review", "d-1", &bytes, signed(&bytes)),
+        cluster.github(1, "pull_request_review", "d-1", &bytes, signed(&bytes)),
+        cluster.github(2, "pull_request_review", "d-1", &bytes, signed(&bytes)),
+    );
+    eprintln!("one delivery on three replicas: {a} {b} {c}");
+    let mut statuses = [a, b, c];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 202]);
+    let merged = wait_for(Duration::from_secs(20), || async {
+        cluster
+            .standin
+            .pulls()
+            .iter()
+            .any(|p| p.number == pull.number && p.merged)
+            .then_some(())
+    })
+    .await;
+    assert!(merged.is_some(), "the review merged nothing\n{}", cluster.logs());
+    // Replayed later: the same delivery id to another replica, and the
+    // same signed body under fresh delivery ids (the id is not signed).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = cluster.github(2, "pull_request_review", "d-1", &bytes, signed(&bytes)).await;
+    assert_eq!(again, 200);
+    for (i, id) in ["d-2", "d-3"].iter().enumerate() {
+        let status = cluster.github(i, "pull_request_review", id, &bytes, signed(&bytes)).await;
+        eprintln!("replay under a new delivery id {id}: {status}");
+    }
+    // Processed (or found to change nothing) within the poll.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unprocessed = scalar(
+        &cluster.db,
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE processed_at IS NULL",
+    )
+    .await;
+    eprintln!("deliveries not yet processed: {unprocessed}");
+    assert_eq!(cluster.merges(), 1, "one approval, one merge");
+    let votes = scalar(
+        &cluster.db,
+        "SELECT COUNT(*) FROM approvals WHERE channel = 'github'",
+    )
+    .await;
+    assert_eq!(votes, 1, "the replayed review counted once");
+}
+
+// ---------------------------------------------------------------------
+// Wrong-code guesses spread over replicas: the lockout is per approver,
+// whichever replica checks.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack1_wrong_code_guesses_spread_over_replicas_stay_within_the_lockout() {
+    let Some(cluster) = Cluster::start(Options {
+        scan_on_start: false,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    // 5 is the default approval.max_wrong_codes_per_hour.
+    let limit = 5;
+    let mut guesses = Vec::new();
+    for n in 0..30u32 {
+        let replica = (n % 3) as usize;
+        let body = format!("YES {:06}", 100_000 + n * 7919);
+        guesses.push((replica, body, sid(0x1000 + n)));
+    }
+    let answers = futures_join_all(&cluster, &guesses).await;
+    let wrong = answers
+        .iter()
+        .filter(|(_, t)| t.contains("that code is not valid"))
+        .count();
+    let locked = answers
+        .iter()
+        .filter(|(_, t)| t.contains("too many wrong codes"))
+        .count();
+    let counted = scalar(&cluster.db, "SELECT COUNT(*) FROM approval_failures").await;
+    eprintln!(
+        "30 guesses over 3 replicas: {wrong} checked against the store, {locked} locked out, {counted} counted"
+    );
+    assert!(
+        wrong <= limit,
+        "{wrong} guesses were checked, the lockout allows {limit}"
+    );
+}
+
+async fn futures_join_all(cluster: &Cluster, guesses: &[(usize, String, String)]) -> Vec<(u16, String)> {
+    let mut handles = Vec::new();
+    for (replica, body, sid) in guesses {
+        handles.push(cluster.sms(*replica, ADA, body, sid));
+    }
+    let mut out = Vec::new();
+    // All at once.
+    let results = futures_util_join(handles).await;
+    out.extend(results);
+    out
+}
+
+async fn futures_util_join<F: std::future::Future<Output = (u16, String)>>(
+    futures: Vec<F>,
+) -> Vec<(u16, String)> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut results = vec![None; set.len()];
+    let mut pending: Vec<usize> = (0..set.len()).collect();
+    std::future::poll_fn(|cx| {
+        pending.retain(|&i| match set[i].as_mut().poll(cx) {
+            std::task::Poll::Ready(r) => {
+                results[i] = Some(r);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("answered")).collect()
+}
+
