@@ -820,3 +820,120 @@ async fn futures_util_join<F: std::future::Future<Output = (u16, String)>>(
     results.into_iter().map(|r| r.expect("answered")).collect()
 }
 
+// ---------------------------------------------------------------------
+// 2. kill -9 at each step of an ask, and during a merge.
+
+/// The scan lease holder is killed while Twilio holds its first approval
+/// text (the ask is `sending`); the other replicas ask the rest. No pull
+/// request opened twice, no text sent twice, every pull request asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack2_killed_during_the_twilio_send_nothing_twice_nothing_lost() {
+    let Some(mut cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    cluster.twilio.set_latency(Duration::from_secs(3));
+    let first = wait_for(Duration::from_secs(90), || async {
+        (!cluster.twilio.texts().is_empty()).then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "no text\n{}", cluster.logs());
+    let victim = cluster.holder("scan").await.expect("a scan lease holder");
+    cluster.kill(victim);
+    let killed = Instant::now();
+    cluster.twilio.set_latency(Duration::ZERO);
+    let sending: Vec<(String,)> = query_rows(
+        &cluster.db,
+        "SELECT delivery FROM approval_asks WHERE delivery = $1",
+        "sending",
+    )
+    .await;
+    eprintln!("killed replica {victim} with its first text in flight; asks left sending: {}", sending.len());
+    // The approvals follow-up (every 60 s on its lease holder) asks what
+    // the killed scan did not.
+    let all = wait_for(Duration::from_secs(150), || async {
+        let per = texts_per_pull(&cluster).await;
+        (per.len() == 8 && per.values().all(|n| *n >= 1)).then_some(per)
+    })
+    .await;
+    let per = texts_per_pull(&cluster).await;
+    eprintln!(
+        "texts per pull request {:.1} s after the kill: {per:?}",
+        killed.elapsed().as_secs_f64()
+    );
+    // Long enough for a duplicate to show.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let per = texts_per_pull(&cluster).await;
+    assert!(per.values().all(|n| *n <= 1), "a text sent twice: {per:?}");
+    assert!(all.is_some(), "a pull request never asked: {per:?}\n{}", cluster.logs());
+    let branches = creates_per_branch(&cluster);
+    assert!(branches.values().all(|n| *n == 1), "{branches:?}");
+    assert_eq!(cluster.count_requests("POST", "/pulls"), 8);
+}
+
+/// The replica carrying out an SMS approval is killed while GitHub holds
+/// its merge request. The approval was claimed; it must still end merged,
+/// exactly once (by the approver answering again, or by Draco itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack2_killed_during_the_merge_merges_once_eventually() {
+    let Some(mut cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    cluster.wait_for_texts(8, Duration::from_secs(90)).await;
+    let pull = cluster.standin.pulls()[0].clone();
+    let code = cluster.code_for(pull.number);
+    let yes = format!("YES {code}");
+    cluster.standin.set_latency(Duration::from_secs(3));
+    let arrivals_before = cluster.standin.arrivals().len();
+    let target = 1;
+    let (answer, ()) = tokio::join!(cluster.sms(target, ADA, &yes, &sid(0xd1)), async {
+        let put = wait_for(Duration::from_secs(20), || async {
+            cluster.standin.arrivals()[arrivals_before..]
+                .iter()
+                .any(|(m, p)| m == "PUT" && p.ends_with("/merge"))
+                .then_some(())
+        })
+        .await;
+        assert!(put.is_some(), "no merge request\n{}", cluster.log(target));
+        cluster.signal(target, libc::SIGKILL);
+    });
+    cluster.replicas[target].child.wait().expect("reaped");
+    cluster.replicas[target].alive = false;
+    cluster.standin.set_latency(Duration::ZERO);
+    eprintln!("answer of the killed replica: {answer:?}");
+    let state = scalar_opt(
+        &cluster.db,
+        "SELECT state FROM change_requests WHERE location LIKE '%/pull/' || $1",
+        &pull.number.to_string(),
+    )
+    .await;
+    eprintln!("change request after the kill: {state:?}; merged on GitHub: {}", cluster.standin.pulls()[0].merged);
+    // The approver, told nothing, answers again (a new message).
+    let retry = cluster.sms(2, ADA, &yes, &sid(0xd2)).await;
+    eprintln!("the approver answers again: {retry:?}");
+    // Draco's own follow-up gets its chance too (ABANDONED_AFTER is 2 min).
+    let merged = wait_for(Duration::from_secs(150), || async {
+        cluster
+            .standin
+            .pulls()
+            .iter()
+            .any(|p| p.number == pull.number && p.merged)
+            .then_some(())
+    })
+    .await;
+    let state = scalar_opt(
+        &cluster.db,
+        "SELECT state FROM change_requests WHERE location LIKE '%/pull/' || $1",
+        &pull.number.to_string(),
+    )
+    .await;
+    let puts = cluster
+        .standin
+        .arrivals()
+        .iter()
+        .filter(|(m, p)| m == "PUT" && p.ends_with("/merge"))
+        .count();
+    eprintln!("after 150 s: change request {state:?}, merge requests {puts}, merged on GitHub {}", merged.is_some());
+    assert!(merged.is_some(), "an approved change never merged (state {state:?})");
+    assert_eq!(state.as_deref(), Some("merged"));
+}
+
