@@ -937,3 +937,89 @@ async fn attack2_killed_during_the_merge_merges_once_eventually() {
     assert_eq!(state.as_deref(), Some("merged"));
 }
 
+// ---------------------------------------------------------------------
+// 3. The lease holder frozen (SIGSTOP) past its lease, then woken.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack3_a_frozen_scan_holder_woken_after_losing_its_lease() {
+    let Some(mut cluster) = Cluster::start(Options {
+        replicas: 2,
+        lock_wait_secs: 5,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    cluster.standin.set_latency(Duration::from_millis(200));
+    let first = wait_for(Duration::from_secs(90), || async {
+        (!cluster.standin.pulls().is_empty()).then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "no pull request\n{}", cluster.logs());
+    let frozen = cluster.holder("scan").await.expect("holder");
+    let other = 1 - frozen;
+    cluster.signal(frozen, libc::SIGSTOP);
+    let pulls_at_stop = cluster.standin.pulls().len();
+    // Longer than the time to live plus the new holder's wait for the
+    // scan lock (5 s here).
+    tokio::time::sleep(Duration::from_secs(TTL_SECS * 2 + 8)).await;
+    let holder_now = cluster.holder("scan").await;
+    let mutating_before = cluster
+        .standin
+        .arrivals()
+        .iter()
+        .filter(|(m, _)| m != "GET")
+        .count();
+    eprintln!(
+        "frozen replica {frozen} at {pulls_at_stop} pull requests; scan lease now held by {holder_now:?}; pull requests while frozen: {}",
+        cluster.standin.pulls().len()
+    );
+    assert_eq!(holder_now, Some(other), "the lease moved\n{}", cluster.logs());
+    cluster.signal(frozen, libc::SIGCONT);
+    let woken = Instant::now();
+    // Wait for the woken replica to say it lost the lease.
+    let lost = wait_for(Duration::from_secs(20), || {
+        let log = cluster.log(frozen);
+        async move { log.contains("scan lease lost mid-scan").then_some(()) }
+    })
+    .await;
+    let mutating_after: Vec<(String, String)> = cluster.standin.arrivals()[..]
+        .iter()
+        .filter(|(m, _)| m != "GET")
+        .skip(mutating_before)
+        .cloned()
+        .collect();
+    eprintln!(
+        "woken: lost the lease {:?} after SIGCONT; GitHub writes between SIGCONT and then: {mutating_after:?}",
+        lost.map(|()| woken.elapsed())
+    );
+    // Let things settle and finish: every pull request once, scan resumed.
+    let finished = wait_for(Duration::from_secs(60), || async {
+        (cluster.standin.pulls().len() == 8).then_some(())
+    })
+    .await;
+    let scans: Vec<(String,)> = query_rows(
+        &cluster.db,
+        "SELECT status FROM scans WHERE status <> $1 ORDER BY id",
+        "",
+    )
+    .await;
+    let branches = creates_per_branch(&cluster);
+    eprintln!(
+        "after the wake: {} pull requests, scans {scans:?}, creates per branch {branches:?}",
+        cluster.standin.pulls().len()
+    );
+    assert!(branches.values().all(|n| *n == 1), "a pull request opened twice: {branches:?}");
+    assert!(
+        finished.is_some(),
+        "the interrupted scan was never resumed: {} of 8 pull requests, scans {scans:?}\n{}",
+        cluster.standin.pulls().len(),
+        cluster.logs()
+    );
+    assert!(
+        mutating_after.is_empty(),
+        "the woken replica wrote to GitHub after losing its lease: {mutating_after:?}"
+    );
+}
+
