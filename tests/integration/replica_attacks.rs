@@ -1023,3 +1023,147 @@ async fn attack3_a_frozen_scan_holder_woken_after_losing_its_lease() {
     );
 }
 
+// ---------------------------------------------------------------------
+// 4. Database trouble.
+
+/// An SMS answer whose processing fails on a database error is answered
+/// 503 so that Twilio retries; the retry (same MessageSid) must decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack4_an_sms_answer_cut_off_by_the_database_is_decided_on_twilios_retry() {
+    let Some(cluster) = Cluster::start(Options {
+        replicas: 2,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    cluster.wait_for_texts(8, Duration::from_secs(90)).await;
+    let pull = cluster.standin.pulls()[0].clone();
+    let yes = format!("YES {}", cluster.code_for(pull.number));
+    let mut locker = connect(&cluster.db).await;
+    sqlx::query("BEGIN").execute(&mut locker).await.expect("begin");
+    sqlx::query("LOCK TABLE approval_asks IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let (first, terminated) = tokio::join!(cluster.sms(0, ADA, &yes, &sid(0xe1)), async {
+        let mut admin = connect(&cluster.db).await;
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut done = None;
+        while Instant::now() < until {
+            let killed: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND wait_event_type = 'Lock'",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .expect("terminate");
+            if !killed.is_empty() {
+                done = Some(killed.len());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = admin.close().await;
+        done
+    });
+    sqlx::query("ROLLBACK").execute(&mut locker).await.expect("rollback");
+    let _ = locker.close().await;
+    eprintln!("first delivery: {first:?}; sessions terminated: {terminated:?}");
+    assert!(terminated.is_some(), "the answer never waited on the lock");
+    assert_eq!(first.0, 503, "a database failure asks Twilio to retry: {first:?}");
+    assert_eq!(cluster.merges(), 0);
+    // Twilio retries the same message, to the other replica.
+    let retry = cluster.sms(1, ADA, &yes, &sid(0xe1)).await;
+    eprintln!("Twilio's retry: {retry:?}");
+    let refused = cluster.audit_whys("approval.refused").await;
+    eprintln!("refusals: {refused:?}");
+    assert!(
+        merged_answer(&retry.1),
+        "the retry of an answer that failed on the database was not decided: {retry:?}; refusals {refused:?}"
+    );
+    assert_eq!(cluster.merges(), 1);
+}
+
+/// `LOCK TABLE leases` held past the time to live mid-scan, and every
+/// replica session terminated mid-scan: the scan finishes, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack4_leases_locked_then_sessions_terminated_mid_scan() {
+    let Some(cluster) = Cluster::start(Options::default()).await else {
+        return;
+    };
+    cluster.standin.set_latency(Duration::from_millis(150));
+    let first = wait_for(Duration::from_secs(90), || async {
+        (!cluster.standin.pulls().is_empty()).then_some(())
+    })
+    .await;
+    assert!(first.is_some(), "no pull request\n{}", cluster.logs());
+    let mut locker = connect(&cluster.db).await;
+    sqlx::query("BEGIN").execute(&mut locker).await.expect("begin");
+    sqlx::query("LOCK TABLE leases IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let locked_at = Instant::now();
+    let mut ready = Vec::new();
+    while locked_at.elapsed() < Duration::from_secs(TTL_SECS * 3) {
+        let mut row = Vec::new();
+        for r in &cluster.replicas {
+            let status = reqwest::get(format!("http://127.0.0.1:{}/readyz", r.port))
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            row.push(status);
+        }
+        ready.push(row);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let pulls_during_lock = cluster.standin.pulls().len();
+    sqlx::query("ROLLBACK").execute(&mut locker).await.expect("rollback");
+    let _ = locker.close().await;
+    eprintln!("readiness during the lock: {ready:?}; pull requests {pulls_during_lock}");
+    // Every session of the replicas terminated, a few times, mid-scan.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let n = scalar(
+            &cluster.db,
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+        )
+        .await;
+        eprintln!("terminated {n} sessions at {} pull requests", cluster.standin.pulls().len());
+    }
+    cluster.standin.set_latency(Duration::ZERO);
+    let done = wait_for(Duration::from_secs(120), || async {
+        let per = texts_per_pull(&cluster).await;
+        (cluster.standin.pulls().len() == 8 && per.values().all(|n| *n >= 1)).then_some(())
+    })
+    .await;
+    let scans: Vec<(String,)> = query_rows(
+        &cluster.db,
+        "SELECT status FROM scans WHERE status <> $1 ORDER BY id",
+        "",
+    )
+    .await;
+    let per = texts_per_pull(&cluster).await;
+    let branches = creates_per_branch(&cluster);
+    eprintln!("after: scans {scans:?}; pull requests {branches:?}; texts {per:?}");
+    assert!(branches.values().all(|n| *n == 1), "{branches:?}");
+    assert!(per.values().all(|n| *n <= 1), "{per:?}");
+    assert!(
+        done.is_some(),
+        "not every pull request opened and asked: {} pull requests, texts {per:?}, scans {scans:?}\n{}",
+        cluster.standin.pulls().len(),
+        cluster.logs()
+    );
+    for (i, r) in cluster.replicas.iter().enumerate() {
+        let status = reqwest::get(format!("http://127.0.0.1:{}/readyz", r.port))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 200, "replica {i} ready again");
+    }
+}
+
