@@ -1167,3 +1167,124 @@ async fn attack4_leases_locked_then_sessions_terminated_mid_scan() {
     }
 }
 
+// ---------------------------------------------------------------------
+// 5. Hostile input on every webhook and approval route.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
+    let Some(cluster) = Cluster::start(Options {
+        replicas: 2,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    cluster.wait_for_texts(8, Duration::from_secs(90)).await;
+    let public = format!("http://127.0.0.1:{}/webhooks/twilio", cluster.ports[0]);
+    let token = SecretString::from(AUTH_TOKEN);
+    let form_type = "application/x-www-form-urlencoded";
+    let sign = |params: &[(String, String)]| draco::channels::twilio::signature(&token, &public, params);
+    let mut results: Vec<(String, u16)> = Vec::new();
+
+    // Huge bodies.
+    let huge = "Body=".to_owned() + &"A".repeat(2 * 1024 * 1024);
+    let (s, _) = cluster.sms_raw(1, &huge, Some("x"), form_type).await;
+    results.push(("twilio 2 MiB".into(), s));
+    assert!(s == 413 || s == 401 || s == 0, "{s}");
+    let big_json = format!("{{\"a\":\"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let s = cluster
+        .github(1, "pull_request", "huge", big_json.as_bytes(), signed(big_json.as_bytes()))
+        .await;
+    results.push(("github 3 MiB signed".into(), s));
+    assert_eq!(s, 413);
+    // Garbled form encoding, correctly signed over what it decodes to.
+    let garbled = "Body=YES%ZZ%2&From=%2B1555%&MessageSid=SM%%%&&&=&To";
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(garbled.as_bytes())
+        .into_owned()
+        .collect();
+    let (s, t) = cluster.sms_raw(1, garbled, Some(&sign(&params)), form_type).await;
+    results.push((format!("garbled form ({t:?})"), s));
+    assert!(s < 500, "{s} {t}");
+    // Invalid UTF-8 after percent-decoding.
+    let bad_utf8 = "Body=YES%20%FF%FE&From=%2B15551234567&MessageSid=SMbad&To=%2B15550001111";
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(bad_utf8.as_bytes())
+        .into_owned()
+        .collect();
+    let (s, t) = cluster.sms_raw(1, bad_utf8, Some(&sign(&params)), form_type).await;
+    results.push((format!("invalid UTF-8 percent-encoded ({t:?})"), s));
+    assert!(s < 500, "{s} {t}");
+    // Wrong content type, valid signature.
+    let code = cluster.code_for(cluster.standin.pulls()[0].number);
+    let params = sms_params(ADA, &format!("YES {code}"), &sid(0xf1));
+    let (s, _) = cluster
+        .sms_raw(1, &form(&params), Some(&sign(&params)), "application/json")
+        .await;
+    results.push(("wrong content type".into(), s));
+    assert_eq!(s, 400);
+    // Unicode phone numbers (fullwidth digits, Arabic-Indic digits, a
+    // right-to-left override): not an approver, refused and audited.
+    for (n, from) in [
+        "+１５５５１２３４５６７",
+        "+١٥٥٥١٢٣٤٥٦٧",
+        "+1555123\u{202e}4567",
+        "+15551234567\u{0}",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let params = sms_params(from, &format!("YES {code}"), &sid(0xf10 + n as u32));
+        let (s, t) = cluster.sms_raw(0, &form(&params), Some(&sign(&params)), form_type).await;
+        results.push((format!("From {from:?}: {t:?}"), s));
+        assert!(s == 200 || s == 400, "{s}");
+        assert!(!merged_answer(&t), "{from:?} decided: {t}");
+    }
+    // Missing headers on the GitHub route.
+    let body = br#"{"action":"submitted"}"#;
+    let s = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/webhooks/github", cluster.ports[1]))
+        .header("X-Hub-Signature-256", signed(body).expect("sig"))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("answer")
+        .status()
+        .as_u16();
+    results.push(("github without event and delivery headers".into(), s));
+    assert_eq!(s, 400);
+    // Mail links that are not links, on both replicas.
+    for path in ["/approve/x", "/approve/%00%ff", &format!("/approve/{}", "A".repeat(5000))] {
+        for r in &cluster.replicas {
+            let s = reqwest::get(format!("http://127.0.0.1:{}{path}", r.port))
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            results.push((format!("GET {}", &path[..path.len().min(24)]), s));
+            assert!(s < 500, "{path}: {s}");
+        }
+    }
+    // A YES for a commit that changed: someone pushes to the pull request's
+    // branch after the ask; the approval must not merge the new commit.
+    let pull = cluster.standin.pulls()[1].clone();
+    let code = cluster.code_for(pull.number);
+    let foreign = cluster.standin.push_foreign_commit(&pull.head);
+    let (s, t) = cluster.sms(1, ADA, &format!("YES {code}"), &sid(0xf20)).await;
+    results.push((format!("YES after a push: {t:?}"), s));
+    assert!(!merged_answer(&t), "{t}");
+    let merged_foreign = cluster
+        .standin
+        .pulls()
+        .iter()
+        .any(|p| p.number == pull.number && p.merged);
+    assert!(!merged_foreign, "the pushed commit {foreign} was merged");
+    eprintln!("{results:#?}");
+    assert_eq!(cluster.merges(), 0, "nothing merged by hostile input");
+    // Every replica still answers.
+    for r in &cluster.replicas {
+        let s = reqwest::get(format!("http://127.0.0.1:{}/readyz", r.port))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(s, 200);
+    }
+}
