@@ -631,7 +631,25 @@ async fn attack1_sms_yes_raced_and_replayed_across_replicas_merges_once() {
 
     // Exactly two merges, each pull request merged once.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(cluster.merges(), 2, "two approvals, two merges");
+    let puts = cluster.merges();
+    let mut states = Vec::new();
+    for n in [a, b] {
+        states.push(
+            scalar_opt(
+                &cluster.db,
+                "SELECT state FROM change_requests WHERE location LIKE '%/pull/' || $1",
+                &n.to_string(),
+            )
+            .await,
+        );
+    }
+    eprintln!("merge requests sent to GitHub: {puts}; change requests: {states:?}");
+    assert_eq!(
+        states,
+        vec![Some("merged".to_owned()), Some("merged".to_owned())],
+        "both approved changes recorded merged"
+    );
+    assert_eq!(puts, 2, "two approvals, two merge requests");
     let merged: Vec<u64> = cluster
         .standin
         .pulls()
