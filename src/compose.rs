@@ -261,10 +261,17 @@ impl App {
         }
     }
 
-    /// The approval job (the daemon runs it every minute): asks whoever is
-    /// still to be asked, releases held asks, reminds, escalates, expires.
-    /// Failures are logged; the next run takes them up.
+    /// The approval job (the daemon runs it every minute): finishes
+    /// decisions a stopped process left undone
+    /// ([`crate::approve::finish_abandoned`]), asks whoever is still to be
+    /// asked, releases held asks, reminds, escalates, expires. Failures are
+    /// logged; the next run takes them up.
     pub async fn follow_up_approvals(&self, now: DateTime<Utc>) {
+        if let Err(error) =
+            crate::approve::finish_abandoned(&*self.store, self.change_requests.as_ref(), now).await
+        {
+            tracing::error!(%error, "cannot finish decisions left undone; retrying later");
+        }
         if self.notifier.directory.is_empty() {
             return;
         }

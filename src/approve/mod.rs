@@ -239,6 +239,73 @@ fn may_resume(decision: &DecisionRecord, approver: &str, now: DateTime<Utc>) -> 
     decision.by.split(", ").any(|by| by == approver) || now - decision.at > ABANDONED_AFTER
 }
 
+/// Change requests finished by one [`finish_abandoned`] run at most.
+const ABANDONED_PER_RUN: u32 = 20;
+
+/// Finishes decisions that were claimed but never carried out, once clearly
+/// abandoned ([`ABANDONED_AFTER`]): the process (or replica) that claimed an
+/// approval died before the merge, or before recording it. The approval
+/// was authenticated, bound to its commit and spent when it was claimed,
+/// so no new vote can come to finish it (a used code or link is refused);
+/// this does, under the names of who decided, and the merge is still bound
+/// to the approved commit (a moved branch fails it instead). The daemon's
+/// approvals job runs it every minute, on the replica holding that lease.
+///
+/// Returns the outcomes, in order; one that fails is logged and counted by
+/// its change request becoming `failed` (audited), as when a decider's own
+/// merge fails. Errors: the store's, reading what to finish.
+pub async fn finish_abandoned(
+    store: &dyn ApprovalStores,
+    change_requests: &dyn ChangeRequests,
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>, ApproveError> {
+    let mut finished = Vec::new();
+    for finding_id in store
+        .decisions_left_undone(now - ABANDONED_AFTER, ABANDONED_PER_RUN)
+        .await?
+    {
+        let cr = match change_request_on(store, change_requests, finding_id).await {
+            Ok(cr) => cr,
+            // Opened on another backend (the configuration changed): the
+            // backend that holds it is not here to finish it.
+            Err(ApproveError::OtherBackend { .. }) => continue,
+            Err(error) => return Err(error),
+        };
+        if !matches!(
+            cr.state,
+            ChangeRequestState::Approved | ChangeRequestState::Rejected
+        ) {
+            continue; // finished meanwhile
+        }
+        let Some(decision) = cr.decision() else {
+            return Err(StoreError::Corrupt(format!(
+                "change request {} is {} without a decision",
+                cr.id, cr.state
+            ))
+            .into());
+        };
+        if !may_resume(&decision, "", now) {
+            continue;
+        }
+        match carry_out(store, change_requests, &cr, &decision, true, now).await {
+            Ok(outcome) => {
+                tracing::info!(
+                    finding = finding_id.get(),
+                    state = %outcome.change_request.state,
+                    "finished a decision left undone by a process that stopped"
+                );
+                finished.push(outcome);
+            }
+            Err(error) => tracing::warn!(
+                finding = finding_id.get(),
+                %error,
+                "cannot finish a decision left undone"
+            ),
+        }
+    }
+    Ok(finished)
+}
+
 /// Every store the approval state machine uses.
 pub trait ApprovalStores: DecisionStore + ApprovalStore + AuditLog {}
 impl<T: DecisionStore + ApprovalStore + AuditLog + ?Sized> ApprovalStores for T {}

@@ -93,7 +93,6 @@ pub async fn sms(
     now: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
     let store = deciding.store;
-    let notifier = deciding.notifier;
     // Twilio's signature has no timestamp: a captured request stays valid.
     // Each message is handled once (its id kept as a hash: it is not
     // secret, but nothing needs it in clear).
@@ -112,6 +111,29 @@ pub async fn sms(
             .await?;
         return Ok(None);
     }
+    match sighted(deciding, from, body, now).await {
+        Ok(reply) => Ok(reply),
+        Err(error) => {
+            // Twilio is answered 5xx and retries with the same message id:
+            // that retry must be handled, not refused as a replay, or an
+            // approval cut off by a database error is lost.
+            if let Err(forget) = store.forget_sighting(&seen).await {
+                tracing::warn!(error = %forget, "cannot forget a message that failed; Twilio's retry will be refused as a replay");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// [`sms`] for a message seen for the first time.
+async fn sighted(
+    deciding: &Deciding<'_>,
+    from: &str,
+    body: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, StoreError> {
+    let store = deciding.store;
+    let notifier = deciding.notifier;
     let Some(approver) = notifier.directory.by_phone(from) else {
         store
             .audit_refusal(

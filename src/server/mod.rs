@@ -462,6 +462,28 @@ pub async fn spawn_health(
     spawn_on(addr, |listener, stop| serve_health(listener, app, stop)).await
 }
 
+/// `service` with the connection's peer address in every request's
+/// extensions, as axum's [`axum::extract::ConnectInfo`] (the dashboard's
+/// login counts wrong tokens per address).
+fn with_peer(
+    service: TowerToHyperService<Router>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+                 + Send
+                 + 'static,
+> {
+    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        hyper::service::Service::call(&service, request)
+    })
+}
+
 /// The accept loop behind [`serve`] and [`serve_health`]: `main` on general
 /// connections, `reserve` on reserve ones (none when `limits.probe_reserve`
 /// is 0).
@@ -504,12 +526,12 @@ async fn serve_routers(
                 Err(_) => break,
             },
         };
-        let (stream, slot) = tokio::select! {
+        let (stream, peer, slot) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => match ClientSlot::take(&per_client, peer.ip(), limits.max_connections_per_client) {
-                    Some(slot) => (stream, slot),
+                    Some(slot) => (stream, peer, slot),
                     None => {
                         // One address holding its share already: closed at
                         // once, so that it cannot take every slot (the
@@ -551,11 +573,14 @@ async fn serve_routers(
         };
         let connection = if reserved {
             tracing::debug!("all connections taken: serving one on the health reserve");
-            graceful.watch(
-                reserve_builder.serve_connection(TokioIo::new(stream), reserve_service.clone()),
-            )
+            graceful.watch(reserve_builder.serve_connection(
+                TokioIo::new(stream),
+                with_peer(reserve_service.clone(), peer),
+            ))
         } else {
-            graceful.watch(builder.serve_connection(TokioIo::new(stream), service.clone()))
+            graceful.watch(
+                builder.serve_connection(TokioIo::new(stream), with_peer(service.clone(), peer)),
+            )
         };
         let lifetime = if reserved {
             limits.reserve_connection_lifetime

@@ -334,6 +334,9 @@ pub trait ApprovalStore: Send + Sync {
     /// when it was seen before (a replay or a provider's retry).
     async fn first_sighting(&self, message_id: &str, at: DateTime<Utc>)
     -> Result<bool, StoreError>;
+    /// Undoes [`first_sighting`](Self::first_sighting) for a message whose
+    /// handling failed, so that the provider's retry of it is handled.
+    async fn forget_sighting(&self, message_id: &str) -> Result<(), StoreError>;
     /// Messages sent to `approver` (any channel) since `since`.
     async fn messages_sent_since(
         &self,

@@ -995,6 +995,11 @@ async fn asks_codes_links_and_limits_work_as_on_every_backend(store: Shared) {
     assert!(!store.is_opted_out("+15005550006").await.expect("read"));
     assert!(store.first_sighting("sid-hash", now).await.expect("first"));
     assert!(!store.first_sighting("sid-hash", now).await.expect("again"));
+    // A message whose handling failed is forgotten, so Twilio's retry of
+    // it is handled rather than refused as a replay.
+    store.forget_sighting("sid-hash").await.expect("forget");
+    assert!(store.first_sighting("sid-hash", now).await.expect("retry"));
+    assert!(!store.first_sighting("sid-hash", now).await.expect("replay"));
     store
         .record_dismissed_review(u64::MAX, now)
         .await

@@ -47,6 +47,16 @@ pub trait DecisionStore: Send + Sync {
         failure: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Findings whose change request was decided (`approved` or
+    /// `rejected`) before `decided_before` and not carried out since: the
+    /// process carrying it out died between the claim and the merge or
+    /// close. One finding per change request, oldest decision first, at
+    /// most `limit`.
+    async fn decisions_left_undone(
+        &self,
+        decided_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FindingId>, StoreError>;
     /// Records that the decision was carried out (merged, or closed).
     async fn complete_decision(
         &self,

@@ -385,6 +385,90 @@ async fn an_interrupted_approval_is_finished_by_its_approver_or_once_abandoned()
     draco.ok(&["audit", "verify"]);
 }
 
+/// An approval that came by SMS or mail link is spent when it is claimed:
+/// if the process dies before merging, no new vote can finish it. The
+/// approvals job does, once the decision is abandoned, and only then.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_approvals_job_finishes_abandoned_decisions_and_leaves_fresh_ones() {
+    use chrono::{Duration, Utc};
+    use draco::approve::finish_abandoned;
+    use draco::domain::{ChangeRequestState, DecisionRecord, FindingId};
+    use draco::gitops::local::LocalGit;
+    use draco::store::{ChangeRequestStore, DecisionStore};
+
+    let draco = Draco::new();
+    draco.ok(&["demo"]);
+    let fresh = draco.finding_id("ebs_unattached");
+    let approved = draco.finding_id("eip_unassociated");
+    let rejected = draco.finding_id("snapshot_public");
+    let main_before = git(&draco.repository(), &["rev-parse", "main"]);
+    let store = crate::support::unlocked_store(&draco.data_dir()).await;
+    let git_backend = LocalGit::open_or_init(&draco.repository())
+        .await
+        .expect("the demo's repository");
+    for (finding, approve, at) in [
+        (fresh, true, Utc::now() - Duration::seconds(30)),
+        (approved, true, Utc::now() - Duration::minutes(10)),
+        (rejected, false, Utc::now() - Duration::minutes(10)),
+    ] {
+        let cr = store
+            .change_request_for_finding(FindingId::new(finding))
+            .await
+            .expect("query")
+            .expect("a change request");
+        let decision = DecisionRecord {
+            approve,
+            by: "Ada".into(),
+            channel: "sms".into(),
+            at,
+            reason: (!approve).then(|| "not this one".to_owned()),
+        };
+        assert!(
+            store
+                .claim_decision(cr.id, &cr.head_commit, &decision)
+                .await
+                .expect("claim")
+        );
+    }
+
+    let finished = finish_abandoned(&store, &git_backend, Utc::now())
+        .await
+        .expect("finish");
+    let states: Vec<_> = finished
+        .iter()
+        .map(|o| (o.change_request.finding_id.get(), o.change_request.state))
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(states.contains(&(approved, ChangeRequestState::Merged)));
+    assert!(states.contains(&(rejected, ChangeRequestState::Closed)));
+    assert!(finished.iter().all(|o| o.resumed));
+    let fresh_cr = store
+        .change_request_for_finding(FindingId::new(fresh))
+        .await
+        .expect("query")
+        .expect("a change request");
+    assert_eq!(
+        fresh_cr.state,
+        ChangeRequestState::Approved,
+        "a decision 30 s old may still be in flight: left to its process"
+    );
+    // Once is enough: a second run finds nothing to do.
+    let again = finish_abandoned(&store, &git_backend, Utc::now())
+        .await
+        .expect("finish");
+    assert!(again.is_empty(), "{again:?}");
+    store.close().await;
+
+    let merges = git(
+        &draco.repository(),
+        &["rev-list", "--merges", &format!("{main_before}..main")],
+    );
+    assert_eq!(merges.lines().count(), 1, "one merge: the approved one");
+    let message = git(&draco.repository(), &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains("Approved by Ada via sms"), "{message}");
+    draco.ok(&["audit", "verify"]);
+}
+
 #[test]
 fn the_cli_decides_only_as_someone_in_the_approver_directory() {
     let draco = Draco::new();

@@ -353,6 +353,41 @@ async fn with_a_token_pages_need_a_login_that_sets_exactly_one_strict_http_only_
     served.stop().await;
 }
 
+#[tokio::test]
+async fn an_address_that_keeps_sending_wrong_tokens_is_locked_out_even_with_the_right_one() {
+    let served = serve_demo(&[("DRACO_DASHBOARD_TOKEN", TOKEN)]).await;
+    let http = client();
+    let try_token = |token: &'static str| {
+        http.post(served.url("/login"))
+            .form(&[("token", token)])
+            .send()
+    };
+    for n in 0..draco::server::dashboard::throttle::MAX_FAILED_LOGINS {
+        let refused = try_token("not-the-dashboard-token-0000").await.unwrap();
+        assert_eq!(refused.status(), 401, "wrong token {n}");
+    }
+    for token in ["not-the-dashboard-token-0000", TOKEN] {
+        let locked = try_token(token).await.unwrap();
+        assert_eq!(locked.status(), 429, "locked out, whatever is sent");
+        assert!(locked.headers().get("set-cookie").is_none());
+        assert_security_headers(&locked, "a throttled login");
+        let retry: u64 = locked.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .expect("Retry-After in seconds");
+        let window = draco::server::dashboard::throttle::FAILED_LOGIN_WINDOW.as_secs();
+        assert!((window - 60..=window).contains(&retry), "{retry}");
+        let page = locked.text().await.unwrap();
+        assert!(page.contains("Too many wrong tokens"), "{page}");
+        assert!(!page.contains(TOKEN));
+    }
+    // Pages already open are not affected: the lockout is of the login.
+    let health = served.get(&http, "/healthz").await;
+    assert_eq!(health.status(), 200);
+    served.stop().await;
+}
+
 #[test]
 fn the_token_is_compared_in_constant_time() {
     let source = std::fs::read_to_string(

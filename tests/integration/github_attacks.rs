@@ -1002,3 +1002,59 @@ async fn approving_refuses_a_pull_request_whose_base_was_changed() {
         "recorded merged, but main did not get the change (merged into `legacy`): {outcome:?}"
     );
 }
+
+/// Two merges of one approval race (the approver's retry and the approvals
+/// job finishing it, or two replicas): GitHub merges the first and answers
+/// the second `405` "Pull Request is not mergeable". The loser must read
+/// the merge back, not mark a merged change request `failed` (which would
+/// make the next scan propose it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_beaten_by_a_merge_of_the_same_approval_records_that_merge() {
+    use draco::domain::DecisionRecord;
+
+    let (app, standin) = webhook_app().await;
+    app.app.scan(chrono::Utc::now()).await.expect("scan");
+    let target = app.app.store.change_requests().await.expect("read")[0].clone();
+    let decision = DecisionRecord {
+        approve: true,
+        by: "Ada Lovelace".into(),
+        channel: "sms".into(),
+        at: chrono::Utc::now() - chrono::Duration::minutes(10),
+        reason: None,
+    };
+    assert!(
+        app.app
+            .store
+            .claim_decision(target.id, &target.head_commit, &decision)
+            .await
+            .expect("claim")
+    );
+    standin.answer_next_with("PUT", "/merge", 405, "Pull Request is not mergeable");
+
+    let finished = draco::approve::finish_abandoned(
+        &*app.app.store,
+        app.app.change_requests.as_ref(),
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("finish");
+    assert_eq!(finished.len(), 1, "{finished:?}");
+    let cr = app
+        .app
+        .store
+        .change_request_for_finding(target.finding_id)
+        .await
+        .expect("read")
+        .expect("cr");
+    let merged = standin
+        .pulls()
+        .into_iter()
+        .find(|p| p.head == target.branch)
+        .expect("the pull request");
+    assert!(merged.merged);
+    assert_eq!(
+        (cr.state, cr.merge_commit.as_deref()),
+        (ChangeRequestState::Merged, merged.merge_commit.as_deref()),
+        "{cr:?}"
+    );
+}

@@ -61,9 +61,10 @@ pub struct Repo {
     pub requests: Vec<Recorded>,
     /// Answered (and removed) instead of the next matching request.
     pub failures: VecDeque<Failure>,
-    /// Carried out, but answered `502` (the answer lost on the way back):
-    /// method and path suffix, removed when used.
-    pub lost_answers: Vec<(String, String)>,
+    /// Carried out, but answered with an error (`502`: the answer lost on
+    /// the way back): method, path suffix, status and message, removed
+    /// when used.
+    pub lost_answers: Vec<(String, String, u16, String)>,
     /// Pull request number → its reviews, as `GET …/pulls/{n}/reviews`
     /// answers them (REST: uppercase states).
     pub reviews: HashMap<u64, Vec<Value>>,
@@ -145,11 +146,20 @@ impl StandIn {
     /// Carries out the next `method` request whose path ends with `suffix`,
     /// but answers it `502`, as when the answer is lost.
     pub fn lose_next_answer(&self, method: &str, suffix: &str) {
-        self.repo
-            .lock()
-            .expect("lock")
-            .lost_answers
-            .push((method.to_owned(), suffix.to_owned()));
+        self.answer_next_with(method, suffix, 502, "Bad Gateway");
+    }
+
+    /// Carries out the next `method` request whose path ends with `suffix`,
+    /// but answers it `status` with `message`: e.g. a merge that another
+    /// caller's merge beat by a moment, answered as GitHub answers a merge
+    /// of a merged pull request (`405` "Pull Request is not mergeable").
+    pub fn answer_next_with(&self, method: &str, suffix: &str, status: u16, message: &str) {
+        self.repo.lock().expect("lock").lost_answers.push((
+            method.to_owned(),
+            suffix.to_owned(),
+            status,
+            message.to_owned(),
+        ));
     }
 
     /// Answers every request after `latency` from now on.
@@ -344,8 +354,8 @@ async fn handle_and_notify(
         let found = repo
             .lost_answers
             .iter()
-            .position(|(m, suffix)| *m == method_name && path.ends_with(suffix.as_str()));
-        found.map(|i| repo.lost_answers.remove(i)).is_some()
+            .position(|(m, suffix, ..)| *m == method_name && path.ends_with(suffix.as_str()));
+        found.map(|i| repo.lost_answers.remove(i))
     };
     let hook = on_close.lock().expect("lock").clone();
     if let (true, Some(number), Some(hook)) = (closing, number, hook)
@@ -353,8 +363,10 @@ async fn handle_and_notify(
     {
         hook(number).await;
     }
-    if lost && response.status().is_success() {
-        return error(StatusCode::BAD_GATEWAY, "Bad Gateway");
+    if let Some((_, _, status, message)) = lost
+        && response.status().is_success()
+    {
+        return error(StatusCode::from_u16(status).expect("status"), &message);
     }
     response
 }

@@ -350,10 +350,22 @@ impl ChangeRequests for GitHubChangeRequests {
                 status: Some(405 | 422),
                 message,
                 ..
-            }) => Err(GitOpsError::NotMergeable {
-                branch: branch.to_owned(),
-                reason: message,
-            }),
+            }) => {
+                // "Pull Request is not mergeable" is also the answer when a
+                // merge of the same approval (another replica finishing an
+                // abandoned decision, the approver retrying) got there first.
+                if let Some(merged) = self.latest_pull(branch).await?
+                    && merged.merged_at.is_some()
+                    && merged.head.sha == approved.head_commit()
+                    && let Some(sha) = merged.merge_commit_sha
+                {
+                    return Ok(sha);
+                }
+                Err(GitOpsError::NotMergeable {
+                    branch: branch.to_owned(),
+                    reason: message,
+                })
+            }
             Err(other) => Err(other),
         }
     }

@@ -51,6 +51,8 @@ pub struct DashboardAuth {
     sessions: Mutex<HashMap<[u8; 32], Instant>>,
     /// Whether the cookie is `Secure` (`server.public_url` is https).
     secure_cookie: bool,
+    /// Wrong tokens per client address.
+    throttle: super::throttle::LoginThrottle,
 }
 
 impl std::fmt::Debug for DashboardAuth {
@@ -73,7 +75,13 @@ impl DashboardAuth {
             token_digest: token.map(|t| digest(t.expose_secret().as_bytes())),
             sessions: Mutex::new(HashMap::new()),
             secure_cookie,
+            throttle: super::throttle::LoginThrottle::default(),
         }
+    }
+
+    /// The wrong-token counts the login page checks first.
+    pub fn throttle(&self) -> &super::throttle::LoginThrottle {
+        &self.throttle
     }
 
     /// Whether a login is needed.

@@ -12,14 +12,17 @@
 //! it, exactly one ([`auth`]).
 
 pub mod auth;
+pub mod throttle;
 pub mod view;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::Extension;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -409,14 +412,34 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-fn login_form(status: StatusCode, refused: bool) -> Response {
+/// Why the login form is shown again.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    None,
+    WrongToken,
+    /// Too many wrong tokens; the seconds until the address may try again.
+    Throttled(u64),
+}
+
+fn login_form(status: StatusCode, refusal: Refusal) -> Response {
     let env = match view::templates() {
         Ok(env) => env,
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
     };
     match env
         .get_template("login.html")
-        .and_then(|t| t.render(minijinja::context! { refused => refused, authenticated => false }))
+        .and_then(|t| {
+            let (refused, retry_minutes) = match refusal {
+                Refusal::None => ("", 0),
+                Refusal::WrongToken => ("wrong", 0),
+                Refusal::Throttled(secs) => ("throttled", secs.div_ceil(60)),
+            };
+            t.render(minijinja::context! {
+                refused => refused,
+                retry_minutes => retry_minutes,
+                authenticated => false,
+            })
+        })
     {
         Ok(html) => (
             status,
@@ -434,25 +457,48 @@ fn login_form(status: StatusCode, refused: bool) -> Response {
 /// `GET /login`: the form; with authentication off, back to `/`.
 async fn login_page(State(app): State<Arc<dyn ServerApp>>) -> Response {
     match app.dashboard_auth() {
-        Some(auth) if auth.required() => login_form(StatusCode::OK, false),
+        Some(auth) if auth.required() => login_form(StatusCode::OK, Refusal::None),
         _ => see_other("/", None),
     }
 }
 
 /// `POST /login`: the token, compared in constant time; right, a new
-/// session and its cookie, then `/`; wrong, `401` and the form again.
-async fn login(State(app): State<Arc<dyn ServerApp>>, body: Bytes) -> Response {
+/// session and its cookie, then `/`; wrong, `401` and the form again; from
+/// an address that sent too many wrong ones lately ([`throttle`]), `429`
+/// with `Retry-After` (seconds) before the token is even looked at.
+async fn login(
+    State(app): State<Arc<dyn ServerApp>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Response {
     let Some(auth) = app.dashboard_auth().filter(|a| a.required()) else {
         return see_other("/", None);
     };
+    let client = peer.map(|Extension(ConnectInfo(address))| address.ip());
+    let now = Instant::now();
+    if let Err(wait) = auth.throttle().check(client, now) {
+        tracing::warn!(
+            client = client.map(|ip| ip.to_string()),
+            "dashboard login refused: too many wrong tokens from this address"
+        );
+        // Whole seconds, rounded up (RFC 9110 §10.2.3).
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = login_form(StatusCode::TOO_MANY_REQUESTS, Refusal::Throttled(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return response;
+    }
     let token = url::form_urlencoded::parse(&body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
     if !auth.token_matches(&token) {
+        auth.throttle().failed(client, now);
         tracing::warn!("dashboard login refused: wrong token");
-        return login_form(StatusCode::UNAUTHORIZED, true);
+        return login_form(StatusCode::UNAUTHORIZED, Refusal::WrongToken);
     }
+    auth.throttle().succeeded(client);
     match auth.open_session(Instant::now()) {
         Ok(id) => see_other("/", Some(auth.session_cookie(&id))),
         Err(error) => {

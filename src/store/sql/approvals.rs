@@ -814,6 +814,14 @@ impl ApprovalStore for Backend {
         Ok(new > 0)
     }
 
+    async fn forget_sighting(&self, message_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sms_seen WHERE message_sid = $1")
+            .bind(message_id.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn messages_sent_since(
         &self,
         approver: &str,

@@ -113,6 +113,26 @@ impl DecisionStore for Backend {
         Ok(())
     }
 
+    async fn decisions_left_undone(
+        &self,
+        decided_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FindingId>, StoreError> {
+        // A group's change request is one row per finding on one branch:
+        // the lowest finding id stands for it.
+        let rows: Vec<(FindingId,)> = sqlx::query_as(
+            "SELECT MIN(finding_id) FROM change_requests
+             WHERE state IN ('approved', 'rejected') AND decided_at < $1
+             GROUP BY backend, branch, head_commit
+             ORDER BY MIN(decided_at), MIN(finding_id) LIMIT $2",
+        )
+        .bind(timestamp(decided_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(finding,)| finding).collect())
+    }
+
     async fn complete_decision(
         &self,
         change_request_id: ChangeRequestId,
