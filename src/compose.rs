@@ -448,6 +448,26 @@ impl App {
             .is_some_and(|scan| scan.status == ScanStatus::Interrupted))
     }
 
+    /// While this replica holds the scan lease: whether the latest scan was
+    /// left unfinished (`interrupted`, or `running` with nobody holding the
+    /// scan lock, which marks it `interrupted` here) and the scan lock is
+    /// free now, so it is to be resumed. Never waits for the lock.
+    pub async fn scan_left_unfinished(&self) -> Result<bool, StoreError> {
+        let unfinished = |scans: Vec<crate::store::ScanRecord>| {
+            scans.first().map(|scan| scan.status)
+        };
+        if !matches!(
+            unfinished(self.store.scans(1).await?),
+            Some(ScanStatus::Interrupted | ScanStatus::Running)
+        ) {
+            return Ok(false);
+        }
+        if !self.repair_within(Duration::ZERO).await? {
+            return Ok(false);
+        }
+        Ok(unfinished(self.store.scans(1).await?) == Some(ScanStatus::Interrupted))
+    }
+
     /// Sets `draco_findings{kind,severity,status}` from the store. A read
     /// failure leaves the last values and is logged: metrics never fail a scan.
     pub async fn refresh_finding_gauges(&self) {

@@ -394,6 +394,15 @@ async fn scan_loop(
     let flag = stopped.clone();
     let stopping = move || *flag.borrow();
     let mut start_scan = scan_on_start;
+    // While the lease is held, a scan left unfinished after the takeover is
+    // looked for again every time to live: the takeover gives up on a scan
+    // lock still held by a holder that stalled (SIGSTOP, a paused VM) past
+    // `scan.lock_wait_secs`, and such a holder marks its scan interrupted
+    // only when it wakes; a scan cut off by the database stays `running`.
+    let mut unfinished = tokio::time::interval(Duration::from_secs(
+        app.loaded.config.replicas.lease_ttl_secs,
+    ));
+    unfinished.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -430,6 +439,19 @@ async fn scan_loop(
                 }
                 _ => break,
             },
+            _ = unfinished.tick(), if lease.held() => {
+                if stopping() {
+                    break;
+                }
+                match app.scan_left_unfinished().await {
+                    Ok(true) => {
+                        tracing::info!("resuming a scan left unfinished while this replica held the scan lease");
+                        scan_while_held(&app, &mut lease).await;
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "cannot check for a scan left unfinished"),
+                }
+            }
         }
     }
 }
