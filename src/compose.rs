@@ -453,9 +453,8 @@ impl App {
     /// scan lock, which marks it `interrupted` here) and the scan lock is
     /// free now, so it is to be resumed. Never waits for the lock.
     pub async fn scan_left_unfinished(&self) -> Result<bool, StoreError> {
-        let unfinished = |scans: Vec<crate::store::ScanRecord>| {
-            scans.first().map(|scan| scan.status)
-        };
+        let unfinished =
+            |scans: Vec<crate::store::ScanRecord>| scans.first().map(|scan| scan.status);
         if !matches!(
             unfinished(self.store.scans(1).await?),
             Some(ScanStatus::Interrupted | ScanStatus::Running)

@@ -242,7 +242,10 @@ github = "ada-l"
             .env("DRACO_MASTER_KEY", MASTER_KEY)
             .env("DRACO_SOURCE_KIND", "fixtures")
             .env("DRACO_SOURCE_FIXTURES_DIR", demo_fixtures())
-            .env("DRACO_SERVER_LISTEN", format!("127.0.0.1:{}", self.ports[i]))
+            .env(
+                "DRACO_SERVER_LISTEN",
+                format!("127.0.0.1:{}", self.ports[i]),
+            )
             .arg("--data-dir")
             .arg(self.draco.path(&format!("replica-{i}")))
             .arg("run");
@@ -310,12 +313,8 @@ github = "ada-l"
 
     /// The index of the replica holding lease `job`.
     async fn holder(&self, job: &'static str) -> Option<usize> {
-        let holder: Option<String> = scalar_opt(
-            &self.db,
-            "SELECT holder FROM leases WHERE job = $1",
-            job,
-        )
-        .await;
+        let holder: Option<String> =
+            scalar_opt(&self.db, "SELECT holder FROM leases WHERE job = $1", job).await;
         let holder = holder?;
         self.replicas
             .iter()
@@ -600,11 +599,17 @@ async fn attack1_sms_yes_raced_and_replayed_across_replicas_merges_once() {
     let replay_b = cluster.sms(0, ADA, &yes_b, &sid(0xb2)).await;
     let reuse_b = cluster.sms(1, ADA, &yes_b, &sid(0xb9)).await;
     eprintln!("replays: {replay_a:?} {replay_b:?} {reuse_b:?}");
-    assert!(!merged_answer(&replay_a.1) && !merged_answer(&replay_b.1) && !merged_answer(&reuse_b.1));
+    assert!(
+        !merged_answer(&replay_a.1) && !merged_answer(&replay_b.1) && !merged_answer(&reuse_b.1)
+    );
 
     // Forged: no signature, a wrong one, one for another host, one for the
     // replica's own address (not the public URL).
-    let params = sms_params(ADA, &format!("YES {}", cluster.code_for(pulls[2].number)), &sid(0xc1));
+    let params = sms_params(
+        ADA,
+        &format!("YES {}", cluster.code_for(pulls[2].number)),
+        &sid(0xc1),
+    );
     let body = form(&params);
     let token = SecretString::from(AUTH_TOKEN);
     let other_host =
@@ -665,7 +670,10 @@ async fn attack1_sms_yes_raced_and_replayed_across_replicas_merges_once() {
     // refused for the used code or the decided change.
     let refused = cluster.audit_whys("approval.refused").await;
     eprintln!("refusals: {refused:#?}");
-    let replays = refused.iter().filter(|d| d.contains("already handled")).count();
+    let replays = refused
+        .iter()
+        .filter(|d| d.contains("already handled"))
+        .count();
     assert_eq!(replays, 4, "{refused:#?}");
     let others = refused.len() - replays;
     assert!(others >= 3, "B's losers and reuse audited: {refused:#?}");
@@ -692,9 +700,17 @@ async fn attack1_github_review_replayed_across_replicas_merges_once() {
     let deliveries_before = scalar(&cluster.db, "SELECT COUNT(*) FROM webhook_deliveries").await;
     // Forged first: nothing stored.
     let forged = [
-        cluster.github(0, "pull_request_review", "d-forged-1", &bytes, None).await,
         cluster
-            .github(1, "pull_request_review", "d-forged-2", &bytes, Some("sha256=00".into()))
+            .github(0, "pull_request_review", "d-forged-1", &bytes, None)
+            .await,
+        cluster
+            .github(
+                1,
+                "pull_request_review",
+                "d-forged-2",
+                &bytes,
+                Some("sha256=00".into()),
+            )
             .await,
         cluster
             .github(
@@ -733,14 +749,22 @@ async fn attack1_github_review_replayed_across_replicas_merges_once() {
             .then_some(())
     })
     .await;
-    assert!(merged.is_some(), "the review merged nothing\n{}", cluster.logs());
+    assert!(
+        merged.is_some(),
+        "the review merged nothing\n{}",
+        cluster.logs()
+    );
     // Replayed later: the same delivery id to another replica, and the
     // same signed body under fresh delivery ids (the id is not signed).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let again = cluster.github(2, "pull_request_review", "d-1", &bytes, signed(&bytes)).await;
+    let again = cluster
+        .github(2, "pull_request_review", "d-1", &bytes, signed(&bytes))
+        .await;
     assert_eq!(again, 200);
     for (i, id) in ["d-2", "d-3"].iter().enumerate() {
-        let status = cluster.github(i, "pull_request_review", id, &bytes, signed(&bytes)).await;
+        let status = cluster
+            .github(i, "pull_request_review", id, &bytes, signed(&bytes))
+            .await;
         eprintln!("replay under a new delivery id {id}: {status}");
     }
     // Processed (or found to change nothing) within the poll.
@@ -801,7 +825,10 @@ async fn attack1_wrong_code_guesses_spread_over_replicas_stay_within_the_lockout
     );
 }
 
-async fn futures_join_all(cluster: &Cluster, guesses: &[(usize, String, String)]) -> Vec<(u16, String)> {
+async fn futures_join_all(
+    cluster: &Cluster,
+    guesses: &[(usize, String, String)],
+) -> Vec<(u16, String)> {
     let mut handles = Vec::new();
     for (replica, body, sid) in guesses {
         handles.push(cluster.sms(*replica, ADA, body, sid));
@@ -867,7 +894,10 @@ async fn attack2_killed_during_the_twilio_send_nothing_twice_nothing_lost() {
         "sending",
     )
     .await;
-    eprintln!("killed replica {victim} with its first text in flight; asks left sending: {}", sending.len());
+    eprintln!(
+        "killed replica {victim} with its first text in flight; asks left sending: {}",
+        sending.len()
+    );
     // The approvals follow-up (every 60 s on its lease holder) asks what
     // the killed scan did not.
     let all = wait_for(Duration::from_secs(150), || async {
@@ -884,7 +914,11 @@ async fn attack2_killed_during_the_twilio_send_nothing_twice_nothing_lost() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let per = texts_per_pull(&cluster).await;
     assert!(per.values().all(|n| *n <= 1), "a text sent twice: {per:?}");
-    assert!(all.is_some(), "a pull request never asked: {per:?}\n{}", cluster.logs());
+    assert!(
+        all.is_some(),
+        "a pull request never asked: {per:?}\n{}",
+        cluster.logs()
+    );
     let branches = creates_per_branch(&cluster);
     assert!(branches.values().all(|n| *n == 1), "{branches:?}");
     assert_eq!(cluster.count_requests("POST", "/pulls"), 8);
@@ -928,7 +962,10 @@ async fn attack2_killed_during_the_merge_merges_once_eventually() {
         &pull.number.to_string(),
     )
     .await;
-    eprintln!("change request after the kill: {state:?}; merged on GitHub: {}", cluster.standin.pulls()[0].merged);
+    eprintln!(
+        "change request after the kill: {state:?}; merged on GitHub: {}",
+        cluster.standin.pulls()[0].merged
+    );
     // The approver, told nothing, answers again (a new message).
     let retry = cluster.sms(2, ADA, &yes, &sid(0xd2)).await;
     eprintln!("the approver answers again: {retry:?}");
@@ -979,7 +1016,10 @@ async fn attack2_killed_during_the_merge_merges_once_eventually() {
         killed.elapsed().as_secs_f64(),
         merged.is_some()
     );
-    assert!(merged.is_some(), "an approved change never merged (state {state:?})");
+    assert!(
+        merged.is_some(),
+        "an approved change never merged (state {state:?})"
+    );
     assert_eq!(state.as_deref(), Some("merged"));
 }
 
@@ -1034,10 +1074,18 @@ async fn freeze_the_scan_holder_past_its_lease() -> Option<Frozen> {
         "frozen replica {frozen} at {pulls_at_stop} pull requests; scan lease now held by {holder_now:?}; pull requests while frozen: {}",
         cluster.standin.pulls().len()
     );
-    assert_eq!(holder_now, Some(other), "the lease moved\n{}", cluster.logs());
+    assert_eq!(
+        holder_now,
+        Some(other),
+        "the lease moved\n{}",
+        cluster.logs()
+    );
     cluster.signal(frozen, libc::SIGCONT);
     let woken = Instant::now();
-    eprintln!("woken after {:.1} s frozen", stopped_at.elapsed().as_secs_f64());
+    eprintln!(
+        "woken after {:.1} s frozen",
+        stopped_at.elapsed().as_secs_f64()
+    );
     // Wait for the woken replica to say it lost the lease.
     let lost = wait_for(Duration::from_secs(20), || {
         let log = cluster.log(frozen);
@@ -1143,7 +1191,10 @@ async fn attack4_an_sms_answer_cut_off_by_the_database_is_decided_on_twilios_ret
     let pull = cluster.standin.pulls()[0].clone();
     let yes = format!("YES {}", cluster.code_for(pull.number));
     let mut locker = connect(&cluster.db).await;
-    sqlx::query("BEGIN").execute(&mut locker).await.expect("begin");
+    sqlx::query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .expect("begin");
     sqlx::query("LOCK TABLE approval_asks IN ACCESS EXCLUSIVE MODE")
         .execute(&mut locker)
         .await
@@ -1171,11 +1222,17 @@ async fn attack4_an_sms_answer_cut_off_by_the_database_is_decided_on_twilios_ret
         let _ = admin.close().await;
         done
     });
-    sqlx::query("ROLLBACK").execute(&mut locker).await.expect("rollback");
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("rollback");
     let _ = locker.close().await;
     eprintln!("first delivery: {first:?}; sessions terminated: {terminated:?}");
     assert!(terminated.is_some(), "the answer never waited on the lock");
-    assert_eq!(first.0, 503, "a database failure asks Twilio to retry: {first:?}");
+    assert_eq!(
+        first.0, 503,
+        "a database failure asks Twilio to retry: {first:?}"
+    );
     assert_eq!(cluster.merges(), 0);
     // Twilio retries the same message, to the other replica.
     let retry = cluster.sms(1, ADA, &yes, &sid(0xe1)).await;
@@ -1203,7 +1260,10 @@ async fn attack4_leases_locked_then_sessions_terminated_mid_scan() {
     .await;
     assert!(first.is_some(), "no pull request\n{}", cluster.logs());
     let mut locker = connect(&cluster.db).await;
-    sqlx::query("BEGIN").execute(&mut locker).await.expect("begin");
+    sqlx::query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .expect("begin");
     sqlx::query("LOCK TABLE leases IN ACCESS EXCLUSIVE MODE")
         .execute(&mut locker)
         .await
@@ -1223,7 +1283,10 @@ async fn attack4_leases_locked_then_sessions_terminated_mid_scan() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     let pulls_during_lock = cluster.standin.pulls().len();
-    sqlx::query("ROLLBACK").execute(&mut locker).await.expect("rollback");
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("rollback");
     let _ = locker.close().await;
     eprintln!("readiness during the lock: {ready:?}; pull requests {pulls_during_lock}");
     // Every session of the replicas terminated, a few times, mid-scan.
@@ -1235,7 +1298,10 @@ async fn attack4_leases_locked_then_sessions_terminated_mid_scan() {
              WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
         )
         .await;
-        eprintln!("terminated {n} sessions at {} pull requests", cluster.standin.pulls().len());
+        eprintln!(
+            "terminated {n} sessions at {} pull requests",
+            cluster.standin.pulls().len()
+        );
     }
     cluster.standin.set_latency(Duration::ZERO);
     let done = wait_for(Duration::from_secs(120), || async {
@@ -1286,7 +1352,8 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     let public = format!("http://127.0.0.1:{}/webhooks/twilio", cluster.ports[0]);
     let token = SecretString::from(AUTH_TOKEN);
     let form_type = "application/x-www-form-urlencoded";
-    let sign = |params: &[(String, String)]| draco::channels::twilio::signature(&token, &public, params);
+    let sign =
+        |params: &[(String, String)]| draco::channels::twilio::signature(&token, &public, params);
     let mut results: Vec<(String, u16)> = Vec::new();
 
     // Huge bodies.
@@ -1296,7 +1363,13 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     assert!(s == 413 || s == 401 || s == 0, "{s}");
     let big_json = format!("{{\"a\":\"{}\"}}", "x".repeat(3 * 1024 * 1024));
     let s = cluster
-        .github(1, "pull_request", "huge", big_json.as_bytes(), signed(big_json.as_bytes()))
+        .github(
+            1,
+            "pull_request",
+            "huge",
+            big_json.as_bytes(),
+            signed(big_json.as_bytes()),
+        )
         .await;
     results.push(("github 3 MiB signed".into(), s));
     assert_eq!(s, 413);
@@ -1305,7 +1378,9 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(garbled.as_bytes())
         .into_owned()
         .collect();
-    let (s, t) = cluster.sms_raw(1, garbled, Some(&sign(&params)), form_type).await;
+    let (s, t) = cluster
+        .sms_raw(1, garbled, Some(&sign(&params)), form_type)
+        .await;
     results.push((format!("garbled form ({t:?})"), s));
     assert!(s < 500, "{s} {t}");
     // Invalid UTF-8 after percent-decoding.
@@ -1313,7 +1388,9 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(bad_utf8.as_bytes())
         .into_owned()
         .collect();
-    let (s, t) = cluster.sms_raw(1, bad_utf8, Some(&sign(&params)), form_type).await;
+    let (s, t) = cluster
+        .sms_raw(1, bad_utf8, Some(&sign(&params)), form_type)
+        .await;
     results.push((format!("invalid UTF-8 percent-encoded ({t:?})"), s));
     assert!(s < 500, "{s} {t}");
     // Wrong content type, valid signature.
@@ -1336,7 +1413,9 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     .enumerate()
     {
         let params = sms_params(from, &format!("YES {code}"), &sid(0xf10 + n as u32));
-        let (s, t) = cluster.sms_raw(0, &form(&params), Some(&sign(&params)), form_type).await;
+        let (s, t) = cluster
+            .sms_raw(0, &form(&params), Some(&sign(&params)), form_type)
+            .await;
         results.push((format!("From {from:?}: {t:?}"), s));
         assert!(s == 200 || s == 400, "{s}");
         assert!(!merged_answer(&t), "{from:?} decided: {t}");
@@ -1344,7 +1423,10 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     // Missing headers on the GitHub route.
     let body = br#"{"action":"submitted"}"#;
     let s = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{}/webhooks/github", cluster.ports[1]))
+        .post(format!(
+            "http://127.0.0.1:{}/webhooks/github",
+            cluster.ports[1]
+        ))
         .header("X-Hub-Signature-256", signed(body).expect("sig"))
         .body(body.to_vec())
         .send()
@@ -1355,7 +1437,11 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     results.push(("github without event and delivery headers".into(), s));
     assert_eq!(s, 400);
     // Mail links that are not links, on both replicas.
-    for path in ["/approve/x", "/approve/%00%ff", &format!("/approve/{}", "A".repeat(5000))] {
+    for path in [
+        "/approve/x",
+        "/approve/%00%ff",
+        &format!("/approve/{}", "A".repeat(5000)),
+    ] {
         for r in &cluster.replicas {
             let s = reqwest::get(format!("http://127.0.0.1:{}{path}", r.port))
                 .await
@@ -1370,7 +1456,9 @@ async fn attack5_hostile_input_on_every_route_of_a_running_replica() {
     let pull = cluster.standin.pulls()[1].clone();
     let code = cluster.code_for(pull.number);
     let foreign = cluster.standin.push_foreign_commit(&pull.head);
-    let (s, t) = cluster.sms(1, ADA, &format!("YES {code}"), &sid(0xf20)).await;
+    let (s, t) = cluster
+        .sms(1, ADA, &format!("YES {code}"), &sid(0xf20))
+        .await;
     results.push((format!("YES after a push: {t:?}"), s));
     assert!(!merged_answer(&t), "{t}");
     let merged_foreign = cluster
