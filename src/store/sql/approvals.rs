@@ -655,6 +655,28 @@ impl ApprovalStore for Backend {
         Ok(Some((id, count.saturating_add(1))))
     }
 
+    async fn spend_ask(
+        &self,
+        id: i64,
+        approver: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let at = timestamp(at);
+        let used: Option<i64> = sqlx::query_scalar(
+            "UPDATE approval_asks SET state = 'used', used_at = $1
+             WHERE id = $2 AND state = 'pending' AND expires_at > $1 AND approver = $3
+             RETURNING id",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(approver.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(used.is_some())
+    }
+
     async fn withdraw_wrong_code(&self, id: i64) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM approval_failures WHERE id = $1")
