@@ -293,8 +293,12 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<Option<(i64, u32)>, StoreError>;
     /// Uses up ask `id` of `approver` if it is still pending and unexpired at
     /// `at`; false when it was used (or expired, revoked) meanwhile.
-    async fn spend_ask(&self, id: i64, approver: &str, at: DateTime<Utc>)
-    -> Result<bool, StoreError>;
+    async fn spend_ask(
+        &self,
+        id: i64,
+        approver: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Removes the wrong code `id` recorded by [`Self::reserve_code_check`].
     async fn withdraw_wrong_code(&self, id: i64) -> Result<(), StoreError>;
     /// Wrong codes from `approver` since `since`.
