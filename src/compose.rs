@@ -431,27 +431,42 @@ impl App {
     /// `scan.lock_wait_secs`), marks what a dead holder left running
     /// `interrupted`, then says whether the latest scan is `interrupted`,
     /// to be resumed now rather than at the next tick.
-    pub async fn take_over_scans(&self) -> Result<Takeover, StoreError> {
+    pub async fn take_over_scans(&self) -> Result<bool, StoreError> {
         // Waited for, not tried once: a holder whose host vanished keeps
         // PostgreSQL's session (and the scan lock) until TCP keepalives give
         // up, up to ~30 s, which may be after its lease expired. A scan that
-        // still runs after the wait (`draco scan` by hand, or a replica that
-        // hangs with its host alive) keeps it: the caller tries again.
+        // still runs after the wait (`draco scan` by hand, or a holder that
+        // stalled with its host alive) is looked for again while the lease
+        // is held ([`App::scan_left_unfinished`]).
         let wait = Duration::from_secs(self.loaded.config.scan.lock_wait_secs);
         if !self.repair_within(wait).await? {
-            return Ok(Takeover::LockHeld);
+            return Ok(false);
         }
-        let interrupted = self
+        Ok(self
             .store
             .scans(1)
             .await?
             .first()
-            .is_some_and(|scan| scan.status == ScanStatus::Interrupted);
-        Ok(if interrupted {
-            Takeover::Resume
-        } else {
-            Takeover::Nothing
-        })
+            .is_some_and(|scan| scan.status == ScanStatus::Interrupted))
+    }
+
+    /// While this replica holds the scan lease: whether the latest scan was
+    /// left unfinished (`interrupted`, or `running` with nobody holding the
+    /// scan lock, which marks it `interrupted` here) and the scan lock is
+    /// free now, so it is to be resumed. Never waits for the lock.
+    pub async fn scan_left_unfinished(&self) -> Result<bool, StoreError> {
+        let unfinished =
+            |scans: Vec<crate::store::ScanRecord>| scans.first().map(|scan| scan.status);
+        if !matches!(
+            unfinished(self.store.scans(1).await?),
+            Some(ScanStatus::Interrupted | ScanStatus::Running)
+        ) {
+            return Ok(false);
+        }
+        if !self.repair_within(Duration::ZERO).await? {
+            return Ok(false);
+        }
+        Ok(unfinished(self.store.scans(1).await?) == Some(ScanStatus::Interrupted))
     }
 
     /// Sets `draco_findings{kind,severity,status}` from the store. A read
@@ -468,19 +483,6 @@ impl App {
             Err(error) => tracing::warn!(%error, "cannot read findings for metrics"),
         }
     }
-}
-
-/// What [`App::take_over_scans`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Takeover {
-    /// The latest scan was interrupted: resume it now.
-    Resume,
-    /// Nothing was left to resume.
-    Nothing,
-    /// Another process still held the scan lock after the wait: a scan by
-    /// hand, or a replica that lost its lease but hangs with its host
-    /// alive (its session, and the lock, stay until it dies or wakes).
-    LockHeld,
 }
 
 /// `/readyz` asks the application: ready when its database answers and its

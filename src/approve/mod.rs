@@ -377,6 +377,17 @@ pub async fn vote(
             if !may_resume(&decision, approver, now) {
                 return Err(already_decided(finding_id, &cr));
             }
+            // A ballot carrying an ask (an SMS code, a mail link) resumes
+            // only by using that ask up: the same code sent twice at once
+            // reads the ask pending on both, and the second must not carry
+            // out again the decision the first is still carrying out.
+            if let Some(ask) = ballot.ask
+                && !store.spend_ask(ask, approver, now).await?
+            {
+                return Err(ApproveError::Spent {
+                    finding: finding_id,
+                });
+            }
             return carry_out(store, change_requests, &cr, &decision, true, now)
                 .await
                 .map(|o| VoteResult::Decided(Box::new(o)));

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::compose::{App, Takeover};
+use crate::compose::App;
 use crate::server::{self, ServerError};
 
 pub mod leases;
@@ -398,9 +398,15 @@ async fn scan_loop(
     let flag = stopped.clone();
     let stopping = move || *flag.borrow();
     let mut start_scan = scan_on_start;
-    // Set while the scan lock is still held by the replica the lease was
-    // taken from (it hangs with its host alive): tried again until it goes.
-    let mut lock_held_by: Option<Option<String>> = None;
+    // While the lease is held, a scan left unfinished after the takeover is
+    // looked for again every time to live: the takeover gives up on a scan
+    // lock still held by a holder that stalled (SIGSTOP, a paused VM) past
+    // `scan.lock_wait_secs`, and such a holder marks its scan interrupted
+    // only when it wakes; a scan cut off by the database stays `running`.
+    let mut unfinished = tokio::time::interval(Duration::from_secs(
+        app.loaded.config.replicas.lease_ttl_secs,
+    ));
+    unfinished.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -409,12 +415,22 @@ async fn scan_loop(
                 if stopping() {
                     break;
                 }
-                lock_held_by = take_over(&app, &mut lease, taken_from, &mut start_scan).await;
-            }
-            () = tokio::time::sleep(TAKEOVER_RETRY), if lock_held_by.is_some() => {
-                let taken_from = lock_held_by.take().flatten();
-                if lease.held() && !stopping() {
-                    lock_held_by = take_over(&app, &mut lease, taken_from, &mut start_scan).await;
+                let resume = match app.take_over_scans().await {
+                    Ok(resume) => resume,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot check for a scan to resume");
+                        false
+                    }
+                };
+                if resume {
+                    tracing::info!(taken_from, "resuming the interrupted scan");
+                }
+                let missed = !resume && missed_scheduled_scan(&app).await;
+                if missed {
+                    tracing::info!(taken_from, "the scheduled scan fell during the lease's handover: scanning now");
+                }
+                if resume || missed || std::mem::take(&mut start_scan) {
+                    scan_while_held(&app, &mut lease).await;
                 }
             }
             tick = due.recv() => match tick {
@@ -427,53 +443,21 @@ async fn scan_loop(
                 }
                 _ => break,
             },
+            _ = unfinished.tick(), if lease.held() => {
+                if stopping() {
+                    break;
+                }
+                match app.scan_left_unfinished().await {
+                    Ok(true) => {
+                        tracing::info!("resuming a scan left unfinished while this replica held the scan lease");
+                        scan_while_held(&app, &mut lease).await;
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, "cannot check for a scan left unfinished"),
+                }
+            }
         }
     }
-}
-
-/// How long after finding the scan lock still held a new lease holder
-/// tries again (on top of each try's `scan.lock_wait_secs`).
-const TAKEOVER_RETRY: Duration = Duration::from_secs(5);
-
-/// On taking the scan lease (from `taken_from`): repairs and resumes what
-/// the old holder left, scans a tick missed during the handover, or the
-/// start-up scan. Returns `Some(taken_from)` when the old holder's scan
-/// lock was still held, to be tried again.
-async fn take_over(
-    app: &App,
-    lease: &mut Lease,
-    taken_from: Option<String>,
-    start_scan: &mut bool,
-) -> Option<Option<String>> {
-    let takeover = match app.take_over_scans().await {
-        Ok(takeover) => takeover,
-        Err(error) => {
-            tracing::error!(%error, "cannot check for a scan to resume");
-            Takeover::Nothing
-        }
-    };
-    let resume = match takeover {
-        Takeover::LockHeld => {
-            tracing::warn!(
-                taken_from,
-                "the scan lock is still held (a scan by hand, or the old holder hangs): trying again"
-            );
-            return Some(taken_from);
-        }
-        Takeover::Resume => {
-            tracing::info!(taken_from, "resuming the interrupted scan");
-            true
-        }
-        Takeover::Nothing => false,
-    };
-    let missed = !resume && missed_scheduled_scan(app).await;
-    if missed {
-        tracing::info!(taken_from, "the scheduled scan fell during the lease's handover: scanning now");
-    }
-    if resume || missed || std::mem::take(start_scan) {
-        scan_while_held(app, lease).await;
-    }
-    None
 }
 
 /// Whether the schedule fired during a lease handover with no scan since:

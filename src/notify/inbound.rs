@@ -211,18 +211,32 @@ async fn answer_code(
     let hour_ago = now - TimeDelta::hours(1);
     let limit = notifier.policy.max_wrong_codes_per_hour;
     // Checking the lockout, looking the code up and counting a wrong one
-    // are one step: guesses sent all at once would otherwise each pass the
-    // check before any of them was counted.
+    // are one step, on every replica: each check first reserves a wrong
+    // code in the store (refused at the limit), given back if the code is
+    // right. Checked then counted, guesses sent to several replicas at once
+    // would each pass the check before any was counted.
     let checking = notifier.code_checks.lock().await;
-    if store.wrong_codes_since(name, hour_ago).await? >= limit {
+    let Some((reserved, wrong)) = store
+        .reserve_code_check(name, "sms", hour_ago, limit, now)
+        .await?
+    else {
         refuse("locked out after too many wrong codes", None).await?;
         return Ok(Some(
             "Draco: too many wrong codes; replies from this number are ignored for an hour.".into(),
         ));
-    }
+    };
     let digest = notifier.key.code_digest(name, code);
-    let Some(ask) = store.ask_by_code(name, &digest).await? else {
-        let wrong = store.record_wrong_code(name, "sms", hour_ago, now).await?;
+    let looked_up = match store.ask_by_code(name, &digest).await {
+        Ok(found) => found,
+        Err(error) => {
+            // Not a wrong code: the store failed (Twilio retries).
+            if let Err(give_back) = store.withdraw_wrong_code(reserved).await {
+                tracing::warn!(error = %give_back, "cannot give back a code check that failed");
+            }
+            return Err(error);
+        }
+    };
+    let Some(ask) = looked_up else {
         refuse("a wrong code", None).await?;
         if wrong >= limit {
             store
@@ -237,6 +251,7 @@ async fn answer_code(
         }
         return Ok(Some("Draco: that code is not valid.".into()));
     };
+    store.withdraw_wrong_code(reserved).await?;
     drop(checking);
     let finding = finding_of(store, &ask).await?;
     let spent = match ask.state {

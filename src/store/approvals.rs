@@ -276,6 +276,31 @@ pub trait ApprovalStore: Send + Sync {
         since: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<u32, StoreError>;
+    /// Reserves one code check for `approver` under the lockout, in one
+    /// write step shared by every replica: counts their wrong codes since
+    /// `since`; at `limit` or more, `None` (locked out); otherwise records a
+    /// wrong code at `at` and returns its id and the count with it. A code
+    /// that turns out right gives its reservation back
+    /// ([`Self::withdraw_wrong_code`]). So at most `limit` codes are looked up
+    /// per approver and window, however many replicas check at once.
+    async fn reserve_code_check(
+        &self,
+        approver: &str,
+        channel: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(i64, u32)>, StoreError>;
+    /// Uses up ask `id` of `approver` if it is still pending and unexpired at
+    /// `at`; false when it was used (or expired, revoked) meanwhile.
+    async fn spend_ask(
+        &self,
+        id: i64,
+        approver: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Removes the wrong code `id` recorded by [`Self::reserve_code_check`].
+    async fn withdraw_wrong_code(&self, id: i64) -> Result<(), StoreError>;
     /// Wrong codes from `approver` since `since`.
     async fn wrong_codes_since(
         &self,

@@ -71,6 +71,9 @@ pub struct Repo {
     /// Waited before answering each request (a slow API, so that a test
     /// can stop Draco half-way through a scan).
     pub latency: std::time::Duration,
+    /// Method and path of every request as it arrives, before the latency
+    /// (a request whose client dies while it waits is here, not in `requests`).
+    pub arrivals: Vec<(String, String)>,
 }
 
 /// Called after the stand-in closed pull request `number` on a `PATCH`
@@ -185,6 +188,11 @@ impl StandIn {
 
     pub fn pulls(&self) -> Vec<PullState> {
         self.repo.lock().expect("lock").pulls.clone()
+    }
+
+    /// Method and path of every request as it arrived.
+    pub fn arrivals(&self) -> Vec<(String, String)> {
+        self.repo.lock().expect("lock").arrivals.clone()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -326,7 +334,11 @@ async fn handle_and_notify(
         .and_then(|n| n.parse::<u64>().ok());
     let path = uri.path().to_owned();
     let method_name = method.to_string();
-    let latency = repo.lock().expect("lock").latency;
+    let latency = {
+        let mut repo = repo.lock().expect("lock");
+        repo.arrivals.push((method_name.clone(), path.clone()));
+        repo.latency
+    };
     tokio::time::sleep(latency).await;
     let response = handle(
         State((Arc::clone(&repo), token)),

@@ -37,6 +37,7 @@ mod realworld_cost;
 mod realworld_posture;
 mod redact_props;
 mod redaction;
+mod replica_attacks;
 mod replicas;
 mod scans;
 mod script_safety;

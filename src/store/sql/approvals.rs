@@ -629,6 +629,64 @@ impl ApprovalStore for Backend {
         Ok(count)
     }
 
+    async fn reserve_code_check(
+        &self,
+        approver: &str,
+        channel: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+        at: DateTime<Utc>,
+    ) -> Result<Option<(i64, u32)>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let count = count_since(&mut *tx, WRONG_CODES_SINCE, approver, since).await?;
+        if count >= limit {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO approval_failures (approver, channel, at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(approver.to_owned())
+        .bind(channel.to_owned())
+        .bind(timestamp(at))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((id, count.saturating_add(1))))
+    }
+
+    async fn spend_ask(
+        &self,
+        id: i64,
+        approver: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let at = timestamp(at);
+        let used: Option<i64> = sqlx::query_scalar(
+            "UPDATE approval_asks SET state = 'used', used_at = $1
+             WHERE id = $2 AND state = 'pending' AND expires_at > $1 AND approver = $3
+             RETURNING id",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(approver.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(used.is_some())
+    }
+
+    async fn withdraw_wrong_code(&self, id: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM approval_failures WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn wrong_codes_since(
         &self,
         approver: &str,
