@@ -86,6 +86,7 @@ conformance!(
     a_lease_has_one_holder_until_it_expires_or_is_released,
     concurrent_claims_of_a_free_lease_have_one_winner,
     a_delivery_is_claimed_by_one_replica_until_its_claim_runs_out,
+    concurrent_code_checks_stay_within_the_lockout_and_an_ask_is_spent_once,
     retention_removes_only_what_is_old_and_finished_and_runs_once,
     a_purged_finding_leaves_no_trace_and_the_keyed_chain_still_verifies,
     purging_everything_empties_every_table_but_the_chain_and_the_keys,
@@ -1942,4 +1943,88 @@ async fn a_delivery_is_claimed_by_one_replica_until_its_claim_runs_out(store: Sh
             .len(),
         1
     );
+}
+
+/// Replicas checking codes for one approver at the same moment: at most
+/// `limit` checks get through the lockout, a right code gives its check
+/// back, and an ask is spent by one of several concurrent uses.
+async fn concurrent_code_checks_stay_within_the_lockout_and_an_ask_is_spent_once(store: Shared) {
+    use crate::store::approvals::{AskDelivery, NewAsk};
+    let now = Utc::now();
+    let hour_ago = now - chrono::Duration::hours(1);
+    let checks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .reserve_code_check("alice", "sms", hour_ago, 5, now)
+                    .await
+                    .expect("reserve")
+            })
+        })
+        .collect();
+    let mut reserved = Vec::new();
+    for check in checks {
+        if let Some((id, _)) = check.await.expect("task") {
+            reserved.push(id);
+        }
+    }
+    assert_eq!(reserved.len(), 5, "the limit holds across concurrent checks");
+    assert_eq!(
+        store
+            .wrong_codes_since("alice", hour_ago)
+            .await
+            .expect("count"),
+        5
+    );
+    store
+        .withdraw_wrong_code(reserved[0])
+        .await
+        .expect("a right code gives its check back");
+    assert!(
+        store
+            .reserve_code_check("alice", "sms", hour_ago, 5, now)
+            .await
+            .expect("reserve")
+            .is_some()
+    );
+    assert!(
+        store
+            .reserve_code_check("bob", "sms", hour_ago, 5, now)
+            .await
+            .expect("reserve")
+            .is_some(),
+        "another approver has a count of their own"
+    );
+
+    proposed(&store, "vol-s", "draco/s", "head-s").await;
+    let cr = reference("draco/s", "head-s");
+    let ask = store
+        .record_ask(&NewAsk {
+            change_request: &cr,
+            approver: "alice",
+            channel: "sms",
+            code_digest: Some("spend-digest".into()),
+            approve_digest: None,
+            reject_digest: None,
+            delivery: AskDelivery::Queued,
+            expires_at: now + chrono::Duration::hours(72),
+            at: now,
+        })
+        .await
+        .expect("ask")
+        .expect("new");
+    let spends: Vec<_> = (0..6)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.spend_ask(ask, "alice", now).await.expect("spend") })
+        })
+        .collect();
+    let mut spent = 0;
+    for spend in spends {
+        if spend.await.expect("task") {
+            spent += 1;
+        }
+    }
+    assert_eq!(spent, 1, "an ask is spent once");
 }
