@@ -118,7 +118,10 @@ mod tests {
                 (0x55a873e83000, 0x55a875bb8000 - 0x55a873e83000),
             ]
         );
-        assert!(read_only_mappings_of(MAPS, 0).is_empty(), "anonymous memory");
+        assert!(
+            read_only_mappings_of(MAPS, 0).is_empty(),
+            "anonymous memory"
+        );
         assert!(read_only_mappings_of("garbled line\n", 1234567).is_empty());
     }
 

@@ -538,7 +538,6 @@ fn release_idle_memory_soon() {
     });
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::pattern::Pattern;
 use async_trait::async_trait;
 use include_dir::{Dir, include_dir};
 use minijinja::{Environment, UndefinedBehavior};
-use super::pattern::Pattern;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -473,8 +473,8 @@ fn with_peer(
     Response = axum::response::Response,
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>>
-                 + Send
-                 + 'static,
+             + Send
+             + 'static,
 > {
     hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
         request

@@ -1969,7 +1969,11 @@ async fn concurrent_code_checks_stay_within_the_lockout_and_an_ask_is_spent_once
             reserved.push(id);
         }
     }
-    assert_eq!(reserved.len(), 5, "the limit holds across concurrent checks");
+    assert_eq!(
+        reserved.len(),
+        5,
+        "the limit holds across concurrent checks"
+    );
     assert_eq!(
         store
             .wrong_codes_since("alice", hour_ago)

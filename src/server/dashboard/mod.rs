@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::Extension;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -426,21 +426,18 @@ fn login_form(status: StatusCode, refusal: Refusal) -> Response {
         Ok(env) => env,
         Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response(),
     };
-    match env
-        .get_template("login.html")
-        .and_then(|t| {
-            let (refused, retry_minutes) = match refusal {
-                Refusal::None => ("", 0),
-                Refusal::WrongToken => ("wrong", 0),
-                Refusal::Throttled(secs) => ("throttled", secs.div_ceil(60)),
-            };
-            t.render(minijinja::context! {
-                refused => refused,
-                retry_minutes => retry_minutes,
-                authenticated => false,
-            })
+    match env.get_template("login.html").and_then(|t| {
+        let (refused, retry_minutes) = match refusal {
+            Refusal::None => ("", 0),
+            Refusal::WrongToken => ("wrong", 0),
+            Refusal::Throttled(secs) => ("throttled", secs.div_ceil(60)),
+        };
+        t.render(minijinja::context! {
+            refused => refused,
+            retry_minutes => retry_minutes,
+            authenticated => false,
         })
-    {
+    }) {
         Ok(html) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

@@ -83,7 +83,10 @@ impl LoginThrottle {
         if !failures.contains_key(&key) && failures.len() >= MAX_TRACKED {
             failures.retain(|_, f| f.since + FAILED_LOGIN_WINDOW > now);
             if failures.len() >= MAX_TRACKED
-                && let Some(stalest) = failures.iter().min_by_key(|(_, f)| f.since).map(|(k, _)| *k)
+                && let Some(stalest) = failures
+                    .iter()
+                    .min_by_key(|(_, f)| f.since)
+                    .map(|(k, _)| *k)
             {
                 failures.remove(&stalest);
             }
