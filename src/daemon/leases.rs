@@ -34,6 +34,11 @@ pub enum Holding {
     /// whose lease had expired then (it died or stalled).
     Yes {
         taken_from: Option<String>,
+        /// This host's deadline (monotonic): past it the lease counts as
+        /// lost whether or not the keeper has run since, a quarter of the
+        /// time to live before it can expire for the other replicas.
+        /// Moved on by each renewal without waking anyone.
+        until: tokio::time::Instant,
     },
 }
 
@@ -46,19 +51,39 @@ pub struct Lease {
 
 impl Lease {
     pub fn held(&self) -> bool {
-        matches!(*self.holding.borrow(), Holding::Yes { .. })
+        self.deadline()
+            .is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        match &*self.holding.borrow() {
+            Holding::Yes { until, .. } => Some(*until),
+            Holding::No => None,
+        }
     }
 
     /// Resolves when this replica does not hold the lease (at once if it
-    /// does not now).
+    /// does not now): the keeper says so, or this host's deadline passes
+    /// first. The deadline fences a replica that was stalled (stopped,
+    /// paused) past its lease: when it runs again, work selecting on this
+    /// first (`biased`) stops before its next step, before the keeper has
+    /// even asked the database.
     pub async fn lost(&mut self) {
-        if self
-            .holding
-            .wait_for(|h| matches!(h, Holding::No))
-            .await
-            .is_err()
-        {
-            // The keeper stopped (shutdown): nothing is held any more.
+        loop {
+            let Some(until) = self.deadline() else {
+                return;
+            };
+            let deadline_passed = tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(until) => true,
+                // Lost, or the keeper stopped (shutdown): nothing is held
+                // any more.
+                _ = self.holding.wait_for(|h| matches!(h, Holding::No)) => false,
+            };
+            if !deadline_passed || self.deadline().is_none_or(|next| next <= until) {
+                return;
+            }
+            // Renewed meanwhile: wait for the new deadline.
         }
     }
 
@@ -70,7 +95,7 @@ impl Lease {
             if self.holding.changed().await.is_err() {
                 return std::future::pending().await;
             }
-            if let Holding::Yes { taken_from } = &*self.holding.borrow_and_update() {
+            if let Holding::Yes { taken_from, .. } = &*self.holding.borrow_and_update() {
                 return taken_from.clone();
             }
         }
@@ -84,6 +109,7 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
     let task = tokio::spawn(async move {
         let holder = crate::replica::id();
         let every = ttl / 4;
+        let local_ttl = ttl;
         let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
         // Until when the last successful renewal holds the lease. A renewal
         // that fails or is slow (SQLite's writers queue behind a long write
@@ -97,6 +123,20 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
             // replicas whose clocks drift apart agree on them; this host
             // counts its own holding from before it asked, to be safe.
             let asked_at = Utc::now();
+            let asked = tokio::time::Instant::now();
+            // A keeper that did not run past its deadline (its process was
+            // stopped) has lost the lease: it says so before asking, so that
+            // holding it again counts as a new take.
+            let stale = matches!(&*report.borrow(), Holding::Yes { until, .. } if asked >= *until);
+            if stale {
+                valid_until = None;
+                tracing::warn!(
+                    job,
+                    holder,
+                    "lease lost: this replica did not run past its deadline"
+                );
+                report.send_replace(Holding::No);
+            }
             let tried = tokio::time::timeout(every, async {
                 let now = store.clock().await?;
                 let until = now.checked_add_signed(ttl).unwrap_or(now);
@@ -107,7 +147,10 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
             let now_holding = match tried {
                 Ok(Ok(LeaseState::Held { taken_from })) => {
                     valid_until = asked_at.checked_add_signed(ttl);
-                    Holding::Yes { taken_from }
+                    Holding::Yes {
+                        taken_from,
+                        until: asked + local_ttl.saturating_sub(every),
+                    }
                 }
                 Ok(Ok(LeaseState::HeldBy { .. })) => {
                     valid_until = None;
@@ -133,11 +176,17 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
                     }
                 }
             };
-            report.send_if_modified(|current| match (&*current, now_holding) {
-                (Holding::Yes { .. }, Holding::Yes { .. }) | (Holding::No, Holding::No) => false,
+            report.send_if_modified(|current| match (&mut *current, now_holding) {
+                // A renewal moves the deadline on without waking anyone.
+                (Holding::Yes { until, .. }, Holding::Yes { until: renewed, .. }) => {
+                    *until = renewed;
+                    false
+                }
+                (Holding::No, Holding::No) => false,
                 (Holding::No, taken @ Holding::Yes { .. }) => {
                     if let Holding::Yes {
                         taken_from: Some(from),
+                        ..
                     } = &taken
                     {
                         tracing::info!(

@@ -205,8 +205,11 @@ pub async fn run(
             loop {
                 if lease.held() {
                     tokio::select! {
-                        () = app.follow_up_approvals(Utc::now()) => {}
+                        // The lease first: a replica woken past its deadline
+                        // stops before the pass takes another step.
+                        biased;
                         () = lease.lost() => tracing::warn!("approvals lease lost: this follow-up pass stopped for the replica that takes the lease"),
+                        () = app.follow_up_approvals(Utc::now()) => {}
                     }
                 }
                 tokio::select! {
@@ -237,6 +240,7 @@ pub async fn run(
                 // Held: once now, then every tick while it stays held.
                 while lease.held() {
                     tokio::select! {
+                        biased;
                         () = lease.lost() => break,
                         done = app.enforce_retention(Utc::now()) => if let Err(error) = done {
                             tracing::error!(%error, "cannot enforce retention; trying again at the next tick");
@@ -500,7 +504,11 @@ fn missed_tick(
 /// resumes the scan (every step commits before the next starts).
 async fn scan_while_held(app: &App, lease: &mut Lease) {
     tokio::select! {
-        () = scan(app) => {}
+        // The lease first: a replica woken past its deadline (it was
+        // stopped or paused) drops the scan before its next step, so it
+        // makes no write to GitHub or the database the new holder's scan
+        // could race.
+        biased;
         () = lease.lost() => {
             tracing::warn!("scan lease lost mid-scan (the database stopped answering, or this replica stalled): scan stopped for the replica that takes the lease to resume");
             // The cancelled scan's lock went with it: it is marked
@@ -509,6 +517,7 @@ async fn scan_while_held(app: &App, lease: &mut Lease) {
                 tracing::error!(%error, "cannot mark the stopped scan interrupted");
             }
         }
+        () = scan(app) => {}
     }
 }
 

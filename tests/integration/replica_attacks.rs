@@ -1156,11 +1156,10 @@ async fn attack3_a_frozen_scan_holder_woken_after_losing_its_lease() {
 
 /// D6: the woken replica must not write to GitHub once its lease has
 /// expired (by its own clock, the lease was lost 17 s before it woke).
-/// Fails: the scan's next write goes out before the lease keeper's renewal
-/// reports the loss (about 100 ms after SIGCONT); nothing fences side
-/// effects on the lease. Ignored until that is fixed.
+/// It did, before the lease keeper's renewal reported the loss (about
+/// 100 ms after SIGCONT); now the lease carries this host's deadline and
+/// the scan selects on it first, so it stops before its next step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "D6: a woken lease holder writes to GitHub before it notices the lease is lost"]
 async fn attack3_a_woken_scan_holder_writes_nothing_after_losing_its_lease() {
     let Some(frozen) = freeze_the_scan_holder_past_its_lease().await else {
         return;
