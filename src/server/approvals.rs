@@ -233,18 +233,6 @@ pub async fn link_get(
     }
 }
 
-/// The value of cookie `name` in the request, if present.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// `POST /approve/{token}`: the form's answer.
 pub async fn link_post(
     State(app): State<Arc<dyn ServerApp>>,
@@ -277,7 +265,7 @@ pub async fn link_post(
         .link_decide(
             &token,
             form_token,
-            cookie(&headers, FORM_COOKIE),
+            super::cookie(&headers, FORM_COOKIE),
             reason,
             Utc::now(),
         )

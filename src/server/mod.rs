@@ -462,6 +462,20 @@ pub async fn spawn_health(
     spawn_on(addr, |listener, stop| serve_health(listener, app, stop)).await
 }
 
+/// The value of cookie `name` in the request's `Cookie` headers
+/// (RFC 6265 §5.4: `name=value` pairs separated by `;`), if present. Used by
+/// the approval form and the dashboard's session.
+pub(crate) fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 /// `service` with the connection's peer address in every request's
 /// extensions, as axum's [`axum::extract::ConnectInfo`] (the dashboard's
 /// login counts wrong tokens per address).

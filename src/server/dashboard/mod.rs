@@ -121,18 +121,6 @@ async fn dashboard_on(
     next.run(request).await
 }
 
-/// The value of cookie `name` in the request, if present.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 /// Whether the request is signed in, as an extension the pages read (to
 /// show the logout button).
 #[derive(Debug, Clone, Copy)]
@@ -149,7 +137,7 @@ async fn require_session(
         return not_found();
     };
     if auth.required() {
-        let live = cookie(request.headers(), auth::SESSION_COOKIE)
+        let live = super::cookie(request.headers(), auth::SESSION_COOKIE)
             .is_some_and(|id| auth.session_valid(id, Instant::now()));
         if !live {
             return see_other("/login", None);
@@ -510,7 +498,7 @@ async fn logout(State(app): State<Arc<dyn ServerApp>>, headers: HeaderMap) -> Re
     let Some(auth) = app.dashboard_auth().filter(|a| a.required()) else {
         return see_other("/", None);
     };
-    if let Some(id) = cookie(&headers, auth::SESSION_COOKIE) {
+    if let Some(id) = super::cookie(&headers, auth::SESSION_COOKIE) {
         auth.close_session(id);
     }
     see_other("/login", Some(auth.cleared_cookie()))
