@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -111,25 +110,21 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
         let every = ttl / 4;
         let local_ttl = ttl;
         let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
-        // Until when the last successful renewal holds the lease. A renewal
-        // that fails or is slow (SQLite's writers queue behind a long write
-        // transaction) is tried again while a quarter of the time to live
-        // is left; past that, or told another replica holds it, the lease
+        // A renewal that fails or is slow (SQLite's writers queue behind a
+        // long write transaction) is tried again while the holding's
+        // deadline (a quarter of the time to live before the expiry) has
+        // not passed; past it, or told another replica holds it, the lease
         // counts as lost before it can expire under this replica.
-        let mut valid_until: Option<chrono::DateTime<Utc>> = None;
-        let margin = chrono::TimeDelta::from_std(every).unwrap_or(chrono::TimeDelta::MAX);
         loop {
             // Expiries are set and compared by the database's clock, so
             // replicas whose clocks drift apart agree on them; this host
             // counts its own holding from before it asked, to be safe.
-            let asked_at = Utc::now();
             let asked = tokio::time::Instant::now();
             // A keeper that did not run past its deadline (its process was
             // stopped) has lost the lease: it says so before asking, so that
             // holding it again counts as a new take.
             let stale = matches!(&*report.borrow(), Holding::Yes { until, .. } if asked >= *until);
             if stale {
-                valid_until = None;
                 tracing::warn!(
                     job,
                     holder,
@@ -143,19 +138,13 @@ pub fn keep(store: Arc<dyn AppStore>, job: &'static str, ttl: Duration) -> (Leas
                 store.acquire_lease(job, holder, now, until).await
             })
             .await;
-            let still_valid = || valid_until.is_some_and(|v| Utc::now() + margin < v);
+            let still_valid = || matches!(&*report.borrow(), Holding::Yes { until, .. } if tokio::time::Instant::now() < *until);
             let now_holding = match tried {
-                Ok(Ok(LeaseState::Held { taken_from })) => {
-                    valid_until = asked_at.checked_add_signed(ttl);
-                    Holding::Yes {
-                        taken_from,
-                        until: asked + local_ttl.saturating_sub(every),
-                    }
-                }
-                Ok(Ok(LeaseState::HeldBy { .. })) => {
-                    valid_until = None;
-                    Holding::No
-                }
+                Ok(Ok(LeaseState::Held { taken_from })) => Holding::Yes {
+                    taken_from,
+                    until: asked + local_ttl.saturating_sub(every),
+                },
+                Ok(Ok(LeaseState::HeldBy { .. })) => Holding::No,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, job, "cannot take or renew the lease; trying again");
                     if still_valid() {
