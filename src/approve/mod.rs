@@ -284,9 +284,6 @@ pub async fn finish_abandoned(
             ))
             .into());
         };
-        if !may_resume(&decision, "", now) {
-            continue;
-        }
         match carry_out(store, change_requests, &cr, &decision, true, now).await {
             Ok(outcome) => {
                 tracing::info!(
